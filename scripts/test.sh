@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine with only the Rust toolchain:
+#   1. installs what the tests need and the toolchain lacks (idempotent; skipped when present):
+#      the S3 server s3s-fs, a llama.cpp OpenAI-compatible server (llama-cpp-python), Chromium;
+#   2. checks formatting and lints;
+#   3. runs every test with EXP_TEST_STRICT=1, so a test whose server or browser is missing fails
+#      instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! command -v s3s-fs >/dev/null 2>&1; then
+  log "installing s3s-fs (real S3 server for remote tests)"
+  cargo install --locked s3s-fs --version 0.14.1 --features binary
+fi
+
+if ! python3 -c 'import llama_cpp.server' >/dev/null 2>&1; then
+  log "installing llama-cpp-python[server] (real llama.cpp endpoint; compiles ~5 min)"
+  python3 -m pip install --quiet 'llama-cpp-python[server]'
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium (HTML report test)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+log "cargo fmt --check"
+cargo fmt --check
+log "cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+
+log "cargo test"
+EXP_TEST_STRICT=1 cargo test 2>&1

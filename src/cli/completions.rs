@@ -1,0 +1,17 @@
+use clap::{Args, CommandFactory};
+use clap_complete::Shell;
+
+use super::{Cli, Context};
+
+/// Print a shell completion script.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  exp completions bash > ~/.local/share/bash-completion/completions/exp\n  exp completions zsh > \"${fpath[1]}/_exp\"\n  exp completions fish > ~/.config/fish/completions/exp.fish")]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: Shell,
+}
+
+pub fn run(_ctx: &Context, args: &CompletionsArgs) -> anyhow::Result<()> {
+    clap_complete::generate(args.shell, &mut Cli::command(), "exp", &mut std::io::stdout());
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! The command line: one file per command (an `Args` struct whose doc comments are the help text,
+//! and a `run` function), after jj's `cli/src/commands/`. No business logic lives here: a command
+//! opens the repository, calls the library and renders the result as a table or as `--json`.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cat_object;
+mod checkout;
+mod clean;
+mod clone;
+mod commit;
+mod completions;
+mod diff;
+mod fetch;
+mod fsck;
+mod gc;
+mod hash_object;
+mod import;
+mod init;
+mod list;
+mod log;
+mod pull;
+mod push;
+mod remote;
+mod rm;
+mod run;
+mod show;
+mod status;
+mod tag;
+pub mod ui;
+
+/// Run LLM prompt experiments and keep every run as immutable, content-addressed history.
+#[derive(Parser, Debug)]
+#[command(name = "exp", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Quickstart:\n  exp run --config config/eval_config.yaml --archive\n  exp log\n  exp diff t0_r20250818 t1_r20250821")]
+pub struct Cli {
+    /// Workspace holding `.exprepo/` [default: nearest `.exprepo` upward, else the current folder]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Init(init::InitArgs),
+    Run(run::RunArgs),
+    #[command(visible_alias = "archive")]
+    Commit(commit::CommitArgs),
+    Log(log::LogArgs),
+    List(list::ListArgs),
+    Show(show::ShowArgs),
+    Diff(diff::DiffArgs),
+    Checkout(checkout::CheckoutArgs),
+    Status(status::StatusArgs),
+    Clean(clean::CleanArgs),
+    Import(import::ImportArgs),
+    Tag(tag::TagArgs),
+    Rm(rm::RmArgs),
+    Remote(remote::RemoteArgs),
+    Push(push::PushArgs),
+    Fetch(fetch::FetchArgs),
+    Pull(pull::PullArgs),
+    Clone(clone::CloneArgs),
+    Fsck(fsck::FsckArgs),
+    Gc(gc::GcArgs),
+    CatObject(cat_object::CatObjectArgs),
+    HashObject(hash_object::HashObjectArgs),
+    Completions(completions::CompletionsArgs),
+}
+
+/// What every command gets besides its own arguments.
+pub struct Context {
+    /// `--repo`, when given.
+    pub repo: Option<PathBuf>,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Context { repo: cli.repo };
+    match &cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Commit(a) => commit::run(&ctx, a),
+        Command::Log(a) => log::run(&ctx, a),
+        Command::List(a) => list::run(&ctx, a),
+        Command::Show(a) => show::run(&ctx, a),
+        Command::Diff(a) => diff::run(&ctx, a),
+        Command::Checkout(a) => checkout::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
+        Command::Clean(a) => clean::run(&ctx, a),
+        Command::Import(a) => import::run(&ctx, a),
+        Command::Tag(a) => tag::run(&ctx, a),
+        Command::Rm(a) => rm::run(&ctx, a),
+        Command::Remote(a) => remote::run(&ctx, a),
+        Command::Push(a) => push::run(&ctx, a),
+        Command::Fetch(a) => fetch::run(&ctx, a),
+        Command::Pull(a) => pull::run(&ctx, a),
+        Command::Clone(a) => clone::run(&ctx, a),
+        Command::Fsck(a) => fsck::run(&ctx, a),
+        Command::Gc(a) => gc::run(&ctx, a),
+        Command::CatObject(a) => cat_object::run(&ctx, a),
+        Command::HashObject(a) => hash_object::run(&ctx, a),
+        Command::Completions(a) => completions::run(&ctx, a),
+    }
+}
+
+/// Ends the process with `code` and no message: for `exp diff --exit-code` and the like,
+/// where a non-zero exit is an answer, not a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("exit {0}")]
+pub struct SilentExit(pub u8);
+
+/// Prints `error: …` (the chain, joined) and `hint: …`, and picks the exit code.
+pub fn report_error(err: &anyhow::Error) -> ExitCode {
+    if let Some(SilentExit(code)) = err.downcast_ref::<SilentExit>() {
+        return ExitCode::from(*code);
+    }
+    let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+    let mut message = chain[0].clone();
+    for cause in &chain[1..] {
+        if !message.contains(cause.as_str()) {
+            message.push_str(": ");
+            message.push_str(cause);
+        }
+    }
+    eprintln!("error: {message}");
+    let hint = err.chain().find_map(exp::error::hint_for);
+    if let Some(hint) = hint {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::FAILURE
+}
+
+/// Logs go to stderr, filtered by `EXP_LOG` (e.g. `EXP_LOG=debug`); silent by default.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EXP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

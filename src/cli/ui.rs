@@ -1,0 +1,162 @@
+//! How commands show things: tables for people, JSON for scripts, progress on stderr.
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use comfy_table::{presets, ContentArrangement, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A table in the house style: no outer borders, header underlined, wrapped to the terminal.
+pub fn table<I, S>(header: I) -> Table
+where
+    I: IntoIterator<Item = S>,
+    S: Into<comfy_table::Cell>,
+{
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_HORIZONTAL_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
+    t
+}
+
+/// Pretty JSON on stdout, for `--json`.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Progress on stderr: a bar with rate and ETA on a terminal, a plain line every few seconds
+/// otherwise (CI logs, pipes), so long work is never silent and never floods a log.
+pub struct TermProgress {
+    bar: Option<ProgressBar>,
+    plain: Mutex<PlainState>,
+}
+
+struct PlainState {
+    what: String,
+    total: u64,
+    done: u64,
+    bytes: bool,
+    status: String,
+    started: Instant,
+    last_line: Instant,
+}
+
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+impl TermProgress {
+    pub fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(ProgressBar::hidden);
+        let now = Instant::now();
+        TermProgress {
+            bar,
+            plain: Mutex::new(PlainState {
+                what: String::new(),
+                total: 0,
+                done: 0,
+                bytes: false,
+                status: String::new(),
+                started: now,
+                last_line: now,
+            }),
+        }
+    }
+
+    fn plain_line(s: &PlainState) {
+        let secs = s.started.elapsed().as_secs_f64().max(1e-9);
+        let rate = s.done as f64 / secs;
+        let eta = if rate > 0.0 && s.total > s.done {
+            format!(" · ETA {:.0}s", (s.total - s.done) as f64 / rate)
+        } else {
+            String::new()
+        };
+        let (done, total, rate) = if s.bytes {
+            (human_bytes(s.done), human_bytes(s.total), format!("{}/s", human_bytes(rate as u64)))
+        } else {
+            (s.done.to_string(), s.total.to_string(), format!("{rate:.1}/s"))
+        };
+        let status = if s.status.is_empty() { String::new() } else { format!(" · {}", s.status) };
+        eprintln!("{}: {done}/{total} · {rate}{eta}{status}", s.what);
+    }
+}
+
+impl Default for TermProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl exp::progress::Progress for TermProgress {
+    fn start(&self, what: &str, total: u64, bytes: bool) {
+        if let Some(bar) = &self.bar {
+            let template = if bytes {
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
+            } else {
+                "{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}"
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_prefix(what.to_string());
+            bar.set_length(total);
+            bar.set_position(0);
+            bar.reset_eta();
+            return;
+        }
+        let mut s = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        *s = PlainState {
+            what: what.to_string(),
+            total,
+            done: 0,
+            bytes,
+            status: String::new(),
+            started: Instant::now(),
+            last_line: Instant::now(),
+        };
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+            return;
+        }
+        let mut s = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        s.done += n;
+        if s.last_line.elapsed() >= PLAIN_EVERY {
+            s.last_line = Instant::now();
+            Self::plain_line(&s);
+        }
+    }
+
+    fn status(&self, msg: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(msg.to_string());
+            return;
+        }
+        self.plain.lock().unwrap_or_else(|e| e.into_inner()).status = msg.to_string();
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+            return;
+        }
+        let s = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        if s.total > 0 {
+            Self::plain_line(&s);
+        }
+    }
+}
+
+/// 1536 -> "1.5 KiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}

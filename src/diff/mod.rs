@@ -1,0 +1,1 @@
+//! Structured diffs of runs: tree diff plus semantic diffs of known artifacts.

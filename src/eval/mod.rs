@@ -1,0 +1,2 @@
+//! Running experiments: config, plan, prepare, build, execute, providers, scoring, reports.
+pub mod report;

@@ -1,0 +1,1 @@
+//! Importing legacy run folders as tagged commits.

@@ -1,0 +1,12 @@
+//! `exp`: run LLM prompt experiments and keep every run as immutable, content-addressed history.
+//!
+//! The library never prints, never exits and never reads the terminal: it returns data and typed
+//! errors, and the `exp` binary (`src/cli/`) decides how they look.
+pub mod diff;
+pub mod error;
+pub mod eval;
+pub mod import;
+pub mod progress;
+pub mod provenance;
+pub mod stats;
+pub mod store;

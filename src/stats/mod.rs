@@ -1,0 +1,1 @@
+//! Statistics: pure estimators and tests, no I/O.

@@ -1,0 +1,1 @@
+//! Remotes: sharing run history with a folder or S3-compatible storage.
