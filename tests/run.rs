@@ -653,7 +653,13 @@ fn ctrl_c_stops_cleanly_with_the_journal_intact_and_says_how_to_resume() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("5 answers", || server.state.ok.load(Ordering::SeqCst) >= 5 && server.total() >= 6);
+    // Interrupt only once the 5 answers are journaled and a 6th request is held by the server.
+    let run = run_dir(ws.path(), "c");
+    wait_until("5 answers journaled", || {
+        let Ok(entries) = std::fs::read_dir(&run) else { return false };
+        let journaled: usize = entries.flatten().filter(|e| e.path().join("responses").is_dir()).map(|e| journal_lines(&e.path()).len()).sum();
+        journaled >= 5 && server.total() >= 6
+    });
     // SAFETY: kill(2) on the child we spawned and still own.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
