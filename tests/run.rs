@@ -657,7 +657,11 @@ fn ctrl_c_stops_cleanly_with_the_journal_intact_and_says_how_to_resume() {
     let run = run_dir(ws.path(), "c");
     wait_until("5 answers journaled", || {
         let Ok(entries) = std::fs::read_dir(&run) else { return false };
-        let journaled: usize = entries.flatten().filter(|e| e.path().join("responses").is_dir()).map(|e| journal_lines(&e.path()).len()).sum();
+        let journaled: usize = entries
+            .flatten()
+            .filter(|e| e.path().join("responses").is_dir())
+            .map(|e| journal_lines(&e.path()).len())
+            .sum();
         journaled >= 5 && server.total() >= 6
     });
     // SAFETY: kill(2) on the child we spawned and still own.
@@ -1060,4 +1064,26 @@ fn a_missing_config_file_says_which_to_pass() {
         .failure()
         .stderr(predicate::str::contains("cannot read config nope.yaml"))
         .stderr(predicate::str::contains("hint: pass an existing file with --config"));
+}
+
+#[test]
+fn a_run_being_resumed_by_a_live_process_is_not_resumed_twice() {
+    let ws = workspace(2, &sim_model(), "");
+    exp(ws.path()).args(["run", "--run-id", "l"]).assert().success();
+    let dir = run_dir(ws.path(), "l");
+    let mut run = read_json(&dir.join("run.json"));
+    run["status"] = "incomplete".into();
+    std::fs::write(dir.join("run.json"), run.to_string()).unwrap();
+    // The test process itself stands in for another live exp.
+    std::fs::write(dir.join(".exp-run.lock"), std::process::id().to_string()).unwrap();
+    exp(ws.path())
+        .args(["run", "--resume", "--run-id", "l"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is being run by another exp process"))
+        .stderr(predicate::str::contains("hint: wait for it to finish"));
+    // A lock whose process is gone (as after kill -9) is taken over.
+    std::fs::write(dir.join(".exp-run.lock"), "999999999").unwrap();
+    exp(ws.path()).args(["run", "--resume", "--run-id", "l"]).assert().success();
+    assert!(!dir.join(".exp-run.lock").exists());
 }

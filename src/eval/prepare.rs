@@ -63,7 +63,8 @@ pub struct Prepared {
     pub path: PathBuf,
     /// BLAKE3 of the raw bytes and the field mapping (hex).
     pub hash: String,
-    pub items: Vec<Item>,
+    /// Shared with the request tasks, which need the gold answers (sim) without a copy.
+    pub items: std::sync::Arc<Vec<Item>>,
     /// Whether this invocation wrote the file (false: reused).
     pub written: bool,
 }
@@ -83,7 +84,13 @@ pub fn prepare(
         && let Ok(items) = read_prepared(&path)
     {
         write_pointer(&pointer, &path, &hash)?;
-        return Ok(Prepared { name: ds.name.clone(), path, hash, items, written: false });
+        return Ok(Prepared {
+            name: ds.name.clone(),
+            path,
+            hash,
+            items: items.into(),
+            written: false,
+        });
     }
     let items = normalize(ds, raw, &bytes)?;
     std::fs::create_dir_all(prepared_dir)
@@ -106,7 +113,7 @@ pub fn prepare(
     };
     write().map_err(|source| PrepareError::Write { path: path.clone(), source })?;
     write_pointer(&pointer, &path, &hash)?;
-    Ok(Prepared { name: ds.name.clone(), path, hash, items, written: true })
+    Ok(Prepared { name: ds.name.clone(), path, hash, items: items.into(), written: true })
 }
 
 /// `--dry-run`: reads and checks the dataset like `prepare`, writing nothing.
@@ -115,7 +122,13 @@ pub fn prepare_in_memory(ds: &DatasetConfig, raw: &Path) -> Result<Prepared, Pre
         .map_err(|source| PrepareError::Read { path: raw.to_path_buf(), source })?;
     let hash = content_hash(ds, &bytes);
     let items = normalize(ds, raw, &bytes)?;
-    Ok(Prepared { name: ds.name.clone(), path: raw.to_path_buf(), hash, items, written: false })
+    Ok(Prepared {
+        name: ds.name.clone(),
+        path: raw.to_path_buf(),
+        hash,
+        items: items.into(),
+        written: false,
+    })
 }
 
 fn content_hash(ds: &DatasetConfig, bytes: &[u8]) -> String {
@@ -144,7 +157,7 @@ pub fn load_latest(ds: &DatasetConfig, prepared_dir: &Path) -> Result<Prepared, 
         name: ds.name.clone(),
         path,
         hash: hash.trim().to_string(),
-        items,
+        items: items.into(),
         written: false,
     })
 }

@@ -166,48 +166,47 @@ pub fn write(
                 let id = custom_id(job.dataset, &item.id, job.condition, repeat);
                 m.n += 1;
                 let cluster = item.cluster.clone().unwrap_or_default();
-                let (prediction, score, raw, finish, tin, tout, latency, error) = match entries
-                    .get(&id)
-                {
-                    Some(e) if e.status == Status::Ok => {
-                        let raw = e.content.clone().unwrap_or_default();
-                        let (prediction, score) = scorer.score(&raw, &item.label);
-                        m.scored += 1;
-                        m.correct += score;
-                        c.requests += 1;
-                        c.input_tokens += e.input_tokens;
-                        c.output_tokens += e.output_tokens;
-                        c.usage_missing += u64::from(e.usage_missing);
-                        (
-                            prediction,
-                            Some(score),
-                            raw,
-                            e.finish_reason.clone().unwrap_or_default(),
-                            e.input_tokens.to_string(),
-                            e.output_tokens.to_string(),
-                            e.latency_ms.to_string(),
-                            String::new(),
-                        )
-                    }
-                    Some(e) => {
-                        m.failed += 1;
-                        c.requests += 1;
-                        c.failures += 1;
-                        (
-                            String::new(),
-                            None,
-                            String::new(),
-                            String::new(),
-                            "0".into(),
-                            "0".into(),
-                            e.latency_ms.to_string(),
-                            e.error.clone().unwrap_or_else(|| "failed".into()),
-                        )
-                    }
-                    None => {
-                        m.missing += 1;
-                        incomplete = true;
-                        (
+                let (prediction, score, raw, finish, tin, tout, latency, error) =
+                    match entries.get(&id) {
+                        Some(e) if e.status == Status::Ok => {
+                            let raw = e.content.clone().unwrap_or_default();
+                            let (prediction, score) = scorer.score(&raw, &item.label);
+                            m.scored += 1;
+                            m.correct += score;
+                            c.requests += 1;
+                            c.input_tokens += e.input_tokens;
+                            c.output_tokens += e.output_tokens;
+                            c.usage_missing += u64::from(e.usage_missing);
+                            (
+                                prediction,
+                                Some(score),
+                                raw,
+                                e.finish_reason.clone().unwrap_or_default(),
+                                e.input_tokens.to_string(),
+                                e.output_tokens.to_string(),
+                                e.latency_ms.to_string(),
+                                String::new(),
+                            )
+                        }
+                        Some(e) => {
+                            m.failed += 1;
+                            c.requests += 1;
+                            c.failures += 1;
+                            (
+                                String::new(),
+                                None,
+                                String::new(),
+                                String::new(),
+                                "0".into(),
+                                "0".into(),
+                                e.latency_ms.to_string(),
+                                e.error.clone().unwrap_or_else(|| "failed".into()),
+                            )
+                        }
+                        None => {
+                            m.missing += 1;
+                            incomplete = true;
+                            (
                             String::new(),
                             None,
                             String::new(),
@@ -218,8 +217,8 @@ pub fn write(
                             "not answered: the run was interrupted (exp run --resume finishes it)"
                                 .into(),
                         )
-                    }
-                };
+                        }
+                    };
                 let repeat_s = repeat.to_string();
                 let part_s = job.part.to_string();
                 pred.write_record([

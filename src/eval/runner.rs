@@ -63,6 +63,8 @@ pub enum RunError {
     NotBuilt { path: PathBuf },
     #[error("baseline `{reference}`: {problem}")]
     Baseline { reference: String, problem: String },
+    #[error("run `{run_id}` is being run by another exp process (pid {pid})")]
+    Locked { run_id: String, pid: u32 },
 }
 
 impl RunError {
@@ -103,6 +105,9 @@ impl RunError {
             RunError::Baseline { .. } => {
                 Some("pick a baseline from `exp log` that ran the same trials, or drop --baseline".into())
             }
+            RunError::Locked { pid, .. } => Some(format!(
+                "wait for it to finish, or stop it (kill {pid}) and resume with `exp run --resume`"
+            )),
         }
     }
 }
@@ -458,12 +463,12 @@ pub fn run(
             (run_id, dir, rj)
         }
     };
+    let _lock = RunLock::take(&dir, &run_id)?;
     let resumed = !rj.resumed_at.is_empty();
     write_run_json(&dir, &rj)?;
 
     // Build (or reuse) the request files, then count what is still to send.
-    let items: Vec<Arc<Vec<prepare::Item>>> =
-        datasets.iter().map(|d| Arc::new(d.items.clone())).collect();
+    let items: Vec<Arc<Vec<prepare::Item>>> = datasets.iter().map(|d| d.items.clone()).collect();
     for t in &trials {
         write_trial_json(&dir, t, &loaded.config, &conditions, &datasets)?;
     }
@@ -680,6 +685,55 @@ pub fn run(
         datasets: datasets.iter().map(|d| (d.name.clone(), d.items.len(), d.written)).collect(),
         warnings,
     }))
+}
+
+/// `<run>/.exp-run.lock`: one process per run, so two `--resume`s never send the same requests
+/// twice. A lock left by a killed process (its pid is gone) is taken over.
+struct RunLock(PathBuf);
+
+impl RunLock {
+    fn take(dir: &Path, run_id: &str) -> Result<RunLock, RunError> {
+        let path = dir.join(".exp-run.lock");
+        let write_err = |source| RunError::Write { path: path.clone(), source };
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    f.write_all(std::process::id().to_string().as_bytes()).map_err(write_err)?;
+                    return Ok(RunLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid: Option<u32> =
+                        std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+                    if let Some(pid) = pid
+                        && pid != std::process::id()
+                        && process_alive(pid)
+                    {
+                        return Err(RunError::Locked { run_id: run_id.to_string(), pid });
+                    }
+                    std::fs::remove_file(&path).map_err(write_err)?;
+                }
+                Err(e) => return Err(write_err(e)),
+            }
+        }
+        Err(RunError::Write {
+            path: path.clone(),
+            source: std::io::Error::other("lock file keeps reappearing"),
+        })
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: kill(2) with signal 0 only checks that the process exists; it sends nothing.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 fn trial_status(r: &results::TrialResults) -> &'static str {
@@ -958,7 +1012,7 @@ fn stored_fingerprint(dir: &Path, rj: &RunJson) -> Result<serde_json::Value, Run
             name: d.name.clone(),
             path: d.prepared.clone().into(),
             hash: d.hash.clone(),
-            items: Vec::new(),
+            items: Default::default(),
             written: false,
         })
         .collect();
