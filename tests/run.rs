@@ -1087,3 +1087,169 @@ fn a_run_being_resumed_by_a_live_process_is_not_resumed_twice() {
     exp(ws.path()).args(["run", "--resume", "--run-id", "l"]).assert().success();
     assert!(!dir.join(".exp-run.lock").exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// --archive and --baseline (the store)
+
+fn exp_log(ws: &Path) -> Vec<Value> {
+    let out = exp(ws).args(["log", "--all", "--json"]).assert().success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+#[test]
+fn archive_commits_the_run_and_creates_the_store_when_missing() {
+    let ws = workspace(5, &sim_model(), "");
+    exp(ws.path())
+        .args(["run", "--run-id", "a1", "--archive", "-m", "first demo"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("created the store .exprepo"))
+        .stdout(predicate::str::contains("archived: runs/a1 -> "));
+    assert!(ws.path().join(".exprepo/refs/runs/a1").is_file());
+    let log = exp_log(ws.path());
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["commit"]["run_id"], "a1");
+    assert_eq!(log[0]["commit"]["status"], "complete");
+    assert_eq!(log[0]["commit"]["message"], "first demo");
+    // The stored run.json is the run's own, provenance included.
+    let out = exp(ws.path()).args(["show", "a1", "run.json"]).assert().success();
+    let stored: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(stored, read_json(&run_dir(ws.path(), "a1").join("run.json")));
+    assert!(stored["provenance"].is_object());
+    exp(ws.path())
+        .args(["run", "--run-id", "a2", "--archive"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("created the store").not());
+}
+
+#[test]
+fn an_interrupted_run_is_archived_marked_incomplete() {
+    let server = Server::start(|_, _| Reply::Ok);
+    server.state.hold_after.store(3, Ordering::SeqCst);
+    server.state.open.send_replace(false);
+    let ws = workspace(10, &openai_model(&server.url, ""), FAST);
+    let child = std::process::Command::new(exp_bin())
+        .current_dir(ws.path())
+        .args(["run", "--run-id", "ia", "--archive"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = run_dir(ws.path(), "ia");
+    wait_until("3 answers journaled", || {
+        let Ok(entries) = std::fs::read_dir(&run) else { return false };
+        let n: usize = entries
+            .flatten()
+            .filter(|e| e.path().join("responses").is_dir())
+            .map(|e| journal_lines(&e.path()).len())
+            .sum();
+        n >= 3 && server.total() >= 4
+    });
+    // SAFETY: kill(2) on the child we spawned and still own.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let log = exp_log(ws.path());
+    assert_eq!(log[0]["commit"]["run_id"], "ia");
+    assert_eq!(log[0]["commit"]["status"], "incomplete");
+    server.state.open.send_replace(true);
+    server.state.hold_after.store(u64::MAX, Ordering::SeqCst);
+    exp(ws.path()).args(["run", "--resume", "--archive"]).assert().success();
+    let log = exp_log(ws.path());
+    assert_eq!(log[0]["commit"]["status"], "complete");
+    assert_eq!(log.len(), 2, "the resumed run is a new commit on top of the incomplete one");
+}
+
+#[test]
+fn baseline_control_rows_come_from_the_store_and_are_not_paid_for_again() {
+    let server = Server::start(|_, _| Reply::Ok);
+    let ws = workspace(12, &openai_model(&server.url, ""), FAST);
+    exp(ws.path()).args(["run", "--run-id", "base", "--archive"]).assert().success();
+    assert_eq!(server.total(), 24);
+    let base_trial = trial_dir(ws.path(), "base");
+    let base_preds = csv_rows(&base_trial.join("results/predictions.csv"));
+
+    exp(ws.path())
+        .args(["run", "--run-id", "t", "--condition", "treatment", "--baseline", "base"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning").not());
+    assert_eq!(server.total(), 36, "only the 12 treatment requests were sent");
+    let trial = trial_dir(ws.path(), "t");
+    let preds = csv_rows(&trial.join("results/predictions.csv"));
+    assert_eq!(preds.len(), 24);
+    let control: Vec<_> = preds.iter().filter(|r| r["condition"] == "control").cloned().collect();
+    let base_control: Vec<_> =
+        base_preds.iter().filter(|r| r["condition"] == "control").cloned().collect();
+    assert_eq!(control, base_control);
+    let scores = csv_rows(&trial.join("results/per_item_scores.csv"));
+    assert_eq!(scores.iter().filter(|r| r["condition"] == "control").count(), 12);
+    let metrics = read_json(&trial.join("results/metrics.json"));
+    assert_eq!(metrics["conditions"]["control"]["n"], 12);
+    assert_eq!(metrics["conditions"]["treatment"]["n"], 12);
+    let costs = read_json(&trial.join("results/costs.json"));
+    assert_eq!(costs["from_baseline"], serde_json::json!(["control"]));
+    assert_eq!(costs["requests"], 12);
+    assert!(costs["conditions"].get("control").is_none());
+    let run = read_json(&run_dir(ws.path(), "t").join("run.json"));
+    assert_eq!(run["baseline"], "base");
+    assert_eq!(run["baseline_detail"]["missing_trials"], serde_json::json!([]));
+    let log = exp_log(ws.path());
+    assert_eq!(run["baseline_detail"]["commit"], log[0]["id"]);
+}
+
+#[test]
+fn a_baseline_without_the_trial_leaves_it_treatment_only_and_says_so() {
+    let ws = workspace(6, &sim_model(), "");
+    exp(ws.path()).args(["run", "--run-id", "base", "--archive"]).assert().success();
+    let cfg = ws.path().join("config/eval_config.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("temps: [0.0]", "temps: [0.0, 1.0]");
+    std::fs::write(&cfg, text).unwrap();
+    exp(ws.path())
+        .args(["run", "--run-id", "t", "--condition=treatment", "--baseline", "runs/base"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "warning: baseline `runs/base` has no results for trial sim-ps-t1-tp1-mx16",
+        ));
+    let run = read_json(&run_dir(ws.path(), "t").join("run.json"));
+    assert_eq!(run["baseline_detail"]["missing_trials"], serde_json::json!(["sim-ps-t1-tp1-mx16"]));
+    let t1 = read_json(&run_dir(ws.path(), "t").join("sim-ps-t1-tp1-mx16/results/metrics.json"));
+    assert!(t1["conditions"].get("control").is_none());
+    let t0 = read_json(&run_dir(ws.path(), "t").join("sim-ps-t0-tp1-mx16/results/metrics.json"));
+    assert_eq!(t0["conditions"]["control"]["n"], 6);
+}
+
+#[test]
+fn a_baseline_with_another_control_prompt_is_flagged() {
+    let ws = workspace(3, &sim_model(), "");
+    exp(ws.path()).args(["run", "--run-id", "base", "--archive"]).assert().success();
+    std::fs::write(ws.path().join("config/prompts/control.txt"), "A new control prompt.").unwrap();
+    exp(ws.path())
+        .args(["run", "--condition", "treatment", "--baseline", "base"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("control prompt of prompt set `ps` differs"));
+}
+
+#[test]
+fn an_unknown_baseline_is_refused_before_anything_is_sent() {
+    let server = Server::start(|_, _| Reply::Ok);
+    let ws = workspace(3, &openai_model(&server.url, ""), FAST);
+    exp(ws.path())
+        .args(["run", "--condition", "treatment", "--baseline", "nope"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("cannot open baseline `nope`"))
+        .stderr(predicate::str::contains("hint: run `exp init`"));
+    exp(ws.path()).args(["run", "--run-id", "b", "--archive"]).assert().success();
+    let before = server.total();
+    exp(ws.path())
+        .args(["run", "--condition", "treatment", "--baseline", "nope"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("cannot open baseline `nope`"))
+        .stderr(predicate::str::contains("hint: `exp list` shows every run and tag"));
+    assert_eq!(server.total(), before);
+}

@@ -5,6 +5,7 @@ use clap::{Args, ValueEnum};
 
 use super::Context;
 use super::ui;
+use exp::eval::archive::Archived;
 use exp::eval::plan::Condition;
 use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary};
 
@@ -110,16 +111,25 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         stop_on_ctrl_c: true,
     };
     let progress = ui::TermProgress::new();
-    let open_baseline = |reference: &str| exp::eval::archive::open_baseline(&workspace, reference);
+    let open_baseline = |reference: &str| -> Result<_, runner::BoxError> {
+        Ok(exp::eval::archive::open_baseline(&workspace, reference)?)
+    };
     match runner::run(&opts, &open_baseline, &progress)? {
         Outcome::Planned(plan) => render_plan(&plan, args.json),
         Outcome::Ran(summary) => {
+            // An interrupted run is committed too (its run.json says incomplete): history keeps
+            // what was paid for, and a later resume commits on top of it.
             let archived = if args.archive {
-                Some(exp::eval::archive::commit_run(&workspace, &summary, args.message.as_deref())?)
+                Some(exp::eval::archive::commit_run(
+                    &workspace,
+                    &summary,
+                    args.message.as_deref(),
+                    &progress,
+                )?)
             } else {
                 None
             };
-            render_summary(&summary, archived.as_deref(), args.json)?;
+            render_summary(&summary, archived.as_ref(), args.json)?;
             if summary.status == RunStatus::Incomplete {
                 return Err(exp::error::Hinted::new(
                     format!("run {} stopped before every request was answered", summary.run_id),
@@ -219,7 +229,7 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn render_summary(s: &RunSummary, archived: Option<&str>, json: bool) -> Result<()> {
+fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Result<()> {
     if json {
         let v = serde_json::json!({
             "run_id": s.run_id,
@@ -230,7 +240,9 @@ fn render_summary(s: &RunSummary, archived: Option<&str>, json: bool) -> Result<
             "sent": s.outcome.sent,
             "failures": s.outcome.failures,
             "interrupted": s.outcome.interrupted,
-            "archived": archived,
+            "archived": archived.map(|a| serde_json::json!({
+                "commit": a.commit, "created_store": a.created_store, "unchanged": a.unchanged,
+            })),
             "warnings": s.warnings,
             "manifest": s.manifest,
         });
@@ -280,8 +292,13 @@ fn render_summary(s: &RunSummary, archived: Option<&str>, json: bool) -> Result<
         );
     }
     println!("results: {}", display_rel(&s.run_dir));
-    if let Some(id) = archived {
-        println!("archived: runs/{} -> {id}", s.run_id);
+    if let Some(a) = archived {
+        if a.created_store {
+            println!("created the store {}", display_rel(&a.store_dir));
+        }
+        let short = a.commit.get(..12).unwrap_or(&a.commit);
+        let note = if a.unchanged { " (unchanged since its last commit)" } else { "" };
+        println!("archived: runs/{} -> {short}{note}", s.run_id);
     }
     for w in &s.warnings {
         eprintln!("warning: {w}");

@@ -14,8 +14,7 @@ pub mod results;
 pub mod runner;
 pub mod score;
 
-/// The code provenance recorded in run.json.
+/// The code provenance recorded in run.json (git HEAD, dirty, untracked, via gix).
 pub fn provenance_of(workspace: &std::path::Path) -> serde_json::Value {
-    let _ = workspace;
-    serde_json::json!({"git_commit": null, "dirty": false, "untracked": false, "note": "provenance not captured yet"})
+    serde_json::to_value(crate::provenance::capture(workspace)).unwrap_or_default()
 }

@@ -63,6 +63,12 @@ pub enum RunError {
     NotBuilt { path: PathBuf },
     #[error("baseline `{reference}`: {problem}")]
     Baseline { reference: String, problem: String },
+    #[error("cannot open baseline `{reference}`")]
+    BaselineOpen {
+        reference: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("run `{run_id}` is being run by another exp process (pid {pid})")]
     Locked { run_id: String, pid: u32 },
 }
@@ -105,6 +111,8 @@ impl RunError {
             RunError::Baseline { .. } => {
                 Some("pick a baseline from `exp log` that ran the same trials, or drop --baseline".into())
             }
+            // The store's own error (the source) has the better hint.
+            RunError::BaselineOpen { .. } => None,
             RunError::Locked { pid, .. } => Some(format!(
                 "wait for it to finish, or stop it (kill {pid}) and resume with `exp run --resume`"
             )),
@@ -138,8 +146,10 @@ pub trait BaselineSource {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String>;
 }
 
-/// Opens a baseline by reference (the binary does it with the store).
-pub type OpenBaseline<'a> = &'a dyn Fn(&str) -> Result<Box<dyn BaselineSource>, String>;
+/// Opens a baseline by reference (`archive::open_baseline` does it with the store).
+pub type OpenBaseline<'a> = &'a dyn Fn(&str) -> Result<Box<dyn BaselineSource>, BoxError>;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -396,6 +406,19 @@ pub fn run(
 
     let fingerprint = fingerprint(&loaded.config, &prompts, &datasets);
     let config_hash = blake3::hash(fingerprint.to_string().as_bytes()).to_hex().to_string();
+    // The baseline is opened before anything is sent, so a wrong REF costs nothing.
+    let mut warnings = Vec::new();
+    let baseline = match &baseline_ref {
+        Some(reference) => {
+            let src = open_baseline(reference).map_err(|source| RunError::BaselineOpen {
+                reference: reference.clone(),
+                source,
+            })?;
+            warnings.extend(baseline_checks(reference, src.as_ref(), &loaded, &prompts, &datasets));
+            Some((reference.clone(), src))
+        }
+        None => None,
+    };
     let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (run_id, dir, mut rj) = match previous {
         Some(mut rj) => {
@@ -547,16 +570,6 @@ pub fn run(
         }
     };
 
-    // Baseline rows for control, when asked.
-    let mut warnings = Vec::new();
-    let baseline = match &baseline_ref {
-        Some(reference) => {
-            let src = open_baseline(reference)
-                .map_err(|problem| RunError::Baseline { reference: reference.clone(), problem })?;
-            Some((reference.clone(), src))
-        }
-        None => None,
-    };
     let mut baseline_missing = Vec::new();
 
     let scorer = Scorer::new(&loaded.config.scoring).map_err(|e| ConfigError::Invalid {
@@ -734,6 +747,48 @@ fn process_alive(pid: u32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks that the process exists; it sends nothing.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// What could make the baseline's control rows a poor match for this run's treatment rows.
+fn baseline_checks(
+    reference: &str,
+    src: &dyn BaselineSource,
+    l: &LoadedConfig,
+    prompts: &BTreeMap<PathBuf, String>,
+    datasets: &[Prepared],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let run: Option<RunJson> =
+        src.read("run.json").ok().flatten().and_then(|b| serde_json::from_slice(&b).ok());
+    match run {
+        Some(run) => {
+            for d in datasets {
+                match run.datasets.iter().find(|b| b.name == d.name) {
+                    Some(b) if b.hash != d.hash => out.push(format!(
+                        "baseline `{reference}` ran a different version of dataset `{}`: items are paired by id, and items it lacks stay unpaired",
+                        d.name
+                    )),
+                    None => out.push(format!("baseline `{reference}` did not run dataset `{}`", d.name)),
+                    _ => {}
+                }
+            }
+        }
+        None => out.push(format!(
+            "baseline `{reference}` has no readable run.json: its datasets cannot be checked"
+        )),
+    }
+    for (name, set) in &l.config.prompt_sets {
+        let rel = snapshot_path(Path::new(""), &set.control);
+        let theirs = src.read(&rel.to_string_lossy()).ok().flatten();
+        let ours = prompts.get(&set.control).map(|t| t.as_bytes());
+        if theirs.as_deref() != ours {
+            out.push(format!(
+                "baseline `{reference}`'s control prompt of prompt set `{name}` differs from {}",
+                set.control.display()
+            ));
+        }
+    }
+    out
 }
 
 fn trial_status(r: &results::TrialResults) -> &'static str {
