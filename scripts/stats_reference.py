@@ -88,6 +88,14 @@ def paired_case(name, control, treatment, clusters, alpha, binary):
         se = cluster_se(d, clusters)
         case["se_cluster"] = se
         case["n_clusters"] = int(len(set(clusters)))
+        # Sign-flip test on whole clusters: flip the sign of each cluster's sum of differences.
+        _, inv = np.unique(np.asarray(clusters), return_inverse=True)
+        sums = np.bincount(inv, weights=d)
+        nonzero = sums[sums != 0]
+        if len(nonzero) <= 20:
+            res = stats.permutation_test((nonzero,), np.mean, permutation_type="samples",
+                                         n_resamples=np.inf, alternative="two-sided")
+            case["perm_p_clusters"] = float(res.pvalue)
     else:
         se = case["se_iid"]
         case["se_cluster"] = None
