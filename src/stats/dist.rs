@@ -98,15 +98,14 @@ pub fn norm_ppf(p: f64) -> f64 {
 
 /// P(X ≤ k) for X ~ Binomial(n, 1/2).
 ///
-/// Summed from the k-th term downwards with the ratio C(n, i-1) / C(n, i) = i / (n - i + 1), so
-/// only one exponential is taken (of ln C(n, k) − n ln 2) and nothing underflows before it
-/// matters, for any n a run can have.
+/// The k-th term comes from Loader's saddle-point formula (as R's `dbinom` and, in effect,
+/// scipy), accurate to a few ulps for any n; the terms below it follow by the exact ratio
+/// C(n, i−1)/C(n, i) = i/(n − i + 1). Summing log-factorials instead loses ~1e-11 at n = 20 000.
 pub fn binom_half_cdf(k: u64, n: u64) -> f64 {
     if k >= n {
         return 1.0;
     }
-    let ln_choose: f64 = (0..k).map(|i| ((n - i) as f64).ln() - ((i + 1) as f64).ln()).sum();
-    let mut term = (ln_choose - n as f64 * std::f64::consts::LN_2).exp();
+    let mut term = binom_half_pmf(k, n);
     let mut sum = 0.0;
     let mut i = k;
     loop {
@@ -118,6 +117,54 @@ pub fn binom_half_cdf(k: u64, n: u64) -> f64 {
         i -= 1;
     }
     sum.min(1.0)
+}
+
+/// P(X = k) for X ~ Binomial(n, 1/2), by Loader (2000), "Fast and accurate computation of
+/// binomial probabilities".
+fn binom_half_pmf(k: u64, n: u64) -> f64 {
+    if k == 0 || k == n {
+        return (-(n as f64) * std::f64::consts::LN_2).exp();
+    }
+    let (k, n) = (k as f64, n as f64);
+    let half = n / 2.0;
+    let lc = stirlerr(n) - stirlerr(k) - stirlerr(n - k) - bd0(k, half) - bd0(n - k, half);
+    let lf = (2.0 * std::f64::consts::PI).ln() + k.ln() + (-k / n).ln_1p();
+    (lc - 0.5 * lf).exp()
+}
+
+/// ln(n!) − ((n + ½) ln n − n + ln √(2π)): the error of Stirling's formula.
+fn stirlerr(n: f64) -> f64 {
+    const S0: f64 = 1.0 / 12.0;
+    const S1: f64 = 1.0 / 360.0;
+    const S2: f64 = 1.0 / 1260.0;
+    const S3: f64 = 1.0 / 1680.0;
+    const S4: f64 = 1.0 / 1188.0;
+    if n <= 15.0 {
+        let ln_fact: f64 = (2..=n as u64).map(|j| (j as f64).ln()).sum();
+        return ln_fact - (n + 0.5) * n.ln() + n - 0.5 * (2.0 * std::f64::consts::PI).ln();
+    }
+    let nn = n * n;
+    (S0 - (S1 - (S2 - (S3 - S4 / nn) / nn) / nn) / nn) / n
+}
+
+/// x ln(x/np) + np − x, without the cancellation when x ≈ np.
+fn bd0(x: f64, np: f64) -> f64 {
+    if (x - np).abs() < 0.1 * (x + np) {
+        let mut v = (x - np) / (x + np);
+        let mut s = (x - np) * v;
+        let mut ej = 2.0 * x * v;
+        v *= v;
+        for j in 1..1000 {
+            ej *= v;
+            let s1 = s + ej / f64::from(2 * j + 1);
+            if s1 == s {
+                return s1;
+            }
+            s = s1;
+        }
+        return s;
+    }
+    x * (x / np).ln() + np - x
 }
 
 #[cfg(test)]

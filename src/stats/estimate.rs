@@ -30,7 +30,10 @@ pub fn wilson(successes: f64, n: usize, alpha: f64) -> Option<(f64, f64)> {
     let denom = 1.0 + z2 / n;
     let center = (p + z2 / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
-    Some(((center - half).max(0.0), (center + half).min(1.0)))
+    // At 0 % and 100 % the bound is exactly 0 or 1; floating point would land a hair inside.
+    let lo = if successes <= 0.0 { 0.0 } else { (center - half).max(0.0) };
+    let hi = if successes >= n { 1.0 } else { (center + half).min(1.0) };
+    Some((lo, hi))
 }
 
 /// A proportion of 0/1 outcomes: the mean, the binomial SE sqrt(p(1 − p)/n) and the Wilson

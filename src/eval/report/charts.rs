@@ -3,6 +3,8 @@
 //! `charts/` for the Markdown report and inlined into the HTML report.
 use std::path::Path;
 
+use plotters::coord::combinators::WithKeyPoints;
+use plotters::coord::types::RangedCoordi32;
 use plotters::prelude::*;
 
 use super::format::{self, Num};
@@ -98,20 +100,15 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(s)?;
-        let keys: Vec<f64> = (0..n).map(|i| i as f64).collect();
         let mut chart = ChartBuilder::on(&root)
             .caption("Effect of the treatment prompt per trial", (FONT, 20).into_font().color(&INK))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(y_label_width(agg))
-            .build_cartesian_2d(x0..x1, (-0.6..n as f64 - 0.4).with_key_points(keys))
+            .build_cartesian_2d(x0..x1, rows(n))
             .map_err(s)?;
-        let pos = |i: usize| (n - 1 - i) as f64; // first trial on top
         let labels: Vec<String> = agg.trials.iter().enumerate().map(|(i, t)| label(i, t)).collect();
-        let y_fmt = |y: &f64| {
-            let i = n as i64 - 1 - y.round() as i64;
-            usize::try_from(i).ok().and_then(|i| labels.get(i).cloned()).unwrap_or_default()
-        };
+        let y_fmt = |y: &i32| row_label(&labels, *y);
         let x_fmt = |x: &f64| diff_tick(num, *x, x1 - x0);
         chart
             .configure_mesh()
@@ -128,21 +125,21 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
             .map_err(s)?;
         chart
             .draw_series(std::iter::once(PathElement::new(
-                vec![(0.0, -0.6), (0.0, n as f64 - 0.4)],
+                vec![(0.0, -60), (0.0, n as i32 * 100 - 40)],
                 INK.stroke_width(1),
             )))
             .map_err(s)?;
         for (i, (e, t)) in effects.iter().zip(&agg.trials).enumerate() {
             let Some((m, ci)) = e else { continue };
             let color = if t.holm_p.is_some_and(|h| h < agg.alpha) { SIGNIFICANT } else { NOT_SIGNIFICANT };
-            let y = pos(i);
+            let y = row_y(n, i);
             if let Some([lo, hi]) = ci {
                 let style = color.stroke_width(3);
                 chart
                     .draw_series([
                         PathElement::new(vec![(*lo, y), (*hi, y)], style),
-                        PathElement::new(vec![(*lo, y - 0.15), (*lo, y + 0.15)], style),
-                        PathElement::new(vec![(*hi, y - 0.15), (*hi, y + 0.15)], style),
+                        PathElement::new(vec![(*lo, y - 15), (*lo, y + 15)], style),
+                        PathElement::new(vec![(*hi, y - 15), (*hi, y + 15)], style),
                     ])
                     .map_err(s)?;
             }
@@ -150,7 +147,7 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
             chart
                 .draw_series(std::iter::once(Text::new(
                     num.diff(*m),
-                    (*m, y + 0.42),
+                    (*m, y + 42),
                     (FONT, 12).into_font().color(&INK),
                 )))
                 .map_err(s)?;
@@ -168,6 +165,26 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
         ),
         svg,
     })
+}
+
+/// Trials are rows: row i sits at y = 100·(n − 1 − i) (first trial on top), in hundredths of
+/// a row so markers can sit just above or below it; a tick (and its label) on every row.
+fn rows(n: usize) -> WithKeyPoints<RangedCoordi32> {
+    let keys: Vec<i32> = (0..n as i32).map(|i| i * 100).collect();
+    let range: RangedCoordi32 = (-60..n as i32 * 100 - 40).into();
+    range.with_key_points(keys)
+}
+
+fn row_y(n: usize, i: usize) -> i32 {
+    (n - 1 - i) as i32 * 100
+}
+
+fn row_label(labels: &[String], y: i32) -> String {
+    if y % 100 != 0 {
+        return String::new();
+    }
+    let i = labels.len() as i32 - 1 - y / 100;
+    usize::try_from(i).ok().and_then(|i| labels.get(i).cloned()).unwrap_or_default()
 }
 
 fn diff_tick(num: Num, x: f64, width: f64) -> String {
@@ -200,19 +217,15 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(s)?;
-        let keys: Vec<f64> = (0..n).map(|i| i as f64).collect();
         let mut chart = ChartBuilder::on(&root)
             .caption(format!("{} per condition", cap(num.level_name())), (FONT, 20).into_font().color(&INK))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(y_label_width(agg))
-            .build_cartesian_2d(x0..x1, (-0.6..n as f64 - 0.4).with_key_points(keys))
+            .build_cartesian_2d(x0..x1, rows(n))
             .map_err(s)?;
         let labels: Vec<String> = agg.trials.iter().enumerate().map(|(i, t)| label(i, t)).collect();
-        let y_fmt = |y: &f64| {
-            let i = n as i64 - 1 - y.round() as i64;
-            usize::try_from(i).ok().and_then(|i| labels.get(i).cloned()).unwrap_or_default()
-        };
+        let y_fmt = |y: &i32| row_label(&labels, *y);
         let x_fmt = |x: &f64| if num.pct { format!("{:.0}%", x * 100.0) } else { format!("{x:.2}") };
         chart
             .configure_mesh()
@@ -227,11 +240,11 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
             .axis_desc_style((FONT, 14).into_font().color(&INK))
             .draw()
             .map_err(s)?;
-        for (c, color, offset) in [(CONTROL, CONTROL_COLOR, 0.17), (TREATMENT, TREATMENT_COLOR, -0.17)] {
+        for (c, color, offset) in [(CONTROL, CONTROL_COLOR, 17), (TREATMENT, TREATMENT_COLOR, -17)] {
             let mut points = Vec::new();
             for (i, t) in agg.trials.iter().enumerate() {
                 let Some((m, ci)) = cond(t, c) else { continue };
-                let y = (n - 1 - i) as f64 + offset;
+                let y = row_y(n, i) + offset;
                 if let Some([lo, hi]) = ci {
                     chart
                         .draw_series(std::iter::once(PathElement::new(vec![(lo, y), (hi, y)], color.stroke_width(3))))

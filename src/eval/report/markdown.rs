@@ -209,14 +209,22 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
 
     // Per condition.
     let _ = writeln!(md, "## {} per condition\n", capitalize(num.level_name()));
-    let _ = writeln!(md, "| Condition | {} | {level} CI | SE | Scored | Failed | Interval |", capitalize(num.level_name()));
-    md.push_str("|---|---:|---|---:|---:|---:|---|\n");
+    let _ = writeln!(md, "| Condition | {} | {level} CI | SE | Correct | Scored | Failed | Interval |", capitalize(num.level_name()));
+    md.push_str("|---|---:|---|---:|---:|---:|---:|---|\n");
     for name in [CONTROL, TREATMENT] {
+        // "Correct" is the sum of scores from metrics.json, as the run counted it.
+        let correct = data
+            .metrics
+            .as_ref()
+            .and_then(|m| m.conditions.get(name))
+            .and_then(|c| c.correct)
+            .map(|c| if c.fract() == 0.0 { format!("{c:.0}") } else { format!("{c:.2}") })
+            .unwrap_or_else(|| "—".into());
         match sig.conditions.get(name) {
             Some(c) => {
                 let _ = writeln!(
                     md,
-                    "| {name} | {} | {} | {} | {} | {} | {} |",
+                    "| {name} | {} | {} | {} | {correct} | {} | {} | {} |",
                     c.mean.map(|m| num.level(m)).unwrap_or_else(|| "—".into()),
                     c.ci.map(|ci| num.level_ci(ci)).unwrap_or_else(|| "—".into()),
                     c.se.map(|s| num.level(s)).unwrap_or_else(|| "—".into()),
@@ -226,7 +234,7 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
                 );
             }
             None => {
-                let _ = writeln!(md, "| {name} | not run | — | — | 0 | 0 | — |");
+                let _ = writeln!(md, "| {name} | not run | — | — | — | 0 | 0 | — |");
             }
         }
     }
@@ -537,10 +545,14 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         let bold = |s: &str| if r.significant { format!("**{s}**") } else { s.to_string() };
         let _ = writeln!(
             md,
-            "| T{} | [{}]({}reports/report.md) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| T{} | [{}]({}reports/report.md){} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             i + 1,
             cell(&t.slug, 80),
             t.path,
+            match t.status.as_deref() {
+                Some(s) if s != "complete" => format!(" *({s})*"),
+                _ => String::new(),
+            },
             cell(t.model.as_deref().unwrap_or("—"), 40),
             cell(t.prompt_set.as_deref().unwrap_or("—"), 40),
             cell(&format::decoding(t.decoding.as_ref()), 80),
