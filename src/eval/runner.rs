@@ -81,7 +81,7 @@ impl RunError {
             RunError::Provider(e) => e.hint(),
             RunError::Execute(e) => e.hint(),
             RunError::Results(e) => e.hint(),
-            RunError::Report(_) => None,
+            RunError::Report(e) => e.hint(),
             RunError::Write { .. } => Some("check the disk has space and the folder is writable".into()),
             RunError::Read { .. } => Some("the run folder is damaged; start a new run".into()),
             RunError::RunExists { run_id, .. } => Some(format!(
