@@ -15,10 +15,10 @@ use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary
 /// after any crash with --resume. Old spellings (--run_id, --parts_per_dataset, --dry_run, …) work.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
-  exp run --config config/eval_config.yaml --archive      # the demo (sim model), committed to .exprepo/
-  exp run --config config/eval_config.yaml --dry-run      # the plan and its cost, nothing sent
+  exp run --config config/eval_config.yaml --archive   # the demo (sim model), into .exprepo/
+  exp run --config config/eval_config.yaml --dry-run   # the plan and its cost, nothing sent
   exp run --config cfg.yaml --condition treatment --baseline runs/20251127-130501
-  exp run --config cfg.yaml --resume                      # continue the latest unfinished run
+  exp run --config cfg.yaml --resume                   # continue the latest unfinished run
   exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID")]
 pub struct RunArgs {
     /// The experiment definition (YAML)
@@ -248,8 +248,17 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
         });
         return ui::print_json(&v);
     }
-    let mut t =
-        ui::table(["trial", "status", "control", "treatment", "effect", "p", "failures", "cost"]);
+    let mut t = ui::table([
+        "trial",
+        "status",
+        "control",
+        "treatment",
+        "effect",
+        "p",
+        "Holm p",
+        "failures",
+        "cost",
+    ]);
     for tr in &s.manifest.trials {
         let cell = |c: &str| {
             tr.metrics
@@ -264,6 +273,7 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
             cell("treatment"),
             tr.effect.map(|e| format!("{:+.1} pts", e * 100.0)).unwrap_or_else(|| "-".into()),
             tr.p_value.map(|p| format!("{p:.3}")).unwrap_or_else(|| "-".into()),
+            tr.holm_p.map(|p| format!("{p:.3}")).unwrap_or_else(|| "-".into()),
             tr.failures.to_string(),
             usd(tr.usd),
         ]);
