@@ -104,6 +104,7 @@ def main():
     if os.environ.get("CARGO_TARGET_DIR") and not Path(a.exp).exists():
         t = Path(os.environ["CARGO_TARGET_DIR"])
         a.exp, a.server = str(t / "release/exp"), str(t / "release/examples/bench_server")
+    a.exp, a.server = str(Path(a.exp).resolve()), str(Path(a.server).resolve())
     results = {"concurrency": a.concurrency, "repeats": a.repeats, "cpus": os.cpu_count()}
     C = a.concurrency
 

@@ -263,21 +263,18 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
         let Some(item) = job.items.get(item_index).filter(|_| item_index < job.end) else {
             return Err(mismatch(lineno, "has more requests than the job's items".into()));
         };
-        let request: RequestLine = serde_json::from_str(&line)
+        let (custom_id_sent, body) = parse_request(&line)
             .map_err(|e| mismatch(lineno, format!("not a request line: {e}")))?;
         let want = custom_id(&job.dataset, &item.id, job.condition, repeat);
-        if request.custom_id != want {
+        if custom_id_sent != want {
             return Err(mismatch(
                 lineno,
-                format!("custom_id is `{}`, the plan expects `{want}`", request.custom_id),
+                format!("custom_id is `{custom_id_sent}`, the plan expects `{want}`"),
             ));
         }
-        if job.done.contains(&request.custom_id) {
+        if job.done.contains(&want) {
             continue;
         }
-        let body = bytes::Bytes::from(
-            serde_json::to_vec(&request.body).map_err(|e| mismatch(lineno, e.to_string()))?,
-        );
         // Reap finished tasks so a long job does not keep every finished handle.
         while let Some(done) = requests.try_join_next() {
             flatten(done)?;
@@ -295,7 +292,7 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
         let condition = job.condition;
         requests.spawn(async move {
             let _permit = permit;
-            let id = request.custom_id;
+            let id = want;
             let rc = RequestContext { custom_id: &id, condition, gold: &gold };
             let entry = send_with_retries(&provider, &body, &rc, &settings).await;
             journal.append(&entry, &syncer)?;
@@ -319,6 +316,27 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
     }
     ctx.counters.jobs_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// A request line's custom_id and body bytes. The body is sent as the exact bytes written at
+/// build time: for a line in the layout `build` writes (`body` last), they are sliced out
+/// without building a JSON tree, which matters at tens of thousands of requests a second;
+/// any other valid layout (a hand-edited file) goes through a full parse.
+fn parse_request(line: &str) -> Result<(String, bytes::Bytes), serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        custom_id: String,
+    }
+    // Quotes inside JSON strings are escaped, so the first unescaped `,"body":` is the key.
+    if let Some(at) = line.find(",\"body\":")
+        && let Some(body) = line.trim_end().strip_suffix('}').map(|l| &l[at + 8..])
+        && body.starts_with('{')
+    {
+        let head: Head = serde_json::from_str(line)?;
+        return Ok((head.custom_id, bytes::Bytes::copy_from_slice(body.as_bytes())));
+    }
+    let request: RequestLine = serde_json::from_str(line)?;
+    Ok((request.custom_id, serde_json::to_vec(&request.body)?.into()))
 }
 
 fn flatten(
@@ -414,6 +432,27 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_bodies_are_the_bytes_that_were_built() {
+        let line = serde_json::to_string(&RequestLine {
+            custom_id: "d:a,\"body\":{}:control:r0".into(),
+            method: "POST".into(),
+            url: "/v1/chat/completions".into(),
+            body: serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x,\"body\":"}]}),
+        })
+        .unwrap();
+        let (id, body) = parse_request(&line).unwrap();
+        assert_eq!(id, "d:a,\"body\":{}:control:r0");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["messages"][0]["content"], "x,\"body\":");
+        // Another key order still works, through the full parse.
+        let (id, body) = parse_request(
+            r#"{"body": {"model": "m"}, "custom_id": "c", "method": "POST", "url": "/v1/chat/completions"}"#,
+        ).unwrap();
+        assert_eq!((id.as_str(), &body[..]), ("c", &br#"{"model":"m"}"#[..]));
+        assert!(parse_request("{}").is_err());
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
