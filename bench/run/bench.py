@@ -60,22 +60,30 @@ execution: {{parts_per_dataset: 4, max_concurrent_jobs: 8, max_retries: 2, timeo
     return d
 
 
+def send_rate(stderr):
+    """The send phase's rate from exp's last plain progress line: `requests: N/N · R/s · …`."""
+    lines = [l for l in stderr.splitlines() if l.startswith("requests: ")]
+    return float(lines[-1].split(" · ")[1].removesuffix("/s"))
+
+
 def run_exp(exp, ws, run_id, measure_rss=False):
+    """(wall seconds, send-phase requests/s, max RSS MB or None)."""
     cmd = [exp, "run", "--config", "config/eval_config.yaml", "--run-id", run_id]
     if measure_rss:
         # A fresh Python whose only child is exp, so RUSAGE_CHILDREN's max RSS is exp's.
         wrapper = ("import resource,subprocess,sys;"
-                   "r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL);"
+                   "r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.PIPE,text=True);"
+                   "sys.stderr.write(r.stderr);"
                    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
         t = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", wrapper] + cmd, cwd=ws, check=True, capture_output=True, text=True)
         secs = time.perf_counter() - t
         kb, rc = out.stdout.split()
         assert rc == "0", out.stderr
-        return secs, int(kb) / 1024
+        return secs, send_rate(out.stderr), int(kb) / 1024
     t = time.perf_counter()
-    subprocess.run(cmd, cwd=ws, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t, None
+    out = subprocess.run(cmd, cwd=ws, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return time.perf_counter() - t, send_rate(out.stderr), None
 
 
 def inputs_of(ws, run_id):
@@ -105,7 +113,8 @@ def main():
         t = Path(os.environ["CARGO_TARGET_DIR"])
         a.exp, a.server = str(t / "release/exp"), str(t / "release/examples/bench_server")
     a.exp, a.server = str(Path(a.exp).resolve()), str(Path(a.server).resolve())
-    results = {"concurrency": a.concurrency, "repeats": a.repeats, "cpus": os.cpu_count()}
+    results = {"concurrency": a.concurrency, "repeats": a.repeats, "cpus": os.cpu_count(),
+               "load_average_before": os.getloadavg()}
     C = a.concurrency
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,15 +123,18 @@ def main():
             try:
                 ws = workspace(Path(tmp) / name, items, addr, C)
                 requests = 2 * items
-                exp_rps, py_rps = [], []
+                exp_rps, exp_send, py_rps = [], [], []
                 for r in range(a.repeats):
-                    secs, _ = run_exp(a.exp, ws, f"{name}-{r}")
+                    secs, send, _ = run_exp(a.exp, ws, f"{name}-{r}")
                     exp_rps.append(requests / secs)
+                    exp_send.append(send)
                     py = run_py(addr, C, inputs_of(ws, f"{name}-{r}"))
                     assert py["errors"] == 0 and py["requests"] == requests, py
                     py_rps.append(py["rps"])
                 results[name] = {"requests": requests, "exp_rps": statistics.median(exp_rps),
-                                 "python_rps": statistics.median(py_rps), "exp_runs": exp_rps, "python_runs": py_rps}
+                                 "exp_send_rps": statistics.median(exp_send),
+                                 "python_rps": statistics.median(py_rps), "exp_runs": exp_rps,
+                                 "exp_send_runs": exp_send, "python_runs": py_rps}
                 if delay:
                     results[name]["ideal_rps"] = C / (delay / 1000)
             finally:
@@ -132,22 +144,26 @@ def main():
         server, addr = start_server(a.server, 0, a.server_threads)
         try:
             ws = workspace(Path(tmp) / "memory", a.memory_items, addr, C)
-            secs, rss = run_exp(a.exp, ws, "mem", measure_rss=True)
+            secs, send, rss = run_exp(a.exp, ws, "mem", measure_rss=True)
             results["memory"] = {"items": a.memory_items, "requests": 2 * a.memory_items,
-                                 "seconds": secs, "max_rss_mb": rss}
+                                 "seconds": secs, "send_rps": send, "max_rss_mb": rss}
         finally:
             server.kill()
             server.wait()
 
+    results["load_average_after"] = os.getloadavg()
     nd, dl, mem = results["no_delay"], results["delay_50ms"], results["memory"]
-    print(f"| scenario | requests | exp run | Python asyncio (aiohttp) | ratio / target |")
-    print(f"| --- | ---: | ---: | ---: | --- |")
-    print(f"| no delay, C={C} | {nd['requests']:,} | {nd['exp_rps']:,.0f} req/s | {nd['python_rps']:,.0f} req/s | "
-          f"{nd['exp_rps'] / nd['python_rps']:.1f}x (target >= 5x) |")
-    print(f"| 50 ms delay, C={C} | {dl['requests']:,} | {dl['exp_rps']:,.0f} req/s | {dl['python_rps']:,.0f} req/s | "
-          f"{dl['exp_rps'] / dl['ideal_rps']:.0%} of C/0.05 s = {dl['ideal_rps']:,.0f} (target >= 90%) |")
-    print(f"| memory, {mem['items']:,} items | {mem['requests']:,} | max RSS {mem['max_rss_mb']:.0f} MB "
-          f"in {mem['seconds']:.1f} s | | target < 300 MB |")
+    print(f"load average (1 min) before {results['load_average_before'][0]:.1f}, after {results['load_average_after'][0]:.1f} on {os.cpu_count()} CPUs")
+    print("| scenario | requests | exp run: sending | exp run: whole command | Python asyncio (aiohttp) | result (target) |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    print(f"| no delay, C={C} | {nd['requests']:,} | {nd['exp_send_rps']:,.0f} req/s | {nd['exp_rps']:,.0f} req/s | "
+          f"{nd['python_rps']:,.0f} req/s | sending {nd['exp_send_rps'] / nd['python_rps']:.1f}x, whole command "
+          f"{nd['exp_rps'] / nd['python_rps']:.1f}x Python (>= 5x) |")
+    print(f"| 50 ms delay, C={C} | {dl['requests']:,} | {dl['exp_send_rps']:,.0f} req/s | {dl['exp_rps']:,.0f} req/s | "
+          f"{dl['python_rps']:,.0f} req/s | sending at {dl['exp_send_rps'] / dl['ideal_rps']:.0%} of C/0.05 s = "
+          f"{dl['ideal_rps']:,.0f} req/s (>= 90%) |")
+    print(f"| memory, {mem['items']:,} items | {mem['requests']:,} | {mem['send_rps']:,.0f} req/s | "
+          f"{mem['requests'] / mem['seconds']:,.0f} req/s | | max RSS {mem['max_rss_mb']:.0f} MB (< 300 MB) |")
     Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
