@@ -1267,3 +1267,39 @@ fn an_unknown_baseline_is_refused_before_anything_is_sent() {
         .stderr(predicate::str::contains("hint: `exp list` shows every run and tag"));
     assert_eq!(server.total(), before);
 }
+
+#[test]
+fn repeats_and_clusters_reach_the_result_files() {
+    let ws = workspace(4, &sim_model(), "");
+    let rows: String = (0..4)
+        .map(|i| format!("{{\"id\": \"c{i}\", \"text\": \"t{i}\", \"label\": \"positive\", \"topic\": \"k{}\"}}\n", i % 2))
+        .collect();
+    std::fs::write(ws.path().join("data/d.jsonl"), rows).unwrap();
+    let cfg = ws.path().join("config/eval_config.yaml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("path: data/d.jsonl}", "path: data/d.jsonl, cluster_field: topic}")
+        .replace("max_tokens: [16]}", "max_tokens: [16], repeats: 3}");
+    std::fs::write(&cfg, text).unwrap();
+    exp(ws.path()).args(["run", "--run-id", "rc"]).assert().success();
+    let trial = trial_dir(ws.path(), "rc");
+    let scores = csv_rows(&trial.join("results/per_item_scores.csv"));
+    assert_eq!(scores.len(), 4 * 3 * 2);
+    let repeats: HashSet<&str> = scores.iter().map(|r| r["repeat"].as_str()).collect();
+    assert_eq!(repeats, HashSet::from(["0", "1", "2"]));
+    assert!(
+        scores
+            .iter()
+            .all(|r| r["cluster"] == format!("k{}", r["item_id"][1..].parse::<u32>().unwrap() % 2))
+    );
+    let metrics = read_json(&trial.join("results/metrics.json"));
+    assert_eq!(metrics["n_items"], 4);
+    assert_eq!(metrics["repeats"], 3);
+    assert_eq!(metrics["conditions"]["treatment"]["n"], 12);
+    let ids: HashSet<String> = journal_lines(&trial)
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.contains("d:c0:control:r2"), "{ids:?}");
+    assert_eq!(ids.len(), 24);
+}
