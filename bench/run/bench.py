@@ -33,6 +33,12 @@ def start_server(binary, delay_ms, threads):
     return p, line.split()[-1]
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a live process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def workspace(dir, items, addr, conc):
     d = Path(dir)
     (d / "data").mkdir(parents=True, exist_ok=True)
@@ -123,9 +129,13 @@ def main():
             try:
                 ws = workspace(Path(tmp) / name, items, addr, C)
                 requests = 2 * items
-                exp_rps, exp_send, py_rps = [], [], []
+                exp_rps, exp_send, py_rps, server_busy = [], [], [], []
                 for r in range(a.repeats):
+                    cpu0 = cpu_seconds(server.pid)
                     secs, send, _ = run_exp(a.exp, ws, f"{name}-{r}")
+                    # The server's CPU while exp was sending: well under one core means it is
+                    # not what limits the rate.
+                    server_busy.append((cpu_seconds(server.pid) - cpu0) / (requests / send))
                     exp_rps.append(requests / secs)
                     exp_send.append(send)
                     py = run_py(addr, C, inputs_of(ws, f"{name}-{r}"))
@@ -134,7 +144,8 @@ def main():
                 results[name] = {"requests": requests, "exp_rps": statistics.median(exp_rps),
                                  "exp_send_rps": statistics.median(exp_send),
                                  "python_rps": statistics.median(py_rps), "exp_runs": exp_rps,
-                                 "exp_send_runs": exp_send, "python_runs": py_rps}
+                                 "exp_send_runs": exp_send, "python_runs": py_rps,
+                                 "server_cpu_share_while_exp_sends": statistics.median(server_busy)}
                 if delay:
                     results[name]["ideal_rps"] = C / (delay / 1000)
             finally:
@@ -153,6 +164,8 @@ def main():
 
     results["load_average_after"] = os.getloadavg()
     nd, dl, mem = results["no_delay"], results["delay_50ms"], results["memory"]
+    print(f"bench server CPU while exp sends: {nd['server_cpu_share_while_exp_sends']:.0%} of one core (no delay), "
+          f"{dl['server_cpu_share_while_exp_sends']:.0%} (50 ms)")
     print(f"load average (1 min) before {results['load_average_before'][0]:.1f}, after {results['load_average_after'][0]:.1f} on {os.cpu_count()} CPUs")
     print("| scenario | requests | exp run: sending | exp run: whole command | Python asyncio (aiohttp) | result (target) |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")
