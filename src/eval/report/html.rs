@@ -29,7 +29,8 @@ th { background:#f1f5f9; font-weight:600; white-space:nowrap; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
 tr:last-child td { border-bottom:none; }
 tr.sig td.effect, tr.sig td.holm { color:var(--good); font-weight:700; }
-.slug { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; }
+.slug { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; word-break:break-all; }
+.sub { color:var(--muted); font-size:12px; margin-top:2px; }
 .badge { display:inline-block; font-size:12px; padding:1px 8px; border-radius:10px; background:#ccfbf1; color:#115e59; }
 figure { margin:18px 0; background:#fff; border:1px solid var(--line); border-radius:8px; padding:12px; }
 figure svg { display:block; max-width:100%; height:auto; margin:0 auto; }
@@ -71,28 +72,43 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         (format::usd(usd), "total cost".to_string()),
         (failures.map(format::int).unwrap_or_else(|| "—".into()), "failed requests".to_string()),
     ] {
-        let _ = writeln!(h, "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}</div></div>", esc(&v), esc(&k));
+        let _ = writeln!(
+            h,
+            "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}</div></div>",
+            esc(&v),
+            esc(&k)
+        );
     }
     h.push_str("</section>\n");
 
     h.push_str("<h2>Trials side by side</h2>\n<div class=\"table-wrap\"><table>\n<thead><tr>");
-    for head in ["#", "Trial", "Model", "Prompt set", "Decoding", "Control", "Treatment", "Effect"] {
+    for head in ["#", "Trial", "Control", "Treatment", "Effect"] {
         let _ = write!(h, "<th>{head}</th>");
     }
-    let _ = write!(h, "<th>{level} CI</th><th>p</th><th>Holm p</th><th>Cost</th></tr></thead>\n<tbody>\n");
+    let _ = write!(
+        h,
+        "<th>{level} CI</th><th>p</th><th>Holm p</th><th>Cost</th></tr></thead>\n<tbody>\n"
+    );
     for (i, t) in agg.trials.iter().enumerate() {
         let r = row(t, agg.alpha);
         let _ = writeln!(
             h,
-            "<tr{}><td class=\"num\">T{}</td><td class=\"slug\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr{}><td class=\"num\">T{}</td><td><div class=\"slug\">{}</div><div class=\"sub\">{}</div></td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num effect\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num holm\">{}</td><td class=\"num\">{}</td></tr>",
             if r.significant { " class=\"sig\"" } else { "" },
             i + 1,
             esc(&t.slug),
-            esc(t.model.as_deref().unwrap_or("—")),
-            esc(t.prompt_set.as_deref().unwrap_or("—")),
-            esc(&format::decoding(t.decoding.as_ref())),
+            esc(&[
+                t.model.clone(),
+                t.prompt_set.clone(),
+                Some(format::decoding(t.decoding.as_ref())),
+                t.status.clone().filter(|s| s != "complete"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" · ")),
             esc(&r.control),
             esc(&r.treatment),
             esc(&r.effect),
@@ -144,7 +160,11 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
                 }
             }
             None => {
-                let _ = writeln!(h, "<p class=\"note\">{}</p>", esc(r.note.as_deref().unwrap_or("no statistics")));
+                let _ = writeln!(
+                    h,
+                    "<p class=\"note\">{}</p>",
+                    esc(r.note.as_deref().unwrap_or("no statistics"))
+                );
             }
         }
         let _ = writeln!(
