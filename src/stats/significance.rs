@@ -451,7 +451,13 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
     };
     let unit_name = if clustered { "clusters" } else { "items" };
     let flip = paired::sign_flip_test(&unit_sums, settings.bootstrap_resamples, settings.seed);
-    let flip_method = if flip.exact {
+    let flip_method = if flip.exact && flip.n_nonzero > paired::EXACT_PERMUTATION_LIMIT {
+        format!(
+            "sign-flip permutation test on {unit_name}, exact (equal-sized differences: \
+             binomial count of the {} sign flips)",
+            flip.n_nonzero
+        )
+    } else if flip.exact {
         format!(
             "sign-flip permutation test on {unit_name}, exact (all 2^{} sign patterns)",
             flip.n_nonzero
