@@ -493,3 +493,45 @@ fn an_alpha_outside_zero_one_is_refused_with_the_config_key() {
     assert!(e.to_string().contains("significance.alpha = 1.5"), "{e}");
     assert!(hint(&e).contains("e.g. 0.05"));
 }
+
+#[test]
+fn a_trial_that_never_got_statistics_is_listed_as_such_and_an_empty_run_still_reports() {
+    let (_tmp, run) = run_dir();
+    write_trial_report(&write_trial(&run, &BETTER), &settings()).unwrap();
+    std::fs::create_dir_all(run.join("crashed-trial")).unwrap();
+    write_manifest(&run, &[BETTER.slug, "crashed-trial"], |_| json!({}));
+    write_aggregate(&run, &settings()).unwrap();
+    let md = read(&run.join("aggregate_report.md"));
+    assert!(md.contains("- T2 crashed-trial: no statistics (significance.json missing"), "{md}");
+    let manifest: Value =
+        serde_json::from_str(&read(&run.join("multi_trial_manifest.json"))).unwrap();
+    assert!(
+        manifest["trials"][1]["holm_p"].is_null() && manifest["trials"][1]["p_value"].is_null()
+    );
+
+    let (_tmp2, empty) = run_dir();
+    write_manifest(&empty, &[], |_| json!({}));
+    write_aggregate(&empty, &settings()).unwrap();
+    assert!(read(&empty.join("aggregate_report.md")).contains("No trial has a p-value"));
+    assert!(read(&empty.join("charts/effects.svg")).starts_with("<svg"));
+    assert!(read(&empty.join("aggregate_report.html")).contains("</html>"));
+}
+
+#[test]
+fn continuous_scores_are_reported_as_mean_scores_not_percentages() {
+    fn graded(i: usize, cond: &str, _r: usize) -> Option<f64> {
+        let base = ((i * 37) % 100) as f64 / 100.0;
+        Some(if cond == "treatment" { (base + 0.05).min(1.0) } else { base })
+    }
+    let (_tmp, run) = run_dir();
+    let trial = write_trial(&run, &Spec { score: graded, ..BETTER });
+    write_trial_report(&trial, &settings()).unwrap();
+    let sig = significance(&trial);
+    assert_eq!(sig.score_kind, Some(exp::stats::significance::ScoreKind::Continuous));
+    assert!(sig.mcnemar.is_none());
+    let md = read(&trial.join("reports/report.md"));
+    assert!(md.contains("## Mean score per condition"), "{md}");
+    assert!(md.contains("Treatment scored 0.0"), "{md}");
+    assert!(md.contains("higher than control") && md.contains("sign-flip test p"), "{md}");
+    assert!(!md.contains(" pp"), "continuous scores must not be shown in percentage points:\n{md}");
+}
