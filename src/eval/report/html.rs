@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::charts::Chart;
 use super::format::{self, html as esc};
-use super::markdown::{effect_sentences, row, run_summary};
+use super::markdown::{effect_sentences, level_word, row, run_summary};
 use super::{AggTrial, Aggregate};
 
 const CSS: &str = r#"
@@ -119,10 +119,12 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         );
     }
     h.push_str("</tbody></table></div>\n");
-    h.push_str(
-        "<p class=\"note\">Accuracy with its interval per condition; effect = treatment − control, \
+    let _ = writeln!(
+        h,
+        "<p class=\"note\">{} with its {level} interval per condition; effect = treatment − control, \
          paired by item; p from exact McNemar (0/1 scores) or the sign-flip permutation test; Holm p \
-         adjusted across all trials of the run. Green: significant after Holm.</p>\n",
+         adjusted across all trials of the run. Green: significant after Holm.</p>",
+        esc(&level_word(agg))
     );
 
     h.push_str("<h2>Charts</h2>\n");

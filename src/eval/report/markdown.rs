@@ -526,6 +526,12 @@ pub(crate) fn row(t: &AggTrial, alpha: f64) -> Row {
     }
 }
 
+/// "Accuracy" when the run's scores are 0/1, "Mean score" otherwise.
+pub(crate) fn level_word(agg: &Aggregate) -> String {
+    let kind = agg.trials.iter().find_map(|t| t.sig.as_ref()?.score_kind);
+    capitalize(Num::for_kind(kind).level_name())
+}
+
 /// One-paragraph summary of the run for the top of the aggregate reports.
 pub(crate) fn run_summary(agg: &Aggregate) -> String {
     let with_p = agg.trials.iter().filter(|t| t.holm_p.is_some()).count();
@@ -578,7 +584,8 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
     md.push_str("## Trials side by side\n\n");
     let _ = writeln!(
         md,
-        "Accuracy with its {level} CI per condition; effect = treatment − control, paired by item; p from exact McNemar (0/1 scores) or the sign-flip test; Holm p adjusted across the trials below.\n"
+        "{} with its {level} CI per condition; effect = treatment − control, paired by item; p from exact McNemar (0/1 scores) or the sign-flip test; Holm p adjusted across the trials below.\n",
+        level_word(agg)
     );
     md.push_str("| # | Trial | Model | Prompt set | Decoding | Control | Treatment | Effect | ");
     let _ = write!(
