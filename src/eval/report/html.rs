@@ -27,7 +27,7 @@ table { border-collapse:collapse; width:100%; font-size:14px; }
 th, td { padding:8px 10px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
 th { background:#f1f5f9; font-weight:600; white-space:nowrap; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
-tr:last-child td { border-bottom:none; }
+tr:last-child td, tr:last-child th { border-bottom:none; }
 tr.sig td.effect, tr.sig td.holm { color:var(--good); font-weight:700; }
 .slug { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; word-break:break-all; }
 .sub { color:var(--muted); font-size:12px; margin-top:2px; }
@@ -39,6 +39,8 @@ details { background:#fff; border:1px solid var(--line); border-radius:8px; padd
 summary { cursor:pointer; font-weight:600; }
 .note { color:var(--muted); }
 footer { color:var(--muted); font-size:13px; margin-top:40px; }
+table.figures { width:auto; margin:6px 0 10px; }
+table.figures th { background:none; font-weight:normal; color:var(--muted); }
 "#;
 
 pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
@@ -153,6 +155,7 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         match &t.sig {
             Some(sig) => {
                 let _ = writeln!(h, "<p>{}</p>", esc(&effect_sentences(sig).join(" ")));
+                h.push_str(&figures(sig));
                 if !sig.not_computed.is_empty() {
                     h.push_str("<p class=\"note\">Not computed:</p><ul>");
                     for n in &sig.not_computed {
@@ -182,6 +185,49 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         env!("CARGO_PKG_VERSION")
     );
     h
+}
+
+/// The trial's figures as a small two-column table.
+fn figures(sig: &crate::stats::Significance) -> String {
+    use crate::stats::significance::{CONTROL, TREATMENT};
+    let num = format::Num::for_kind(sig.score_kind);
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for c in [CONTROL, TREATMENT] {
+        if let Some(s) = sig.conditions.get(c) {
+            let v = match (s.mean, s.ci) {
+                (Some(m), Some(ci)) => format!("{} ({})", num.level(m), num.level_ci(ci)),
+                (Some(m), None) => num.level(m),
+                _ => "—".into(),
+            };
+            rows.push((format!("{c} ({} scored, {} failed)", s.scored, s.failed), v));
+        }
+    }
+    if let Some(d) = &sig.difference {
+        let ci = d.ci.map(|c| format!(" ({})", num.diff_ci(c))).unwrap_or_default();
+        rows.push(("effect, normal CI".into(), format!("{}{ci}", num.diff(d.mean))));
+    }
+    if let Some(b) = &sig.bootstrap {
+        rows.push((format!("bootstrap CI ({} resamples)", b.resamples), num.diff_ci(b.ci)));
+    }
+    if let Some(m) = &sig.mcnemar {
+        rows.push(("exact McNemar p".into(), format::p(m.p_value)));
+    }
+    if let Some(p) = &sig.permutation {
+        rows.push(("sign-flip p".into(), format::p(p.p_value)));
+    }
+    if let Some(m) = &sig.mde {
+        let v = num.diff(m.value);
+        rows.push((
+            format!("detectable at {:.0}% power", m.power * 100.0),
+            v.trim_start_matches('+').into(),
+        ));
+    }
+    let mut t = String::from("<table class=\"figures\"><tbody>");
+    for (k, v) in rows {
+        let _ = write!(t, "<tr><th>{}</th><td class=\"num\">{}</td></tr>", esc(&k), esc(&v));
+    }
+    t.push_str("</tbody></table>\n");
+    t
 }
 
 /// The chart SVG for inlining: plotters' document without an XML prolog, if it has one.
