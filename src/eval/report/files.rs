@@ -82,22 +82,18 @@ pub struct ConditionMetrics {
     pub accuracy: Option<f64>,
 }
 
-/// `results/costs.json`.
+/// `results/costs.json`: the trial's totals, and the same figures per condition.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Costs {
-    pub requests: Option<u64>,
-    pub failures: Option<u64>,
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub usd: Option<f64>,
-    pub usd_per_correct: Option<f64>,
-    pub conditions: std::collections::BTreeMap<String, ConditionCosts>,
+    #[serde(flatten)]
+    pub total: CostFigures,
+    pub conditions: std::collections::BTreeMap<String, CostFigures>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct ConditionCosts {
+pub struct CostFigures {
     pub requests: Option<u64>,
     pub failures: Option<u64>,
     pub input_tokens: Option<u64>,

@@ -303,29 +303,24 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
             md.push_str("| Condition | Requests | Failures | Input tokens | Output tokens | USD | USD per correct |\n|---|---:|---:|---:|---:|---:|---:|\n");
             let opt_int = |v: Option<u64>| v.map(format::int).unwrap_or_else(|| "—".into());
             let opt_usd = |v: Option<f64>| v.map(format::usd).unwrap_or_else(|| "—".into());
-            for (name, cc) in &c.conditions {
+            let rows = c
+                .conditions
+                .iter()
+                .map(|(n, f)| (n.clone(), f))
+                .chain([("**total**".to_string(), &c.total)]);
+            for (name, f) in rows {
                 let _ = writeln!(
                     md,
                     "| {name} | {} | {} | {} | {} | {} | {} |",
-                    opt_int(cc.requests),
-                    opt_int(cc.failures),
-                    opt_int(cc.input_tokens),
-                    opt_int(cc.output_tokens),
-                    opt_usd(cc.usd),
-                    opt_usd(cc.usd_per_correct)
+                    opt_int(f.requests),
+                    opt_int(f.failures),
+                    opt_int(f.input_tokens),
+                    opt_int(f.output_tokens),
+                    opt_usd(f.usd),
+                    opt_usd(f.usd_per_correct)
                 );
             }
-            let _ = writeln!(
-                md,
-                "| **total** | {} | {} | {} | {} | {} | {} |",
-                opt_int(c.requests),
-                opt_int(c.failures),
-                opt_int(c.input_tokens),
-                opt_int(c.output_tokens),
-                opt_usd(c.usd),
-                opt_usd(c.usd_per_correct)
-            );
-            if c.usd == Some(0.0) {
+            if c.total.usd == Some(0.0) {
                 md.push_str("\nThe model has no pricing in the config, so costs are shown as $0; token counts are exact.\n");
             }
         }

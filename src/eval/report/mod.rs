@@ -16,7 +16,7 @@ mod format;
 mod html;
 mod markdown;
 
-pub use files::{Costs, Metrics, TrialInfo};
+pub use files::{CostFigures, Costs, Metrics, TrialInfo};
 
 /// The config's `significance:` section.
 #[derive(Debug, Clone)]
@@ -198,7 +198,7 @@ pub(crate) struct AggTrial {
 
 impl AggTrial {
     pub fn usd(&self) -> Option<f64> {
-        self.costs.as_ref().and_then(|c| c.usd).or(self.manifest_usd)
+        self.costs.as_ref().and_then(|c| c.total.usd).or(self.manifest_usd)
     }
 }
 
