@@ -3,6 +3,7 @@
 //! `charts/` for the Markdown report and inlined into the HTML report.
 use std::path::Path;
 
+use plotters::chart::{MeshStyle, SeriesLabelStyle};
 use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::types::RangedCoordi32;
 use plotters::prelude::*;
@@ -120,17 +121,11 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
         let labels: Vec<String> = agg.trials.iter().enumerate().map(|(i, t)| label(i, t)).collect();
         let y_fmt = |y: &i32| row_label(&labels, *y);
         let x_fmt = |x: &f64| diff_tick(num, *x, x1 - x0);
-        chart
-            .configure_mesh()
+        house_mesh(&mut chart.configure_mesh())
             .disable_y_mesh()
-            .bold_line_style(GRID)
-            .light_line_style(WHITE)
-            .axis_style(CONTROL_COLOR)
             .x_desc(format!("treatment − control ({})", num.diff_unit()))
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
-            .label_style((FONT, 14).into_font().color(&INK))
-            .axis_desc_style((FONT, 14).into_font().color(&INK))
             .draw()
             .map_err(s)?;
         chart
@@ -178,6 +173,28 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
         ),
         svg,
     })
+}
+
+/// The house style of every chart's grid and axes: light grid, grey axes, dark labels.
+fn house_mesh<'a, 'b, 'm, X: Ranged, Y: Ranged>(
+    m: &'m mut MeshStyle<'a, 'b, X, Y, SVGBackend<'a>>,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, SVGBackend<'a>> {
+    m.bold_line_style(GRID)
+        .light_line_style(WHITE)
+        .axis_style(CONTROL_COLOR)
+        .label_style((FONT, 14).into_font().color(&INK))
+        .axis_desc_style((FONT, 14).into_font().color(&INK))
+}
+
+/// The house style of a legend, at `position`.
+fn house_legend<'a, 'b, 'm, CT: CoordTranslate>(
+    l: &'m mut SeriesLabelStyle<'a, 'b, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> &'m mut SeriesLabelStyle<'a, 'b, SVGBackend<'a>, CT> {
+    l.position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(GRID)
+        .label_font((FONT, 13).into_font().color(&INK))
 }
 
 /// Trials are rows: row i sits at y = 100·(n − 1 − i) (first trial on top), in hundredths of
@@ -256,17 +273,11 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
         let y_fmt = |y: &i32| row_label(&labels, *y);
         let x_fmt =
             |x: &f64| if num.pct { format!("{:.0}%", x * 100.0) } else { format!("{x:.2}") };
-        chart
-            .configure_mesh()
+        house_mesh(&mut chart.configure_mesh())
             .disable_y_mesh()
-            .bold_line_style(GRID)
-            .light_line_style(WHITE)
-            .axis_style(CONTROL_COLOR)
             .x_desc(num.level_name())
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
-            .label_style((FONT, 14).into_font().color(&INK))
-            .axis_desc_style((FONT, 14).into_font().color(&INK))
             .draw()
             .map_err(s)?;
         for (c, color, offset) in [(CONTROL, CONTROL_COLOR, 17), (TREATMENT, TREATMENT_COLOR, -17)]
@@ -291,12 +302,7 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
                 .label(c)
                 .legend(move |(x, y)| Circle::new((x + 8, y), 6, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GRID)
-            .label_font((FONT, 13).into_font().color(&INK))
+        house_legend(&mut chart.configure_series_labels(), SeriesLabelPosition::UpperRight)
             .draw()
             .map_err(s)?;
         root.present().map_err(s)?;
@@ -349,11 +355,7 @@ fn cost(agg: &Aggregate) -> Result<Chart, String> {
         let x_fmt = |x: &f64| format::usd(*x);
         let y_fmt =
             |y: &f64| if num.pct { format!("{:.0}%", y * 100.0) } else { format!("{y:.2}") };
-        chart
-            .configure_mesh()
-            .bold_line_style(GRID)
-            .light_line_style(WHITE)
-            .axis_style(CONTROL_COLOR)
+        house_mesh(&mut chart.configure_mesh())
             .x_desc(if any_cost {
                 "cost of the condition (USD)"
             } else {
@@ -362,8 +364,6 @@ fn cost(agg: &Aggregate) -> Result<Chart, String> {
             .y_desc(num.level_name())
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
-            .label_style((FONT, 14).into_font().color(&INK))
-            .axis_desc_style((FONT, 14).into_font().color(&INK))
             .draw()
             .map_err(s)?;
         for [c, t] in &pts {
@@ -399,12 +399,7 @@ fn cost(agg: &Aggregate) -> Result<Chart, String> {
                     .map_err(s)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GRID)
-            .label_font((FONT, 13).into_font().color(&INK))
+        house_legend(&mut chart.configure_series_labels(), SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(s)?;
         root.present().map_err(s)?;
