@@ -172,6 +172,11 @@ fn sampled_sign_flip_p_values_are_within_monte_carlo_error_of_scipy() {
         // Four standard errors of our estimate plus four of scipy's.
         let tol =
             4.0 * (want * (1.0 - want) / f64::from(B)).sqrt() + 4.0 * f(&case["reference_sd"]);
+        eprintln!(
+            "sign-flip n={}: p {:.5} vs scipy {want:.5} (tolerance {tol:.5})",
+            d.len(),
+            r.p_value
+        );
         close(&format!("sign-flip n={}", d.len()), r.p_value, want, tol);
     }
 }
@@ -190,6 +195,13 @@ fn bootstrap_intervals_are_within_monte_carlo_error_of_numpy() {
         let lattice = if sig.score_kind == Some(ScoreKind::Binary) { 1.0 / n } else { 0.0 };
         let tol_lo = 4.0 * f(&case["mc_sd_lo"]) + lattice + 1e-12;
         let tol_hi = 4.0 * f(&case["mc_sd_hi"]) + lattice + 1e-12;
+        eprintln!(
+            "{name}: bootstrap [{:.5}, {:.5}] vs numpy [{:.5}, {:.5}] (tolerance {tol_lo:.5}, {tol_hi:.5})",
+            b.ci[0],
+            b.ci[1],
+            f(&case["lo"]),
+            f(&case["hi"])
+        );
         close(&format!("{name} bootstrap lo"), b.ci[0], f(&case["lo"]), tol_lo);
         close(&format!("{name} bootstrap hi"), b.ci[1], f(&case["hi"]), tol_hi);
     }
