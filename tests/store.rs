@@ -131,6 +131,21 @@ fn checkout_restores_bytes_modes_symlinks_unicode_and_empty_things() {
     exp(ws.path()).arg("status").assert().success().stdout(predicate::str::contains("clean"));
 }
 
+fn file_hash(p: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(fs::File::open(p).unwrap()).unwrap();
+    h.finalize().to_hex().to_string()
+}
+
+/// The largest peak resident set of any child process this test binary has waited for.
+fn peak_child_rss_bytes() -> u64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0);
+    usage.ru_maxrss as u64 * 1024
+}
+
 #[test]
 fn a_100_mb_file_round_trips_byte_exact() {
     let ws = workspace();
@@ -154,29 +169,52 @@ fn a_100_mb_file_round_trips_byte_exact() {
         std::io::Write::write_all(&mut f, &chunk).unwrap();
     }
     drop(f);
-    let original = fs::read(d.join("big.csv")).unwrap();
-    assert_eq!(original.len(), 100 * 1024 * 1024);
+    assert_eq!(fs::metadata(d.join("big.csv")).unwrap().len(), 100 * 1024 * 1024);
+    // Compare by streamed hashes: this process must not hold the file either, or every child it
+    // forks would count those pages in its own peak memory.
+    let original = file_hash(&d.join("big.csv"));
     exp(ws.path()).args(["commit", "experiments/run_big"]).assert().success();
     let to = ws.path().join("out");
     exp(ws.path()).args(["checkout", "big", "--to"]).arg(&to).assert().success();
-    assert!(
-        fs::read(to.join("big.csv")).unwrap() == original,
-        "100 MiB file differs after round trip"
-    );
+    assert_eq!(file_hash(&to.join("big.csv")), original, "100 MiB file differs after round trip");
     exp(ws.path()).arg("fsck").assert().success();
+    // Streaming: no exp process this test binary ran came near holding the file in memory.
+    let peak = peak_child_rss_bytes();
+    assert!(peak < 48 * 1024 * 1024, "an exp process peaked at {} MiB", peak / 1024 / 1024);
+}
+
+/// Move every file's mtime a minute back, so the index can vouch for it whatever the file
+/// system's timestamp granularity (a file as new as the index is re-read, by design).
+fn age_files(dir: &Path) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            age_files(&p);
+        } else {
+            let t = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+            fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+        }
+    }
 }
 
 #[test]
 fn recommitting_an_unchanged_run_makes_no_commit_and_reads_nothing() {
     let ws = workspace();
-    run_folder(ws.path(), "r1");
+    let d = run_folder(ws.path(), "r1");
+    age_files(&d);
     let first = json(exp(ws.path()).args(["commit", "experiments/run_r1", "--json"]));
     let again = json(exp(ws.path()).args(["commit", "experiments/run_r1", "--json"]));
     assert_eq!(again["unchanged"], true);
     assert_eq!(again["commit"], first["commit"]);
     assert_eq!(again["new_objects"], 0);
+    assert_eq!(again["hashed_files"], 0, "the index should have vouched for every file");
+    // A changed file is noticed even though the index knew it.
+    fs::write(d.join("run.json"), "{}").unwrap();
+    let third = json(exp(ws.path()).args(["commit", "experiments/run_r1", "--json"]));
+    assert_eq!(third["unchanged"], false);
+    assert_eq!(third["hashed_files"], 1, "{third}");
     let log = json(exp(ws.path()).args(["log", "--json"]));
-    assert_eq!(log.as_array().unwrap().len(), 1);
+    assert_eq!(log.as_array().unwrap().len(), 2, "unchanged re-commit made a commit");
 }
 
 #[test]
@@ -217,6 +255,25 @@ fn a_dry_run_lists_what_would_be_stored_and_stores_nothing() {
         0
     );
     exp(ws.path()).args(["show", "r1"]).assert().code(1);
+}
+
+#[test]
+fn a_torn_run_json_is_committed_with_a_warning_naming_file_and_line() {
+    let ws = workspace();
+    let d = run_folder(ws.path(), "r1");
+    fs::write(d.join("run.json"), "{\n  \"status\": \"runn").unwrap();
+    fs::write(d.join("multi_trial_manifest.json"), "{\"trials\": [").unwrap();
+    exp(ws.path())
+        .args(["commit", "experiments/run_r1"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning:"))
+        .stderr(predicate::str::contains("run.json: bad JSON at line 2"))
+        .stderr(predicate::str::contains("multi_trial_manifest.json"));
+    let shown = json(exp(ws.path()).args(["show", "r1", "--json"]));
+    assert_eq!(shown["status"], serde_json::Value::Null);
+    let out = stdout(exp(ws.path()).args(["show", "r1", "run.json"]));
+    assert_eq!(out, "{\n  \"status\": \"runn");
 }
 
 #[test]

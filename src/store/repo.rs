@@ -66,6 +66,9 @@ pub struct CommitOutcome {
     pub hashed_files: u64,
     /// Per file (dry run only; empty otherwise to keep the outcome small).
     pub listing: Vec<ListedFile>,
+    /// What could not be read into the commit's metadata (a torn run.json, say); the files
+    /// themselves are committed regardless.
+    pub warnings: Vec<String>,
 }
 
 fn write_format(store: &Path) -> Result<()> {
@@ -383,7 +386,13 @@ impl Repo {
     ) -> Result<CommitOutcome> {
         let run_id = run_id.to_string();
         let run_dir = run_dir.to_path_buf();
-        let run_json = summary::read_json(&run_dir.join("run.json"))?;
+        let mut warnings = Vec::new();
+        // A crashed run can leave torn JSON behind; it is still worth committing, so bad
+        // metadata files become warnings, never a refusal.
+        let run_json = summary::read_json(&run_dir.join("run.json")).unwrap_or_else(|e| {
+            warnings.push(format!("{e}; status, message and config hash not recorded"));
+            None
+        });
         let field = |k: &str| run_json.as_ref().and_then(|r| r.get(k)).and_then(Value::as_str);
         let tag = options.tag.clone().or_else(|| field("tag").map(str::to_string));
         let tag_ref = tag.as_deref().map(RefName::tag).transpose()?;
@@ -407,7 +416,9 @@ impl Repo {
             new_bytes: stored.new_bytes,
             hashed_files: stored.hashed_files,
             listing: Vec::new(),
+            warnings: Vec::new(),
         };
+        outcome.warnings = warnings.clone();
         if options.dry_run {
             outcome.unchanged = match previous {
                 Some(p) => self.read_commit(&p)?.tree == stored.tree,
@@ -418,7 +429,10 @@ impl Repo {
         }
         // The index is a cache: failing to save it only costs re-hashing next time.
         let _ = index.save();
-        let summary = summary::read_summary(&run_dir, run_json.as_ref())?;
+        let summary = summary::read_summary(&run_dir, run_json.as_ref()).unwrap_or_else(|e| {
+            warnings.push(format!("{e}; the commit has no summary"));
+            Default::default()
+        });
         let provenance: Provenance = run_json
             .as_ref()
             .and_then(|r| r.get("provenance"))
@@ -461,6 +475,7 @@ impl Repo {
             }
         };
         outcome.commit = Some(commit_id);
+        outcome.warnings = warnings;
         if let Some(t) = &tag_ref {
             match self.refs.read(t)? {
                 Some(existing) if existing == commit_id => {}
