@@ -28,9 +28,6 @@ pub fn write_trial_report(
 
 /// Reads `multi_trial_manifest.json` and every trial's `significance.json`, adds Holm-adjusted
 /// p-values to both, and writes `aggregate_report.md`, `aggregate_report.html` and `charts/*.svg`.
-pub fn write_aggregate(
-    _run_dir: &Path,
-    _settings: &SignificanceSettings,
-) -> Result<(), ReportError> {
+pub fn write_aggregate(_run_dir: &Path, _settings: &SignificanceSettings) -> Result<(), ReportError> {
     Ok(())
 }
