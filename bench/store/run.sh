@@ -25,9 +25,17 @@ need git "apt-get install git"
 need dvc "pip install dvc"
 need python3 "apt-get install python3"
 
-log "building exp (release)"
-cargo build --release --quiet --bin exp
-EXP=$CARGO_TARGET_DIR/release/exp
+# PROFILE=dev measures the dev build (dependencies are optimized there too, see Cargo.toml) when
+# a release build is not available yet.
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+  log "building exp (release)"
+  cargo build --release --quiet --bin exp
+  EXP=$CARGO_TARGET_DIR/release/exp
+else
+  cargo build --quiet --bin exp
+  EXP=$CARGO_TARGET_DIR/debug/exp
+fi
 
 mkdir -p "$OUT"
 DATA=$OUT/data/run_bench
@@ -98,7 +106,7 @@ met() { python3 -c "print('met' if $1 else 'MISSED')"; }
 cat > "$OUT/results.md" <<MD
 Run folder: $(mib "$SIZE"), $FILES files, 12 trials of JSONL/CSV/JSON/Markdown (bench/store/generate.py).
 Medians of $REPS runs, wall clock, warm page cache for every tool, on $(nproc) cores;
-$(git --version), $(dvc --version | head -1 | sed 's/^/dvc /'), exp release build. Reproduce: \`bash bench/store/run.sh\`.
+$(git --version), dvc $(dvc --version 2>/dev/null | head -1), exp $PROFILE build. Reproduce: \`bash bench/store/run.sh\`.
 
 | operation | exp | git | dvc | exp vs git | exp vs dvc |
 | --- | ---: | ---: | ---: | ---: | ---: |
