@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use tempfile::TempPath;
 
 use super::ObjectId;
-use super::atomic::{create_dirs, fsync_dir, sync_filesystem};
+use super::atomic::{create_dirs, fsync_dir, start_writeback, wait_writeback};
 use super::error::{Error, IoContext, Result};
 use super::object::{self, Commit, Kind, Object, Tree};
 
@@ -128,6 +128,7 @@ impl Odb {
         if let Some(enc) = encoder {
             let tmp = enc.finish().at(origin)?;
             if !self.has(&id) {
+                start_writeback(tmp.as_file());
                 staged.stored = tmp.as_file().metadata().at(tmp.path())?.len();
                 staged.tmp = Some(tmp.into_temp_path());
             }
@@ -151,8 +152,9 @@ impl Odb {
     }
 
     /// Make staged objects durable, then visible under their names, then make the names durable.
-    /// After this returns, a ref may name any of them. Large batches use one `syncfs` instead of
-    /// an fsync per file (the expensive part of committing hundreds of files).
+    /// After this returns, a ref may name any of them. Large batches wait for each file's
+    /// writeback and then pay for one journal commit (fsync of `objects/tmp/`), instead of one
+    /// fsync per file, the expensive part of committing hundreds of files.
     pub fn publish(&self, staged: Vec<Staged>) -> Result<()> {
         let pending: Vec<(ObjectId, TempPath)> =
             staged.into_iter().filter_map(|s| s.tmp.map(|t| (s.id, t))).collect();
@@ -161,7 +163,10 @@ impl Odb {
         }
         let batch = pending.len() > 8;
         if batch {
-            sync_filesystem(&self.dir)?;
+            for (_, tmp) in &pending {
+                wait_writeback(tmp)?;
+            }
+            fsync_dir(&self.tmp_dir())?;
         } else {
             for (_, tmp) in &pending {
                 File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
@@ -177,12 +182,8 @@ impl Odb {
             tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
             dirs.insert(dir);
         }
-        if batch {
-            sync_filesystem(&self.dir)?;
-        } else {
-            for d in dirs {
-                fsync_dir(&d)?;
-            }
+        for d in dirs {
+            fsync_dir(&d)?;
         }
         Ok(())
     }

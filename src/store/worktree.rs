@@ -357,6 +357,7 @@ fn compare(
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckedOut {
     pub files: u64,
+    /// Bytes of the files written.
     pub bytes: u64,
     /// Entries written or replaced (0 when the folder already matched).
     pub written: u64,
@@ -416,6 +417,7 @@ pub fn checkout(
         }
     }
     progress.start("checkout", to_write.len() as u64, false);
+    let written_bytes = std::sync::atomic::AtomicU64::new(0);
     let written: Vec<Option<(String, Metadata, ObjectId)>> = to_write
         .par_iter()
         .map(|e| {
@@ -430,6 +432,7 @@ pub fn checkout(
                 }
                 Mode::File | Mode::Executable => {
                     let meta = write_file(odb, &e.id, &path, e.mode == Mode::Executable)?;
+                    written_bytes.fetch_add(meta.len(), std::sync::atomic::Ordering::Relaxed);
                     Ok(Some((format!("{key}/{}", e.path), meta, e.id)))
                 }
             };
@@ -442,12 +445,9 @@ pub fn checkout(
     for (k, meta, id) in written.into_iter().flatten() {
         index.insert(k, &meta, id);
     }
-    for e in &flat {
-        if matches!(e.mode, Mode::File | Mode::Executable) {
-            out.files += 1;
-            out.bytes += odb.header(&e.id).map(|h| h.1).unwrap_or(0);
-        }
-    }
+    out.files =
+        flat.iter().filter(|e| matches!(e.mode, Mode::File | Mode::Executable)).count() as u64;
+    out.bytes = written_bytes.into_inner();
     Ok(out)
 }
 
