@@ -495,6 +495,9 @@ pub fn run(
     for t in &trials {
         write_trial_json(&dir, t, &loaded.config, &conditions, &datasets)?;
     }
+    // Phase timings go to the log (`EXP_LOG=info`), for finding where a slow run spends its time.
+    let phase = std::time::Instant::now();
+    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, "prepared; building");
     progress.start("build", jobs.len() as u64, false);
     for job in &jobs {
         let path = inputs_path(&dir, &trials[job.trial], job);
@@ -560,6 +563,7 @@ pub fn run(
         fsync: e.fsync,
         stop_on_ctrl_c: opts.stop_on_ctrl_c,
     };
+    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, pending, "built; sending");
     let outcome = match execute::execute(exec_jobs, models, &settings, pending, progress) {
         Ok(o) => o,
         Err(err) => {
@@ -620,6 +624,7 @@ pub fn run(
             }
             None => None,
         };
+        tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, trial = %trial.slug, "scoring");
         let r = results::write(
             &trial_dir,
             &rjobs,
@@ -628,6 +633,7 @@ pub fn run(
             trial.model.pricing,
             rows.as_ref(),
         )?;
+        tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, trial = %trial.slug, "reporting");
         report::write_trial_report(&trial_dir, &settings)?;
         let status = trial_status(&r);
         any_answer |= r.costs.conditions.values().any(|c| c.requests > c.failures);
@@ -681,7 +687,9 @@ pub fn run(
     let manifest =
         Manifest { format: 1, run_id: run_id.clone(), status, trials: manifest_trials, totals };
     results::write_json(&dir.join("multi_trial_manifest.json"), &manifest)?;
+    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, "aggregating");
     report::write_aggregate(&dir, &settings)?;
+    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, "done");
     rj.status = status;
     rj.finished_at = Some(now());
     write_run_json(&dir, &rj)?;
