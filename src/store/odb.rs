@@ -324,16 +324,24 @@ impl Odb {
     /// Store compressed bytes received from elsewhere under `id`, after checking that they
     /// decompress to an object whose hash is `id`: nothing corrupt ever becomes visible.
     pub fn write_raw(&self, id: &ObjectId, compressed: &[u8]) -> Result<()> {
+        let staged = self.stage_raw(id, compressed)?;
+        self.publish(vec![staged])
+    }
+
+    /// `write_raw` without publishing: verify and stage, so a fetch of many objects can
+    /// `publish` them in one batch (one journal commit instead of one fsync per object).
+    pub fn stage_raw(&self, id: &ObjectId, compressed: &[u8]) -> Result<Staged> {
         if self.has(id) {
-            return Ok(());
+            let (kind, size) = self.header(id)?;
+            return Ok(Staged { id: *id, kind, size, stored: 0, tmp: None });
         }
         let mut tmp = self.temp_file()?;
         tmp.write_all(compressed).at(tmp.path())?;
+        start_writeback(tmp.as_file());
         let tmp_path = tmp.into_temp_path();
         let file = File::open(&tmp_path).at(&tmp_path)?;
-        decode_verified(id, file, &tmp_path, &mut std::io::sink())?;
-        let staged = Staged { id: *id, kind: Kind::Blob, size: 0, stored: 0, tmp: Some(tmp_path) };
-        self.publish(vec![staged])
+        let (kind, size) = decode_verified(id, file, &tmp_path, &mut std::io::sink())?;
+        Ok(Staged { id: *id, kind, size, stored: compressed.len() as u64, tmp: Some(tmp_path) })
     }
 
     /// Every object id in the store.
@@ -529,6 +537,11 @@ mod tests {
         assert!(!dst.has(&b));
         dst.write_raw(&a, &raw_a).unwrap();
         assert_eq!(dst.read_blob(&a).unwrap(), b"a");
+        // A batch: staged objects stay invisible until published.
+        let staged = dst.stage_raw(&b, &src.read_raw(&b).unwrap()).unwrap();
+        assert!(staged.is_new() && !dst.has(&b));
+        dst.publish(vec![staged]).unwrap();
+        assert_eq!(dst.read_blob(&b).unwrap(), b"b");
         assert!(dst.temp_files().unwrap().is_empty());
     }
 }
