@@ -90,6 +90,28 @@ fn init_creates_a_store_and_a_second_init_changes_nothing() {
 }
 
 #[test]
+fn a_fresh_store_has_an_empty_log_and_list() {
+    let ws = workspace();
+    exp(ws.path()).arg("log").assert().success().stdout(predicate::str::contains("no commits yet"));
+    exp(ws.path()).arg("list").assert().success().stdout(predicate::str::contains("no runs yet"));
+    exp(ws.path())
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no run folders"));
+    exp(ws.path()).arg("fsck").assert().success();
+}
+
+#[test]
+fn committing_a_whole_workspace_leaves_its_store_out() {
+    let ws = workspace();
+    fs::write(ws.path().join("notes.md"), "x\n").unwrap();
+    exp(ws.path()).args(["commit", ".", "--run", "ws"]).assert().success();
+    let out = stdout(exp(ws.path()).args(["show", "ws", "."]));
+    assert!(out.contains("notes.md") && !out.contains(".exprepo"), "{out}");
+}
+
+#[test]
 fn commands_outside_a_store_say_to_run_init() {
     let ws = tempfile::tempdir().unwrap();
     exp(ws.path())
@@ -636,6 +658,65 @@ fn a_flipped_byte_in_any_object_fails_fsck_and_reads_naming_the_object() {
         .code(1)
         .stderr(predicate::str::contains(blob.to_hex()))
         .stderr(predicate::str::contains("hint: run `exp fsck`"));
+}
+
+#[test]
+fn fsck_quick_checks_connectivity_without_rehashing() {
+    let ws = workspace();
+    run_folder(ws.path(), "r1");
+    exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
+    let repo = exp::store::Repo::open(ws.path()).unwrap();
+    let c = repo.resolve("r1").unwrap();
+    let blob = repo.lookup_path(&c, "run.json").unwrap().id;
+    let path = repo.odb.path_of(&blob);
+    let good = fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let n = bad.len() - 1;
+    bad[n] ^= 0x40;
+    fs::write(&path, &bad).unwrap();
+    // --quick does not re-hash blobs; the full check does.
+    exp(ws.path())
+        .args(["fsck", "--quick"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(quick)"));
+    exp(ws.path()).arg("fsck").assert().code(1).stdout(predicate::str::contains(blob.to_hex()));
+    // A missing blob is a connectivity problem, which --quick finds.
+    fs::remove_file(&path).unwrap();
+    exp(ws.path())
+        .args(["fsck", "--quick"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!("object {blob} is missing")));
+    let out = exp(ws.path())
+        .args(["fsck", "--quick", "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(r["problems"][0]["object"], blob.to_hex());
+}
+
+#[test]
+fn gc_keeps_blobs_the_index_names_after_their_run_is_removed() {
+    let ws = workspace();
+    let d = run_folder(ws.path(), "r1");
+    exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
+    run_folder(ws.path(), "r2");
+    exp(ws.path()).args(["commit", "experiments/run_r2"]).assert().success();
+    let repo = exp::store::Repo::open(ws.path()).unwrap();
+    let c = repo.resolve("r1").unwrap();
+    let blob = repo.lookup_path(&c, "run.json").unwrap().id;
+    exp(ws.path()).args(["rm", "r1"]).assert().success();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    exp(ws.path()).args(["gc", "--grace", "0"]).assert().success();
+    // The commit is gone; the blob of the file still on disk stays, because the index names it.
+    exp(ws.path()).args(["cat-object", "-t", &c.to_hex()]).assert().code(1);
+    exp(ws.path()).args(["cat-object", "-t", &blob.to_hex()]).assert().success().stdout("blob\n");
+    assert!(d.join("run.json").exists());
+    exp(ws.path()).arg("fsck").assert().success();
 }
 
 #[test]

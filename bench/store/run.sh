@@ -114,7 +114,8 @@ done
 declare -A M MC
 for k in "${!R[@]}"; do M[$k]=$(median ${R[$k]}); done
 for k in "${!C[@]}"; do MC[$k]=$(median ${C[$k]}); done
-ratio() { python3 -c "print(f'{$1/max($2,1):.1f}x')"; }
+# ratio PEER EXP [better worse]: "2.5x faster" when exp took less, "1.5x slower" when it took more.
+ratio() { python3 -c "a,b=max($1,1),max($2,1); print(f'{a/b:.1f}x ${3:-faster}' if a>=b else f'{b/a:.1f}x ${4:-slower}')"; }
 mib() { python3 -c "print(f'{$1/1048576:.0f} MiB')"; }
 met() { python3 -c "print('met' if $1 else 'MISSED')"; }
 
@@ -126,11 +127,11 @@ $(git --version), dvc $(dvc --version 2>/dev/null | head -1), exp $PROFILE build
 
 | operation | exp | git | dvc | exp vs git | exp vs dvc |
 | --- | ---: | ---: | ---: | ---: | ---: |
-| commit (store the folder) | ${M[exp_commit]} ms | ${M[git_commit]} ms | ${M[dvc_commit]} ms | $(ratio "${M[git_commit]}" "${M[exp_commit]}") faster | $(ratio "${M[dvc_commit]}" "${M[exp_commit]}") faster |
-| re-commit, unchanged | ${M[exp_recommit]} ms | ${M[git_recommit]} ms | ${M[dvc_recommit]} ms | $(ratio "${M[git_recommit]}" "${M[exp_recommit]}") faster | $(ratio "${M[dvc_recommit]}" "${M[exp_recommit]}") faster |
-| checkout into an empty folder | ${M[exp_checkout]} ms | ${M[git_checkout]} ms | ${M[dvc_checkout]} ms | $(ratio "${M[git_checkout]}" "${M[exp_checkout]}") faster | $(ratio "${M[dvc_checkout]}" "${M[exp_checkout]}") faster |
-| CPU time of commit (user + sys) | ${MC[exp_commit]} ms | ${MC[git_commit]} ms | ${MC[dvc_commit]} ms | $(ratio "${MC[git_commit]}" "${MC[exp_commit]}") less | $(ratio "${MC[dvc_commit]}" "${MC[exp_commit]}") less |
-| CPU time of checkout | ${MC[exp_checkout]} ms | ${MC[git_checkout]} ms | ${MC[dvc_checkout]} ms | $(ratio "${MC[git_checkout]}" "${MC[exp_checkout]}") less | $(ratio "${MC[dvc_checkout]}" "${MC[exp_checkout]}") less |
+| commit (store the folder) | ${M[exp_commit]} ms | ${M[git_commit]} ms | ${M[dvc_commit]} ms | $(ratio "${M[git_commit]}" "${M[exp_commit]}") | $(ratio "${M[dvc_commit]}" "${M[exp_commit]}") |
+| re-commit, unchanged | ${M[exp_recommit]} ms | ${M[git_recommit]} ms | ${M[dvc_recommit]} ms | $(ratio "${M[git_recommit]}" "${M[exp_recommit]}") | $(ratio "${M[dvc_recommit]}" "${M[exp_recommit]}") |
+| checkout into an empty folder | ${M[exp_checkout]} ms | ${M[git_checkout]} ms | ${M[dvc_checkout]} ms | $(ratio "${M[git_checkout]}" "${M[exp_checkout]}") | $(ratio "${M[dvc_checkout]}" "${M[exp_checkout]}") |
+| CPU time of commit (user + sys) | ${MC[exp_commit]} ms | ${MC[git_commit]} ms | ${MC[dvc_commit]} ms | $(ratio "${MC[git_commit]}" "${MC[exp_commit]}" less more) | $(ratio "${MC[dvc_commit]}" "${MC[exp_commit]}" less more) |
+| CPU time of checkout | ${MC[exp_checkout]} ms | ${MC[git_checkout]} ms | ${MC[dvc_checkout]} ms | $(ratio "${MC[git_checkout]}" "${MC[exp_checkout]}" less more) | $(ratio "${MC[dvc_checkout]}" "${MC[exp_checkout]}" less more) |
 | store size | $(mib "${M[exp_size]}") | $(mib "${M[git_size]}") | $(mib "${M[dvc_size]}") | $(python3 -c "print(f'{${M[exp_size]}/${M[git_size]}:.2f}x')") of git | $(python3 -c "print(f'{${M[exp_size]}/${M[dvc_size]}:.2f}x')") of dvc |
 
 Targets (issue 2):

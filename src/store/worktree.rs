@@ -54,6 +54,10 @@ fn scan(dir: &Path, rel: &str, files: &mut Vec<ScannedFile>) -> Result<Node> {
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let path = entry.path();
+        // A store inside the folder (committing a whole workspace) is never part of it.
+        if entry.file_name() == super::STORE_DIR {
+            continue;
+        }
         let name = name_of(&path, &entry.file_name())?;
         let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
         let meta = fs::symlink_metadata(&path).at(&path)?;
@@ -138,7 +142,7 @@ pub fn store_dir(
     for (f, (id, s)) in files.iter().zip(results) {
         let new = match &s {
             Some(s) => s.is_new() || (dry_run && !odb.has(&s.id)),
-            None => false,
+            None => dry_run && !odb.has(&id),
         };
         listing.push(ListedFile { path: f.rel.clone(), size: f.meta.len(), new });
         if let Some(s) = s {
