@@ -33,7 +33,16 @@ impl S3Server {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join(BUCKET)).unwrap();
         let mut child = StdCommand::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", "0", "--access-key", KEY, "--secret-key", SECRET])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--access-key",
+                KEY,
+                "--secret-key",
+                SECRET,
+            ])
             .arg(root.path())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -163,7 +172,8 @@ fn sample_files(seed: u64) -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn json_of(out: &[u8]) -> Value {
-    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
+    serde_json::from_slice(out)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
 }
 
 fn rev(ws: &Path, name: &str) -> Option<String> {
@@ -197,11 +207,7 @@ fn remote_add_lists_with_urls_and_remove_forgets_it() {
     let ws = workspace(&tmp, "ws");
     exp(&ws).args(["remote", "add", "origin", "../shared"]).assert().success();
     exp(&ws).args(["remote", "add", "cloud", "s3://team-bucket/exp"]).assert().success();
-    exp(&ws)
-        .args(["remote"])
-        .assert()
-        .success()
-        .stdout(predicate::eq("cloud\norigin\n"));
+    exp(&ws).args(["remote"]).assert().success().stdout(predicate::eq("cloud\norigin\n"));
     let shared = tmp.path().join("shared").display().to_string();
     exp(&ws)
         .args(["remote", "-v"])
@@ -325,7 +331,8 @@ fn push_clone_round_trip(r: &Where, tmp: &TempDir) {
     let out = r.cmd(&a).args(["push", "--all", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json_of(&out.stdout);
-    let statuses: Vec<_> = report["refs"].as_array().unwrap().iter().map(|u| u["status"].clone()).collect();
+    let statuses: Vec<_> =
+        report["refs"].as_array().unwrap().iter().map(|u| u["status"].clone()).collect();
     assert_eq!(statuses, vec!["created", "created", "created"], "{report}");
     assert!(report["transfer"]["objects"].as_u64().unwrap() >= 10);
     assert_eq!(remote_ref(r, "runs/r1"), rev(&a, "runs/r1"));
@@ -351,13 +358,17 @@ fn push_clone_round_trip(r: &Where, tmp: &TempDir) {
         .arg(&b)
         .assert()
         .success()
-        .stdout(predicate::str::contains("2 runs, 1 tags"))
+        .stdout(predicate::str::contains("2 runs, 1 tag ("))
         .stdout(predicate::str::contains("nothing is checked out"));
     assert!(!b.join("experiments").exists());
     assert_eq!(rev(&b, "runs/r1"), rev(&a, "runs/r1"));
     assert_eq!(rev(&b, "tags/baseline"), rev(&a, "tags/baseline"));
     assert_eq!(rev(&b, "remotes/origin/runs/r2"), rev(&a, "runs/r2"));
-    exp(&b).args(["remote", "-v"]).assert().success().stdout(predicate::str::contains(r.url.as_str()));
+    exp(&b)
+        .args(["remote", "-v"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(r.url.as_str()));
     exp(&b).args(["fsck"]).assert().success();
     exp(&b).args(["checkout", "r2"]).assert().success();
     for (path, bytes) in sample_files(2) {
@@ -367,10 +378,19 @@ fn push_clone_round_trip(r: &Where, tmp: &TempDir) {
 
     // Alice adds to r1 and pushes; Bob fetches (tracking ref moves, his ref does not), then pulls.
     let before = rev(&b, "runs/r1");
-    std::fs::write(a.join("experiments/run_r1/trial-b/reports/report.md"), b"# report v2\n").unwrap();
+    std::fs::write(a.join("experiments/run_r1/trial-b/reports/report.md"), b"# report v2\n")
+        .unwrap();
     exp(&a).args(["commit", "experiments/run_r1", "-m", "v2"]).assert().success();
-    r.cmd(&a).args(["push", "origin", "r1"]).assert().success().stdout(predicate::str::contains("fast-forward"));
-    r.cmd(&b).arg("fetch").assert().success().stdout(predicate::str::contains("remotes/origin/runs/r1"));
+    r.cmd(&a)
+        .args(["push", "origin", "r1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("fast-forward"));
+    r.cmd(&b)
+        .arg("fetch")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("remotes/origin/runs/r1"));
     assert_eq!(rev(&b, "remotes/origin/runs/r1"), rev(&a, "runs/r1"));
     assert_eq!(rev(&b, "runs/r1"), before);
     let log = exp(&b).args(["log", "--all"]).output().unwrap();
@@ -447,8 +467,15 @@ fn two_pushers(r: &Where, tmp: &TempDir, release_together: bool) {
         (first, pb.wait_with_output().unwrap())
     };
     let wins = [&first, &second].iter().filter(|o| o.status.success()).count();
-    assert_eq!(wins, 1, "exactly one pusher wins:\n{}\n{}", String::from_utf8_lossy(&first.stderr), String::from_utf8_lossy(&second.stderr));
-    let (winner, loser, loser_out) = if first.status.success() { (&a, &b, &second) } else { (&b, &a, &first) };
+    assert_eq!(
+        wins,
+        1,
+        "exactly one pusher wins:\n{}\n{}",
+        String::from_utf8_lossy(&first.stderr),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let (winner, loser, loser_out) =
+        if first.status.success() { (&a, &b, &second) } else { (&b, &a, &first) };
     let err = String::from_utf8_lossy(&loser_out.stderr);
     assert!(err.contains("rejected: remote changed, fetch first"), "{err}");
     assert!(err.contains("hint: someone pushed first: run `exp pull origin`"), "{err}");
@@ -519,9 +546,18 @@ fn killed_push_resumes(r: &Where, tmp: &TempDir) {
     assert_eq!(remote_ref(r, "runs/big"), None, "a killed push moves no remote ref");
     assert!(!files_under(&r.dir, "packs").is_empty(), "it did send a pack before dying");
     // A reader of the remote at this point sees no runs.
-    r.cmd(tmp.path()).args(["clone", &r.url, "early"]).assert().success().stdout(predicate::str::contains("0 runs"));
+    r.cmd(tmp.path())
+        .args(["clone", &r.url, "early"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 runs, 0 tags"));
 
-    let out = r.cmd(&a).args(["push", "--all", "--json"]).env("EXP_PACK_BYTES", "50000").output().unwrap();
+    let out = r
+        .cmd(&a)
+        .args(["push", "--all", "--json"])
+        .env("EXP_PACK_BYTES", "50000")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json_of(&out.stdout);
     let sent = report["transfer"]["objects"].as_u64().unwrap();
@@ -572,7 +608,10 @@ fn corrupt_object_rejected(r: &Where, tmp: &TempDir) {
         .arg(&b)
         .assert()
         .code(1)
-        .stderr(predicate::str::is_match(r"object [0-9a-f]{64} in packs/[0-9a-f]{64}\.pack is corrupt").unwrap())
+        .stderr(
+            predicate::str::is_match(r"object [0-9a-f]{64} in packs/[0-9a-f]{64}\.pack is corrupt")
+                .unwrap(),
+        )
         .stderr(predicate::str::contains(pack_name.as_str()))
         .stderr(predicate::str::contains("nothing from it was stored"))
         .stderr(predicate::str::contains("hint: the remote origin is damaged"));

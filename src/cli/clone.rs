@@ -5,7 +5,7 @@ use clap::Args;
 
 use exp::store::remote::{self, RefStatus};
 
-use super::{ui, Context};
+use super::{Context, ui};
 
 /// Make a new workspace from a remote: its store gets every run and tag, and `origin` points
 /// at the remote. Nothing is checked out until you ask (`exp checkout ID`)
@@ -30,7 +30,8 @@ pub fn run(_ctx: &Context, args: &CloneArgs) -> anyhow::Result<()> {
         Some(d) => cwd.join(d),
         None => {
             let url = remote::parse_url(&args.url, &cwd)?;
-            let name = url.base_name().ok_or(remote::Error::NoCloneName { url: args.url.clone() })?;
+            let name =
+                url.base_name().ok_or(remote::Error::NoCloneName { url: args.url.clone() })?;
             cwd.join(name)
         }
     };
@@ -47,16 +48,19 @@ pub fn run(_ctx: &Context, args: &CloneArgs) -> anyhow::Result<()> {
             .count()
     };
     let t = &report.fetch.transfer;
+    let plural = super::fetch::plural;
     println!(
-        "cloned {} into {}: {} runs, {} tags ({} objects, {}, {} requests)",
+        "cloned {} into {}: {}, {} ({}, {}, {})",
         report.fetch.url,
         report.workspace.display(),
-        count("runs/"),
-        count("tags/"),
-        t.objects,
+        plural(count("runs/") as u64, "run"),
+        plural(count("tags/") as u64, "tag"),
+        plural(t.objects, "object"),
         ui::human_bytes(t.bytes),
-        t.requests
+        plural(t.requests, "request")
     );
-    println!("nothing is checked out: `exp list` shows the runs, `exp checkout ID` materializes one");
+    println!(
+        "nothing is checked out: `exp list` shows the runs, `exp checkout ID` materializes one"
+    );
     Ok(())
 }

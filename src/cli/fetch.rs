@@ -1,10 +1,10 @@
 //! `exp fetch`: bring a remote's runs and tags here, as remote-tracking refs.
 use clap::Args;
 
-use exp::store::remote::{self, RefStatus, RefUpdate};
 use exp::store::Repo;
+use exp::store::remote::{self, RefStatus, RefUpdate};
 
-use super::{ui, Context};
+use super::{Context, ui};
 
 /// Download a remote's runs and tags into remotes/<remote>/…; local runs are not touched
 #[derive(Args, Debug)]
@@ -38,13 +38,18 @@ pub fn run(ctx: &Context, args: &FetchArgs) -> anyhow::Result<()> {
 pub fn print_received(report: &remote::FetchReport) {
     let t = &report.transfer;
     println!(
-        "fetched from {} ({}): {} objects, {}, {} requests",
+        "received {} ({}) from {} ({}) in {}",
+        plural(t.objects, "object"),
+        ui::human_bytes(t.bytes),
         report.remote,
         report.url,
-        t.objects,
-        ui::human_bytes(t.bytes),
-        t.requests
+        plural(t.requests, "request")
     );
+}
+
+/// `1 object`, `2 objects`.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
 /// The ref table every remote command prints: name, what happened, old and new commit.

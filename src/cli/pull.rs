@@ -1,10 +1,10 @@
 //! `exp pull`: fetch, then bring local runs and tags up to date where nothing is lost.
 use clap::Args;
 
-use exp::store::remote::{self, RefStatus};
 use exp::store::Repo;
+use exp::store::remote::{self, RefStatus};
 
-use super::{ui, Context};
+use super::{Context, ui};
 
 /// Fetch from a remote, then create or fast-forward local runs and tags. A run that differs on
 /// both sides is a conflict: yours stays, theirs is at remotes/<remote>/runs/<ID>
@@ -40,7 +40,11 @@ pub fn run(ctx: &Context, args: &PullArgs) -> anyhow::Result<()> {
         .map(|u| u.name.clone())
         .collect();
     if !conflicts.is_empty() {
-        return Err(remote::Error::Conflict { remote: report.fetch.remote.clone(), refs: conflicts }.into());
+        return Err(remote::Error::Conflict {
+            remote: report.fetch.remote.clone(),
+            refs: conflicts,
+        }
+        .into());
     }
     Ok(())
 }

@@ -1,14 +1,14 @@
 //! `exp push`: send runs and tags to a remote.
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use exp::store::remote::{self, Hooks, PushOptions, RefStatus};
 use exp::store::Repo;
+use exp::store::remote::{self, Hooks, PushOptions, RefStatus};
 
-use super::{ui, Context};
+use super::{Context, ui};
 
 /// Send runs and tags to a remote: only the objects it lacks, then the refs (compare-and-swap)
 #[derive(Args, Debug)]
@@ -57,14 +57,15 @@ pub fn run(ctx: &Context, args: &PushArgs) -> anyhow::Result<()> {
     } else {
         super::fetch::print_refs(&report.refs, "");
         let t = &report.transfer;
+        let plural = super::fetch::plural;
         println!(
-            "pushed to {} ({}): {} objects, {} in {} packs, {} requests",
+            "sent {} ({}, {}) to {} ({}) in {}",
+            plural(t.objects, "object"),
+            ui::human_bytes(t.bytes),
+            plural(t.packs, "pack"),
             report.remote,
             report.url,
-            t.objects,
-            ui::human_bytes(t.bytes),
-            t.packs,
-            t.requests
+            plural(t.requests, "request")
         );
     }
     let with = |s: RefStatus| -> Vec<String> {
@@ -72,11 +73,15 @@ pub fn run(ctx: &Context, args: &PushArgs) -> anyhow::Result<()> {
     };
     let rejected = with(RefStatus::Rejected);
     if !rejected.is_empty() {
-        return Err(remote::Error::Rejected { remote: report.remote.clone(), refs: rejected }.into());
+        return Err(
+            remote::Error::Rejected { remote: report.remote.clone(), refs: rejected }.into()
+        );
     }
     let conflicts = with(RefStatus::Conflict);
     if !conflicts.is_empty() {
-        return Err(remote::Error::Conflict { remote: report.remote.clone(), refs: conflicts }.into());
+        return Err(
+            remote::Error::Conflict { remote: report.remote.clone(), refs: conflicts }.into()
+        );
     }
     Ok(())
 }
@@ -87,7 +92,9 @@ pub fn run(ctx: &Context, args: &PushArgs) -> anyhow::Result<()> {
 /// for `DIR/go` (or `DIR/go-<pid>`), so a test can line up two pushers deterministically.
 fn test_hooks() -> Hooks {
     let mut hooks = Hooks::default();
-    if let Some(n) = std::env::var("EXP_TEST_KILL_AFTER_PACKS").ok().and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(n) =
+        std::env::var("EXP_TEST_KILL_AFTER_PACKS").ok().and_then(|v| v.parse::<u64>().ok())
+    {
         hooks.after_pack = Some(Arc::new(move |done| {
             if done >= n {
                 // SAFETY: sending a signal to our own pid has no memory-safety preconditions.

@@ -1,10 +1,10 @@
 //! `exp remote`: name the places runs are shared through.
 use clap::{Args, Subcommand};
 
-use exp::store::remote;
 use exp::store::Repo;
+use exp::store::remote;
 
-use super::{ui, Context};
+use super::{Context, ui};
 
 /// List, add or remove remotes (a shared folder or S3 storage runs are pushed to and pulled from)
 #[derive(Args, Debug)]

@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
 use super::transport::RemoteUrl;
+use crate::store::Repo;
 use crate::store::atomic::LockFile;
 use crate::store::refs::{Expect, RefName};
-use crate::store::Repo;
 
 /// A configured remote.
 #[derive(Clone, Debug, Serialize)]
@@ -45,14 +45,22 @@ fn load(path: &Path) -> Result<Map<String, Value>> {
             line: 1,
             message: "expected a JSON object".into(),
         }),
-        Err(e) => Err(Error::BadConfig { path: path.to_path_buf(), line: e.line(), message: e.to_string() }),
+        Err(e) => Err(Error::BadConfig {
+            path: path.to_path_buf(),
+            line: e.line(),
+            message: e.to_string(),
+        }),
     }
 }
 
 fn remotes_of(path: &Path, config: &Map<String, Value>) -> Result<Vec<Remote>> {
     let Some(remotes) = config.get("remotes") else { return Ok(Vec::new()) };
     let Some(remotes) = remotes.as_object() else {
-        return Err(Error::BadConfig { path: path.to_path_buf(), line: 1, message: "\"remotes\" must be an object".into() });
+        return Err(Error::BadConfig {
+            path: path.to_path_buf(),
+            line: 1,
+            message: "\"remotes\" must be an object".into(),
+        });
     };
     let mut out = Vec::new();
     for (name, v) in remotes {
@@ -126,9 +134,11 @@ pub fn remove_remote(repo: &Repo, name: &str) -> Result<Remote> {
 pub fn resolve_remote(repo: &Repo, name: Option<&str>) -> Result<Remote> {
     let remotes = list_remotes(repo)?;
     if let Some(name) = name {
-        return remotes.iter().find(|r| r.name == name).cloned().ok_or_else(|| Error::NoSuchRemote {
-            name: name.to_string(),
-            known: remotes.iter().map(|r| r.name.clone()).collect(),
+        return remotes.iter().find(|r| r.name == name).cloned().ok_or_else(|| {
+            Error::NoSuchRemote {
+                name: name.to_string(),
+                known: remotes.iter().map(|r| r.name.clone()).collect(),
+            }
         });
     }
     if let Some(origin) = remotes.iter().find(|r| r.name == "origin") {

@@ -1,8 +1,8 @@
 //! A transport wrapper that counts requests and bytes, so every report can say what a command
 //! cost on the wire (and the tests can check that an up-to-date push sends no objects).
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;

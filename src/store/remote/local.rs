@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use tempfile::TempPath;
 
 use super::error::{Error, Result};
+use crate::store::ObjectId;
 use crate::store::atomic::{create_dirs, sync_filesystem};
 use crate::store::object::{self, Kind, Object};
 use crate::store::odb::Odb;
-use crate::store::ObjectId;
 
 /// A verified object written to a temp file, not yet under its name.
 pub struct Arrived {
@@ -88,7 +88,8 @@ pub fn check_raw(id: &ObjectId, raw: &[u8]) -> std::result::Result<Checked, Stri
     if hasher.finalize().as_bytes() != id.as_bytes() {
         return Err("content does not match its id".into());
     }
-    let links = if kind == Kind::Blob { Vec::new() } else { links_of(&Object::decode(kind, payload)?) };
+    let links =
+        if kind == Kind::Blob { Vec::new() } else { links_of(&Object::decode(kind, payload)?) };
     Ok(Checked { kind, links })
 }
 

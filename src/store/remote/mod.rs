@@ -28,11 +28,11 @@ pub mod transport;
 
 use std::path::Path;
 
-pub use config::{add_remote, list_remotes, remove_remote, resolve_remote, Remote};
+pub use config::{Remote, add_remote, list_remotes, remove_remote, resolve_remote};
 pub use error::{Error, Result};
 pub use sync::{
-    clone, fetch, pull, push, FetchReport, Hooks, PullReport, PushOptions, PushReport, RefStatus,
-    RefUpdate, Transfer,
+    FetchReport, Hooks, PullReport, PushOptions, PushReport, RefStatus, RefUpdate, Transfer, clone,
+    fetch, pull, push,
 };
 pub use transport::RemoteUrl;
 

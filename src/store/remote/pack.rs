@@ -207,7 +207,8 @@ pub fn plan_reads(wanted: &[(ObjectId, Location)], max_gap: u64, max_read: u64) 
             if let Some(done) = current.take() {
                 reads.push(done);
             }
-            current = Some(Read { pack: pack.clone(), range: offset..end, objects: vec![(id, 0, len)] });
+            current =
+                Some(Read { pack: pack.clone(), range: offset..end, objects: vec![(id, 0, len)] });
         }
         reads.extend(current);
     }

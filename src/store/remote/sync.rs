@@ -7,24 +7,24 @@
 //! becomes visible locally, and moves remote-tracking refs only once everything they name is here.
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use super::Remote;
 use super::counting::Counting;
 use super::error::{Error, Result};
 use super::local::{self, Arrived};
 use super::pack::{self, PackBuilder, RemoteIndex};
 use super::transport::{RemoteUrl, Transport, Version};
-use super::Remote;
 use crate::progress::Progress;
+use crate::store::Repo;
 use crate::store::atomic::atomic_write;
 use crate::store::odb::Odb;
 use crate::store::refs::{Expect, Head, RefName};
-use crate::store::Repo;
 use crate::store::{Kind, ObjectId};
 
 /// The remote layout version, in `exp-remote.json`.
@@ -42,6 +42,8 @@ const SMALL_REQUESTS: usize = 16;
 const MAX_GAP: u64 = 1 << 20;
 /// Upper bound of one ranged read.
 const MAX_READ: u64 = 32 << 20;
+/// A fetch round smaller than this shows no progress bar.
+const PROGRESS_MIN: u64 = 1 << 20;
 
 /// What happened to one ref.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -70,7 +72,7 @@ impl RefStatus {
             RefStatus::Created => "new",
             RefStatus::FastForward => "fast-forward",
             RefStatus::Updated => "updated",
-            RefStatus::Ahead => "ahead",
+            RefStatus::Ahead => "already ahead",
             RefStatus::Rejected => "rejected: remote changed, fetch first",
             RefStatus::Conflict => "conflict: different content on both sides",
         }
@@ -143,7 +145,12 @@ pub struct PushOptions {
 
 impl Default for PushOptions {
     fn default() -> Self {
-        PushOptions { refs: Vec::new(), all: false, pack_bytes: DEFAULT_PACK_BYTES, hooks: Hooks::default() }
+        PushOptions {
+            refs: Vec::new(),
+            all: false,
+            pack_bytes: DEFAULT_PACK_BYTES,
+            hooks: Hooks::default(),
+        }
     }
 }
 
@@ -251,11 +258,11 @@ async fn load_index(t: &Counting, cache: &Path, remote: &str) -> Result<RemoteIn
         }
         // A cached index is re-checked (its checksum) on every use, so a damaged cache file is
         // simply downloaded again.
-        if let Ok(bytes) = std::fs::read(cache.join(format!("{name}.idx"))) {
-            if let Ok(entries) = pack::decode_index(&bytes) {
-                index.add(name, &entries);
-                continue;
-            }
+        if let Ok(bytes) = std::fs::read(cache.join(format!("{name}.idx")))
+            && let Ok(entries) = pack::decode_index(&bytes)
+        {
+            index.add(name, &entries);
+            continue;
         }
         missing.push(name.to_string());
     }
@@ -330,7 +337,12 @@ fn refs_to_push(repo: &Repo, opts: &PushOptions) -> Result<Vec<(RefName, ObjectI
 }
 
 /// How the remote's value of a ref relates to ours.
-fn classify(odb: &Odb, name: &RefName, local: ObjectId, remote: Option<ObjectId>) -> Result<RefStatus> {
+fn classify(
+    odb: &Odb,
+    name: &RefName,
+    local: ObjectId,
+    remote: Option<ObjectId>,
+) -> Result<RefStatus> {
     let Some(remote) = remote else { return Ok(RefStatus::Created) };
     if remote == local {
         return Ok(RefStatus::UpToDate);
@@ -387,7 +399,12 @@ async fn push_async(
     for (ref_name, local_id) in &wanted {
         let remote_id = theirs.get(ref_name.as_str()).map(|(id, _)| *id);
         let status = classify(&repo.odb, ref_name, *local_id, remote_id)?;
-        updates.push(RefUpdate { name: ref_name.to_string(), old: remote_id, new: Some(*local_id), status });
+        updates.push(RefUpdate {
+            name: ref_name.to_string(),
+            old: remote_id,
+            new: Some(*local_id),
+            status,
+        });
     }
 
     // Everything reachable from what we send, minus what the remote has: its refs' history is
@@ -397,7 +414,8 @@ async fn push_async(
         .filter(|u| matches!(u.status, RefStatus::Created | RefStatus::FastForward))
         .filter_map(|u| u.new)
         .collect();
-    let stop: HashSet<ObjectId> = theirs.values().map(|(id, _)| *id).filter(|id| repo.odb.has(id)).collect();
+    let stop: HashSet<ObjectId> =
+        theirs.values().map(|(id, _)| *id).filter(|id| repo.odb.has(id)).collect();
     let odb = repo.odb.clone();
     let objects: Vec<ObjectId> = {
         let stop = stop.clone();
@@ -437,12 +455,12 @@ async fn push_async(
         }
     }
     for u in &updates {
-        if matches!(u.status, RefStatus::Created | RefStatus::FastForward | RefStatus::UpToDate) {
-            if let Some(id) = u.new {
-                let track = tracking(name, &u.name)?;
-                if repo.refs.read(&track)? != Some(id) {
-                    repo.refs.update(&track, id, Expect::Any, &format!("push {name}"))?;
-                }
+        let landed =
+            matches!(u.status, RefStatus::Created | RefStatus::FastForward | RefStatus::UpToDate);
+        if landed && let Some(id) = u.new {
+            let track = tracking(name, &u.name)?;
+            if repo.refs.read(&track)? != Some(id) {
+                repo.refs.update(&track, id, Expect::Any, &format!("push {name}"))?;
             }
         }
     }
@@ -547,7 +565,8 @@ async fn fetch_async(
 
     // A ref needs objects unless something local that is known complete already names its value:
     // its tracking ref (moved only after a complete fetch) or any local ref.
-    let mut complete: HashSet<ObjectId> = repo.refs.list("")?.into_iter().map(|(_, id)| id).collect();
+    let mut complete: HashSet<ObjectId> =
+        repo.refs.list("")?.into_iter().map(|(_, id)| id).collect();
     complete.extend(repo.refs.read(&RefName::head())?);
     let roots: Vec<(ObjectId, Arc<str>)> = theirs
         .iter()
@@ -602,7 +621,9 @@ async fn download(
                     if odb.header(&id)?.0 == Kind::Blob {
                         continue;
                     }
-                    out.extend(local::links_of(&odb.read(&id)?).into_iter().map(|l| (l, via.clone())));
+                    out.extend(
+                        local::links_of(&odb.read(&id)?).into_iter().map(|l| (l, via.clone())),
+                    );
                 }
                 Ok(out)
             })
@@ -622,7 +643,11 @@ async fn download(
         if !wanted.is_empty() {
             let reads = pack::plan_reads(&wanted, MAX_GAP, MAX_READ);
             let total: u64 = reads.iter().map(|r| r.range.end - r.range.start).sum();
-            progress.start("fetching", total, true);
+            // Rounds of a few commits and trees finish at once; only the big ones get a bar.
+            let shown = total >= PROGRESS_MIN;
+            if shown {
+                progress.start("fetching", total, true);
+            }
             let results: Vec<Received> = futures::stream::iter(reads)
                 .map(|read| {
                     let odb = odb.clone();
@@ -630,14 +655,18 @@ async fn download(
                     async move {
                         let key = pack_key(&read.pack);
                         let bytes = t.get_range(&key, read.range.clone()).await?;
-                        progress.advance(bytes.len() as u64);
+                        if shown {
+                            progress.advance(bytes.len() as u64);
+                        }
                         blocking(move || receive(&odb, &remote, &key, &read, &bytes)).await
                     }
                 })
                 .buffer_unordered(DOWNLOADS)
                 .try_collect()
                 .await?;
-            progress.finish();
+            if shown {
+                progress.finish();
+            }
             for r in results {
                 transfer.objects += r.objects;
                 transfer.bytes += r.bytes;
@@ -661,7 +690,13 @@ struct Received {
 
 /// Verifies and stores the objects of one ranged read. A single bad object fails the whole read
 /// before anything of it becomes visible.
-fn receive(odb: &Odb, remote: &str, key: &str, read: &pack::Read, bytes: &[u8]) -> Result<Received> {
+fn receive(
+    odb: &Odb,
+    remote: &str,
+    key: &str,
+    read: &pack::Read,
+    bytes: &[u8],
+) -> Result<Received> {
     let mut batch: Vec<Arrived> = Vec::new();
     let mut links = Vec::new();
     let mut total = 0;
@@ -704,10 +739,8 @@ pub fn integrate(repo: &Repo, fetch: &FetchReport) -> Result<Vec<RefUpdate>> {
         let status = match ours {
             None => RefStatus::Created,
             Some(o) if o == theirs => RefStatus::UpToDate,
-            Some(o) if name.as_str().starts_with("tags/") => {
-                let _ = o;
-                RefStatus::Conflict
-            }
+            // Tags never move: a different value is a conflict, whatever the history says.
+            Some(_) if name.as_str().starts_with("tags/") => RefStatus::Conflict,
             Some(o) if local::is_ancestor(&repo.odb, &o, &theirs)? => RefStatus::FastForward,
             Some(o) if local::is_ancestor(&repo.odb, &theirs, &o)? => RefStatus::Ahead,
             Some(_) => RefStatus::Conflict,
@@ -762,7 +795,8 @@ pub fn clone(url: &str, dir: &Path, base: &Path, progress: &dyn Progress) -> Res
     })();
     if result.is_err() {
         // Only what this call made goes: the folder it created, or the store in an empty one.
-        let _ = std::fs::remove_dir_all(if created { dir.to_path_buf() } else { dir.join(".exprepo") });
+        let _ =
+            std::fs::remove_dir_all(if created { dir.to_path_buf() } else { dir.join(".exprepo") });
     }
     result
 }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path as ObjectPath;
 use object_store::{
@@ -24,7 +24,7 @@ use object_store::{
 };
 
 use super::error::{Error, Result};
-use crate::store::atomic::{atomic_write, LockFile};
+use crate::store::atomic::{LockFile, atomic_write};
 
 /// Where a remote lives, parsed from the URL a person typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,7 +155,12 @@ pub struct FolderTransport {
 
 impl FolderTransport {
     fn transport_err(&self, op: &'static str, key: &str, e: impl Into<BoxError>) -> Error {
-        Error::Transport { remote: self.root.display().to_string(), op, key: key.to_string(), source: e.into() }
+        Error::Transport {
+            remote: self.root.display().to_string(),
+            op,
+            key: key.to_string(),
+            source: e.into(),
+        }
     }
 }
 
@@ -319,10 +324,13 @@ impl S3Transport {
         let url = format!("s3://{bucket}/{prefix}");
         // Without static keys object_store falls back to the EC2 metadata service, which on any
         // other machine means a long hang; ask for the keys instead, unless a role is configured.
-        let role = ["AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some());
+        let role = [
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
         if !role {
             for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
                 if std::env::var_os(var).is_none() {
@@ -342,7 +350,11 @@ impl S3Transport {
             .with_retry(retry)
             .build()
             .map_err(|e| Error::BadUrl { url: url.clone(), reason: e.to_string() })?;
-        Ok(S3Transport { store: Arc::new(store), bucket: bucket.to_string(), prefix: prefix.to_string() })
+        Ok(S3Transport {
+            store: Arc::new(store),
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
     }
 
     fn path(&self, key: &str) -> ObjectPath {
@@ -353,10 +365,19 @@ impl S3Transport {
         }
     }
 
-    fn err(&self, op: &'static str, key: &str) -> impl Fn(object_store::Error) -> Error + Send + 'static {
+    fn err(
+        &self,
+        op: &'static str,
+        key: &str,
+    ) -> impl Fn(object_store::Error) -> Error + Send + 'static {
         let remote = self.url();
         let key = key.to_string();
-        move |e| Error::Transport { remote: remote.clone(), op, key: key.clone(), source: Box::new(e) }
+        move |e| Error::Transport {
+            remote: remote.clone(),
+            op,
+            key: key.clone(),
+            source: Box::new(e),
+        }
     }
 }
 
@@ -504,7 +525,9 @@ mod tests {
             assert!(!t.write_ref("refs/runs/a", Bytes::from("2\n"), None).await.unwrap());
             let (bytes, v1) = t.read_ref("refs/runs/a").await.unwrap().unwrap();
             assert_eq!(&bytes[..], b"1\n");
-            assert!(t.write_ref("refs/runs/a", Bytes::from("3\n"), Some(v1.clone())).await.unwrap());
+            assert!(
+                t.write_ref("refs/runs/a", Bytes::from("3\n"), Some(v1.clone())).await.unwrap()
+            );
             // The old version no longer matches.
             assert!(!t.write_ref("refs/runs/a", Bytes::from("4\n"), Some(v1)).await.unwrap());
             let (bytes, _) = t.read_ref("refs/runs/a").await.unwrap().unwrap();
