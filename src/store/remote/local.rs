@@ -184,3 +184,36 @@ pub fn is_ancestor(odb: &Odb, ancestor: &ObjectId, descendant: &ObjectId) -> Res
 pub fn cache_dir(store_dir: &Path, remote: &str) -> PathBuf {
     store_dir.join("remote-cache").join(remote)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Tree, TreeEntry};
+
+    #[test]
+    fn arriving_bytes_are_checked_against_their_id_and_give_their_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Odb::new(dir.path().join("src"));
+        let blob = src.write(&Object::Blob(b"hello".to_vec())).unwrap();
+        let entry = TreeEntry { name: "a.txt".into(), mode: object::Mode::File, id: blob };
+        let tree = src.write_tree(&Tree::new(vec![entry]).unwrap()).unwrap();
+        let raw = src.read_raw(&tree).unwrap();
+        let checked = check_raw(&tree, &raw).unwrap();
+        assert_eq!(checked.kind, Kind::Tree);
+        assert_eq!(checked.links, vec![blob]);
+        assert!(check_raw(&blob, &src.read_raw(&blob).unwrap()).unwrap().links.is_empty());
+        // The right bytes under the wrong id, and damaged bytes, are both refused.
+        assert_eq!(check_raw(&blob, &raw).err().unwrap(), "content does not match its id");
+        let mut bad = raw.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert!(check_raw(&tree, &bad).is_err());
+
+        let dst = Odb::new(dir.path().join("dst"));
+        let staged = stage(&dst, tree, &raw).unwrap();
+        assert!(!dst.has(&tree), "staged objects are not visible");
+        publish(&dst, vec![staged]).unwrap();
+        assert_eq!(dst.read_tree(&tree).unwrap().entries.len(), 1);
+        assert!(is_ancestor(&dst, &tree, &tree).unwrap());
+    }
+}
