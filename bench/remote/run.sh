@@ -25,7 +25,8 @@ log() { printf '==> %s\n' "$*" >&2; }
 log "generating a ${SIZE} MB run in $work"
 ws=$work/ws
 mkdir -p "$ws/experiments"
-python3 bench/remote/gen_run.py "$ws/experiments/run_bench" "$SIZE"
+# The store benchmark's generator: text that compresses like real model output.
+python3 bench/store/generate.py "$ws/experiments/run_bench" --mb "$SIZE" >/dev/null
 (cd "$ws" && "$EXP" init >/dev/null && "$EXP" commit experiments/run_bench -m bench >/dev/null)
 dv=$work/dvc
 mkdir -p "$dv"
