@@ -418,7 +418,6 @@ async fn push_async(
         theirs.values().map(|(id, _)| *id).filter(|id| repo.odb.has(id)).collect();
     let odb = repo.odb.clone();
     let objects: Vec<ObjectId> = {
-        let stop = stop.clone();
         let all = blocking(move || local::reachable(&odb, &sending, &stop)).await?;
         all.into_iter().filter(|id| !index.contains(id)).collect()
     };
@@ -524,7 +523,7 @@ async fn upload(
                     + p.entries.len() as u64;
                 let bytes: u64 = p.entries.iter().map(|e| e.len).sum();
                 progress.advance(bytes);
-                progress.status(&format!("{objs}/{count} objects, {n} packs"));
+                progress.status(&format!("{objs}/{count} objects"));
                 if let Some(hook) = &opts.hooks.after_pack {
                     hook(n);
                 }
