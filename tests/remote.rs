@@ -381,11 +381,12 @@ fn push_clone_round_trip(r: &Where, tmp: &TempDir) {
     std::fs::write(a.join("experiments/run_r1/trial-b/reports/report.md"), b"# report v2\n")
         .unwrap();
     exp(&a).args(["commit", "experiments/run_r1", "-m", "v2"]).assert().success();
-    r.cmd(&a)
-        .args(["push", "origin", "r1"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("fast-forward"));
+    let out = r.cmd(&a).args(["push", "origin", "r1", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ff = json_of(&out.stdout);
+    assert_eq!(ff["refs"][0]["status"], "fast-forward", "{ff}");
+    // Only what changed travels: the commit, the trees on the path to the file, the file.
+    assert_eq!(ff["transfer"]["objects"], 5, "{ff}");
     r.cmd(&b)
         .arg("fetch")
         .assert()
@@ -664,4 +665,29 @@ fn clone_refuses_a_folder_that_is_not_empty() {
     std::fs::create_dir(&elsewhere).unwrap();
     exp(&elsewhere).args(["clone", &r.url]).assert().success();
     assert_eq!(rev(&elsewhere.join("remote"), "runs/r1"), rev(&a, "runs/r1"));
+}
+
+#[test]
+fn a_tag_that_differs_on_the_remote_is_a_conflict_and_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = folder_remote(&tmp);
+    let a = workspace(&tmp, "alice");
+    commit_run(&a, "r1", &sample_files(1));
+    commit_run(&a, "r2", &sample_files(2));
+    exp(&a).args(["tag", "best", "r1"]).assert().success();
+    exp(&a).args(["remote", "add", "origin", &r.url]).assert().success();
+    exp(&a).args(["push", "--all"]).assert().success();
+    // Alice moves her tag locally; the remote's tag must not follow silently.
+    exp(&a).args(["tag", "-d", "best"]).assert().success();
+    exp(&a).args(["tag", "best", "r2"]).assert().success();
+    exp(&a)
+        .args(["push", "origin", "best"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("conflict"))
+        .stderr(predicate::str::contains("conflict: same run id, different content on both sides"));
+    assert_eq!(remote_ref(&r, "tags/best"), rev(&a, "runs/r1"));
+    // Pulling does not move it back either.
+    exp(&a).arg("pull").assert().code(1).stderr(predicate::str::contains("tags/best"));
+    assert_eq!(rev(&a, "tags/best"), rev(&a, "runs/r2"));
 }
