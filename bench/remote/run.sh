@@ -53,11 +53,16 @@ time_it() {
   local name=$1; shift
   local t0 t1
   t0=$(date +%s.%N)
-  "$@" >"$work/last.log" 2>&1 || { cat "$work/last.log" >&2; exit 1; }
+  "$@" >"$work/last.out" 2>"$work/last.err" || { cat "$work/last.out" "$work/last.err" >&2; exit 1; }
   t1=$(date +%s.%N)
   echo -e "$name\t$(echo "$t1 - $t0" | bc)" >>"$results"
 }
 size_of() { du -sb "$1" | cut -f1; }
+# requests NAME: the request count in the JSON report the last timed exp command printed.
+requests() {
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print((r.get("fetch") or r)["transfer"]["requests"])' \
+    "$work/last.out" | sed "s/^/$1\t/" >>"$results"
+}
 
 dvc_pull_dir() { # dvc_pull_dir DIR REMOTE_NAME URL [endpoint]: a fresh DVC project that only has the .dvc file
   mkdir -p "$1"
@@ -69,14 +74,18 @@ for i in $(seq "$REPEATS"); do
   log "round $i/$REPEATS"
   # exp, folder remote
   (cd "$ws" && "$EXP" remote add "f$i" "$work/exp-folder-$i" >/dev/null)
-  time_it exp_push_folder bash -c "cd '$ws' && '$EXP' push f$i --all"
-  time_it exp_clone_folder bash -c "cd '$work' && '$EXP' clone '$work/exp-folder-$i' clone-f$i"
+  time_it exp_push_folder bash -c "cd '$ws' && '$EXP' push f$i --all --json"
+  requests exp_push_folder_requests
+  time_it exp_clone_folder bash -c "cd '$work' && '$EXP' clone '$work/exp-folder-$i' clone-f$i --json"
+  requests exp_clone_folder_requests
   time_it exp_checkout_folder bash -c "cd '$work/clone-f$i' && '$EXP' checkout bench"
   echo -e "exp_folder_bytes\t$(size_of "$work/exp-folder-$i")" >>"$results"
   # exp, S3
   (cd "$ws" && "$EXP" remote add "s$i" "s3://bench/exp-$i" >/dev/null)
-  time_it exp_push_s3 bash -c "cd '$ws' && '$EXP' push s$i --all"
-  time_it exp_clone_s3 bash -c "cd '$work' && '$EXP' clone s3://bench/exp-$i clone-s$i"
+  time_it exp_push_s3 bash -c "cd '$ws' && '$EXP' push s$i --all --json"
+  requests exp_push_s3_requests
+  time_it exp_clone_s3 bash -c "cd '$work' && '$EXP' clone s3://bench/exp-$i clone-s$i --json"
+  requests exp_clone_s3_requests
   time_it exp_checkout_s3 bash -c "cd '$work/clone-s$i' && '$EXP' checkout bench"
   echo -e "exp_s3_bytes\t$(size_of "$work/s3/bench/exp-$i")" >>"$results"
   # DVC, local remote
@@ -112,8 +121,9 @@ print("| --- | --- | --- | --- | --- |")
 for kind, label in (("folder", "folder"), ("s3", "S3 (s3s-fs, loopback)")):
     push, dpush = med[f"exp_push_{kind}"], med[f"dvc_push_{kind}"]
     clone, co, dpull = med[f"exp_clone_{kind}"], med[f"exp_checkout_{kind}"], med[f"dvc_pull_{kind}"]
-    print(f"| push | {label} | {push:.2f} s ({mb/push:.0f} MB/s) | {dpush:.2f} s | {dpush/push:.1f}x |")
-    print(f"| clone / pull (store only) | {label} | {clone:.2f} s | - | - |")
+    pr, cr = int(med[f"exp_push_{kind}_requests"]), int(med[f"exp_clone_{kind}_requests"])
+    print(f"| push | {label} | {push:.2f} s ({mb/push:.0f} MB/s, {pr} requests) | {dpush:.2f} s | {dpush/push:.1f}x |")
+    print(f"| clone (store only) vs pull | {label} | {clone:.2f} s ({cr} requests) | {dpull:.2f} s | {dpull/clone:.1f}x |")
     print(f"| clone + checkout vs pull | {label} | {clone+co:.2f} s | {dpull:.2f} s | {dpull/(clone+co):.1f}x |")
     eb, db = med[f"exp_{kind}_bytes"], med[f"dvc_{kind}_bytes"]
     print(f"| remote storage | {label} | {eb/1e6:.0f} MB | {db/1e6:.0f} MB | {db/eb:.1f}x |")

@@ -185,6 +185,19 @@ pub fn cache_dir(store_dir: &Path, remote: &str) -> PathBuf {
     store_dir.join("remote-cache").join(remote)
 }
 
+/// Keeps a copy of a pack index in the cache: renamed into place (never half-written under its
+/// name) but not fsynced, because the cache is disposable: every read checks the index's
+/// checksum, and a damaged or missing copy is simply downloaded again.
+pub fn cache_index(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    create_dirs(dir)?;
+    let mut tmp =
+        tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    let dest = dir.join(format!("{name}.idx"));
+    tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,6 @@ use super::pack::{self, PackBuilder, RemoteIndex};
 use super::transport::{RemoteUrl, Transport, Version};
 use crate::progress::Progress;
 use crate::store::Repo;
-use crate::store::atomic::atomic_write;
 use crate::store::odb::Odb;
 use crate::store::refs::{Expect, Head, RefName};
 use crate::store::{Kind, ObjectId};
@@ -282,7 +281,7 @@ async fn load_index(t: &Counting, cache: &Path, remote: &str) -> Result<RemoteIn
             key: key.clone(),
             reason,
         })?;
-        atomic_write(&cache.join(format!("{name}.idx")), &bytes)?;
+        local::cache_index(cache, &name, &bytes)?;
         index.add(&name, &entries);
     }
     Ok(index)
@@ -515,9 +514,8 @@ async fn upload(
             async move {
                 t.put(&pack_key(&p.name), p.bytes.clone()).await?;
                 t.put(&index_key(&p.name), p.index.clone()).await?;
-                let cached = cache.join(format!("{}.idx", p.name));
-                let index = p.index.clone();
-                blocking(move || Ok(atomic_write(&cached, &index)?)).await?;
+                let (dir, name, index) = (cache.clone(), p.name.clone(), p.index.clone());
+                blocking(move || local::cache_index(&dir, &name, &index)).await?;
                 let n = done_packs.fetch_add(1, Ordering::SeqCst) + 1;
                 let objs = done_objects.fetch_add(p.entries.len() as u64, Ordering::SeqCst)
                     + p.entries.len() as u64;
@@ -604,6 +602,7 @@ async fn download(
     progress: &dyn Progress,
 ) -> Result<Transfer> {
     let mut transfer = Transfer::default();
+    let mut staged: Vec<Arrived> = Vec::new();
     let mut seen: HashSet<ObjectId> = HashSet::new();
     // Each wanted object carries the ref that led to it, for the error should the remote lack it.
     let mut frontier: Vec<(ObjectId, Arc<str>)> =
@@ -666,7 +665,6 @@ async fn download(
             if shown {
                 progress.finish();
             }
-            let mut staged = Vec::new();
             for r in results {
                 transfer.objects += r.staged.len() as u64;
                 transfer.bytes += r.bytes;
@@ -676,12 +674,13 @@ async fn download(
                     found.push((link, via));
                 }
             }
-            // Only a round that arrived whole and verified becomes visible.
-            let odb = odb.clone();
-            blocking(move || local::publish(&odb, staged)).await?;
         }
         frontier = found.into_iter().filter(|(id, _)| seen.insert(*id)).collect();
     }
+    // Everything arrived and verified: it all becomes visible at once, for two `syncfs` in all
+    // (each one flushes the whole file system, which on a busy disk costs up to a second).
+    let odb = odb.clone();
+    blocking(move || local::publish(&odb, staged)).await?;
     Ok(transfer)
 }
 
@@ -692,8 +691,8 @@ struct Received {
     staged: Vec<Arrived>,
 }
 
-/// Verifies the objects of one ranged read and stages them (not yet visible): the caller
-/// publishes a whole round at once, which costs two `syncfs` instead of two per read.
+/// Verifies the objects of one ranged read and stages them (not yet visible); the caller
+/// publishes everything a fetch brought at once.
 fn receive(
     odb: &Odb,
     remote: &str,
