@@ -114,8 +114,10 @@ pub fn publish(odb: &Odb, batch: Vec<Arrived>) -> Result<()> {
     sync_filesystem(odb.dir())?;
     for a in batch {
         let dest = odb.path_of(&a.id);
+        // No fsync per new fan-out folder (up to 256 of them): the `syncfs` below makes the
+        // folders and the renames durable together.
         if let Some(dir) = dest.parent() {
-            create_dirs(dir)?;
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         // Same id means same bytes: replacing one a concurrent fetch just published is harmless.
         a.tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
