@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::{Error, IoContext, Result};
 use super::index::Index;
-use super::object::{Commit, Kind, Mode, Object, TreeEntry};
+use super::object::{Commit, Kind, Mode, Object, Summary, TreeEntry};
 use super::odb::Odb;
 use super::refs::{Expect, Head, RefName, Refs};
 use super::worktree::{self, ListedFile};
@@ -429,15 +429,9 @@ impl Repo {
         }
         // The index is a cache: failing to save it only costs re-hashing next time.
         let _ = index.save();
-        let summary = summary::read_summary(&run_dir, run_json.as_ref()).unwrap_or_else(|e| {
-            warnings.push(format!("{e}; the commit has no summary"));
-            Default::default()
-        });
-        let provenance: Provenance = run_json
-            .as_ref()
-            .and_then(|r| r.get("provenance"))
-            .and_then(|p| serde_json::from_value(p.clone()).ok())
-            .unwrap_or_else(|| provenance::capture(&self.workspace));
+        // Summary and provenance are only needed for a new commit; provenance asks git for
+        // the status of the whole code repository, which an unchanged re-commit must not pay for.
+        let mut meta: Option<(Summary, Provenance)> = None;
         let message = options
             .message
             .clone()
@@ -453,6 +447,19 @@ impl Repo {
                 outcome.unchanged = true;
                 break cur;
             }
+            let (summary, provenance) = meta.get_or_insert_with(|| {
+                let summary =
+                    summary::read_summary(&run_dir, run_json.as_ref()).unwrap_or_else(|e| {
+                        warnings.push(format!("{e}; the commit has no summary"));
+                        Default::default()
+                    });
+                let provenance = run_json
+                    .as_ref()
+                    .and_then(|r| r.get("provenance"))
+                    .and_then(|p| serde_json::from_value(p.clone()).ok())
+                    .unwrap_or_else(|| provenance::capture(&self.workspace));
+                (summary, provenance)
+            });
             let commit = Commit {
                 tree: stored.tree,
                 parents: current.into_iter().collect(),
@@ -485,8 +492,10 @@ impl Repo {
                 None => self.refs.update(t, commit_id, Expect::Absent, "tag")?,
             }
         }
-        if set_head {
-            self.refs.set_head(&Head::Symbolic(ref_name), &format!("commit: run {run_id}"))?;
+        // HEAD already naming this run is the common case of a re-commit: no write, no fsync.
+        let head = Head::Symbolic(ref_name);
+        if set_head && self.refs.head()? != head {
+            self.refs.set_head(&head, &format!("commit: run {run_id}"))?;
         }
         Ok(outcome)
     }
