@@ -4,8 +4,8 @@
 //! Arriving objects are verified here before anything becomes visible: the bytes must decompress
 //! to a canonical encoding whose BLAKE3 hash is the id the remote's index claims. Verified
 //! objects are written to temp files under `objects/tmp/` (which `exp gc` sweeps), made durable
-//! with one `syncfs` per batch, and only then renamed into place; a crash leaves temp files, never
-//! a half-written object under its name.
+//! as one batch, and only then renamed into place; a crash leaves temp files, never a
+//! half-written object under its name.
 use std::collections::{HashSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use tempfile::TempPath;
 
 use super::error::{Error, Result};
 use crate::store::ObjectId;
-use crate::store::atomic::{create_dirs, sync_filesystem};
+use crate::store::atomic::{create_dirs, fsync_dir, start_writeback, wait_writeback};
 use crate::store::object::{self, Kind, Object};
 use crate::store::odb::Odb;
 
@@ -102,27 +102,45 @@ pub fn stage(odb: &Odb, id: ObjectId, raw: &[u8]) -> Result<Arrived> {
         .tempfile_in(&dir)
         .map_err(|e| Error::io(&dir, e))?;
     tmp.write_all(raw).map_err(|e| Error::io(tmp.path(), e))?;
+    // The bytes start for the disk now, so `publish` mostly finds them there already.
+    start_writeback(tmp.as_file());
     Ok(Arrived { id, tmp: tmp.into_temp_path() })
 }
 
-/// Makes a batch of arrived objects durable and then visible, with one `syncfs` before the
-/// renames (the bytes) and one after (the names).
+/// Makes a batch of arrived objects durable and then visible, the way the store publishes its
+/// own batches: wait for each file's write-back, one fsync of `objects/tmp/` to commit the
+/// journal, then the renames, then one fsync per folder they landed in. A crash before the end
+/// leaves temp files (swept by `exp gc`), never a partial object under its name.
 pub fn publish(odb: &Odb, batch: Vec<Arrived>) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    sync_filesystem(odb.dir())?;
+    for a in &batch {
+        wait_writeback(&a.tmp)?;
+    }
+    fsync_dir(&odb.dir().join("tmp"))?;
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut new_dirs = false;
     for a in batch {
         let dest = odb.path_of(&a.id);
-        // No fsync per new fan-out folder (up to 256 of them): the `syncfs` below makes the
-        // folders and the renames durable together.
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let dir = dest.parent().unwrap_or(odb.dir()).to_path_buf();
+        if !dirs.contains(&dir) {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => new_dirs = true,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(&dir, e)),
+            }
         }
         // Same id means same bytes: replacing one a concurrent fetch just published is harmless.
         a.tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        dirs.insert(dir);
     }
-    sync_filesystem(odb.dir())?;
+    if new_dirs {
+        fsync_dir(odb.dir())?;
+    }
+    for d in dirs {
+        fsync_dir(&d)?;
+    }
     Ok(())
 }
 

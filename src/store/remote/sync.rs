@@ -677,8 +677,8 @@ async fn download(
         }
         frontier = found.into_iter().filter(|(id, _)| seen.insert(*id)).collect();
     }
-    // Everything arrived and verified: it all becomes visible at once, for two `syncfs` in all
-    // (each one flushes the whole file system, which on a busy disk costs up to a second).
+    // Everything arrived and verified: it all becomes durable and visible as one batch, which
+    // costs a few fsyncs in all rather than a few per object.
     let odb = odb.clone();
     blocking(move || local::publish(&odb, staged)).await?;
     Ok(transfer)
