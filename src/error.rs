@@ -25,6 +25,9 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = e.downcast_ref::<crate::store::remote::Error>() {
         return e.hint();
     }
+    if let Some(e) = e.downcast_ref::<crate::eval::report::ReportError>() {
+        return e.hint();
+    }
     None
 }
 
