@@ -26,9 +26,8 @@ log() { printf '==> %s\n' "$*" >&2; }
 log "generating a ${SIZE} MB run in $work"
 ws=$work/ws
 mkdir -p "$ws/experiments"
-# The store benchmark's generator: text that compresses like real model output. Its --mb sizes
-# the JSONL journals, about two thirds of the folder, so ask for 3/2 of the size wanted.
-python3 bench/store/generate.py "$ws/experiments/run_bench" --mb "$((SIZE * 3 / 2))" >/dev/null
+# The store benchmark's generator: text that compresses like real model output.
+python3 bench/store/generate.py "$ws/experiments/run_bench" --mb "$SIZE" >/dev/null
 (cd "$ws" && "$EXP" init >/dev/null && "$EXP" commit experiments/run_bench -m bench >/dev/null)
 dv=$work/dvc
 mkdir -p "$dv"
