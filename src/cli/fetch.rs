@@ -1,11 +1,71 @@
+//! `exp fetch`: bring a remote's runs and tags here, as remote-tracking refs.
 use clap::Args;
 
-use super::Context;
+use exp::store::Repo;
+use exp::store::remote::{self, RefStatus, RefUpdate};
 
-/// Not built yet.
+use super::{Context, ui};
+
+/// Download a remote's runs and tags into remotes/<remote>/…; local runs are not touched
 #[derive(Args, Debug)]
-pub struct FetchArgs {}
+#[command(after_help = "Examples:\n  \
+    exp fetch                 # from origin\n  \
+    exp fetch cloud\n  \
+    exp log --all             # shows remotes/origin/runs/<ID> too\n  \
+    exp diff runs/ID remotes/origin/runs/ID")]
+pub struct FetchArgs {
+    /// The remote [default: origin, or the only one]
+    pub remote: Option<String>,
+    /// Print the outcome as JSON
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_ctx: &Context, _args: &FetchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp fetch is not built yet")
+pub fn run(ctx: &Context, args: &FetchArgs) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir()?;
+    let repo = Repo::locate(ctx.repo.as_deref(), &cwd)?;
+    let target = remote::resolve_remote(&repo, args.remote.as_deref())?;
+    let progress = ui::TermProgress::new();
+    let report = remote::fetch(&repo, &target, &progress)?;
+    if args.json {
+        return ui::print_json(&report);
+    }
+    print_refs(&report.refs, &format!("remotes/{}/", report.remote));
+    print_received(&report);
+    Ok(())
+}
+
+pub fn print_received(report: &remote::FetchReport) {
+    let t = &report.transfer;
+    println!(
+        "received {} ({}) from {} ({}) in {}",
+        plural(t.objects, "object"),
+        ui::human_bytes(t.bytes),
+        report.remote,
+        report.url,
+        plural(t.requests, "request")
+    );
+}
+
+/// `1 object`, `2 objects`.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}
+
+/// The ref table every remote command prints: name, what happened, old and new commit.
+pub fn print_refs(refs: &[RefUpdate], prefix: &str) {
+    if refs.is_empty() {
+        println!("no runs or tags");
+        return;
+    }
+    let mut t = ui::table(["REF", "STATUS", "OLD", "NEW"]);
+    let short = |id: &Option<exp::store::ObjectId>| id.map_or("-".to_string(), |i| i.short());
+    for u in refs {
+        let status = match u.status {
+            RefStatus::UpToDate => "up to date".to_string(),
+            s => s.as_str().to_string(),
+        };
+        t.add_row([format!("{prefix}{}", u.name), status, short(&u.old), short(&u.new)]);
+    }
+    println!("{t}");
 }

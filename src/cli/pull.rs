@@ -1,11 +1,50 @@
+//! `exp pull`: fetch, then bring local runs and tags up to date where nothing is lost.
 use clap::Args;
 
-use super::Context;
+use exp::store::Repo;
+use exp::store::remote::{self, RefStatus};
 
-/// Not built yet.
+use super::{Context, ui};
+
+/// Fetch from a remote, then create or fast-forward local runs and tags. A run that differs on
+/// both sides is a conflict: yours stays, theirs is at remotes/<remote>/runs/<ID>
 #[derive(Args, Debug)]
-pub struct PullArgs {}
+#[command(after_help = "Examples:\n  \
+    exp pull\n  \
+    exp pull cloud --json\n\n\
+    Pull moves refs only: `exp checkout ID` materializes a pulled run in experiments/.")]
+pub struct PullArgs {
+    /// The remote [default: origin, or the only one]
+    pub remote: Option<String>,
+    /// Print the outcome as JSON
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_ctx: &Context, _args: &PullArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp pull is not built yet")
+pub fn run(ctx: &Context, args: &PullArgs) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir()?;
+    let repo = Repo::locate(ctx.repo.as_deref(), &cwd)?;
+    let target = remote::resolve_remote(&repo, args.remote.as_deref())?;
+    let progress = ui::TermProgress::new();
+    let report = remote::pull(&repo, &target, &progress)?;
+    if args.json {
+        ui::print_json(&report)?;
+    } else {
+        super::fetch::print_refs(&report.refs, "");
+        super::fetch::print_received(&report.fetch);
+    }
+    let conflicts: Vec<String> = report
+        .refs
+        .iter()
+        .filter(|u| u.status == RefStatus::Conflict)
+        .map(|u| u.name.clone())
+        .collect();
+    if !conflicts.is_empty() {
+        return Err(remote::Error::Conflict {
+            remote: report.fetch.remote.clone(),
+            refs: conflicts,
+        }
+        .into());
+    }
+    Ok(())
 }

@@ -1,0 +1,252 @@
+//! What the remote code needs from the local store, in one place: raw object bytes, the links
+//! between objects, ancestry, and a batch writer for objects that arrive from a remote.
+//!
+//! Arriving objects are verified here before anything becomes visible: the bytes must decompress
+//! to a canonical encoding whose BLAKE3 hash is the id the remote's index claims. Verified
+//! objects are written to temp files under `objects/tmp/` (which `exp gc` sweeps), made durable
+//! as one batch, and only then renamed into place; a crash leaves temp files, never a
+//! half-written object under its name.
+use std::collections::{HashSet, VecDeque};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::TempPath;
+
+use super::error::{Error, Result};
+use crate::store::ObjectId;
+use crate::store::atomic::{create_dirs, fsync_dir, start_writeback, wait_writeback};
+use crate::store::object::{self, Kind, Object};
+use crate::store::odb::Odb;
+
+/// A verified object written to a temp file, not yet under its name.
+pub struct Arrived {
+    pub id: ObjectId,
+    tmp: TempPath,
+}
+
+/// Outcome of checking one object's bytes.
+pub struct Checked {
+    pub kind: Kind,
+    /// The objects it names (tree entries; a commit's tree and parents). Empty for blobs.
+    pub links: Vec<ObjectId>,
+}
+
+/// The links of a parsed object.
+pub fn links_of(obj: &Object) -> Vec<ObjectId> {
+    match obj {
+        Object::Blob(_) => Vec::new(),
+        Object::Tree(t) => t.entries.iter().map(|e| e.id).collect(),
+        Object::Commit(c) => {
+            let mut v = vec![c.tree];
+            v.extend(c.parents.iter().copied());
+            v
+        }
+    }
+}
+
+/// Decompresses `raw` (a stored object), checks that it hashes to `id`, and parses trees and
+/// commits for their links. Blobs are hashed as a stream and never held whole.
+pub fn check_raw(id: &ObjectId, raw: &[u8]) -> std::result::Result<Checked, String> {
+    let mut dec = zstd::stream::read::Decoder::new(raw).map_err(|e| e.to_string())?;
+    let mut head = Vec::with_capacity(32);
+    let mut byte = [0u8; 1];
+    loop {
+        dec.read_exact(&mut byte).map_err(|e| format!("bad header: {e}"))?;
+        head.push(byte[0]);
+        if byte[0] == 0 {
+            break;
+        }
+        if head.len() >= 32 {
+            return Err("bad header".into());
+        }
+    }
+    let (kind, len, _) = object::parse_header(&head).ok_or("bad header")?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&head);
+    let mut payload = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut seen = 0u64;
+    loop {
+        let n = match dec.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot decompress: {e}")),
+        };
+        seen += n as u64;
+        if seen > len {
+            return Err("longer than its header says".into());
+        }
+        hasher.update(&buf[..n]);
+        if kind != Kind::Blob {
+            payload.extend_from_slice(&buf[..n]);
+        }
+    }
+    if seen != len {
+        return Err("shorter than its header says".into());
+    }
+    if hasher.finalize().as_bytes() != id.as_bytes() {
+        return Err("content does not match its id".into());
+    }
+    let links =
+        if kind == Kind::Blob { Vec::new() } else { links_of(&Object::decode(kind, payload)?) };
+    Ok(Checked { kind, links })
+}
+
+/// Writes verified bytes of `id` to a temp file in the store (not visible yet).
+pub fn stage(odb: &Odb, id: ObjectId, raw: &[u8]) -> Result<Arrived> {
+    let dir = odb.dir().join("tmp");
+    create_dirs(&dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix("fetch-")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
+    tmp.write_all(raw).map_err(|e| Error::io(tmp.path(), e))?;
+    // The bytes start for the disk now, so `publish` mostly finds them there already.
+    start_writeback(tmp.as_file());
+    Ok(Arrived { id, tmp: tmp.into_temp_path() })
+}
+
+/// Makes a batch of arrived objects durable and then visible, the way the store publishes its
+/// own batches: wait for each file's write-back, one fsync of `objects/tmp/` to commit the
+/// journal, then the renames, then one fsync per folder they landed in. A crash before the end
+/// leaves temp files (swept by `exp gc`), never a partial object under its name.
+pub fn publish(odb: &Odb, batch: Vec<Arrived>) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    for a in &batch {
+        wait_writeback(&a.tmp)?;
+    }
+    fsync_dir(&odb.dir().join("tmp"))?;
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut new_dirs = false;
+    for a in batch {
+        let dest = odb.path_of(&a.id);
+        let dir = dest.parent().unwrap_or(odb.dir()).to_path_buf();
+        if !dirs.contains(&dir) {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => new_dirs = true,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(&dir, e)),
+            }
+        }
+        // Same id means same bytes: replacing one a concurrent fetch just published is harmless.
+        a.tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        dirs.insert(dir);
+    }
+    if new_dirs {
+        fsync_dir(odb.dir())?;
+    }
+    for d in dirs {
+        fsync_dir(&d)?;
+    }
+    Ok(())
+}
+
+/// Every object reachable from `roots`, parents before children in the order found, never
+/// entering a commit in `stop` (everything a remote ref names is on that remote already).
+/// Blobs are listed, not read.
+pub fn reachable(odb: &Odb, roots: &[ObjectId], stop: &HashSet<ObjectId>) -> Result<Vec<ObjectId>> {
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut order = Vec::new();
+    let mut queue: VecDeque<(ObjectId, Kind)> = VecDeque::new();
+    for r in roots {
+        if !stop.contains(r) && seen.insert(*r) {
+            queue.push_back((*r, Kind::Commit));
+        }
+    }
+    while let Some((id, kind)) = queue.pop_front() {
+        order.push(id);
+        match kind {
+            Kind::Blob => {}
+            Kind::Tree => {
+                for e in odb.read_tree(&id)?.entries {
+                    let k = if e.mode == object::Mode::Tree { Kind::Tree } else { Kind::Blob };
+                    if seen.insert(e.id) {
+                        queue.push_back((e.id, k));
+                    }
+                }
+            }
+            Kind::Commit => {
+                let c = odb.read_commit(&id)?;
+                if seen.insert(c.tree) {
+                    queue.push_back((c.tree, Kind::Tree));
+                }
+                for p in c.parents {
+                    if !stop.contains(&p) && seen.insert(p) {
+                        queue.push_back((p, Kind::Commit));
+                    }
+                }
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// Whether commit `ancestor` is `descendant` or one of its ancestors (both must be local).
+pub fn is_ancestor(odb: &Odb, ancestor: &ObjectId, descendant: &ObjectId) -> Result<bool> {
+    let mut seen = HashSet::new();
+    let mut queue = VecDeque::from([*descendant]);
+    while let Some(id) = queue.pop_front() {
+        if id == *ancestor {
+            return Ok(true);
+        }
+        if !seen.insert(id) || !odb.has(&id) {
+            continue;
+        }
+        queue.extend(odb.read_commit(&id)?.parents);
+    }
+    Ok(false)
+}
+
+/// `.exprepo/remote-cache/<remote>/`: the remote's pack indexes already downloaded.
+pub fn cache_dir(store_dir: &Path, remote: &str) -> PathBuf {
+    store_dir.join("remote-cache").join(remote)
+}
+
+/// Keeps a copy of a pack index in the cache: renamed into place (never half-written under its
+/// name) but not fsynced, because the cache is disposable: every read checks the index's
+/// checksum, and a damaged or missing copy is simply downloaded again.
+pub fn cache_index(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    create_dirs(dir)?;
+    let mut tmp =
+        tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    let dest = dir.join(format!("{name}.idx"));
+    tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Tree, TreeEntry};
+
+    #[test]
+    fn arriving_bytes_are_checked_against_their_id_and_give_their_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Odb::new(dir.path().join("src"));
+        let blob = src.write(&Object::Blob(b"hello".to_vec())).unwrap();
+        let entry = TreeEntry { name: "a.txt".into(), mode: object::Mode::File, id: blob };
+        let tree = src.write_tree(&Tree::new(vec![entry]).unwrap()).unwrap();
+        let raw = src.read_raw(&tree).unwrap();
+        let checked = check_raw(&tree, &raw).unwrap();
+        assert_eq!(checked.kind, Kind::Tree);
+        assert_eq!(checked.links, vec![blob]);
+        assert!(check_raw(&blob, &src.read_raw(&blob).unwrap()).unwrap().links.is_empty());
+        // The right bytes under the wrong id, and damaged bytes, are both refused.
+        assert_eq!(check_raw(&blob, &raw).err().unwrap(), "content does not match its id");
+        let mut bad = raw.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert!(check_raw(&tree, &bad).is_err());
+
+        let dst = Odb::new(dir.path().join("dst"));
+        let staged = stage(&dst, tree, &raw).unwrap();
+        assert!(!dst.has(&tree), "staged objects are not visible");
+        publish(&dst, vec![staged]).unwrap();
+        assert_eq!(dst.read_tree(&tree).unwrap().entries.len(), 1);
+        assert!(is_ancestor(&dst, &tree, &tree).unwrap());
+    }
+}
