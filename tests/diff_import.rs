@@ -199,7 +199,9 @@ fn diff_of_the_legacy_runs_shows_the_config_change_the_trial_pairs_and_what_t0_l
         );
         assert!(text.contains(&want), "missing {want:?} in\n{text}");
     }
-    assert!(!text.contains("Metrics ("), "t0 has no metrics to put side by side: {text}");
+    // t0 has no metrics: t1's are shown beside an empty column, read here from t1's files.
+    assert!(text.contains("Metrics (t0_r20250818 → t1_r20250821)"), "{text}");
+    assert!(!text.contains("Paired test"), "nothing to pair with: {text}");
     // The file count, computed here by comparing the two folders path by path.
     let (fa, fb) = (files_of(&t0), files_of(&t1));
     let added = fb.keys().filter(|k| !fa.contains_key(*k)).count();
@@ -232,6 +234,19 @@ fn diff_json_of_the_legacy_runs_gives_every_section_to_scripts() {
     let lacks = d["lacks"].as_array().unwrap();
     assert_eq!(lacks.len(), 2);
     assert!(lacks.iter().all(|l| l["side"] == "a" && l["what"] == "results"));
+    for row in d["metrics"].as_array().unwrap() {
+        let slug = row["trial"].as_str().unwrap().split(" → ").nth(1).unwrap();
+        let m: Value = serde_json::from_slice(
+            &fs::read(t1.join("trials").join(slug).join("metrics.json")).unwrap(),
+        )
+        .unwrap();
+        let cond = row["condition"].as_str().unwrap();
+        assert!(row["a"].is_null() && row["accuracy_change"].is_null());
+        assert_eq!(row["b"]["n"], m[cond]["n_items"]);
+        assert_eq!(row["b"]["failed"], m[cond]["n_failed"]);
+        assert_eq!(row["b"]["correct"].as_f64(), m[cond]["n_correct"].as_f64());
+    }
+    assert_eq!(d["metrics"].as_array().unwrap().len(), 4, "2 trials x 2 conditions");
     let (fa, fb) = (files_of(&t0), files_of(&t1));
     let all: std::collections::BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
     let changed = all.iter().filter(|k| fa.get(**k) != fb.get(**k)).count();

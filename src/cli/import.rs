@@ -54,8 +54,9 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
         if let Some(c) = &i.inspection.config_path {
             recognized.push(format!("config ({c})"));
         }
-        if results > 0 {
-            recognized.push(format!("metrics of {results} trial(s)"));
+        let trials = i.inspection.trials.len();
+        if trials > 0 {
+            recognized.push(format!("{trials} trial(s), {results} with metrics"));
         }
         if i.inspection.usd.is_some() {
             recognized.push("costs".into());
@@ -66,7 +67,6 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
             date,
             i.parent.map(|p| p.short()).unwrap_or_else(|| "–".into()),
             format!("{} ({})", i.files, ui::human_bytes(i.bytes)),
-            format!("{} ({} with results)", i.inspection.trials.len(), results),
             if recognized.is_empty() { "nothing".into() } else { recognized.join(", ") },
             if i.unchanged { "already imported, unchanged".into() } else { "imported".into() },
         ]);

@@ -87,7 +87,15 @@ pub fn metrics(bytes: &[u8]) -> Result<Metrics, String> {
         let correct = num(m, &["correct", "n_correct"])
             .or_else(|| num(m, &["accuracy"]).map(|a| (a * scored as f64).round()))
             .unwrap_or(0.0);
-        let accuracy = if scored > 0 { Some(correct / scored as f64) } else { None };
+        let exact = if scored > 0 { Some(correct / scored as f64) } else { None };
+        // The file's own figure wins; the exact ratio replaces it only when the file merely
+        // rounded it (the old scripts wrote 4 decimals), so nothing is shown that the file
+        // does not say.
+        let accuracy = match (num(m, &["accuracy"]), exact) {
+            (Some(file), Some(exact)) if (file - exact).abs() <= 5e-5 => Some(exact),
+            (Some(file), _) => Some(file),
+            (None, exact) => exact,
+        };
         out.insert(cond.clone(), CondMetrics { n, scored, failed, correct, accuracy });
     }
     if out.is_empty() {
@@ -302,6 +310,12 @@ mod tests {
             assert_eq!(m.len(), 1, "`delta` and `trial` are not conditions");
         }
         assert_eq!(metrics(b"").unwrap_err(), "the file is empty");
+        let edited = metrics(br#"{"conditions": {"control": {"n": 4, "scored": 4, "correct": 3.0, "accuracy": 0.5}}}"#).unwrap();
+        assert_eq!(
+            edited["control"].accuracy,
+            Some(0.5),
+            "the file's figure is shown, not recomputed"
+        );
         assert!(metrics(b"{nope").unwrap_err().starts_with("not valid JSON"));
     }
 

@@ -26,6 +26,8 @@ pub struct TrialFiles {
     pub slug: String,
     /// Path of the trial folder from the run root.
     pub path: String,
+    /// Path of the folder holding metrics/costs/scores (`<slug>/results`, or the trial folder).
+    pub results_path: String,
     pub dir: Entry,
     pub trial_json: Option<Entry>,
     pub metrics: Option<Entry>,
@@ -83,6 +85,7 @@ pub fn scan(src: &dyn Source) -> Result<RunFiles, Error> {
         let mut t = TrialFiles {
             slug: dir.name.clone(),
             path: dir.name.clone(),
+            results_path: format!("{}/results", dir.name),
             dir: dir.clone(),
             trial_json,
             metrics: None,
@@ -124,6 +127,7 @@ pub fn scan(src: &dyn Source) -> Result<RunFiles, Error> {
             let mut t = TrialFiles {
                 slug: tdir.name.clone(),
                 path: format!("trials/{}", tdir.name),
+                results_path: format!("trials/{}", tdir.name),
                 dir: tdir.clone(),
                 trial_json: None,
                 metrics: None,

@@ -514,6 +514,37 @@ fn compare_trial(
         }
     }
     if !ta.has_results() || !tb.has_results() {
+        // Show what the side with results says, beside an empty column: a batch-only run is
+        // diffed for what it has.
+        let need = Need { metrics: true, costs: true, scores: false };
+        let (side, src, t) = if ta.has_results() { ("a", a, ta) } else { ("b", b, tb) };
+        if !t.has_results() {
+            return Ok(out);
+        }
+        let (parsed, lacks) = parse_side(src, t, need, &name, side)?;
+        out.lacks.extend(lacks);
+        for (cond, m) in parsed.metrics.into_iter().flatten() {
+            let (x, y) = one_sided(side, m);
+            out.metrics.push(MetricsRow {
+                trial: name.clone(),
+                condition: cond,
+                a: x,
+                b: y,
+                accuracy_change: None,
+            });
+        }
+        if let Some(c) = parsed.costs {
+            for (scope, cost) in c.conditions.into_iter().chain([("total".to_string(), c.total)]) {
+                let (x, y) = one_sided(side, cost);
+                out.costs.push(CostRow {
+                    trial: name.clone(),
+                    scope,
+                    a: x,
+                    b: y,
+                    usd_change: None,
+                });
+            }
+        }
         return Ok(out);
     }
     let metrics_same = same(&ta.metrics, &tb.metrics);
@@ -571,6 +602,11 @@ fn compare_trial(
     Ok(out)
 }
 
+/// `x` on `side`, nothing on the other.
+fn one_sided<T>(side: &str, x: T) -> (Option<T>, Option<T>) {
+    if side == "a" { (Some(x), None) } else { (None, Some(x)) }
+}
+
 fn same(x: &Option<Entry>, y: &Option<Entry>) -> bool {
     match (x, y) {
         (Some(x), Some(y)) => x.same_as(y),
@@ -612,7 +648,7 @@ fn parse_side(
             detail: format!("{path}: {reason}"),
         })
     };
-    let file = |e: &Entry| format!("{}/…/{}", t.path, e.name);
+    let file = |e: &Entry| format!("{}/{}", t.results_path, e.name);
     let mut parsed = Parsed { metrics: None, costs: None, scores: None };
     if need.metrics
         && let Some(e) = &t.metrics
@@ -909,14 +945,22 @@ mod tests {
         let d =
             diff_runs(&old, &new, Side::default(), Side::default(), &Options::default()).unwrap();
         assert_eq!(d.trials.paired.len(), 1, "{:?}", d.trials);
-        assert_eq!(d.lacks.len(), 1, "{:?}", d.lacks);
+        assert_eq!(d.lacks.len(), 2, "{:?}", d.lacks);
         assert_eq!(d.lacks[0].side, "a");
+        assert_eq!(
+            (d.lacks[1].side, d.lacks[1].detail.as_str()),
+            ("b", "trials/m__p__temp1.0/costs.json: the file is empty")
+        );
         assert!(
             d.lacks[0].detail.contains("batch inputs only (3 requests: control 2, treatment 1)"),
             "{}",
             d.lacks[0].detail
         );
-        assert!(d.metrics.is_empty() && d.paired.is_empty());
+        assert!(d.paired.is_empty(), "nothing to pair with");
+        assert_eq!(d.metrics.len(), 1, "the side with results is still shown");
+        assert!(
+            d.metrics[0].a.is_none() && d.metrics[0].b.as_ref().is_some_and(|m| m.correct == 1.0)
+        );
     }
 
     #[test]
