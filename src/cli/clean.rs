@@ -1,11 +1,56 @@
 use clap::Args;
+use exp::store::workspace;
 
-use super::Context;
+use super::init::open_repo;
+use super::{Context, ui};
 
-/// Not built yet.
+/// Reset the workspace: remove run folders the store holds unchanged (check them out again any
+/// time). Modified or never-committed folders are kept, unless --force, which first saves each
+/// under a `saved/<ID>-<time>` ref and says which. Never loses data.
 #[derive(Args, Debug)]
-pub struct CleanArgs {}
+#[command(
+    after_help = "Examples:\n  exp clean --dry-run\n  exp clean --clean-prepared\n  exp clean --force"
+)]
+pub struct CleanArgs {
+    /// Say what would happen; change nothing
+    #[arg(long, alias = "dry_run")]
+    pub dry_run: bool,
+    /// Also remove prepared/ (normalized datasets, rebuilt by the next run)
+    #[arg(long, alias = "clean_prepared")]
+    pub clean_prepared: bool,
+    /// Save modified and uncommitted run folders under saved/… refs, then remove them too
+    #[arg(long, short)]
+    pub force: bool,
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_ctx: &Context, _args: &CleanArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp clean is not built yet")
+pub fn run(ctx: &Context, args: &CleanArgs) -> anyhow::Result<()> {
+    let repo = open_repo(ctx)?;
+    let progress = ui::TermProgress::new();
+    let r = workspace::clean(&repo, args.dry_run, args.clean_prepared, args.force, &progress)?;
+    if args.json {
+        return ui::print_json(&r);
+    }
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    for (path, refn, id) in &r.saved {
+        if r.dry_run {
+            println!("would save {path} as {refn}");
+        } else {
+            println!("saved {path} as {refn} ({}); restore with: exp checkout {refn}", id.short());
+        }
+    }
+    for path in &r.removed {
+        println!("{verb} {path}");
+    }
+    if let Some(p) = &r.prepared {
+        println!("{verb} {p}/");
+    }
+    for (path, why) in &r.kept {
+        println!("kept {path}: {why} (commit it with `exp commit {path}`, or use --force)");
+    }
+    if r.removed.is_empty() && r.kept.is_empty() && r.prepared.is_none() {
+        println!("nothing to clean");
+    }
+    Ok(())
 }

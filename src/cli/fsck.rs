@@ -1,11 +1,59 @@
 use clap::Args;
+use exp::error::Hinted;
+use exp::store::fsck;
 
-use super::Context;
+use super::init::open_repo;
+use super::{Context, ui};
 
-/// Not built yet.
+/// Check the store: re-hash every object and check that everything refs name is there.
 #[derive(Args, Debug)]
-pub struct FsckArgs {}
+#[command(
+    after_help = "Examples:\n  exp fsck\n  exp fsck --quick   # parse commits and trees, check blobs exist; no re-hash"
+)]
+pub struct FsckArgs {
+    /// Skip re-hashing blobs; check connectivity only
+    #[arg(long)]
+    pub quick: bool,
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_ctx: &Context, _args: &FsckArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp fsck is not built yet")
+pub fn run(ctx: &Context, args: &FsckArgs) -> anyhow::Result<()> {
+    let repo = open_repo(ctx)?;
+    let r = fsck::fsck(&repo, args.quick)?;
+    if args.json {
+        ui::print_json(&r)?;
+    } else {
+        for p in &r.problems {
+            println!("problem: {}", p.message);
+        }
+        for l in &r.locks {
+            println!(
+                "lock: {} (an exp is running, or one was killed: then delete it)",
+                l.display()
+            );
+        }
+        if r.temp_files > 0 {
+            println!(
+                "note: {} leftover temp file(s) from interrupted writes; `exp gc` removes them",
+                r.temp_files
+            );
+        }
+        println!(
+            "checked {} objects from {} refs{}: {}",
+            r.objects,
+            r.refs,
+            if r.quick { " (quick)" } else { "" },
+            if r.is_ok() { "ok".to_string() } else { format!("{} problem(s)", r.problems.len()) }
+        );
+    }
+    if !r.is_ok() {
+        let first = r.problems[0].object.map(|o| o.to_hex()).unwrap_or_default();
+        return Err(Hinted::new(
+            format!("the store has {} damaged or missing object(s), first {first}", r.problems.len()),
+            "restore the objects from a remote (`exp fetch`) or re-commit the run folders they came from",
+        )
+        .into());
+    }
+    Ok(())
 }

@@ -1,11 +1,50 @@
 use clap::Args;
+use exp::store::gc;
 
-use super::Context;
+use super::init::open_repo;
+use super::{Context, ui};
 
-/// Not built yet.
+/// Delete objects nothing reaches (refs, reflogs, HEAD, index), once older than the grace period.
 #[derive(Args, Debug)]
-pub struct GcArgs {}
+#[command(
+    after_help = "Examples:\n  exp gc --dry-run\n  exp gc --grace 0   # also prune what `exp rm` just dropped"
+)]
+pub struct GcArgs {
+    /// Say what would be deleted; delete nothing
+    #[arg(long, alias = "dry_run")]
+    pub dry_run: bool,
+    /// Keep unreachable objects younger than this (s, m, h, d, w)
+    #[arg(long, default_value = "14d", value_parser = gc::parse_duration, value_name = "DURATION")]
+    pub grace: std::time::Duration,
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_ctx: &Context, _args: &GcArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp gc is not built yet")
+pub fn run(ctx: &Context, args: &GcArgs) -> anyhow::Result<()> {
+    let repo = open_repo(ctx)?;
+    let r = gc::gc(&repo, args.grace, args.dry_run)?;
+    if args.json {
+        return ui::print_json(&r);
+    }
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    println!(
+        "{} objects, {} reachable; {verb} {} unreachable ({}); kept {} younger than the grace period",
+        r.objects,
+        r.reachable,
+        r.removed.len(),
+        ui::human_bytes(r.removed_bytes),
+        r.kept_young
+    );
+    if r.dry_run {
+        for id in &r.removed {
+            println!("  {id}");
+        }
+    }
+    for n in &r.reflogs_dropped {
+        println!("{verb} the history of deleted ref {n}");
+    }
+    if r.temp_files_removed > 0 {
+        println!("{verb} {} stale temp file(s)", r.temp_files_removed);
+    }
+    Ok(())
 }

@@ -1,11 +1,36 @@
+use std::path::PathBuf;
+
 use clap::Args;
+use exp::store::Odb;
 
 use super::Context;
+use super::init::open_repo;
 
-/// Not built yet.
+/// Plumbing: print the blob id of each file; with -w also store it.
 #[derive(Args, Debug)]
-pub struct HashObjectArgs {}
+#[command(
+    after_help = "Examples:\n  exp hash-object results/metrics.json\n  exp hash-object -w big.csv"
+)]
+pub struct HashObjectArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the blobs into the store
+    #[arg(short = 'w')]
+    pub write: bool,
+}
 
-pub fn run(_ctx: &Context, _args: &HashObjectArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp hash_object is not built yet")
+pub fn run(ctx: &Context, args: &HashObjectArgs) -> anyhow::Result<()> {
+    if args.write {
+        let repo = open_repo(ctx)?;
+        for f in &args.files {
+            println!("{}", repo.odb.write_blob_from_path(f)?);
+        }
+        return Ok(());
+    }
+    // Hashing alone needs no store: the odb only reads the file.
+    let odb = Odb::new(std::env::temp_dir().join("exp-hash-only"));
+    for f in &args.files {
+        println!("{}", odb.stage_file(f, true)?.id);
+    }
+    Ok(())
 }

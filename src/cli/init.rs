@@ -1,11 +1,35 @@
+use std::path::PathBuf;
+
 use clap::Args;
+use exp::store::Repo;
 
 use super::Context;
 
-/// Not built yet.
+/// Create the store (`.exprepo/`) in the workspace: the current folder, or `--repo DIR`.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  exp init\n  exp --repo ~/evals init")]
 pub struct InitArgs {}
 
-pub fn run(_ctx: &Context, _args: &InitArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp init is not built yet")
+/// The workspace a command works in: `--repo DIR`, else the current folder.
+pub(crate) fn cwd() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_dir()?)
+}
+
+/// The store of `--repo DIR`, or the nearest `.exprepo` upward from the current folder.
+pub(crate) fn open_repo(ctx: &Context) -> anyhow::Result<Repo> {
+    Ok(Repo::locate(ctx.repo.as_deref(), &cwd()?)?)
+}
+
+pub fn run(ctx: &Context, _args: &InitArgs) -> anyhow::Result<()> {
+    let dir = match &ctx.repo {
+        Some(d) => d.clone(),
+        None => cwd()?,
+    };
+    let (repo, created) = Repo::init(&dir)?;
+    if created {
+        println!("created an empty exp store in {}", repo.store_dir().display());
+    } else {
+        println!("{} already holds an exp store; nothing changed", repo.workspace().display());
+    }
+    Ok(())
 }

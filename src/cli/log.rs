@@ -1,11 +1,89 @@
 use clap::Args;
+use exp::store::{ObjectId, RefName};
 
-use super::Context;
+use super::init::open_repo;
+use super::show::{headline_table, usd_str};
+use super::{Context, ui};
 
-/// Not built yet.
+/// Run history, newest first, with status, trial count and cost from each commit's summary.
 #[derive(Args, Debug)]
-pub struct LogArgs {}
+#[command(
+    after_help = "Examples:\n  exp log\n  exp log t1_r20250821 -v\n  exp log --all -n 20 --json"
+)]
+pub struct LogArgs {
+    /// Where to start [default: HEAD]
+    pub rev: Option<String>,
+    /// History of every ref, not just one
+    #[arg(long)]
+    pub all: bool,
+    /// Show at most N commits
+    #[arg(short = 'n', long = "max-count", value_name = "N")]
+    pub max_count: Option<usize>,
+    /// Also show each commit's per-trial headline table
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_ctx: &Context, _args: &LogArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp log is not built yet")
+pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
+    let repo = open_repo(ctx)?;
+    let tips: Vec<ObjectId> = if args.all {
+        let mut t: Vec<ObjectId> = repo.refs.list("")?.into_iter().map(|(_, id)| id).collect();
+        t.extend(repo.refs.read(&RefName::head())?);
+        t
+    } else {
+        vec![repo.resolve(args.rev.as_deref().unwrap_or("HEAD"))?]
+    };
+    let commits = repo.log(&tips, args.max_count)?;
+    let refs = repo.refs.list("")?;
+    let decorate = |id: &ObjectId| -> Vec<String> {
+        refs.iter().filter(|(_, i)| i == id).map(|(n, _)| n.to_string()).collect()
+    };
+    if args.json {
+        let rows: Vec<serde_json::Value> = commits
+            .iter()
+            .map(|(id, c)| serde_json::json!({"id": id, "refs": decorate(id), "commit": c}))
+            .collect();
+        return ui::print_json(&rows);
+    }
+    if commits.is_empty() {
+        println!("no commits");
+        return Ok(());
+    }
+    if args.verbose {
+        for (id, c) in &commits {
+            let d = decorate(id);
+            let d = if d.is_empty() { String::new() } else { format!(" ({})", d.join(", ")) };
+            println!("commit {}{d}", id.short());
+            println!(
+                "  {} · run {} · {} · {} · {}",
+                c.time,
+                c.run_id,
+                c.status.as_deref().unwrap_or("-"),
+                usd_str(c.summary.usd),
+                c.message
+            );
+            if !c.summary.trials.is_empty() {
+                println!("{}", headline_table(&c.summary));
+            }
+            println!();
+        }
+        return Ok(());
+    }
+    let mut t = ui::table(["commit", "time", "run", "status", "trials", "cost", "refs", "message"]);
+    for (id, c) in &commits {
+        t.add_row(vec![
+            id.short(),
+            c.time.clone(),
+            c.run_id.clone(),
+            c.status.clone().unwrap_or("-".into()),
+            c.summary.trials.len().to_string(),
+            usd_str(c.summary.usd),
+            decorate(id).join(", "),
+            c.message.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
 }

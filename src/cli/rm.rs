@@ -1,11 +1,24 @@
 use clap::Args;
 
 use super::Context;
+use super::init::open_repo;
 
-/// Not built yet.
+/// Drop a ref (a run or a tag). Its objects stay recoverable until `exp gc` runs after the
+/// grace period.
 #[derive(Args, Debug)]
-pub struct RmArgs {}
+#[command(after_help = "Examples:\n  exp rm 20251127-130501\n  exp rm tags/old-baseline")]
+pub struct RmArgs {
+    /// runs/ID, tags/NAME, or a bare run id or tag name
+    pub rev: String,
+}
 
-pub fn run(_ctx: &Context, _args: &RmArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp rm is not built yet")
+pub fn run(ctx: &Context, args: &RmArgs) -> anyhow::Result<()> {
+    let repo = open_repo(ctx)?;
+    let (name, old) = repo.remove_ref(&args.rev)?;
+    println!("removed {name} (was {old})");
+    println!(
+        "recover it until `exp gc` prunes it (after the grace period): exp tag {} {old}",
+        name.short()
+    );
+    Ok(())
 }

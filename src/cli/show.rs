@@ -1,11 +1,157 @@
+use std::io::Write;
+
 use clap::Args;
+use comfy_table::Table;
+use exp::store::{Commit, Mode, Summary};
 
-use super::Context;
+use super::init::open_repo;
+use super::{Context, ui};
 
-/// Not built yet.
+/// Show a run's commit: metadata and the headline table (per trial: accuracy of control and
+/// treatment, effect, p, Holm p, cost), or one file (or folder listing) at that commit.
 #[derive(Args, Debug)]
-pub struct ShowArgs {}
+#[command(after_help = "Examples:\n  exp show t1_r20250821\n  exp show HEAD~1 --json\n  \
+exp show runs/20251127-130501 multi_trial_manifest.json")]
+pub struct ShowArgs {
+    /// Revision: run id, runs/ID, tags/NAME, tag, hex prefix, HEAD, REF~N, REF@{N}
+    pub rev: String,
+    /// A file or folder inside the run, e.g. `slug/results/metrics.json`
+    pub path: Option<String>,
+    /// Print the commit (or folder listing) as JSON
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_ctx: &Context, _args: &ShowArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp show is not built yet")
+pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<()> {
+    let repo = open_repo(ctx)?;
+    let (id, commit) = repo.resolve_commit(&args.rev)?;
+    if let Some(path) = &args.path {
+        let entry = repo.lookup_path(&id, path)?;
+        if entry.mode == Mode::Tree {
+            let tree = repo.odb.read_tree(&entry.id)?;
+            if args.json {
+                return ui::print_json(&tree.entries);
+            }
+            let mut t = ui::table(["mode", "name", "object"]);
+            for e in &tree.entries {
+                let name =
+                    if e.mode == Mode::Tree { format!("{}/", e.name) } else { e.name.clone() };
+                t.add_row(vec![format!("{:?}", e.mode).to_lowercase(), name, e.id.short()]);
+            }
+            println!("{t}");
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        repo.odb.read_to(&entry.id, &mut out)?;
+        out.flush()?;
+        return Ok(());
+    }
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            id: String,
+            refs: Vec<String>,
+            #[serde(flatten)]
+            commit: &'a Commit,
+        }
+        let refs = repo.refs_pointing_at(&id)?.iter().map(|r| r.to_string()).collect();
+        return ui::print_json(&Shown { id: id.to_hex(), refs, commit: &commit });
+    }
+    let refs: Vec<String> = repo.refs_pointing_at(&id)?.iter().map(|r| r.to_string()).collect();
+    println!(
+        "commit   {id}{}",
+        if refs.is_empty() { String::new() } else { format!(" ({})", refs.join(", ")) }
+    );
+    println!("run      {}", commit.run_id);
+    println!("status   {}", commit.status.as_deref().unwrap_or("-"));
+    println!("time     {}", commit.time);
+    println!("message  {}", commit.message);
+    for p in &commit.parents {
+        println!("parent   {p}");
+    }
+    if let Some(h) = &commit.config_hash {
+        println!("config   {h}");
+    }
+    if let Some(p) = &commit.provenance {
+        let code = match &p.git_commit {
+            Some(c) => format!(
+                "git {c}{}{}",
+                if p.dirty { " (dirty)" } else { "" },
+                if p.untracked { " (untracked files)" } else { "" }
+            ),
+            None => "-".to_string(),
+        };
+        let note = p.note.as_deref().map(|n| format!(" [{n}]")).unwrap_or_default();
+        println!("code     {code}{note}");
+    }
+    println!("exp      {}", commit.exp_version);
+    if let Some(p) = &commit.path {
+        println!("folder   {p}");
+    }
+    if commit.summary.trials.is_empty() {
+        println!("\n(no results in this run)");
+    } else {
+        println!("\n{}", headline_table(&commit.summary));
+        if let Some(usd) = commit.summary.usd {
+            println!("total cost {}", usd_str(Some(usd)));
+        }
+    }
+    Ok(())
+}
+
+/// Per trial: n, accuracy control/treatment, effect, p, Holm p, cost, failures.
+pub(crate) fn headline_table(s: &Summary) -> Table {
+    let mut t = ui::table([
+        "trial",
+        "n",
+        "control",
+        "treatment",
+        "effect",
+        "p",
+        "Holm p",
+        "cost",
+        "failures",
+    ]);
+    for tr in &s.trials {
+        let acc = |c: &str| pct(tr.conditions.get(c).and_then(|c| c.accuracy));
+        let n = tr
+            .conditions
+            .values()
+            .filter_map(|c| c.n)
+            .max()
+            .map(|n| n.to_string())
+            .unwrap_or("-".into());
+        t.add_row(vec![
+            tr.slug.clone(),
+            n,
+            acc("control"),
+            acc("treatment"),
+            tr.effect.map(|e| format!("{:+.1} pp", e * 100.0)).unwrap_or("-".into()),
+            p_str(tr.p_value),
+            p_str(tr.holm_p),
+            usd_str(tr.usd),
+            tr.failures.map(|f| f.to_string()).unwrap_or("-".into()),
+        ]);
+    }
+    t
+}
+
+pub(crate) fn pct(v: Option<f64>) -> String {
+    v.map(|a| format!("{:.1}%", a * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+pub(crate) fn p_str(v: Option<f64>) -> String {
+    match v {
+        Some(p) if p < 0.001 => "<0.001".into(),
+        Some(p) => format!("{p:.3}"),
+        None => "-".into(),
+    }
+}
+
+pub(crate) fn usd_str(v: Option<f64>) -> String {
+    match v {
+        Some(u) if u < 0.01 && u > 0.0 => format!("${u:.4}"),
+        Some(u) => format!("${u:.2}"),
+        None => "-".into(),
+    }
 }

@@ -1,11 +1,57 @@
 use clap::Args;
+use exp::store::workspace::{self, State};
+use exp::store::worktree::ChangeKind;
 
-use super::Context;
+use super::init::open_repo;
+use super::{Context, ui};
 
-/// Not built yet.
+/// Each run folder under experiments/ against the store: clean, modified, or untracked.
 #[derive(Args, Debug)]
-pub struct StatusArgs {}
+#[command(after_help = "Examples:\n  exp status\n  exp status --json")]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_ctx: &Context, _args: &StatusArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp status is not built yet")
+pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<()> {
+    let repo = open_repo(ctx)?;
+    let runs = workspace::status(&repo)?;
+    if args.json {
+        return ui::print_json(&runs);
+    }
+    if runs.is_empty() {
+        println!("no run folders in experiments/");
+        return Ok(());
+    }
+    let mut t = ui::table(["folder", "state", "ref", "changes"]);
+    for r in &runs {
+        let state = match r.state {
+            State::Clean => "clean",
+            State::Modified => "modified",
+            State::Untracked => "untracked",
+        };
+        let mut changes: Vec<String> = r
+            .changes
+            .iter()
+            .take(5)
+            .map(|c| {
+                let k = match c.kind {
+                    ChangeKind::Modified => "M",
+                    ChangeKind::Added => "A",
+                    ChangeKind::Deleted => "D",
+                };
+                format!("{k} {}", c.path)
+            })
+            .collect();
+        if r.changes.len() > 5 {
+            changes.push(format!("… and {} more", r.changes.len() - 5));
+        }
+        let refn = match (&r.ref_name, r.commit) {
+            (Some(n), Some(c)) => format!("{n} ({})", c.short()),
+            _ => "-".into(),
+        };
+        t.add_row(vec![r.path.clone(), state.into(), refn, changes.join("\n")]);
+    }
+    println!("{t}");
+    Ok(())
 }

@@ -1,11 +1,62 @@
 use clap::Args;
+use exp::error::Hinted;
+use exp::store::{Expect, RefName};
 
-use super::Context;
+use super::init::open_repo;
+use super::{Context, ui};
 
-/// Not built yet.
+/// Create, list or delete tags (names for important runs).
 #[derive(Args, Debug)]
-pub struct TagArgs {}
+#[command(
+    after_help = "Examples:\n  exp tag baseline\n  exp tag t1 runs/t1_r20250821\n  exp tag -l\n  exp tag -d baseline"
+)]
+pub struct TagArgs {
+    /// Tag name to create (or delete with -d)
+    pub name: Option<String>,
+    /// What to tag [default: HEAD]
+    pub rev: Option<String>,
+    /// List tags
+    #[arg(short, long, conflicts_with_all = ["delete", "rev"])]
+    pub list: bool,
+    /// Delete the tag NAME
+    #[arg(short, long, conflicts_with = "rev")]
+    pub delete: bool,
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_ctx: &Context, _args: &TagArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp tag is not built yet")
+pub fn run(ctx: &Context, args: &TagArgs) -> anyhow::Result<()> {
+    let repo = open_repo(ctx)?;
+    if args.list || args.name.is_none() {
+        let tags = repo.refs.list("tags/")?;
+        if args.json {
+            let rows: Vec<_> = tags
+                .iter()
+                .map(|(n, id)| serde_json::json!({"tag": n.short(), "id": id}))
+                .collect();
+            return ui::print_json(&rows);
+        }
+        let mut t = ui::table(["tag", "commit", "run", "message"]);
+        for (n, id) in &tags {
+            let c = repo.read_commit(id)?;
+            t.add_row(vec![n.short().to_string(), id.short(), c.run_id, c.message]);
+        }
+        if tags.is_empty() {
+            println!("no tags");
+        } else {
+            println!("{t}");
+        }
+        return Ok(());
+    }
+    let Some(name) = &args.name else {
+        return Err(Hinted::new("no tag name given", "exp tag NAME [REF]").into());
+    };
+    if args.delete {
+        let old = repo.refs.delete(&RefName::tag(name)?, Expect::Any, "tag -d")?;
+        println!("deleted tag {name} (was {})", old.short());
+        return Ok(());
+    }
+    let (r, id) = repo.tag(name, args.rev.as_deref())?;
+    println!("tagged {} as {r}", id.short());
+    Ok(())
 }

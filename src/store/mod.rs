@@ -1,2 +1,56 @@
 //! The object store in `.exprepo/`: content-addressed objects, refs, index, worktree, gc, fsck.
+//!
+//! Layout (format 1, docs/FORMAT.md):
+//! ```text
+//! .exprepo/format            "1"
+//! .exprepo/objects/ab/cd…    zstd(<kind> <len>\0<payload>), named by BLAKE3 of the uncompressed bytes
+//! .exprepo/objects/tmp/      objects being written (gc removes stale ones)
+//! .exprepo/refs/runs/<ID>    refs/tags/<NAME>  refs/remotes/<R>/runs/<ID>  refs/saved/<NAME>
+//! .exprepo/HEAD              "ref: refs/runs/<ID>" or a commit id
+//! .exprepo/logs/…            append-only reflogs, one per ref (and HEAD)
+//! .exprepo/index             stat cache (JSON)
+//! ```
+//!
+//! The API others use:
+//! - [`ObjectId`], [`object::Kind`], [`Tree`]/[`TreeEntry`]/[`Mode`], [`Commit`] and its
+//!   [`Summary`] (serde, so anyone can read them).
+//! - [`Odb`]: `write_blob_from_path` (streaming), `write`/`write_tree`/`write_commit`,
+//!   `read`/`read_commit`/`read_tree`/`read_blob`/`read_to` (verified), `has`, `iter_ids`,
+//!   and raw access for remotes: `read_raw` (stored compressed bytes) and `write_raw` (verifies
+//!   the bytes hash to the id before they become visible).
+//! - [`Refs`]: `read`, `list`, `update` (lock file + compare-and-swap via [`Expect`]), `delete`,
+//!   `reflog`, `head`/`set_head`. Names are [`RefName`]s: `runs/ID`, `tags/NAME`,
+//!   `remotes/R/runs/ID`, `HEAD`.
+//! - [`Repo`]: `init`, `open`, `discover`, `locate`, `open_or_init`, `resolve` (revision syntax),
+//!   `read_path`, `reachable_objects`, `commit_run` (what `exp run --archive` calls).
+//! - [`gc`], [`fsck`], [`worktree`] (checkout, status).
+//!
+//! This module never prints and never touches the network (that is `remote/`'s job).
+pub mod atomic;
+pub mod error;
+pub mod fsck;
+pub mod gc;
+pub mod id;
+pub mod index;
+pub mod object;
+pub mod odb;
+pub mod refs;
 pub mod remote;
+pub mod repo;
+pub mod summary;
+pub mod workspace;
+pub mod worktree;
+
+pub use error::{Error, Result};
+pub use id::ObjectId;
+pub use object::{
+    Commit, ConditionSummary, Kind, Mode, Object, Summary, Tree, TreeEntry, TrialSummary,
+};
+pub use odb::Odb;
+pub use refs::{Expect, Head, RefName, ReflogEntry, Refs};
+pub use repo::{CheckoutOutcome, CommitOptions, CommitOutcome, Repo, Resolved};
+
+/// The store's folder inside a workspace.
+pub const STORE_DIR: &str = ".exprepo";
+/// The on-disk format this code reads and writes (docs/FORMAT.md).
+pub const FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Store benchmark: exp vs git vs DVC on the same generated ~600 MB run folder, in one run.
+#
+#   bash bench/store/run.sh            # REPS=3 MB=600 by default; writes bench/out/store/results.md
+#   REPS=5 MB=600 bash bench/store/run.sh --write   # also updates the store section of BENCHMARKS.md
+#
+# Measures (wall clock, medians over REPS fresh stores, warm page cache for every tool):
+#   commit      exp commit            | git add -A && git commit | dvc add
+#   recommit    the same, unchanged   | the same                 | dvc add (unchanged)
+#   checkout    exp checkout --to EMPTY | git checkout into an empty work tree | dvc checkout after rm
+#   store size  .exprepo/objects      | .git/objects             | .dvc/cache
+# Needs: cargo, python3, git, dvc (`pip install dvc`).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+REPS=${REPS:-3}
+MB=${MB:-600}
+OUT=${OUT:-$ROOT/bench/out/store}
+WRITE=${1:-}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+log() { printf '==> %s\n' "$*" >&2; }
+need() { command -v "$1" >/dev/null 2>&1 || { echo "missing: $1 ($2)" >&2; exit 1; }; }
+need git "apt-get install git"
+need dvc "pip install dvc"
+need python3 "apt-get install python3"
+
+log "building exp (release)"
+cargo build --release --quiet --bin exp
+EXP=$CARGO_TARGET_DIR/release/exp
+
+mkdir -p "$OUT"
+DATA=$OUT/data/run_bench
+if [ ! -f "$OUT/data/.done-$MB" ]; then
+  log "generating a ${MB} MB run folder"
+  rm -rf "$OUT/data"
+  python3 bench/store/generate.py "$DATA" --mb "$MB"
+  touch "$OUT/data/.done-$MB"
+fi
+SIZE=$(du -sb "$DATA" | cut -f1)
+FILES=$(find "$DATA" -type f | wc -l)
+
+# ms TIME of running "$@" (output discarded, failure aborts).
+ms() {
+  local s e
+  s=$(date +%s%N)
+  "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; "$@"; exit 1; }
+  e=$(date +%s%N)
+  echo $(( (e - s) / 1000000 ))
+}
+median() { python3 -c 'import sys,statistics; print(int(statistics.median(int(x) for x in sys.argv[1:])))' "$@"; }
+dusize() { du -sb "$1" | cut -f1; }
+
+declare -A R
+for tool in exp git dvc; do
+  W=$OUT/ws-$tool
+  if [ ! -d "$W/experiments/run_bench" ]; then
+    rm -rf "$W"; mkdir -p "$W/experiments"; cp -a "$DATA" "$W/experiments/run_bench"
+  fi
+done
+
+for rep in $(seq 1 "$REPS"); do
+  log "rep $rep/$REPS: exp"
+  W=$OUT/ws-exp; cd "$W"; rm -rf .exprepo co; "$EXP" init >/dev/null
+  R[exp_commit]+=" $(ms "$EXP" commit experiments/run_bench)"
+  R[exp_recommit]+=" $(ms "$EXP" commit experiments/run_bench)"
+  R[exp_checkout]+=" $(ms "$EXP" checkout bench --to co)"
+  R[exp_size]+=" $(dusize .exprepo/objects)"
+  cmp <(cd experiments/run_bench && find . -type f -exec md5sum {} + | sort) <(cd co && find . -type f -exec md5sum {} + | sort) >/dev/null \
+    || { echo "exp checkout differs from the original" >&2; exit 1; }
+
+  log "rep $rep/$REPS: git"
+  W=$OUT/ws-git; cd "$W"; rm -rf .git co; git init -q; git config user.email b@b; git config user.name bench
+  R[git_commit]+=" $(ms sh -c 'git add -A && git commit -qm bench')"
+  R[git_recommit]+=" $(ms sh -c 'git add -A && git commit -qm again --allow-empty')"
+  mkdir co
+  R[git_checkout]+=" $(ms git --work-tree=co checkout -f HEAD -- .)"
+  R[git_size]+=" $(dusize .git/objects)"
+  git reset -q
+
+  log "rep $rep/$REPS: dvc"
+  W=$OUT/ws-dvc; cd "$W"; rm -rf .dvc experiments/run_bench.dvc experiments/.gitignore
+  dvc init --no-scm -q; dvc config cache.type copy
+  R[dvc_commit]+=" $(ms dvc add -q experiments/run_bench)"
+  R[dvc_recommit]+=" $(ms dvc add -q experiments/run_bench)"
+  rm -rf experiments/run_bench
+  R[dvc_checkout]+=" $(ms dvc checkout -q experiments/run_bench.dvc)"
+  R[dvc_size]+=" $(dusize .dvc/cache)"
+  cd "$ROOT"
+done
+
+declare -A M
+for k in "${!R[@]}"; do M[$k]=$(median ${R[$k]}); done
+ratio() { python3 -c "print(f'{$1/max($2,1):.1f}x')"; }
+mib() { python3 -c "print(f'{$1/1048576:.0f} MiB')"; }
+met() { python3 -c "print('met' if $1 else 'MISSED')"; }
+
+cat > "$OUT/results.md" <<MD
+Run folder: $(mib "$SIZE"), $FILES files, 12 trials of JSONL/CSV/JSON/Markdown (bench/store/generate.py).
+Medians of $REPS runs, wall clock, warm page cache for every tool, on $(nproc) cores;
+$(git --version), $(dvc --version | head -1 | sed 's/^/dvc /'), exp release build. Reproduce: \`bash bench/store/run.sh\`.
+
+| operation | exp | git | dvc | exp vs git | exp vs dvc |
+| --- | ---: | ---: | ---: | ---: | ---: |
+| commit (store the folder) | ${M[exp_commit]} ms | ${M[git_commit]} ms | ${M[dvc_commit]} ms | $(ratio "${M[git_commit]}" "${M[exp_commit]}") faster | $(ratio "${M[dvc_commit]}" "${M[exp_commit]}") faster |
+| re-commit, unchanged | ${M[exp_recommit]} ms | ${M[git_recommit]} ms | ${M[dvc_recommit]} ms | $(ratio "${M[git_recommit]}" "${M[exp_recommit]}") faster | $(ratio "${M[dvc_recommit]}" "${M[exp_recommit]}") faster |
+| checkout into an empty folder | ${M[exp_checkout]} ms | ${M[git_checkout]} ms | ${M[dvc_checkout]} ms | $(ratio "${M[git_checkout]}" "${M[exp_checkout]}") faster | $(ratio "${M[dvc_checkout]}" "${M[exp_checkout]}") faster |
+| store size | $(mib "${M[exp_size]}") | $(mib "${M[git_size]}") | $(mib "${M[dvc_size]}") | $(python3 -c "print(f'{${M[exp_size]}/${M[git_size]}:.2f}x')") of git | $(python3 -c "print(f'{${M[exp_size]}/${M[dvc_size]}:.2f}x')") of dvc |
+
+Targets (issue 2):
+- commit at least 4x faster than git: $(met "${M[git_commit]} >= 4*${M[exp_commit]}"); at least 2x faster than dvc add: $(met "${M[dvc_commit]} >= 2*${M[exp_commit]}")
+- re-commit unchanged under 100 ms: $(met "${M[exp_recommit]} < 100")
+- checkout at least 3x faster than git: $(met "${M[git_checkout]} >= 3*${M[exp_checkout]}")
+- store no larger than git's: $(met "${M[exp_size]} <= ${M[git_size]}")
+
+Raw (ms / bytes per rep): $(for k in $(echo "${!R[@]}" | tr ' ' '\n' | sort); do printf '%s:%s; ' "$k" "${R[$k]}"; done)
+MD
+cat "$OUT/results.md"
+
+if [ "$WRITE" = "--write" ]; then
+  python3 - "$OUT/results.md" <<'PY'
+import re, sys
+body = open(sys.argv[1]).read().strip()
+p = "BENCHMARKS.md"
+s = open(p).read()
+start = "<!-- section: store (bench/store) -->"
+end = "<!-- end section: store -->"
+i, j = s.index(start) + len(start), s.index(end)
+open(p, "w").write(s[:i] + "\n\n" + body + "\n\n" + s[j:])
+PY
+  log "updated BENCHMARKS.md"
+fi

@@ -1,0 +1,688 @@
+//! `Repo`: one workspace and its store (`<workspace>/.exprepo`). Opening, revision syntax,
+//! reading files at a commit, reachability, and committing a run folder.
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::{Error, IoContext, Result};
+use super::index::Index;
+use super::object::{Commit, Kind, Mode, Object, TreeEntry};
+use super::odb::Odb;
+use super::refs::{Expect, Head, RefName, Refs};
+use super::worktree::{self, ListedFile};
+use super::{FORMAT_VERSION, ObjectId, STORE_DIR, summary};
+use crate::progress::Progress;
+use crate::provenance::{self, Provenance};
+
+/// A workspace with a store.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    workspace: PathBuf,
+    store: PathBuf,
+    pub odb: Odb,
+    pub refs: Refs,
+}
+
+/// What `resolve_named` found: the object, and the ref it came through (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub id: ObjectId,
+    pub name: Option<RefName>,
+}
+
+/// Options of `commit_run`.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// Overrides the id taken from the folder name.
+    pub run_id: Option<String>,
+    /// Overrides `message` in run.json.
+    pub message: Option<String>,
+    /// Overrides `tag` in run.json.
+    pub tag: Option<String>,
+    /// Hash only; store and change nothing.
+    pub dry_run: bool,
+}
+
+/// What `commit_run` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitOutcome {
+    pub run_id: String,
+    pub ref_name: String,
+    /// The commit `runs/<ID>` now names (None on a dry run of a new run).
+    pub commit: Option<ObjectId>,
+    pub previous: Option<ObjectId>,
+    pub tree: ObjectId,
+    /// The folder matched the run's last commit: no new commit was made.
+    pub unchanged: bool,
+    pub tag: Option<String>,
+    pub dry_run: bool,
+    pub files: u64,
+    pub bytes: u64,
+    pub new_objects: u64,
+    pub new_bytes: u64,
+    pub hashed_files: u64,
+    /// Per file (dry run only; empty otherwise to keep the outcome small).
+    pub listing: Vec<ListedFile>,
+}
+
+fn write_format(store: &Path) -> Result<()> {
+    super::atomic::atomic_write(&store.join("format"), format!("{FORMAT_VERSION}\n").as_bytes())
+}
+
+impl Repo {
+    fn at(workspace: &Path) -> Repo {
+        let store = workspace.join(STORE_DIR);
+        Repo {
+            workspace: workspace.to_path_buf(),
+            odb: Odb::new(store.join("objects")),
+            refs: Refs::new(store.clone()),
+            store,
+        }
+    }
+
+    /// Create `<workspace>/.exprepo`; Ok(false) when it already existed (nothing is changed).
+    pub fn init(workspace: &Path) -> Result<(Repo, bool)> {
+        let workspace = absolute(workspace)?;
+        let store = workspace.join(STORE_DIR);
+        if store.join("format").is_file() {
+            return Ok((Repo::open(&workspace)?, false));
+        }
+        for d in ["objects/tmp", "refs/runs", "refs/tags", "logs"] {
+            super::atomic::create_dirs(&store.join(d))?;
+        }
+        write_format(&store)?;
+        Ok((Repo::at(&workspace), true))
+    }
+
+    /// Open the store of exactly this workspace.
+    pub fn open(workspace: &Path) -> Result<Repo> {
+        let workspace = absolute(workspace)?;
+        let store = workspace.join(STORE_DIR);
+        let fmt = store.join("format");
+        let text = match fs::read_to_string(&fmt) {
+            Ok(t) => t,
+            Err(_) => return Err(Error::NotARepo { start: workspace }),
+        };
+        if text.trim() != FORMAT_VERSION.to_string() {
+            return Err(Error::UnsupportedFormat {
+                path: fmt,
+                found: text.trim().to_string(),
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(Repo::at(&workspace))
+    }
+
+    /// The nearest workspace at or above `start` holding a store.
+    pub fn discover(start: &Path) -> Result<Repo> {
+        let start = absolute(start)?;
+        let mut dir = Some(start.as_path());
+        while let Some(d) = dir {
+            if d.join(STORE_DIR).join("format").is_file() {
+                return Repo::open(d);
+            }
+            dir = d.parent();
+        }
+        Err(Error::NotARepo { start })
+    }
+
+    /// `--repo DIR` when given, else discovery from `cwd`.
+    pub fn locate(explicit: Option<&Path>, cwd: &Path) -> Result<Repo> {
+        match explicit {
+            Some(d) => Repo::open(d),
+            None => Repo::discover(cwd),
+        }
+    }
+
+    /// Open the store, creating it when there is none (for `exp run --archive`, `exp import`).
+    /// The bool says it was created, so the command can say so.
+    pub fn open_or_init(explicit: Option<&Path>, cwd: &Path) -> Result<(Repo, bool)> {
+        match Repo::locate(explicit, cwd) {
+            Ok(r) => Ok((r, false)),
+            Err(Error::NotARepo { .. }) => Repo::init(explicit.unwrap_or(cwd)),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+
+    pub fn store_dir(&self) -> &Path {
+        &self.store
+    }
+
+    pub fn load_index(&self) -> Index {
+        Index::load(&self.store.join("index"))
+    }
+
+    /// `path`'s place in the workspace (`experiments/run_X`), or its absolute path when it lies
+    /// outside: the index key prefix, and where checkout puts a run back.
+    pub fn workspace_key(&self, path: &Path) -> Result<(String, bool)> {
+        let abs = absolute(path)?;
+        let abs = fs::canonicalize(&abs).unwrap_or(abs);
+        let ws = fs::canonicalize(&self.workspace).unwrap_or(self.workspace.clone());
+        match abs.strip_prefix(&ws) {
+            Ok(rel) => Ok((rel.to_string_lossy().to_string(), true)),
+            Err(_) => Ok((abs.to_string_lossy().to_string(), false)),
+        }
+    }
+
+    pub fn read_commit(&self, id: &ObjectId) -> Result<Commit> {
+        self.odb.read_commit(id)
+    }
+
+    /// Resolve a revision to an object id (see `resolve_named`).
+    pub fn resolve(&self, rev: &str) -> Result<ObjectId> {
+        Ok(self.resolve_named(rev)?.id)
+    }
+
+    /// Revision syntax: a run id, `runs/ID`, `tags/NAME`, a tag name, a hex prefix of at least 4
+    /// digits, `HEAD`, followed by any of `~N` (N-th first parent, `~` = `~1`) and `@{N}`
+    /// (the N-th previous value in the ref's reflog). Names matching several different objects
+    /// are an error listing them.
+    pub fn resolve_named(&self, rev: &str) -> Result<Resolved> {
+        let unknown = || Error::UnknownRevision { rev: rev.to_string() };
+        let cut = rev.find(['~', '@']).unwrap_or(rev.len());
+        let (base, mut mods) = rev.split_at(cut);
+        if base.is_empty() {
+            return Err(unknown());
+        }
+        let mut candidates: Vec<(String, ObjectId, Option<RefName>)> = Vec::new();
+        let mut ref_names = Vec::new();
+        if base == "HEAD" {
+            ref_names.push(RefName::head());
+        } else if base.contains('/') {
+            ref_names.push(RefName::new(base).map_err(|_| unknown())?);
+        } else {
+            for n in [RefName::run(base), RefName::tag(base)].into_iter().flatten() {
+                ref_names.push(n);
+            }
+        }
+        for n in ref_names {
+            if let Some(id) = self.refs.read(&n)? {
+                candidates.push((n.to_string(), id, Some(n)));
+            }
+        }
+        if base.len() >= 4 && ObjectId::is_hex_prefix(base) {
+            for id in self.odb.ids_with_prefix(base)? {
+                if !candidates.iter().any(|c| c.1 == id) {
+                    candidates.push((id.to_hex(), id, None));
+                }
+            }
+        }
+        let distinct: BTreeSet<ObjectId> = candidates.iter().map(|c| c.1).collect();
+        if distinct.len() > 1 {
+            let mut list: Vec<String> = candidates
+                .iter()
+                .map(
+                    |(n, id, r)| {
+                        if r.is_some() { format!("{n} ({})", id.short()) } else { n.clone() }
+                    },
+                )
+                .collect();
+            list.sort();
+            return Err(Error::Ambiguous { rev: base.to_string(), candidates: list });
+        }
+        let Some((_, mut id, mut name)) = candidates.into_iter().next() else {
+            return Err(unknown());
+        };
+        while !mods.is_empty() {
+            if let Some(rest) = mods.strip_prefix("@{") {
+                let close = rest.find('}').ok_or_else(unknown)?;
+                let n: usize = rest[..close].parse().map_err(|_| unknown())?;
+                let r = name.clone().ok_or_else(unknown)?;
+                let log = self.refs.reflog(&r)?;
+                if n > 0 || log.is_empty() {
+                    let entry = log
+                        .len()
+                        .checked_sub(n + 1)
+                        .and_then(|i| log.get(i))
+                        .and_then(|e| e.new)
+                        .ok_or(Error::ReflogOutOfRange {
+                            name: r.to_string(),
+                            n,
+                            len: log.len(),
+                        })?;
+                    id = entry;
+                }
+                name = None;
+                mods = &rest[close + 1..];
+            } else if let Some(rest) = mods.strip_prefix('~') {
+                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+                let n: usize =
+                    if digits == 0 { 1 } else { rest[..digits].parse().map_err(|_| unknown())? };
+                for _ in 0..n {
+                    let c = self.read_commit(&id)?;
+                    id = *c.parents.first().ok_or(Error::NoParent { rev: rev.to_string(), id })?;
+                }
+                name = None;
+                mods = &rest[digits..];
+            } else {
+                return Err(unknown());
+            }
+        }
+        Ok(Resolved { id, name })
+    }
+
+    /// Resolve `rev` and check it names a commit.
+    pub fn resolve_commit(&self, rev: &str) -> Result<(ObjectId, Commit)> {
+        let id = self.resolve(rev)?;
+        let c = self.read_commit(&id)?;
+        Ok((id, c))
+    }
+
+    /// The entry at `path` (`a/b.json`) in `commit`'s tree; "" is the root.
+    pub fn lookup_path(&self, commit: &ObjectId, path: &str) -> Result<TreeEntry> {
+        let c = self.read_commit(commit)?;
+        let mut entry = TreeEntry { name: String::new(), mode: Mode::Tree, id: c.tree };
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            let not_found = || Error::PathNotFound { rev: commit.short(), path: path.to_string() };
+            if entry.mode != Mode::Tree {
+                return Err(not_found());
+            }
+            let tree = self.odb.read_tree(&entry.id)?;
+            entry = tree.get(part).cloned().ok_or_else(not_found)?;
+        }
+        Ok(entry)
+    }
+
+    /// The bytes of the file at `path` in `commit` (a symlink gives its target).
+    pub fn read_path(&self, commit: &ObjectId, path: &str) -> Result<Vec<u8>> {
+        let e = self.lookup_path(commit, path)?;
+        if e.mode == Mode::Tree {
+            return Err(Error::WrongKind { id: e.id, expected: "blob", actual: "tree" });
+        }
+        self.odb.read_blob(&e.id)
+    }
+
+    /// Every object reachable from `tips` (commits, their parents, trees, blobs). Missing
+    /// objects are an error: a push or gc must never act on a broken graph.
+    pub fn reachable_objects(&self, tips: &[ObjectId]) -> Result<HashSet<ObjectId>> {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<ObjectId> = tips.to_vec();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            match self.odb.header(&id)?.0 {
+                Kind::Blob => {}
+                Kind::Tree => {
+                    for e in self.odb.read_tree(&id)?.entries {
+                        if !seen.contains(&e.id) {
+                            stack.push(e.id);
+                        }
+                    }
+                }
+                Kind::Commit => {
+                    let c = self.read_commit(&id)?;
+                    stack.push(c.tree);
+                    stack.extend(c.parents);
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Where a run's folder goes by default: `experiments/run_<ID>`.
+    pub fn default_run_dir(&self, run_id: &str) -> PathBuf {
+        self.workspace.join("experiments").join(format!("run_{run_id}"))
+    }
+
+    /// Where `commit` is checked out by default: the folder it was committed from.
+    pub fn checkout_dir(&self, commit: &Commit) -> PathBuf {
+        match &commit.path {
+            Some(p)
+                if !p.is_empty()
+                    && !Path::new(p).is_absolute()
+                    && !p.split('/').any(|c| c == "..") =>
+            {
+                self.workspace.join(p)
+            }
+            _ => self.default_run_dir(&commit.run_id),
+        }
+    }
+
+    /// Commit the run folder `run_dir` to `runs/<ID>` (see `CommitOptions`). The id comes from
+    /// a folder named `run_<ID>`, else the folder's name. A folder identical to the run's last
+    /// commit makes no new commit. Concurrent committers of the same run are serialized by the
+    /// ref's compare-and-swap: a loser re-reads the ref and retries on top of the winner.
+    pub fn commit_run(
+        &self,
+        run_dir: &Path,
+        options: &CommitOptions,
+        progress: &dyn Progress,
+    ) -> Result<CommitOutcome> {
+        let run_dir = absolute(run_dir)?;
+        match fs::metadata(&run_dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(Error::NotADirectory { path: run_dir }),
+            Err(e) => return Err(Error::io(&run_dir, e)),
+        }
+        let run_id = match &options.run_id {
+            Some(id) => id.clone(),
+            None => run_id_of(&run_dir),
+        };
+        let ref_name = RefName::run(&run_id)?;
+        self.commit_folder(&run_dir, &run_id, ref_name, options, true, progress)
+    }
+
+    /// Commit `run_dir` as run `run_id` onto `ref_name` (runs/ID, or saved/… for
+    /// `exp clean --force`); `set_head` moves HEAD to it.
+    pub(crate) fn commit_folder(
+        &self,
+        run_dir: &Path,
+        run_id: &str,
+        ref_name: RefName,
+        options: &CommitOptions,
+        set_head: bool,
+        progress: &dyn Progress,
+    ) -> Result<CommitOutcome> {
+        let run_id = run_id.to_string();
+        let run_dir = run_dir.to_path_buf();
+        let run_json = summary::read_json(&run_dir.join("run.json"))?;
+        let field = |k: &str| run_json.as_ref().and_then(|r| r.get(k)).and_then(Value::as_str);
+        let tag = options.tag.clone().or_else(|| field("tag").map(str::to_string));
+        let tag_ref = tag.as_deref().map(RefName::tag).transpose()?;
+        let (key, inside) = self.workspace_key(&run_dir)?;
+        let mut index = self.load_index();
+        let stored =
+            worktree::store_dir(&self.odb, &mut index, &run_dir, &key, options.dry_run, progress)?;
+        let previous = self.refs.read(&ref_name)?;
+        let mut outcome = CommitOutcome {
+            run_id: run_id.clone(),
+            ref_name: ref_name.to_string(),
+            commit: previous,
+            previous,
+            tree: stored.tree,
+            unchanged: false,
+            tag: tag.clone(),
+            dry_run: options.dry_run,
+            files: stored.files,
+            bytes: stored.bytes,
+            new_objects: stored.new_objects,
+            new_bytes: stored.new_bytes,
+            hashed_files: stored.hashed_files,
+            listing: Vec::new(),
+        };
+        if options.dry_run {
+            outcome.unchanged = match previous {
+                Some(p) => self.read_commit(&p)?.tree == stored.tree,
+                None => false,
+            };
+            outcome.listing = stored.listing;
+            return Ok(outcome);
+        }
+        // The index is a cache: failing to save it only costs re-hashing next time.
+        let _ = index.save();
+        let summary = summary::read_summary(&run_dir, run_json.as_ref())?;
+        let provenance: Provenance = run_json
+            .as_ref()
+            .and_then(|r| r.get("provenance"))
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+            .unwrap_or_else(|| provenance::capture(&self.workspace));
+        let message = options
+            .message
+            .clone()
+            .or_else(|| field("message").map(str::to_string))
+            .unwrap_or_else(|| format!("commit run {run_id}"));
+        let mut attempts = 0;
+        let commit_id = loop {
+            attempts += 1;
+            let current = self.refs.read(&ref_name)?;
+            if let Some(cur) = current
+                && self.read_commit(&cur)?.tree == stored.tree
+            {
+                outcome.unchanged = true;
+                break cur;
+            }
+            let commit = Commit {
+                tree: stored.tree,
+                parents: current.into_iter().collect(),
+                time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                message: message.clone(),
+                run_id: run_id.clone(),
+                status: field("status").map(str::to_string),
+                config_hash: field("config_hash").map(str::to_string),
+                provenance: Some(provenance.clone()),
+                exp_version: env!("CARGO_PKG_VERSION").to_string(),
+                path: inside.then(|| key.clone()),
+                summary: summary.clone(),
+            };
+            let id = self.odb.write(&Object::Commit(Box::new(commit)))?;
+            let expect = current.map(Expect::Value).unwrap_or(Expect::Absent);
+            match self.refs.update(&ref_name, id, expect, &format!("commit: {message}")) {
+                Ok(()) => break id,
+                Err(Error::RefChanged { .. }) if attempts < 5 => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        outcome.commit = Some(commit_id);
+        if let Some(t) = &tag_ref {
+            match self.refs.read(t)? {
+                Some(existing) if existing == commit_id => {}
+                Some(existing) => {
+                    return Err(Error::TagExists { name: t.short().to_string(), id: existing });
+                }
+                None => self.refs.update(t, commit_id, Expect::Absent, "tag")?,
+            }
+        }
+        if set_head {
+            self.refs.set_head(&Head::Symbolic(ref_name), &format!("commit: run {run_id}"))?;
+        }
+        Ok(outcome)
+    }
+
+    /// Commits reachable from `tips`, newest first (by time, then id), at most `limit`.
+    pub fn log(&self, tips: &[ObjectId], limit: Option<usize>) -> Result<Vec<(ObjectId, Commit)>> {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<ObjectId> = tips.to_vec();
+        let mut out = Vec::new();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let c = self.read_commit(&id)?;
+            stack.extend(c.parents.iter().copied());
+            out.push((id, c));
+        }
+        out.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(a.0.cmp(&b.0)));
+        if let Some(n) = limit {
+            out.truncate(n);
+        }
+        Ok(out)
+    }
+
+    /// Every ref with its commit, for `exp list` and `exp log --all`.
+    pub fn list_refs(&self) -> Result<Vec<(RefName, ObjectId, Commit)>> {
+        let mut out = Vec::new();
+        for (name, id) in self.refs.list("")? {
+            let c = self.read_commit(&id)?;
+            out.push((name, id, c));
+        }
+        Ok(out)
+    }
+
+    /// Refs naming `id` (for decorating log lines).
+    pub fn refs_pointing_at(&self, id: &ObjectId) -> Result<Vec<RefName>> {
+        Ok(self.refs.list("")?.into_iter().filter(|(_, i)| i == id).map(|(n, _)| n).collect())
+    }
+
+    /// Check `rev` out into `to` (default: the folder it was committed from) and point HEAD at it.
+    pub fn checkout(
+        &self,
+        rev: &str,
+        to: Option<&Path>,
+        force: bool,
+        progress: &dyn Progress,
+    ) -> Result<CheckoutOutcome> {
+        let resolved = self.resolve_named(rev)?;
+        let commit = self.read_commit(&resolved.id)?;
+        let dest = match to {
+            Some(d) => absolute(d)?,
+            None => self.checkout_dir(&commit),
+        };
+        let (key, _) = self.workspace_key(&dest)?;
+        let mut index = self.load_index();
+        let done =
+            worktree::checkout(&self.odb, &mut index, &commit.tree, &dest, &key, force, progress)?;
+        let _ = index.save();
+        let head = match &resolved.name {
+            Some(n) if !n.is_head() => Head::Symbolic(n.clone()),
+            _ => Head::Detached(resolved.id),
+        };
+        self.refs.set_head(&head, &format!("checkout: {rev}"))?;
+        Ok(CheckoutOutcome {
+            commit: resolved.id,
+            run_id: commit.run_id,
+            dest,
+            files: done.files,
+            bytes: done.bytes,
+            written: done.written,
+            removed: done.removed,
+        })
+    }
+
+    /// Create tag `name` at `rev` (HEAD when None).
+    pub fn tag(&self, name: &str, rev: Option<&str>) -> Result<(RefName, ObjectId)> {
+        let r = RefName::tag(name)?;
+        let id = self.resolve(rev.unwrap_or("HEAD"))?;
+        self.read_commit(&id)?;
+        if let Some(existing) = self.refs.read(&r)? {
+            return Err(Error::TagExists { name: name.to_string(), id: existing });
+        }
+        self.refs.update(&r, id, Expect::Absent, &format!("tag {name}"))?;
+        Ok((r, id))
+    }
+
+    /// Delete a ref (`runs/ID`, `tags/NAME`, or a bare name meaning whichever of the two
+    /// exists). Its reflog stays, so it is recoverable until gc's grace period has passed.
+    pub fn remove_ref(&self, rev: &str) -> Result<(RefName, ObjectId)> {
+        let name = if rev.contains('/') {
+            RefName::new(rev)?
+        } else {
+            let mut found = Vec::new();
+            for n in [RefName::run(rev), RefName::tag(rev)].into_iter().flatten() {
+                if let Some(id) = self.refs.read(&n)? {
+                    found.push((n, id));
+                }
+            }
+            match found.len() {
+                0 => return Err(Error::RefNotFound { name: rev.to_string() }),
+                1 => found.remove(0).0,
+                _ => {
+                    return Err(Error::Ambiguous {
+                        rev: rev.to_string(),
+                        candidates: found
+                            .iter()
+                            .map(|(n, id)| format!("{n} ({})", id.short()))
+                            .collect(),
+                    });
+                }
+            }
+        };
+        if name.is_head() {
+            return Err(Error::BadRefName {
+                name: "HEAD".into(),
+                reason: "HEAD cannot be removed",
+            });
+        }
+        let old = self.refs.delete(&name, Expect::Any, "rm")?;
+        // HEAD keeps naming the commit rather than a ref that is gone.
+        if self.refs.head()? == Head::Symbolic(name.clone()) {
+            self.refs.set_head(&Head::Detached(old), &format!("rm {name}"))?;
+        }
+        Ok((name, old))
+    }
+}
+
+/// What `Repo::checkout` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckoutOutcome {
+    pub commit: ObjectId,
+    pub run_id: String,
+    pub dest: PathBuf,
+    pub files: u64,
+    pub bytes: u64,
+    pub written: u64,
+    pub removed: u64,
+}
+
+/// The run id a folder name implies: `run_<ID>` -> ID, anything else -> the name itself.
+pub fn run_id_of(dir: &Path) -> String {
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    match name.strip_prefix("run_") {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => name,
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).at(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    fn run_folder(ws: &Path, id: &str, body: &str) -> PathBuf {
+        let d = ws.join("experiments").join(format!("run_{id}"));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("run.json"), format!(r#"{{"run_id":"{id}","status":"complete"}}"#))
+            .unwrap();
+        fs::write(d.join("data.csv"), body).unwrap();
+        d
+    }
+
+    #[test]
+    fn commit_resolve_and_read_back() {
+        let ws = tempfile::tempdir().unwrap();
+        let (repo, created) = Repo::init(ws.path()).unwrap();
+        assert!(created);
+        let d = run_folder(ws.path(), "r1", "a,b\n");
+        let o1 = repo.commit_run(&d, &CommitOptions::default(), &NoProgress).unwrap();
+        assert_eq!(o1.ref_name, "runs/r1");
+        let c1 = o1.commit.unwrap();
+        let again = repo.commit_run(&d, &CommitOptions::default(), &NoProgress).unwrap();
+        assert!(again.unchanged && again.commit == Some(c1));
+        fs::write(d.join("data.csv"), "a,b\n1,2\n").unwrap();
+        let o2 = repo.commit_run(&d, &CommitOptions::default(), &NoProgress).unwrap();
+        let c2 = o2.commit.unwrap();
+        assert_eq!(repo.resolve("r1").unwrap(), c2);
+        assert_eq!(repo.resolve("runs/r1~1").unwrap(), c1);
+        assert_eq!(repo.resolve("r1@{1}").unwrap(), c1);
+        assert_eq!(repo.resolve("HEAD").unwrap(), c2);
+        assert_eq!(repo.resolve(&c1.to_hex()[..8]).unwrap(), c1);
+        assert_eq!(repo.read_path(&c1, "data.csv").unwrap(), b"a,b\n");
+        assert_eq!(repo.read_commit(&c2).unwrap().status.as_deref(), Some("complete"));
+        assert!(matches!(repo.resolve("r1~5"), Err(Error::NoParent { .. })));
+        assert!(matches!(repo.resolve("nope"), Err(Error::UnknownRevision { .. })));
+        let all = repo.reachable_objects(&[c2]).unwrap();
+        assert!(all.contains(&c1));
+    }
+
+    #[test]
+    fn a_name_that_is_both_run_and_tag_of_different_commits_is_ambiguous() {
+        let ws = tempfile::tempdir().unwrap();
+        let (repo, _) = Repo::init(ws.path()).unwrap();
+        let a = repo
+            .commit_run(&run_folder(ws.path(), "x", "1"), &CommitOptions::default(), &NoProgress)
+            .unwrap();
+        let b = repo
+            .commit_run(&run_folder(ws.path(), "y", "2"), &CommitOptions::default(), &NoProgress)
+            .unwrap();
+        repo.refs
+            .update(&RefName::tag("x").unwrap(), b.commit.unwrap(), Expect::Absent, "t")
+            .unwrap();
+        let err = repo.resolve("x").unwrap_err();
+        assert!(
+            matches!(&err, Error::Ambiguous { candidates, .. } if candidates.len() == 2),
+            "{err}"
+        );
+        assert_eq!(repo.resolve("runs/x").unwrap(), a.commit.unwrap());
+    }
+}

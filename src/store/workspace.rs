@@ -1,0 +1,185 @@
+//! The workspace against the store: `status` of every run folder under `experiments/`, and
+//! `clean` (checkout reset) that removes only what the store can give back.
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::error::{Error, IoContext, Result};
+use super::refs::RefName;
+use super::repo::{CommitOptions, run_id_of};
+use super::worktree::{self, Change};
+use super::{ObjectId, Repo};
+use crate::progress::Progress;
+
+/// Where run folders live, relative to the workspace.
+pub const EXPERIMENTS_DIR: &str = "experiments";
+/// Prepared datasets (derived from `data/`, rebuilt on demand).
+pub const PREPARED_DIR: &str = "prepared";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Identical to the run's last commit.
+    Clean,
+    /// Differs from the run's last commit.
+    Modified,
+    /// No commit of this run exists.
+    Untracked,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStatus {
+    /// Workspace-relative folder, e.g. `experiments/run_X`.
+    pub path: String,
+    pub run_id: String,
+    pub state: State,
+    /// The run's ref and commit, when committed.
+    pub ref_name: Option<String>,
+    pub commit: Option<ObjectId>,
+    pub changes: Vec<Change>,
+}
+
+/// Status of every folder directly under `experiments/`, sorted by path.
+pub fn status(repo: &Repo) -> Result<Vec<RunStatus>> {
+    let exp_dir = repo.workspace().join(EXPERIMENTS_DIR);
+    let mut dirs = Vec::new();
+    match fs::read_dir(&exp_dir) {
+        Ok(rd) => {
+            for e in rd {
+                let e = e.at(&exp_dir)?;
+                if e.file_type().at(&e.path())?.is_dir() {
+                    dirs.push(e.path());
+                }
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&exp_dir, e)),
+    }
+    dirs.sort();
+    let mut index = repo.load_index();
+    let mut out = Vec::new();
+    for dir in dirs {
+        out.push(status_of(repo, &mut index, &dir)?);
+    }
+    // Hashes computed here make the next status instant; losing them is harmless.
+    let _ = index.save();
+    Ok(out)
+}
+
+fn status_of(repo: &Repo, index: &mut super::index::Index, dir: &Path) -> Result<RunStatus> {
+    let run_id = run_id_of(dir);
+    let path =
+        format!("{EXPERIMENTS_DIR}/{}", dir.file_name().unwrap_or_default().to_string_lossy());
+    let name = RefName::run(&run_id).ok();
+    let commit = match &name {
+        Some(n) => repo.refs.read(n)?,
+        None => None,
+    };
+    let Some(commit) = commit else {
+        return Ok(RunStatus {
+            path,
+            run_id,
+            state: State::Untracked,
+            ref_name: None,
+            commit: None,
+            changes: vec![],
+        });
+    };
+    let tree = repo.read_commit(&commit)?.tree;
+    let changes = worktree::diff_dir(&repo.odb, index, &tree, dir, &path)?;
+    let state = if changes.is_empty() { State::Clean } else { State::Modified };
+    Ok(RunStatus {
+        path,
+        run_id,
+        state,
+        ref_name: name.map(|n| n.to_string()),
+        commit: Some(commit),
+        changes,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CleanReport {
+    pub dry_run: bool,
+    /// Folders removed (or that would be): committed and unchanged.
+    pub removed: Vec<String>,
+    /// Folders kept, with why.
+    pub kept: Vec<(String, String)>,
+    /// Folders saved first (`--force`): folder, ref, commit.
+    pub saved: Vec<(String, String, ObjectId)>,
+    /// `prepared/` removed (or would be).
+    pub prepared: Option<String>,
+}
+
+/// Reset the workspace: remove run folders the store holds unchanged. Modified or uncommitted
+/// ones are kept, unless `force`, which first commits each under `saved/<ID>-<time>` (a ref that
+/// `exp checkout` restores from) and reports it. Nothing the store cannot give back is deleted.
+pub fn clean(
+    repo: &Repo,
+    dry_run: bool,
+    clean_prepared: bool,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<CleanReport> {
+    let mut report =
+        CleanReport { dry_run, removed: vec![], kept: vec![], saved: vec![], prepared: None };
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut to_remove: Vec<(PathBuf, String)> = Vec::new();
+    for st in status(repo)? {
+        let dir = repo.workspace().join(&st.path);
+        match st.state {
+            State::Clean => to_remove.push((dir, st.path)),
+            State::Modified | State::Untracked if force => {
+                let saved = RefName::new(&format!("saved/{}-{stamp}", st.run_id))?;
+                let commit = if dry_run {
+                    None
+                } else {
+                    let o = repo.commit_folder(
+                        &dir,
+                        &st.run_id,
+                        saved.clone(),
+                        &CommitOptions {
+                            message: Some("saved by exp clean --force".into()),
+                            ..Default::default()
+                        },
+                        false,
+                        progress,
+                    )?;
+                    o.commit
+                };
+                report.saved.push((
+                    st.path.clone(),
+                    saved.to_string(),
+                    commit.unwrap_or(ObjectId([0; 32])),
+                ));
+                to_remove.push((dir, st.path));
+            }
+            State::Modified => {
+                let n = st.changes.len();
+                report.kept.push((st.path, format!("{n} change(s) not committed")));
+            }
+            State::Untracked => report.kept.push((st.path, "never committed".into())),
+        }
+    }
+    let mut index = repo.load_index();
+    for (dir, rel) in to_remove {
+        if !dry_run {
+            fs::remove_dir_all(&dir).at(&dir)?;
+            index.remove_prefix(&rel);
+        }
+        report.removed.push(rel);
+    }
+    if clean_prepared {
+        let p = repo.workspace().join(PREPARED_DIR);
+        if p.is_dir() {
+            if !dry_run {
+                fs::remove_dir_all(&p).at(&p)?;
+            }
+            report.prepared = Some(PREPARED_DIR.to_string());
+        }
+    }
+    let _ = index.save();
+    Ok(report)
+}
