@@ -272,10 +272,10 @@ fn correct(run: char, cond: &str, i: usize) -> Option<bool> {
         return None;
     }
     Some(match (run, cond) {
-        ('a', "control") => i % 3 != 0,
-        ('b', "control") => i % 4 != 0,
-        ('a', _) => i % 5 != 0,
-        _ => i % 2 == 0 || i % 5 == 1,
+        ('a', "control") => !i.is_multiple_of(3),
+        ('b', "control") => !i.is_multiple_of(4),
+        ('a', _) => !i.is_multiple_of(5),
+        _ => i.is_multiple_of(2) || i % 5 == 1,
     })
 }
 
