@@ -192,7 +192,7 @@ fn diff_of_the_legacy_runs_shows_the_config_change_the_trial_pairs_and_what_t0_l
             *per.entry(cond).or_default() += String::from_utf8(bytes).unwrap().lines().count();
         }
         let want = format!(
-            "t0_r20250818: {trial}__operational_only__temp0.0 → {trial}__operational_only__temp1.0: results: batch inputs only ({} requests: control {}, treatment {})",
+            "t0_r20250818: {trial}__operational_only__temp{{0.0→1.0}}: results: batch inputs only ({} requests: control {}, treatment {})",
             per["control"] + per["treatment"],
             per["control"],
             per["treatment"]
@@ -235,7 +235,8 @@ fn diff_json_of_the_legacy_runs_gives_every_section_to_scripts() {
     assert_eq!(lacks.len(), 2);
     assert!(lacks.iter().all(|l| l["side"] == "a" && l["what"] == "results"));
     for row in d["metrics"].as_array().unwrap() {
-        let slug = row["trial"].as_str().unwrap().split(" → ").nth(1).unwrap();
+        let pair = paired.iter().find(|p| p["name"] == row["trial"]).unwrap();
+        let slug = pair["b"].as_str().unwrap();
         let m: Value = serde_json::from_slice(
             &fs::read(t1.join("trials").join(slug).join("metrics.json")).unwrap(),
         )

@@ -71,7 +71,9 @@ fn usd(x: f64) -> String {
     } else if x.abs() >= 0.01 {
         format!("${x:.4}")
     } else {
-        format!("${x:.3e}")
+        // Three significant digits, in plain decimals: $0.0000920, not $9.2e-5.
+        let decimals = (2 - x.abs().log10().floor() as i64).clamp(2, 12) as usize;
+        format!("${x:.decimals$}")
     }
 }
 
@@ -135,7 +137,7 @@ fn render(d: &RunDiff, stat: bool, items: bool) -> String {
             let _ = writeln!(
                 o,
                 "  = {}  (compared by parameters: {})",
-                t.name(),
+                t.name,
                 if changes.is_empty() { "none differ".into() } else { changes.join(", ") }
             );
         }

@@ -130,13 +130,37 @@ pub struct TrialPair {
     pub changes: Vec<ParamChange>,
     /// Same content on both sides.
     pub unchanged: bool,
+    /// How rows name this pair (see [`pair_name`]).
+    pub name: String,
 }
 
-impl TrialPair {
-    /// `slug`, or `a → b` when the names differ.
-    pub fn name(&self) -> String {
-        if self.a == self.b { self.a.clone() } else { format!("{} → {}", self.a, self.b) }
+/// What rows call a pair of trials: the slug, or where the names differ only in the middle,
+/// the shared parts around `{old→new}` (`sim-demo-ops-t{0→1}-tk50`), so tables stay narrow.
+pub fn pair_name(a: &str, b: &str) -> String {
+    if a == b {
+        return a.to_string();
     }
+    let (ac, bc): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut pre = ac.iter().zip(&bc).take_while(|(x, y)| x == y).count();
+    let max_suf = ac.len().min(bc.len()) - pre;
+    let suf =
+        ac.iter().rev().zip(bc.iter().rev()).take(max_suf).take_while(|(x, y)| x == y).count();
+    // Never cut a number in two: `t10` vs `t15` reads `t{10→15}`, not `t1{0→5}`; `0.0` vs
+    // `1.0` reads `{0.0→1.0}`.
+    while pre > 0 && (ac[pre - 1].is_ascii_digit() || ac[pre - 1] == '.') {
+        pre -= 1;
+    }
+    let mut suf = suf;
+    while suf > 0 && (ac[ac.len() - suf].is_ascii_digit() || ac[ac.len() - suf] == '.') {
+        suf -= 1;
+    }
+    if pre + suf < 2 {
+        return format!("{a} → {b}");
+    }
+    let mid = |c: &[char]| c[pre..c.len() - suf].iter().collect::<String>();
+    let (p, s): (String, String) =
+        (ac[..pre].iter().collect(), ac[ac.len() - suf..].iter().collect());
+    format!("{p}{{{}→{}}}{s}", mid(&ac), mid(&bc))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -392,6 +416,7 @@ fn pair_trials<'r>(
                     matched_by: "slug",
                     changes: Vec::new(),
                     unchanged: ta.dir.same_as(&tb.dir),
+                    name: ta.slug.clone(),
                 },
             )),
             None => rest_a.push(ta),
@@ -446,6 +471,7 @@ fn pair_trials<'r>(
                         matched_by: "parameters",
                         changes,
                         unchanged: false,
+                        name: pair_name(&ta.slug, &tb.slug),
                     },
                 ));
             }
@@ -484,7 +510,7 @@ fn compare_trial(
     if pair.unchanged {
         return Ok(out);
     }
-    let name = pair.name();
+    let name = pair.name.clone();
     for (side, src, t, other) in [("a", a, ta, tb), ("b", b, tb, ta)] {
         if !t.has_results() {
             out.lacks.push(Lack {
@@ -961,6 +987,15 @@ mod tests {
         assert!(
             d.metrics[0].a.is_none() && d.metrics[0].b.as_ref().is_some_and(|m| m.correct == 1.0)
         );
+    }
+
+    #[test]
+    fn pair_names_keep_the_shared_parts_and_whole_numbers() {
+        assert_eq!(pair_name("m-p-t0-tk50", "m-p-t1-tk50"), "m-p-t{0→1}-tk50");
+        assert_eq!(pair_name("m__p__temp0.0", "m__p__temp1.0"), "m__p__temp{0.0→1.0}");
+        assert_eq!(pair_name("m-t10", "m-t15"), "m-t{10→15}");
+        assert_eq!(pair_name("abc", "xyz"), "abc → xyz");
+        assert_eq!(pair_name("same", "same"), "same");
     }
 
     #[test]
