@@ -28,6 +28,12 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = e.downcast_ref::<crate::import::Error>() {
         return e.hint();
     }
+    if let Some(h) = e.downcast_ref::<crate::eval::runner::RunError>() {
+        return h.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::eval::report::ReportError>() {
+        return e.hint();
+    }
     None
 }
 

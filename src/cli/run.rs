@@ -1,11 +1,324 @@
-use clap::Args;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
 
 use super::Context;
+use super::ui;
+use exp::eval::archive::Archived;
+use exp::eval::plan::Condition;
+use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary};
 
-/// Not built yet.
+/// Run an experiment: every trial of the config's matrix, on both conditions, then score it.
+///
+/// Writes experiments/run_<ID>/ (requests, the response journal, results, reports); resumable
+/// after any crash with --resume. Old spellings (--run_id, --parts_per_dataset, --dry_run, …) work.
 #[derive(Args, Debug)]
-pub struct RunArgs {}
+#[command(after_help = "Examples:
+  exp run --config config/eval_config.yaml --archive   # the demo (sim model), into .exprepo/
+  exp run --config config/eval_config.yaml --dry-run   # the plan and its cost, nothing sent
+  exp run --config cfg.yaml --condition treatment --baseline runs/20251127-130501
+  exp run --config cfg.yaml --resume                   # continue the latest unfinished run
+  exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID")]
+pub struct RunArgs {
+    /// The experiment definition (YAML)
+    #[arg(long, short = 'c', value_name = "FILE", default_value = "config/eval_config.yaml")]
+    pub config: PathBuf,
 
-pub fn run(_ctx: &Context, _args: &RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("exp run is not built yet")
+    /// Run id (folder experiments/run_<ID>) [default: the UTC start time, 20251127-130501]
+    #[arg(long, alias = "run_id", value_name = "ID")]
+    pub run_id: Option<String>,
+
+    /// Which condition to run
+    #[arg(long, value_enum, default_value = "both")]
+    pub condition: ConditionArg,
+
+    /// Split each dataset into N parts (jobs) [default: execution.parts_per_dataset]
+    #[arg(long, alias = "parts_per_dataset", value_name = "N")]
+    pub parts_per_dataset: Option<usize>,
+
+    /// Jobs in flight at once [default: execution.max_concurrent_jobs]
+    #[arg(long, alias = "max_concurrent_jobs", value_name = "N")]
+    pub max_concurrent_jobs: Option<usize>,
+
+    /// Continue the run given by --run-id, or else the latest unfinished one; only requests
+    /// without a journaled response are sent
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Commit the run folder into the store (.exprepo/, created when missing) when done
+    #[arg(long)]
+    pub archive: bool,
+
+    /// Use the datasets as last prepared in prepared/, without reading the raw files
+    #[arg(long, alias = "skip_prepare")]
+    pub skip_prepare: bool,
+
+    /// Reuse the request files (inputs/) of the run being resumed
+    #[arg(long, alias = "skip_build")]
+    pub skip_build: bool,
+
+    /// With --condition treatment: take control rows from this earlier run (a REF), paired by item
+    #[arg(long, value_name = "REF")]
+    pub baseline: Option<String>,
+
+    /// Print the plan (trials, jobs, requests, estimated tokens and cost) and send nothing
+    #[arg(long, alias = "dry_run")]
+    pub dry_run: bool,
+
+    /// Commit message for --archive
+    #[arg(short = 'm', long, value_name = "MSG")]
+    pub message: Option<String>,
+
+    /// Print the summary (or the --dry-run plan) as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ConditionArg {
+    Control,
+    Treatment,
+    Both,
+}
+
+pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
+    let workspace = workspace(ctx)?;
+    let config = if args.config.is_relative()
+        && !args.config.exists()
+        && workspace.join(&args.config).exists()
+    {
+        workspace.join(&args.config)
+    } else {
+        args.config.clone()
+    };
+    let opts = RunOptions {
+        config,
+        workspace: workspace.clone(),
+        run_id: args.run_id.clone(),
+        condition: match args.condition {
+            ConditionArg::Control => Some(Condition::Control),
+            ConditionArg::Treatment => Some(Condition::Treatment),
+            ConditionArg::Both => None,
+        },
+        parts_per_dataset: args.parts_per_dataset,
+        max_concurrent_jobs: args.max_concurrent_jobs,
+        resume: args.resume,
+        skip_prepare: args.skip_prepare,
+        skip_build: args.skip_build,
+        baseline: args.baseline.clone(),
+        dry_run: args.dry_run,
+        stop_on_ctrl_c: true,
+    };
+    let progress = ui::TermProgress::new();
+    let open_baseline = |reference: &str| -> Result<_, runner::BoxError> {
+        Ok(exp::eval::archive::open_baseline(&workspace, reference)?)
+    };
+    match runner::run(&opts, &open_baseline, &progress)? {
+        Outcome::Planned(plan) => render_plan(&plan, args.json),
+        Outcome::Ran(summary) => {
+            // An interrupted run is committed too (its run.json says incomplete): history keeps
+            // what was paid for, and a later resume commits on top of it.
+            let archived = if args.archive {
+                Some(exp::eval::archive::commit_run(
+                    &workspace,
+                    &summary,
+                    args.message.as_deref(),
+                    &progress,
+                )?)
+            } else {
+                None
+            };
+            render_summary(&summary, archived.as_ref(), args.json)?;
+            if summary.status == RunStatus::Incomplete {
+                return Err(exp::error::Hinted::new(
+                    format!("run {} stopped before every request was answered", summary.run_id),
+                    format!(
+                        "continue it with `exp run --config {} --resume --run-id {}`",
+                        args.config.display(),
+                        summary.run_id
+                    ),
+                )
+                .into());
+            }
+            if summary.status == RunStatus::Failed {
+                return Err(exp::error::Hinted::new(
+                    format!("run {}: every request failed", summary.run_id),
+                    "see the error column of a trial's results/predictions.csv, fix the endpoint, then `exp run --resume`",
+                )
+                .into());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `--repo`, else the nearest folder upward holding `.exprepo/`, else the current folder.
+fn workspace(ctx: &Context) -> Result<PathBuf> {
+    if let Some(r) = &ctx.repo {
+        return Ok(r.clone());
+    }
+    let cwd = std::env::current_dir()?;
+    Ok(cwd.ancestors().find(|d| d.join(".exprepo").is_dir()).unwrap_or(&cwd).to_path_buf())
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+fn usd(x: f64) -> String {
+    if x == 0.0 {
+        "$0".into()
+    } else if x < 0.01 {
+        format!("${x:.6}")
+    } else {
+        format!("${x:.4}")
+    }
+}
+
+fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
+    if json {
+        return ui::print_json(plan);
+    }
+    let mut t = ui::table([
+        "trial",
+        "provider",
+        "jobs",
+        "requests",
+        "est. input tok",
+        "max output tok",
+        "est. cost",
+    ]);
+    for tr in &plan.trials {
+        t.add_row(vec![
+            tr.slug.clone(),
+            tr.provider.clone(),
+            tr.jobs.to_string(),
+            tr.requests.to_string(),
+            tr.est_input_tokens.to_string(),
+            tr.max_output_tokens.to_string(),
+            format!("{} – {}", usd(tr.est_input_usd), usd(tr.max_usd)),
+        ]);
+    }
+    println!("{t}");
+    let conds: Vec<&str> = plan.conditions.iter().map(|c| c.as_str()).collect();
+    println!(
+        "dry run: {} trials × {} · {} jobs ({} parts per dataset) · {} requests",
+        plan.trials.len(),
+        conds.join("+"),
+        plan.jobs,
+        plan.parts_per_dataset,
+        plan.requests
+    );
+    println!(
+        "estimated input tokens {} (about 4 characters a token); output at most {} (max_tokens)",
+        plan.est_input_tokens, plan.max_output_tokens
+    );
+    println!(
+        "estimated cost: {} for input, at most {} in all",
+        usd(plan.est_input_usd),
+        usd(plan.max_usd)
+    );
+    if !plan.unpriced_models.is_empty() {
+        println!(
+            "note: no pricing for {}: their cost counts as $0",
+            plan.unpriced_models.join(", ")
+        );
+    }
+    println!("nothing was sent or written");
+    Ok(())
+}
+
+fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Result<()> {
+    if json {
+        let v = serde_json::json!({
+            "run_id": s.run_id,
+            "run_dir": s.run_dir,
+            "status": s.status,
+            "resumed": s.resumed,
+            "already_done": s.already_done,
+            "sent": s.outcome.sent,
+            "failures": s.outcome.failures,
+            "interrupted": s.outcome.interrupted,
+            "archived": archived.map(|a| serde_json::json!({
+                "commit": a.commit, "created_store": a.created_store, "unchanged": a.unchanged,
+            })),
+            "warnings": s.warnings,
+            "manifest": s.manifest,
+        });
+        return ui::print_json(&v);
+    }
+    let mut t = ui::table([
+        "trial",
+        "status",
+        "control",
+        "treatment",
+        "effect",
+        "p",
+        "Holm p",
+        "failures",
+        "cost",
+    ]);
+    for tr in &s.manifest.trials {
+        let cell = |c: &str| {
+            tr.metrics
+                .get(c)
+                .map(|m| format!("{} (n={})", pct(m.accuracy), m.n))
+                .unwrap_or_else(|| "-".into())
+        };
+        t.add_row(vec![
+            tr.slug.clone(),
+            tr.status.clone(),
+            cell("control"),
+            cell("treatment"),
+            tr.effect.map(|e| format!("{:+.1} pts", e * 100.0)).unwrap_or_else(|| "-".into()),
+            tr.p_value.map(|p| format!("{p:.3}")).unwrap_or_else(|| "-".into()),
+            tr.holm_p.map(|p| format!("{p:.3}")).unwrap_or_else(|| "-".into()),
+            tr.failures.to_string(),
+            usd(tr.usd),
+        ]);
+    }
+    println!("{t}");
+    let tot = &s.manifest.totals;
+    let resumed = if s.resumed {
+        format!(" (resumed; {} answered earlier)", s.already_done)
+    } else {
+        String::new()
+    };
+    println!(
+        "run {}: {}{resumed} · {} requests sent now, {} failed · {} input / {} output tokens · {}",
+        s.run_id,
+        s.status.as_str(),
+        s.outcome.sent,
+        s.outcome.failures,
+        tot.input_tokens,
+        tot.output_tokens,
+        usd(tot.usd)
+    );
+    for (name, n, written) in &s.datasets {
+        println!(
+            "dataset {name}: {n} items ({})",
+            if *written { "prepared" } else { "reused from prepared/" }
+        );
+    }
+    println!("results: {}", display_rel(&s.run_dir));
+    if let Some(a) = archived {
+        if a.created_store {
+            println!("created the store {}", display_rel(&a.store_dir));
+        }
+        let short = a.commit.get(..12).unwrap_or(&a.commit);
+        let note = if a.unchanged { " (unchanged since its last commit)" } else { "" };
+        println!("archived: runs/{} -> {short}{note}", s.run_id);
+    }
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+fn display_rel(p: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))
+        .unwrap_or_else(|| p.display().to_string())
 }

@@ -1,0 +1,723 @@
+//! The experiment definition (`eval_config.yaml`): parsing, defaults and validation.
+//!
+//! Owns every check that can be made before anything is read from a dataset or sent to a model, so
+//! a mistake costs a second, not a paid run. Every error names the file, the key, the line where
+//! YAML gives one, and what would fix it. Unknown keys are rejected (`deny_unknown_fields`): a typo
+//! such as `temprature` must never silently fall back to a default.
+//! Secrets never live here: a model names the environment variable holding its key.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}{}: {message}", line_suffix(*line))]
+    Parse { path: PathBuf, line: Option<usize>, message: String },
+    #[error("{path}{}: `{key}` {problem}", line_suffix(*line))]
+    Invalid { path: PathBuf, key: String, line: Option<usize>, problem: String, fix: String },
+    #[error("{path}{}: `{key}` names {file}, which does not exist", line_suffix(*line))]
+    MissingFile { path: PathBuf, key: String, line: Option<usize>, file: PathBuf },
+}
+
+fn line_suffix(line: Option<usize>) -> String {
+    line.map(|l| format!(", line {l}")).unwrap_or_default()
+}
+
+impl ConfigError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::Read { .. } => Some(
+                "pass an existing file with --config (the demo is config/eval_config.yaml)".into(),
+            ),
+            ConfigError::Parse { message, .. } => Some(parse_hint(message)),
+            ConfigError::Invalid { fix, .. } => Some(fix.clone()),
+            ConfigError::MissingFile { .. } => Some(
+                "create the file or fix the path; paths are relative to the workspace folder \
+                 (the one holding .exprepo/, else the current folder)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// A fix for serde's messages, which say what is wrong but not what to write instead.
+fn parse_hint(message: &str) -> String {
+    if message.contains("unknown field") {
+        "remove or rename the key: the message lists the keys allowed here (README.md, \"Config reference\")".into()
+    } else if message.contains("missing field") {
+        "add the missing key (README.md, \"Config reference\", lists every key)".into()
+    } else if message.contains("unknown variant") {
+        "use one of the values the message lists".into()
+    } else if message.contains("invalid type") {
+        "give the value the type the message asks for (a list needs [ … ], text may need quotes)"
+            .into()
+    } else {
+        "fix the YAML syntax at that line (indentation, a missing colon or quote)".into()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub paths: Paths,
+    pub datasets: Vec<DatasetConfig>,
+    pub models: Vec<ModelConfig>,
+    pub prompt_sets: BTreeMap<String, PromptSet>,
+    pub user_template: String,
+    #[serde(default)]
+    pub decoding: Decoding,
+    pub scoring: Scoring,
+    #[serde(default)]
+    pub significance: Significance,
+    #[serde(default)]
+    pub execution: Execution,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    pub data_dir: PathBuf,
+    pub prepared_dir: PathBuf,
+    pub experiments_dir: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            data_dir: "data".into(),
+            prepared_dir: "prepared".into(),
+            experiments_dir: "experiments".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(default = "default_id_field")]
+    pub id_field: String,
+    #[serde(default = "default_input_field")]
+    pub input_field: String,
+    #[serde(default = "default_label_field")]
+    pub label_field: String,
+    #[serde(default)]
+    pub cluster_field: Option<String>,
+}
+
+fn default_id_field() -> String {
+    "id".into()
+}
+fn default_input_field() -> String {
+    "text".into()
+}
+fn default_label_field() -> String {
+    "label".into()
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible `/v1/chat/completions` endpoint.
+    Openai,
+    /// The built-in, offline, deterministic simulated model.
+    Sim,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Sim => "sim",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    pub provider: ProviderKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// The model string the API expects; defaults to `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Merged into the request body as is (vLLM's `top_k`, `reasoning_effort`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Whether the decoding grid's `top_k` goes into the body; OpenAI itself rejects it.
+    #[serde(default = "default_true")]
+    pub send_top_k: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<SimConfig>,
+}
+
+fn default_max_connections() -> usize {
+    32
+}
+fn default_true() -> bool {
+    true
+}
+
+impl ModelConfig {
+    /// The model string sent in request bodies.
+    pub fn api_model(&self) -> &str {
+        self.model.as_deref().unwrap_or(&self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+impl Pricing {
+    /// Exact USD (unrounded) for the given token counts.
+    pub fn usd(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.input_per_mtok + output_tokens as f64 * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    pub accuracy: SimAccuracy,
+    #[serde(default)]
+    pub seed: u64,
+    /// Simulated latency per request, for demos of the progress bar.
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimAccuracy {
+    pub control: f64,
+    pub treatment: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSet {
+    pub control: PathBuf,
+    pub treatment: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Decoding {
+    pub temps: Vec<f64>,
+    /// Empty: top_k is not part of the grid and never sent.
+    pub top_k: Vec<u32>,
+    pub top_p: Vec<f64>,
+    pub max_tokens: Vec<u32>,
+    pub repeats: u32,
+}
+
+impl Default for Decoding {
+    fn default() -> Self {
+        Decoding {
+            temps: vec![0.0],
+            top_k: vec![],
+            top_p: vec![1.0],
+            max_tokens: vec![1024],
+            repeats: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoringType {
+    /// The answer is one of `labels`, found by `extract` or as the first label word in the output.
+    Label,
+    /// The whole (normalized) output equals the gold answer.
+    Exact,
+    /// `extract`'s first capture group (or match) equals the gold answer.
+    Regex,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scoring {
+    #[serde(rename = "type")]
+    pub kind: ScoringType,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<String>,
+    #[serde(default)]
+    pub normalize: Normalize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Normalize {
+    pub lowercase: bool,
+    pub trim: bool,
+    /// Drops punctuation at both ends ("Positive." -> "positive").
+    pub strip_punctuation: bool,
+    /// Collapses runs of whitespace into one space.
+    pub collapse_whitespace: bool,
+}
+
+impl Default for Normalize {
+    fn default() -> Self {
+        Normalize {
+            lowercase: true,
+            trim: true,
+            strip_punctuation: true,
+            collapse_whitespace: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Significance {
+    pub alpha: f64,
+    pub bootstrap_resamples: u32,
+    pub seed: u64,
+}
+
+impl Default for Significance {
+    fn default() -> Self {
+        Significance { alpha: 0.05, bootstrap_resamples: 10_000, seed: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Execution {
+    pub parts_per_dataset: usize,
+    pub max_concurrent_jobs: usize,
+    pub max_retries: u32,
+    pub timeout_s: f64,
+    /// First retry waits up to this long (full jitter), doubling per attempt.
+    pub backoff_base_s: f64,
+    pub backoff_max_s: f64,
+    /// fsync journals after appends (grouped); off only for throwaway runs on slow disks.
+    pub fsync: bool,
+}
+
+impl Default for Execution {
+    fn default() -> Self {
+        Execution {
+            parts_per_dataset: 1,
+            max_concurrent_jobs: 4,
+            max_retries: 6,
+            timeout_s: 120.0,
+            backoff_base_s: 0.5,
+            backoff_max_s: 30.0,
+            fsync: true,
+        }
+    }
+}
+
+/// A config read from a file, with what validation needs to point back into it.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// The config file as given.
+    pub path: PathBuf,
+    /// The folder relative paths in the config are resolved against.
+    pub workspace: PathBuf,
+    text: String,
+}
+
+impl LoadedConfig {
+    /// `rel` (a path from the config) resolved against the workspace.
+    pub fn resolve(&self, rel: &Path) -> PathBuf {
+        if rel.is_absolute() { rel.to_path_buf() } else { self.workspace.join(rel) }
+    }
+
+    /// The line of the first occurrence of `needle` in the file, for errors about values that serde
+    /// accepted but that turn out wrong later (a missing file, a bad regex).
+    pub fn line_of(&self, needle: &str) -> Option<usize> {
+        if needle.is_empty() {
+            return None;
+        }
+        self.text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+    }
+
+    fn invalid(&self, key: &str, needle: &str, problem: String, fix: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            key: key.to_string(),
+            line: self.line_of(needle),
+            problem,
+            fix,
+        }
+    }
+
+    fn require_file(&self, key: &str, rel: &Path) -> Result<(), ConfigError> {
+        let full = self.resolve(rel);
+        if full.is_file() {
+            return Ok(());
+        }
+        Err(ConfigError::MissingFile {
+            path: self.path.clone(),
+            key: key.to_string(),
+            line: self.line_of(&rel.to_string_lossy()),
+            file: full,
+        })
+    }
+}
+
+/// Reads and validates `path`; relative paths inside resolve against `workspace`.
+pub fn load(path: &Path, workspace: &Path) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let config: Config = serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        line: e.location().map(|l| l.line()),
+        message: strip_location(&e.to_string()),
+    })?;
+    let loaded =
+        LoadedConfig { config, path: path.to_path_buf(), workspace: workspace.to_path_buf(), text };
+    validate(&loaded)?;
+    Ok(loaded)
+}
+
+/// serde_yaml appends " at line L column C"; the error already carries the line.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
+    let c = &l.config;
+    if c.datasets.is_empty() {
+        return Err(l.invalid(
+            "datasets",
+            "datasets:",
+            "is empty".into(),
+            "list at least one dataset: {name, path, id_field, input_field, label_field}".into(),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, d) in c.datasets.iter().enumerate() {
+        let key = format!("datasets[{i}]");
+        if d.name.trim().is_empty() || !names.insert(d.name.clone()) {
+            return Err(l.invalid(
+                &format!("{key}.name"),
+                &d.name,
+                format!("`{}` is empty or used twice", d.name),
+                "give every dataset a distinct, non-empty name".into(),
+            ));
+        }
+        l.require_file(&format!("{key}.path"), &d.path)?;
+    }
+    if c.models.is_empty() {
+        return Err(l.invalid(
+            "models",
+            "models:",
+            "is empty".into(),
+            "list at least one model (provider: sim runs offline)".into(),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, m) in c.models.iter().enumerate() {
+        let key = format!("models[{i}]");
+        let at = format!("name: {}", m.name);
+        if m.name.trim().is_empty() || !names.insert(m.name.clone()) {
+            return Err(l.invalid(
+                &format!("{key}.name"),
+                &at,
+                format!("`{}` is empty or used twice", m.name),
+                "give every model a distinct, non-empty name".into(),
+            ));
+        }
+        if m.max_connections == 0 {
+            return Err(l.invalid(
+                &format!("{key}.max_connections"),
+                "max_connections",
+                "is 0, so nothing could ever be sent".into(),
+                "set max_connections to 1 or more".into(),
+            ));
+        }
+        match m.provider {
+            ProviderKind::Openai => {
+                let Some(url) = &m.base_url else {
+                    return Err(l.invalid(
+                        &format!("{key}.base_url"),
+                        &at,
+                        format!("is missing for model `{}` (provider openai)", m.name),
+                        "add base_url, e.g. http://localhost:8000/v1 for vLLM".into(),
+                    ));
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(l.invalid(
+                        &format!("{key}.base_url"),
+                        url,
+                        format!("`{url}` is not an http(s) URL"),
+                        "write it as http://host:port/v1".into(),
+                    ));
+                }
+                if m.sim.is_some() {
+                    return Err(l.invalid(
+                        &format!("{key}.sim"),
+                        &at,
+                        "is set on a real (openai) model".into(),
+                        "remove `sim:`: the simulated model is provider: sim, never a fallback"
+                            .into(),
+                    ));
+                }
+            }
+            ProviderKind::Sim => {
+                let Some(sim) = &m.sim else {
+                    return Err(l.invalid(
+                        &format!("{key}.sim"),
+                        &at,
+                        format!("is missing for model `{}` (provider sim)", m.name),
+                        "add sim: {accuracy: {control: 0.7, treatment: 0.78}, seed: 7}".into(),
+                    ));
+                };
+                for (cond, a) in
+                    [("control", sim.accuracy.control), ("treatment", sim.accuracy.treatment)]
+                {
+                    if !(0.0..=1.0).contains(&a) {
+                        return Err(l.invalid(
+                            &format!("{key}.sim.accuracy.{cond}"),
+                            "accuracy",
+                            format!("is {a}, outside [0, 1]"),
+                            "give an accuracy between 0 and 1".into(),
+                        ));
+                    }
+                }
+                if c.scoring.kind == ScoringType::Exact {
+                    return Err(l.invalid(
+                        "scoring.type",
+                        "type:",
+                        format!("is exact, but model `{}` is simulated", m.name),
+                        "the sim model marks every answer \"[simulated] …\", which exact scoring counts wrong: use type: label or regex".into(),
+                    ));
+                }
+                if m.base_url.is_some() {
+                    return Err(l.invalid(
+                        &format!("{key}.base_url"),
+                        &at,
+                        "is set on a sim model, which never uses the network".into(),
+                        "use provider: openai for a real endpoint, or remove base_url".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(p) = &m.pricing
+            && (p.input_per_mtok < 0.0 || p.output_per_mtok < 0.0)
+        {
+            return Err(l.invalid(
+                &format!("{key}.pricing"),
+                "pricing",
+                "has a negative price".into(),
+                "prices are USD per million tokens, 0 or more".into(),
+            ));
+        }
+    }
+    if c.prompt_sets.is_empty() {
+        return Err(l.invalid(
+            "prompt_sets",
+            "prompt_sets:",
+            "is empty".into(),
+            "add a prompt set: name: {control: FILE, treatment: FILE}".into(),
+        ));
+    }
+    for (name, set) in &c.prompt_sets {
+        l.require_file(&format!("prompt_sets.{name}.control"), &set.control)?;
+        l.require_file(&format!("prompt_sets.{name}.treatment"), &set.treatment)?;
+    }
+    crate::eval::build::check_template(&c.user_template).map_err(|problem| {
+        l.invalid(
+            "user_template",
+            "user_template",
+            problem,
+            "use {field} for a dataset field ({input} is the input field); write {{ and }} for literal braces".into(),
+        )
+    })?;
+    let d = &c.decoding;
+    for (key, empty) in [
+        ("decoding.temps", d.temps.is_empty()),
+        ("decoding.top_p", d.top_p.is_empty()),
+        ("decoding.max_tokens", d.max_tokens.is_empty()),
+    ] {
+        if empty {
+            return Err(l.invalid(
+                key,
+                key.trim_start_matches("decoding."),
+                "is an empty list, so the grid has no trials".into(),
+                "give at least one value, e.g. [0.0]".into(),
+            ));
+        }
+    }
+    if d.repeats == 0 {
+        return Err(l.invalid(
+            "decoding.repeats",
+            "repeats",
+            "is 0".into(),
+            "set repeats to 1 or more".into(),
+        ));
+    }
+    if let Some(t) = d.temps.iter().find(|t| !(0.0..=2.0).contains(*t)) {
+        return Err(l.invalid(
+            "decoding.temps",
+            "temps",
+            format!("has {t}, outside [0, 2]"),
+            "temperatures go from 0 to 2".into(),
+        ));
+    }
+    if let Some(p) = d.top_p.iter().find(|p| !(*p > &0.0 && *p <= &1.0)) {
+        return Err(l.invalid(
+            "decoding.top_p",
+            "top_p",
+            format!("has {p}, outside (0, 1]"),
+            "top_p goes from just above 0 to 1".into(),
+        ));
+    }
+    let s = &c.scoring;
+    if let Some(re) = &s.extract
+        && let Err(e) = regex::Regex::new(re)
+    {
+        return Err(l.invalid(
+            "scoring.extract",
+            "extract",
+            format!("is not a valid regular expression: {e}"),
+            "fix the pattern (in YAML double quotes, write \\\\b for \\b)".into(),
+        ));
+    }
+    match s.kind {
+        ScoringType::Label if s.labels.is_empty() => {
+            return Err(l.invalid(
+                "scoring.labels",
+                "scoring",
+                "is empty for scoring type label".into(),
+                "list the allowed answers, e.g. labels: [positive, negative, neutral]".into(),
+            ));
+        }
+        ScoringType::Regex if s.extract.is_none() => {
+            return Err(l.invalid(
+                "scoring.extract",
+                "scoring",
+                "is missing for scoring type regex".into(),
+                "add extract: a pattern whose first group captures the answer".into(),
+            ));
+        }
+        _ => {}
+    }
+    let sig = &c.significance;
+    if !(sig.alpha > 0.0 && sig.alpha < 1.0) {
+        return Err(l.invalid(
+            "significance.alpha",
+            "alpha",
+            format!("is {}, outside (0, 1)", sig.alpha),
+            "use e.g. alpha: 0.05".into(),
+        ));
+    }
+    let e = &c.execution;
+    for (key, bad) in [
+        ("execution.parts_per_dataset", e.parts_per_dataset == 0),
+        ("execution.max_concurrent_jobs", e.max_concurrent_jobs == 0),
+        ("execution.timeout_s", e.timeout_s.is_nan() || e.timeout_s <= 0.0),
+        ("execution.backoff_base_s", e.backoff_base_s.is_nan() || e.backoff_base_s < 0.0),
+        ("execution.backoff_max_s", e.backoff_max_s.is_nan() || e.backoff_max_s < 0.0),
+    ] {
+        if bad {
+            return Err(l.invalid(
+                key,
+                key.trim_start_matches("execution."),
+                "must be greater than 0".into(),
+                "give a positive number".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn workspace() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "data/d.jsonl", "{\"id\":1,\"text\":\"a\",\"label\":\"positive\"}\n");
+        write(dir.path(), "p/c.txt", "control");
+        write(dir.path(), "p/t.txt", "treatment");
+        dir
+    }
+
+    const GOOD: &str = "datasets:\n  - {name: d, path: data/d.jsonl}\nmodels:\n  - name: s\n    provider: sim\n    sim: {accuracy: {control: 0.5, treatment: 0.6}}\nprompt_sets:\n  ps: {control: p/c.txt, treatment: p/t.txt}\nuser_template: \"{text}\"\nscoring: {type: label, labels: [positive, negative]}\n";
+
+    #[test]
+    fn a_minimal_config_gets_defaults() {
+        let ws = workspace();
+        let p = write(ws.path(), "c.yaml", GOOD);
+        let l = load(&p, ws.path()).unwrap();
+        assert_eq!(l.config.execution.max_retries, 6);
+        assert_eq!(l.config.decoding.temps, vec![0.0]);
+        assert_eq!(l.config.datasets[0].id_field, "id");
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_line() {
+        let ws = workspace();
+        let text = GOOD.replace("user_template:", "temprature: 1\nuser_template:");
+        let p = write(ws.path(), "c.yaml", &text);
+        let err = load(&p, ws.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown field `temprature`"), "{msg}");
+        assert!(msg.contains("line 9"), "{msg}");
+        assert!(err.hint().unwrap().contains("remove or rename"));
+    }
+
+    #[test]
+    fn a_missing_prompt_file_names_key_and_line() {
+        let ws = workspace();
+        let p = write(ws.path(), "c.yaml", &GOOD.replace("p/t.txt", "p/missing.txt"));
+        let err = load(&p, ws.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("prompt_sets.ps.treatment"), "{msg}");
+        assert!(msg.contains("line 8"), "{msg}");
+    }
+
+    #[test]
+    fn a_bad_regex_is_refused() {
+        let ws = workspace();
+        let text = GOOD.replace("labels: [positive, negative]", "labels: [a], extract: \"(\"");
+        let p = write(ws.path(), "c.yaml", &text);
+        let msg = load(&p, ws.path()).unwrap_err().to_string();
+        assert!(msg.contains("scoring.extract"), "{msg}");
+    }
+
+    #[test]
+    fn pricing_is_exact_per_million_tokens() {
+        let p = Pricing { input_per_mtok: 0.15, output_per_mtok: 0.60 };
+        assert!((p.usd(1_000_000, 1_000_000) - 0.75).abs() < 1e-12);
+        assert_eq!(p.usd(0, 0), 0.0);
+    }
+}

@@ -1,0 +1,468 @@
+//! Execution: sends every pending request of every job and journals each answer as it arrives.
+//!
+//! Concurrency has two limits, both semaphores: at most `max_concurrent_jobs` jobs are open, and
+//! at most `max_connections` requests are in flight per model (shared by all of that model's jobs).
+//! A request task holds its model permit from before it is spawned until its answer is journaled,
+//! so memory stays bounded by the in-flight count, whatever the dataset size.
+//! Retries (429, 5xx, timeouts, dropped connections, bad bodies) back off exponentially with full
+//! jitter, or wait what `Retry-After` asks, up to `max_retries`; a request that still fails is
+//! journaled with its error, so every request ends as a response or a recorded failure.
+//! A stop (Ctrl-C) abandons in-flight requests; the journal holds everything answered so far.
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::build::{RequestLine, custom_id};
+use super::config::Pricing;
+use super::journal::{self, Entry, JournalError, Status, Syncer};
+use super::plan::Condition;
+use super::prepare::Item;
+use super::providers::{Failure, Provider, RequestContext};
+use crate::progress::Progress;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{path}, line {line}: {problem}")]
+    Inputs { path: PathBuf, line: usize, problem: String },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl ExecuteError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ExecuteError::Journal(e) => e.hint(),
+            ExecuteError::Inputs { .. } => Some(
+                "the inputs no longer match the config and dataset: run without --skip-build so they are rebuilt"
+                    .into(),
+            ),
+            ExecuteError::Read { .. } => {
+                Some("run without --skip-build so the request files are rebuilt".into())
+            }
+            ExecuteError::Runtime(_) => None,
+        }
+    }
+}
+
+/// One job as execution sees it.
+pub struct ExecJob {
+    pub inputs: PathBuf,
+    pub journal: PathBuf,
+    /// Index into the providers (one per model).
+    pub model: usize,
+    pub condition: Condition,
+    pub dataset: String,
+    pub items: Arc<Vec<Item>>,
+    pub start: usize,
+    pub end: usize,
+    pub repeats: u32,
+    /// custom_ids already answered (resume): never sent again.
+    pub done: HashSet<String>,
+}
+
+/// A model as execution sees it.
+pub struct ExecModel {
+    pub provider: Provider,
+    pub max_connections: usize,
+    pub pricing: Option<Pricing>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    pub max_concurrent_jobs: usize,
+    pub max_retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub fsync: bool,
+    /// Stop cleanly on Ctrl-C (the binary sets this; library callers and tests may not want it).
+    pub stop_on_ctrl_c: bool,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecOutcome {
+    pub sent: u64,
+    pub responses: u64,
+    pub failures: u64,
+    pub interrupted: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    done: AtomicU64,
+    failures: AtomicU64,
+    jobs_done: AtomicU64,
+    usd: Mutex<f64>,
+}
+
+/// Runs `jobs` to completion (or until stopped); `pending` is the number of requests to send, for
+/// the progress bar.
+pub fn execute(
+    jobs: Vec<ExecJob>,
+    models: Vec<ExecModel>,
+    settings: &ExecSettings,
+    pending: u64,
+    progress: &dyn Progress,
+) -> Result<ExecOutcome, ExecuteError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ExecuteError::Runtime)?;
+    rt.block_on(run_all(jobs, models, settings, pending, progress))
+}
+
+async fn run_all(
+    jobs: Vec<ExecJob>,
+    models: Vec<ExecModel>,
+    settings: &ExecSettings,
+    pending: u64,
+    progress: &dyn Progress,
+) -> Result<ExecOutcome, ExecuteError> {
+    let total_jobs = jobs.len() as u64;
+    let syncer = Arc::new(Syncer::start(settings.fsync));
+    let counters = Arc::new(Counters::default());
+    let job_slots = Arc::new(Semaphore::new(settings.max_concurrent_jobs.max(1)));
+    let model_slots: Vec<Arc<Semaphore>> =
+        models.iter().map(|m| Arc::new(Semaphore::new(m.max_connections.max(1)))).collect();
+    let pricing: Vec<Option<Pricing>> = models.iter().map(|m| m.pricing).collect();
+    let providers: Vec<Arc<Provider>> = models.into_iter().map(|m| Arc::new(m.provider)).collect();
+    let stopping = Arc::new(AtomicBool::new(false));
+
+    let mut set = JoinSet::new();
+    for job in jobs {
+        let ctx = JobCtx {
+            provider: providers[job.model].clone(),
+            slots: model_slots[job.model].clone(),
+            pricing: pricing[job.model],
+            job_slots: job_slots.clone(),
+            syncer: syncer.clone(),
+            counters: counters.clone(),
+            settings: settings.clone(),
+            stopping: stopping.clone(),
+        };
+        set.spawn(run_job(job, ctx));
+    }
+
+    progress.start("requests", pending, false);
+    let mut shown = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let ctrl_c = async {
+        if settings.stop_on_ctrl_c {
+            let _ = tokio::signal::ctrl_c().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(ctrl_c);
+    let mut interrupted = false;
+    let mut first_error: Option<ExecuteError> = None;
+    let show = |shown: &mut u64| {
+        let done = counters.done.load(Ordering::Relaxed);
+        if done > *shown {
+            progress.advance(done - *shown);
+            *shown = done;
+        }
+        let usd = *counters.usd.lock().unwrap_or_else(|e| e.into_inner());
+        progress.status(&format!(
+            "jobs {}/{} · {} errors · ${usd:.4}",
+            counters.jobs_done.load(Ordering::Relaxed),
+            total_jobs,
+            counters.failures.load(Ordering::Relaxed),
+        ));
+    };
+    loop {
+        tokio::select! {
+            next = set.join_next() => match next {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    // A journal that cannot be written makes every further answer a loss:
+                    // stop everything rather than keep paying for responses.
+                    first_error.get_or_insert(e);
+                    stopping.store(true, Ordering::SeqCst);
+                    set.abort_all();
+                }
+                Some(Err(join)) if join.is_cancelled() => {}
+                Some(Err(join)) => {
+                    first_error.get_or_insert(ExecuteError::Runtime(std::io::Error::other(join.to_string())));
+                    stopping.store(true, Ordering::SeqCst);
+                    set.abort_all();
+                }
+            },
+            _ = tick.tick() => show(&mut shown),
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                stopping.store(true, Ordering::SeqCst);
+                set.abort_all();
+            }
+        }
+    }
+    show(&mut shown);
+    progress.finish();
+    syncer.finish()?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let done = counters.done.load(Ordering::Relaxed);
+    let failures = counters.failures.load(Ordering::Relaxed);
+    Ok(ExecOutcome { sent: done, responses: done - failures, failures, interrupted })
+}
+
+struct JobCtx {
+    provider: Arc<Provider>,
+    slots: Arc<Semaphore>,
+    pricing: Option<Pricing>,
+    job_slots: Arc<Semaphore>,
+    syncer: Arc<Syncer>,
+    counters: Arc<Counters>,
+    settings: ExecSettings,
+    stopping: Arc<AtomicBool>,
+}
+
+async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
+    let Ok(_job_permit) = ctx.job_slots.clone().acquire_owned().await else {
+        return Ok(());
+    };
+    let expected = (job.end - job.start) as u64 * job.repeats as u64;
+    let pending = expected.saturating_sub(job.done.len() as u64);
+    if pending == 0 {
+        ctx.counters.jobs_done.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    let journal = journal::open(&job.journal)?;
+    let file = std::fs::File::open(&job.inputs)
+        .map_err(|source| ExecuteError::Read { path: job.inputs.clone(), source })?;
+    let mut requests = JoinSet::new();
+    let mut index = 0usize;
+    let mismatch = |line: usize, problem: String| ExecuteError::Inputs {
+        path: job.inputs.clone(),
+        line,
+        problem,
+    };
+    for line in std::io::BufReader::new(file).lines() {
+        if ctx.stopping.load(Ordering::Relaxed) {
+            break;
+        }
+        let line =
+            line.map_err(|source| ExecuteError::Read { path: job.inputs.clone(), source })?;
+        let lineno = index + 1;
+        let item_index = job.start + index / job.repeats as usize;
+        let repeat = (index % job.repeats as usize) as u32;
+        index += 1;
+        let Some(item) = job.items.get(item_index).filter(|_| item_index < job.end) else {
+            return Err(mismatch(lineno, "has more requests than the job's items".into()));
+        };
+        let (custom_id_sent, body) = parse_request(&line)
+            .map_err(|e| mismatch(lineno, format!("not a request line: {e}")))?;
+        let want = custom_id(&job.dataset, &item.id, job.condition, repeat);
+        if custom_id_sent != want {
+            return Err(mismatch(
+                lineno,
+                format!("custom_id is `{custom_id_sent}`, the plan expects `{want}`"),
+            ));
+        }
+        if job.done.contains(&want) {
+            continue;
+        }
+        // Reap finished tasks so a long job does not keep every finished handle.
+        while let Some(done) = requests.try_join_next() {
+            flatten(done)?;
+        }
+        let Ok(permit) = ctx.slots.clone().acquire_owned().await else {
+            break;
+        };
+        let provider = ctx.provider.clone();
+        let journal = journal.clone();
+        let syncer = ctx.syncer.clone();
+        let counters = ctx.counters.clone();
+        let settings = ctx.settings.clone();
+        let pricing = ctx.pricing;
+        let gold = item.label.clone();
+        let condition = job.condition;
+        requests.spawn(async move {
+            let _permit = permit;
+            let id = want;
+            let rc = RequestContext { custom_id: &id, condition, gold: &gold };
+            let entry = send_with_retries(&provider, &body, &rc, &settings).await;
+            journal.append(&entry, &syncer)?;
+            if entry.status == Status::Error {
+                counters.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(p) = pricing {
+                *counters.usd.lock().unwrap_or_else(|e| e.into_inner()) +=
+                    p.usd(entry.input_tokens, entry.output_tokens);
+            }
+            counters.done.fetch_add(1, Ordering::Relaxed);
+            Ok::<(), ExecuteError>(())
+        });
+    }
+    while let Some(done) = requests.join_next().await {
+        flatten(done)?;
+    }
+    if index < (job.end - job.start) * job.repeats as usize && !ctx.stopping.load(Ordering::Relaxed)
+    {
+        return Err(mismatch(index, "has fewer requests than the job's items".into()));
+    }
+    ctx.counters.jobs_done.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// A request line's custom_id and body bytes. The body is sent as the exact bytes written at
+/// build time: for a line in the layout `build` writes (`body` last), they are sliced out
+/// without building a JSON tree, which matters at tens of thousands of requests a second;
+/// any other valid layout (a hand-edited file) goes through a full parse.
+fn parse_request(line: &str) -> Result<(String, bytes::Bytes), serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        custom_id: String,
+    }
+    // Quotes inside JSON strings are escaped, so the first unescaped `,"body":` is the key.
+    if let Some(at) = line.find(",\"body\":")
+        && let Some(body) = line.trim_end().strip_suffix('}').map(|l| &l[at + 8..])
+        && body.starts_with('{')
+    {
+        let head: Head = serde_json::from_str(line)?;
+        return Ok((head.custom_id, bytes::Bytes::copy_from_slice(body.as_bytes())));
+    }
+    let request: RequestLine = serde_json::from_str(line)?;
+    Ok((request.custom_id, serde_json::to_vec(&request.body)?.into()))
+}
+
+fn flatten(
+    r: Result<Result<(), ExecuteError>, tokio::task::JoinError>,
+) -> Result<(), ExecuteError> {
+    match r {
+        Ok(inner) => inner,
+        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) => Err(ExecuteError::Runtime(std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// One request to its end: a response, or the last error once retries are spent.
+pub async fn send_with_retries(
+    provider: &Provider,
+    body: &bytes::Bytes,
+    rc: &RequestContext<'_>,
+    settings: &ExecSettings,
+) -> Entry {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let started = Instant::now();
+        let result = provider.send(body, rc).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let failure = match result {
+            Ok(c) => {
+                return Entry {
+                    custom_id: rc.custom_id.to_string(),
+                    status: Status::Ok,
+                    content: Some(c.content),
+                    finish_reason: c.finish_reason,
+                    input_tokens: c.usage.map(|u| u.0).unwrap_or(0),
+                    output_tokens: c.usage.map(|u| u.1).unwrap_or(0),
+                    usage_missing: c.usage.is_none(),
+                    latency_ms,
+                    attempts,
+                    error: None,
+                };
+            }
+            Err(f) => f,
+        };
+        let give_up = match &failure {
+            Failure::Fatal { .. } => true,
+            Failure::Retryable { .. } => attempts > settings.max_retries,
+        };
+        if give_up {
+            let message = match &failure {
+                Failure::Fatal { message } => message.clone(),
+                Failure::Retryable { message, .. } => {
+                    format!("gave up after {attempts} attempts: {message}")
+                }
+            };
+            return Entry {
+                custom_id: rc.custom_id.to_string(),
+                status: Status::Error,
+                content: None,
+                finish_reason: None,
+                input_tokens: 0,
+                output_tokens: 0,
+                usage_missing: false,
+                latency_ms,
+                attempts,
+                error: Some(message),
+            };
+        }
+        let wait = match &failure {
+            Failure::Retryable { retry_after: Some(d), .. } => *d,
+            _ => backoff(attempts, settings.backoff_base, settings.backoff_max),
+        };
+        tracing::debug!(
+            custom_id = rc.custom_id,
+            attempts,
+            ?wait,
+            "retrying: {}",
+            failure.message()
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Full jitter: uniform in [0, min(max, base · 2^(attempt-1))], so many clients that failed
+/// together do not retry together.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let cap = base.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+    let cap = cap.min(max.as_secs_f64());
+    if cap <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(rand::thread_rng().gen_range(0.0..=cap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies_are_the_bytes_that_were_built() {
+        let line = serde_json::to_string(&RequestLine {
+            custom_id: "d:a,\"body\":{}:control:r0".into(),
+            method: "POST".into(),
+            url: "/v1/chat/completions".into(),
+            body: serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x,\"body\":"}]}),
+        })
+        .unwrap();
+        let (id, body) = parse_request(&line).unwrap();
+        assert_eq!(id, "d:a,\"body\":{}:control:r0");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["messages"][0]["content"], "x,\"body\":");
+        // Another key order still works, through the full parse.
+        let (id, body) = parse_request(
+            r#"{"body": {"model": "m"}, "custom_id": "c", "method": "POST", "url": "/v1/chat/completions"}"#,
+        ).unwrap();
+        assert_eq!((id.as_str(), &body[..]), ("c", &br#"{"model":"m"}"#[..]));
+        assert!(parse_request("{}").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_millis(1000);
+        for attempt in 1..20 {
+            let d = backoff(attempt, base, max);
+            let cap = (0.1 * 2f64.powi(attempt as i32 - 1)).min(1.0);
+            assert!(d.as_secs_f64() <= cap + 1e-9, "attempt {attempt}: {d:?}");
+        }
+        assert_eq!(backoff(3, Duration::ZERO, max), Duration::ZERO);
+    }
+}

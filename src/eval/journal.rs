@@ -1,0 +1,291 @@
+//! The response journal: `responses/<condition>/part-NNNN.jsonl`, append-only, one line per
+//! finished request (a response, or a final failure with its error).
+//!
+//! Durability policy, because every line is a paid-for response:
+//! - each line reaches the kernel with one `write(2)` on an `O_APPEND` file the moment the response
+//!   arrives (no user-space buffer), so a `kill -9` of `exp` loses nothing already answered;
+//! - a background thread fsyncs every journal that was appended to (group commit: one fsync covers
+//!   every line written before it), so a power loss loses at most the lines of the last few
+//!   milliseconds, without putting a disk flush on every request's path;
+//! - a line torn by a crash mid-write is ignored on read and cut off before the next append, so
+//!   the file stays valid JSONL and that request is simply sent again.
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Error,
+}
+
+/// One finished request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub custom_id: String,
+    pub status: Status,
+    pub content: Option<String>,
+    pub finish_reason: Option<String>,
+    /// As the API reported them; 0 when it reported none (`usage_missing` says so).
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub usage_missing: bool,
+    pub latency_ms: u64,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// A journal line that cannot be read, not at the end of the file (so not a torn write).
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot access journal {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("journal {path}, line {line}: corrupt entry ({problem})")]
+    Corrupt { path: PathBuf, line: usize, problem: String },
+}
+
+impl JournalError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            JournalError::Io { .. } => Some("check the disk has space and the run folder is writable".into()),
+            JournalError::Corrupt { .. } => Some(
+                "the file was edited or damaged; delete that line (its request is sent again on --resume)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// The entries of a journal, last word per custom_id: a response beats an earlier failure
+/// (a resumed run retries failures), and a missing file is an empty journal.
+pub fn read(path: &Path) -> Result<HashMap<String, Entry>, JournalError> {
+    let mut map: HashMap<String, Entry> = HashMap::new();
+    for entry in read_entries(path)? {
+        match map.get(&entry.custom_id) {
+            Some(old) if old.status == Status::Ok && entry.status != Status::Ok => {}
+            _ => {
+                map.insert(entry.custom_id.clone(), entry);
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// Every complete entry, in file order.
+pub fn read_entries(path: &Path) -> Result<Vec<Entry>, JournalError> {
+    let mut text = String::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_string(&mut text)
+                .map_err(|source| JournalError::Io { path: path.to_path_buf(), source })?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(JournalError::Io { path: path.to_path_buf(), source }),
+    }
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    let mut out = Vec::new();
+    for (i, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry: Entry = serde_json::from_str(line).map_err(|e| JournalError::Corrupt {
+            path: path.to_path_buf(),
+            line: i + 1,
+            problem: e.to_string(),
+        })?;
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// An open journal that lines are appended to from any task.
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<File>,
+    dirty: AtomicBool,
+}
+
+impl Journal {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One line, one `write(2)`: the line is in the kernel when this returns.
+    pub fn append(self: &Arc<Self>, entry: &Entry, syncer: &Syncer) -> Result<(), JournalError> {
+        let mut line = serde_json::to_vec(entry).map_err(|e| JournalError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        {
+            let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            f.write_all(&line)
+                .map_err(|source| JournalError::Io { path: self.path.clone(), source })?;
+        }
+        if !self.dirty.swap(true, Ordering::AcqRel) {
+            syncer.request(self);
+        }
+        Ok(())
+    }
+}
+
+/// Opens `path` for appending, creating it (and its folder), after cutting off a torn last line.
+pub fn open(path: &Path) -> Result<Arc<Journal>, JournalError> {
+    let io = |source| JournalError::Io { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut f = OpenOptions::new().read(true).create(true).append(true).open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    if len > 0 {
+        // Find the end of the last complete line, reading backwards in small blocks.
+        let mut end = len;
+        let mut keep = 0;
+        let mut buf = vec![0u8; 4096];
+        'scan: while end > 0 {
+            let start = end.saturating_sub(buf.len() as u64);
+            let n = (end - start) as usize;
+            f.seek(SeekFrom::Start(start)).map_err(io)?;
+            f.read_exact(&mut buf[..n]).map_err(io)?;
+            for i in (0..n).rev() {
+                if buf[i] == b'\n' {
+                    keep = start + i as u64 + 1;
+                    break 'scan;
+                }
+            }
+            end = start;
+        }
+        if keep < len {
+            f.set_len(keep).map_err(io)?;
+            f.sync_data().map_err(io)?;
+        }
+    }
+    Ok(Arc::new(Journal {
+        path: path.to_path_buf(),
+        file: Mutex::new(f),
+        dirty: AtomicBool::new(false),
+    }))
+}
+
+/// The group-commit thread: fsyncs journals that were appended to since their last fsync.
+pub struct Syncer {
+    tx: Mutex<Option<mpsc::Sender<Arc<Journal>>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<Option<JournalError>>>>,
+}
+
+impl Syncer {
+    /// `enabled: false` (execution.fsync: false) leaves flushing to the OS.
+    pub fn start(enabled: bool) -> Syncer {
+        if !enabled {
+            return Syncer { tx: Mutex::new(None), thread: Mutex::new(None) };
+        }
+        let (tx, rx) = mpsc::channel::<Arc<Journal>>();
+        let thread = std::thread::spawn(move || {
+            let mut first_error = None;
+            while let Ok(j) = rx.recv() {
+                // Cleared before the fsync: a line appended during it marks the journal dirty
+                // again and queues another fsync, so no line is ever left unsynced.
+                j.dirty.store(false, Ordering::Release);
+                let file = j.file.lock().unwrap_or_else(|e| e.into_inner()).try_clone();
+                let result = file.and_then(|f| f.sync_data());
+                if let Err(source) = result
+                    && first_error.is_none()
+                {
+                    first_error = Some(JournalError::Io { path: j.path.clone(), source });
+                }
+            }
+            first_error
+        });
+        Syncer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) }
+    }
+
+    fn request(&self, j: &Arc<Journal>) {
+        match &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(tx) => {
+                // The thread only stops after `finish`, so a send cannot fail before then.
+                let _ = tx.send(j.clone());
+            }
+            None => j.dirty.store(false, Ordering::Release),
+        }
+    }
+
+    /// Waits until every queued fsync is done; the first fsync error, if any.
+    /// Appends after this are no longer fsynced by the thread.
+    pub fn finish(&self) -> Result<(), JournalError> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match thread.map(|t| t.join()) {
+            Some(Ok(Some(err))) => Err(err),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, status: Status) -> Entry {
+        Entry {
+            custom_id: id.into(),
+            status,
+            content: Some("positive".into()),
+            finish_reason: Some("stop".into()),
+            input_tokens: 10,
+            output_tokens: 2,
+            usage_missing: false,
+            latency_ms: 3,
+            attempts: 1,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn appended_entries_read_back_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r/part-0000.jsonl");
+        let syncer = Syncer::start(true);
+        let j = open(&path).unwrap();
+        j.append(&entry("a", Status::Error), &syncer).unwrap();
+        j.append(&entry("a", Status::Ok), &syncer).unwrap();
+        j.append(&entry("b", Status::Ok), &syncer).unwrap();
+        syncer.finish().unwrap();
+        drop(j);
+        // A crash mid-write leaves half a line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"custom_id\":\"c\",\"sta").unwrap();
+        drop(f);
+        let map = read(&path).unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map["a"].status, Status::Ok);
+        let syncer = Syncer::start(false);
+        let j = open(&path).unwrap();
+        j.append(&entry("c", Status::Ok), &syncer).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 3);
+        assert_eq!(read_entries(&path).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_corrupt_middle_line_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        std::fs::write(&path, "garbage\n{}\n").unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_journal_is_empty() {
+        assert!(read(Path::new("/nonexistent/j.jsonl")).unwrap().is_empty());
+    }
+}

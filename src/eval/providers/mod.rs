@@ -1,0 +1,95 @@
+//! Where requests go: an OpenAI-compatible endpoint (`openai`) or the built-in simulated model
+//! (`sim`). A provider turns one built request body into a completion or a failure; retries,
+//! concurrency limits, the journal and scoring are shared code in `execute`, so the two providers
+//! differ in nothing after the answer arrives.
+pub mod openai;
+pub mod sim;
+
+use std::time::Duration;
+
+use super::config::{ModelConfig, ProviderKind};
+use super::plan::Condition;
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub content: String,
+    pub finish_reason: Option<String>,
+    /// Usage as reported; `None` when the endpoint sent no `usage`.
+    pub usage: Option<(u64, u64)>,
+}
+
+/// Why one attempt failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// 429, 5xx, timeouts, dropped connections, truncated or malformed bodies.
+    Retryable { message: String, retry_after: Option<Duration> },
+    /// Anything another attempt would only repeat (400, 401, 404, …).
+    Fatal { message: String },
+}
+
+impl Failure {
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Retryable { message, .. } | Failure::Fatal { message } => message,
+        }
+    }
+}
+
+/// What a request needs besides its body: only the sim model reads it (to know the gold answer).
+pub struct RequestContext<'a> {
+    pub custom_id: &'a str,
+    pub condition: Condition,
+    pub gold: &'a str,
+}
+
+/// Why a provider could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("model `{model}` reads its API key from ${var}, which is not set")]
+    MissingKey { model: String, var: String },
+    #[error("cannot set up the HTTP client for model `{model}`: {message}")]
+    Client { model: String, message: String },
+}
+
+impl ProviderError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ProviderError::MissingKey { var, .. } => Some(format!(
+                "export {var}=… before running (the key is read from the environment and never written anywhere)"
+            )),
+            ProviderError::Client { .. } => Some("check the model's base_url".into()),
+        }
+    }
+}
+
+pub enum Provider {
+    Openai(openai::OpenAi),
+    Sim(sim::Sim),
+}
+
+impl Provider {
+    /// `labels` are the scorer's answers (the sim model picks wrong answers among them).
+    pub fn new(
+        model: &ModelConfig,
+        timeout: Duration,
+        labels: &[String],
+    ) -> Result<Provider, ProviderError> {
+        Ok(match model.provider {
+            ProviderKind::Openai => Provider::Openai(openai::OpenAi::new(model, timeout)?),
+            ProviderKind::Sim => Provider::Sim(sim::Sim::new(model, labels)),
+        })
+    }
+
+    /// One attempt.
+    pub async fn send(
+        &self,
+        body: &bytes::Bytes,
+        ctx: &RequestContext<'_>,
+    ) -> Result<Completion, Failure> {
+        match self {
+            Provider::Openai(p) => p.send(body.clone()).await,
+            Provider::Sim(p) => p.send(body, ctx).await,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Reading the run files the statistics and reports are computed from (docs/RUN_FILES.md), and
+//! writing results atomically so a crash never leaves half a report.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ReportError;
+
+/// `<trial>/trial.json`; every field optional so an older or partial trial still reports.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TrialInfo {
+    pub slug: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub model_id: Option<String>,
+    pub prompt_set: Option<String>,
+    pub decoding: Option<serde_json::Map<String, serde_json::Value>>,
+    pub repeats: Option<u64>,
+    pub datasets: Vec<String>,
+    pub conditions: Vec<String>,
+    pub scoring: Option<serde_json::Value>,
+    pub pricing: Option<serde_json::Value>,
+}
+
+/// One row of `results/per_item_scores.csv`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScoreLine {
+    pub item_id: String,
+    pub dataset: String,
+    pub condition: String,
+    #[serde(default)]
+    pub repeat: Option<u32>,
+    #[serde(default)]
+    pub gold: String,
+    #[serde(default)]
+    pub prediction: String,
+    #[serde(default)]
+    pub score: String,
+    #[serde(default)]
+    pub cluster: String,
+}
+
+/// A score row with its parsed score (None = failed request).
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub line: ScoreLine,
+    pub score: Option<f64>,
+}
+
+/// One row of `results/predictions.csv` (only what the report shows).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PredictionLine {
+    pub item_id: String,
+    pub dataset: String,
+    pub condition: String,
+    #[serde(default)]
+    pub repeat: Option<u32>,
+    #[serde(default)]
+    pub finish_reason: String,
+    #[serde(default)]
+    pub error: String,
+}
+
+/// `results/metrics.json`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    pub n_items: Option<u64>,
+    pub repeats: Option<u64>,
+    pub conditions: std::collections::BTreeMap<String, ConditionMetrics>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConditionMetrics {
+    pub n: Option<u64>,
+    pub scored: Option<u64>,
+    pub failed: Option<u64>,
+    pub correct: Option<f64>,
+    pub accuracy: Option<f64>,
+}
+
+/// `results/costs.json`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Costs {
+    pub requests: Option<u64>,
+    pub failures: Option<u64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub usd: Option<f64>,
+    pub usd_per_correct: Option<f64>,
+    pub conditions: std::collections::BTreeMap<String, ConditionCosts>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConditionCosts {
+    pub requests: Option<u64>,
+    pub failures: Option<u64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub usd: Option<f64>,
+    pub usd_per_correct: Option<f64>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io { path: path.to_path_buf(), source }
+}
+
+/// Reads and parses a JSON file; `Ok(None)` when it does not exist.
+pub fn read_json_opt<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, ReportError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|source| ReportError::Json { path: path.to_path_buf(), line: source.line(), source })
+}
+
+/// Reads `per_item_scores.csv`. A score must be empty (failed request) or a finite number in
+/// [0, 1]: anything else is an error naming the line, because a NaN or a 7 would silently
+/// poison every figure downstream.
+pub fn read_scores(path: &Path) -> Result<Vec<Scored>, ReportError> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ReportError::MissingScores { path: path.to_path_buf() });
+        }
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let mut reader = csv::Reader::from_reader(std::io::BufReader::new(file));
+    let mut out = Vec::new();
+    for rec in reader.deserialize::<ScoreLine>() {
+        let line: ScoreLine = rec.map_err(|source| csv_err(path, source))?;
+        let text = line.score.trim();
+        let score = if text.is_empty() {
+            None
+        } else {
+            match text.parse::<f64>() {
+                Ok(v) if v.is_finite() && (0.0..=1.0).contains(&v) => Some(v),
+                _ => {
+                    return Err(ReportError::BadScore {
+                        path: path.to_path_buf(),
+                        line: out.len() as u64 + 2,
+                        value: text.to_string(),
+                    });
+                }
+            }
+        };
+        out.push(Scored { line, score });
+    }
+    Ok(out)
+}
+
+/// Reads `predictions.csv`; an absent file gives no rows (the report then shows less detail).
+pub fn read_predictions(path: &Path) -> Result<Vec<PredictionLine>, ReportError> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let mut reader = csv::Reader::from_reader(std::io::BufReader::new(file));
+    reader
+        .deserialize::<PredictionLine>()
+        .map(|r| r.map_err(|source| csv_err(path, source)))
+        .collect()
+}
+
+fn csv_err(path: &Path, source: csv::Error) -> ReportError {
+    let line = source.position().map(|p| p.line());
+    ReportError::Csv { path: path.to_path_buf(), line, message: source.to_string() }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so
+/// readers (and a crash) see the old file or the new one, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_else(|| ".".into());
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))?;
+    tmp.write_all(bytes).map_err(io_err(path))?;
+    // Reports are read by people and committed to the store: world-readable like any file
+    // the user would create, not the 0600 a temporary file starts with.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io_err(path))?;
+    }
+    tmp.as_file().sync_all().map_err(io_err(path))?;
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    Ok(())
+}
+
+/// Pretty JSON with a trailing newline, atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ReportError> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|source| ReportError::Json { path: path.to_path_buf(), line: 0, source })?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}

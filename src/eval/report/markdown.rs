@@ -1,0 +1,600 @@
+//! The Markdown reports: `reports/report.md` per trial and `aggregate_report.md` per run.
+//! Every figure comes from significance.json, metrics.json, costs.json or the CSVs.
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::charts::Chart;
+use super::format::{self, Num, cell};
+use super::{AggTrial, Aggregate, TrialData, item_key};
+use crate::stats::Significance;
+use crate::stats::significance::{CONTROL, TREATMENT};
+
+/// How many discordant items and failures a trial report lists (per direction).
+const SHOW_ITEMS: usize = 8;
+const SHOW_FAILURES: usize = 10;
+
+/// The reason recorded for `what`, if any.
+fn reason<'a>(sig: &'a Significance, what: &str) -> Option<&'a str> {
+    sig.not_computed.iter().find(|n| n.what == what).map(|n| n.reason.as_str())
+}
+
+/// The paired effect in plain words: direction and size, interval, test, significance, power.
+pub(crate) fn effect_sentences(sig: &Significance) -> Vec<String> {
+    let num = Num::for_kind(sig.score_kind);
+    let mut out = Vec::new();
+    let Some(d) = &sig.difference else {
+        let why = reason(sig, "paired comparison").unwrap_or("no item was scored in both conditions");
+        out.push(format!("No paired comparison: {why}."));
+        return out;
+    };
+    let level = format!("{:.0}%", (1.0 - sig.alpha) * 100.0);
+    let size = num.diff(d.mean.abs()).trim_start_matches('+').to_string();
+    let mut first = if d.mean > 0.0 {
+        format!("Treatment scored {size} higher than control")
+    } else if d.mean < 0.0 {
+        format!("Treatment scored {size} lower than control")
+    } else {
+        "Treatment and control scored the same on average".to_string()
+    };
+    let mut brackets = Vec::new();
+    if let Some(ci) = d.ci {
+        brackets.push(format!("{level} CI {}", num.diff_ci(ci)));
+    }
+    if let (Some(p), Some(m)) = (sig.p_value, &sig.p_method) {
+        let short = if m.starts_with("exact McNemar") { "exact McNemar" } else { "sign-flip test" };
+        brackets.push(format!("{short} {}", format::p_eq(p)));
+    }
+    if !brackets.is_empty() {
+        let _ = write!(first, " ({})", brackets.join("; "));
+    }
+    first.push_str(&format!(", over {} paired items.", d.n));
+    out.push(first);
+    if let Some(p) = sig.p_value {
+        let alpha = sig.alpha;
+        out.push(if p < alpha {
+            format!(
+                "At α = {alpha} this is statistically significant: a difference this large would \
+                 be unlikely if both prompts performed the same."
+            )
+        } else {
+            format!(
+                "At α = {alpha} this is not statistically significant: the data are consistent \
+                 with no difference between the prompts."
+            )
+        });
+    }
+    if let Some(h) = sig.holm_p {
+        out.push(format!(
+            "After Holm's correction across the run's trials, p = {}{}.",
+            format::p(h),
+            if h < sig.alpha { " (still significant)" } else { "" }
+        ));
+    }
+    if let Some(m) = &sig.mcnemar {
+        out.push(format!(
+            "{} items were right only with the treatment prompt and {} only with the control \
+             prompt; the other {} agreed.",
+            m.treatment_only,
+            m.control_only,
+            d.n as u64 - m.n_discordant
+        ));
+    } else {
+        out.push(format!(
+            "Treatment scored higher on {} items, lower on {} and the same on {}.",
+            d.improved, d.worsened, d.unchanged
+        ));
+    }
+    match &sig.mde {
+        Some(m) => out.push(format!(
+            "With {} paired items and the observed discordance ({:.0}%), a true effect of about \
+             {} would be detected {:.0}% of the time; smaller effects can go unnoticed.",
+            d.n,
+            m.discordance * 100.0,
+            num.diff(m.value).trim_start_matches('+'),
+            m.power * 100.0
+        )),
+        None => {
+            if let Some(r) = reason(sig, "minimum detectable effect") {
+                out.push(format!("The minimum detectable effect is unknown: {r}."));
+            }
+        }
+    }
+    out
+}
+
+/// Everything known about one item in one trial, for the discordant-items table.
+#[derive(Default)]
+struct ItemView {
+    dataset: String,
+    item_id: String,
+    gold: String,
+    predictions: BTreeMap<String, Vec<String>>,
+    scores: BTreeMap<String, Vec<f64>>,
+}
+
+impl ItemView {
+    fn mean(&self, cond: &str) -> Option<f64> {
+        let s = self.scores.get(cond)?;
+        (!s.is_empty()).then(|| s.iter().sum::<f64>() / s.len() as f64)
+    }
+
+    fn shown(&self, cond: &str, pct: bool) -> String {
+        let preds = self.predictions.get(cond).map(Vec::as_slice).unwrap_or_default();
+        let mut distinct: Vec<&str> = Vec::new();
+        for p in preds {
+            if !distinct.contains(&p.as_str()) {
+                distinct.push(p);
+            }
+        }
+        let mut text = cell(&distinct.join(" / "), 40);
+        if let (Some(s), true) = (self.scores.get(cond), preds.len() > 1 || !pct) {
+            let m = s.iter().sum::<f64>() / s.len().max(1) as f64;
+            let _ = write!(text, " ({m:.2})");
+        }
+        text
+    }
+}
+
+fn items(data: &TrialData) -> Vec<ItemView> {
+    let mut order: Vec<String> = Vec::new();
+    let mut map: BTreeMap<String, ItemView> = BTreeMap::new();
+    for s in &data.scores {
+        let key = item_key(&s.line.dataset, &s.line.item_id);
+        let v = map.entry(key.clone()).or_insert_with(|| {
+            order.push(key.clone());
+            ItemView {
+                dataset: s.line.dataset.clone(),
+                item_id: s.line.item_id.clone(),
+                gold: s.line.gold.clone(),
+                ..Default::default()
+            }
+        });
+        if let Some(score) = s.score {
+            v.scores.entry(s.line.condition.clone()).or_default().push(score);
+            v.predictions.entry(s.line.condition.clone()).or_default().push(s.line.prediction.clone());
+        }
+    }
+    order.into_iter().filter_map(|k| map.remove(&k)).collect()
+}
+
+/// `reports/report.md` of one trial.
+pub(crate) fn trial_report(data: &TrialData) -> String {
+    let sig = &data.sig;
+    let num = Num::for_kind(sig.score_kind);
+    let info = &data.info;
+    let level = format!("{:.0}%", (1.0 - sig.alpha) * 100.0);
+    let mut md = String::new();
+    let _ = writeln!(md, "# {}\n", data.slug);
+    if let Some(run) = &data.run_id {
+        let _ = writeln!(md, "Trial of run `{run}`. Treatment − control, paired by item.\n");
+    }
+
+    // Setup.
+    md.push_str("## Setup\n\n| | |\n|---|---|\n");
+    let model = match (&info.model, &info.provider, &info.model_id) {
+        (Some(m), Some(p), Some(id)) if id != m => format!("{m} ({p}, `{id}`)"),
+        (Some(m), Some(p), _) => format!("{m} ({p})"),
+        (Some(m), None, _) => m.clone(),
+        _ => "not recorded".into(),
+    };
+    let rows: Vec<(&str, String)> = vec![
+        ("Model", model),
+        ("Prompt set", info.prompt_set.clone().unwrap_or_else(|| "not recorded".into())),
+        ("Decoding", format::decoding(info.decoding.as_ref())),
+        ("Repeats", info.repeats.map(|r| r.to_string()).unwrap_or_else(|| sig.repeats.to_string())),
+        (
+            "Dataset",
+            if info.datasets.is_empty() { "not recorded".into() } else { info.datasets.join(", ") },
+        ),
+        ("Items", format!("{} ({} scored in both conditions)", sig.n_items, sig.n_paired)),
+        ("Scoring", scoring(info.scoring.as_ref(), sig)),
+        (
+            "Statistics",
+            format!(
+                "α = {}, {} bootstrap resamples, seed {}{}",
+                sig.alpha,
+                format::int(u64::from(sig.bootstrap_resamples)),
+                sig.seed,
+                sig.clusters.map(|c| format!(", {c} clusters")).unwrap_or_default()
+            ),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {} |", cell(&v, 200));
+    }
+
+    // Headline.
+    md.push_str("\n## Result\n\n");
+    let _ = writeln!(md, "{}\n", effect_sentences(sig).join(" "));
+
+    // Per condition.
+    let _ = writeln!(md, "## {} per condition\n", capitalize(num.level_name()));
+    let _ = writeln!(md, "| Condition | {} | {level} CI | SE | Correct | Scored | Failed | Interval |", capitalize(num.level_name()));
+    md.push_str("|---|---:|---|---:|---:|---:|---:|---|\n");
+    for name in [CONTROL, TREATMENT] {
+        // "Correct" is the sum of scores from metrics.json, as the run counted it.
+        let correct = data
+            .metrics
+            .as_ref()
+            .and_then(|m| m.conditions.get(name))
+            .and_then(|c| c.correct)
+            .map(|c| if c.fract() == 0.0 { format!("{c:.0}") } else { format!("{c:.2}") })
+            .unwrap_or_else(|| "—".into());
+        match sig.conditions.get(name) {
+            Some(c) => {
+                let _ = writeln!(
+                    md,
+                    "| {name} | {} | {} | {} | {correct} | {} | {} | {} |",
+                    c.mean.map(|m| num.level(m)).unwrap_or_else(|| "—".into()),
+                    c.ci.map(|ci| num.level_ci(ci)).unwrap_or_else(|| "—".into()),
+                    c.se.map(|s| num.level(s)).unwrap_or_else(|| "—".into()),
+                    c.scored,
+                    c.failed,
+                    c.method.as_deref().unwrap_or("—"),
+                );
+            }
+            None => {
+                let _ = writeln!(md, "| {name} | not run | — | — | — | 0 | 0 | — |");
+            }
+        }
+    }
+
+    // Paired effect.
+    if let Some(d) = &sig.difference {
+        md.push_str("\n## Paired effect (treatment − control)\n\n| Estimate | Value | Method |\n|---|---|---|\n");
+        let _ = writeln!(md, "| Mean difference | {} | paired over {} items |", num.diff(d.mean), d.n);
+        let _ = writeln!(
+            md,
+            "| {level} CI | {} | {} |",
+            d.ci.map(|c| num.diff_ci(c)).unwrap_or_else(|| "—".into()),
+            cell(&d.method, 200)
+        );
+        if let Some(b) = &sig.bootstrap {
+            let _ = writeln!(md, "| {level} CI, bootstrap | {} | {} ({} resamples, seed {}) |", num.diff_ci(b.ci), b.method, format::int(u64::from(b.resamples)), b.seed);
+        }
+        if let Some(m) = &sig.mcnemar {
+            let _ = writeln!(
+                md,
+                "| McNemar p | {} | {}; {} right only with treatment, {} only with control |",
+                format::p(m.p_value),
+                m.method,
+                m.treatment_only,
+                m.control_only
+            );
+        }
+        if let Some(p) = &sig.permutation {
+            let _ = writeln!(md, "| Sign-flip p | {} | {} |", format::p(p.p_value), p.method);
+        }
+        if let Some(h) = sig.holm_p {
+            let _ = writeln!(md, "| Holm-adjusted p | {} | across the run's trials |", format::p(h));
+        }
+        if let Some(m) = &sig.mde {
+            let _ = writeln!(
+                md,
+                "| Minimum detectable effect | {} | at {:.0}% power; {} |",
+                num.diff(m.value).trim_start_matches('+'),
+                m.power * 100.0,
+                m.method
+            );
+        }
+    }
+
+    // Costs.
+    md.push_str("\n## Costs\n\n");
+    match &data.costs {
+        Some(c) => {
+            md.push_str("| Condition | Requests | Failures | Input tokens | Output tokens | USD | USD per correct |\n|---|---:|---:|---:|---:|---:|---:|\n");
+            let opt_int = |v: Option<u64>| v.map(format::int).unwrap_or_else(|| "—".into());
+            let opt_usd = |v: Option<f64>| v.map(format::usd).unwrap_or_else(|| "—".into());
+            for (name, cc) in &c.conditions {
+                let _ = writeln!(
+                    md,
+                    "| {name} | {} | {} | {} | {} | {} | {} |",
+                    opt_int(cc.requests),
+                    opt_int(cc.failures),
+                    opt_int(cc.input_tokens),
+                    opt_int(cc.output_tokens),
+                    opt_usd(cc.usd),
+                    opt_usd(cc.usd_per_correct)
+                );
+            }
+            let _ = writeln!(
+                md,
+                "| **total** | {} | {} | {} | {} | {} | {} |",
+                opt_int(c.requests),
+                opt_int(c.failures),
+                opt_int(c.input_tokens),
+                opt_int(c.output_tokens),
+                opt_usd(c.usd),
+                opt_usd(c.usd_per_correct)
+            );
+            if c.usd == Some(0.0) {
+                md.push_str("\nThe model has no pricing in the config, so costs are shown as $0; token counts are exact.\n");
+            }
+        }
+        None => md.push_str("No costs.json was written for this trial.\n"),
+    }
+
+    // Discordant items.
+    let views = items(data);
+    let mut fixed: Vec<(&ItemView, f64)> = Vec::new();
+    let mut broken: Vec<(&ItemView, f64)> = Vec::new();
+    for v in &views {
+        if let (Some(c), Some(t)) = (v.mean(CONTROL), v.mean(TREATMENT)) {
+            if t > c {
+                fixed.push((v, t - c));
+            } else if t < c {
+                broken.push((v, t - c));
+            }
+        }
+    }
+    // Largest changes first; the stable sort keeps file order among equals.
+    fixed.sort_by(|a, b| b.1.total_cmp(&a.1));
+    broken.sort_by(|a, b| a.1.total_cmp(&b.1));
+    md.push_str("\n## Most telling discordant items\n\n");
+    if fixed.is_empty() && broken.is_empty() {
+        md.push_str("None: every paired item scored the same under both prompts.\n");
+    }
+    for (title, list) in [("Better with treatment", &fixed), ("Worse with treatment", &broken)] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "**{title}** ({} items{}):\n", list.len(), if list.len() > SHOW_ITEMS { format!(", showing {SHOW_ITEMS}") } else { String::new() });
+        md.push_str("| Item | Dataset | Gold | Control | Treatment | Change |\n|---|---|---|---|---|---:|\n");
+        for (v, delta) in list.iter().take(SHOW_ITEMS) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(&v.item_id, 40),
+                cell(&v.dataset, 30),
+                cell(&v.gold, 30),
+                v.shown(CONTROL, num.pct),
+                v.shown(TREATMENT, num.pct),
+                num.diff(*delta)
+            );
+        }
+        md.push('\n');
+    }
+
+    // Failures.
+    md.push_str("## Failures\n\n");
+    let failed: Vec<_> = data.scores.iter().filter(|s| s.score.is_none()).collect();
+    if failed.is_empty() {
+        md.push_str("None: every request returned a scored answer.\n");
+    } else {
+        let by_cond: BTreeMap<&str, usize> = failed.iter().fold(BTreeMap::new(), |mut m, s| {
+            *m.entry(s.line.condition.as_str()).or_insert(0) += 1;
+            m
+        });
+        let parts: Vec<String> = by_cond.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let _ = writeln!(
+            md,
+            "{} of {} requests have no score ({}). They count as failures, not as wrong answers, and are left out of the {}.\n",
+            failed.len(),
+            data.scores.len(),
+            parts.join(", "),
+            num.level_name()
+        );
+        md.push_str("| Condition | Item | Repeat | Error |\n|---|---|---:|---|\n");
+        for s in failed.iter().take(SHOW_FAILURES) {
+            let err = data
+                .predictions
+                .iter()
+                .find(|p| {
+                    p.item_id == s.line.item_id
+                        && p.dataset == s.line.dataset
+                        && p.condition == s.line.condition
+                        && p.repeat == s.line.repeat
+                })
+                .map(|p| if p.error.is_empty() { format!("finish_reason {}", p.finish_reason) } else { p.error.clone() })
+                .unwrap_or_else(|| "not recorded".into());
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                s.line.condition,
+                cell(&s.line.item_id, 40),
+                s.line.repeat.map(|r| r.to_string()).unwrap_or_default(),
+                cell(&err, 120)
+            );
+        }
+        if failed.len() > SHOW_FAILURES {
+            let _ = writeln!(md, "\n…and {} more in results/predictions.csv.", failed.len() - SHOW_FAILURES);
+        }
+    }
+
+    if !sig.not_computed.is_empty() {
+        md.push_str("\n## Not computed\n\n");
+        for n in &sig.not_computed {
+            let _ = writeln!(md, "- **{}**: {}", n.what, n.reason);
+        }
+    }
+    md.push_str(
+        "\n---\nEvery figure above is in `results/significance.json`, `results/metrics.json` and \
+         `results/costs.json`, computed from `results/per_item_scores.csv`.\n",
+    );
+    md
+}
+
+fn scoring(s: Option<&serde_json::Value>, sig: &Significance) -> String {
+    let kind = match sig.score_kind {
+        Some(k) => format!("{k:?}").to_lowercase(),
+        None => "nothing scored".into(),
+    };
+    let Some(s) = s else { return format!("{kind} scores") };
+    let ty = s.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+    let labels: Vec<&str> = s
+        .get("labels")
+        .and_then(|l| l.as_array())
+        .map(|l| l.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if labels.is_empty() { format!("{ty} ({kind} scores)") } else { format!("{ty}: {} ({kind} scores)", labels.join(", ")) }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
+/// A trial's per-condition figure for the side-by-side table.
+pub(crate) fn level_cell(t: &AggTrial, cond: &str, with_ci: bool) -> String {
+    let Some(sig) = &t.sig else { return "—".into() };
+    let num = Num::for_kind(sig.score_kind);
+    match sig.conditions.get(cond).and_then(|c| c.mean.map(|m| (m, c.ci))) {
+        Some((m, Some(ci))) if with_ci => {
+            if num.pct {
+                format!("{} [{:.1}, {:.1}]", num.level(m), ci[0] * 100.0, ci[1] * 100.0)
+            } else {
+                format!("{} [{:.3}, {:.3}]", num.level(m), ci[0], ci[1])
+            }
+        }
+        Some((m, _)) => num.level(m),
+        None => "—".into(),
+    }
+}
+
+/// Headline cells shared by the Markdown and HTML aggregate tables.
+pub(crate) struct Row {
+    pub control: String,
+    pub treatment: String,
+    pub effect: String,
+    pub ci: String,
+    pub p: String,
+    pub holm: String,
+    pub usd: String,
+    pub significant: bool,
+    pub note: Option<String>,
+}
+
+pub(crate) fn row(t: &AggTrial, alpha: f64) -> Row {
+    let sig = t.sig.as_ref();
+    let num = Num::for_kind(sig.and_then(|s| s.score_kind));
+    let d = sig.and_then(|s| s.difference.as_ref());
+    let note = match sig {
+        None => Some("no statistics (significance.json missing: the trial did not finish scoring)".to_string()),
+        Some(s) if s.difference.is_none() => reason(s, "paired comparison").map(str::to_string),
+        _ => None,
+    };
+    Row {
+        control: level_cell(t, CONTROL, true),
+        treatment: level_cell(t, TREATMENT, true),
+        effect: d.map(|d| num.diff(d.mean)).unwrap_or_else(|| "—".into()),
+        ci: d.and_then(|d| d.ci).map(|c| num.diff_ci(c)).unwrap_or_else(|| "—".into()),
+        p: sig.and_then(|s| s.p_value).map(format::p).unwrap_or_else(|| "—".into()),
+        holm: t.holm_p.map(format::p).unwrap_or_else(|| "—".into()),
+        usd: t.usd().map(format::usd).unwrap_or_else(|| "—".into()),
+        significant: t.holm_p.is_some_and(|h| h < alpha),
+        note,
+    }
+}
+
+/// One-paragraph summary of the run for the top of the aggregate reports.
+pub(crate) fn run_summary(agg: &Aggregate) -> String {
+    let with_p = agg.trials.iter().filter(|t| t.holm_p.is_some()).count();
+    let sig: Vec<&AggTrial> = agg.trials.iter().filter(|t| t.holm_p.is_some_and(|h| h < agg.alpha)).collect();
+    let total_usd: f64 = agg.trials.iter().filter_map(AggTrial::usd).sum();
+    let mut s = format!(
+        "{} trial{} compared control and treatment prompts on the same items. ",
+        agg.trials.len(),
+        if agg.trials.len() == 1 { "" } else { "s" }
+    );
+    if with_p == 0 {
+        s.push_str("No trial has a p-value, so nothing was tested. ");
+    } else {
+        let _ = write!(
+            s,
+            "{} of {with_p} tested trial{} show a significant difference at α = {} after Holm's correction for testing {with_p} trial{} at once",
+            sig.len(),
+            if with_p == 1 { "" } else { "s" },
+            agg.alpha,
+            if with_p == 1 { "" } else { "s" },
+        );
+        if sig.is_empty() {
+            s.push_str(". ");
+        } else {
+            let names: Vec<String> = sig
+                .iter()
+                .map(|t| {
+                    let e = t.sig.as_ref().and_then(|s| s.effect).unwrap_or(0.0);
+                    let num = Num::for_kind(t.sig.as_ref().and_then(|s| s.score_kind));
+                    format!("{} ({})", t.slug, num.diff(e))
+                })
+                .collect();
+            let _ = write!(s, ": {}. ", names.join(", "));
+        }
+    }
+    let _ = write!(s, "Total cost {}.", format::usd(total_usd));
+    s
+}
+
+/// `aggregate_report.md`.
+pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Run {}\n", agg.run_id.as_deref().unwrap_or("(unnamed)"));
+    if let Some(status) = &agg.status {
+        let _ = writeln!(md, "Status: **{status}**.\n");
+    }
+    let _ = writeln!(md, "{}\n", run_summary(agg));
+    let level = format!("{:.0}%", (1.0 - agg.alpha) * 100.0);
+    md.push_str("## Trials side by side\n\n");
+    let _ = writeln!(md, "Accuracy with its {level} CI per condition; effect = treatment − control, paired by item; p from exact McNemar (0/1 scores) or the sign-flip test; Holm p adjusted across the trials below.\n");
+    md.push_str("| # | Trial | Model | Prompt set | Decoding | Control | Treatment | Effect | ");
+    let _ = write!(md, "{level} CI | p | Holm p | Cost |\n|---:|---|---|---|---|---:|---:|---:|---|---:|---:|---:|\n");
+    let mut notes = Vec::new();
+    for (i, t) in agg.trials.iter().enumerate() {
+        let r = row(t, agg.alpha);
+        let bold = |s: &str| if r.significant { format!("**{s}**") } else { s.to_string() };
+        let _ = writeln!(
+            md,
+            "| T{} | [{}]({}reports/report.md){} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            i + 1,
+            cell(&t.slug, 80),
+            t.path,
+            match t.status.as_deref() {
+                Some(s) if s != "complete" => format!(" *({s})*"),
+                _ => String::new(),
+            },
+            cell(t.model.as_deref().unwrap_or("—"), 40),
+            cell(t.prompt_set.as_deref().unwrap_or("—"), 40),
+            cell(&format::decoding(t.decoding.as_ref()), 80),
+            r.control,
+            r.treatment,
+            bold(&r.effect),
+            r.ci,
+            r.p,
+            bold(&r.holm),
+            r.usd
+        );
+        if let Some(n) = r.note {
+            notes.push(format!("- T{} {}: {n}", i + 1, t.slug));
+        }
+    }
+    md.push_str("\nBold: significant after Holm's correction.\n");
+    if !notes.is_empty() {
+        md.push_str("\n**Not compared:**\n\n");
+        for n in notes {
+            let _ = writeln!(md, "{n}");
+        }
+    }
+    if let Some(t) = &agg.totals {
+        let get = |k: &str| t.get(k).and_then(|v| v.as_u64()).map(format::int).unwrap_or_else(|| "—".into());
+        let usd = t.get("usd").and_then(|v| v.as_f64()).map(format::usd).unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            md,
+            "\n**Totals:** {} requests, {} failures, {} input and {} output tokens, {usd}.",
+            get("requests"),
+            get("failures"),
+            get("input_tokens"),
+            get("output_tokens")
+        );
+    }
+    md.push_str("\n## Charts\n\n");
+    for c in charts {
+        let _ = writeln!(md, "### {}\n\n![{}](charts/{})\n\n{}\n", c.title, c.title, c.file, c.caption);
+    }
+    md.push_str(
+        "---\nEach trial's figures are in `<trial>/results/significance.json`; Holm-adjusted \
+         p-values are also in `multi_trial_manifest.json`. A self-contained version of this \
+         report is `aggregate_report.html`.\n",
+    );
+    md
+}

@@ -1,0 +1,1219 @@
+//! The orchestrator behind `exp run`: config -> plan -> prepare -> build -> execute -> score ->
+//! results, run.json and the manifest, and the resume of an unfinished run.
+//!
+//! It owns the run folder's life cycle: `run.json` says `running` from the first write until the
+//! end, then `complete`, `incomplete` (stopped; resumable) or `failed`. A resume recomputes the
+//! config fingerprint (resolved config, prompt file contents, prepared dataset hashes) and refuses
+//! to continue a run whose inputs changed, listing what changed, because mixing answers to two
+//! different experiments in one run would make its statistics meaningless.
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::build::{self, RequestLine};
+use super::config::{self, Config, ConfigError, LoadedConfig, ProviderKind};
+use super::execute::{self, ExecJob, ExecModel, ExecOutcome, ExecSettings, ExecuteError};
+use super::journal::{self, Status};
+use super::plan::{self, Condition, DecodingPoint, Job, Trial};
+use super::prepare::{self, PrepareError, Prepared};
+use super::providers::{Provider, ProviderError};
+use super::report::{self, SignificanceSettings};
+use super::results::{self, BaselineRows, ResultJob, ResultsError};
+use super::score::Scorer;
+use crate::progress::Progress;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {problem}")]
+    Read { path: PathBuf, problem: String },
+    #[error("run `{run_id}` already exists at {path}")]
+    RunExists { run_id: String, path: PathBuf },
+    #[error("run `{run_id}` does not exist (no {path})")]
+    NoSuchRun { run_id: String, path: PathBuf },
+    #[error("no unfinished run to resume in {dir}")]
+    NothingToResume { dir: PathBuf },
+    #[error("run `{run_id}` is already complete")]
+    AlreadyComplete { run_id: String },
+    #[error("the config changed since run `{run_id}` started: {}", changes.join("; "))]
+    ConfigChanged { run_id: String, changes: Vec<String> },
+    #[error("`{value}` is not a valid run id")]
+    BadRunId { value: String },
+    #[error("{what}")]
+    Usage { what: String, fix: String },
+    #[error("{path}: {problem}")]
+    Template { path: PathBuf, problem: String },
+    #[error("--skip-build: {path} was never built")]
+    NotBuilt { path: PathBuf },
+    #[error("baseline `{reference}`: {problem}")]
+    Baseline { reference: String, problem: String },
+    #[error("cannot open baseline `{reference}`")]
+    BaselineOpen {
+        reference: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("run `{run_id}` is being run by another exp process (pid {pid})")]
+    Locked { run_id: String, pid: u32 },
+}
+
+impl RunError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RunError::Config(e) => e.hint(),
+            RunError::Prepare(e) => e.hint(),
+            RunError::Provider(e) => e.hint(),
+            RunError::Execute(e) => e.hint(),
+            RunError::Results(e) => e.hint(),
+            RunError::Report(e) => e.hint(),
+            RunError::Write { .. } => Some("check the disk has space and the folder is writable".into()),
+            RunError::Read { .. } => Some("the run folder is damaged; start a new run".into()),
+            RunError::RunExists { run_id, .. } => Some(format!(
+                "continue it with `exp run --resume --run-id {run_id}`, or choose another --run-id"
+            )),
+            RunError::NoSuchRun { .. } => Some("check the id: runs live in experiments/run_<ID>/".into()),
+            RunError::NothingToResume { .. } => {
+                Some("every run there is complete: start a new one without --resume".into())
+            }
+            RunError::AlreadyComplete { .. } => {
+                Some("start a new run (without --resume), or commit this one with `exp commit`".into())
+            }
+            RunError::ConfigChanged { .. } => Some(
+                "restore the old config (the run keeps a copy in its config/ folder), or start a new run without --resume"
+                    .into(),
+            ),
+            RunError::BadRunId { .. } => {
+                Some("use letters, digits, '.', '_' and '-' only, e.g. --run-id 20251127-demo".into())
+            }
+            RunError::Usage { fix, .. } => Some(fix.clone()),
+            RunError::Template { .. } => Some(
+                "user_template may only use fields every row has ({input} is the input field)".into(),
+            ),
+            RunError::NotBuilt { .. } => {
+                Some("run without --skip-build so the request files are built".into())
+            }
+            RunError::Baseline { .. } => {
+                Some("pick a baseline from `exp log` that ran the same trials, or drop --baseline".into())
+            }
+            // The store's own error (the source) has the better hint.
+            RunError::BaselineOpen { .. } => None,
+            RunError::Locked { pid, .. } => Some(format!(
+                "wait for it to finish, or stop it (kill {pid}) and resume with `exp run --resume`"
+            )),
+        }
+    }
+}
+
+/// What `exp run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    /// Relative paths in the config resolve here.
+    pub workspace: PathBuf,
+    pub run_id: Option<String>,
+    /// `None`: both (or, on resume, what the run was started with).
+    pub condition: Option<Condition>,
+    pub parts_per_dataset: Option<usize>,
+    pub max_concurrent_jobs: Option<usize>,
+    pub resume: bool,
+    pub skip_prepare: bool,
+    pub skip_build: bool,
+    pub baseline: Option<String>,
+    pub dry_run: bool,
+    pub stop_on_ctrl_c: bool,
+}
+
+/// Reads files of a baseline run (from the store); `Ok(None)` when the path does not exist.
+pub trait BaselineSource {
+    /// The commit the reference resolved to, for the record.
+    fn commit(&self) -> String;
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// Opens a baseline by reference (`archive::open_baseline` does it with the store).
+pub type OpenBaseline<'a> = &'a dyn Fn(&str) -> Result<Box<dyn BaselineSource>, BoxError>;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Complete,
+    Incomplete,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Complete => "complete",
+            RunStatus::Incomplete => "incomplete",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub name: String,
+    pub items: usize,
+    pub hash: String,
+    pub prepared: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselineRecord {
+    pub reference: String,
+    pub commit: String,
+    pub condition: Condition,
+    /// Trials the baseline had no results for: they hold treatment rows only.
+    pub missing_trials: Vec<String>,
+}
+
+/// `run.json` (docs/RUN_FILES.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunJson {
+    pub format: u32,
+    pub run_id: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub config_hash: String,
+    pub provenance: serde_json::Value,
+    pub exp_version: String,
+    pub conditions: Vec<Condition>,
+    pub parts_per_dataset: usize,
+    pub baseline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_detail: Option<BaselineRecord>,
+    pub trials: Vec<String>,
+    #[serde(default)]
+    pub datasets: Vec<DatasetRecord>,
+    /// Every time this run was resumed.
+    #[serde(default)]
+    pub resumed_at: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestTrial {
+    pub slug: String,
+    pub model: String,
+    pub provider: String,
+    pub prompt_set: String,
+    pub decoding: DecodingPoint,
+    pub status: String,
+    pub path: String,
+    pub metrics: BTreeMap<String, HeadlineMetrics>,
+    pub effect: Option<f64>,
+    pub p_value: Option<f64>,
+    pub holm_p: Option<f64>,
+    pub usd: f64,
+    pub failures: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeadlineMetrics {
+    pub n: u64,
+    pub accuracy: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub requests: u64,
+    pub failures: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub usd: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub run_id: String,
+    pub status: RunStatus,
+    pub trials: Vec<ManifestTrial>,
+    pub totals: Totals,
+}
+
+/// What a finished (or stopped) run reports back.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub status: RunStatus,
+    pub resumed: bool,
+    /// Requests answered in an earlier invocation (resume).
+    pub already_done: u64,
+    pub outcome: ExecOutcome,
+    pub manifest: Manifest,
+    pub datasets: Vec<(String, usize, bool)>,
+    pub warnings: Vec<String>,
+}
+
+/// `--dry-run`: the plan and what it would cost, with nothing written or sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRun {
+    pub run_id: Option<String>,
+    pub conditions: Vec<Condition>,
+    pub parts_per_dataset: usize,
+    pub trials: Vec<DryTrial>,
+    pub jobs: usize,
+    pub requests: u64,
+    pub est_input_tokens: u64,
+    pub max_output_tokens: u64,
+    pub est_input_usd: f64,
+    pub max_usd: f64,
+    pub unpriced_models: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DryTrial {
+    pub slug: String,
+    pub model: String,
+    pub provider: String,
+    pub jobs: usize,
+    pub requests: u64,
+    pub est_input_tokens: u64,
+    pub max_output_tokens: u64,
+    pub est_input_usd: f64,
+    pub max_usd: f64,
+}
+
+pub enum Outcome {
+    Planned(DryRun),
+    Ran(RunSummary),
+}
+
+/// The whole of `exp run`.
+pub fn run(
+    opts: &RunOptions,
+    open_baseline: OpenBaseline<'_>,
+    progress: &dyn Progress,
+) -> Result<Outcome, RunError> {
+    let mut loaded = config::load(&opts.config, &opts.workspace)?;
+    if opts.baseline.is_some() && opts.condition != Some(Condition::Treatment) {
+        return Err(RunError::Usage {
+            what: "--baseline takes the control rows from an earlier run, so it needs --condition treatment".into(),
+            fix: "add --condition treatment (or drop --baseline to run both conditions)".into(),
+        });
+    }
+    if let Some(id) = &opts.run_id {
+        check_run_id(id)?;
+    }
+    let experiments = loaded.resolve(&loaded.config.paths.experiments_dir);
+
+    // Which run: a new one, or the one being resumed (whose own settings win over defaults).
+    let previous = if opts.resume {
+        let id = match &opts.run_id {
+            Some(id) => id.clone(),
+            None => latest_unfinished(&experiments)?,
+        };
+        let dir = run_dir(&experiments, &id);
+        let rj = read_run_json(&dir)
+            .map_err(|_| RunError::NoSuchRun { run_id: id.clone(), path: dir.join("run.json") })?;
+        if rj.status == RunStatus::Complete {
+            return Err(RunError::AlreadyComplete { run_id: id });
+        }
+        Some(rj)
+    } else {
+        None
+    };
+    let conditions: Vec<Condition> = match (&previous, opts.condition) {
+        (Some(p), Some(c)) if p.conditions != vec![c] => {
+            return Err(RunError::Usage {
+                what: format!(
+                    "run `{}` was started with conditions {}, not {c}",
+                    p.run_id,
+                    p.conditions.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("+")
+                ),
+                fix: "resume without --condition".into(),
+            });
+        }
+        (Some(p), _) => p.conditions.clone(),
+        (None, Some(c)) => vec![c],
+        (None, None) => Condition::BOTH.to_vec(),
+    };
+    if let Some(n) = opts.parts_per_dataset.or(previous.as_ref().map(|p| p.parts_per_dataset)) {
+        if n == 0 {
+            return Err(RunError::Usage {
+                what: "--parts-per-dataset is 0".into(),
+                fix: "give 1 or more".into(),
+            });
+        }
+        loaded.config.execution.parts_per_dataset = n;
+    }
+    if let Some(n) = opts.max_concurrent_jobs {
+        if n == 0 {
+            return Err(RunError::Usage {
+                what: "--max-concurrent-jobs is 0".into(),
+                fix: "give 1 or more".into(),
+            });
+        }
+        loaded.config.execution.max_concurrent_jobs = n;
+    }
+    let baseline_ref = opts.baseline.clone().or(previous.as_ref().and_then(|p| p.baseline.clone()));
+
+    // Prepare: a dry run reads and checks the datasets but writes nothing.
+    let prepared_dir = loaded.resolve(&loaded.config.paths.prepared_dir);
+    let mut datasets = Vec::new();
+    for ds in &loaded.config.datasets {
+        let p = if opts.skip_prepare {
+            prepare::load_latest(ds, &prepared_dir)?
+        } else if opts.dry_run {
+            prepare::prepare_in_memory(ds, &loaded.resolve(&ds.path))?
+        } else {
+            prepare::prepare(ds, &loaded.resolve(&ds.path), &prepared_dir)?
+        };
+        datasets.push(p);
+    }
+    let trials = plan::trials(&loaded.config);
+    let sizes: Vec<usize> = datasets.iter().map(|d| d.items.len()).collect();
+    let jobs =
+        plan::jobs(trials.len(), &conditions, &sizes, loaded.config.execution.parts_per_dataset);
+    let prompts = read_prompts(&loaded)?;
+    let users = render_users(&loaded, &datasets)?;
+
+    if opts.dry_run {
+        return Ok(Outcome::Planned(dry_run(
+            &loaded,
+            opts,
+            &trials,
+            &jobs,
+            &conditions,
+            &datasets,
+            &prompts,
+            &users,
+        )));
+    }
+
+    let fingerprint = fingerprint(&loaded.config, &prompts, &datasets);
+    let config_hash = blake3::hash(fingerprint.to_string().as_bytes()).to_hex().to_string();
+    // The baseline is opened before anything is sent, so a wrong REF costs nothing.
+    let mut warnings = Vec::new();
+    let baseline = match &baseline_ref {
+        Some(reference) => {
+            let src = open_baseline(reference).map_err(|source| RunError::BaselineOpen {
+                reference: reference.clone(),
+                source,
+            })?;
+            warnings.extend(baseline_checks(reference, src.as_ref(), &loaded, &prompts, &datasets));
+            Some((reference.clone(), src))
+        }
+        None => None,
+    };
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (run_id, dir, mut rj) = match previous {
+        Some(mut rj) => {
+            let dir = run_dir(&experiments, &rj.run_id);
+            if rj.config_hash != config_hash {
+                let old = stored_fingerprint(&dir, &rj)?;
+                let mut changes = diff_fingerprints(&old, &fingerprint);
+                if changes.is_empty() {
+                    changes.push("the resolved config differs in a way exp cannot itemize".into());
+                }
+                return Err(RunError::ConfigChanged { run_id: rj.run_id, changes });
+            }
+            rj.status = RunStatus::Running;
+            rj.finished_at = None;
+            rj.resumed_at.push(now());
+            (rj.run_id.clone(), dir, rj)
+        }
+        None => {
+            let run_id = match &opts.run_id {
+                Some(id) => id.clone(),
+                None => fresh_run_id(&experiments),
+            };
+            let dir = run_dir(&experiments, &run_id);
+            if dir.exists() {
+                return Err(RunError::RunExists { run_id, path: dir });
+            }
+            if opts.skip_build {
+                return Err(RunError::Usage {
+                    what: "--skip-build reuses the request files of a run being resumed, and this is a new run".into(),
+                    fix: "add --resume (with --run-id ID) to continue a run, or drop --skip-build".into(),
+                });
+            }
+            let rj = RunJson {
+                format: 1,
+                run_id: run_id.clone(),
+                status: RunStatus::Running,
+                started_at: now(),
+                finished_at: None,
+                config_hash: config_hash.clone(),
+                provenance: crate::eval::provenance_of(&loaded.workspace),
+                exp_version: env!("CARGO_PKG_VERSION").to_string(),
+                conditions: conditions.clone(),
+                parts_per_dataset: loaded.config.execution.parts_per_dataset,
+                baseline: baseline_ref.clone(),
+                baseline_detail: None,
+                trials: trials.iter().map(|t| t.slug.to_string()).collect(),
+                datasets: datasets
+                    .iter()
+                    .map(|d| DatasetRecord {
+                        name: d.name.clone(),
+                        items: d.items.len(),
+                        hash: d.hash.clone(),
+                        prepared: d
+                            .path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+                resumed_at: Vec::new(),
+            };
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| RunError::Write { path: dir.clone(), source })?;
+            snapshot_config(&loaded, &prompts, &dir)?;
+            (run_id, dir, rj)
+        }
+    };
+    let _lock = RunLock::take(&dir, &run_id)?;
+    let resumed = !rj.resumed_at.is_empty();
+    write_run_json(&dir, &rj)?;
+
+    // Build (or reuse) the request files, then count what is still to send.
+    let items: Vec<Arc<Vec<prepare::Item>>> = datasets.iter().map(|d| d.items.clone()).collect();
+    for t in &trials {
+        write_trial_json(&dir, t, &loaded.config, &conditions, &datasets)?;
+    }
+    progress.start("build", jobs.len() as u64, false);
+    for job in &jobs {
+        let path = inputs_path(&dir, &trials[job.trial], job);
+        if !path.is_file() {
+            if opts.skip_build {
+                return Err(RunError::NotBuilt { path });
+            }
+            let lines =
+                build_job(&trials[job.trial], job, &datasets, &prompts, &users, &loaded.config);
+            build::write_lines(&path, &lines)
+                .map_err(|source| RunError::Write { path: path.clone(), source })?;
+        }
+        progress.advance(1);
+    }
+    progress.finish();
+
+    let mut exec_jobs = Vec::new();
+    let mut pending = 0u64;
+    let mut already_done = 0u64;
+    let model_index: BTreeMap<&str, usize> =
+        loaded.config.models.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
+    for job in &jobs {
+        let trial = &trials[job.trial];
+        let journal_path = journal_path(&dir, trial, job);
+        let done: HashSet<String> = journal::read(&journal_path)
+            .map_err(ExecuteError::from)?
+            .into_values()
+            .filter(|e| e.status == Status::Ok)
+            .map(|e| e.custom_id)
+            .collect();
+        let expected = (job.end - job.start) as u64 * trial.repeats as u64;
+        already_done += done.len() as u64;
+        pending += expected.saturating_sub(done.len() as u64);
+        exec_jobs.push(ExecJob {
+            inputs: inputs_path(&dir, trial, job),
+            journal: journal_path,
+            model: model_index.get(trial.model.name.as_str()).copied().unwrap_or(0),
+            condition: job.condition,
+            dataset: datasets[job.dataset].name.clone(),
+            items: items[job.dataset].clone(),
+            start: job.start,
+            end: job.end,
+            repeats: trial.repeats,
+            done,
+        });
+    }
+
+    let e = &loaded.config.execution;
+    let labels = loaded.config.scoring.labels.clone();
+    let mut models = Vec::new();
+    for m in &loaded.config.models {
+        models.push(ExecModel {
+            provider: Provider::new(m, Duration::from_secs_f64(e.timeout_s), &labels)?,
+            max_connections: m.max_connections,
+            pricing: m.pricing,
+        });
+    }
+    let settings = ExecSettings {
+        max_concurrent_jobs: e.max_concurrent_jobs,
+        max_retries: e.max_retries,
+        backoff_base: Duration::from_secs_f64(e.backoff_base_s),
+        backoff_max: Duration::from_secs_f64(e.backoff_max_s),
+        fsync: e.fsync,
+        stop_on_ctrl_c: opts.stop_on_ctrl_c,
+    };
+    let outcome = match execute::execute(exec_jobs, models, &settings, pending, progress) {
+        Ok(o) => o,
+        Err(err) => {
+            rj.status = RunStatus::Failed;
+            rj.finished_at = Some(now());
+            write_run_json(&dir, &rj)?;
+            return Err(err.into());
+        }
+    };
+
+    let mut baseline_missing = Vec::new();
+
+    let scorer = Scorer::new(&loaded.config.scoring).map_err(|e| ConfigError::Invalid {
+        path: loaded.path.clone(),
+        key: "scoring.extract".into(),
+        line: loaded.line_of("extract"),
+        problem: e.to_string(),
+        fix: "fix the pattern".into(),
+    })?;
+    let settings = significance_settings(&loaded.config);
+    let mut manifest_trials = Vec::new();
+    let mut totals = Totals::default();
+    let mut any_answer = false;
+    let mut any_missing = false;
+    for (ti, trial) in trials.iter().enumerate() {
+        let trial_dir = dir.join(trial.slug.as_str());
+        let rjobs: Vec<ResultJob<'_>> = jobs
+            .iter()
+            .filter(|j| j.trial == ti)
+            .map(|j| ResultJob {
+                condition: j.condition,
+                part: j.part,
+                dataset: &datasets[j.dataset].name,
+                items: &datasets[j.dataset].items[j.start..j.end],
+                journal: journal_path(&dir, trial, j),
+            })
+            .collect();
+        let rows = match &baseline {
+            Some((reference, src)) => {
+                let slug = trial.slug.as_str();
+                let read = |name: &str| {
+                    src.read(&format!("{slug}/results/{name}")).map_err(|problem| {
+                        RunError::Baseline { reference: reference.clone(), problem }
+                    })
+                };
+                match (read("predictions.csv")?, read("per_item_scores.csv")?) {
+                    (Some(predictions), Some(scores)) => {
+                        Some(BaselineRows { predictions, scores, condition: Condition::Control })
+                    }
+                    _ => {
+                        warnings.push(format!(
+                            "baseline `{reference}` has no results for trial {slug}: it holds treatment rows only, so no paired statistics"
+                        ));
+                        baseline_missing.push(slug.to_string());
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let r = results::write(
+            &trial_dir,
+            &rjobs,
+            trial.repeats,
+            &scorer,
+            trial.model.pricing,
+            rows.as_ref(),
+        )?;
+        report::write_trial_report(&trial_dir, &settings)?;
+        let status = trial_status(&r);
+        any_answer |= r.costs.conditions.values().any(|c| c.requests > c.failures);
+        any_missing |= r.incomplete;
+        totals.requests += r.costs.total.requests;
+        totals.failures += r.costs.total.failures;
+        totals.input_tokens += r.costs.total.input_tokens;
+        totals.output_tokens += r.costs.total.output_tokens;
+        totals.usd += r.costs.total.usd;
+        let acc = |c: &str| r.metrics.conditions.get(c).and_then(|m| m.accuracy);
+        let effect = match (acc("treatment"), acc("control")) {
+            (Some(t), Some(c)) => Some(t - c),
+            _ => None,
+        };
+        manifest_trials.push(ManifestTrial {
+            slug: trial.slug.to_string(),
+            model: trial.model.name.clone(),
+            provider: trial.model.provider.as_str().into(),
+            prompt_set: trial.prompt_set.clone(),
+            decoding: trial.decoding,
+            status: status.into(),
+            path: format!("{}/", trial.slug),
+            metrics: r
+                .metrics
+                .conditions
+                .iter()
+                .map(|(k, m)| (k.clone(), HeadlineMetrics { n: m.n, accuracy: m.accuracy }))
+                .collect(),
+            effect,
+            p_value: read_p_value(&trial_dir),
+            holm_p: None,
+            usd: r.costs.total.usd,
+            failures: r.costs.total.failures,
+        });
+    }
+    let status = if outcome.interrupted || any_missing {
+        RunStatus::Incomplete
+    } else if !any_answer && totals.requests > 0 {
+        RunStatus::Failed
+    } else {
+        RunStatus::Complete
+    };
+    if let Some((reference, src)) = &baseline {
+        rj.baseline_detail = Some(BaselineRecord {
+            reference: reference.clone(),
+            commit: src.commit(),
+            condition: Condition::Control,
+            missing_trials: baseline_missing,
+        });
+    }
+    let manifest =
+        Manifest { format: 1, run_id: run_id.clone(), status, trials: manifest_trials, totals };
+    results::write_json(&dir.join("multi_trial_manifest.json"), &manifest)?;
+    report::write_aggregate(&dir, &settings)?;
+    rj.status = status;
+    rj.finished_at = Some(now());
+    write_run_json(&dir, &rj)?;
+    // The aggregate step may have added Holm p-values: report what is on disk.
+    let manifest = read_manifest(&dir).unwrap_or(manifest);
+    Ok(Outcome::Ran(RunSummary {
+        run_id,
+        run_dir: dir,
+        status,
+        resumed,
+        already_done,
+        outcome,
+        manifest,
+        datasets: datasets.iter().map(|d| (d.name.clone(), d.items.len(), d.written)).collect(),
+        warnings,
+    }))
+}
+
+/// `<run>/.exp-run.lock`: one process per run, so two `--resume`s never send the same requests
+/// twice. A lock left by a killed process (its pid is gone) is taken over.
+struct RunLock(PathBuf);
+
+impl RunLock {
+    fn take(dir: &Path, run_id: &str) -> Result<RunLock, RunError> {
+        let path = dir.join(".exp-run.lock");
+        let write_err = |source| RunError::Write { path: path.clone(), source };
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    f.write_all(std::process::id().to_string().as_bytes()).map_err(write_err)?;
+                    return Ok(RunLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid: Option<u32> =
+                        std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+                    if let Some(pid) = pid
+                        && pid != std::process::id()
+                        && process_alive(pid)
+                    {
+                        return Err(RunError::Locked { run_id: run_id.to_string(), pid });
+                    }
+                    std::fs::remove_file(&path).map_err(write_err)?;
+                }
+                Err(e) => return Err(write_err(e)),
+            }
+        }
+        Err(RunError::Write {
+            path: path.clone(),
+            source: std::io::Error::other("lock file keeps reappearing"),
+        })
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: kill(2) with signal 0 only checks that the process exists; it sends nothing.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// What could make the baseline's control rows a poor match for this run's treatment rows.
+fn baseline_checks(
+    reference: &str,
+    src: &dyn BaselineSource,
+    l: &LoadedConfig,
+    prompts: &BTreeMap<PathBuf, String>,
+    datasets: &[Prepared],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let run: Option<RunJson> =
+        src.read("run.json").ok().flatten().and_then(|b| serde_json::from_slice(&b).ok());
+    match run {
+        Some(run) => {
+            for d in datasets {
+                match run.datasets.iter().find(|b| b.name == d.name) {
+                    Some(b) if b.hash != d.hash => out.push(format!(
+                        "baseline `{reference}` ran a different version of dataset `{}`: items are paired by id, and items it lacks stay unpaired",
+                        d.name
+                    )),
+                    None => out.push(format!("baseline `{reference}` did not run dataset `{}`", d.name)),
+                    _ => {}
+                }
+            }
+        }
+        None => out.push(format!(
+            "baseline `{reference}` has no readable run.json: its datasets cannot be checked"
+        )),
+    }
+    for (name, set) in &l.config.prompt_sets {
+        let rel = snapshot_path(Path::new(""), &set.control);
+        let theirs = src.read(&rel.to_string_lossy()).ok().flatten();
+        let ours = prompts.get(&set.control).map(|t| t.as_bytes());
+        if theirs.as_deref() != ours {
+            out.push(format!(
+                "baseline `{reference}`'s control prompt of prompt set `{name}` differs from {}",
+                set.control.display()
+            ));
+        }
+    }
+    out
+}
+
+fn trial_status(r: &results::TrialResults) -> &'static str {
+    let answered = r.costs.conditions.values().any(|c| c.requests > c.failures)
+        || !r.costs.from_baseline.is_empty();
+    if r.incomplete {
+        "incomplete"
+    } else if !answered {
+        "failed"
+    } else {
+        "complete"
+    }
+}
+
+pub fn significance_settings(c: &Config) -> SignificanceSettings {
+    SignificanceSettings {
+        alpha: c.significance.alpha,
+        bootstrap_resamples: c.significance.bootstrap_resamples,
+        seed: c.significance.seed,
+    }
+}
+
+fn read_p_value(trial_dir: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(trial_dir.join("results/significance.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("p_value")?.as_f64()
+}
+
+pub fn read_manifest(run_dir: &Path) -> Option<Manifest> {
+    let text = std::fs::read_to_string(run_dir.join("multi_trial_manifest.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn run_dir(experiments: &Path, run_id: &str) -> PathBuf {
+    experiments.join(format!("run_{run_id}"))
+}
+
+fn check_run_id(id: &str) -> Result<(), RunError> {
+    let ok = !id.is_empty()
+        && !id.starts_with('.')
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok { Ok(()) } else { Err(RunError::BadRunId { value: id.to_string() }) }
+}
+
+/// `20251127-130501`, with `-2`, `-3`… when two runs start in the same second.
+fn fresh_run_id(experiments: &Path) -> String {
+    let base = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
+    let mut id = base.clone();
+    let mut n = 2;
+    while run_dir(experiments, &id).exists() {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
+pub fn read_run_json(dir: &Path) -> Result<RunJson, RunError> {
+    let path = dir.join("run.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| RunError::Read { path: path.clone(), problem: e.to_string() })?;
+    serde_json::from_str(&text).map_err(|e| RunError::Read { path, problem: e.to_string() })
+}
+
+fn write_run_json(dir: &Path, rj: &RunJson) -> Result<(), RunError> {
+    Ok(results::write_json(&dir.join("run.json"), rj)?)
+}
+
+/// The newest run (by start time) that is not complete.
+fn latest_unfinished(experiments: &Path) -> Result<String, RunError> {
+    let mut best: Option<(String, String)> = None;
+    if let Ok(entries) = std::fs::read_dir(experiments) {
+        for entry in entries.flatten() {
+            let Ok(rj) = read_run_json(&entry.path()) else { continue };
+            if rj.status == RunStatus::Complete {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(t, _)| rj.started_at > *t) {
+                best = Some((rj.started_at, rj.run_id));
+            }
+        }
+    }
+    best.map(|(_, id)| id)
+        .ok_or_else(|| RunError::NothingToResume { dir: experiments.to_path_buf() })
+}
+
+/// Prompt texts keyed by their path as written in the config.
+fn read_prompts(l: &LoadedConfig) -> Result<BTreeMap<PathBuf, String>, RunError> {
+    let mut out = BTreeMap::new();
+    for set in l.config.prompt_sets.values() {
+        for p in [&set.control, &set.treatment] {
+            let full = l.resolve(p);
+            let text = std::fs::read_to_string(&full)
+                .map_err(|e| RunError::Read { path: full.clone(), problem: e.to_string() })?;
+            out.insert(p.clone(), text);
+        }
+    }
+    Ok(out)
+}
+
+/// The user message of every item (it does not depend on the trial), checked once.
+fn render_users(l: &LoadedConfig, datasets: &[Prepared]) -> Result<Vec<Vec<String>>, RunError> {
+    datasets
+        .iter()
+        .map(|d| {
+            d.items
+                .iter()
+                .map(|item| {
+                    build::render(&l.config.user_template, item).map_err(|problem| {
+                        RunError::Template {
+                            path: l.path.clone(),
+                            problem: format!(
+                                "user_template {problem} (dataset `{}`, item `{}`)",
+                                d.name, item.id
+                            ),
+                        }
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn system_prompt<'a>(
+    trial: &Trial,
+    c: &Config,
+    prompts: &'a BTreeMap<PathBuf, String>,
+    cond: Condition,
+) -> &'a str {
+    let set = &c.prompt_sets[&trial.prompt_set];
+    let path = match cond {
+        Condition::Control => &set.control,
+        Condition::Treatment => &set.treatment,
+    };
+    prompts.get(path).map(String::as_str).unwrap_or_default()
+}
+
+fn build_job(
+    trial: &Trial,
+    job: &Job,
+    datasets: &[Prepared],
+    prompts: &BTreeMap<PathBuf, String>,
+    users: &[Vec<String>],
+    c: &Config,
+) -> Vec<RequestLine> {
+    let system = system_prompt(trial, c, prompts, job.condition);
+    let ds = &datasets[job.dataset];
+    let mut out = Vec::with_capacity((job.end - job.start) * trial.repeats as usize);
+    let slice = ds.items[job.start..job.end].iter().zip(&users[job.dataset][job.start..job.end]);
+    for (item, user) in slice {
+        let body = build::body(&trial.model, &trial.decoding, system, user);
+        for repeat in 0..trial.repeats {
+            out.push(RequestLine {
+                custom_id: build::custom_id(&ds.name, &item.id, job.condition, repeat),
+                method: "POST".into(),
+                url: build::CHAT_URL.into(),
+                body: body.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn inputs_path(dir: &Path, trial: &Trial, job: &Job) -> PathBuf {
+    dir.join(trial.slug.as_str()).join("inputs").join(job.condition.as_str()).join(job.file_name())
+}
+
+fn journal_path(dir: &Path, trial: &Trial, job: &Job) -> PathBuf {
+    dir.join(trial.slug.as_str())
+        .join("responses")
+        .join(job.condition.as_str())
+        .join(job.file_name())
+}
+
+fn write_trial_json(
+    dir: &Path,
+    t: &Trial,
+    c: &Config,
+    conditions: &[Condition],
+    datasets: &[Prepared],
+) -> Result<(), RunError> {
+    let scoring = serde_json::json!({"type": c.scoring.kind, "labels": c.scoring.labels, "extract": c.scoring.extract});
+    let v = serde_json::json!({
+        "slug": t.slug,
+        "model": t.model.name,
+        "provider": t.model.provider.as_str(),
+        "model_id": t.model.api_model(),
+        "prompt_set": t.prompt_set,
+        "prompts": {"control": c.prompt_sets[&t.prompt_set].control, "treatment": c.prompt_sets[&t.prompt_set].treatment},
+        "decoding": t.decoding,
+        "repeats": t.repeats,
+        "datasets": datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+        "conditions": conditions,
+        "scoring": scoring,
+        "pricing": t.model.pricing,
+    });
+    Ok(results::write_json(&dir.join(t.slug.as_str()).join("trial.json"), &v)?)
+}
+
+/// Where a prompt file is copied inside the run: the same relative path as in the workspace
+/// (under `config/` when it is not already there).
+fn snapshot_path(dir: &Path, rel: &Path) -> PathBuf {
+    if rel.is_absolute() {
+        let name = rel.file_name().map(PathBuf::from).unwrap_or_else(|| "prompt".into());
+        return dir.join("config").join("prompts").join(name);
+    }
+    if rel.starts_with("config") { dir.join(rel) } else { dir.join("config").join(rel) }
+}
+
+fn snapshot_config(
+    l: &LoadedConfig,
+    prompts: &BTreeMap<PathBuf, String>,
+    dir: &Path,
+) -> Result<(), RunError> {
+    let yaml = serde_yaml::to_string(&l.config).map_err(|e| RunError::Write {
+        path: dir.join("config"),
+        source: std::io::Error::other(e),
+    })?;
+    let header =
+        "# The resolved config of this run (defaults filled in, command-line overrides applied).\n";
+    let path = dir.join("config").join("eval_config.yaml");
+    results::atomic_write(&path, format!("{header}{yaml}").as_bytes())
+        .map_err(|source| RunError::Write { path, source })?;
+    for (rel, text) in prompts {
+        let path = snapshot_path(dir, rel);
+        results::atomic_write(&path, text.as_bytes())
+            .map_err(|source| RunError::Write { path, source })?;
+    }
+    Ok(())
+}
+
+/// Execution settings that do not change what is asked or how it is scored, so a resume may
+/// change them (e.g. more concurrency after a rate-limit talk with the provider).
+const VOLATILE: [&str; 6] =
+    ["max_concurrent_jobs", "max_retries", "timeout_s", "backoff_base_s", "backoff_max_s", "fsync"];
+
+fn fingerprint(
+    c: &Config,
+    prompts: &BTreeMap<PathBuf, String>,
+    datasets: &[Prepared],
+) -> serde_json::Value {
+    let mut config = serde_json::to_value(c).unwrap_or_default();
+    if let Some(e) = config.get_mut("execution").and_then(|e| e.as_object_mut()) {
+        for k in VOLATILE {
+            e.remove(k);
+        }
+    }
+    let prompts: BTreeMap<String, String> = prompts
+        .iter()
+        .map(|(p, t)| {
+            (p.to_string_lossy().to_string(), blake3::hash(t.as_bytes()).to_hex().to_string())
+        })
+        .collect();
+    let datasets: BTreeMap<String, String> =
+        datasets.iter().map(|d| (d.name.clone(), d.hash.clone())).collect();
+    serde_json::json!({"config": config, "prompts": prompts, "datasets": datasets})
+}
+
+/// The fingerprint of the run as it started, from its own copies.
+fn stored_fingerprint(dir: &Path, rj: &RunJson) -> Result<serde_json::Value, RunError> {
+    let path = dir.join("config").join("eval_config.yaml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| RunError::Read { path: path.clone(), problem: e.to_string() })?;
+    let c: Config = serde_yaml::from_str(&text)
+        .map_err(|e| RunError::Read { path: path.clone(), problem: e.to_string() })?;
+    let mut prompts = BTreeMap::new();
+    for set in c.prompt_sets.values() {
+        for p in [&set.control, &set.treatment] {
+            let text = std::fs::read_to_string(snapshot_path(dir, p)).unwrap_or_default();
+            prompts.insert(p.clone(), text);
+        }
+    }
+    let datasets: Vec<Prepared> = rj
+        .datasets
+        .iter()
+        .map(|d| Prepared {
+            name: d.name.clone(),
+            path: d.prepared.clone().into(),
+            hash: d.hash.clone(),
+            items: Default::default(),
+            written: false,
+        })
+        .collect();
+    Ok(fingerprint(&c, &prompts, &datasets))
+}
+
+/// "decoding.temps: [0.0] -> [0.0,1.0]", "prompt config/prompts/x.md: content changed", …
+fn diff_fingerprints(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let mut a = BTreeMap::new();
+    let mut b = BTreeMap::new();
+    flatten("", old, &mut a);
+    flatten("", new, &mut b);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let mut out = Vec::new();
+    for k in keys {
+        let (x, y) = (a.get(k), b.get(k));
+        if x == y {
+            continue;
+        }
+        let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(absent)".into());
+        if let Some(p) = k.strip_prefix("prompts.") {
+            out.push(format!("prompt file {p}: content changed"));
+        } else if let Some(d) = k.strip_prefix("datasets.") {
+            out.push(format!("dataset `{d}`: content changed"));
+        } else {
+            let key = k.strip_prefix("config.").unwrap_or(k);
+            out.push(format!("{key}: {} -> {}", show(x), show(y)));
+        }
+    }
+    out
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dry_run(
+    l: &LoadedConfig,
+    opts: &RunOptions,
+    trials: &[Trial],
+    jobs: &[Job],
+    conditions: &[Condition],
+    datasets: &[Prepared],
+    prompts: &BTreeMap<PathBuf, String>,
+    users: &[Vec<String>],
+) -> DryRun {
+    // The user message's tokens do not depend on the trial: count them once per item.
+    let user_tokens: Vec<u64> =
+        users.iter().map(|d| d.iter().map(|u| build::estimate_tokens(u)).sum()).collect();
+    let items: u64 = datasets.iter().map(|d| d.items.len() as u64).sum();
+    let mut out = Vec::new();
+    let mut unpriced = Vec::new();
+    for (ti, t) in trials.iter().enumerate() {
+        let mut requests = 0;
+        let mut input = 0;
+        for &cond in conditions {
+            let system = build::estimate_tokens(system_prompt(t, &l.config, prompts, cond));
+            let n = items * t.repeats as u64;
+            requests += n;
+            // Per request: system + user + framing (as build::estimate_prompt_tokens counts it).
+            input += t.repeats as u64 * (user_tokens.iter().sum::<u64>() + items * (system + 11));
+        }
+        let max_output = requests * t.decoding.max_tokens as u64;
+        let (est_input_usd, max_usd) = match t.model.pricing {
+            Some(p) => (p.usd(input, 0), p.usd(input, max_output)),
+            None => {
+                if t.model.provider == ProviderKind::Openai && !unpriced.contains(&t.model.name) {
+                    unpriced.push(t.model.name.clone());
+                }
+                (0.0, 0.0)
+            }
+        };
+        out.push(DryTrial {
+            slug: t.slug.to_string(),
+            model: t.model.name.clone(),
+            provider: t.model.provider.as_str().into(),
+            jobs: jobs.iter().filter(|j| j.trial == ti).count(),
+            requests,
+            est_input_tokens: input,
+            max_output_tokens: max_output,
+            est_input_usd,
+            max_usd,
+        });
+    }
+    DryRun {
+        run_id: opts.run_id.clone(),
+        conditions: conditions.to_vec(),
+        parts_per_dataset: l.config.execution.parts_per_dataset,
+        jobs: jobs.len(),
+        requests: out.iter().map(|t| t.requests).sum(),
+        est_input_tokens: out.iter().map(|t| t.est_input_tokens).sum(),
+        max_output_tokens: out.iter().map(|t| t.max_output_tokens).sum(),
+        est_input_usd: out.iter().map(|t| t.est_input_usd).sum(),
+        max_usd: out.iter().map(|t| t.max_usd).sum(),
+        trials: out,
+        unpriced_models: unpriced,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_diffs_name_the_changed_keys() {
+        let old = serde_json::json!({"config": {"decoding": {"temps": [0.0]}}, "prompts": {"a.txt": "x"}, "datasets": {"d": "1"}});
+        let new = serde_json::json!({"config": {"decoding": {"temps": [0.0, 1.0]}}, "prompts": {"a.txt": "y"}, "datasets": {"d": "1"}});
+        let d = diff_fingerprints(&old, &new);
+        assert_eq!(
+            d,
+            vec![
+                "decoding.temps: [0.0] -> [0.0,1.0]".to_string(),
+                "prompt file a.txt: content changed".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn run_ids_must_be_filesystem_safe() {
+        assert!(check_run_id("20251127-130501").is_ok());
+        assert!(check_run_id("../x").is_err());
+        assert!(check_run_id("").is_err());
+        assert!(check_run_id(".hidden").is_err());
+    }
+
+    #[test]
+    fn prompt_copies_keep_their_workspace_paths() {
+        let d = Path::new("/r");
+        assert_eq!(
+            snapshot_path(d, Path::new("config/prompts/a.txt")),
+            Path::new("/r/config/prompts/a.txt")
+        );
+        assert_eq!(
+            snapshot_path(d, Path::new("prompts/a.txt")),
+            Path::new("/r/config/prompts/a.txt")
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! Tests and intervals on paired differences d_i = treatment_i − control_i (one value per item,
+//! or per cluster where noted): exact McNemar, the paired bootstrap, the sign-flip permutation
+//! test and the minimum detectable effect.
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use super::dist::{binom_half_cdf, norm_ppf};
+
+/// Above this many non-zero differences the sign-flip test samples instead of enumerating
+/// (2^20 ≈ 10^6 sign patterns is still well under a second).
+pub const EXACT_PERMUTATION_LIMIT: usize = 20;
+
+/// ChaCha streams, so the bootstrap and the permutation test draw independent numbers from the
+/// one configured seed, and adding draws to one never changes the other.
+const BOOTSTRAP_STREAM: u64 = 1;
+const PERMUTATION_STREAM: u64 = 2;
+
+/// Exact McNemar p-value: two-sided binomial test of min(b, c) successes in b + c trials at
+/// 1/2, where b and c count the two kinds of discordant pairs. Equal to statsmodels'
+/// `mcnemar(table, exact=True)` and scipy's `binomtest(min(b, c), b + c)`. No discordant pair
+/// gives p = 1: nothing contradicts "no difference".
+pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
+    (2.0 * binom_half_cdf(b.min(c), b + c)).min(1.0)
+}
+
+/// The q-quantile of sorted values with linear interpolation between order statistics
+/// (numpy's default, so intervals compare with numpy references).
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let h = (sorted.len() - 1) as f64 * q.clamp(0.0, 1.0);
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    Some(sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]))
+}
+
+/// A paired difference resampled by units: items, or whole clusters when `groups` is given.
+pub struct Units {
+    /// Sum of the differences in each unit.
+    sums: Vec<f64>,
+    /// Number of items in each unit.
+    sizes: Vec<f64>,
+}
+
+impl Units {
+    /// One unit per item, or per cluster with `groups = Some((group_of_item, n_groups))`.
+    pub fn new(d: &[f64], groups: Option<(&[usize], usize)>) -> Units {
+        match groups {
+            None => Units { sums: d.to_vec(), sizes: vec![1.0; d.len()] },
+            Some((g, n)) => {
+                let mut sums = vec![0.0; n];
+                let mut sizes = vec![0.0; n];
+                for (v, &k) in d.iter().zip(g) {
+                    sums[k] += v;
+                    sizes[k] += 1.0;
+                }
+                Units { sums, sizes }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sums.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sums.is_empty()
+    }
+
+    fn n_items(&self) -> f64 {
+        self.sizes.iter().sum()
+    }
+}
+
+/// Percentile bootstrap interval of the mean difference: `resamples` draws of the units with
+/// replacement (whole clusters when clustered, so within-cluster correlation is kept), each
+/// giving Σ sums / Σ sizes; the alpha/2 and 1 − alpha/2 quantiles. Seeded ChaCha20, so the same
+/// seed always gives the same interval. `None` below two units or with zero resamples.
+pub fn bootstrap_ci(units: &Units, alpha: f64, resamples: u32, seed: u64) -> Option<(f64, f64)> {
+    let g = units.len();
+    if g < 2 || resamples == 0 {
+        return None;
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    rng.set_stream(BOOTSTRAP_STREAM);
+    let mut means: Vec<f64> = (0..resamples)
+        .map(|_| {
+            let (mut s, mut n) = (0.0, 0.0);
+            for _ in 0..g {
+                let k = rng.gen_range(0..g);
+                s += units.sums[k];
+                n += units.sizes[k];
+            }
+            s / n
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    Some((quantile_sorted(&means, alpha / 2.0)?, quantile_sorted(&means, 1.0 - alpha / 2.0)?))
+}
+
+/// The outcome of a sign-flip permutation test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignFlip {
+    pub p_value: f64,
+    /// Units whose difference is not zero (a zero cannot change sign, so it plays no part).
+    pub n_nonzero: usize,
+    /// All 2^n_nonzero sign patterns were enumerated.
+    pub exact: bool,
+    /// Random sign patterns drawn when not exact.
+    pub resamples: Option<u32>,
+}
+
+/// Two-sided sign-flip permutation test of "the differences are symmetric about zero" for the
+/// unit sums `values` (item differences, or cluster sums of them). Statistic |Σ values|; the p-value
+/// is the share of sign patterns at least as extreme. Exact enumeration up to
+/// [`EXACT_PERMUTATION_LIMIT`] non-zero values (then it equals scipy's
+/// `permutation_test(..., permutation_type="samples", n_resamples=inf)`); beyond, `resamples`
+/// seeded random patterns with the (count + 1)/(B + 1) estimate, which is never 0.
+/// Empty or all-zero input gives p = 1.
+pub fn sign_flip_test(values: &[f64], resamples: u32, seed: u64) -> SignFlip {
+    let nz: Vec<f64> = values.iter().copied().filter(|v| *v != 0.0).collect();
+    let m = nz.len();
+    let observed: f64 = nz.iter().sum::<f64>().abs();
+    // Sums of the same numbers in another order differ in the last bits; ties must count.
+    let tol = observed * 1e-12 + f64::MIN_POSITIVE;
+    let at_least = |t: f64| t.abs() >= observed - tol;
+    if m == 0 {
+        return SignFlip { p_value: 1.0, n_nonzero: 0, exact: true, resamples: None };
+    }
+    if m <= EXACT_PERMUTATION_LIMIT {
+        let total = 1u64 << m;
+        let count = (0..total)
+            .filter(|mask| {
+                let t: f64 = nz
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if mask >> i & 1 == 1 { -v } else { *v })
+                    .sum();
+                at_least(t)
+            })
+            .count();
+        return SignFlip {
+            p_value: (count as f64 / total as f64).min(1.0),
+            n_nonzero: m,
+            exact: true,
+            resamples: None,
+        };
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    rng.set_stream(PERMUTATION_STREAM);
+    let mut count = 0u64;
+    for _ in 0..resamples {
+        let t: f64 = nz.iter().map(|v| if rng.r#gen::<bool>() { -v } else { *v }).sum();
+        if at_least(t) {
+            count += 1;
+        }
+    }
+    SignFlip {
+        p_value: ((count + 1) as f64 / (resamples as f64 + 1.0)).min(1.0),
+        n_nonzero: m,
+        exact: false,
+        resamples: Some(resamples),
+    }
+}
+
+/// The minimum detectable effect: the true mean difference a two-sided level-alpha test would
+/// detect with probability `power`, (z_{1−alpha/2} + z_power)·SE₀, where SE₀ is the standard
+/// error of the mean difference *under the null* (E d = 0): sqrt(Σ_u s_u²)/N over units u with
+/// difference sums s_u. For 0/1 scores with items as units this is sqrt(discordance/N), the
+/// usual McNemar power approximation; clusters widen it as they should. `None` when nothing
+/// differs (SE₀ = 0: the data say nothing about the variance).
+pub fn minimum_detectable_effect(units: &Units, alpha: f64, power: f64) -> Option<f64> {
+    let n = units.n_items();
+    if units.is_empty() || n == 0.0 {
+        return None;
+    }
+    let ss: f64 = units.sums.iter().map(|s| s * s).sum();
+    if ss == 0.0 {
+        return None;
+    }
+    let se0 = ss.sqrt() / n;
+    Some((norm_ppf(1.0 - alpha / 2.0) + norm_ppf(power)) * se0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mcnemar_without_discordant_pairs_is_one() {
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        assert_eq!(mcnemar_exact(3, 3), 1.0);
+        assert!((mcnemar_exact(0, 9) - 2.0 / 512.0).abs() < 1e-16);
+    }
+
+    #[test]
+    fn bootstrap_is_reproducible_from_its_seed_and_moves_with_it() {
+        let d = [1.0, 0.0, 0.0, -1.0, 1.0, 1.0, 0.0, 0.5, 0.25, 0.0];
+        let u = Units::new(&d, None);
+        let a = bootstrap_ci(&u, 0.05, 2000, 7).unwrap();
+        assert_eq!(a, bootstrap_ci(&u, 0.05, 2000, 7).unwrap());
+        assert_ne!(a, bootstrap_ci(&u, 0.05, 2000, 8).unwrap());
+        assert!(a.0 < a.1);
+    }
+
+    #[test]
+    fn bootstrap_needs_two_units() {
+        assert!(bootstrap_ci(&Units::new(&[1.0], None), 0.05, 100, 0).is_none());
+        let one_cluster = Units::new(&[1.0, 0.0, 1.0], Some((&[0, 0, 0], 1)));
+        assert!(bootstrap_ci(&one_cluster, 0.05, 100, 0).is_none());
+    }
+
+    #[test]
+    fn sign_flip_of_all_zero_differences_is_one() {
+        let r = sign_flip_test(&[0.0, 0.0], 100, 0);
+        assert_eq!(r.p_value, 1.0);
+        assert_eq!(r.n_nonzero, 0);
+        assert_eq!(sign_flip_test(&[], 100, 0).p_value, 1.0);
+    }
+
+    #[test]
+    fn sign_flip_exact_counts_both_tails() {
+        // Five +1 differences: only all-plus and all-minus reach |sum| = 5, so p = 2/32.
+        let r = sign_flip_test(&[1.0; 5], 100, 0);
+        assert!(r.exact);
+        assert_eq!(r.p_value, 2.0 / 32.0);
+    }
+
+    #[test]
+    fn sign_flip_samples_beyond_the_exact_limit_and_is_never_zero() {
+        let d = vec![1.0; 40];
+        let r = sign_flip_test(&d, 999, 3);
+        assert!(!r.exact);
+        assert_eq!(r.resamples, Some(999));
+        assert!(r.p_value > 0.0 && r.p_value <= 2.0 / 1000.0);
+    }
+
+    #[test]
+    fn mde_is_undefined_without_any_difference() {
+        assert!(minimum_detectable_effect(&Units::new(&[0.0, 0.0], None), 0.05, 0.8).is_none());
+        let m = minimum_detectable_effect(&Units::new(&[1.0, 0.0, -1.0, 0.0], None), 0.05, 0.8);
+        // discordance 1/2, n = 4: (1.95996 + 0.84162) * sqrt(0.5 / 4)
+        assert!((m.unwrap() - 2.801_585_218_113 * (0.125f64).sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn quantiles_interpolate_like_numpy() {
+        let x = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile_sorted(&x, 0.0), Some(1.0));
+        assert_eq!(quantile_sorted(&x, 1.0), Some(4.0));
+        assert_eq!(quantile_sorted(&x, 0.5), Some(2.5));
+        assert_eq!(quantile_sorted(&[], 0.5), None);
+    }
+}
