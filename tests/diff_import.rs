@@ -714,3 +714,151 @@ fn help_of_diff_and_import_has_examples_and_old_script_names() {
     let import = ok(exp(ws.path()).args(["import", "--help"]));
     assert!(import.contains("exp import examples/legacy/*"), "{import}");
 }
+
+// ---- the same, end to end: two `exp run` results of the sim model ----
+
+/// Two-sided exact binomial test at p = 1/2, summed directly (n is small here): an independent
+/// check of the McNemar p-value `exp diff` computes in log space.
+fn exact_mcnemar(b: u64, c: u64) -> Option<f64> {
+    let n = b + c;
+    if n == 0 {
+        return None;
+    }
+    let k = b.min(c);
+    let mut coef = 1.0f64;
+    let mut tail = 0.0;
+    for i in 0..=k {
+        if i > 0 {
+            coef = coef * (n - i + 1) as f64 / i as f64;
+        }
+        tail += coef;
+    }
+    Some((2.0 * tail / 2f64.powi(n as i32)).min(1.0))
+}
+
+#[test]
+fn diff_of_two_exp_run_results_differing_in_temperature_matches_their_files() {
+    let ws = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_tree(&root.join("config"), &ws.path().join("config"));
+    copy_tree(&root.join("data"), &ws.path().join("data"));
+    let config = fs::read_to_string(ws.path().join("config/eval_config.yaml")).unwrap();
+    let decoding = config
+        .lines()
+        .find(|l| l.starts_with("decoding:"))
+        .expect("the demo config has a decoding line");
+    for (id, temp) in [("cold", "0.0"), ("hot", "1.0")] {
+        let line = format!(
+            "decoding: {{temps: [{temp}], top_k: [50], top_p: [1.0], max_tokens: [1024], repeats: 1}}"
+        );
+        fs::write(ws.path().join(format!("config/{id}.yaml")), config.replace(decoding, &line))
+            .unwrap();
+        ok(exp(ws.path()).args([
+            "run",
+            "--config",
+            &format!("config/{id}.yaml"),
+            "--archive",
+            "--run-id",
+            id,
+        ]));
+    }
+    let d = json(exp(ws.path()).args(["diff", "cold", "hot", "--json", "--items"]));
+    let temps =
+        d["config"].as_array().unwrap().iter().find(|c| c["key"] == "decoding.temps").unwrap();
+    assert_eq!((temps["old"].as_str(), temps["new"].as_str()), (Some("[0.0]"), Some("[1.0]")));
+
+    let paired = d["trials"]["paired"].as_array().unwrap();
+    assert!(!paired.is_empty() && d["trials"]["only_a"].as_array().unwrap().is_empty());
+    let mut flipped = 0;
+    for pair in paired {
+        assert_eq!(pair["matched_by"], "parameters");
+        let dir = |id: &str, slug: &Value| {
+            ws.path()
+                .join(format!("experiments/run_{id}"))
+                .join(slug.as_str().unwrap())
+                .join("results")
+        };
+        let (da, db) = (dir("cold", &pair["a"]), dir("hot", &pair["b"]));
+        let read = |d: &Path, f: &str| -> Value {
+            serde_json::from_slice(&fs::read(d.join(f)).unwrap()).unwrap()
+        };
+        let (ma, mb) = (read(&da, "metrics.json"), read(&db, "metrics.json"));
+        let rows: Vec<&Value> = d["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["trial"] == pair["name"])
+            .collect();
+        assert_eq!(rows.len(), ma["conditions"].as_object().unwrap().len());
+        for row in rows {
+            let cond = row["condition"].as_str().unwrap();
+            let (fa, fb) = (&ma["conditions"][cond], &mb["conditions"][cond]);
+            assert_eq!((&row["a"]["n"], &row["b"]["n"]), (&fa["n"], &fb["n"]));
+            assert_eq!((&row["a"]["failed"], &row["b"]["failed"]), (&fa["failed"], &fb["failed"]));
+            assert_eq!(
+                (&row["a"]["accuracy"], &row["b"]["accuracy"]),
+                (&fa["accuracy"], &fb["accuracy"])
+            );
+        }
+        let (ca, cb) = (read(&da, "costs.json"), read(&db, "costs.json"));
+        let total = d["costs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["trial"] == pair["name"] && r["scope"] == "total")
+            .unwrap();
+        assert_eq!((&total["a"]["usd"], &total["b"]["usd"]), (&ca["usd"], &cb["usd"]));
+        assert_eq!(
+            (&total["a"]["input_tokens"], &total["b"]["input_tokens"]),
+            (&ca["input_tokens"], &cb["input_tokens"])
+        );
+
+        // Flips, counted here from the two per_item_scores.csv files.
+        let scores = |d: &Path| -> BTreeMap<(String, String, String), Option<f64>> {
+            let mut r = csv::Reader::from_path(d.join("per_item_scores.csv")).unwrap();
+            r.records()
+                .map(|rec| {
+                    let rec = rec.unwrap();
+                    let key = (
+                        rec[2].to_string(),
+                        rec[1].to_string(),
+                        format!("{}:{}", &rec[0], &rec[3]),
+                    );
+                    (key, rec[6].parse::<f64>().ok())
+                })
+                .collect()
+        };
+        let (sa, sb) = (scores(&da), scores(&db));
+        for cond in ["control", "treatment"] {
+            let (mut n, mut fixed, mut broken) = (0u64, 0u64, 0u64);
+            for (k, a) in sa.iter().filter(|(k, _)| k.0 == cond) {
+                if let (Some(a), Some(Some(b))) = (a, sb.get(k)) {
+                    n += 1;
+                    fixed += (*a < 0.5 && *b >= 0.5) as u64;
+                    broken += (*a >= 0.5 && *b < 0.5) as u64;
+                }
+            }
+            let row = d["paired"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["trial"] == pair["name"] && r["condition"] == cond)
+                .unwrap();
+            assert_eq!(
+                (row["paired"].as_u64(), row["fixed"].as_u64(), row["broken"].as_u64()),
+                (Some(n), Some(fixed), Some(broken)),
+                "{cond}"
+            );
+            match exact_mcnemar(broken, fixed) {
+                Some(p) => assert!(
+                    (row["p_value"].as_f64().unwrap() - p).abs() < 1e-9,
+                    "{cond}: {} vs {p}",
+                    row["p_value"]
+                ),
+                None => assert!(row["p_value"].is_null()),
+            }
+            flipped += fixed + broken;
+        }
+    }
+    assert_eq!(d["items"].as_array().unwrap().len() as u64, flipped);
+}
