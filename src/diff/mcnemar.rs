@@ -1,32 +1,13 @@
-//! The exact McNemar test on discordant pairs, for the paired comparison of two runs.
+//! The exact McNemar test between two runs, on the items whose correctness flipped.
 //!
-//! Kept inside `diff` on purpose: the statistics module (`src/stats/`) was written in parallel,
-//! and a diff needs only this one test. It is the two-sided exact binomial test of
-//! `min(b, c)` out of `b + c` discordant pairs at p = 1/2, the same figure as
-//! `statsmodels.stats.contingency_tables.mcnemar(table, exact=True).pvalue`.
+//! The test itself lives in `stats` (one implementation in the crate, checked against scipy
+//! there); this adds what a diff needs: no discordant pair means the test has nothing to say,
+//! which a diff reports as "no item flipped" rather than as p = 1.
 
 /// Two-sided exact McNemar p-value for `b` pairs that went one way and `c` the other.
-/// `None` when there is no discordant pair: the test has nothing to say (not p = 1 by fiat).
+/// `None` when there is no discordant pair.
 pub fn exact_p(b: u64, c: u64) -> Option<f64> {
-    let n = b + c;
-    if n == 0 {
-        return None;
-    }
-    let k = b.min(c);
-    // P(X <= k) for X ~ Binomial(n, 1/2), summed in log space so n in the tens of thousands
-    // neither underflows 0.5^n nor overflows the binomial coefficients.
-    let ln_half_n = n as f64 * std::f64::consts::LN_2;
-    let mut ln_coef = 0.0f64; // ln C(n, 0)
-    let mut terms = Vec::with_capacity(k as usize + 1);
-    for i in 0..=k {
-        if i > 0 {
-            ln_coef += ((n - i + 1) as f64).ln() - (i as f64).ln();
-        }
-        terms.push(ln_coef - ln_half_n);
-    }
-    let max = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let tail = max.exp() * terms.iter().map(|t| (t - max).exp()).sum::<f64>();
-    Some((2.0 * tail).min(1.0))
+    (b + c > 0).then(|| crate::stats::paired::mcnemar_exact(b, c))
 }
 
 #[cfg(test)]
