@@ -39,6 +39,8 @@ pub enum Error {
     DuplicateName { name: String, first: PathBuf, second: PathBuf },
     #[error("runs/{name} already exists with different content (commit {commit})")]
     Exists { name: String, commit: String },
+    #[error("tags/{name} already names another commit ({commit})")]
+    TagTaken { name: String, commit: String },
     #[error(transparent)]
     Diff(#[from] crate::diff::Error),
     #[error(transparent)]
@@ -55,6 +57,9 @@ impl Error {
             Error::DuplicateName { .. } => Some("import one of them with `--tag OTHER_NAME`".into()),
             Error::Exists { name, .. } => Some(format!(
                 "the folder changed since it was imported as `{name}`: import it under a new name with `--tag {name}-2`, or compare with `exp diff {name}`"
+            )),
+            Error::TagTaken { name, .. } => Some(format!(
+                "import under another name with `--tag {name}-imported`, or see what the tag holds with `exp show {name}`"
             )),
             Error::Diff(e) => e.hint(),
             Error::Store(e) => e.hint(),
@@ -359,6 +364,31 @@ pub fn import(
     // import before any ref moves.
     let inspections: Vec<Inspection> =
         planned.iter().map(|p| inspect(&p.dir)).collect::<Result<_, _>>()?;
+    // A name already taken by other content is refused before anything is written, so a
+    // refused import of several folders leaves the store exactly as it was.
+    for p in &planned {
+        if let Some(id) = repo.refs.read(&RefName::run(&p.name)?)? {
+            let (key, _) = repo.workspace_key(&p.dir)?;
+            let mut index = repo.load_index();
+            let tree = worktree::store_dir(
+                &repo.odb,
+                &mut index,
+                &p.dir,
+                &key,
+                true,
+                &crate::progress::NoProgress,
+            )?
+            .tree;
+            if repo.read_commit(&id)?.tree != tree {
+                return Err(Error::Exists { name: p.name.clone(), commit: id.short() });
+            }
+        }
+        if let Some(t) = repo.refs.read(&RefName::tag(&p.name)?)?
+            && repo.refs.read(&RefName::run(&p.name)?)? != Some(t)
+        {
+            return Err(Error::TagTaken { name: p.name.clone(), commit: t.short() });
+        }
+    }
     let mut out = Vec::new();
     let mut parent: Option<ObjectId> = None;
     for (p, inspection) in planned.into_iter().zip(inspections) {
@@ -403,7 +433,7 @@ pub fn import(
         };
         match repo.refs.read(&tag_ref)? {
             Some(t) if t == commit => {}
-            Some(t) => return Err(Error::Exists { name: p.name.clone(), commit: t.short() }),
+            Some(t) => return Err(Error::TagTaken { name: p.name.clone(), commit: t.short() }),
             None => repo.refs.update(&tag_ref, commit, Expect::Absent, "import")?,
         }
         let this_parent =

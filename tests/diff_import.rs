@@ -658,16 +658,30 @@ fn import_errors_say_what_to_do() {
     ok(exp(ws.path()).arg("import").arg(&t0));
     fs::write(t0.join("README_FIRST.txt"), "edited since\n").unwrap();
     let before = store_refs(ws.path());
-    let out = exp(ws.path()).arg("import").arg(&t0).output().unwrap();
+    // With a second, new folder: refused before anything is written, t1 included.
+    let out = exp(ws.path()).arg("import").arg(&t0).arg(&t1).output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("runs/t0_r20250818 already exists with different content"), "{err}");
+    assert!(!ws.path().join(".exprepo/refs/runs/t1_r20250821").exists(), "nothing half-imported");
     assert!(
         err.contains("hint: the folder changed since it was imported")
             && err.contains("--tag t0_r20250818-2"),
         "{err}"
     );
     assert_eq!(store_refs(ws.path()), before);
+
+    // A tag of that name on another commit is never moved.
+    ok(exp(ws.path()).args(["tag", "t1_r20250821", "t0_r20250818"]));
+    let out = exp(ws.path()).arg("import").arg(&t1).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("tags/t1_r20250821 already names another commit"), "{err}");
+    assert!(
+        err.contains("hint: import under another name with `--tag t1_r20250821-imported`"),
+        "{err}"
+    );
+    assert!(!ws.path().join(".exprepo/refs/runs/t1_r20250821").exists());
 }
 
 #[test]
