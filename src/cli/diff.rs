@@ -14,10 +14,11 @@ use exp::diff::{self, RunDiff};
     after_help = "Examples:\n  exp diff t0_r20250818 t1_r20250821          # two imported legacy runs\n  exp diff runs/20251127-130501 --items       # a run against its parent, flipped items listed\n  exp diff A B --stat --exit-code             # files like `git diff --stat`; exit 1 if they differ\n  exp diff A B --json | jq .paired            # everything, for scripts\n\nOld script: compare_runs.py --run1 A --run2 B  ->  exp diff A B"
 )]
 pub struct DiffArgs {
-    /// The old side (run id, tag, `runs/ID`, hex prefix, `HEAD~1`, …) [default: see above]
+    /// The old side: a run id, tag, `runs/ID`, hex prefix, `HEAD~1`, … (given alone: the commit to
+    /// compare with its parent)
     #[arg(value_name = "REF1")]
     pub rev1: Option<String>,
-    /// The new side [default: the workspace, or REF1's parent when only REF1 is given]
+    /// The new side
     #[arg(value_name = "REF2")]
     pub rev2: Option<String>,
     /// Same as REF1, as the old script spelled it
