@@ -60,13 +60,14 @@ one=(); for _ in $(seq "$repeats"); do one+=("$(time_it "$exp" diff bench-t1)");
 m_one=$(printf '%s\n' "${one[@]}" | median)
 peak=$( { /usr/bin/time -f %M "$exp" diff bench-t0 bench-t1~1 --json >/dev/null; } 2>&1 | tail -1)
 
+ratio() { echo "$m_git_stat / $1" | bc -l | xargs printf %.0fx; }
 cat <<MD
-| diff of two runs ($((sa / 1048576)) MiB and $((sb / 1048576)) MiB; 12 trials x $items items x 2 conditions; differ in temperature) | median of $repeats | vs git diff --stat |
+| diff of two runs ($((sa / 1048576)) MiB and $((sb / 1048576)) MiB; 12 trials x $items items x 2 conditions; differ in temperature) | median of $repeats | git diff --stat takes |
 | --- | --- | --- |
-| \`exp diff A B --json\` (config, trial pairing, metrics, paired McNemar on $((24 * items)) item pairs, costs, files) | $(printf %.3f "$m_exp") s | $(echo "$m_exp / $m_git_stat" | bc -l | xargs printf %.1fx) |
-| \`exp diff A B --stat\` | $(printf %.3f "$m_exp_stat") s | $(echo "$m_exp_stat / $m_git_stat" | bc -l | xargs printf %.1fx) |
-| \`git diff --stat\` (files only) | $(printf %.3f "$m_git_stat") s | 1.0x |
-| \`git diff\` (full text diff) | $(printf %.3f "$m_git_full") s | $(echo "$m_git_full / $m_git_stat" | bc -l | xargs printf %.1fx) |
+| \`exp diff A B --json\` (config, trial pairing, metrics, paired McNemar on $((24 * items)) item pairs, costs, files) | $(printf %.3f "$m_exp") s | $(ratio "$m_exp") as long |
+| \`exp diff A B --stat\` (the same, rendered, with the file list) | $(printf %.3f "$m_exp_stat") s | $(ratio "$m_exp_stat") as long |
+| \`git diff --stat\` (files only, with line counts) | $(printf %.3f "$m_git_stat") s | |
+| \`git diff\` (full text diff) | $(printf %.3f "$m_git_full") s | |
 | \`exp diff B\` after changing one trial's metrics.json (all other subtrees skipped by id) | $(printf %.3f "$m_one") s | |
 
 Peak memory of \`exp diff A B --json\`: $((peak / 1024)) MiB.

@@ -38,17 +38,68 @@ pub struct Costs {
     pub conditions: BTreeMap<String, Cost>,
 }
 
-/// One scored item of one condition.
-#[derive(Debug, Clone, PartialEq)]
+/// Per-item scores of one trial, from one or more files. Built for tens of thousands of rows
+/// per file: texts live back to back in one buffer and rows hold ranges into it, conditions and
+/// datasets are interned, so parsing allocates per file, not per row.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreTable {
+    text: String,
+    names: Vec<String>,
+    pub rows: Vec<ScoreRow>,
+}
+
+/// One scored item of one condition; its texts are read through the [`ScoreTable`].
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScoreRow {
-    pub dataset: String,
-    pub item: String,
+    condition: u32,
+    dataset: u32,
+    item: (usize, usize),
     pub repeat: u32,
-    pub condition: String,
-    pub gold: String,
-    pub prediction: String,
+    gold: (usize, usize),
+    prediction: (usize, usize),
     /// None when the request failed: a failure, never a wrong answer.
     pub score: Option<f64>,
+}
+
+impl ScoreTable {
+    pub fn condition(&self, r: &ScoreRow) -> &str {
+        &self.names[r.condition as usize]
+    }
+    pub fn dataset(&self, r: &ScoreRow) -> &str {
+        &self.names[r.dataset as usize]
+    }
+    pub fn item(&self, r: &ScoreRow) -> &str {
+        &self.text[r.item.0..r.item.1]
+    }
+    pub fn gold(&self, r: &ScoreRow) -> &str {
+        &self.text[r.gold.0..r.gold.1]
+    }
+    pub fn prediction(&self, r: &ScoreRow) -> &str {
+        &self.text[r.prediction.0..r.prediction.1]
+    }
+    /// What pairs a row with its counterpart in another run.
+    pub fn key<'t>(&'t self, r: &ScoreRow) -> (&'t str, &'t str, &'t str, u32) {
+        (self.condition(r), self.dataset(r), self.item(r), r.repeat)
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        match self.names.iter().position(|n| n == name) {
+            Some(i) => i as u32,
+            None => {
+                self.names.push(name.to_string());
+                (self.names.len() - 1) as u32
+            }
+        }
+    }
+
+    fn push_text(&mut self, bytes: &[u8]) -> (usize, usize) {
+        let start = self.text.len();
+        match std::str::from_utf8(bytes) {
+            Ok(s) => self.text.push_str(s),
+            Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
+        }
+        (start, self.text.len())
+    }
 }
 
 fn json(bytes: &[u8]) -> Result<Value, String> {
@@ -173,7 +224,18 @@ pub fn significance_p(bytes: &[u8]) -> Result<Option<f64>, String> {
 /// (`item_id,dataset,condition,repeat,gold,prediction,score,cluster`) or an old
 /// `predictions_<condition>.csv` (`id,gold,prediction,correct`), whose condition comes from its
 /// name (`condition`). Columns are found by name, so extra or reordered columns do not matter.
-pub fn scores(bytes: &[u8], condition: Option<&str>) -> Result<Vec<ScoreRow>, String> {
+pub fn scores(bytes: &[u8], condition: Option<&str>) -> Result<ScoreTable, String> {
+    let mut table = ScoreTable::default();
+    add_scores(&mut table, bytes, condition)?;
+    Ok(table)
+}
+
+/// Adds the rows of one score file to `table` (see [`scores`]).
+pub fn add_scores(
+    table: &mut ScoreTable,
+    bytes: &[u8],
+    condition: Option<&str>,
+) -> Result<(), String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("the file is empty".into());
     }
@@ -186,16 +248,13 @@ pub fn scores(bytes: &[u8], condition: Option<&str>) -> Result<Vec<ScoreRow>, St
     let score = col(&["score", "correct"]).ok_or("no score (or correct) column")?;
     let (dataset, repeat, cond) = (col(&["dataset"]), col(&["repeat"]), col(&["condition"]));
     let (gold, pred) = (col(&["gold", "label"]), col(&["prediction", "pred"]));
-    if cond.is_none() && condition.is_none() {
-        return Err("no condition column".into());
-    }
-    let mut out = Vec::new();
-    let mut rec = csv::ByteRecord::new();
-    let text = |r: &csv::ByteRecord, i: Option<usize>| {
-        i.and_then(|i| r.get(i))
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
+    let fixed_cond = match (cond, condition) {
+        (Some(_), _) => None,
+        (None, Some(c)) => Some(table.intern(c)),
+        (None, None) => return Err("no condition column".into()),
     };
+    let no_dataset = table.intern("");
+    let mut rec = csv::ByteRecord::new();
     while rdr.read_byte_record(&mut rec).map_err(|e| format!("not valid CSV ({e})"))? {
         let raw = rec.get(score).unwrap_or_default();
         let score = if raw.is_empty() {
@@ -213,20 +272,30 @@ pub fn scores(bytes: &[u8], condition: Option<&str>) -> Result<Vec<ScoreRow>, St
                 }
             }
         };
-        out.push(ScoreRow {
-            dataset: text(&rec, dataset),
-            item: text(&rec, Some(item)),
-            repeat: text(&rec, repeat).parse().unwrap_or(0),
-            condition: match cond {
-                Some(_) => text(&rec, cond),
-                None => condition.unwrap_or_default().to_string(),
-            },
-            gold: text(&rec, gold),
-            prediction: text(&rec, pred),
+        let name = |i: Option<usize>| {
+            std::str::from_utf8(i.and_then(|i| rec.get(i)).unwrap_or_default()).ok()
+        };
+        let condition = match fixed_cond {
+            Some(c) => c,
+            None => table.intern(name(cond).unwrap_or_default()),
+        };
+        let dataset = match name(dataset) {
+            Some(d) if !d.is_empty() => table.intern(d),
+            _ => no_dataset,
+        };
+        let repeat = name(repeat).and_then(|r| r.trim().parse().ok()).unwrap_or(0);
+        let row = ScoreRow {
+            condition,
+            dataset,
+            item: table.push_text(rec.get(item).unwrap_or_default()),
+            repeat,
+            gold: table.push_text(gold.and_then(|i| rec.get(i)).unwrap_or_default()),
+            prediction: table.push_text(pred.and_then(|i| rec.get(i)).unwrap_or_default()),
             score,
-        });
+        };
+        table.rows.push(row);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Flattens a JSON object into `a.b.c -> value` pairs (values rendered compactly).
@@ -338,15 +407,23 @@ mod tests {
     #[test]
     fn score_tables_with_crlf_failures_and_either_header_parse() {
         let new = b"item_id,dataset,condition,repeat,gold,prediction,score,cluster\n7,d,control,0,positive,negative,0,\n8,d,control,0,neutral,,,\n";
-        let rows = scores(new, None).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].item.as_str(), rows[0].score), ("7", Some(0.0)));
-        assert_eq!(rows[1].score, None, "an empty score is a failure");
+        let t = scores(new, None).unwrap();
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!((t.item(&t.rows[0]), t.rows[0].score), ("7", Some(0.0)));
+        assert_eq!(t.key(&t.rows[0]), ("control", "d", "7", 0));
+        assert_eq!(t.rows[1].score, None, "an empty score is a failure");
         let old = b"id,gold,prediction,correct\r\ns01,positive,positive,1\r\ns02,negative,,\r\n";
-        let rows = scores(old, Some("treatment")).unwrap();
-        assert_eq!(rows[0].condition, "treatment");
-        assert_eq!((rows[0].gold.as_str(), rows[0].score), ("positive", Some(1.0)));
-        assert_eq!(rows[1].prediction, "");
+        let mut t = scores(old, Some("treatment")).unwrap();
+        assert_eq!(t.condition(&t.rows[0]), "treatment");
+        assert_eq!((t.gold(&t.rows[0]), t.rows[0].score), ("positive", Some(1.0)));
+        assert_eq!(t.prediction(&t.rows[1]), "");
+        add_scores(
+            &mut t,
+            b"id,gold,prediction,correct\ns01,positive,negative,0\n",
+            Some("control"),
+        )
+        .unwrap();
+        assert_eq!(t.key(&t.rows[2]), ("control", "", "s01", 0), "two files, one table");
         let bad = scores(b"id,correct\nx,maybe\n", Some("control")).unwrap_err();
         assert!(bad.contains("line 2") && bad.contains("maybe"), "{bad}");
     }

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use artifacts::{CondMetrics, Cost, ScoreRow};
+use artifacts::{CondMetrics, Cost, ScoreTable};
 use config::ConfigChange;
 use layout::{Layout, RunFiles, TrialFiles};
 use tree::{Entry, FileChange, Source};
@@ -495,7 +495,7 @@ struct TrialDiff {
 struct Parsed {
     metrics: Option<artifacts::Metrics>,
     costs: Option<artifacts::Costs>,
-    scores: Option<Vec<ScoreRow>>,
+    scores: Option<ScoreTable>,
 }
 
 fn compare_trial(
@@ -621,7 +621,7 @@ fn compare_trial(
         });
     }
     if !scores_same && let (Some(sa), Some(sb)) = (pa.scores, pb.scores) {
-        let (rows, items) = paired_rows(&name, sa, sb, opts.items);
+        let (rows, items) = paired_rows(&name, &sa, &sb, opts.items);
         out.paired = rows;
         out.items = items;
     }
@@ -699,11 +699,11 @@ fn parse_side(
                 Err(r) => bad("per-item scores", file(e), r),
             }
         } else if !t.legacy_scores.is_empty() {
-            let mut all = Vec::new();
+            let mut all = ScoreTable::default();
             let mut ok = true;
             for (cond, e) in &t.legacy_scores {
-                match artifacts::scores(&src.read(e)?, Some(cond)) {
-                    Ok(s) => all.extend(s),
+                match artifacts::add_scores(&mut all, &src.read(e)?, Some(cond)) {
+                    Ok(()) => {}
                     Err(r) => {
                         ok = false;
                         bad("per-item scores", file(e), r)
@@ -741,70 +741,90 @@ fn what_it_has(src: &dyn Source, t: &TrialFiles) -> Result<String, Error> {
 /// Pairs items by (condition, dataset, item, repeat), counts flips and runs exact McNemar.
 fn paired_rows(
     trial: &str,
-    mut sa: Vec<ScoreRow>,
-    mut sb: Vec<ScoreRow>,
+    ta: &ScoreTable,
+    tb: &ScoreTable,
     want_items: bool,
 ) -> (Vec<PairedRow>, Vec<FlippedItem>) {
-    let key = |r: &ScoreRow| (r.condition.clone(), r.dataset.clone(), r.item.clone(), r.repeat);
-    let cmp = |x: &ScoreRow, y: &ScoreRow| {
-        (&x.condition, &x.dataset, &x.item, x.repeat).cmp(&(
-            &y.condition,
-            &y.dataset,
-            &y.item,
-            y.repeat,
-        ))
+    use std::cmp::Ordering;
+    // Runs written by the same code list items in the same order: then rows pair up one to one
+    // with no sorting at all. Otherwise both sides are sorted by key and merged.
+    let same_order = ta.rows.len() == tb.rows.len()
+        && ta.rows.iter().zip(&tb.rows).all(|(x, y)| ta.key(x) == tb.key(y));
+    let order = |t: &ScoreTable| -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..t.rows.len()).collect();
+        if !same_order {
+            idx.sort_by(|&x, &y| t.key(&t.rows[x]).cmp(&t.key(&t.rows[y])));
+        }
+        idx
     };
-    sa.sort_by(cmp);
-    sb.sort_by(cmp);
-    let mut rows: BTreeMap<String, PairedRow> = BTreeMap::new();
-    let mut non_binary: BTreeMap<String, bool> = BTreeMap::new();
+    let (ia, ib) = (order(ta), order(tb));
+    // Few conditions: a short list beats a map lookup per row.
+    let mut rows: Vec<(PairedRow, bool)> = Vec::new();
+    fn at(rows: &mut Vec<(PairedRow, bool)>, trial: &str, cond: &str) -> usize {
+        if let Some(k) = rows.iter().position(|(r, _)| r.condition == cond) {
+            return k;
+        }
+        rows.push((
+            PairedRow {
+                trial: trial.to_string(),
+                condition: cond.to_string(),
+                paired: 0,
+                both_correct: 0,
+                both_wrong: 0,
+                fixed: 0,
+                broken: 0,
+                failed_either: 0,
+                unmatched: 0,
+                p_value: None,
+                method: "exact McNemar",
+                not_computed: None,
+            },
+            false,
+        ));
+        rows.len() - 1
+    }
     let mut items = Vec::new();
+    let mut last: Option<(String, usize)> = None;
     let (mut i, mut j) = (0, 0);
-    while i < sa.len() || j < sb.len() {
-        let ord = match (sa.get(i), sb.get(j)) {
-            (Some(x), Some(y)) => cmp(x, y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+    while i < ia.len() || j < ib.len() {
+        let (x, y) = (ia.get(i).map(|&k| &ta.rows[k]), ib.get(j).map(|&k| &tb.rows[k]));
+        let ord = match (x, y) {
+            (Some(x), Some(y)) => ta.key(x).cmp(&tb.key(y)),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
         };
-        let cond = match ord {
-            std::cmp::Ordering::Greater => sb[j].condition.clone(),
-            _ => sa[i].condition.clone(),
+        let cond = match (ord, x, y) {
+            (Ordering::Greater, _, Some(y)) => tb.condition(y),
+            (_, Some(x), _) => ta.condition(x),
+            _ => break,
         };
-        let r = rows.entry(cond.clone()).or_insert_with(|| PairedRow {
-            trial: trial.to_string(),
-            condition: cond.clone(),
-            paired: 0,
-            both_correct: 0,
-            both_wrong: 0,
-            fixed: 0,
-            broken: 0,
-            failed_either: 0,
-            unmatched: 0,
-            p_value: None,
-            method: "exact McNemar",
-            not_computed: None,
-        });
-        match ord {
-            std::cmp::Ordering::Less => {
+        let k = match &last {
+            Some((c, k)) if c == cond => *k,
+            _ => {
+                let k = at(&mut rows, trial, cond);
+                last = Some((cond.to_string(), k));
+                k
+            }
+        };
+        let (r, non_binary) = &mut rows[k];
+        match (ord, x, y) {
+            (Ordering::Less, ..) => {
                 r.unmatched += 1;
                 i += 1;
             }
-            std::cmp::Ordering::Greater => {
+            (Ordering::Greater, ..) => {
                 r.unmatched += 1;
                 j += 1;
             }
-            std::cmp::Ordering::Equal => {
-                let (x, y) = (&sa[i], &sb[j]);
-                debug_assert_eq!(key(x), key(y));
+            (Ordering::Equal, Some(x), Some(y)) => {
                 match (x.score, y.score) {
                     (Some(p), Some(q)) => {
                         r.paired += 1;
                         let binary = |s: f64| s == 0.0 || s == 1.0;
                         if !binary(p) || !binary(q) {
-                            non_binary.insert(cond.clone(), true);
+                            *non_binary = true;
                         }
-                        let (ok_a, ok_b) = (p >= 0.5, q >= 0.5);
-                        let change = match (ok_a, ok_b) {
+                        let change = match (p >= 0.5, q >= 0.5) {
                             (true, true) => {
                                 r.both_correct += 1;
                                 None
@@ -823,19 +843,16 @@ fn paired_rows(
                             }
                         };
                         if let (Some(change), true) = (change, want_items) {
+                            let gold = if tb.gold(y).is_empty() { ta.gold(x) } else { tb.gold(y) };
                             items.push(FlippedItem {
                                 trial: trial.to_string(),
-                                condition: cond.clone(),
-                                dataset: y.dataset.clone(),
-                                item: y.item.clone(),
+                                condition: cond.to_string(),
+                                dataset: tb.dataset(y).to_string(),
+                                item: tb.item(y).to_string(),
                                 repeat: y.repeat,
-                                gold: if y.gold.is_empty() {
-                                    x.gold.clone()
-                                } else {
-                                    y.gold.clone()
-                                },
-                                prediction_a: x.prediction.clone(),
-                                prediction_b: y.prediction.clone(),
+                                gold: gold.to_string(),
+                                prediction_a: ta.prediction(x).to_string(),
+                                prediction_b: tb.prediction(y).to_string(),
                                 change,
                             });
                         }
@@ -845,21 +862,30 @@ fn paired_rows(
                 i += 1;
                 j += 1;
             }
+            _ => break,
         }
     }
-    for r in rows.values_mut() {
-        if non_binary.contains_key(&r.condition) {
-            r.not_computed = Some("scores are not binary (0/1): flips count scores ≥ 0.5 as correct, McNemar needs 0/1".into());
-        } else if r.paired == 0 {
-            r.not_computed = Some("no item was scored on both sides".into());
-        } else {
-            r.p_value = mcnemar::exact_p(r.broken, r.fixed);
-            if r.p_value.is_none() {
-                r.not_computed = Some("no item flipped: nothing to test".into());
+    let mut out: Vec<PairedRow> = rows
+        .into_iter()
+        .map(|(mut r, non_binary)| {
+            if non_binary {
+                r.not_computed = Some(
+                    "scores are not binary (0/1): flips count scores ≥ 0.5 as correct, McNemar needs 0/1"
+                        .into(),
+                );
+            } else if r.paired == 0 {
+                r.not_computed = Some("no item was scored on both sides".into());
+            } else {
+                r.p_value = mcnemar::exact_p(r.broken, r.fixed);
+                if r.p_value.is_none() {
+                    r.not_computed = Some("no item flipped: nothing to test".into());
+                }
             }
-        }
-    }
-    (rows.into_values().collect(), items)
+            r
+        })
+        .collect();
+    out.sort_by(|x, y| x.condition.cmp(&y.condition));
+    (out, items)
 }
 
 #[cfg(test)]
