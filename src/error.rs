@@ -19,19 +19,19 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(h) = e.downcast_ref::<Hinted>() {
         return Some(h.hint.clone());
     }
+    if let Some(e) = e.downcast_ref::<crate::eval::report::ReportError>() {
+        return e.hint();
+    }
     if let Some(e) = e.downcast_ref::<crate::store::Error>() {
+        return e.hint();
+    }
+    if let Some(e) = e.downcast_ref::<crate::eval::runner::RunError>() {
         return e.hint();
     }
     if let Some(e) = e.downcast_ref::<crate::diff::Error>() {
         return e.hint();
     }
     if let Some(e) = e.downcast_ref::<crate::import::Error>() {
-        return e.hint();
-    }
-    if let Some(h) = e.downcast_ref::<crate::eval::runner::RunError>() {
-        return h.hint();
-    }
-    if let Some(e) = e.downcast_ref::<crate::eval::report::ReportError>() {
         return e.hint();
     }
     None

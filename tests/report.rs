@@ -26,13 +26,13 @@ fn settings() -> SignificanceSettings {
 
 /// Treatment fixes every 4th item that control gets wrong; control misses 1 in 3.
 fn better(i: usize, cond: &str, _r: usize) -> Option<f64> {
-    let c = if i % 3 == 0 { 0.0 } else { 1.0 };
-    let t = if i % 3 == 0 && i % 4 != 0 { 1.0 } else { c };
+    let c = if i.is_multiple_of(3) { 0.0 } else { 1.0 };
+    let t = if i.is_multiple_of(3) && !i.is_multiple_of(4) { 1.0 } else { c };
     Some(if cond == "control" { c } else { t })
 }
 
 fn same(i: usize, _cond: &str, _r: usize) -> Option<f64> {
-    Some(if i % 2 == 0 { 1.0 } else { 0.0 })
+    Some(if i.is_multiple_of(2) { 1.0 } else { 0.0 })
 }
 
 fn write(path: &Path, text: &str) {
@@ -58,7 +58,8 @@ fn write_trial(run: &Path, spec: &Spec) -> PathBuf {
                 "pricing": {"input_per_mtok": 0.15, "output_per_mtok": 0.60}})
         .to_string(),
     );
-    let mut scores = String::from("item_id,dataset,condition,repeat,gold,prediction,score,cluster\n");
+    let mut scores =
+        String::from("item_id,dataset,condition,repeat,gold,prediction,score,cluster\n");
     let mut preds = String::from(
         "item_id,dataset,condition,repeat,part,prediction,raw_output,finish_reason,input_tokens,output_tokens,latency_ms,error\n",
     );
@@ -77,8 +78,15 @@ fn write_trial(run: &Path, spec: &Spec) -> PathBuf {
                 };
                 let cluster = if spec.clusters { format!("doc{}", i / 4) } else { String::new() };
                 let score = s.map(|v| v.to_string()).unwrap_or_default();
-                scores.push_str(&format!("item-{i:03},demo_sentiment,{cond},{r},{},{pred},{score},{cluster}\n", gold(i)));
-                let (fin, err) = if s.is_some() { ("stop", "") } else { ("", "HTTP 503 from endpoint after 6 attempts") };
+                scores.push_str(&format!(
+                    "item-{i:03},demo_sentiment,{cond},{r},{},{pred},{score},{cluster}\n",
+                    gold(i)
+                ));
+                let (fin, err) = if s.is_some() {
+                    ("stop", "")
+                } else {
+                    ("", "HTTP 503 from endpoint after 6 attempts")
+                };
                 preds.push_str(&format!("item-{i:03},demo_sentiment,{cond},{r},0,{pred},\"The sentiment is {pred}.\",{fin},40,5,12,{err}\n"));
                 match s {
                     Some(v) => {
@@ -90,8 +98,11 @@ fn write_trial(run: &Path, spec: &Spec) -> PathBuf {
             }
         }
         let n = (spec.n * spec.repeats) as u64;
-        metrics.insert(cond.to_string(), json!({"n": n, "scored": scored, "failed": failed, "correct": correct,
-            "accuracy": if scored > 0 { json!(correct / scored as f64) } else { Value::Null }}));
+        metrics.insert(
+            cond.to_string(),
+            json!({"n": n, "scored": scored, "failed": failed, "correct": correct,
+            "accuracy": if scored > 0 { json!(correct / scored as f64) } else { Value::Null }}),
+        );
         let usd = n as f64 * (40.0 * 0.15 + 5.0 * 0.60) / 1e6;
         costs.insert(cond.to_string(), json!({"requests": n, "failures": failed, "input_tokens": 40 * n,
             "output_tokens": 5 * n, "usd": usd, "usd_per_correct": if correct > 0.0 { json!(usd / correct) } else { Value::Null }}));
@@ -99,7 +110,10 @@ fn write_trial(run: &Path, spec: &Spec) -> PathBuf {
     let results = dir.join("results");
     write(&results.join("per_item_scores.csv"), &scores);
     write(&results.join("predictions.csv"), &preds);
-    write(&results.join("metrics.json"), &json!({"n_items": spec.n, "repeats": spec.repeats, "conditions": metrics}).to_string());
+    write(
+        &results.join("metrics.json"),
+        &json!({"n_items": spec.n, "repeats": spec.repeats, "conditions": metrics}).to_string(),
+    );
     let total_usd: f64 = costs.values().map(|c| c["usd"].as_f64().unwrap()).sum();
     let requests: u64 = costs.values().map(|c| c["requests"].as_u64().unwrap()).sum();
     write(
@@ -140,14 +154,22 @@ fn run_dir() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn significance(trial: &Path) -> Significance {
-    serde_json::from_str(&std::fs::read_to_string(trial.join("results/significance.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(trial.join("results/significance.json")).unwrap())
+        .unwrap()
 }
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-const BETTER: Spec = Spec { slug: "sim-demo-operational_only-t0-tk50-tp1-mx1024", n: 60, repeats: 1, score: better, clusters: false, conditions: BOTH };
+const BETTER: Spec = Spec {
+    slug: "sim-demo-operational_only-t0-tk50-tp1-mx1024",
+    n: 60,
+    repeats: 1,
+    score: better,
+    clusters: false,
+    conditions: BOTH,
+};
 
 #[test]
 fn trial_report_writes_significance_json_with_headline_method_n_alpha_and_seed() {
@@ -158,10 +180,14 @@ fn trial_report_writes_significance_json_with_headline_method_n_alpha_and_seed()
     // 20 items control gets wrong (i % 3 == 0); treatment fixes those with i % 4 != 0: 15.
     assert_eq!(v["mcnemar"]["treatment_only"], 15);
     assert_eq!(v["mcnemar"]["control_only"], 0);
-    assert_eq!(v["p_value"].as_f64(), Some(2.0 * 0.5f64.powi(15)));
+    let p = v["p_value"].as_f64().unwrap();
+    assert!((p - 2.0 * 0.5f64.powi(15)).abs() < 1e-18, "{p}");
     assert!(v["p_method"].as_str().unwrap().contains("exact McNemar"));
     assert_eq!(v["effect"].as_f64(), Some(15.0 / 60.0));
-    assert_eq!((v["alpha"].as_f64(), v["seed"].as_u64(), v["n_paired"].as_u64()), (Some(0.05), Some(0), Some(60)));
+    assert_eq!(
+        (v["alpha"].as_f64(), v["seed"].as_u64(), v["n_paired"].as_u64()),
+        (Some(0.05), Some(0), Some(60))
+    );
     assert!(v["holm_p"].is_null());
     assert_eq!(v["bootstrap"]["resamples"], 2000);
     for key in ["conditions", "difference", "mcnemar", "bootstrap", "permutation", "mde"] {
@@ -213,7 +239,8 @@ fn rerunning_the_trial_step_is_deterministic_and_keeps_the_holm_adjustment() {
     let trial = write_trial(&run, &BETTER);
     write_manifest(&run, &[BETTER.slug], |_| json!({}));
     write_trial_report(&trial, &settings()).unwrap();
-    let (sig1, md1) = (read(&trial.join("results/significance.json")), read(&trial.join("reports/report.md")));
+    let (sig1, md1) =
+        (read(&trial.join("results/significance.json")), read(&trial.join("reports/report.md")));
     write_trial_report(&trial, &settings()).unwrap();
     assert_eq!(read(&trial.join("results/significance.json")), sig1);
     assert_eq!(read(&trial.join("reports/report.md")), md1);
@@ -223,14 +250,17 @@ fn rerunning_the_trial_step_is_deterministic_and_keeps_the_holm_adjustment() {
     let holm = significance(&trial).holm_p;
     assert!(holm.is_some());
     let md = read(&trial.join("reports/report.md"));
-    assert!(md.contains("After Holm's correction across the run's trials") && md.contains("| Holm-adjusted p |"));
+    assert!(
+        md.contains("After Holm's correction across the run's trials")
+            && md.contains("| Holm-adjusted p |")
+    );
     write_trial_report(&trial, &settings()).unwrap();
     assert_eq!(significance(&trial).holm_p, holm);
     assert_eq!(read(&trial.join("reports/report.md")), md);
 }
 
 fn concordant(i: usize, _c: &str, _r: usize) -> Option<f64> {
-    Some(if i % 5 == 0 { 0.0 } else { 1.0 })
+    Some(if i.is_multiple_of(5) { 0.0 } else { 1.0 })
 }
 
 fn worse(i: usize, cond: &str, r: usize) -> Option<f64> {
@@ -251,12 +281,15 @@ fn aggregate_adds_holm_to_every_trial_and_the_manifest_and_keeps_what_was_there(
     }
     let slugs: Vec<&str> = specs.iter().map(|s| s.slug).collect();
     // The orchestrator already wrote an effect for the first trial: it must stay.
-    write_manifest(&run, &slugs, |s| if s == slugs[0] { json!({"effect": 0.5, "custom": "kept"}) } else { json!({}) });
+    write_manifest(&run, &slugs, |s| {
+        if s == slugs[0] { json!({"effect": 0.5, "custom": "kept"}) } else { json!({}) }
+    });
     write_aggregate(&run, &settings()).unwrap();
 
     let p: Vec<Option<f64>> = dirs.iter().map(|d| significance(d).p_value).collect();
     let want = exp::stats::holm(&p);
-    let manifest: Value = serde_json::from_str(&read(&run.join("multi_trial_manifest.json"))).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&read(&run.join("multi_trial_manifest.json"))).unwrap();
     for (i, d) in dirs.iter().enumerate() {
         assert_eq!(significance(d).holm_p, want[i]);
         assert_eq!(manifest["trials"][i]["holm_p"].as_f64(), want[i]);
@@ -273,7 +306,10 @@ fn aggregate_adds_holm_to_every_trial_and_the_manifest_and_keeps_what_was_there(
 #[test]
 fn aggregate_markdown_links_svg_charts_relatively_and_lists_every_trial() {
     let (_tmp, run) = run_dir();
-    let specs = [BETTER, Spec { slug: "sim-demo-operational_only-t1-tk50-tp1-mx1024", score: concordant, ..BETTER }];
+    let specs = [
+        BETTER,
+        Spec { slug: "sim-demo-operational_only-t1-tk50-tp1-mx1024", score: concordant, ..BETTER },
+    ];
     for s in &specs {
         write_trial_report(&write_trial(&run, s), &settings()).unwrap();
     }
@@ -335,7 +371,8 @@ fn every_request_failed_is_reported_in_words_and_left_out_of_holm() {
     assert!(md.contains("every request failed (5 of 5 rows have no score)"), "{md}");
     write_manifest(&run, &[BETTER.slug, "broken-endpoint"], |_| json!({}));
     write_aggregate(&run, &settings()).unwrap();
-    let manifest: Value = serde_json::from_str(&read(&run.join("multi_trial_manifest.json"))).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&read(&run.join("multi_trial_manifest.json"))).unwrap();
     assert!(manifest["trials"][1]["holm_p"].is_null());
     // One tested trial: Holm leaves its p-value as it is.
     assert_eq!(manifest["trials"][0]["holm_p"], manifest["trials"][0]["p_value"]);
@@ -369,8 +406,8 @@ fn a_trial_of_a_single_item_reports_without_nan() {
 #[test]
 fn repeats_and_clusters_are_reported_with_item_means_and_cluster_robust_intervals() {
     fn noisy(i: usize, cond: &str, r: usize) -> Option<f64> {
-        let base = (i * 7 + r * 3) % 5 != 0;
-        let v = if cond == "treatment" { base || (i + r) % 3 == 0 } else { base };
+        let base = !(i * 7 + r * 3).is_multiple_of(5);
+        let v = if cond == "treatment" { base || (i + r).is_multiple_of(3) } else { base };
         Some(if v { 1.0 } else { 0.0 })
     }
     let (_tmp, run) = run_dir();
@@ -380,7 +417,9 @@ fn repeats_and_clusters_are_reported_with_item_means_and_cluster_robust_interval
     assert_eq!((sig.repeats, sig.clusters), (3, Some(15)));
     assert!(sig.mcnemar.is_none());
     assert_eq!(sig.permutation.as_ref().unwrap().unit, "clusters");
-    assert!(sig.difference.as_ref().unwrap().method.contains("cluster-robust SE (CR1, 15 clusters)"));
+    assert!(
+        sig.difference.as_ref().unwrap().method.contains("cluster-robust SE (CR1, 15 clusters)")
+    );
     let md = read(&trial.join("reports/report.md"));
     assert!(md.contains("sign-flip test p"), "{md}");
     assert!(md.contains("item means over repeats"), "{md}");
@@ -407,7 +446,11 @@ fn a_score_that_is_not_a_number_in_zero_one_names_file_and_line() {
     let (_tmp, run) = run_dir();
     let trial = write_trial(&run, &BETTER);
     let path = trial.join("results/per_item_scores.csv");
-    let text = read(&path).replacen(",demo_sentiment,control,0,negative,negative,1,", ",demo_sentiment,control,0,negative,negative,NaN,", 1);
+    let text = read(&path).replacen(
+        ",demo_sentiment,control,0,negative,negative,1,",
+        ",demo_sentiment,control,0,negative,negative,NaN,",
+        1,
+    );
     std::fs::write(&path, text).unwrap();
     let e = write_trial_report(&trial, &settings()).unwrap_err();
     assert!(e.to_string().contains("per_item_scores.csv:3: score \"NaN\""), "{e}");
@@ -445,7 +488,50 @@ fn a_run_without_a_manifest_is_an_error_that_says_what_to_do() {
 fn an_alpha_outside_zero_one_is_refused_with_the_config_key() {
     let (_tmp, run) = run_dir();
     let trial = write_trial(&run, &BETTER);
-    let e = write_trial_report(&trial, &SignificanceSettings { alpha: 1.5, ..settings() }).unwrap_err();
+    let e =
+        write_trial_report(&trial, &SignificanceSettings { alpha: 1.5, ..settings() }).unwrap_err();
     assert!(e.to_string().contains("significance.alpha = 1.5"), "{e}");
     assert!(hint(&e).contains("e.g. 0.05"));
+}
+
+#[test]
+fn a_trial_that_never_got_statistics_is_listed_as_such_and_an_empty_run_still_reports() {
+    let (_tmp, run) = run_dir();
+    write_trial_report(&write_trial(&run, &BETTER), &settings()).unwrap();
+    std::fs::create_dir_all(run.join("crashed-trial")).unwrap();
+    write_manifest(&run, &[BETTER.slug, "crashed-trial"], |_| json!({}));
+    write_aggregate(&run, &settings()).unwrap();
+    let md = read(&run.join("aggregate_report.md"));
+    assert!(md.contains("- T2 crashed-trial: no statistics (significance.json missing"), "{md}");
+    let manifest: Value =
+        serde_json::from_str(&read(&run.join("multi_trial_manifest.json"))).unwrap();
+    assert!(
+        manifest["trials"][1]["holm_p"].is_null() && manifest["trials"][1]["p_value"].is_null()
+    );
+
+    let (_tmp2, empty) = run_dir();
+    write_manifest(&empty, &[], |_| json!({}));
+    write_aggregate(&empty, &settings()).unwrap();
+    assert!(read(&empty.join("aggregate_report.md")).contains("No trial has a p-value"));
+    assert!(read(&empty.join("charts/effects.svg")).starts_with("<svg"));
+    assert!(read(&empty.join("aggregate_report.html")).contains("</html>"));
+}
+
+#[test]
+fn continuous_scores_are_reported_as_mean_scores_not_percentages() {
+    fn graded(i: usize, cond: &str, _r: usize) -> Option<f64> {
+        let base = ((i * 37) % 100) as f64 / 100.0;
+        Some(if cond == "treatment" { (base + 0.05).min(1.0) } else { base })
+    }
+    let (_tmp, run) = run_dir();
+    let trial = write_trial(&run, &Spec { score: graded, ..BETTER });
+    write_trial_report(&trial, &settings()).unwrap();
+    let sig = significance(&trial);
+    assert_eq!(sig.score_kind, Some(exp::stats::significance::ScoreKind::Continuous));
+    assert!(sig.mcnemar.is_none());
+    let md = read(&trial.join("reports/report.md"));
+    assert!(md.contains("## Mean score per condition"), "{md}");
+    assert!(md.contains("Treatment scored 0.0"), "{md}");
+    assert!(md.contains("higher than control") && md.contains("sign-flip test p"), "{md}");
+    assert!(!md.contains(" pp"), "continuous scores must not be shown in percentage points:\n{md}");
 }

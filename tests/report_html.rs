@@ -26,11 +26,16 @@ fn fixture_run(root: &Path) -> PathBuf {
     let mut manifest = Vec::new();
     for (slug, shift, price) in trials {
         let dir = run.join(slug);
-        write(&dir.join("trial.json"), &json!({"slug": slug, "model": slug.split("-operational").next(),
+        write(
+            &dir.join("trial.json"),
+            &json!({"slug": slug, "model": slug.split("-operational").next(),
             "provider": "openai", "prompt_set": "operational_only",
             "decoding": {"temperature": 0.0, "top_k": 50, "top_p": 1.0, "max_tokens": 1024},
-            "repeats": 1, "datasets": ["demo_sentiment"], "conditions": ["control", "treatment"]}).to_string());
-        let mut csv = String::from("item_id,dataset,condition,repeat,gold,prediction,score,cluster\n");
+            "repeats": 1, "datasets": ["demo_sentiment"], "conditions": ["control", "treatment"]})
+            .to_string(),
+        );
+        let mut csv =
+            String::from("item_id,dataset,condition,repeat,gold,prediction,score,cluster\n");
         let n = 80;
         for i in 0..n {
             let c = (i * 37 % 100) < 68;
@@ -44,7 +49,10 @@ fn fixture_run(root: &Path) -> PathBuf {
             };
             for (cond, ok) in [("control", c), ("treatment", t)] {
                 let pred = if ok { "positive" } else { "negative" };
-                csv.push_str(&format!("q{i},demo_sentiment,{cond},0,positive,{pred},{},\n", u8::from(ok)));
+                csv.push_str(&format!(
+                    "q{i},demo_sentiment,{cond},0,positive,{pred},{},\n",
+                    u8::from(ok)
+                ));
             }
         }
         write(&dir.join("results/per_item_scores.csv"), &csv);
@@ -52,7 +60,11 @@ fn fixture_run(root: &Path) -> PathBuf {
         write(&dir.join("results/costs.json"), &json!({"requests": 160, "failures": 0, "input_tokens": 24000,
             "output_tokens": 800, "usd": 2.0 * usd, "conditions": {
                 "control": {"requests": 80, "usd": usd}, "treatment": {"requests": 80, "usd": usd * 1.3}}}).to_string());
-        write_trial_report(&dir, &SignificanceSettings { alpha: 0.05, bootstrap_resamples: 1000, seed: 0 }).unwrap();
+        write_trial_report(
+            &dir,
+            &SignificanceSettings { alpha: 0.05, bootstrap_resamples: 1000, seed: 0 },
+        )
+        .unwrap();
         manifest.push(json!({"slug": slug, "status": "complete", "path": format!("{slug}/"),
             "model": slug.split("-operational").next(), "prompt_set": "operational_only",
             "decoding": {"temperature": 0.0, "top_k": 50}}));
@@ -60,7 +72,11 @@ fn fixture_run(root: &Path) -> PathBuf {
     write(&run.join("multi_trial_manifest.json"), &json!({"format": 1, "run_id": "20251127-130501",
         "status": "complete", "trials": manifest,
         "totals": {"requests": 480, "failures": 0, "input_tokens": 72000, "output_tokens": 2400, "usd": 0.0123}}).to_string());
-    write_aggregate(&run, &SignificanceSettings { alpha: 0.05, bootstrap_resamples: 1000, seed: 0 }).unwrap();
+    write_aggregate(
+        &run,
+        &SignificanceSettings { alpha: 0.05, bootstrap_resamples: 1000, seed: 0 },
+    )
+    .unwrap();
     run
 }
 
@@ -101,7 +117,9 @@ fn chromium(profile: &Path, args: &[&str]) -> Output {
 fn console_errors(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
-        .filter(|l| l.contains("Uncaught") || (l.contains("CONSOLE") && l.to_lowercase().contains("error")))
+        .filter(|l| {
+            l.contains("Uncaught") || (l.contains("CONSOLE") && l.to_lowercase().contains("error"))
+        })
         .collect()
 }
 
@@ -126,18 +144,42 @@ fn the_html_report_renders_in_chromium_with_visible_charts_and_no_console_errors
     assert!(dom.status.success(), "chromium failed: {}", String::from_utf8_lossy(&dom.stderr));
     assert_eq!(html.matches("<svg").count(), 3, "three inline charts expected:\n{html}");
     assert!(html.matches("<circle").count() >= 9, "chart points missing");
-    assert!(html.contains("Trials side by side") && html.contains("gpt-oss-120b-operational_only-t0"));
+    assert!(
+        html.contains("Trials side by side") && html.contains("gpt-oss-120b-operational_only-t0")
+    );
     let errors = console_errors(&String::from_utf8_lossy(&dom.stderr)).join("\n");
     assert!(errors.is_empty(), "console errors:\n{errors}");
 
     // The screenshot is a real picture: far more detail than the same window left blank.
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
+    // The reports themselves go next to the screenshot, for people to read.
+    let sample = artifacts.join("report-sample");
+    std::fs::create_dir_all(sample.join("charts")).unwrap();
+    for f in [
+        "aggregate_report.md",
+        "aggregate_report.html",
+        "charts/effects.svg",
+        "charts/accuracy.svg",
+        "charts/cost_accuracy.svg",
+    ] {
+        std::fs::copy(run.join(f), sample.join(f)).unwrap();
+    }
+    std::fs::copy(
+        run.join("gpt-oss-120b-operational_only-t0-tk50-tp1-mx1024/reports/report.md"),
+        sample.join("trial_report.md"),
+    )
+    .unwrap();
     let shot = artifacts.join("aggregate_report.png");
     let _ = std::fs::remove_file(&shot);
     let out = chromium(
         &tmp.path().join("profile-shot"),
-        &["--hide-scrollbars", "--window-size=1280,2600", &format!("--screenshot={}", shot.display()), &url],
+        &[
+            "--hide-scrollbars",
+            "--window-size=1280,2600",
+            &format!("--screenshot={}", shot.display()),
+            &url,
+        ],
     );
     assert!(out.status.success(), "screenshot failed: {}", String::from_utf8_lossy(&out.stderr));
     let errors = console_errors(&String::from_utf8_lossy(&out.stderr)).join("\n");
@@ -150,11 +192,20 @@ fn the_html_report_renders_in_chromium_with_visible_charts_and_no_console_errors
     let blank_shot = tmp.path().join("blank.png");
     chromium(
         &tmp.path().join("profile-blank"),
-        &["--hide-scrollbars", "--window-size=1280,2600", &format!("--screenshot={}", blank_shot.display()),
-          &format!("file://{}", blank_page.display())],
+        &[
+            "--hide-scrollbars",
+            "--window-size=1280,2600",
+            &format!("--screenshot={}", blank_shot.display()),
+            &format!("file://{}", blank_page.display()),
+        ],
     );
     let blank = std::fs::read(&blank_shot).expect("blank screenshot written");
-    assert!(png.len() > 10 * blank.len(), "screenshot looks blank: {} bytes vs {} for an empty page", png.len(), blank.len());
+    assert!(
+        png.len() > 10 * blank.len(),
+        "screenshot looks blank: {} bytes vs {} for an empty page",
+        png.len(),
+        blank.len()
+    );
 }
 
 #[test]
@@ -165,7 +216,18 @@ fn the_console_error_check_does_catch_a_page_error() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let page = tmp.path().join("bad.html");
-    std::fs::write(&page, "<!DOCTYPE html><html><body><script>undefinedFunction();</script></body></html>").unwrap();
-    let out = chromium(&tmp.path().join("profile"), &["--dump-dom", &format!("file://{}", page.display())]);
-    assert!(!console_errors(&String::from_utf8_lossy(&out.stderr)).is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &page,
+        "<!DOCTYPE html><html><body><script>undefinedFunction();</script></body></html>",
+    )
+    .unwrap();
+    let out = chromium(
+        &tmp.path().join("profile"),
+        &["--dump-dom", &format!("file://{}", page.display())],
+    );
+    assert!(
+        !console_errors(&String::from_utf8_lossy(&out.stderr)).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

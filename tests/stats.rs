@@ -60,7 +60,8 @@ fn normal_quantiles_match_scipy() {
 #[test]
 fn wilson_intervals_match_statsmodels() {
     for case in reference()["wilson"].as_array().unwrap() {
-        let (k, n, alpha) = (f(&case["k"]), case["n"].as_u64().unwrap() as usize, f(&case["alpha"]));
+        let (k, n, alpha) =
+            (f(&case["k"]), case["n"].as_u64().unwrap() as usize, f(&case["alpha"]));
         let (lo, hi) = estimate::wilson(k, n, alpha).unwrap();
         close(&format!("wilson lo {k}/{n}"), lo, f(&case["lo"]), CLOSE);
         close(&format!("wilson hi {k}/{n}"), hi, f(&case["hi"]), CLOSE);
@@ -98,13 +99,18 @@ fn paired_differences_match_statsmodels_including_cluster_robust_se() {
         let sig = analyze(&rows_of(case), &settings(alpha));
         let d = sig.difference.as_ref().unwrap_or_else(|| panic!("{name}: no difference"));
         close(&format!("{name} mean"), d.mean, f(&case["mean_diff"]), CLOSE);
-        let want_se = if case["se_cluster"].is_null() { &case["se_iid"] } else { &case["se_cluster"] };
+        let want_se =
+            if case["se_cluster"].is_null() { &case["se_iid"] } else { &case["se_cluster"] };
         close(&format!("{name} se"), d.se.unwrap(), f(want_se), CLOSE);
         let ci = d.ci.unwrap();
         close(&format!("{name} ci lo"), ci[0], f(&case["ci_lo"]), CLOSE);
         close(&format!("{name} ci hi"), ci[1], f(&case["ci_hi"]), CLOSE);
         close(&format!("{name} mde"), sig.mde.as_ref().unwrap().value, f(&case["mde_80"]), CLOSE);
-        assert_eq!(sig.clusters, case["n_clusters"].as_u64().map(|n| n as usize), "{name} clusters");
+        assert_eq!(
+            sig.clusters,
+            case["n_clusters"].as_u64().map(|n| n as usize),
+            "{name} clusters"
+        );
         for cond in [CONTROL, TREATMENT] {
             let want = &case["conditions"][cond];
             let got = &sig.conditions[cond];
@@ -164,7 +170,13 @@ fn sampled_sign_flip_p_values_are_within_monte_carlo_error_of_scipy() {
         let r = paired::sign_flip_test(&d, B, 0);
         assert!(!r.exact);
         // Four standard errors of our estimate plus four of scipy's.
-        let tol = 4.0 * (want * (1.0 - want) / f64::from(B)).sqrt() + 4.0 * f(&case["reference_sd"]);
+        let tol =
+            4.0 * (want * (1.0 - want) / f64::from(B)).sqrt() + 4.0 * f(&case["reference_sd"]);
+        eprintln!(
+            "sign-flip n={}: p {:.5} vs scipy {want:.5} (tolerance {tol:.5})",
+            d.len(),
+            r.p_value
+        );
         close(&format!("sign-flip n={}", d.len()), r.p_value, want, tol);
     }
 }
@@ -183,6 +195,13 @@ fn bootstrap_intervals_are_within_monte_carlo_error_of_numpy() {
         let lattice = if sig.score_kind == Some(ScoreKind::Binary) { 1.0 / n } else { 0.0 };
         let tol_lo = 4.0 * f(&case["mc_sd_lo"]) + lattice + 1e-12;
         let tol_hi = 4.0 * f(&case["mc_sd_hi"]) + lattice + 1e-12;
+        eprintln!(
+            "{name}: bootstrap [{:.5}, {:.5}] vs numpy [{:.5}, {:.5}] (tolerance {tol_lo:.5}, {tol_hi:.5})",
+            b.ci[0],
+            b.ci[1],
+            f(&case["lo"]),
+            f(&case["hi"])
+        );
         close(&format!("{name} bootstrap lo"), b.ci[0], f(&case["lo"]), tol_lo);
         close(&format!("{name} bootstrap hi"), b.ci[1], f(&case["hi"]), tol_hi);
     }
@@ -216,7 +235,8 @@ fn reason(sig: &Significance, what: &str) -> String {
 /// Every figure present is a finite number (serde_json would quietly write NaN as null), and
 /// every missing headline comes with a reason.
 fn no_nan(sig: &Significance) {
-    let mut figures: Vec<f64> = [sig.effect, sig.p_value, sig.holm_p].into_iter().flatten().collect();
+    let mut figures: Vec<f64> =
+        [sig.effect, sig.p_value, sig.holm_p].into_iter().flatten().collect();
     for c in sig.conditions.values() {
         figures.extend(c.mean.into_iter().chain(c.se).chain(c.ci.into_iter().flatten()));
     }
@@ -300,7 +320,9 @@ fn every_request_failed_gives_no_numbers_and_says_so() {
 #[test]
 fn failed_rows_are_left_out_not_counted_as_wrong() {
     let mut rows: Vec<ScoreRow> = (0..6)
-        .flat_map(|i| [row(&i.to_string(), CONTROL, Some(1.0)), row(&i.to_string(), TREATMENT, Some(1.0))])
+        .flat_map(|i| {
+            [row(&i.to_string(), CONTROL, Some(1.0)), row(&i.to_string(), TREATMENT, Some(1.0))]
+        })
         .collect();
     rows.push(row("7", CONTROL, None));
     rows.push(row("7", TREATMENT, Some(0.0)));
@@ -341,8 +363,14 @@ fn repeats_use_item_means_and_the_sign_flip_test() {
 fn a_single_cluster_has_no_cluster_robust_standard_error() {
     let rows: Vec<ScoreRow> = (0..8)
         .flat_map(|i| {
-            let c = ScoreRow { cluster: Some("only".into()), ..row(&i.to_string(), CONTROL, Some(0.0)) };
-            let t = ScoreRow { cluster: Some("only".into()), ..row(&i.to_string(), TREATMENT, Some(f64::from(i % 2))) };
+            let c = ScoreRow {
+                cluster: Some("only".into()),
+                ..row(&i.to_string(), CONTROL, Some(0.0))
+            };
+            let t = ScoreRow {
+                cluster: Some("only".into()),
+                ..row(&i.to_string(), TREATMENT, Some(f64::from(i % 2)))
+            };
             [c, t]
         })
         .collect();

@@ -90,6 +90,28 @@ fn init_creates_a_store_and_a_second_init_changes_nothing() {
 }
 
 #[test]
+fn a_fresh_store_has_an_empty_log_and_list() {
+    let ws = workspace();
+    exp(ws.path()).arg("log").assert().success().stdout(predicate::str::contains("no commits yet"));
+    exp(ws.path()).arg("list").assert().success().stdout(predicate::str::contains("no runs yet"));
+    exp(ws.path())
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no run folders"));
+    exp(ws.path()).arg("fsck").assert().success();
+}
+
+#[test]
+fn committing_a_whole_workspace_leaves_its_store_out() {
+    let ws = workspace();
+    fs::write(ws.path().join("notes.md"), "x\n").unwrap();
+    exp(ws.path()).args(["commit", ".", "--run", "ws"]).assert().success();
+    let out = stdout(exp(ws.path()).args(["show", "ws", "."]));
+    assert!(out.contains("notes.md") && !out.contains(".exprepo"), "{out}");
+}
+
+#[test]
 fn commands_outside_a_store_say_to_run_init() {
     let ws = tempfile::tempdir().unwrap();
     exp(ws.path())
@@ -131,6 +153,31 @@ fn checkout_restores_bytes_modes_symlinks_unicode_and_empty_things() {
     exp(ws.path()).arg("status").assert().success().stdout(predicate::str::contains("clean"));
 }
 
+fn file_hash(p: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(fs::File::open(p).unwrap()).unwrap();
+    h.finalize().to_hex().to_string()
+}
+
+/// Runs exp with its data segment (heap and other private writable memory) capped at
+/// `limit` bytes, so an exp that tried to hold a big file in memory would fail.
+fn exp_capped(dir: &Path, args: &[&str], limit: u64) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("exp"));
+    cmd.current_dir(dir).args(args);
+    // SAFETY: only async-signal-safe setrlimit runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            if libc::setrlimit(libc::RLIMIT_DATA, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
 #[test]
 fn a_100_mb_file_round_trips_byte_exact() {
     let ws = workspace();
@@ -154,29 +201,60 @@ fn a_100_mb_file_round_trips_byte_exact() {
         std::io::Write::write_all(&mut f, &chunk).unwrap();
     }
     drop(f);
-    let original = fs::read(d.join("big.csv")).unwrap();
-    assert_eq!(original.len(), 100 * 1024 * 1024);
-    exp(ws.path()).args(["commit", "experiments/run_big"]).assert().success();
-    let to = ws.path().join("out");
-    exp(ws.path()).args(["checkout", "big", "--to"]).arg(&to).assert().success();
-    assert!(
-        fs::read(to.join("big.csv")).unwrap() == original,
+    assert_eq!(fs::metadata(d.join("big.csv")).unwrap().len(), 100 * 1024 * 1024);
+    // Compare by streamed hashes: this process must not hold the file either, or every child it
+    // forks would count those pages in its own peak memory.
+    let original = file_hash(&d.join("big.csv"));
+    // Streaming: commit, checkout and fsck each run with 64 MiB of data memory, less than the
+    // file; the cap is real, as a command that does load a whole blob shows.
+    const CAP: u64 = 64 * 1024 * 1024;
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr))
+    };
+    ok(exp_capped(ws.path(), &["commit", "experiments/run_big"], CAP));
+    ok(exp_capped(ws.path(), &["checkout", "big", "--to", "out"], CAP));
+    assert_eq!(
+        file_hash(&ws.path().join("out/big.csv")),
+        original,
         "100 MiB file differs after round trip"
     );
-    exp(ws.path()).arg("fsck").assert().success();
+    ok(exp_capped(ws.path(), &["fsck"], CAP));
+    let id = stdout(exp(ws.path()).args(["hash-object", "experiments/run_big/big.csv"]));
+    assert!(!exp_capped(ws.path(), &["cat-object", "-p", id.trim()], CAP).status.success());
+}
+
+/// Move every file's mtime a minute back, so the index can vouch for it whatever the file
+/// system's timestamp granularity (a file as new as the index is re-read, by design).
+fn age_files(dir: &Path) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            age_files(&p);
+        } else {
+            let t = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+            fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+        }
+    }
 }
 
 #[test]
 fn recommitting_an_unchanged_run_makes_no_commit_and_reads_nothing() {
     let ws = workspace();
-    run_folder(ws.path(), "r1");
+    let d = run_folder(ws.path(), "r1");
+    age_files(&d);
     let first = json(exp(ws.path()).args(["commit", "experiments/run_r1", "--json"]));
     let again = json(exp(ws.path()).args(["commit", "experiments/run_r1", "--json"]));
     assert_eq!(again["unchanged"], true);
     assert_eq!(again["commit"], first["commit"]);
     assert_eq!(again["new_objects"], 0);
+    assert_eq!(again["hashed_files"], 0, "the index should have vouched for every file");
+    // A changed file is noticed even though the index knew it.
+    fs::write(d.join("run.json"), "{}").unwrap();
+    let third = json(exp(ws.path()).args(["commit", "experiments/run_r1", "--json"]));
+    assert_eq!(third["unchanged"], false);
+    assert_eq!(third["hashed_files"], 1, "{third}");
     let log = json(exp(ws.path()).args(["log", "--json"]));
-    assert_eq!(log.as_array().unwrap().len(), 1);
+    assert_eq!(log.as_array().unwrap().len(), 2, "unchanged re-commit made a commit");
 }
 
 #[test]
@@ -217,6 +295,25 @@ fn a_dry_run_lists_what_would_be_stored_and_stores_nothing() {
         0
     );
     exp(ws.path()).args(["show", "r1"]).assert().code(1);
+}
+
+#[test]
+fn a_torn_run_json_is_committed_with_a_warning_naming_file_and_line() {
+    let ws = workspace();
+    let d = run_folder(ws.path(), "r1");
+    fs::write(d.join("run.json"), "{\n  \"status\": \"runn").unwrap();
+    fs::write(d.join("multi_trial_manifest.json"), "{\"trials\": [").unwrap();
+    exp(ws.path())
+        .args(["commit", "experiments/run_r1"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning:"))
+        .stderr(predicate::str::contains("run.json: bad JSON at line 2"))
+        .stderr(predicate::str::contains("multi_trial_manifest.json"));
+    let shown = json(exp(ws.path()).args(["show", "r1", "--json"]));
+    assert_eq!(shown["status"], serde_json::Value::Null);
+    let out = stdout(exp(ws.path()).args(["show", "r1", "run.json"]));
+    assert_eq!(out, "{\n  \"status\": \"runn");
 }
 
 #[test]
@@ -493,11 +590,12 @@ fn rm_keeps_objects_until_gc_after_the_grace_period() {
     let g = json(exp(ws.path()).args(["gc", "--json"]));
     assert_eq!(g["removed"].as_array().unwrap().len(), 0);
     exp(ws.path()).args(["cat-object", "-t", &c]).assert().success().stdout("commit\n");
+    // Once the objects and the deletion are older than the grace period (0 here), they go.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     // A dry run with no grace says what would go and deletes nothing.
     let g = json(exp(ws.path()).args(["gc", "--grace", "0", "--dry-run", "--json"]));
     assert!(g["removed"].as_array().unwrap().len() >= 4, "{g}");
     exp(ws.path()).args(["cat-object", "-t", &c]).assert().success();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let g = json(exp(ws.path()).args(["gc", "--grace", "0", "--json"]));
     assert!(g["removed"].as_array().unwrap().len() >= 4, "{g}");
     exp(ws.path()).args(["cat-object", "-t", &c]).assert().code(1);
@@ -560,6 +658,65 @@ fn a_flipped_byte_in_any_object_fails_fsck_and_reads_naming_the_object() {
         .code(1)
         .stderr(predicate::str::contains(blob.to_hex()))
         .stderr(predicate::str::contains("hint: run `exp fsck`"));
+}
+
+#[test]
+fn fsck_quick_checks_connectivity_without_rehashing() {
+    let ws = workspace();
+    run_folder(ws.path(), "r1");
+    exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
+    let repo = exp::store::Repo::open(ws.path()).unwrap();
+    let c = repo.resolve("r1").unwrap();
+    let blob = repo.lookup_path(&c, "run.json").unwrap().id;
+    let path = repo.odb.path_of(&blob);
+    let good = fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let n = bad.len() - 1;
+    bad[n] ^= 0x40;
+    fs::write(&path, &bad).unwrap();
+    // --quick does not re-hash blobs; the full check does.
+    exp(ws.path())
+        .args(["fsck", "--quick"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(quick)"));
+    exp(ws.path()).arg("fsck").assert().code(1).stdout(predicate::str::contains(blob.to_hex()));
+    // A missing blob is a connectivity problem, which --quick finds.
+    fs::remove_file(&path).unwrap();
+    exp(ws.path())
+        .args(["fsck", "--quick"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!("object {blob} is missing")));
+    let out = exp(ws.path())
+        .args(["fsck", "--quick", "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(r["problems"][0]["object"], blob.to_hex());
+}
+
+#[test]
+fn gc_keeps_blobs_the_index_names_after_their_run_is_removed() {
+    let ws = workspace();
+    let d = run_folder(ws.path(), "r1");
+    exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
+    run_folder(ws.path(), "r2");
+    exp(ws.path()).args(["commit", "experiments/run_r2"]).assert().success();
+    let repo = exp::store::Repo::open(ws.path()).unwrap();
+    let c = repo.resolve("r1").unwrap();
+    let blob = repo.lookup_path(&c, "run.json").unwrap().id;
+    exp(ws.path()).args(["rm", "r1"]).assert().success();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    exp(ws.path()).args(["gc", "--grace", "0"]).assert().success();
+    // The commit is gone; the blob of the file still on disk stays, because the index names it.
+    exp(ws.path()).args(["cat-object", "-t", &c.to_hex()]).assert().code(1);
+    exp(ws.path()).args(["cat-object", "-t", &blob.to_hex()]).assert().success().stdout("blob\n");
+    assert!(d.join("run.json").exists());
+    exp(ws.path()).arg("fsck").assert().success();
 }
 
 #[test]

@@ -56,7 +56,7 @@ def main():
             for sub in ("inputs", "responses"):
                 os.makedirs(os.path.join(td, sub, cond), exist_ok=True)
         # Requests and responses until the trial reaches its size, in parts of ~2 MB.
-        while written < per_trial * 0.5:
+        while written < per_trial * 0.77:
             for cond in ("control", "treatment"):
                 fi = open(os.path.join(td, "inputs", cond, f"part-{part:04d}.jsonl"), "w")
                 fr = open(os.path.join(td, "responses", cond, f"part-{part:04d}.jsonl"), "w")

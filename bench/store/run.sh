@@ -24,10 +24,19 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "missing: $1 ($2)" >&2; exit 
 need git "apt-get install git"
 need dvc "pip install dvc"
 need python3 "apt-get install python3"
+[ -x /usr/bin/time ] || { echo "missing: /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
-log "building exp (release)"
-cargo build --release --quiet --bin exp
-EXP=$CARGO_TARGET_DIR/release/exp
+# PROFILE=dev measures the dev build (dependencies are optimized there too, see Cargo.toml) when
+# a release build is not available yet.
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+  log "building exp (release)"
+  cargo build --release --quiet --bin exp
+  EXP=$CARGO_TARGET_DIR/release/exp
+else
+  cargo build --quiet --bin exp
+  EXP=$CARGO_TARGET_DIR/debug/exp
+fi
 
 mkdir -p "$OUT"
 DATA=$OUT/data/run_bench
@@ -40,18 +49,22 @@ fi
 SIZE=$(du -sb "$DATA" | cut -f1)
 FILES=$(find "$DATA" -type f | wc -l)
 
-# ms TIME of running "$@" (output discarded, failure aborts).
+# Wall-clock ms of running "$@" (output discarded, failure aborts); its CPU ms (user + sys,
+# children included) is left in $OUT/.cpu for `cpu` to pick up.
 ms() {
-  local s e
-  s=$(date +%s%N)
-  "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; "$@"; exit 1; }
-  e=$(date +%s%N)
-  echo $(( (e - s) / 1000000 ))
+  /usr/bin/time -f "%e %U %S" -o "$OUT/.time" "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; "$@"; exit 1; }
+  python3 - "$OUT/.time" "$OUT/.cpu" <<'PY'
+import sys
+e, u, s = map(float, open(sys.argv[1]).read().split()[-3:])
+open(sys.argv[2], "w").write(str(int((u + s) * 1000)))
+print(int(e * 1000))
+PY
 }
+cpu() { cat "$OUT/.cpu"; }
 median() { python3 -c 'import sys,statistics; print(int(statistics.median(int(x) for x in sys.argv[1:])))' "$@"; }
 dusize() { du -sb "$1" | cut -f1; }
 
-declare -A R
+declare -A R C
 for tool in exp git dvc; do
   W=$OUT/ws-$tool
   if [ ! -d "$W/experiments/run_bench" ]; then
@@ -63,8 +76,11 @@ for rep in $(seq 1 "$REPS"); do
   log "rep $rep/$REPS: exp"
   W=$OUT/ws-exp; cd "$W"; rm -rf .exprepo co; "$EXP" init >/dev/null
   R[exp_commit]+=" $(ms "$EXP" commit experiments/run_bench)"
+  C[exp_commit]+=" $(cpu)"
   R[exp_recommit]+=" $(ms "$EXP" commit experiments/run_bench)"
+  C[exp_recommit]+=" $(cpu)"
   R[exp_checkout]+=" $(ms "$EXP" checkout bench --to co)"
+  C[exp_checkout]+=" $(cpu)"
   R[exp_size]+=" $(dusize .exprepo/objects)"
   cmp <(cd experiments/run_bench && find . -type f -exec md5sum {} + | sort) <(cd co && find . -type f -exec md5sum {} + | sort) >/dev/null \
     || { echo "exp checkout differs from the original" >&2; exit 1; }
@@ -72,9 +88,12 @@ for rep in $(seq 1 "$REPS"); do
   log "rep $rep/$REPS: git"
   W=$OUT/ws-git; cd "$W"; rm -rf .git co; git init -q; git config user.email b@b; git config user.name bench
   R[git_commit]+=" $(ms sh -c 'git add -A && git commit -qm bench')"
+  C[git_commit]+=" $(cpu)"
   R[git_recommit]+=" $(ms sh -c 'git add -A && git commit -qm again --allow-empty')"
+  C[git_recommit]+=" $(cpu)"
   mkdir co
   R[git_checkout]+=" $(ms git --work-tree=co checkout -f HEAD -- .)"
+  C[git_checkout]+=" $(cpu)"
   R[git_size]+=" $(dusize .git/objects)"
   git reset -q
 
@@ -82,29 +101,37 @@ for rep in $(seq 1 "$REPS"); do
   W=$OUT/ws-dvc; cd "$W"; rm -rf .dvc experiments/run_bench.dvc experiments/.gitignore
   dvc init --no-scm -q; dvc config cache.type copy
   R[dvc_commit]+=" $(ms dvc add -q experiments/run_bench)"
+  C[dvc_commit]+=" $(cpu)"
   R[dvc_recommit]+=" $(ms dvc add -q experiments/run_bench)"
+  C[dvc_recommit]+=" $(cpu)"
   rm -rf experiments/run_bench
   R[dvc_checkout]+=" $(ms dvc checkout -q experiments/run_bench.dvc)"
+  C[dvc_checkout]+=" $(cpu)"
   R[dvc_size]+=" $(dusize .dvc/cache)"
   cd "$ROOT"
 done
 
-declare -A M
+declare -A M MC
 for k in "${!R[@]}"; do M[$k]=$(median ${R[$k]}); done
-ratio() { python3 -c "print(f'{$1/max($2,1):.1f}x')"; }
+for k in "${!C[@]}"; do MC[$k]=$(median ${C[$k]}); done
+# ratio PEER EXP [better worse]: "2.5x faster" when exp took less, "1.5x slower" when it took more.
+ratio() { python3 -c "a,b=max($1,1),max($2,1); print(f'{a/b:.1f}x ${3:-faster}' if a>=b else f'{b/a:.1f}x ${4:-slower}')"; }
 mib() { python3 -c "print(f'{$1/1048576:.0f} MiB')"; }
 met() { python3 -c "print('met' if $1 else 'MISSED')"; }
 
 cat > "$OUT/results.md" <<MD
 Run folder: $(mib "$SIZE"), $FILES files, 12 trials of JSONL/CSV/JSON/Markdown (bench/store/generate.py).
-Medians of $REPS runs, wall clock, warm page cache for every tool, on $(nproc) cores;
-$(git --version), $(dvc --version | head -1 | sed 's/^/dvc /'), exp release build. Reproduce: \`bash bench/store/run.sh\`.
+Medians of $REPS runs, wall clock, warm page cache for every tool, on $(nproc) cores
+(1-minute load average at the end: $(cut -d' ' -f1 /proc/loadavg); above 2 means other work shared the cores);
+$(git --version), dvc $(dvc --version 2>/dev/null | head -1), exp $PROFILE build. Reproduce: \`bash bench/store/run.sh\`.
 
 | operation | exp | git | dvc | exp vs git | exp vs dvc |
 | --- | ---: | ---: | ---: | ---: | ---: |
-| commit (store the folder) | ${M[exp_commit]} ms | ${M[git_commit]} ms | ${M[dvc_commit]} ms | $(ratio "${M[git_commit]}" "${M[exp_commit]}") faster | $(ratio "${M[dvc_commit]}" "${M[exp_commit]}") faster |
-| re-commit, unchanged | ${M[exp_recommit]} ms | ${M[git_recommit]} ms | ${M[dvc_recommit]} ms | $(ratio "${M[git_recommit]}" "${M[exp_recommit]}") faster | $(ratio "${M[dvc_recommit]}" "${M[exp_recommit]}") faster |
-| checkout into an empty folder | ${M[exp_checkout]} ms | ${M[git_checkout]} ms | ${M[dvc_checkout]} ms | $(ratio "${M[git_checkout]}" "${M[exp_checkout]}") faster | $(ratio "${M[dvc_checkout]}" "${M[exp_checkout]}") faster |
+| commit (store the folder) | ${M[exp_commit]} ms | ${M[git_commit]} ms | ${M[dvc_commit]} ms | $(ratio "${M[git_commit]}" "${M[exp_commit]}") | $(ratio "${M[dvc_commit]}" "${M[exp_commit]}") |
+| re-commit, unchanged | ${M[exp_recommit]} ms | ${M[git_recommit]} ms | ${M[dvc_recommit]} ms | $(ratio "${M[git_recommit]}" "${M[exp_recommit]}") | $(ratio "${M[dvc_recommit]}" "${M[exp_recommit]}") |
+| checkout into an empty folder | ${M[exp_checkout]} ms | ${M[git_checkout]} ms | ${M[dvc_checkout]} ms | $(ratio "${M[git_checkout]}" "${M[exp_checkout]}") | $(ratio "${M[dvc_checkout]}" "${M[exp_checkout]}") |
+| CPU time of commit (user + sys) | ${MC[exp_commit]} ms | ${MC[git_commit]} ms | ${MC[dvc_commit]} ms | $(ratio "${MC[git_commit]}" "${MC[exp_commit]}" less more) | $(ratio "${MC[dvc_commit]}" "${MC[exp_commit]}" less more) |
+| CPU time of checkout | ${MC[exp_checkout]} ms | ${MC[git_checkout]} ms | ${MC[dvc_checkout]} ms | $(ratio "${MC[git_checkout]}" "${MC[exp_checkout]}" less more) | $(ratio "${MC[dvc_checkout]}" "${MC[exp_checkout]}" less more) |
 | store size | $(mib "${M[exp_size]}") | $(mib "${M[git_size]}") | $(mib "${M[dvc_size]}") | $(python3 -c "print(f'{${M[exp_size]}/${M[git_size]}:.2f}x')") of git | $(python3 -c "print(f'{${M[exp_size]}/${M[dvc_size]}:.2f}x')") of dvc |
 
 Targets (issue 2):

@@ -37,13 +37,13 @@ pub fn run(ctx: &Context, args: &CheckoutArgs) -> anyhow::Result<()> {
     }
     let dest = o.dest.strip_prefix(repo.workspace()).unwrap_or(&o.dest);
     println!(
-        "checked out {} ({}) into {}: {} files, {}; {} written, {} removed",
+        "checked out {} ({}) into {}: {} files; {} written ({}), {} removed",
         args.rev,
         o.commit.short(),
         dest.display(),
         o.files,
-        ui::human_bytes(o.bytes),
         o.written,
+        ui::human_bytes(o.bytes),
         o.removed
     );
     Ok(())

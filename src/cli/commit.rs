@@ -70,6 +70,9 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> anyhow::Result<()> {
     };
     let progress = ui::TermProgress::new();
     let o = repo.commit_run(&dir, &options, &progress)?;
+    for w in &o.warnings {
+        eprintln!("warning: {w}");
+    }
     if args.json {
         return ui::print_json(&o);
     }

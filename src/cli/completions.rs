@@ -5,7 +5,9 @@ use super::{Cli, Context};
 
 /// Print a shell completion script.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  exp completions bash > ~/.local/share/bash-completion/completions/exp\n  exp completions zsh > \"${fpath[1]}/_exp\"\n  exp completions fish > ~/.config/fish/completions/exp.fish")]
+#[command(
+    after_help = "Examples:\n  exp completions bash > ~/.local/share/bash-completion/completions/exp\n  exp completions zsh > \"${fpath[1]}/_exp\"\n  exp completions fish > ~/.config/fish/completions/exp.fish"
+)]
 pub struct CompletionsArgs {
     /// The shell to complete for.
     pub shell: Shell,

@@ -27,10 +27,9 @@ pub fn run(ctx: &Context, args: &HashObjectArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    // Hashing alone needs no store: the odb only reads the file.
-    let odb = Odb::new(std::env::temp_dir().join("exp-hash-only"));
+    // Hashing alone needs no store.
     for f in &args.files {
-        println!("{}", odb.stage_file(f, true)?.id);
+        println!("{}", Odb::hash_file(f)?);
     }
     Ok(())
 }

@@ -28,6 +28,10 @@ pub struct LogArgs {
 
 pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
     let repo = open_repo(ctx)?;
+    if !args.all && args.rev.is_none() && repo.refs.read(&RefName::head())?.is_none() {
+        println!("no commits yet: `exp commit experiments/run_<ID>` stores a run");
+        return Ok(());
+    }
     let tips: Vec<ObjectId> = if args.all {
         let mut t: Vec<ObjectId> = repo.refs.list("")?.into_iter().map(|(_, id)| id).collect();
         t.extend(repo.refs.read(&RefName::head())?);

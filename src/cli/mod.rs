@@ -34,7 +34,9 @@ pub mod ui;
 /// Run LLM prompt experiments and keep every run as immutable, content-addressed history.
 #[derive(Parser, Debug)]
 #[command(name = "exp", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Quickstart:\n  exp run --config config/eval_config.yaml --archive\n  exp log\n  exp diff t0_r20250818 t1_r20250821")]
+#[command(
+    after_help = "Quickstart:\n  exp run --config config/eval_config.yaml --archive\n  exp log\n  exp diff t0_r20250818 t1_r20250821"
+)]
 pub struct Cli {
     /// Workspace holding `.exprepo/` [default: nearest `.exprepo` upward, else the current folder]
     #[arg(long, global = true, value_name = "DIR")]

@@ -137,14 +137,17 @@ pub fn messages_text(body: &serde_json::Value) -> (String, String) {
 
 /// Writes `lines` to `path` atomically (temp file + rename), so a crash mid-build never leaves a
 /// truncated inputs file that a resume would trust.
-pub fn write_lines(path: &Path, lines: &[RequestLine]) -> std::io::Result<()> {
+pub fn write_lines(
+    path: &Path,
+    lines: impl IntoIterator<Item = RequestLine>,
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
         for line in lines {
-            serde_json::to_writer(&mut w, line)?;
+            serde_json::to_writer(&mut w, &line)?;
             w.write_all(b"\n")?;
         }
         w.flush()?;

@@ -404,6 +404,21 @@ pub fn run(
         )));
     }
 
+    // From here on an item is its id, gold label and cluster: the other columns were only needed
+    // for the user messages, already rendered, and would otherwise stay in memory all run long.
+    for d in &mut datasets {
+        d.items = Arc::new(
+            d.items
+                .iter()
+                .map(|i| prepare::Item {
+                    id: i.id.clone(),
+                    label: i.label.clone(),
+                    cluster: i.cluster.clone(),
+                    fields: BTreeMap::new(),
+                })
+                .collect(),
+        );
+    }
     let fingerprint = fingerprint(&loaded.config, &prompts, &datasets);
     let config_hash = blake3::hash(fingerprint.to_string().as_bytes()).to_hex().to_string();
     // The baseline is opened before anything is sent, so a wrong REF costs nothing.
@@ -495,6 +510,9 @@ pub fn run(
     for t in &trials {
         write_trial_json(&dir, t, &loaded.config, &conditions, &datasets)?;
     }
+    // Phase timings go to the log (`EXP_LOG=info`), for finding where a slow run spends its time.
+    let phase = std::time::Instant::now();
+    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, "prepared; building");
     progress.start("build", jobs.len() as u64, false);
     for job in &jobs {
         let path = inputs_path(&dir, &trials[job.trial], job);
@@ -504,12 +522,13 @@ pub fn run(
             }
             let lines =
                 build_job(&trials[job.trial], job, &datasets, &prompts, &users, &loaded.config);
-            build::write_lines(&path, &lines)
+            build::write_lines(&path, lines)
                 .map_err(|source| RunError::Write { path: path.clone(), source })?;
         }
         progress.advance(1);
     }
     progress.finish();
+    drop(users);
 
     let mut exec_jobs = Vec::new();
     let mut pending = 0u64;
@@ -560,6 +579,7 @@ pub fn run(
         fsync: e.fsync,
         stop_on_ctrl_c: opts.stop_on_ctrl_c,
     };
+    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, pending, "built; sending");
     let outcome = match execute::execute(exec_jobs, models, &settings, pending, progress) {
         Ok(o) => o,
         Err(err) => {
@@ -620,6 +640,7 @@ pub fn run(
             }
             None => None,
         };
+        tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, trial = %trial.slug, "scoring");
         let r = results::write(
             &trial_dir,
             &rjobs,
@@ -628,6 +649,7 @@ pub fn run(
             trial.model.pricing,
             rows.as_ref(),
         )?;
+        tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, trial = %trial.slug, "reporting");
         report::write_trial_report(&trial_dir, &settings)?;
         let status = trial_status(&r);
         any_answer |= r.costs.conditions.values().any(|c| c.requests > c.failures);
@@ -681,7 +703,9 @@ pub fn run(
     let manifest =
         Manifest { format: 1, run_id: run_id.clone(), status, trials: manifest_trials, totals };
     results::write_json(&dir.join("multi_trial_manifest.json"), &manifest)?;
+    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, "aggregating");
     report::write_aggregate(&dir, &settings)?;
+    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, "done");
     rj.status = status;
     rj.finished_at = Some(now());
     write_run_json(&dir, &rj)?;
@@ -925,30 +949,28 @@ fn system_prompt<'a>(
     prompts.get(path).map(String::as_str).unwrap_or_default()
 }
 
-fn build_job(
-    trial: &Trial,
-    job: &Job,
-    datasets: &[Prepared],
-    prompts: &BTreeMap<PathBuf, String>,
-    users: &[Vec<String>],
-    c: &Config,
-) -> Vec<RequestLine> {
+/// A job's request lines, made one at a time as they are written (a part can hold a whole
+/// 100,000-item dataset; its lines are never all in memory).
+fn build_job<'a>(
+    trial: &'a Trial,
+    job: &'a Job,
+    datasets: &'a [Prepared],
+    prompts: &'a BTreeMap<PathBuf, String>,
+    users: &'a [Vec<String>],
+    c: &'a Config,
+) -> impl Iterator<Item = RequestLine> + 'a {
     let system = system_prompt(trial, c, prompts, job.condition);
     let ds = &datasets[job.dataset];
-    let mut out = Vec::with_capacity((job.end - job.start) * trial.repeats as usize);
     let slice = ds.items[job.start..job.end].iter().zip(&users[job.dataset][job.start..job.end]);
-    for (item, user) in slice {
+    slice.flat_map(move |(item, user)| {
         let body = build::body(&trial.model, &trial.decoding, system, user);
-        for repeat in 0..trial.repeats {
-            out.push(RequestLine {
-                custom_id: build::custom_id(&ds.name, &item.id, job.condition, repeat),
-                method: "POST".into(),
-                url: build::CHAT_URL.into(),
-                body: body.clone(),
-            });
-        }
-    }
-    out
+        (0..trial.repeats).map(move |repeat| RequestLine {
+            custom_id: build::custom_id(&ds.name, &item.id, job.condition, repeat),
+            method: "POST".into(),
+            url: build::CHAT_URL.into(),
+            body: body.clone(),
+        })
+    })
 }
 
 fn inputs_path(dir: &Path, trial: &Trial, job: &Job) -> PathBuf {

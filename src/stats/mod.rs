@@ -44,4 +44,4 @@ pub mod paired;
 pub mod significance;
 
 pub use multiple::holm;
-pub use significance::{analyze, ScoreRow, Settings, Significance};
+pub use significance::{ScoreRow, Settings, Significance, analyze};

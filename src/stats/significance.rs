@@ -211,9 +211,11 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
             continue;
         }
         *per_cell.entry((r.condition.as_str(), idx)).or_insert(0) += 1;
-        let arm = arms
-            .entry(r.condition.clone())
-            .or_insert_with(|| Arm { rows: 0, failed: 0, scores: HashMap::new() });
+        let arm = arms.entry(r.condition.clone()).or_insert_with(|| Arm {
+            rows: 0,
+            failed: 0,
+            scores: HashMap::new(),
+        });
         arm.rows += 1;
         let cell = arm.scores.entry(idx).or_default();
         match r.score {
@@ -302,8 +304,10 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
                     stats.se = Some(e.se);
                     stats.ci = Some([e.lo, e.hi]);
                     let unit = if single { "items" } else { "item means over repeats" };
-                    stats.method =
-                        Some(format!("{level} normal (CLT) interval on {unit}, {}", se_method(n_groups)));
+                    stats.method = Some(format!(
+                        "{level} normal (CLT) interval on {unit}, {}",
+                        se_method(n_groups)
+                    ));
                 }
                 None => skip(
                     &format!("{name} confidence interval"),
@@ -358,7 +362,8 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
             return sig;
         }
     };
-    let mut paired_items: Vec<usize> = control.keys().filter(|k| treatment.contains_key(k)).copied().collect();
+    let mut paired_items: Vec<usize> =
+        control.keys().filter(|k| treatment.contains_key(k)).copied().collect();
     paired_items.sort_unstable();
     sig.n_paired = paired_items.len();
     if paired_items.is_empty() {
@@ -400,8 +405,10 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
 
     // Exact McNemar: only when each item has one 0/1 outcome per condition.
     if binary && single {
-        let b = paired_items.iter().filter(|i| control[i] == 1.0 && treatment[i] == 0.0).count() as u64;
-        let c = paired_items.iter().filter(|i| control[i] == 0.0 && treatment[i] == 1.0).count() as u64;
+        let b =
+            paired_items.iter().filter(|i| control[i] == 1.0 && treatment[i] == 0.0).count() as u64;
+        let c =
+            paired_items.iter().filter(|i| control[i] == 0.0 && treatment[i] == 1.0).count() as u64;
         let p = paired::mcnemar_exact(b, c);
         sig.mcnemar = Some(McNemar {
             control_only: b,
@@ -424,7 +431,10 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
         } else {
             "items have several repeats, so an item has no single 0/1 outcome"
         };
-        skip("mcnemar", format!("{why}; the sign-flip permutation test on item means is used instead"));
+        skip(
+            "mcnemar",
+            format!("{why}; the sign-flip permutation test on item means is used instead"),
+        );
     }
 
     // Sign-flip permutation test on items, or whole clusters.
@@ -441,8 +451,17 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
     };
     let unit_name = if clustered { "clusters" } else { "items" };
     let flip = paired::sign_flip_test(&unit_sums, settings.bootstrap_resamples, settings.seed);
-    let flip_method = if flip.exact {
-        format!("sign-flip permutation test on {unit_name}, exact (all 2^{} sign patterns)", flip.n_nonzero)
+    let flip_method = if flip.exact && flip.n_nonzero > paired::EXACT_PERMUTATION_LIMIT {
+        format!(
+            "sign-flip permutation test on {unit_name}, exact (equal-sized differences: \
+             binomial count of the {} sign flips)",
+            flip.n_nonzero
+        )
+    } else if flip.exact {
+        format!(
+            "sign-flip permutation test on {unit_name}, exact (all 2^{} sign patterns)",
+            flip.n_nonzero
+        )
     } else {
         format!(
             "sign-flip permutation test on {unit_name}, {} seeded random sign patterns",
@@ -481,7 +500,9 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
         None if settings.bootstrap_resamples == 0 => {
             skip("bootstrap", "bootstrap_resamples is 0 in the config".into())
         }
-        None => skip("bootstrap", format!("needs at least 2 {unit_name}, there is {}", units.len())),
+        None => {
+            skip("bootstrap", format!("needs at least 2 {unit_name}, there is {}", units.len()))
+        }
     }
 
     let discordance = d.iter().filter(|v| **v != 0.0).count() as f64 / n as f64;

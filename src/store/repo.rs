@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::{Error, IoContext, Result};
 use super::index::Index;
-use super::object::{Commit, Kind, Mode, Object, TreeEntry};
+use super::object::{Commit, Kind, Mode, Object, Summary, TreeEntry};
 use super::odb::Odb;
 use super::refs::{Expect, Head, RefName, Refs};
 use super::worktree::{self, ListedFile};
@@ -66,6 +66,9 @@ pub struct CommitOutcome {
     pub hashed_files: u64,
     /// Per file (dry run only; empty otherwise to keep the outcome small).
     pub listing: Vec<ListedFile>,
+    /// What could not be read into the commit's metadata (a torn run.json, say); the files
+    /// themselves are committed regardless.
+    pub warnings: Vec<String>,
 }
 
 fn write_format(store: &Path) -> Result<()> {
@@ -383,7 +386,13 @@ impl Repo {
     ) -> Result<CommitOutcome> {
         let run_id = run_id.to_string();
         let run_dir = run_dir.to_path_buf();
-        let run_json = summary::read_json(&run_dir.join("run.json"))?;
+        let mut warnings = Vec::new();
+        // A crashed run can leave torn JSON behind; it is still worth committing, so bad
+        // metadata files become warnings, never a refusal.
+        let run_json = summary::read_json(&run_dir.join("run.json")).unwrap_or_else(|e| {
+            warnings.push(format!("{e}; status, message and config hash not recorded"));
+            None
+        });
         let field = |k: &str| run_json.as_ref().and_then(|r| r.get(k)).and_then(Value::as_str);
         let tag = options.tag.clone().or_else(|| field("tag").map(str::to_string));
         let tag_ref = tag.as_deref().map(RefName::tag).transpose()?;
@@ -407,7 +416,9 @@ impl Repo {
             new_bytes: stored.new_bytes,
             hashed_files: stored.hashed_files,
             listing: Vec::new(),
+            warnings: Vec::new(),
         };
+        outcome.warnings = warnings.clone();
         if options.dry_run {
             outcome.unchanged = match previous {
                 Some(p) => self.read_commit(&p)?.tree == stored.tree,
@@ -418,12 +429,9 @@ impl Repo {
         }
         // The index is a cache: failing to save it only costs re-hashing next time.
         let _ = index.save();
-        let summary = summary::read_summary(&run_dir, run_json.as_ref())?;
-        let provenance: Provenance = run_json
-            .as_ref()
-            .and_then(|r| r.get("provenance"))
-            .and_then(|p| serde_json::from_value(p.clone()).ok())
-            .unwrap_or_else(|| provenance::capture(&self.workspace));
+        // Summary and provenance are only needed for a new commit; provenance asks git for
+        // the status of the whole code repository, which an unchanged re-commit must not pay for.
+        let mut meta: Option<(Summary, Provenance)> = None;
         let message = options
             .message
             .clone()
@@ -439,6 +447,19 @@ impl Repo {
                 outcome.unchanged = true;
                 break cur;
             }
+            let (summary, provenance) = meta.get_or_insert_with(|| {
+                let summary =
+                    summary::read_summary(&run_dir, run_json.as_ref()).unwrap_or_else(|e| {
+                        warnings.push(format!("{e}; the commit has no summary"));
+                        Default::default()
+                    });
+                let provenance = run_json
+                    .as_ref()
+                    .and_then(|r| r.get("provenance"))
+                    .and_then(|p| serde_json::from_value(p.clone()).ok())
+                    .unwrap_or_else(|| provenance::capture(&self.workspace));
+                (summary, provenance)
+            });
             let commit = Commit {
                 tree: stored.tree,
                 parents: current.into_iter().collect(),
@@ -461,6 +482,7 @@ impl Repo {
             }
         };
         outcome.commit = Some(commit_id);
+        outcome.warnings = warnings;
         if let Some(t) = &tag_ref {
             match self.refs.read(t)? {
                 Some(existing) if existing == commit_id => {}
@@ -470,8 +492,10 @@ impl Repo {
                 None => self.refs.update(t, commit_id, Expect::Absent, "tag")?,
             }
         }
-        if set_head {
-            self.refs.set_head(&Head::Symbolic(ref_name), &format!("commit: run {run_id}"))?;
+        // HEAD already naming this run is the common case of a re-commit: no write, no fsync.
+        let head = Head::Symbolic(ref_name);
+        if set_head && self.refs.head()? != head {
+            self.refs.set_head(&head, &format!("commit: run {run_id}"))?;
         }
         Ok(outcome)
     }

@@ -54,6 +54,10 @@ fn scan(dir: &Path, rel: &str, files: &mut Vec<ScannedFile>) -> Result<Node> {
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let path = entry.path();
+        // A store inside the folder (committing a whole workspace) is never part of it.
+        if entry.file_name() == super::STORE_DIR {
+            continue;
+        }
         let name = name_of(&path, &entry.file_name())?;
         let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
         let meta = fs::symlink_metadata(&path).at(&path)?;
@@ -138,7 +142,7 @@ pub fn store_dir(
     for (f, (id, s)) in files.iter().zip(results) {
         let new = match &s {
             Some(s) => s.is_new() || (dry_run && !odb.has(&s.id)),
-            None => false,
+            None => dry_run && !odb.has(&id),
         };
         listing.push(ListedFile { path: f.rel.clone(), size: f.meta.len(), new });
         if let Some(s) = s {
@@ -357,6 +361,7 @@ fn compare(
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckedOut {
     pub files: u64,
+    /// Bytes of the files written.
     pub bytes: u64,
     /// Entries written or replaced (0 when the folder already matched).
     pub written: u64,
@@ -416,6 +421,7 @@ pub fn checkout(
         }
     }
     progress.start("checkout", to_write.len() as u64, false);
+    let written_bytes = std::sync::atomic::AtomicU64::new(0);
     let written: Vec<Option<(String, Metadata, ObjectId)>> = to_write
         .par_iter()
         .map(|e| {
@@ -430,6 +436,7 @@ pub fn checkout(
                 }
                 Mode::File | Mode::Executable => {
                     let meta = write_file(odb, &e.id, &path, e.mode == Mode::Executable)?;
+                    written_bytes.fetch_add(meta.len(), std::sync::atomic::Ordering::Relaxed);
                     Ok(Some((format!("{key}/{}", e.path), meta, e.id)))
                 }
             };
@@ -442,12 +449,9 @@ pub fn checkout(
     for (k, meta, id) in written.into_iter().flatten() {
         index.insert(k, &meta, id);
     }
-    for e in &flat {
-        if matches!(e.mode, Mode::File | Mode::Executable) {
-            out.files += 1;
-            out.bytes += odb.header(&e.id).map(|h| h.1).unwrap_or(0);
-        }
-    }
+    out.files =
+        flat.iter().filter(|e| matches!(e.mode, Mode::File | Mode::Executable)).count() as u64;
+    out.bytes = written_bytes.into_inner();
     Ok(out)
 }
 

@@ -3,6 +3,7 @@
 //! `charts/` for the Markdown report and inlined into the HTML report.
 use std::path::Path;
 
+use plotters::chart::{MeshStyle, SeriesLabelStyle};
 use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::types::RangedCoordi32;
 use plotters::prelude::*;
@@ -56,12 +57,18 @@ fn label(i: usize, t: &AggTrial) -> String {
 }
 
 fn y_label_width(agg: &Aggregate) -> u32 {
-    let longest = agg.trials.iter().enumerate().map(|(i, t)| label(i, t).chars().count()).max().unwrap_or(4);
+    let longest =
+        agg.trials.iter().enumerate().map(|(i, t)| label(i, t).chars().count()).max().unwrap_or(4);
     (longest as u32 * 7 + 16).clamp(60, 360)
 }
 
 /// Padded range around the values (and around 0 when asked), never empty.
-fn span(values: impl Iterator<Item = f64>, include_zero: bool, pad: f64, min_width: f64) -> (f64, f64) {
+fn span(
+    values: impl Iterator<Item = f64>,
+    include_zero: bool,
+    pad: f64,
+    min_width: f64,
+) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for v in values.filter(|v| v.is_finite()) {
         lo = lo.min(v);
@@ -90,7 +97,11 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
         .map(|t| t.sig.as_ref()?.difference.as_ref().map(|d| (d.mean, d.ci)))
         .collect();
     let (x0, x1) = span(
-        effects.iter().flatten().flat_map(|(m, ci)| [Some(*m), ci.map(|c| c[0]), ci.map(|c| c[1])]).flatten(),
+        effects
+            .iter()
+            .flatten()
+            .flat_map(|(m, ci)| [Some(*m), ci.map(|c| c[0]), ci.map(|c| c[1])])
+            .flatten(),
         true,
         0.12,
         0.02,
@@ -101,7 +112,7 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(s)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Effect of the treatment prompt per trial", (FONT, 20).into_font().color(&INK))
+            .caption("Effect of the treatment prompt per trial", (FONT, 22).into_font().color(&INK))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(y_label_width(agg))
@@ -110,17 +121,11 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
         let labels: Vec<String> = agg.trials.iter().enumerate().map(|(i, t)| label(i, t)).collect();
         let y_fmt = |y: &i32| row_label(&labels, *y);
         let x_fmt = |x: &f64| diff_tick(num, *x, x1 - x0);
-        chart
-            .configure_mesh()
+        house_mesh(&mut chart.configure_mesh())
             .disable_y_mesh()
-            .bold_line_style(GRID)
-            .light_line_style(WHITE)
-            .axis_style(CONTROL_COLOR)
             .x_desc(format!("treatment − control ({})", num.diff_unit()))
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
-            .label_style((FONT, 13).into_font().color(&INK))
-            .axis_desc_style((FONT, 14).into_font().color(&INK))
             .draw()
             .map_err(s)?;
         chart
@@ -131,7 +136,8 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
             .map_err(s)?;
         for (i, (e, t)) in effects.iter().zip(&agg.trials).enumerate() {
             let Some((m, ci)) = e else { continue };
-            let color = if t.holm_p.is_some_and(|h| h < agg.alpha) { SIGNIFICANT } else { NOT_SIGNIFICANT };
+            let color =
+                if t.holm_p.is_some_and(|h| h < agg.alpha) { SIGNIFICANT } else { NOT_SIGNIFICANT };
             let y = row_y(n, i);
             if let Some([lo, hi]) = ci {
                 let style = color.stroke_width(3);
@@ -143,12 +149,14 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
                     ])
                     .map_err(s)?;
             }
-            chart.draw_series(std::iter::once(Circle::new((*m, y), 7, color.filled()))).map_err(s)?;
+            chart
+                .draw_series(std::iter::once(Circle::new((*m, y), 7, color.filled())))
+                .map_err(s)?;
             chart
                 .draw_series(std::iter::once(Text::new(
                     num.diff(*m),
                     (*m, y + 42),
-                    (FONT, 12).into_font().color(&INK),
+                    (FONT, 14).into_font().color(&INK),
                 )))
                 .map_err(s)?;
         }
@@ -167,11 +175,40 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
     })
 }
 
+/// The house style of every chart's grid and axes: light grid, grey axes, dark labels.
+fn house_mesh<'a, 'b, 'm, X: Ranged, Y: Ranged>(
+    m: &'m mut MeshStyle<'a, 'b, X, Y, SVGBackend<'a>>,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, SVGBackend<'a>> {
+    m.bold_line_style(GRID)
+        .light_line_style(WHITE)
+        .axis_style(CONTROL_COLOR)
+        .label_style((FONT, 14).into_font().color(&INK))
+        .axis_desc_style((FONT, 14).into_font().color(&INK))
+}
+
+/// The house style of a legend, at `position`.
+fn house_legend<'a, 'b, 'm, CT: CoordTranslate>(
+    l: &'m mut SeriesLabelStyle<'a, 'b, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> &'m mut SeriesLabelStyle<'a, 'b, SVGBackend<'a>, CT> {
+    l.position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(GRID)
+        .label_font((FONT, 13).into_font().color(&INK))
+}
+
 /// Trials are rows: row i sits at y = 100·(n − 1 − i) (first trial on top), in hundredths of
 /// a row so markers can sit just above or below it; a tick (and its label) on every row.
 fn rows(n: usize) -> WithKeyPoints<RangedCoordi32> {
     let keys: Vec<i32> = (0..n as i32).map(|i| i * 100).collect();
     let range: RangedCoordi32 = (-60..n as i32 * 100 - 40).into();
+    range.with_key_points(keys)
+}
+
+/// [`rows`] with a blank row above the first, where the legend sits without hiding data.
+fn rows_with_legend(n: usize) -> WithKeyPoints<RangedCoordi32> {
+    let keys: Vec<i32> = (0..n as i32).map(|i| i * 100).collect();
+    let range: RangedCoordi32 = (-60..n as i32 * 100 + 60).into();
     range.with_key_points(keys)
 }
 
@@ -190,7 +227,11 @@ fn row_label(labels: &[String], y: i32) -> String {
 fn diff_tick(num: Num, x: f64, width: f64) -> String {
     let x = if x.abs() < width * 1e-9 { 0.0 } else { x };
     if num.pct {
-        if width * 100.0 < 8.0 { format!("{:+.1}", x * 100.0) } else { format!("{:+.0}", x * 100.0) }
+        if width * 100.0 < 8.0 {
+            format!("{:+.1}", x * 100.0)
+        } else {
+            format!("{:+.0}", x * 100.0)
+        }
     } else {
         format!("{x:+.3}")
     }
@@ -205,49 +246,52 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
         s.mean.map(|m| (m, s.ci))
     };
     let values = agg.trials.iter().flat_map(|t| {
-        [CONTROL, TREATMENT].into_iter().filter_map(|c| cond(t, c)).flat_map(|(m, ci)| {
-            [Some(m), ci.map(|c| c[0]), ci.map(|c| c[1])].into_iter().flatten()
-        })
+        [CONTROL, TREATMENT]
+            .into_iter()
+            .filter_map(|c| cond(t, c))
+            .flat_map(|(m, ci)| [Some(m), ci.map(|c| c[0]), ci.map(|c| c[1])].into_iter().flatten())
     });
     let (mut x0, mut x1) = span(values, false, 0.1, 0.05);
     x0 = x0.max(0.0);
     x1 = x1.min(1.0).max(x0 + 0.01);
-    let height = 130 + (ROW + 14) * n as u32;
+    let height = 150 + (ROW + 14) * (n as u32 + 1);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(s)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{} per condition", cap(num.level_name())), (FONT, 20).into_font().color(&INK))
+            .caption(
+                format!("{} per condition", cap(num.level_name())),
+                (FONT, 22).into_font().color(&INK),
+            )
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(y_label_width(agg))
-            .build_cartesian_2d(x0..x1, rows(n))
+            .build_cartesian_2d(x0..x1, rows_with_legend(n))
             .map_err(s)?;
         let labels: Vec<String> = agg.trials.iter().enumerate().map(|(i, t)| label(i, t)).collect();
         let y_fmt = |y: &i32| row_label(&labels, *y);
-        let x_fmt = |x: &f64| if num.pct { format!("{:.0}%", x * 100.0) } else { format!("{x:.2}") };
-        chart
-            .configure_mesh()
+        let x_fmt =
+            |x: &f64| if num.pct { format!("{:.0}%", x * 100.0) } else { format!("{x:.2}") };
+        house_mesh(&mut chart.configure_mesh())
             .disable_y_mesh()
-            .bold_line_style(GRID)
-            .light_line_style(WHITE)
-            .axis_style(CONTROL_COLOR)
             .x_desc(num.level_name())
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
-            .label_style((FONT, 13).into_font().color(&INK))
-            .axis_desc_style((FONT, 14).into_font().color(&INK))
             .draw()
             .map_err(s)?;
-        for (c, color, offset) in [(CONTROL, CONTROL_COLOR, 17), (TREATMENT, TREATMENT_COLOR, -17)] {
+        for (c, color, offset) in [(CONTROL, CONTROL_COLOR, 17), (TREATMENT, TREATMENT_COLOR, -17)]
+        {
             let mut points = Vec::new();
             for (i, t) in agg.trials.iter().enumerate() {
                 let Some((m, ci)) = cond(t, c) else { continue };
                 let y = row_y(n, i) + offset;
                 if let Some([lo, hi]) = ci {
                     chart
-                        .draw_series(std::iter::once(PathElement::new(vec![(lo, y), (hi, y)], color.stroke_width(3))))
+                        .draw_series(std::iter::once(PathElement::new(
+                            vec![(lo, y), (hi, y)],
+                            color.stroke_width(3),
+                        )))
                         .map_err(s)?;
                 }
                 points.push((m, y));
@@ -258,12 +302,7 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
                 .label(c)
                 .legend(move |(x, y)| Circle::new((x + 8, y), 6, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GRID)
-            .label_font((FONT, 13).into_font().color(&INK))
+        house_legend(&mut chart.configure_series_labels(), SeriesLabelPosition::UpperRight)
             .draw()
             .map_err(s)?;
         root.present().map_err(s)?;
@@ -304,35 +343,42 @@ fn cost(agg: &Aggregate) -> Result<Chart, String> {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, 480)).into_drawing_area();
         root.fill(&WHITE).map_err(s)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("Cost against {}", num.level_name()), (FONT, 20).into_font().color(&INK))
+            .caption(
+                format!("Cost against {}", num.level_name()),
+                (FONT, 22).into_font().color(&INK),
+            )
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(64)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(s)?;
         let x_fmt = |x: &f64| format::usd(*x);
-        let y_fmt = |y: &f64| if num.pct { format!("{:.0}%", y * 100.0) } else { format!("{y:.2}") };
-        chart
-            .configure_mesh()
-            .bold_line_style(GRID)
-            .light_line_style(WHITE)
-            .axis_style(CONTROL_COLOR)
-            .x_desc(if any_cost { "cost of the condition (USD)" } else { "cost (no pricing configured: all $0)" })
+        let y_fmt =
+            |y: &f64| if num.pct { format!("{:.0}%", y * 100.0) } else { format!("{y:.2}") };
+        house_mesh(&mut chart.configure_mesh())
+            .x_desc(if any_cost {
+                "cost of the condition (USD)"
+            } else {
+                "cost (no pricing configured: all $0)"
+            })
             .y_desc(num.level_name())
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
-            .label_style((FONT, 13).into_font().color(&INK))
-            .axis_desc_style((FONT, 14).into_font().color(&INK))
             .draw()
             .map_err(s)?;
         for [c, t] in &pts {
             if let (Some(a), Some(b)) = (c, t) {
                 chart
-                    .draw_series(std::iter::once(PathElement::new(vec![*a, *b], GRID.stroke_width(2))))
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![*a, *b],
+                        GRID.stroke_width(2),
+                    )))
                     .map_err(s)?;
             }
         }
-        for (k, (c, color)) in [(CONTROL, CONTROL_COLOR), (TREATMENT, TREATMENT_COLOR)].into_iter().enumerate() {
+        for (k, (c, color)) in
+            [(CONTROL, CONTROL_COLOR), (TREATMENT, TREATMENT_COLOR)].into_iter().enumerate()
+        {
             let series: Vec<(usize, (f64, f64))> =
                 pts.iter().enumerate().filter_map(|(i, p)| p[k].map(|v| (i, v))).collect();
             chart
@@ -343,17 +389,17 @@ fn cost(agg: &Aggregate) -> Result<Chart, String> {
             if k == 1 {
                 chart
                     .draw_series(series.iter().map(|(i, p)| {
-                        Text::new(format!("T{}", i + 1), *p, (FONT, 12).into_font().color(&INK))
+                        EmptyElement::at(*p)
+                            + Text::new(
+                                format!("T{}", i + 1),
+                                (9, -18),
+                                (FONT, 14).into_font().color(&INK),
+                            )
                     }))
                     .map_err(s)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GRID)
-            .label_font((FONT, 13).into_font().color(&INK))
+        house_legend(&mut chart.configure_series_labels(), SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(s)?;
         root.present().map_err(s)?;

@@ -82,22 +82,18 @@ pub struct ConditionMetrics {
     pub accuracy: Option<f64>,
 }
 
-/// `results/costs.json`.
+/// `results/costs.json`: the trial's totals, and the same figures per condition.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Costs {
-    pub requests: Option<u64>,
-    pub failures: Option<u64>,
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub usd: Option<f64>,
-    pub usd_per_correct: Option<f64>,
-    pub conditions: std::collections::BTreeMap<String, ConditionCosts>,
+    #[serde(flatten)]
+    pub total: CostFigures,
+    pub conditions: std::collections::BTreeMap<String, CostFigures>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct ConditionCosts {
+pub struct CostFigures {
     pub requests: Option<u64>,
     pub failures: Option<u64>,
     pub input_tokens: Option<u64>,
@@ -111,15 +107,19 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
 }
 
 /// Reads and parses a JSON file; `Ok(None)` when it does not exist.
-pub fn read_json_opt<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, ReportError> {
+pub fn read_json_opt<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<T>, ReportError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path)(e)),
     };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|source| ReportError::Json { path: path.to_path_buf(), line: source.line(), source })
+    serde_json::from_str(&text).map(Some).map_err(|source| ReportError::Json {
+        path: path.to_path_buf(),
+        line: source.line(),
+        source,
+    })
 }
 
 /// Reads `per_item_scores.csv`. A score must be empty (failed request) or a finite number in
@@ -199,8 +199,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
 
 /// Pretty JSON with a trailing newline, atomically.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ReportError> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|source| ReportError::Json { path: path.to_path_buf(), line: 0, source })?;
+    let mut text = serde_json::to_string_pretty(value).map_err(|source| ReportError::Json {
+        path: path.to_path_buf(),
+        line: 0,
+        source,
+    })?;
     text.push('\n');
     write_atomic(path, text.as_bytes())
 }

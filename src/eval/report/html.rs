@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::charts::Chart;
 use super::format::{self, html as esc};
-use super::markdown::{effect_sentences, row, run_summary};
+use super::markdown::{effect_sentences, level_word, row, run_summary};
 use super::{AggTrial, Aggregate};
 
 const CSS: &str = r#"
@@ -27,9 +27,10 @@ table { border-collapse:collapse; width:100%; font-size:14px; }
 th, td { padding:8px 10px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
 th { background:#f1f5f9; font-weight:600; white-space:nowrap; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
-tr:last-child td { border-bottom:none; }
+tr:last-child td, tr:last-child th { border-bottom:none; }
 tr.sig td.effect, tr.sig td.holm { color:var(--good); font-weight:700; }
-.slug { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; }
+.slug { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; word-break:break-all; }
+.sub { color:var(--muted); font-size:12px; margin-top:2px; }
 .badge { display:inline-block; font-size:12px; padding:1px 8px; border-radius:10px; background:#ccfbf1; color:#115e59; }
 figure { margin:18px 0; background:#fff; border:1px solid var(--line); border-radius:8px; padding:12px; }
 figure svg { display:block; max-width:100%; height:auto; margin:0 auto; }
@@ -38,6 +39,8 @@ details { background:#fff; border:1px solid var(--line); border-radius:8px; padd
 summary { cursor:pointer; font-weight:600; }
 .note { color:var(--muted); }
 footer { color:var(--muted); font-size:13px; margin-top:40px; }
+table.figures { width:auto; margin:6px 0 10px; }
+table.figures th { background:none; font-weight:normal; color:var(--muted); }
 "#;
 
 pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
@@ -71,28 +74,43 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         (format::usd(usd), "total cost".to_string()),
         (failures.map(format::int).unwrap_or_else(|| "—".into()), "failed requests".to_string()),
     ] {
-        let _ = writeln!(h, "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}</div></div>", esc(&v), esc(&k));
+        let _ = writeln!(
+            h,
+            "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}</div></div>",
+            esc(&v),
+            esc(&k)
+        );
     }
     h.push_str("</section>\n");
 
     h.push_str("<h2>Trials side by side</h2>\n<div class=\"table-wrap\"><table>\n<thead><tr>");
-    for head in ["#", "Trial", "Model", "Prompt set", "Decoding", "Control", "Treatment", "Effect"] {
+    for head in ["#", "Trial", "Control", "Treatment", "Effect"] {
         let _ = write!(h, "<th>{head}</th>");
     }
-    let _ = write!(h, "<th>{level} CI</th><th>p</th><th>Holm p</th><th>Cost</th></tr></thead>\n<tbody>\n");
+    let _ = write!(
+        h,
+        "<th>{level} CI</th><th>p</th><th>Holm p</th><th>Cost</th></tr></thead>\n<tbody>\n"
+    );
     for (i, t) in agg.trials.iter().enumerate() {
         let r = row(t, agg.alpha);
         let _ = writeln!(
             h,
-            "<tr{}><td class=\"num\">T{}</td><td class=\"slug\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr{}><td class=\"num\">T{}</td><td><div class=\"slug\">{}</div><div class=\"sub\">{}</div></td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num effect\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num holm\">{}</td><td class=\"num\">{}</td></tr>",
             if r.significant { " class=\"sig\"" } else { "" },
             i + 1,
             esc(&t.slug),
-            esc(t.model.as_deref().unwrap_or("—")),
-            esc(t.prompt_set.as_deref().unwrap_or("—")),
-            esc(&format::decoding(t.decoding.as_ref())),
+            esc(&[
+                t.model.clone(),
+                t.prompt_set.clone(),
+                Some(format::decoding(t.decoding.as_ref())),
+                t.status.clone().filter(|s| s != "complete"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" · ")),
             esc(&r.control),
             esc(&r.treatment),
             esc(&r.effect),
@@ -103,10 +121,12 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         );
     }
     h.push_str("</tbody></table></div>\n");
-    h.push_str(
-        "<p class=\"note\">Accuracy with its interval per condition; effect = treatment − control, \
+    let _ = writeln!(
+        h,
+        "<p class=\"note\">{} with its {level} interval per condition; effect = treatment − control, \
          paired by item; p from exact McNemar (0/1 scores) or the sign-flip permutation test; Holm p \
-         adjusted across all trials of the run. Green: significant after Holm.</p>\n",
+         adjusted across all trials of the run. Green: significant after Holm.</p>",
+        esc(&level_word(agg))
     );
 
     h.push_str("<h2>Charts</h2>\n");
@@ -135,6 +155,7 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         match &t.sig {
             Some(sig) => {
                 let _ = writeln!(h, "<p>{}</p>", esc(&effect_sentences(sig).join(" ")));
+                h.push_str(&figures(sig));
                 if !sig.not_computed.is_empty() {
                     h.push_str("<p class=\"note\">Not computed:</p><ul>");
                     for n in &sig.not_computed {
@@ -144,7 +165,11 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
                 }
             }
             None => {
-                let _ = writeln!(h, "<p class=\"note\">{}</p>", esc(r.note.as_deref().unwrap_or("no statistics")));
+                let _ = writeln!(
+                    h,
+                    "<p class=\"note\">{}</p>",
+                    esc(r.note.as_deref().unwrap_or("no statistics"))
+                );
             }
         }
         let _ = writeln!(
@@ -160,6 +185,49 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         env!("CARGO_PKG_VERSION")
     );
     h
+}
+
+/// The trial's figures as a small two-column table.
+fn figures(sig: &crate::stats::Significance) -> String {
+    use crate::stats::significance::{CONTROL, TREATMENT};
+    let num = format::Num::for_kind(sig.score_kind);
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for c in [CONTROL, TREATMENT] {
+        if let Some(s) = sig.conditions.get(c) {
+            let v = match (s.mean, s.ci) {
+                (Some(m), Some(ci)) => format!("{} ({})", num.level(m), num.level_ci(ci)),
+                (Some(m), None) => num.level(m),
+                _ => "—".into(),
+            };
+            rows.push((format!("{c} ({} scored, {} failed)", s.scored, s.failed), v));
+        }
+    }
+    if let Some(d) = &sig.difference {
+        let ci = d.ci.map(|c| format!(" ({})", num.diff_ci(c))).unwrap_or_default();
+        rows.push(("effect, normal CI".into(), format!("{}{ci}", num.diff(d.mean))));
+    }
+    if let Some(b) = &sig.bootstrap {
+        rows.push((format!("bootstrap CI ({} resamples)", b.resamples), num.diff_ci(b.ci)));
+    }
+    if let Some(m) = &sig.mcnemar {
+        rows.push(("exact McNemar p".into(), format::p(m.p_value)));
+    }
+    if let Some(p) = &sig.permutation {
+        rows.push(("sign-flip p".into(), format::p(p.p_value)));
+    }
+    if let Some(m) = &sig.mde {
+        let v = num.diff(m.value);
+        rows.push((
+            format!("detectable at {:.0}% power", m.power * 100.0),
+            v.trim_start_matches('+').into(),
+        ));
+    }
+    let mut t = String::from("<table class=\"figures\"><tbody>");
+    for (k, v) in rows {
+        let _ = write!(t, "<tr><th>{}</th><td class=\"num\">{}</td></tr>", esc(&k), esc(&v));
+    }
+    t.push_str("</tbody></table>\n");
+    t
 }
 
 /// The chart SVG for inlining: plotters' document without an XML prolog, if it has one.

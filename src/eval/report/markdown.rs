@@ -23,7 +23,8 @@ pub(crate) fn effect_sentences(sig: &Significance) -> Vec<String> {
     let num = Num::for_kind(sig.score_kind);
     let mut out = Vec::new();
     let Some(d) = &sig.difference else {
-        let why = reason(sig, "paired comparison").unwrap_or("no item was scored in both conditions");
+        let why =
+            reason(sig, "paired comparison").unwrap_or("no item was scored in both conditions");
         out.push(format!("No paired comparison: {why}."));
         return out;
     };
@@ -65,8 +66,8 @@ pub(crate) fn effect_sentences(sig: &Significance) -> Vec<String> {
     }
     if let Some(h) = sig.holm_p {
         out.push(format!(
-            "After Holm's correction across the run's trials, p = {}{}.",
-            format::p(h),
+            "After Holm's correction across the run's trials, {}{}.",
+            format::p_eq(h),
             if h < sig.alpha { " (still significant)" } else { "" }
         ));
     }
@@ -151,7 +152,10 @@ fn items(data: &TrialData) -> Vec<ItemView> {
         });
         if let Some(score) = s.score {
             v.scores.entry(s.line.condition.clone()).or_default().push(score);
-            v.predictions.entry(s.line.condition.clone()).or_default().push(s.line.prediction.clone());
+            v.predictions
+                .entry(s.line.condition.clone())
+                .or_default()
+                .push(s.line.prediction.clone());
         }
     }
     order.into_iter().filter_map(|k| map.remove(&k)).collect()
@@ -209,7 +213,11 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
 
     // Per condition.
     let _ = writeln!(md, "## {} per condition\n", capitalize(num.level_name()));
-    let _ = writeln!(md, "| Condition | {} | {level} CI | SE | Correct | Scored | Failed | Interval |", capitalize(num.level_name()));
+    let _ = writeln!(
+        md,
+        "| Condition | {} | {level} CI | SE | Correct | Scored | Failed | Interval |",
+        capitalize(num.level_name())
+    );
     md.push_str("|---|---:|---|---:|---:|---:|---:|---|\n");
     for name in [CONTROL, TREATMENT] {
         // "Correct" is the sum of scores from metrics.json, as the run counted it.
@@ -242,7 +250,8 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
     // Paired effect.
     if let Some(d) = &sig.difference {
         md.push_str("\n## Paired effect (treatment − control)\n\n| Estimate | Value | Method |\n|---|---|---|\n");
-        let _ = writeln!(md, "| Mean difference | {} | paired over {} items |", num.diff(d.mean), d.n);
+        let _ =
+            writeln!(md, "| Mean difference | {} | paired over {} items |", num.diff(d.mean), d.n);
         let _ = writeln!(
             md,
             "| {level} CI | {} | {} |",
@@ -250,7 +259,14 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
             cell(&d.method, 200)
         );
         if let Some(b) = &sig.bootstrap {
-            let _ = writeln!(md, "| {level} CI, bootstrap | {} | {} ({} resamples, seed {}) |", num.diff_ci(b.ci), b.method, format::int(u64::from(b.resamples)), b.seed);
+            let _ = writeln!(
+                md,
+                "| {level} CI, bootstrap | {} | {} ({} resamples, seed {}) |",
+                num.diff_ci(b.ci),
+                b.method,
+                format::int(u64::from(b.resamples)),
+                b.seed
+            );
         }
         if let Some(m) = &sig.mcnemar {
             let _ = writeln!(
@@ -266,7 +282,8 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
             let _ = writeln!(md, "| Sign-flip p | {} | {} |", format::p(p.p_value), p.method);
         }
         if let Some(h) = sig.holm_p {
-            let _ = writeln!(md, "| Holm-adjusted p | {} | across the run's trials |", format::p(h));
+            let _ =
+                writeln!(md, "| Holm-adjusted p | {} | across the run's trials |", format::p(h));
         }
         if let Some(m) = &sig.mde {
             let _ = writeln!(
@@ -286,29 +303,24 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
             md.push_str("| Condition | Requests | Failures | Input tokens | Output tokens | USD | USD per correct |\n|---|---:|---:|---:|---:|---:|---:|\n");
             let opt_int = |v: Option<u64>| v.map(format::int).unwrap_or_else(|| "—".into());
             let opt_usd = |v: Option<f64>| v.map(format::usd).unwrap_or_else(|| "—".into());
-            for (name, cc) in &c.conditions {
+            let rows = c
+                .conditions
+                .iter()
+                .map(|(n, f)| (n.clone(), f))
+                .chain([("**total**".to_string(), &c.total)]);
+            for (name, f) in rows {
                 let _ = writeln!(
                     md,
                     "| {name} | {} | {} | {} | {} | {} | {} |",
-                    opt_int(cc.requests),
-                    opt_int(cc.failures),
-                    opt_int(cc.input_tokens),
-                    opt_int(cc.output_tokens),
-                    opt_usd(cc.usd),
-                    opt_usd(cc.usd_per_correct)
+                    opt_int(f.requests),
+                    opt_int(f.failures),
+                    opt_int(f.input_tokens),
+                    opt_int(f.output_tokens),
+                    opt_usd(f.usd),
+                    opt_usd(f.usd_per_correct)
                 );
             }
-            let _ = writeln!(
-                md,
-                "| **total** | {} | {} | {} | {} | {} | {} |",
-                opt_int(c.requests),
-                opt_int(c.failures),
-                opt_int(c.input_tokens),
-                opt_int(c.output_tokens),
-                opt_usd(c.usd),
-                opt_usd(c.usd_per_correct)
-            );
-            if c.usd == Some(0.0) {
+            if c.total.usd == Some(0.0) {
                 md.push_str("\nThe model has no pricing in the config, so costs are shown as $0; token counts are exact.\n");
             }
         }
@@ -339,7 +351,12 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
         if list.is_empty() {
             continue;
         }
-        let _ = writeln!(md, "**{title}** ({} items{}):\n", list.len(), if list.len() > SHOW_ITEMS { format!(", showing {SHOW_ITEMS}") } else { String::new() });
+        let _ = writeln!(
+            md,
+            "**{title}** ({} items{}):\n",
+            list.len(),
+            if list.len() > SHOW_ITEMS { format!(", showing {SHOW_ITEMS}") } else { String::new() }
+        );
         md.push_str("| Item | Dataset | Gold | Control | Treatment | Change |\n|---|---|---|---|---|---:|\n");
         for (v, delta) in list.iter().take(SHOW_ITEMS) {
             let _ = writeln!(
@@ -386,7 +403,13 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
                         && p.condition == s.line.condition
                         && p.repeat == s.line.repeat
                 })
-                .map(|p| if p.error.is_empty() { format!("finish_reason {}", p.finish_reason) } else { p.error.clone() })
+                .map(|p| {
+                    if p.error.is_empty() {
+                        format!("finish_reason {}", p.finish_reason)
+                    } else {
+                        p.error.clone()
+                    }
+                })
                 .unwrap_or_else(|| "not recorded".into());
             let _ = writeln!(
                 md,
@@ -398,7 +421,11 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
             );
         }
         if failed.len() > SHOW_FAILURES {
-            let _ = writeln!(md, "\n…and {} more in results/predictions.csv.", failed.len() - SHOW_FAILURES);
+            let _ = writeln!(
+                md,
+                "\n…and {} more in results/predictions.csv.",
+                failed.len() - SHOW_FAILURES
+            );
         }
     }
 
@@ -427,7 +454,11 @@ fn scoring(s: Option<&serde_json::Value>, sig: &Significance) -> String {
         .and_then(|l| l.as_array())
         .map(|l| l.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
-    if labels.is_empty() { format!("{ty} ({kind} scores)") } else { format!("{ty}: {} ({kind} scores)", labels.join(", ")) }
+    if labels.is_empty() {
+        format!("{ty} ({kind} scores)")
+    } else {
+        format!("{ty}: {} ({kind} scores)", labels.join(", "))
+    }
 }
 
 fn capitalize(s: &str) -> String {
@@ -470,7 +501,10 @@ pub(crate) fn row(t: &AggTrial, alpha: f64) -> Row {
     let num = Num::for_kind(sig.and_then(|s| s.score_kind));
     let d = sig.and_then(|s| s.difference.as_ref());
     let note = match sig {
-        None => Some("no statistics (significance.json missing: the trial did not finish scoring)".to_string()),
+        None => Some(
+            "no statistics (significance.json missing: the trial did not finish scoring)"
+                .to_string(),
+        ),
         Some(s) if s.difference.is_none() => reason(s, "paired comparison").map(str::to_string),
         _ => None,
     };
@@ -487,10 +521,17 @@ pub(crate) fn row(t: &AggTrial, alpha: f64) -> Row {
     }
 }
 
+/// "Accuracy" when the run's scores are 0/1, "Mean score" otherwise.
+pub(crate) fn level_word(agg: &Aggregate) -> String {
+    let kind = agg.trials.iter().find_map(|t| t.sig.as_ref()?.score_kind);
+    capitalize(Num::for_kind(kind).level_name())
+}
+
 /// One-paragraph summary of the run for the top of the aggregate reports.
 pub(crate) fn run_summary(agg: &Aggregate) -> String {
     let with_p = agg.trials.iter().filter(|t| t.holm_p.is_some()).count();
-    let sig: Vec<&AggTrial> = agg.trials.iter().filter(|t| t.holm_p.is_some_and(|h| h < agg.alpha)).collect();
+    let sig: Vec<&AggTrial> =
+        agg.trials.iter().filter(|t| t.holm_p.is_some_and(|h| h < agg.alpha)).collect();
     let total_usd: f64 = agg.trials.iter().filter_map(AggTrial::usd).sum();
     let mut s = format!(
         "{} trial{} compared control and treatment prompts on the same items. ",
@@ -536,9 +577,16 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
     let _ = writeln!(md, "{}\n", run_summary(agg));
     let level = format!("{:.0}%", (1.0 - agg.alpha) * 100.0);
     md.push_str("## Trials side by side\n\n");
-    let _ = writeln!(md, "Accuracy with its {level} CI per condition; effect = treatment − control, paired by item; p from exact McNemar (0/1 scores) or the sign-flip test; Holm p adjusted across the trials below.\n");
+    let _ = writeln!(
+        md,
+        "{} with its {level} CI per condition; effect = treatment − control, paired by item; p from exact McNemar (0/1 scores) or the sign-flip test; Holm p adjusted across the trials below.\n",
+        level_word(agg)
+    );
     md.push_str("| # | Trial | Model | Prompt set | Decoding | Control | Treatment | Effect | ");
-    let _ = write!(md, "{level} CI | p | Holm p | Cost |\n|---:|---|---|---|---|---:|---:|---:|---|---:|---:|---:|\n");
+    let _ = write!(
+        md,
+        "{level} CI | p | Holm p | Cost |\n|---:|---|---|---|---|---:|---:|---:|---|---:|---:|---:|\n"
+    );
     let mut notes = Vec::new();
     for (i, t) in agg.trials.iter().enumerate() {
         let r = row(t, agg.alpha);
@@ -576,8 +624,11 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         }
     }
     if let Some(t) = &agg.totals {
-        let get = |k: &str| t.get(k).and_then(|v| v.as_u64()).map(format::int).unwrap_or_else(|| "—".into());
-        let usd = t.get("usd").and_then(|v| v.as_f64()).map(format::usd).unwrap_or_else(|| "—".into());
+        let get = |k: &str| {
+            t.get(k).and_then(|v| v.as_u64()).map(format::int).unwrap_or_else(|| "—".into())
+        };
+        let usd =
+            t.get("usd").and_then(|v| v.as_f64()).map(format::usd).unwrap_or_else(|| "—".into());
         let _ = writeln!(
             md,
             "\n**Totals:** {} requests, {} failures, {} input and {} output tokens, {usd}.",
@@ -589,7 +640,8 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
     }
     md.push_str("\n## Charts\n\n");
     for c in charts {
-        let _ = writeln!(md, "### {}\n\n![{}](charts/{})\n\n{}\n", c.title, c.title, c.file, c.caption);
+        let _ =
+            writeln!(md, "### {}\n\n![{}](charts/{})\n\n{}\n", c.title, c.title, c.file, c.caption);
     }
     md.push_str(
         "---\nEach trial's figures are in `<trial>/results/significance.json`; Holm-adjusted \

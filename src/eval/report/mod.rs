@@ -16,7 +16,7 @@ mod format;
 mod html;
 mod markdown;
 
-pub use files::{Costs, Metrics, TrialInfo};
+pub use files::{CostFigures, Costs, Metrics, TrialInfo};
 
 /// The config's `significance:` section.
 #[derive(Debug, Clone)]
@@ -85,7 +85,9 @@ impl ReportError {
                     .into(),
                 _ => format!("fix significance.{key} in the config"),
             }),
-            ReportError::Io { .. } => Some("check that the run folder exists and is writable".into()),
+            ReportError::Io { .. } => {
+                Some("check that the run folder exists and is writable".into())
+            }
             ReportError::Chart { .. } => None,
         }
     }
@@ -145,10 +147,10 @@ pub fn write_trial_report(
     let mut sig = stats::analyze(&rows, &settings);
     // A re-run of the trial step must not forget the adjustment the aggregate step made.
     let sig_path = results.join("significance.json");
-    if let Some(old) = files::read_json_opt::<Significance>(&sig_path).ok().flatten() {
-        if old.p_value == sig.p_value {
-            sig.holm_p = old.holm_p;
-        }
+    if let Some(old) = files::read_json_opt::<Significance>(&sig_path).ok().flatten()
+        && old.p_value == sig.p_value
+    {
+        sig.holm_p = old.holm_p;
     }
     files::write_json(&sig_path, &sig)?;
     render_trial(trial_dir, sig, scores)
@@ -196,7 +198,7 @@ pub(crate) struct AggTrial {
 
 impl AggTrial {
     pub fn usd(&self) -> Option<f64> {
-        self.costs.as_ref().and_then(|c| c.usd).or(self.manifest_usd)
+        self.costs.as_ref().and_then(|c| c.total.usd).or(self.manifest_usd)
     }
 }
 
@@ -214,9 +216,10 @@ pub(crate) struct Aggregate {
 pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Result<(), ReportError> {
     let settings = check(settings)?;
     let manifest_path = run_dir.join("multi_trial_manifest.json");
-    let bad = |reason: &str| ReportError::Manifest { path: manifest_path.clone(), reason: reason.into() };
-    let mut manifest: serde_json::Value =
-        files::read_json_opt(&manifest_path)?.ok_or_else(|| bad("the run has no trial manifest"))?;
+    let bad =
+        |reason: &str| ReportError::Manifest { path: manifest_path.clone(), reason: reason.into() };
+    let mut manifest: serde_json::Value = files::read_json_opt(&manifest_path)?
+        .ok_or_else(|| bad("the run has no trial manifest"))?;
     let entries = manifest
         .get("trials")
         .and_then(|t| t.as_array())
@@ -242,7 +245,8 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
         });
     }
 
-    let p: Vec<Option<f64>> = trials.iter().map(|t| t.sig.as_ref().and_then(|s| s.p_value)).collect();
+    let p: Vec<Option<f64>> =
+        trials.iter().map(|t| t.sig.as_ref().and_then(|s| s.p_value)).collect();
     for (t, h) in trials.iter_mut().zip(stats::holm(&p)) {
         t.holm_p = h;
         if let Some(sig) = t.sig.as_mut() {
@@ -262,7 +266,9 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
             let Some(obj) = entry.as_object_mut() else { continue };
             obj.insert("holm_p".into(), t.holm_p.into());
             let sig = t.sig.as_ref();
-            for (key, value) in [("effect", sig.and_then(|s| s.effect)), ("p_value", sig.and_then(|s| s.p_value))] {
+            for (key, value) in
+                [("effect", sig.and_then(|s| s.effect)), ("p_value", sig.and_then(|s| s.p_value))]
+            {
                 if obj.get(key).is_none_or(|v| v.is_null()) {
                     obj.insert(key.into(), value.into());
                 }
@@ -272,7 +278,11 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
     files::write_json(&manifest_path, &manifest)?;
 
     let agg = Aggregate {
-        run_id: manifest.get("run_id").and_then(|v| v.as_str()).map(str::to_string).or_else(|| run_id_of(run_dir)),
+        run_id: manifest
+            .get("run_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .or_else(|| run_id_of(run_dir)),
         status: manifest.get("status").and_then(|v| v.as_str()).map(str::to_string),
         alpha: settings.alpha,
         trials,
@@ -283,7 +293,13 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
     for chart in &drawn {
         files::write_atomic(&charts_dir.join(chart.file), chart.svg.as_bytes())?;
     }
-    files::write_atomic(&run_dir.join("aggregate_report.md"), markdown::aggregate_report(&agg, &drawn).as_bytes())?;
-    files::write_atomic(&run_dir.join("aggregate_report.html"), html::aggregate_report(&agg, &drawn).as_bytes())?;
+    files::write_atomic(
+        &run_dir.join("aggregate_report.md"),
+        markdown::aggregate_report(&agg, &drawn).as_bytes(),
+    )?;
+    files::write_atomic(
+        &run_dir.join("aggregate_report.html"),
+        html::aggregate_report(&agg, &drawn).as_bytes(),
+    )?;
     Ok(())
 }
