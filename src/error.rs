@@ -19,18 +19,22 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(h) = e.downcast_ref::<Hinted>() {
         return Some(h.hint.clone());
     }
-    if let Some(e) = e.downcast_ref::<crate::store::Error>() {
-        return e.hint();
+    // Every module's error enum, each with its own `hint()`.
+    macro_rules! hint_from {
+        ($($error:ty),+ $(,)?) => {
+            $(if let Some(e) = e.downcast_ref::<$error>() {
+                return e.hint();
+            })+
+        };
     }
-    if let Some(e) = e.downcast_ref::<crate::store::remote::Error>() {
-        return e.hint();
-    }
-    if let Some(e) = e.downcast_ref::<crate::eval::runner::RunError>() {
-        return e.hint();
-    }
-    if let Some(e) = e.downcast_ref::<crate::eval::report::ReportError>() {
-        return e.hint();
-    }
+    hint_from!(
+        crate::store::Error,
+        crate::store::remote::Error,
+        crate::eval::runner::RunError,
+        crate::eval::report::ReportError,
+        crate::diff::Error,
+        crate::import::Error,
+    );
     None
 }
 
