@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::exp;
+use common::{csv_rows, exp, labelled_jsonl, write_files};
 use predicates::prelude::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -218,28 +218,23 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>) {
 /// section is `model` (YAML lines, indented for the models list).
 fn workspace(n: usize, model: &str, execution: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    std::fs::create_dir_all(p.join("data")).unwrap();
-    std::fs::create_dir_all(p.join("config/prompts")).unwrap();
-    let mut rows = String::new();
-    for i in 0..n {
+    let rows = labelled_jsonl((0..n).map(|i| {
         let (text, label) =
             if i % 3 == 0 { ("a happy day", "positive") } else { ("a gloomy day", "negative") };
-        rows.push_str(&format!(
-            "{{\"id\": \"i{i}\", \"text\": \"item {i} was {text}\", \"label\": \"{label}\"}}\n"
-        ));
-    }
-    std::fs::write(p.join("data/d.jsonl"), rows).unwrap();
-    std::fs::write(p.join("config/prompts/control.txt"), "Classify the sentiment.").unwrap();
-    std::fs::write(
-        p.join("config/prompts/treatment.md"),
-        "You are careful. Classify the sentiment.",
-    )
-    .unwrap();
+        (format!("i{i}"), format!("item {i} was {text}"), label)
+    }));
     let config = format!(
         "datasets:\n  - {{name: d, path: data/d.jsonl}}\nmodels:\n{model}\nprompt_sets:\n  ps: {{control: config/prompts/control.txt, treatment: config/prompts/treatment.md}}\nuser_template: \"Text: {{text}}\"\ndecoding: {{temps: [0.0], top_p: [1.0], max_tokens: [16]}}\nscoring: {{type: label, labels: [positive, negative]}}\nexecution: {{{execution}}}\n"
     );
-    std::fs::write(p.join("config/eval_config.yaml"), config).unwrap();
+    write_files(
+        dir.path(),
+        &[
+            ("data/d.jsonl", &rows),
+            ("config/prompts/control.txt", "Classify the sentiment."),
+            ("config/prompts/treatment.md", "You are careful. Classify the sentiment."),
+            ("config/eval_config.yaml", &config),
+        ],
+    );
     dir
 }
 
@@ -266,20 +261,6 @@ fn read_json(path: &Path) -> Value {
         &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .unwrap()
-}
-
-fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let headers = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            headers
-                .iter()
-                .zip(rec.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
 }
 
 fn journal_lines(trial: &Path) -> Vec<Value> {
