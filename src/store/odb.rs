@@ -7,7 +7,7 @@
 //! Memory stays bounded whatever the file size. Reads verify: every read re-hashes what it
 //! decompressed, and a mismatch is `Error::CorruptObject` naming the object, never wrong data.
 use std::fs::{self, File};
-use std::io::{BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -444,10 +444,36 @@ fn decode_verified(
     path: &Path,
     out: &mut dyn Write,
 ) -> Result<(Kind, u64)> {
-    let path = path.to_path_buf();
-    let corrupt = |reason: String| Error::CorruptObject { id: *id, path: path.clone(), reason };
-    let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(CHUNK, file))
-        .map_err(|e| corrupt(e.to_string()))?;
+    let compressed = BufReader::with_capacity(CHUNK, file);
+    stream_verified(id, compressed, &mut |_, chunk| out.write_all(chunk)).map_err(|e| match e {
+        StreamError::Corrupt(reason) => {
+            Error::CorruptObject { id: *id, path: path.to_path_buf(), reason }
+        }
+        StreamError::Sink(e) => Error::io(path, e),
+    })
+}
+
+/// Why `stream_verified` stopped.
+pub(crate) enum StreamError {
+    /// The bytes are not a valid object, or not object `id`: the reason, for a corruption error.
+    Corrupt(String),
+    /// The sink refused a chunk (a full disk, say): not the object's fault.
+    Sink(std::io::Error),
+}
+
+/// Decompresses a stored object's bytes, feeds its payload to `sink` chunk by chunk (with the
+/// kind, known from the header before the first chunk), and checks that the whole encoding
+/// hashes to `id`; returns (kind, payload size). The one verifier for objects read from this
+/// store and objects arriving from a remote, so both refuse exactly the same bytes. Memory stays
+/// one chunk whatever the size; on an error the sink may have seen part of the payload.
+pub(crate) fn stream_verified(
+    id: &ObjectId,
+    compressed: impl BufRead,
+    sink: &mut dyn FnMut(Kind, &[u8]) -> std::io::Result<()>,
+) -> std::result::Result<(Kind, u64), StreamError> {
+    let corrupt = StreamError::Corrupt;
+    let mut dec =
+        zstd::stream::read::Decoder::with_buffer(compressed).map_err(|e| corrupt(e.to_string()))?;
     let mut head = Vec::with_capacity(32);
     let mut byte = [0u8; 1];
     loop {
@@ -477,7 +503,7 @@ fn decode_verified(
             return Err(corrupt("longer than its header says".into()));
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| Error::io(&path, e))?;
+        sink(kind, &buf[..n]).map_err(StreamError::Sink)?;
     }
     if seen != len {
         return Err(corrupt("shorter than its header says".into()));
