@@ -15,7 +15,7 @@ use tempfile::TempPath;
 
 use super::ObjectId;
 use super::atomic::{create_dirs, fsync_dir, start_writeback, wait_writeback};
-use super::error::{Error, IoContext, Result};
+use super::error::{Error, IoContext, Result, read_dir_if_exists};
 use super::object::{self, Commit, Kind, Object, Tree};
 
 const CHUNK: usize = 256 * 1024;
@@ -347,11 +347,7 @@ impl Odb {
     /// Every object id in the store.
     pub fn iter_ids(&self) -> Result<Vec<ObjectId>> {
         let mut ids = Vec::new();
-        let rd = match fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ids),
-            Err(e) => return Err(Error::io(&self.dir, e)),
-        };
+        let Some(rd) = read_dir_if_exists(&self.dir)? else { return Ok(ids) };
         for fan in rd {
             let fan = fan.at(&self.dir)?;
             let prefix = fan.file_name().to_string_lossy().to_string();
@@ -377,11 +373,7 @@ impl Odb {
         }
         let fan = self.dir.join(&prefix[..2]);
         let mut ids = Vec::new();
-        let rd = match fs::read_dir(&fan) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ids),
-            Err(e) => return Err(Error::io(&fan, e)),
-        };
+        let Some(rd) = read_dir_if_exists(&fan)? else { return Ok(ids) };
         for entry in rd {
             let entry = entry.at(&fan)?;
             let full = format!("{}{}", &prefix[..2], entry.file_name().to_string_lossy());
@@ -421,11 +413,7 @@ impl Odb {
     pub fn temp_files(&self) -> Result<Vec<(PathBuf, SystemTime)>> {
         let dir = self.tmp_dir();
         let mut out = Vec::new();
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::io(&dir, e)),
-        };
+        let Some(rd) = read_dir_if_exists(&dir)? else { return Ok(out) };
         for entry in rd {
             let entry = entry.at(&dir)?;
             let md = entry.metadata().at(&entry.path())?;
