@@ -919,6 +919,19 @@ fn baseline_needs_the_treatment_condition() {
 }
 
 #[test]
+fn zero_parts_or_zero_concurrent_jobs_are_refused_with_what_to_give() {
+    let ws = workspace(2, &sim_model(), "");
+    for flag in ["--parts-per-dataset", "--max-concurrent-jobs"] {
+        exp(ws.path())
+            .args(["run", "--dry-run", flag, "0"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!("error: {flag} is 0")))
+            .stderr(predicate::str::contains("hint: give 1 or more"));
+    }
+}
+
+#[test]
 fn run_help_shows_examples() {
     let ws = tempfile::tempdir().unwrap();
     exp(ws.path())
