@@ -541,6 +541,31 @@ mod tests {
     }
 
     #[test]
+    fn stream_verified_feeds_the_payload_and_tells_a_failing_sink_from_corruption() {
+        let (_dir, odb) = odb();
+        let payload = vec![3u8; CHUNK + 10];
+        let id = odb.write(&Object::Blob(payload.clone())).unwrap();
+        let raw = odb.read_raw(&id).unwrap();
+        let mut seen = Vec::new();
+        let (kind, len) = stream_verified(&id, raw.as_slice(), &mut |kind, chunk| {
+            assert_eq!(kind, Kind::Blob);
+            seen.extend_from_slice(chunk);
+            Ok(())
+        })
+        .ok()
+        .unwrap();
+        assert_eq!((kind, len, seen), (Kind::Blob, payload.len() as u64, payload));
+        let full = || std::io::Error::new(ErrorKind::StorageFull, "disk full");
+        let r = stream_verified(&id, raw.as_slice(), &mut |_, _| Err(full()));
+        assert!(matches!(r, Err(StreamError::Sink(e)) if e.kind() == ErrorKind::StorageFull));
+        let other = odb.write(&Object::Blob(b"other".to_vec())).unwrap();
+        let r = stream_verified(&other, raw.as_slice(), &mut |_, _| Ok(()));
+        assert!(
+            matches!(r, Err(StreamError::Corrupt(why)) if why == "content does not match its id")
+        );
+    }
+
+    #[test]
     fn write_raw_refuses_bytes_that_do_not_hash_to_the_id() {
         let (_dir, src) = odb();
         let (_dir2, dst) = odb();
