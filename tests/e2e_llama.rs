@@ -4,13 +4,12 @@
 //! side (real HTTP, real `usage`, `finish_reason: length` when max_tokens runs out).
 mod common;
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{exp, require_tool};
+use common::{csv_rows, exp, labelled_jsonl, require_tool, write_files};
 use serde_json::Value;
 
 /// `<repo>/../shared/models/<name>`, looking further up when the repo is a nested worktree.
@@ -89,20 +88,6 @@ fn start_server(model: &Path) -> (ServerGuard, u16) {
     panic!("the llama.cpp server did not start");
 }
 
-fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let headers = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            headers
-                .iter()
-                .zip(rec.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn exp_run_against_a_real_llama_cpp_server_records_real_usage() {
     let model = model_path();
@@ -116,35 +101,31 @@ fn exp_run_against_a_real_llama_cpp_server_records_real_usage() {
 
     let ws = tempfile::tempdir().unwrap();
     let p = ws.path();
-    std::fs::create_dir_all(p.join("data")).unwrap();
-    std::fs::create_dir_all(p.join("config/prompts")).unwrap();
-    let mut rows = String::new();
-    for (i, (text, label)) in [
-        ("I love it", "positive"),
-        ("I hate it", "negative"),
-        ("It is blue", "neutral"),
-        ("Superb", "positive"),
-        ("Awful", "negative"),
-        ("Tuesday", "neutral"),
-    ]
-    .iter()
-    .enumerate()
-    {
-        rows.push_str(&format!(
-            "{{\"id\": \"e{i}\", \"text\": \"{text}\", \"label\": \"{label}\"}}\n"
-        ));
-    }
-    std::fs::write(p.join("data/e.jsonl"), rows).unwrap();
-    std::fs::write(p.join("config/prompts/c.txt"), "Classify the sentiment.").unwrap();
-    std::fs::write(
-        p.join("config/prompts/t.txt"),
-        "Answer with one word: positive, negative or neutral.",
-    )
-    .unwrap();
+    let rows = labelled_jsonl(
+        [
+            ("I love it", "positive"),
+            ("I hate it", "negative"),
+            ("It is blue", "neutral"),
+            ("Superb", "positive"),
+            ("Awful", "negative"),
+            ("Tuesday", "neutral"),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (text, label))| (format!("e{i}"), text.to_string(), label)),
+    );
     let config = format!(
         "datasets:\n  - {{name: e, path: data/e.jsonl}}\nmodels:\n  - {{name: llama-tiny, provider: openai, base_url: \"http://127.0.0.1:{port}/v1\", model: tiny, max_connections: 2, pricing: {{input_per_mtok: 0.1, output_per_mtok: 0.2}}}}\nprompt_sets:\n  ps: {{control: config/prompts/c.txt, treatment: config/prompts/t.txt}}\nuser_template: \"{{text}}\"\ndecoding: {{temps: [0.0], top_k: [40], top_p: [1.0], max_tokens: [8]}}\nscoring: {{type: label, labels: [positive, negative, neutral]}}\nexecution: {{max_retries: 2, timeout_s: 60, backoff_base_s: 0.1}}\n"
     );
-    std::fs::write(p.join("config/eval_config.yaml"), config).unwrap();
+    write_files(
+        p,
+        &[
+            ("data/e.jsonl", &rows),
+            ("config/prompts/c.txt", "Classify the sentiment."),
+            ("config/prompts/t.txt", "Answer with one word: positive, negative or neutral."),
+            ("config/eval_config.yaml", &config),
+        ],
+    );
 
     exp(p).args(["run", "--run-id", "llama"]).assert().success();
 

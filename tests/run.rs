@@ -5,11 +5,12 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::exp;
+use common::{csv_rows, exp, labelled_jsonl, write_files};
 use predicates::prelude::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -100,6 +101,19 @@ impl Server {
 
     fn total(&self) -> usize {
         self.state.received.lock().unwrap().len()
+    }
+
+    /// Answers `n` requests, then holds every further answer until `release`: a run stuck mid-way
+    /// at a known point, for the kill and interrupt tests.
+    fn hold_after(&self, n: u64) {
+        self.state.hold_after.store(n, Ordering::SeqCst);
+        self.state.open.send_replace(false);
+    }
+
+    /// Answers everything from now on, the held requests included.
+    fn release(&self) {
+        self.state.hold_after.store(u64::MAX, Ordering::SeqCst);
+        self.state.open.send_replace(true);
     }
 }
 
@@ -218,28 +232,23 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>) {
 /// section is `model` (YAML lines, indented for the models list).
 fn workspace(n: usize, model: &str, execution: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    std::fs::create_dir_all(p.join("data")).unwrap();
-    std::fs::create_dir_all(p.join("config/prompts")).unwrap();
-    let mut rows = String::new();
-    for i in 0..n {
+    let rows = labelled_jsonl((0..n).map(|i| {
         let (text, label) =
             if i % 3 == 0 { ("a happy day", "positive") } else { ("a gloomy day", "negative") };
-        rows.push_str(&format!(
-            "{{\"id\": \"i{i}\", \"text\": \"item {i} was {text}\", \"label\": \"{label}\"}}\n"
-        ));
-    }
-    std::fs::write(p.join("data/d.jsonl"), rows).unwrap();
-    std::fs::write(p.join("config/prompts/control.txt"), "Classify the sentiment.").unwrap();
-    std::fs::write(
-        p.join("config/prompts/treatment.md"),
-        "You are careful. Classify the sentiment.",
-    )
-    .unwrap();
+        (format!("i{i}"), format!("item {i} was {text}"), label)
+    }));
     let config = format!(
         "datasets:\n  - {{name: d, path: data/d.jsonl}}\nmodels:\n{model}\nprompt_sets:\n  ps: {{control: config/prompts/control.txt, treatment: config/prompts/treatment.md}}\nuser_template: \"Text: {{text}}\"\ndecoding: {{temps: [0.0], top_p: [1.0], max_tokens: [16]}}\nscoring: {{type: label, labels: [positive, negative]}}\nexecution: {{{execution}}}\n"
     );
-    std::fs::write(p.join("config/eval_config.yaml"), config).unwrap();
+    write_files(
+        dir.path(),
+        &[
+            ("data/d.jsonl", &rows),
+            ("config/prompts/control.txt", "Classify the sentiment."),
+            ("config/prompts/treatment.md", "You are careful. Classify the sentiment."),
+            ("config/eval_config.yaml", &config),
+        ],
+    );
     dir
 }
 
@@ -266,20 +275,6 @@ fn read_json(path: &Path) -> Value {
         &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .unwrap()
-}
-
-fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let headers = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            headers
-                .iter()
-                .zip(rec.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
 }
 
 fn journal_lines(trial: &Path) -> Vec<Value> {
@@ -564,6 +559,36 @@ fn exp_bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("exp")
 }
 
+/// `exp ARGS` started in `dir` without waiting; `capture` pipes its output for `interrupt`,
+/// otherwise it goes nowhere (a killed child's output is never read).
+fn spawn_exp(dir: &Path, args: &[&str], capture: bool) -> std::process::Child {
+    let out = || if capture { Stdio::piped() } else { Stdio::null() };
+    std::process::Command::new(exp_bin())
+        .current_dir(dir)
+        .args(args)
+        .stdout(out())
+        .stderr(out())
+        .spawn()
+        .unwrap()
+}
+
+/// Ctrl-C (SIGINT) to `child`, then its exit status and output.
+fn interrupt(child: std::process::Child) -> std::process::Output {
+    // SAFETY: kill(2) on the child we spawned and still own.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait_with_output().unwrap()
+}
+
+/// Journal lines written so far in every trial of the run folder `run` (0 before it exists).
+fn journaled(run: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(run) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.path().join("responses").is_dir())
+        .map(|e| journal_lines(&e.path()).len())
+        .sum()
+}
+
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !cond() {
@@ -576,24 +601,11 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 fn a_run_killed_with_sigkill_resumes_without_resending_journaled_requests() {
     let server = Server::start(|_, _| Reply::Ok);
     // The server answers 15 requests, then holds every further answer until released.
-    server.state.hold_after.store(15, Ordering::SeqCst);
-    server.state.open.send_replace(false);
+    server.hold_after(15);
     let ws = workspace(40, &openai_model(&server.url, ""), FAST);
-    let mut child = std::process::Command::new(exp_bin())
-        .current_dir(ws.path())
-        .args(["run", "--run-id", "k", "--parts-per-dataset", "2"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let trial_glob = run_dir(ws.path(), "k");
-    wait_until("15 answers journaled", || {
-        let Ok(entries) = std::fs::read_dir(&trial_glob) else { return false };
-        entries
-            .flatten()
-            .filter(|e| e.path().join("responses").is_dir())
-            .any(|e| journal_lines(&e.path()).len() >= 15)
-    });
+    let mut child =
+        spawn_exp(ws.path(), &["run", "--run-id", "k", "--parts-per-dataset", "2"], false);
+    wait_until("15 answers journaled", || journaled(&run_dir(ws.path(), "k")) >= 15);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let run = read_json(&run_dir(ws.path(), "k").join("run.json"));
@@ -615,8 +627,7 @@ fn a_run_killed_with_sigkill_resumes_without_resending_journaled_requests() {
     let journaled_keys: HashSet<&String> = journaled.iter().map(|id| &keys[id]).collect();
 
     let before = server.total();
-    server.state.hold_after.store(u64::MAX, Ordering::SeqCst);
-    server.state.open.send_replace(true);
+    server.release();
     exp(ws.path())
         .args(["run", "--resume"])
         .assert()
@@ -643,30 +654,13 @@ fn a_run_killed_with_sigkill_resumes_without_resending_journaled_requests() {
 #[test]
 fn ctrl_c_stops_cleanly_with_the_journal_intact_and_says_how_to_resume() {
     let server = Server::start(|_, _| Reply::Ok);
-    server.state.hold_after.store(5, Ordering::SeqCst);
-    server.state.open.send_replace(false);
+    server.hold_after(5);
     let ws = workspace(20, &openai_model(&server.url, ""), FAST);
-    let child = std::process::Command::new(exp_bin())
-        .current_dir(ws.path())
-        .args(["run", "--run-id", "c"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_exp(ws.path(), &["run", "--run-id", "c"], true);
     // Interrupt only once the 5 answers are journaled and a 6th request is held by the server.
     let run = run_dir(ws.path(), "c");
-    wait_until("5 answers journaled", || {
-        let Ok(entries) = std::fs::read_dir(&run) else { return false };
-        let journaled: usize = entries
-            .flatten()
-            .filter(|e| e.path().join("responses").is_dir())
-            .map(|e| journal_lines(&e.path()).len())
-            .sum();
-        journaled >= 5 && server.total() >= 6
-    });
-    // SAFETY: kill(2) on the child we spawned and still own.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    wait_until("5 answers journaled", || journaled(&run) >= 5 && server.total() >= 6);
+    let out = interrupt(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--resume --run-id c"), "{stderr}");
@@ -678,8 +672,7 @@ fn ctrl_c_stops_cleanly_with_the_journal_intact_and_says_how_to_resume() {
     let preds = csv_rows(&trial.join("results/predictions.csv"));
     assert_eq!(preds.len(), 40);
     assert_eq!(preds.iter().filter(|r| r["error"].contains("interrupted")).count(), 35);
-    server.state.open.send_replace(true);
-    server.state.hold_after.store(u64::MAX, Ordering::SeqCst);
+    server.release();
     exp(ws.path()).args(["run", "--resume", "--run-id", "c"]).assert().success();
     assert_eq!(read_json(&run_dir(ws.path(), "c").join("run.json"))["status"], "complete");
 }
@@ -926,6 +919,19 @@ fn baseline_needs_the_treatment_condition() {
 }
 
 #[test]
+fn zero_parts_or_zero_concurrent_jobs_are_refused_with_what_to_give() {
+    let ws = workspace(2, &sim_model(), "");
+    for flag in ["--parts-per-dataset", "--max-concurrent-jobs"] {
+        exp(ws.path())
+            .args(["run", "--dry-run", flag, "0"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!("error: {flag} is 0")))
+            .stderr(predicate::str::contains("hint: give 1 or more"));
+    }
+}
+
+#[test]
 fn run_help_shows_examples() {
     let ws = tempfile::tempdir().unwrap();
     exp(ws.path())
@@ -1137,34 +1143,16 @@ fn archive_commits_the_run_and_creates_the_store_when_missing() {
 #[test]
 fn an_interrupted_run_is_archived_marked_incomplete() {
     let server = Server::start(|_, _| Reply::Ok);
-    server.state.hold_after.store(3, Ordering::SeqCst);
-    server.state.open.send_replace(false);
+    server.hold_after(3);
     let ws = workspace(10, &openai_model(&server.url, ""), FAST);
-    let child = std::process::Command::new(exp_bin())
-        .current_dir(ws.path())
-        .args(["run", "--run-id", "ia", "--archive"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_exp(ws.path(), &["run", "--run-id", "ia", "--archive"], true);
     let run = run_dir(ws.path(), "ia");
-    wait_until("3 answers journaled", || {
-        let Ok(entries) = std::fs::read_dir(&run) else { return false };
-        let n: usize = entries
-            .flatten()
-            .filter(|e| e.path().join("responses").is_dir())
-            .map(|e| journal_lines(&e.path()).len())
-            .sum();
-        n >= 3 && server.total() >= 4
-    });
-    // SAFETY: kill(2) on the child we spawned and still own.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    wait_until("3 answers journaled", || journaled(&run) >= 3 && server.total() >= 4);
+    let out = interrupt(child);
     assert_eq!(out.status.code(), Some(1));
     let first = tip(ws.path(), "ia");
     assert_eq!(first["commit"]["status"], "incomplete");
-    server.state.open.send_replace(true);
-    server.state.hold_after.store(u64::MAX, Ordering::SeqCst);
+    server.release();
     exp(ws.path()).args(["run", "--resume", "--archive"]).assert().success();
     let second = tip(ws.path(), "ia");
     assert_eq!(second["commit"]["status"], "complete");

@@ -78,6 +78,13 @@ fn usd(x: f64) -> String {
     }
 }
 
+/// `a → b` for a value shown from both runs, `–` on the side that lacks it: every column of the
+/// metrics and costs tables reads the same way.
+fn before_after<T>(a: &Option<T>, b: &Option<T>, show: impl Fn(&T) -> String) -> String {
+    let side = |x: &Option<T>| x.as_ref().map(&show).unwrap_or_else(|| "–".into());
+    format!("{} → {}", side(a), side(b))
+}
+
 fn p(x: Option<f64>) -> String {
     match x {
         Some(p) if p < 0.0001 => format!("{p:.1e}"),
@@ -156,19 +163,12 @@ fn render(d: &RunDiff, stat: bool, items: bool) -> String {
         let _ = writeln!(o, "\nMetrics ({} → {})", d.a.label, d.b.label);
         let mut t = ui::table(["trial", "condition", "n", "failed", "accuracy", "change"]);
         for r in &d.metrics {
-            let pair = |f: &dyn Fn(&exp::diff::artifacts::CondMetrics) -> String| {
-                format!(
-                    "{} → {}",
-                    r.a.as_ref().map(f).unwrap_or("–".into()),
-                    r.b.as_ref().map(f).unwrap_or("–".into())
-                )
-            };
             t.add_row([
                 r.trial.clone(),
                 r.condition.clone(),
-                pair(&|m| m.n.to_string()),
-                pair(&|m| m.failed.to_string()),
-                pair(&|m| pct(m.accuracy)),
+                before_after(&r.a, &r.b, |m| m.n.to_string()),
+                before_after(&r.a, &r.b, |m| m.failed.to_string()),
+                before_after(&r.a, &r.b, |m| pct(m.accuracy)),
                 signed_pts(r.accuracy_change),
             ]);
         }
@@ -213,23 +213,16 @@ fn render(d: &RunDiff, stat: bool, items: bool) -> String {
             "USD per correct",
         ]);
         for r in &d.costs {
-            let pair = |f: &dyn Fn(&exp::diff::artifacts::Cost) -> String| {
-                format!(
-                    "{} → {}",
-                    r.a.as_ref().map(f).unwrap_or("–".into()),
-                    r.b.as_ref().map(f).unwrap_or("–".into())
-                )
-            };
             t.add_row([
                 r.trial.clone(),
                 r.scope.clone(),
-                pair(&|c| c.input_tokens.to_string()),
-                pair(&|c| c.output_tokens.to_string()),
-                pair(&|c| usd(c.usd)),
+                before_after(&r.a, &r.b, |c| c.input_tokens.to_string()),
+                before_after(&r.a, &r.b, |c| c.output_tokens.to_string()),
+                before_after(&r.a, &r.b, |c| usd(c.usd)),
                 r.usd_change
                     .map(|c| format!("{}{}", if c >= 0.0 { "+" } else { "-" }, usd(c.abs())))
                     .unwrap_or_default(),
-                pair(&|c| c.usd_per_correct.map(usd).unwrap_or("–".into())),
+                before_after(&r.a, &r.b, |c| c.usd_per_correct.map(usd).unwrap_or("–".into())),
             ]);
         }
         let _ = writeln!(o, "{t}");

@@ -352,22 +352,10 @@ pub fn run(
         (None, None) => Condition::BOTH.to_vec(),
     };
     if let Some(n) = opts.parts_per_dataset.or(previous.as_ref().map(|p| p.parts_per_dataset)) {
-        if n == 0 {
-            return Err(RunError::Usage {
-                what: "--parts-per-dataset is 0".into(),
-                fix: "give 1 or more".into(),
-            });
-        }
-        loaded.config.execution.parts_per_dataset = n;
+        loaded.config.execution.parts_per_dataset = at_least_one("--parts-per-dataset", n)?;
     }
     if let Some(n) = opts.max_concurrent_jobs {
-        if n == 0 {
-            return Err(RunError::Usage {
-                what: "--max-concurrent-jobs is 0".into(),
-                fix: "give 1 or more".into(),
-            });
-        }
-        loaded.config.execution.max_concurrent_jobs = n;
+        loaded.config.execution.max_concurrent_jobs = at_least_one("--max-concurrent-jobs", n)?;
     }
     let baseline_ref = opts.baseline.clone().or(previous.as_ref().and_then(|p| p.baseline.clone()));
 
@@ -722,6 +710,15 @@ pub fn run(
         datasets: datasets.iter().map(|d| (d.name.clone(), d.items.len(), d.written)).collect(),
         warnings,
     }))
+}
+
+/// `n` from the command line, or a usage error naming `flag` when it is 0: zero parts would send
+/// nothing and zero job slots would wait forever, so both are refused before any work starts.
+fn at_least_one(flag: &str, n: usize) -> Result<usize, RunError> {
+    if n == 0 {
+        return Err(RunError::Usage { what: format!("{flag} is 0"), fix: "give 1 or more".into() });
+    }
+    Ok(n)
 }
 
 /// `<run>/.exp-run.lock`: one process per run, so two `--resume`s never send the same requests

@@ -136,3 +136,14 @@ impl<T> IoContext<T> for std::io::Result<T> {
         self.map_err(|e| Error::io(path, e))
     }
 }
+
+/// The entries of folder `dir`, or None when it does not exist: the store creates its folders
+/// (object fans, `refs/tags`, `objects/tmp`) lazily, so a missing one means "nothing there yet",
+/// never an error. Any other failure names `dir`.
+pub(crate) fn read_dir_if_exists(dir: &std::path::Path) -> Result<Option<std::fs::ReadDir>> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => Ok(Some(rd)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}

@@ -7,7 +7,7 @@
 //! Memory stays bounded whatever the file size. Reads verify: every read re-hashes what it
 //! decompressed, and a mismatch is `Error::CorruptObject` naming the object, never wrong data.
 use std::fs::{self, File};
-use std::io::{BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -15,7 +15,7 @@ use tempfile::TempPath;
 
 use super::ObjectId;
 use super::atomic::{create_dirs, fsync_dir, start_writeback, wait_writeback};
-use super::error::{Error, IoContext, Result};
+use super::error::{Error, IoContext, Result, read_dir_if_exists};
 use super::object::{self, Commit, Kind, Object, Tree};
 
 const CHUNK: usize = 256 * 1024;
@@ -347,11 +347,7 @@ impl Odb {
     /// Every object id in the store.
     pub fn iter_ids(&self) -> Result<Vec<ObjectId>> {
         let mut ids = Vec::new();
-        let rd = match fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ids),
-            Err(e) => return Err(Error::io(&self.dir, e)),
-        };
+        let Some(rd) = read_dir_if_exists(&self.dir)? else { return Ok(ids) };
         for fan in rd {
             let fan = fan.at(&self.dir)?;
             let prefix = fan.file_name().to_string_lossy().to_string();
@@ -377,11 +373,7 @@ impl Odb {
         }
         let fan = self.dir.join(&prefix[..2]);
         let mut ids = Vec::new();
-        let rd = match fs::read_dir(&fan) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ids),
-            Err(e) => return Err(Error::io(&fan, e)),
-        };
+        let Some(rd) = read_dir_if_exists(&fan)? else { return Ok(ids) };
         for entry in rd {
             let entry = entry.at(&fan)?;
             let full = format!("{}{}", &prefix[..2], entry.file_name().to_string_lossy());
@@ -421,11 +413,7 @@ impl Odb {
     pub fn temp_files(&self) -> Result<Vec<(PathBuf, SystemTime)>> {
         let dir = self.tmp_dir();
         let mut out = Vec::new();
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::io(&dir, e)),
-        };
+        let Some(rd) = read_dir_if_exists(&dir)? else { return Ok(out) };
         for entry in rd {
             let entry = entry.at(&dir)?;
             let md = entry.metadata().at(&entry.path())?;
@@ -444,10 +432,36 @@ fn decode_verified(
     path: &Path,
     out: &mut dyn Write,
 ) -> Result<(Kind, u64)> {
-    let path = path.to_path_buf();
-    let corrupt = |reason: String| Error::CorruptObject { id: *id, path: path.clone(), reason };
-    let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(CHUNK, file))
-        .map_err(|e| corrupt(e.to_string()))?;
+    let compressed = BufReader::with_capacity(CHUNK, file);
+    stream_verified(id, compressed, &mut |_, chunk| out.write_all(chunk)).map_err(|e| match e {
+        StreamError::Corrupt(reason) => {
+            Error::CorruptObject { id: *id, path: path.to_path_buf(), reason }
+        }
+        StreamError::Sink(e) => Error::io(path, e),
+    })
+}
+
+/// Why `stream_verified` stopped.
+pub(crate) enum StreamError {
+    /// The bytes are not a valid object, or not object `id`: the reason, for a corruption error.
+    Corrupt(String),
+    /// The sink refused a chunk (a full disk, say): not the object's fault.
+    Sink(std::io::Error),
+}
+
+/// Decompresses a stored object's bytes, feeds its payload to `sink` chunk by chunk (with the
+/// kind, known from the header before the first chunk), and checks that the whole encoding
+/// hashes to `id`; returns (kind, payload size). The one verifier for objects read from this
+/// store and objects arriving from a remote, so both refuse exactly the same bytes. Memory stays
+/// one chunk whatever the size; on an error the sink may have seen part of the payload.
+pub(crate) fn stream_verified(
+    id: &ObjectId,
+    compressed: impl BufRead,
+    sink: &mut dyn FnMut(Kind, &[u8]) -> std::io::Result<()>,
+) -> std::result::Result<(Kind, u64), StreamError> {
+    let corrupt = StreamError::Corrupt;
+    let mut dec =
+        zstd::stream::read::Decoder::with_buffer(compressed).map_err(|e| corrupt(e.to_string()))?;
     let mut head = Vec::with_capacity(32);
     let mut byte = [0u8; 1];
     loop {
@@ -477,7 +491,7 @@ fn decode_verified(
             return Err(corrupt("longer than its header says".into()));
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| Error::io(&path, e))?;
+        sink(kind, &buf[..n]).map_err(StreamError::Sink)?;
     }
     if seen != len {
         return Err(corrupt("shorter than its header says".into()));
@@ -524,6 +538,31 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let err = odb.read(&id).unwrap_err();
         assert!(err.to_string().contains(&id.to_hex()), "{err}");
+    }
+
+    #[test]
+    fn stream_verified_feeds_the_payload_and_tells_a_failing_sink_from_corruption() {
+        let (_dir, odb) = odb();
+        let payload = vec![3u8; CHUNK + 10];
+        let id = odb.write(&Object::Blob(payload.clone())).unwrap();
+        let raw = odb.read_raw(&id).unwrap();
+        let mut seen = Vec::new();
+        let (kind, len) = stream_verified(&id, raw.as_slice(), &mut |kind, chunk| {
+            assert_eq!(kind, Kind::Blob);
+            seen.extend_from_slice(chunk);
+            Ok(())
+        })
+        .ok()
+        .unwrap();
+        assert_eq!((kind, len, seen), (Kind::Blob, payload.len() as u64, payload));
+        let full = || std::io::Error::new(ErrorKind::StorageFull, "disk full");
+        let r = stream_verified(&id, raw.as_slice(), &mut |_, _| Err(full()));
+        assert!(matches!(r, Err(StreamError::Sink(e)) if e.kind() == ErrorKind::StorageFull));
+        let other = odb.write(&Object::Blob(b"other".to_vec())).unwrap();
+        let r = stream_verified(&other, raw.as_slice(), &mut |_, _| Ok(()));
+        assert!(
+            matches!(r, Err(StreamError::Corrupt(why)) if why == "content does not match its id")
+        );
     }
 
     #[test]

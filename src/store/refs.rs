@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::ObjectId;
 use super::atomic::{LockFile, create_dirs, fsync_dir};
-use super::error::{Error, IoContext, Result};
+use super::error::{Error, IoContext, Result, read_dir_if_exists};
 
 /// How long a ref update waits for another process's lock before reporting it.
 pub const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -366,11 +366,7 @@ fn parse_reflog_line(line: &str) -> Option<ReflogEntry> {
 
 /// Visit every file under `dir`, passing its `/`-separated path relative to `base`.
 fn walk_files(base: &Path, dir: &Path, f: &mut dyn FnMut(&str, &Path) -> Result<()>) -> Result<()> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
+    let Some(rd) = read_dir_if_exists(dir)? else { return Ok(()) };
     for entry in rd {
         let entry = entry.at(dir)?;
         let path = entry.path();

@@ -1,6 +1,7 @@
 //! Helpers shared by the black-box tests.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -30,4 +31,40 @@ pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
         .unwrap_or(false)
+}
+
+/// Writes each `(path, contents)` below `dir`, creating the folders: a run workspace's dataset,
+/// prompts and config in one call, so tests that differ only in those bytes share the plumbing.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (path, contents) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+/// A JSONL dataset of `{"id", "text", "label"}` rows, the shape every sentiment test config reads.
+pub fn labelled_jsonl(rows: impl IntoIterator<Item = (String, String, &'static str)>) -> String {
+    rows.into_iter()
+        .map(|(id, text, label)| {
+            format!("{{\"id\": \"{id}\", \"text\": \"{text}\", \"label\": \"{label}\"}}\n")
+        })
+        .collect()
+}
+
+/// The rows of a CSV file a run wrote, each as column name → value.
+pub fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            headers
+                .iter()
+                .zip(rec.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
 }

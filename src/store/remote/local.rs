@@ -7,7 +7,7 @@
 //! as one batch, and only then renamed into place; a crash leaves temp files, never a
 //! half-written object under its name.
 use std::collections::{HashSet, VecDeque};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use tempfile::TempPath;
@@ -16,7 +16,7 @@ use super::error::{Error, Result};
 use crate::store::ObjectId;
 use crate::store::atomic::{create_dirs, fsync_dir, start_writeback, wait_writeback};
 use crate::store::object::{self, Kind, Object};
-use crate::store::odb::Odb;
+use crate::store::odb::{Odb, StreamError, stream_verified};
 
 /// A verified object written to a temp file, not yet under its name.
 pub struct Arrived {
@@ -47,47 +47,17 @@ pub fn links_of(obj: &Object) -> Vec<ObjectId> {
 /// Decompresses `raw` (a stored object), checks that it hashes to `id`, and parses trees and
 /// commits for their links. Blobs are hashed as a stream and never held whole.
 pub fn check_raw(id: &ObjectId, raw: &[u8]) -> std::result::Result<Checked, String> {
-    let mut dec = zstd::stream::read::Decoder::new(raw).map_err(|e| e.to_string())?;
-    let mut head = Vec::with_capacity(32);
-    let mut byte = [0u8; 1];
-    loop {
-        dec.read_exact(&mut byte).map_err(|e| format!("bad header: {e}"))?;
-        head.push(byte[0]);
-        if byte[0] == 0 {
-            break;
-        }
-        if head.len() >= 32 {
-            return Err("bad header".into());
-        }
-    }
-    let (kind, len, _) = object::parse_header(&head).ok_or("bad header")?;
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&head);
     let mut payload = Vec::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut seen = 0u64;
-    loop {
-        let n = match dec.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("cannot decompress: {e}")),
-        };
-        seen += n as u64;
-        if seen > len {
-            return Err("longer than its header says".into());
-        }
-        hasher.update(&buf[..n]);
+    let (kind, _) = stream_verified(id, raw, &mut |kind, chunk| {
         if kind != Kind::Blob {
-            payload.extend_from_slice(&buf[..n]);
+            payload.extend_from_slice(chunk);
         }
-    }
-    if seen != len {
-        return Err("shorter than its header says".into());
-    }
-    if hasher.finalize().as_bytes() != id.as_bytes() {
-        return Err("content does not match its id".into());
-    }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        StreamError::Corrupt(reason) => reason,
+        StreamError::Sink(e) => e.to_string(),
+    })?;
     let links =
         if kind == Kind::Blob { Vec::new() } else { links_of(&Object::decode(kind, payload)?) };
     Ok(Checked { kind, links })
