@@ -671,4 +671,34 @@ mod tests {
         let json = serde_json::to_string(&sig).unwrap();
         assert!(!json.contains("NaN") && !json.contains("null,null"));
     }
+
+    #[test]
+    fn tally_item_means_are_bit_for_bit_the_means_of_the_collected_scores() {
+        let scores = [0.1, 0.2, 0.7, 0.3];
+        let mut t = Tally::new();
+        for s in scores {
+            t.add("a:1", TREATMENT, Some(s), None);
+        }
+        t.add("a:1", TREATMENT, None, None);
+        t.add("a:2", CONTROL, Some(-0.0), Some("k"));
+        let expected = scores.iter().sum::<f64>() / scores.len() as f64;
+        assert_eq!(t.item_mean(0, TREATMENT).map(f64::to_bits), Some(expected.to_bits()));
+        // Iterator::sum starts at -0.0, so a lone -0 stays -0 as it did from a Vec of scores.
+        assert!(t.item_mean(1, CONTROL).is_some_and(|m| m == 0.0 && m.is_sign_negative()));
+        assert_eq!(t.item_mean(0, CONTROL), None);
+        assert_eq!((t.len(), t.index_of("a:2"), t.index_of("b:1")), (2, Some(1), None));
+    }
+
+    #[test]
+    fn other_conditions_count_as_items_but_not_in_the_comparison() {
+        let mut rows = vec![row("x", "other", Some(1.0))];
+        rows.extend((0..4).flat_map(|i| {
+            let i = i.to_string();
+            [row(&i, CONTROL, Some(0.0)), row(&i, TREATMENT, Some(1.0))]
+        }));
+        let sig = analyze(&rows, &S);
+        assert_eq!((sig.n_items, sig.n_paired), (5, 4));
+        assert_eq!(sig.not_computed[0].what, "other condition");
+        assert_eq!(sig.conditions[CONTROL].rows, 4);
+    }
 }

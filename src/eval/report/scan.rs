@@ -181,3 +181,72 @@ pub(crate) fn failure_errors(path: &Path, failures: &mut Failures) -> Result<(),
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "item_id,dataset,condition,repeat,gold,prediction,score,cluster\n";
+
+    fn file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn discordant_items_are_the_largest_changes_in_file_order_and_counted_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = HEADER.to_string();
+        // Items 0..12 improve by 1 (ties: file order decides), item 12 by 0.5, item 13 worsens.
+        for i in 0..14 {
+            let (c, t) = match i {
+                12 => ("0.5", "1"),
+                13 => ("1", "0"),
+                _ => ("0", "1"),
+            };
+            csv.push_str(&format!("i{i},d,control,0,g{i},p{i}c,{c},\n"));
+            csv.push_str(&format!("i{i},d,treatment,0,g{i},p{i}t,{t},\n"));
+        }
+        let path = file(dir.path(), "scores.csv", &csv);
+        let scan = scores(&path).unwrap();
+        assert_eq!((scan.rows, scan.failures.total), (28, 0));
+        let d = discordant(&path, &scan.tally).unwrap();
+        assert_eq!((d.fixed, d.broken), (13, 1));
+        let ids: Vec<&str> = d.fixed_shown.iter().map(|(v, _)| v.item_id.as_str()).collect();
+        assert_eq!(ids, ["i0", "i1", "i2", "i3", "i4", "i5", "i6", "i7"]);
+        let (v, delta) = &d.broken_shown[0];
+        assert_eq!((v.item_id.as_str(), v.gold.as_str(), *delta), ("i13", "g13", -1.0));
+        assert_eq!(v.predictions[CONTROL], ["p13c"]);
+        assert_eq!(v.scores[TREATMENT], [0.0]);
+    }
+
+    #[test]
+    fn failures_are_counted_per_condition_and_the_first_get_their_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = HEADER.to_string();
+        for i in 0..12 {
+            csv.push_str(&format!("i{i},d,treatment,0,g,,,\n"));
+        }
+        csv.push_str("i0,d,control,1,g,,,\n");
+        let path = file(dir.path(), "scores.csv", &csv);
+        let mut scan = scores(&path).unwrap();
+        let f = &scan.failures;
+        assert_eq!((f.total, f.shown.len()), (13, SHOW_FAILURES));
+        assert_eq!(f.by_condition.get(TREATMENT), Some(&12));
+        let preds = file(
+            dir.path(),
+            "predictions.csv",
+            "item_id,dataset,condition,repeat,part,prediction,raw_output,finish_reason,\
+             input_tokens,output_tokens,latency_ms,error\n\
+             i0,d,treatment,1,0,,,,0,0,5,wrong repeat\n\
+             i0,d,treatment,0,0,,,,0,0,5,HTTP 500\n\
+             i0,d,treatment,0,0,,,,0,0,5,later line\n\
+             i1,d,treatment,0,0,,,length,0,0,5,\n",
+        );
+        failure_errors(&preds, &mut scan.failures).unwrap();
+        let errors: Vec<Option<&str>> =
+            scan.failures.shown.iter().take(3).map(|f| f.error.as_deref()).collect();
+        assert_eq!(errors, [Some("HTTP 500"), Some("finish_reason length"), None]);
+    }
+}
