@@ -107,10 +107,12 @@ def main():
 
     ends = {ph: (starts[order[i + 1]] if i + 1 < len(order) else total) for i, ph in enumerate(order)}
     result = {"items": a.items, "requests": 2 * a.items, "seconds": total, "max_rss_mb": max_rss,
+              "send_rps": bench.send_rate("".join(errors)),
               "load_average": os.getloadavg(),
               "phases": [{"phase": ph, "seconds": ends[ph] - starts[ph], "peak_rss_mb": peaks.get(ph)}
                          for ph in order]}
-    print(f"{a.items:,} items: {total:.1f} s, max RSS {max_rss:.0f} MB "
+    print(f"{a.items:,} items: {total:.1f} s ({2 * a.items / total:,.0f} req/s whole command, "
+          f"{result['send_rps']:,.0f} req/s sending), max RSS {max_rss:.0f} MB "
           f"(load average {result['load_average'][0]:.1f})")
     print("| phase | seconds | peak RSS (sampled) |")
     print("| --- | ---: | ---: |")
