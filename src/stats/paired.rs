@@ -268,7 +268,7 @@ mod tests {
     fn bootstrap_shortcut_for_single_items_gives_the_interval_of_the_general_sum() {
         // The general loop (sum of unit sizes per resample), run on the same draws, must give
         // the very interval of the single-item shortcut, bit for bit.
-        let d: Vec<f64> = (0..500).map(|i| f64::from((i * 37 % 11) as i32 - 5) / 7.0).collect();
+        let d: Vec<f64> = (0..500).map(|i| f64::from(i * 37 % 11 - 5) / 7.0).collect();
         let units = Units::new(&d, None);
         let g = d.len();
         let mut means = resample(3000, 5, BOOTSTRAP_STREAM, |rng| {
