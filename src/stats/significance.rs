@@ -199,7 +199,7 @@ struct ArmCount {
 /// strings. A 100,000-item trial would otherwise hold every row of `per_item_scores.csv` as
 /// owned strings while the statistics are computed; this is what keeps a large run's report
 /// step small. Items are numbered in first-seen order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Tally {
     item_index: HashMap<Box<str>, usize>,
     cluster_index: HashMap<Box<str>, usize>,
@@ -211,9 +211,24 @@ pub struct Tally {
     binary: bool,
 }
 
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
+}
+
 impl Tally {
     pub fn new() -> Tally {
-        Tally { binary: true, ..Tally::default() }
+        Tally {
+            item_index: HashMap::new(),
+            cluster_index: HashMap::new(),
+            items: Vec::new(),
+            arms: [None; 2],
+            other_conditions: Vec::new(),
+            any_score: false,
+            // Binary until a score other than 0 or 1 is seen.
+            binary: true,
+        }
     }
 
     /// Adds one row: `item` identifies the item across conditions, `score` is `None` for a
