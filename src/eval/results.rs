@@ -153,7 +153,8 @@ pub fn write(
 
     let mut metrics: BTreeMap<String, ConditionMetrics> = BTreeMap::new();
     let mut costs: BTreeMap<String, CostLine> = BTreeMap::new();
-    let mut item_ids = std::collections::HashSet::new();
+    // Borrowed from the plan's items: counting distinct items costs no copy of their ids.
+    let mut item_ids: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     let mut incomplete = false;
     for job in jobs {
         let entries = journal::read(&job.journal)?;
@@ -161,16 +162,16 @@ pub fn write(
         let m = metrics.entry(cond.clone()).or_default();
         let c = costs.entry(cond.clone()).or_default();
         for item in job.items {
-            item_ids.insert((job.dataset.to_string(), item.id.clone()));
+            item_ids.insert((job.dataset, item.id.as_str()));
             for repeat in 0..repeats {
                 let id = custom_id(job.dataset, &item.id, job.condition, repeat);
                 m.n += 1;
-                let cluster = item.cluster.clone().unwrap_or_default();
+                let cluster = item.cluster.as_deref().unwrap_or_default();
                 let (prediction, score, raw, finish, tin, tout, latency, error) =
                     match entries.get(&id) {
                         Some(e) if e.status == Status::Ok => {
-                            let raw = e.content.clone().unwrap_or_default();
-                            let (prediction, score) = scorer.score(&raw, &item.label);
+                            let raw = e.content.as_deref().unwrap_or_default();
+                            let (prediction, score) = scorer.score(raw, &item.label);
                             m.scored += 1;
                             m.correct += score;
                             c.requests += 1;
@@ -181,7 +182,7 @@ pub fn write(
                                 prediction,
                                 Some(score),
                                 raw,
-                                e.finish_reason.clone().unwrap_or_default(),
+                                e.finish_reason.as_deref().unwrap_or_default(),
                                 e.input_tokens.to_string(),
                                 e.output_tokens.to_string(),
                                 e.latency_ms.to_string(),
@@ -195,8 +196,8 @@ pub fn write(
                             (
                                 String::new(),
                                 None,
-                                String::new(),
-                                String::new(),
+                                "",
+                                "",
                                 "0".into(),
                                 "0".into(),
                                 e.latency_ms.to_string(),
@@ -209,8 +210,8 @@ pub fn write(
                             (
                             String::new(),
                             None,
-                            String::new(),
-                            String::new(),
+                            "",
+                            "",
                             String::new(),
                             String::new(),
                             String::new(),
@@ -228,8 +229,8 @@ pub fn write(
                     &repeat_s,
                     &part_s,
                     &prediction,
-                    &raw,
-                    &finish,
+                    raw,
+                    finish,
                     &tin,
                     &tout,
                     &latency,
@@ -246,7 +247,7 @@ pub fn write(
                         &item.label,
                         &prediction,
                         &score_s,
-                        &cluster,
+                        cluster,
                     ])
                     .map_err(csv_io(&score_path))?;
             }

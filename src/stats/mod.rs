@@ -44,4 +44,4 @@ pub mod paired;
 pub mod significance;
 
 pub use multiple::holm;
-pub use significance::{ScoreRow, Settings, Significance, analyze};
+pub use significance::{ScoreRow, Settings, Significance, Tally, analyze};

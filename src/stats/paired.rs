@@ -113,12 +113,26 @@ pub fn bootstrap_ci(units: &Units, alpha: f64, resamples: u32, seed: u64) -> Opt
     if g < 2 || resamples == 0 {
         return None;
     }
+    // Units of one item each (no clusters, the common case): a resample always holds g items,
+    // and adding g ones in f64 is exactly g, so skipping that sum changes no bit of the result
+    // and saves a random memory read per draw (10^9 draws for 10,000 resamples of 100,000 items).
+    let single_items = units.sizes.iter().all(|&s| s == 1.0);
+    let draw = |rng: &mut ChaCha8Rng| {
+        // Lemire's multiply-shift: an index in 0..g from 32 random bits. Its bias, at most
+        // g / 2^32 (2e-6 for 10 000 items), is far below the Monte-Carlo error.
+        ((u64::from(rng.next_u32()) * u64::from(g32)) >> 32) as usize
+    };
     let mut means = resample(resamples, seed, BOOTSTRAP_STREAM, |rng| {
+        if single_items {
+            let mut s = 0.0;
+            for _ in 0..g {
+                s += units.sums[draw(rng)];
+            }
+            return s / g as f64;
+        }
         let (mut s, mut n) = (0.0, 0.0);
         for _ in 0..g {
-            // Lemire's multiply-shift: an index in 0..g from 32 random bits. Its bias, at most
-            // g / 2^32 (2e-6 for 10 000 items), is far below the Monte-Carlo error.
-            let k = ((u64::from(rng.next_u32()) * u64::from(g32)) >> 32) as usize;
+            let k = draw(rng);
             s += units.sums[k];
             n += units.sizes[k];
         }
@@ -248,6 +262,31 @@ mod tests {
         assert_eq!(a, bootstrap_ci(&u, 0.05, 2000, 7).unwrap());
         assert_ne!(a, bootstrap_ci(&u, 0.05, 2000, 8).unwrap());
         assert!(a.0 < a.1);
+    }
+
+    #[test]
+    fn bootstrap_shortcut_for_single_items_gives_the_interval_of_the_general_sum() {
+        // The general loop (sum of unit sizes per resample), run on the same draws, must give
+        // the very interval of the single-item shortcut, bit for bit.
+        let d: Vec<f64> = (0..500).map(|i| f64::from(i * 37 % 11 - 5) / 7.0).collect();
+        let units = Units::new(&d, None);
+        let g = d.len();
+        let mut means = resample(3000, 5, BOOTSTRAP_STREAM, |rng| {
+            let (mut s, mut n) = (0.0, 0.0);
+            for _ in 0..g {
+                let k = ((u64::from(rng.next_u32()) * g as u64) >> 32) as usize;
+                s += units.sums[k];
+                n += units.sizes[k];
+            }
+            s / n
+        });
+        means.sort_by(f64::total_cmp);
+        let expected = (
+            quantile_sorted(&means, 0.025).unwrap().to_bits(),
+            quantile_sorted(&means, 0.975).unwrap().to_bits(),
+        );
+        let (lo, hi) = bootstrap_ci(&units, 0.05, 3000, 5).unwrap();
+        assert_eq!((lo.to_bits(), hi.to_bits()), expected);
     }
 
     #[test]

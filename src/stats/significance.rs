@@ -159,20 +159,151 @@ pub struct Significance {
     pub not_computed: Vec<NotComputed>,
 }
 
-/// Per condition: item → scores (in first-seen item order) and the row counts.
-struct Arm {
-    rows: usize,
-    failed: usize,
-    scores: HashMap<usize, Vec<f64>>,
+/// The two compared conditions, as indices into [`ItemTally::cells`].
+const ARMS: [&str; 2] = [CONTROL, TREATMENT];
+
+/// One item's scores in one condition, folded as they arrive.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    /// Rows of this item and condition, failed ones included (their maximum is `repeats`).
+    rows: u32,
+    /// Rows with a score.
+    scored: u32,
+    /// Sum of the scores in row order. It starts at −0.0, the start of `Iterator::sum` for
+    /// floats, so the item mean is bit for bit the mean of the collected scores.
+    sum: f64,
 }
 
-impl Arm {
-    fn item_means(&self) -> HashMap<usize, f64> {
-        self.scores
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(&k, v)| (k, v.iter().sum::<f64>() / v.len() as f64))
-            .collect()
+impl Default for Cell {
+    fn default() -> Self {
+        Cell { rows: 0, scored: 0, sum: -0.0 }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct ItemTally {
+    /// Index of the first non-empty cluster label seen for the item.
+    cluster: Option<usize>,
+    cells: [Cell; 2],
+}
+
+/// Per condition: the row counts.
+#[derive(Debug, Clone, Copy, Default)]
+struct ArmCount {
+    rows: usize,
+    failed: usize,
+}
+
+/// Score rows folded per item as they are read: everything [`Tally::analyze`] needs, in memory
+/// proportional to the number of items (a few dozen bytes each), not to the rows and their
+/// strings. A 100,000-item trial would otherwise hold every row of `per_item_scores.csv` as
+/// owned strings while the statistics are computed; this is what keeps a large run's report
+/// step small. Items are numbered in first-seen order.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    item_index: HashMap<Box<str>, usize>,
+    cluster_index: HashMap<Box<str>, usize>,
+    items: Vec<ItemTally>,
+    arms: [Option<ArmCount>; 2],
+    /// Conditions other than control and treatment, in first-seen order (reported, not used).
+    other_conditions: Vec<String>,
+    any_score: bool,
+    binary: bool,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
+}
+
+impl Tally {
+    pub fn new() -> Tally {
+        Tally {
+            item_index: HashMap::new(),
+            cluster_index: HashMap::new(),
+            items: Vec::new(),
+            arms: [None; 2],
+            other_conditions: Vec::new(),
+            any_score: false,
+            // Binary until a score other than 0 or 1 is seen.
+            binary: true,
+        }
+    }
+
+    /// Adds one row: `item` identifies the item across conditions, `score` is `None` for a
+    /// failed request, `cluster` is the item's cluster label (empty or `None`: no cluster).
+    /// Returns the item's index.
+    pub fn add(
+        &mut self,
+        item: &str,
+        condition: &str,
+        score: Option<f64>,
+        cluster: Option<&str>,
+    ) -> usize {
+        let idx = match self.item_index.get(item) {
+            Some(&i) => i,
+            None => {
+                let i = self.items.len();
+                self.item_index.insert(item.into(), i);
+                self.items.push(ItemTally::default());
+                i
+            }
+        };
+        if let Some(c) = cluster.filter(|c| !c.is_empty())
+            && self.items[idx].cluster.is_none()
+        {
+            let next = self.cluster_index.len();
+            let ci = *self.cluster_index.entry(c.into()).or_insert(next);
+            self.items[idx].cluster = Some(ci);
+        }
+        let Some(arm) = ARMS.iter().position(|a| *a == condition) else {
+            if !self.other_conditions.iter().any(|c| c == condition) {
+                self.other_conditions.push(condition.to_string());
+            }
+            return idx;
+        };
+        let count = self.arms[arm].get_or_insert_with(ArmCount::default);
+        count.rows += 1;
+        let cell = &mut self.items[idx].cells[arm];
+        cell.rows += 1;
+        match score {
+            Some(s) => {
+                cell.scored += 1;
+                cell.sum += s;
+                self.any_score = true;
+                self.binary &= s == 0.0 || s == 1.0;
+            }
+            None => count.failed += 1,
+        }
+        idx
+    }
+
+    /// Distinct items seen, in any condition.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The index [`Tally::add`] gave `item`, if it was seen.
+    pub fn index_of(&self, item: &str) -> Option<usize> {
+        self.item_index.get(item).copied()
+    }
+
+    /// The mean score of item `idx` in `condition` (control or treatment) over its scored
+    /// rows; `None` when it has none.
+    pub fn item_mean(&self, idx: usize, condition: &str) -> Option<f64> {
+        let arm = ARMS.iter().position(|a| *a == condition)?;
+        let cell = self.items.get(idx)?.cells[arm];
+        (cell.scored > 0).then(|| cell.sum / f64::from(cell.scored))
+    }
+
+    /// Computes every figure of the trial, exactly as [`analyze`] does for the same rows.
+    pub fn analyze(&self, settings: &Settings) -> Significance {
+        analyze_tally(self, settings)
     }
 }
 
@@ -182,6 +313,14 @@ fn fmt_pct(x: f64) -> String {
 
 /// Computes every figure of one trial from its score rows.
 pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
+    let mut tally = Tally::new();
+    for r in rows {
+        tally.add(&r.item, &r.condition, r.score, r.cluster.as_deref());
+    }
+    tally.analyze(settings)
+}
+
+fn analyze_tally(tally: &Tally, settings: &Settings) -> Significance {
     let mut not_computed = Vec::new();
     let mut skip = |what: &str, reason: String| {
         not_computed.push(NotComputed { what: what.to_string(), reason });
@@ -189,75 +328,33 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
     let alpha = settings.alpha;
     let level = fmt_pct(1.0 - alpha);
 
-    // Items in first-seen order, their cluster labels, and each condition's scores.
-    let mut item_index: HashMap<&str, usize> = HashMap::new();
-    let mut item_cluster: Vec<Option<&str>> = Vec::new();
-    let mut arms: BTreeMap<String, Arm> = BTreeMap::new();
-    let mut per_cell: HashMap<(&str, usize), usize> = HashMap::new();
-    let mut other_conditions: Vec<&str> = Vec::new();
-    for r in rows {
-        let next = item_index.len();
-        let idx = *item_index.entry(r.item.as_str()).or_insert(next);
-        if idx == item_cluster.len() {
-            item_cluster.push(None);
-        }
-        if let Some(c) = r.cluster.as_deref().filter(|c| !c.is_empty()) {
-            item_cluster[idx].get_or_insert(c);
-        }
-        if r.condition != CONTROL && r.condition != TREATMENT {
-            if !other_conditions.contains(&r.condition.as_str()) {
-                other_conditions.push(&r.condition);
-            }
-            continue;
-        }
-        *per_cell.entry((r.condition.as_str(), idx)).or_insert(0) += 1;
-        let arm = arms.entry(r.condition.clone()).or_insert_with(|| Arm {
-            rows: 0,
-            failed: 0,
-            scores: HashMap::new(),
-        });
-        arm.rows += 1;
-        let cell = arm.scores.entry(idx).or_default();
-        match r.score {
-            Some(s) => cell.push(s),
-            None => arm.failed += 1,
-        }
-    }
-    for c in &other_conditions {
+    for c in &tally.other_conditions {
         skip(
             &format!("{c} condition"),
             format!("only {CONTROL} and {TREATMENT} are compared; rows of {c:?} are ignored"),
         );
     }
-    let n_items = item_index.len();
-    let repeats = per_cell.values().copied().max().unwrap_or(0);
-    let all_scores = arms.values().flat_map(|a| a.scores.values().flatten());
-    let mut any = false;
-    let mut binary = true;
-    for s in all_scores {
-        any = true;
-        binary &= *s == 0.0 || *s == 1.0;
-    }
-    let score_kind = any.then_some(if binary { ScoreKind::Binary } else { ScoreKind::Continuous });
+    let n_items = tally.items.len();
+    let repeats =
+        tally.items.iter().flat_map(|i| i.cells.iter().map(|c| c.rows as usize)).max().unwrap_or(0);
+    let binary = tally.binary;
+    let score_kind =
+        tally.any_score.then_some(if binary { ScoreKind::Binary } else { ScoreKind::Continuous });
     let single = repeats <= 1;
 
     // Clusters: items without a label are their own cluster (the conservative choice: it never
     // pools unrelated items).
-    let clustered = item_cluster.iter().any(Option::is_some);
-    let cluster_of: Vec<String> = item_cluster
-        .iter()
-        .enumerate()
-        .map(|(i, c)| match c {
-            Some(c) => format!("c:{c}"),
-            None => format!("i:{i}"),
-        })
-        .collect();
-    let clusters = clustered.then(|| estimate::group_indices(&cluster_of).1);
-    // Dense cluster indices for a subset of items.
-    let groups_for = |items: &[usize]| {
-        let labels: Vec<&str> = items.iter().map(|&i| cluster_of[i].as_str()).collect();
-        estimate::group_indices(&labels)
+    let clustered = tally.items.iter().any(|i| i.cluster.is_some());
+    let unit_of = |i: usize| match tally.items[i].cluster {
+        Some(c) => Unit::Cluster(c),
+        None => Unit::Item(i),
     };
+    let clusters = clustered.then(|| {
+        let all: Vec<usize> = (0..n_items).collect();
+        dense_units(&all, unit_of).1
+    });
+    // Dense cluster indices for a subset of items, in order of first appearance.
+    let groups_for = |items: &[usize]| dense_units(items, unit_of);
     let se_method = |n_groups: usize| {
         if clustered {
             format!("cluster-robust SE (CR1, {n_groups} clusters)")
@@ -268,12 +365,13 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
 
     // Each condition on its own.
     let mut conditions = BTreeMap::new();
-    let mut means_by_arm: BTreeMap<&str, HashMap<usize, f64>> = BTreeMap::new();
-    for (name, arm) in &arms {
-        let means = arm.item_means();
-        let mut items: Vec<usize> = means.keys().copied().collect();
-        items.sort_unstable();
-        let values: Vec<f64> = items.iter().map(|i| means[i]).collect();
+    let mut means_by_arm: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+    // BTreeMap order: control before treatment, as the names sort.
+    for (a, name) in ARMS.iter().enumerate() {
+        let Some(arm) = tally.arms[a] else { continue };
+        let means: Vec<Option<f64>> = (0..n_items).map(|i| tally.item_mean(i, name)).collect();
+        let items: Vec<usize> = (0..n_items).filter(|&i| means[i].is_some()).collect();
+        let values: Vec<f64> = items.iter().filter_map(|&i| means[i]).collect();
         let scored = arm.rows - arm.failed;
         let mut stats = ConditionStats {
             rows: arm.rows,
@@ -315,8 +413,8 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
                 ),
             }
         }
-        conditions.insert(name.clone(), stats);
-        means_by_arm.insert(name.as_str(), means);
+        conditions.insert(name.to_string(), stats);
+        means_by_arm.insert(name, means);
     }
 
     let mut sig = Significance {
@@ -362,9 +460,8 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
             return sig;
         }
     };
-    let mut paired_items: Vec<usize> =
-        control.keys().filter(|k| treatment.contains_key(k)).copied().collect();
-    paired_items.sort_unstable();
+    let paired_items: Vec<usize> =
+        (0..n_items).filter(|&i| control[i].is_some() && treatment[i].is_some()).collect();
     sig.n_paired = paired_items.len();
     if paired_items.is_empty() {
         skip(
@@ -374,7 +471,9 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
         sig.not_computed = not_computed;
         return sig;
     }
-    let d: Vec<f64> = paired_items.iter().map(|i| treatment[i] - control[i]).collect();
+    let mean_of = |m: &[Option<f64>], i: usize| m[i].unwrap_or(0.0);
+    let d: Vec<f64> =
+        paired_items.iter().map(|&i| mean_of(treatment, i) - mean_of(control, i)).collect();
     let n = d.len();
     let (g, n_groups) = groups_for(&paired_items);
     let groups = clustered.then_some((g.as_slice(), n_groups));
@@ -405,10 +504,14 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
 
     // Exact McNemar: only when each item has one 0/1 outcome per condition.
     if binary && single {
-        let b =
-            paired_items.iter().filter(|i| control[i] == 1.0 && treatment[i] == 0.0).count() as u64;
-        let c =
-            paired_items.iter().filter(|i| control[i] == 0.0 && treatment[i] == 1.0).count() as u64;
+        let b = paired_items
+            .iter()
+            .filter(|&&i| mean_of(control, i) == 1.0 && mean_of(treatment, i) == 0.0)
+            .count() as u64;
+        let c = paired_items
+            .iter()
+            .filter(|&&i| mean_of(control, i) == 0.0 && mean_of(treatment, i) == 1.0)
+            .count() as u64;
         let p = paired::mcnemar_exact(b, c);
         sig.mcnemar = Some(McNemar {
             control_only: b,
@@ -529,6 +632,27 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
     sig
 }
 
+/// What the statistics resample and cluster by: a labelled cluster, or an item without one
+/// (its own cluster, never pooled with unrelated items).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Unit {
+    Cluster(usize),
+    Item(usize),
+}
+
+/// Dense unit indices 0..n for `items`, in order of first appearance, and n.
+fn dense_units(items: &[usize], unit_of: impl Fn(usize) -> Unit) -> (Vec<usize>, usize) {
+    let mut seen: HashMap<Unit, usize> = HashMap::new();
+    let idx = items
+        .iter()
+        .map(|&i| {
+            let next = seen.len();
+            *seen.entry(unit_of(i)).or_insert(next)
+        })
+        .collect();
+    (idx, seen.len())
+}
+
 fn too_few(n: usize, n_groups: usize, clustered: bool) -> String {
     if clustered && n_groups < 2 {
         format!("needs at least 2 clusters, there is {n_groups}")
@@ -561,5 +685,35 @@ mod tests {
         assert!(sig.mde.is_none());
         let json = serde_json::to_string(&sig).unwrap();
         assert!(!json.contains("NaN") && !json.contains("null,null"));
+    }
+
+    #[test]
+    fn tally_item_means_are_bit_for_bit_the_means_of_the_collected_scores() {
+        let scores = [0.1, 0.2, 0.7, 0.3];
+        let mut t = Tally::new();
+        for s in scores {
+            t.add("a:1", TREATMENT, Some(s), None);
+        }
+        t.add("a:1", TREATMENT, None, None);
+        t.add("a:2", CONTROL, Some(-0.0), Some("k"));
+        let expected = scores.iter().sum::<f64>() / scores.len() as f64;
+        assert_eq!(t.item_mean(0, TREATMENT).map(f64::to_bits), Some(expected.to_bits()));
+        // Iterator::sum starts at -0.0, so a lone -0 stays -0 as it did from a Vec of scores.
+        assert!(t.item_mean(1, CONTROL).is_some_and(|m| m == 0.0 && m.is_sign_negative()));
+        assert_eq!(t.item_mean(0, CONTROL), None);
+        assert_eq!((t.len(), t.index_of("a:2"), t.index_of("b:1")), (2, Some(1), None));
+    }
+
+    #[test]
+    fn other_conditions_count_as_items_but_not_in_the_comparison() {
+        let mut rows = vec![row("x", "other", Some(1.0))];
+        rows.extend((0..4).flat_map(|i| {
+            let i = i.to_string();
+            [row(&i, CONTROL, Some(0.0)), row(&i, TREATMENT, Some(1.0))]
+        }));
+        let sig = analyze(&rows, &S);
+        assert_eq!((sig.n_items, sig.n_paired), (5, 4));
+        assert_eq!(sig.not_computed[0].what, "other condition");
+        assert_eq!(sig.conditions[CONTROL].rows, 4);
     }
 }

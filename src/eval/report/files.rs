@@ -24,43 +24,37 @@ pub struct TrialInfo {
     pub pricing: Option<serde_json::Value>,
 }
 
-/// One row of `results/per_item_scores.csv`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ScoreLine {
-    pub item_id: String,
-    pub dataset: String,
-    pub condition: String,
+/// One row of `results/per_item_scores.csv`, borrowed from the reader's record: the files of
+/// a large run are streamed, never held row by row.
+#[derive(Debug, Deserialize)]
+pub struct ScoreLine<'a> {
+    pub item_id: &'a str,
+    pub dataset: &'a str,
+    pub condition: &'a str,
     #[serde(default)]
     pub repeat: Option<u32>,
     #[serde(default)]
-    pub gold: String,
+    pub gold: &'a str,
     #[serde(default)]
-    pub prediction: String,
+    pub prediction: &'a str,
     #[serde(default)]
-    pub score: String,
+    pub score: &'a str,
     #[serde(default)]
-    pub cluster: String,
+    pub cluster: &'a str,
 }
 
-/// A score row with its parsed score (None = failed request).
-#[derive(Debug, Clone)]
-pub struct Scored {
-    pub line: ScoreLine,
-    pub score: Option<f64>,
-}
-
-/// One row of `results/predictions.csv` (only what the report shows).
-#[derive(Debug, Clone, Deserialize)]
-pub struct PredictionLine {
-    pub item_id: String,
-    pub dataset: String,
-    pub condition: String,
+/// One row of `results/predictions.csv` (only what the report shows), borrowed.
+#[derive(Debug, Deserialize)]
+pub struct PredictionLine<'a> {
+    pub item_id: &'a str,
+    pub dataset: &'a str,
+    pub condition: &'a str,
     #[serde(default)]
     pub repeat: Option<u32>,
     #[serde(default)]
-    pub finish_reason: String,
+    pub finish_reason: &'a str,
     #[serde(default)]
-    pub error: String,
+    pub error: &'a str,
 }
 
 /// `results/metrics.json`.
@@ -122,10 +116,14 @@ pub fn read_json_opt<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Reads `per_item_scores.csv`. A score must be empty (failed request) or a finite number in
-/// [0, 1]: anything else is an error naming the line, because a NaN or a 7 would silently
-/// poison every figure downstream.
-pub fn read_scores(path: &Path) -> Result<Vec<Scored>, ReportError> {
+/// Streams `per_item_scores.csv`, calling `each` with every row and its parsed score (`None` =
+/// failed request) in file order. A score must be empty or a finite number in [0, 1]: anything
+/// else is an error naming the line, because a NaN or a 7 would silently poison every figure
+/// downstream. Returns the number of rows.
+pub fn for_each_score(
+    path: &Path,
+    mut each: impl FnMut(&ScoreLine<'_>, Option<f64>),
+) -> Result<u64, ReportError> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -133,10 +131,10 @@ pub fn read_scores(path: &Path) -> Result<Vec<Scored>, ReportError> {
         }
         Err(e) => return Err(io_err(path)(e)),
     };
-    let mut reader = csv::Reader::from_reader(std::io::BufReader::new(file));
-    let mut out = Vec::new();
-    for rec in reader.deserialize::<ScoreLine>() {
-        let line: ScoreLine = rec.map_err(|source| csv_err(path, source))?;
+    let mut rows = 0u64;
+    for_each_record(path, file, |record, headers| {
+        let line: ScoreLine<'_> =
+            record.deserialize(headers).map_err(|source| csv_err(path, source))?;
         let text = line.score.trim();
         let score = if text.is_empty() {
             None
@@ -146,29 +144,54 @@ pub fn read_scores(path: &Path) -> Result<Vec<Scored>, ReportError> {
                 _ => {
                     return Err(ReportError::BadScore {
                         path: path.to_path_buf(),
-                        line: out.len() as u64 + 2,
+                        line: rows + 2,
                         value: text.to_string(),
                     });
                 }
             }
         };
-        out.push(Scored { line, score });
-    }
-    Ok(out)
+        each(&line, score);
+        rows += 1;
+        Ok(())
+    })?;
+    Ok(rows)
 }
 
-/// Reads `predictions.csv`; an absent file gives no rows (the report then shows less detail).
-pub fn read_predictions(path: &Path) -> Result<Vec<PredictionLine>, ReportError> {
+/// Streams `predictions.csv` (every row is checked against its columns); an absent file has
+/// no rows (the report then shows less detail).
+pub fn for_each_prediction(
+    path: &Path,
+    mut each: impl FnMut(&PredictionLine<'_>),
+) -> Result<(), ReportError> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err(path)(e)),
     };
+    for_each_record(path, file, |record, headers| {
+        let line: PredictionLine<'_> =
+            record.deserialize(headers).map_err(|source| csv_err(path, source))?;
+        each(&line);
+        Ok(())
+    })
+}
+
+/// Calls `each` with every record of a CSV with a header line (and the header), reusing one
+/// record buffer, so memory stays constant whatever the file's size. Errors and their line
+/// numbers are those of `csv::Reader::deserialize`, which this mirrors: the header is read
+/// once, and a header that cannot be read leaves the rows to be matched by position, as there.
+fn for_each_record(
+    path: &Path,
+    file: std::fs::File,
+    mut each: impl FnMut(&csv::StringRecord, Option<&csv::StringRecord>) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
     let mut reader = csv::Reader::from_reader(std::io::BufReader::new(file));
-    reader
-        .deserialize::<PredictionLine>()
-        .map(|r| r.map_err(|source| csv_err(path, source)))
-        .collect()
+    let headers = reader.headers().ok().cloned();
+    let mut record = csv::StringRecord::new();
+    while reader.read_record(&mut record).map_err(|source| csv_err(path, source))? {
+        each(&record, headers.as_ref())?;
+    }
+    Ok(())
 }
 
 fn csv_err(path: &Path, source: csv::Error) -> ReportError {

@@ -1,17 +1,13 @@
 //! The Markdown reports: `reports/report.md` per trial and `aggregate_report.md` per run.
 //! Every figure comes from significance.json, metrics.json, costs.json or the CSVs.
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::charts::Chart;
 use super::format::{self, Num, cell};
-use super::{AggTrial, Aggregate, TrialData, item_key};
+use super::scan::{ItemView, SHOW_FAILURES, SHOW_ITEMS};
+use super::{AggTrial, Aggregate, TrialData};
 use crate::stats::Significance;
 use crate::stats::significance::{CONTROL, TREATMENT};
-
-/// How many discordant items and failures a trial report lists (per direction).
-const SHOW_ITEMS: usize = 8;
-const SHOW_FAILURES: usize = 10;
 
 /// The reason recorded for `what`, if any.
 fn reason<'a>(sig: &'a Significance, what: &str) -> Option<&'a str> {
@@ -103,22 +99,7 @@ pub(crate) fn effect_sentences(sig: &Significance) -> Vec<String> {
     out
 }
 
-/// Everything known about one item in one trial, for the discordant-items table.
-#[derive(Default)]
-struct ItemView {
-    dataset: String,
-    item_id: String,
-    gold: String,
-    predictions: BTreeMap<String, Vec<String>>,
-    scores: BTreeMap<String, Vec<f64>>,
-}
-
 impl ItemView {
-    fn mean(&self, cond: &str) -> Option<f64> {
-        let s = self.scores.get(cond)?;
-        (!s.is_empty()).then(|| s.iter().sum::<f64>() / s.len() as f64)
-    }
-
     fn shown(&self, cond: &str, pct: bool) -> String {
         let preds = self.predictions.get(cond).map(Vec::as_slice).unwrap_or_default();
         let mut distinct: Vec<&str> = Vec::new();
@@ -134,31 +115,6 @@ impl ItemView {
         }
         text
     }
-}
-
-fn items(data: &TrialData) -> Vec<ItemView> {
-    let mut order: Vec<String> = Vec::new();
-    let mut map: BTreeMap<String, ItemView> = BTreeMap::new();
-    for s in &data.scores {
-        let key = item_key(&s.line.dataset, &s.line.item_id);
-        let v = map.entry(key.clone()).or_insert_with(|| {
-            order.push(key.clone());
-            ItemView {
-                dataset: s.line.dataset.clone(),
-                item_id: s.line.item_id.clone(),
-                gold: s.line.gold.clone(),
-                ..Default::default()
-            }
-        });
-        if let Some(score) = s.score {
-            v.scores.entry(s.line.condition.clone()).or_default().push(score);
-            v.predictions
-                .entry(s.line.condition.clone())
-                .or_default()
-                .push(s.line.prediction.clone());
-        }
-    }
-    order.into_iter().filter_map(|k| map.remove(&k)).collect()
 }
 
 /// `reports/report.md` of one trial.
@@ -328,37 +284,25 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
     }
 
     // Discordant items.
-    let views = items(data);
-    let mut fixed: Vec<(&ItemView, f64)> = Vec::new();
-    let mut broken: Vec<(&ItemView, f64)> = Vec::new();
-    for v in &views {
-        if let (Some(c), Some(t)) = (v.mean(CONTROL), v.mean(TREATMENT)) {
-            if t > c {
-                fixed.push((v, t - c));
-            } else if t < c {
-                broken.push((v, t - c));
-            }
-        }
-    }
-    // Largest changes first; the stable sort keeps file order among equals.
-    fixed.sort_by(|a, b| b.1.total_cmp(&a.1));
-    broken.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let dis = &data.discordant;
     md.push_str("\n## Most telling discordant items\n\n");
-    if fixed.is_empty() && broken.is_empty() {
+    if dis.fixed == 0 && dis.broken == 0 {
         md.push_str("None: every paired item scored the same under both prompts.\n");
     }
-    for (title, list) in [("Better with treatment", &fixed), ("Worse with treatment", &broken)] {
-        if list.is_empty() {
+    for (title, count, list) in [
+        ("Better with treatment", dis.fixed, &dis.fixed_shown),
+        ("Worse with treatment", dis.broken, &dis.broken_shown),
+    ] {
+        if count == 0 {
             continue;
         }
         let _ = writeln!(
             md,
-            "**{title}** ({} items{}):\n",
-            list.len(),
-            if list.len() > SHOW_ITEMS { format!(", showing {SHOW_ITEMS}") } else { String::new() }
+            "**{title}** ({count} items{}):\n",
+            if count > SHOW_ITEMS { format!(", showing {SHOW_ITEMS}") } else { String::new() }
         );
         md.push_str("| Item | Dataset | Gold | Control | Treatment | Change |\n|---|---|---|---|---|---:|\n");
-        for (v, delta) in list.iter().take(SHOW_ITEMS) {
+        for (v, delta) in list {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} |",
@@ -375,56 +319,37 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
 
     // Failures.
     md.push_str("## Failures\n\n");
-    let failed: Vec<_> = data.scores.iter().filter(|s| s.score.is_none()).collect();
-    if failed.is_empty() {
+    let failures = &data.failures;
+    if failures.total == 0 {
         md.push_str("None: every request returned a scored answer.\n");
     } else {
-        let by_cond: BTreeMap<&str, usize> = failed.iter().fold(BTreeMap::new(), |mut m, s| {
-            *m.entry(s.line.condition.as_str()).or_insert(0) += 1;
-            m
-        });
-        let parts: Vec<String> = by_cond.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let parts: Vec<String> =
+            failures.by_condition.iter().map(|(c, n)| format!("{c} {n}")).collect();
         let _ = writeln!(
             md,
             "{} of {} requests have no score ({}). They count as failures, not as wrong answers, and are left out of the {}.\n",
-            failed.len(),
-            data.scores.len(),
+            failures.total,
+            data.rows,
             parts.join(", "),
             num.level_name()
         );
         md.push_str("| Condition | Item | Repeat | Error |\n|---|---|---:|---|\n");
-        for s in failed.iter().take(SHOW_FAILURES) {
-            let err = data
-                .predictions
-                .iter()
-                .find(|p| {
-                    p.item_id == s.line.item_id
-                        && p.dataset == s.line.dataset
-                        && p.condition == s.line.condition
-                        && p.repeat == s.line.repeat
-                })
-                .map(|p| {
-                    if p.error.is_empty() {
-                        format!("finish_reason {}", p.finish_reason)
-                    } else {
-                        p.error.clone()
-                    }
-                })
-                .unwrap_or_else(|| "not recorded".into());
+        for f in &failures.shown {
+            let err = f.error.as_deref().unwrap_or("not recorded");
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} |",
-                s.line.condition,
-                cell(&s.line.item_id, 40),
-                s.line.repeat.map(|r| r.to_string()).unwrap_or_default(),
-                cell(&err, 120)
+                f.condition,
+                cell(&f.item_id, 40),
+                f.repeat.map(|r| r.to_string()).unwrap_or_default(),
+                cell(err, 120)
             );
         }
-        if failed.len() > SHOW_FAILURES {
+        if failures.total > SHOW_FAILURES {
             let _ = writeln!(
                 md,
                 "\n…and {} more in results/predictions.csv.",
-                failed.len() - SHOW_FAILURES
+                failures.total - SHOW_FAILURES
             );
         }
     }

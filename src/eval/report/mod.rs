@@ -15,6 +15,7 @@ mod files;
 mod format;
 mod html;
 mod markdown;
+mod scan;
 
 pub use files::{CostFigures, Costs, Metrics, TrialInfo};
 
@@ -110,15 +111,12 @@ pub(crate) struct TrialData {
     pub run_id: Option<String>,
     pub info: TrialInfo,
     pub sig: Significance,
-    pub scores: Vec<files::Scored>,
-    pub predictions: Vec<files::PredictionLine>,
+    /// Rows in per_item_scores.csv.
+    pub rows: u64,
+    pub discordant: scan::Discordant,
+    pub failures: scan::Failures,
     pub metrics: Option<Metrics>,
     pub costs: Option<Costs>,
-}
-
-/// The item key the statistics pair on: the same item id may occur in two datasets.
-pub(crate) fn item_key(dataset: &str, item_id: &str) -> String {
-    format!("{dataset}:{item_id}")
 }
 
 fn run_id_of(run_dir: &Path) -> Option<String> {
@@ -134,17 +132,9 @@ pub fn write_trial_report(
 ) -> Result<(), ReportError> {
     let settings = check(settings)?;
     let results = trial_dir.join("results");
-    let scores = files::read_scores(&results.join("per_item_scores.csv"))?;
-    let rows: Vec<stats::ScoreRow> = scores
-        .iter()
-        .map(|s| stats::ScoreRow {
-            item: item_key(&s.line.dataset, &s.line.item_id),
-            condition: s.line.condition.clone(),
-            score: s.score,
-            cluster: Some(s.line.cluster.clone()).filter(|c| !c.is_empty()),
-        })
-        .collect();
-    let mut sig = stats::analyze(&rows, &settings);
+    // The rows are streamed into a per-item tally, never held: see `scan`.
+    let scan = scan::scores(&results.join("per_item_scores.csv"))?;
+    let mut sig = scan.tally.analyze(&settings);
     // A re-run of the trial step must not forget the adjustment the aggregate step made.
     let sig_path = results.join("significance.json");
     if let Some(old) = files::read_json_opt::<Significance>(&sig_path).ok().flatten()
@@ -153,27 +143,28 @@ pub fn write_trial_report(
         sig.holm_p = old.holm_p;
     }
     files::write_json(&sig_path, &sig)?;
-    render_trial(trial_dir, sig, scores)
+    render_trial(trial_dir, sig, scan)
 }
 
 /// Writes `reports/report.md` from `sig` and the trial's other files.
-fn render_trial(
-    trial_dir: &Path,
-    sig: Significance,
-    scores: Vec<files::Scored>,
-) -> Result<(), ReportError> {
+fn render_trial(trial_dir: &Path, sig: Significance, scan: scan::Scan) -> Result<(), ReportError> {
     let results = trial_dir.join("results");
+    let scan::Scan { tally, rows, mut failures } = scan;
     let info: TrialInfo = files::read_json_opt(&trial_dir.join("trial.json"))?.unwrap_or_default();
     let slug = info.slug.clone().unwrap_or_else(|| {
         trial_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     });
+    scan::failure_errors(&results.join("predictions.csv"), &mut failures)?;
+    let discordant = scan::discordant(&results.join("per_item_scores.csv"), &tally)?;
+    drop(tally);
     let data = TrialData {
         slug,
         run_id: trial_dir.parent().and_then(run_id_of),
         info,
         sig,
-        scores,
-        predictions: files::read_predictions(&results.join("predictions.csv"))?,
+        rows,
+        discordant,
+        failures,
         metrics: files::read_json_opt(&results.join("metrics.json"))?,
         costs: files::read_json_opt(&results.join("costs.json"))?,
     };
@@ -256,7 +247,7 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
             // The trial's own report states its Holm-adjusted p-value too.
             let scores_path = trial_dir.join("results").join("per_item_scores.csv");
             if scores_path.exists() {
-                render_trial(&trial_dir, sig.clone(), files::read_scores(&scores_path)?)?;
+                render_trial(&trial_dir, sig.clone(), scan::scores(&scores_path)?)?;
             }
         }
     }
