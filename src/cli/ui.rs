@@ -142,8 +142,10 @@ impl exp::progress::Progress for TermProgress {
             bar.finish_and_clear();
             return;
         }
+        // A closing line only for work long enough to have been worth watching: a log of many
+        // small commands should not fill up with "storing: 2 KiB/2 KiB".
         let s = self.plain.lock().unwrap_or_else(|e| e.into_inner());
-        if s.total > 0 {
+        if s.total > 0 && s.started.elapsed() >= PLAIN_EVERY / 5 {
             Self::plain_line(&s);
         }
     }
