@@ -50,8 +50,11 @@ SIZE=$(du -sb "$DATA" | cut -f1)
 FILES=$(find "$DATA" -type f | wc -l)
 
 # Wall-clock ms of running "$@" (output discarded, failure aborts); its CPU ms (user + sys,
-# children included) is left in $OUT/.cpu for `cpu` to pick up.
+# children included) is left in $OUT/.cpu for `cpu` to pick up. The untimed `sync` first flushes
+# what the previous step left dirty (600 MB checkouts, DVC's cache copy), so no tool pays for
+# another's writeback: that penalized whichever tool fsyncs (exp does, for durability).
 ms() {
+  sync
   /usr/bin/time -f "%e %U %S" -o "$OUT/.time" "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; "$@"; exit 1; }
   python3 - "$OUT/.time" "$OUT/.cpu" <<'PY'
 import sys
