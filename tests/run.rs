@@ -49,7 +49,20 @@ struct State {
     max_in_flight: AtomicI64,
     /// Answers beyond this many wait until `open` is true (the kill test holds the run mid-way).
     hold_after: AtomicU64,
+    /// Answers let through so far while `hold_after` applies: claimed before answering, so two
+    /// concurrent requests can never both take the last free slot.
+    let_through: AtomicU64,
     open: tokio::sync::watch::Sender<bool>,
+}
+
+impl State {
+    /// Whether one more answer may go out now: true while fewer than `hold_after` were let through.
+    fn claim_answer(&self) -> bool {
+        let limit = self.hold_after.load(Ordering::SeqCst);
+        self.let_through
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < limit).then_some(n + 1))
+            .is_ok()
+    }
 }
 
 struct Server {
@@ -85,6 +98,7 @@ impl Server {
             in_flight: AtomicI64::new(0),
             max_in_flight: AtomicI64::new(0),
             hold_after: AtomicU64::new(u64::MAX),
+            let_through: AtomicU64::new(0),
             open,
         });
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -106,6 +120,7 @@ impl Server {
     /// Answers `n` requests, then holds every further answer until `release`: a run stuck mid-way
     /// at a known point, for the kill and interrupt tests.
     fn hold_after(&self, n: u64) {
+        self.state.let_through.store(self.state.ok.load(Ordering::SeqCst), Ordering::SeqCst);
         self.state.hold_after.store(n, Ordering::SeqCst);
         self.state.open.send_replace(false);
     }
@@ -169,9 +184,7 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>) {
             tokio::time::sleep(d).await;
             reply = Reply::Ok;
         }
-        if matches!(reply, Reply::Ok)
-            && st.ok.load(Ordering::SeqCst) >= st.hold_after.load(Ordering::SeqCst)
-        {
+        if matches!(reply, Reply::Ok) && !st.claim_answer() {
             let mut rx = st.open.subscribe();
             while !*rx.borrow_and_update() {
                 if rx.changed().await.is_err() {
