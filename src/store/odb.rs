@@ -169,6 +169,7 @@ impl Odb {
                 wait_writeback(tmp)?;
             }
             fsync_dir(&self.tmp_dir())?;
+            tracing::debug!(objects = pending.len(), "batch durable; naming");
         } else {
             for (_, tmp) in &pending {
                 File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
@@ -199,6 +200,7 @@ impl Odb {
         for d in dirs {
             fsync_dir(&d)?;
         }
+        tracing::debug!("names durable");
         Ok(())
     }
 

@@ -429,6 +429,7 @@ impl Repo {
         }
         // The index is a cache: failing to save it only costs re-hashing next time.
         let _ = index.save();
+        tracing::debug!("index saved");
         // Summary and provenance are only needed for a new commit; provenance asks git for
         // the status of the whole code repository, which an unchanged re-commit must not pay for.
         let mut meta: Option<(Summary, Provenance)> = None;
@@ -458,6 +459,7 @@ impl Repo {
                     .and_then(|r| r.get("provenance"))
                     .and_then(|p| serde_json::from_value(p.clone()).ok())
                     .unwrap_or_else(|| provenance::capture(&self.workspace));
+                tracing::debug!("summary and provenance read");
                 (summary, provenance)
             });
             let commit = Commit {

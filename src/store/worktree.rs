@@ -118,6 +118,7 @@ pub fn store_dir(
     let mut files = Vec::new();
     let root = scan(dir, "", &mut files)?;
     let total: u64 = files.iter().map(|f| f.meta.len()).sum();
+    tracing::debug!(files = files.len(), bytes = total, "scanned; hashing");
     progress.start("storing", total, true);
     let results: Vec<(ObjectId, Option<Staged>)> = files
         .par_iter()
@@ -154,7 +155,9 @@ pub fn store_dir(
         }
         blobs.push((id, if f.executable { Mode::Executable } else { Mode::File }));
     }
+    tracing::debug!(hashed_files, "hashed; building trees");
     let tree = build_tree(odb, &root, &blobs, dry_run, &mut staged)?;
+    tracing::debug!(objects = staged.len(), "trees built; publishing");
     let new_objects = staged.iter().filter(|s| s.is_new()).count() as u64
         + if dry_run { listing.iter().filter(|l| l.new).count() as u64 } else { 0 };
     let new_bytes = staged.iter().map(|s| s.stored).sum();
