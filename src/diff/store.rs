@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::tree::{Entry, FsSource, Kind, Source};
 use super::{Error, Options, RunDiff, Side};
-use crate::store::{Commit, Head, Mode, ObjectId, Repo};
+use crate::store::{Commit, Head, Mode, ObjectId, Odb, Repo};
 
 /// A committed tree, read through the store's verified object reads.
 pub struct TreeSource<'r> {
@@ -147,7 +147,6 @@ fn workspace_source(repo: &Repo, dir: &Path) -> Result<FsSource, Error> {
         .workspace_key(dir)
         .map_err(|e| Error::Store { path: dir.display().to_string(), source: e })?;
     let index = repo.load_index();
-    let odb = repo.odb.clone();
     let root = dir.to_path_buf();
     Ok(FsSource::new(dir).with_file_ids(move |path| {
         let rel = path.strip_prefix(&root).unwrap_or(path).to_string_lossy().replace('\\', "/");
@@ -156,9 +155,8 @@ fn workspace_source(repo: &Repo, dir: &Path) -> Result<FsSource, Error> {
         if let Some(id) = index.lookup(&format!("{key}/{rel}"), &meta) {
             return Ok(id.to_hex());
         }
-        let staged = odb
-            .stage_file(path, true)
+        let id = Odb::hash_file(path)
             .map_err(|e| Error::Store { path: path.display().to_string(), source: e })?;
-        Ok(staged.id.to_hex())
+        Ok(id.to_hex())
     }))
 }

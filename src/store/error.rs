@@ -22,6 +22,8 @@ pub enum Error {
     MissingObject { id: ObjectId },
     #[error("object {id} is corrupt ({path}): {reason}")]
     CorruptObject { id: ObjectId, path: PathBuf, reason: String },
+    #[error("pack index {path} is damaged: {reason}")]
+    DamagedPackIndex { path: PathBuf, reason: String },
     #[error("object {id} is a {actual}, expected a {expected}")]
     WrongKind { id: ObjectId, expected: &'static str, actual: &'static str },
     #[error("bad name {name:?} in a tree: {reason}")]
@@ -73,7 +75,9 @@ impl Error {
                 "run `exp init` in the workspace, or pass `--repo DIR`".to_string()
             }
             Error::UnsupportedFormat { .. } => "upgrade exp (see docs/FORMAT.md)".to_string(),
-            Error::MissingObject { .. } | Error::CorruptObject { .. } => {
+            Error::MissingObject { .. }
+            | Error::CorruptObject { .. }
+            | Error::DamagedPackIndex { .. } => {
                 "run `exp fsck` to list every damaged object; `exp fetch` restores objects a \
                  remote has, or re-commit the run folder that produced it"
                     .to_string()

@@ -26,7 +26,8 @@ pub struct FsckReport {
     pub problems: Vec<Problem>,
     /// Lock files present: a running exp, or one that was killed (then delete them).
     pub locks: Vec<PathBuf>,
-    /// Leftovers of interrupted writes in objects/tmp (harmless; gc removes them).
+    /// Leftovers of interrupted writes: objects/tmp files and packs without an index
+    /// (harmless; gc removes them).
     pub temp_files: u64,
 }
 
@@ -42,6 +43,9 @@ fn problem(id: Option<ObjectId>, e: &Error) -> Problem {
 
 pub fn fsck(repo: &Repo, quick: bool) -> Result<FsckReport> {
     let mut problems = Vec::new();
+    for (path, reason) in repo.odb.damaged_pack_indexes()? {
+        problems.push(problem(None, &Error::DamagedPackIndex { path, reason }));
+    }
     let ids = repo.odb.iter_ids()?;
     if !quick {
         let bad: Vec<Problem> = ids

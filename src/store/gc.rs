@@ -5,7 +5,7 @@
 //! names. The reflog of a deleted ref is removed once the deletion is older than the grace period. An unreachable object is deleted only when it is
 //! older than the grace period too: a concurrent `exp commit` writes objects before any ref
 //! names them, and must not see them vanish. Stale temp files (interrupted writes) older than
-//! the grace period go as well.
+//! the grace period go as well. Packs holding unreachable objects are rewritten without them.
 use std::collections::HashSet;
 use std::fs;
 use std::time::{Duration, SystemTime};
@@ -68,7 +68,7 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
         temp_files_removed: 0,
         reflogs_dropped: dropped.iter().map(|n| n.to_string()).collect(),
     };
-    for id in all {
+    for id in repo.odb.loose_ids()? {
         if reachable.contains(&id) {
             continue;
         }
@@ -82,6 +82,25 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
         }
         report.removed.push(id);
     }
+    // A pack is rewritten without its unreachable objects once it is older than the grace
+    // period (its objects were all written together, so the pack's age is theirs).
+    for pack in repo.odb.packs()? {
+        let garbage: Vec<_> = pack.entries.iter().filter(|e| !reachable.contains(&e.id)).collect();
+        if garbage.is_empty() {
+            continue;
+        }
+        if pack.modified > cutoff {
+            report.kept_young += garbage.len() as u64;
+            continue;
+        }
+        report.removed_bytes += garbage.iter().map(|e| e.len).sum::<u64>();
+        report.removed.extend(garbage.iter().map(|e| e.id));
+        if !dry_run {
+            repo.odb.repack(&pack, &|id| reachable.contains(id))?;
+        }
+    }
+    report.removed.sort();
+    report.removed.dedup();
     for (path, modified) in repo.odb.temp_files()? {
         if modified <= cutoff {
             report.temp_files_removed += 1;

@@ -1,9 +1,10 @@
 //! The object store in `.exprepo/`: content-addressed objects, refs, index, worktree, gc, fsck.
 //!
-//! Layout (format 1, docs/FORMAT.md):
+//! Layout (format 2, docs/FORMAT.md):
 //! ```text
-//! .exprepo/format            "1"
+//! .exprepo/format            "2"
 //! .exprepo/objects/ab/cd…    zstd(<kind> <len>\0<payload>), named by BLAKE3 of the uncompressed bytes
+//! .exprepo/objects/pack/     pack-<hex>.pack (such objects back to back) + pack-<hex>.idx
 //! .exprepo/objects/tmp/      objects being written (gc removes stale ones)
 //! .exprepo/refs/runs/<ID>    refs/tags/<NAME>  refs/remotes/<R>/runs/<ID>  refs/saved/<NAME>
 //! .exprepo/HEAD              "ref: refs/runs/<ID>" or a commit id
@@ -35,6 +36,7 @@ pub mod id;
 pub mod index;
 pub mod object;
 pub mod odb;
+pub mod pack;
 pub mod refs;
 pub mod remote;
 pub mod repo;
@@ -54,4 +56,6 @@ pub use repo::{CheckoutOutcome, CommitOptions, CommitOutcome, Repo, Resolved};
 /// The store's folder inside a workspace.
 pub const STORE_DIR: &str = ".exprepo";
 /// The on-disk format this code reads and writes (docs/FORMAT.md).
-pub const FORMAT_VERSION: u32 = 1;
+/// Format 2 added packs (`objects/pack/`); format 1 stores, which have none, are read and
+/// written as they are.
+pub const FORMAT_VERSION: u32 = 2;

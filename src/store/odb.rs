@@ -1,14 +1,17 @@
-//! The object database: `objects/<2 hex>/<62 hex>` files holding zstd-compressed canonical
-//! encodings (see `object`).
+//! The object database: zstd-compressed canonical encodings (see `object`), each either a loose
+//! file `objects/<2 hex>/<62 hex>` or an entry of a pack in `objects/pack/` (see `pack`).
 //!
-//! Writes stream: a file is read once in 256 KiB chunks that feed the BLAKE3 hasher and the zstd
-//! encoder together, into a temp file under `objects/tmp/`; only when the id is known is the temp
-//! file made durable and renamed into place, so a name in `objects/` always holds complete bytes.
-//! Memory stays bounded whatever the file size. Reads verify: every read re-hashes what it
-//! decompressed, and a mismatch is `Error::CorruptObject` naming the object, never wrong data.
+//! Writes stage first and publish after: a small file is read whole, hashed and compressed in
+//! one call; a large one streams in 256 KiB chunks that feed the BLAKE3 hasher and the zstd
+//! encoder together, so memory stays bounded whatever the file size. Staged objects go to a temp
+//! file under `objects/tmp/` or into a pack being written; only `publish` makes them durable and
+//! then visible, so a name in `objects/` always holds complete bytes. Reads verify: every read
+//! re-hashes what it decompressed, and a mismatch is `Error::CorruptObject` naming the object
+//! and the file holding it, never wrong data.
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use tempfile::TempPath;
@@ -17,47 +20,102 @@ use super::ObjectId;
 use super::atomic::{create_dirs, fsync_dir, start_writeback, wait_writeback};
 use super::error::{Error, IoContext, Result, read_dir_if_exists};
 use super::object::{self, Commit, Kind, Object, Tree};
+use super::pack::{self, PackFile, PackSet, PackWriter, Packed};
 
 const CHUNK: usize = 256 * 1024;
+/// Files up to this size are read whole and compressed in one call (`stage_whole`); larger ones
+/// stream. Two workers hold at most twice this (plus its compressed copy) at once.
+const WHOLE_FILE_MAX: u64 = 16 * 1024 * 1024;
 /// zstd level 1. On eval output (JSONL/CSV/Markdown, bench/store) it stores about 10% less than
 /// git's loose objects (zlib level 1) at half git's CPU; level 3 is 5% smaller but 20% slower.
 /// Readers accept any level: it is not part of the format.
 const LEVEL: i32 = 1;
 
-/// Handle on `.exprepo/objects`.
+thread_local! {
+    /// One zstd context per worker thread, reused across files: setting one up costs more than
+    /// compressing a typical small file.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Handle on `.exprepo/objects`. Clones share what they know of the packs.
 #[derive(Debug, Clone)]
 pub struct Odb {
     dir: PathBuf,
+    packs: Arc<RwLock<PackSet>>,
 }
 
-/// An object written to a temp file but not yet visible under its name.
+/// Where `stage_*` puts an object the store does not have yet.
+#[derive(Clone, Copy)]
+pub enum StageTo<'a> {
+    /// Nowhere: only compute the id (`--dry-run`, `status`).
+    HashOnly,
+    /// A loose temp file, renamed into `objects/<2 hex>/` by `publish`.
+    Loose,
+    /// The pack being written (large files still go loose: a pack takes whole objects).
+    Pack(&'a NewPack),
+}
+
+/// A pack being filled by `stage_*` from several threads; `publish` finishes it. Created on the
+/// first object, so a batch with nothing new leaves no file behind.
+pub struct NewPack {
+    tmp_dir: PathBuf,
+    writer: Mutex<Option<PackWriter>>,
+}
+
+impl NewPack {
+    /// Append stored bytes; false when this pack already holds `id`.
+    fn append(&self, id: ObjectId, stored: &[u8]) -> Result<bool> {
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let writer = match w.as_mut() {
+            Some(writer) => writer,
+            None => w.insert(PackWriter::new(&self.tmp_dir)?),
+        };
+        writer.append(id, stored)
+    }
+}
+
+/// An object staged for `publish`.
 pub struct Staged {
     pub id: ObjectId,
     pub kind: Kind,
     /// Payload size (uncompressed, without header).
     pub size: u64,
-    /// Compressed size on disk; 0 when the object already existed.
+    /// Compressed size written; 0 when the store (or this batch) already had it.
     pub stored: u64,
-    tmp: Option<TempPath>,
+    place: Place,
+}
+
+enum Place {
+    /// The store or this batch already has it: nothing to publish.
+    Existing,
+    Loose(TempPath),
+    Packed,
 }
 
 impl Staged {
     /// Whether publishing it adds a new object (false: the store already had it).
     pub fn is_new(&self) -> bool {
-        self.tmp.is_some()
+        !matches!(self.place, Place::Existing)
     }
+}
+
+/// Where an object's stored bytes are.
+enum Location {
+    Loose(PathBuf),
+    Packed(Packed),
 }
 
 impl Odb {
     pub fn new(dir: PathBuf) -> Odb {
-        Odb { dir }
+        Odb { dir, packs: Arc::default() }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Where object `id` lives.
+    /// Where object `id` lives when it is loose.
     pub fn path_of(&self, id: &ObjectId) -> PathBuf {
         let hex = id.to_hex();
         self.dir.join(&hex[..2]).join(&hex[2..])
@@ -67,8 +125,56 @@ impl Odb {
         self.dir.join("tmp")
     }
 
+    fn pack_dir(&self) -> PathBuf {
+        self.dir.join("pack")
+    }
+
     pub fn has(&self, id: &ObjectId) -> bool {
-        self.path_of(id).is_file()
+        self.packed(id).is_some() || self.path_of(id).is_file()
+    }
+
+    /// Where `id` sits in a pack, reading the pack indexes on first use.
+    fn packed(&self, id: &ObjectId) -> Option<Packed> {
+        {
+            let set = self.packs.read().unwrap_or_else(PoisonError::into_inner);
+            if set.is_scanned() {
+                return set.get(id).cloned();
+            }
+        }
+        let mut set = self.packs.write().unwrap_or_else(PoisonError::into_inner);
+        if !set.is_scanned() {
+            // An unreadable pack folder hides its objects; fsck names it.
+            let _ = set.refresh(&self.pack_dir());
+        }
+        set.get(id).cloned()
+    }
+
+    fn locate(&self, id: &ObjectId) -> Result<Location> {
+        if let Some(p) = self.packed(id) {
+            return Ok(Location::Packed(p));
+        }
+        let path = self.path_of(id);
+        if path.is_file() {
+            return Ok(Location::Loose(path));
+        }
+        // Another process may have written a pack since we read the indexes.
+        self.packs.write().unwrap_or_else(PoisonError::into_inner).refresh(&self.pack_dir())?;
+        match self.packed(id) {
+            Some(p) => Ok(Location::Packed(p)),
+            None => Err(Error::MissingObject { id: *id }),
+        }
+    }
+
+    /// The file holding object `id`'s stored bytes, their offset and length (for tests that
+    /// damage objects on purpose, and for messages).
+    pub fn stored_at(&self, id: &ObjectId) -> Result<(PathBuf, u64, u64)> {
+        match self.locate(id)? {
+            Location::Loose(path) => {
+                let len = fs::metadata(&path).at(&path)?.len();
+                Ok((path, 0, len))
+            }
+            Location::Packed(p) => Ok((p.pack.to_path_buf(), p.offset, p.len)),
+        }
     }
 
     fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
@@ -77,28 +183,97 @@ impl Odb {
         tempfile::Builder::new().prefix("obj-").tempfile_in(&tmp).at(&tmp)
     }
 
-    /// Hash and compress the file at `path` into a temp file, streaming. With `hash_only`, only
-    /// hash (for `--dry-run` and `status`). Errors if the file's length changes under us.
-    pub fn stage_file(&self, path: &Path, hash_only: bool) -> Result<Staged> {
-        let file = File::open(path).at(path)?;
-        let len = file.metadata().at(path)?.len();
-        self.stage_reader(file, len, path, hash_only)
+    /// A pack for the objects of one batch (`StageTo::Pack`), worth it from a few dozen objects.
+    pub fn new_pack(&self) -> NewPack {
+        NewPack { tmp_dir: self.tmp_dir(), writer: Mutex::new(None) }
     }
 
-    /// Like `stage_file` for any reader of exactly `len` bytes (`origin` names it in errors).
-    pub fn stage_reader(
+    /// Hash the file at `path` and, unless the store has it, compress it to `to`. Errors if the
+    /// file's length changes under us.
+    pub fn stage_file(&self, path: &Path, to: StageTo) -> Result<Staged> {
+        let file = File::open(path).at(path)?;
+        let len = file.metadata().at(path)?.len();
+        if len <= WHOLE_FILE_MAX {
+            self.stage_whole(file, len, path, to)
+        } else {
+            self.stage_stream(file, len, path, to)
+        }
+    }
+
+    /// `stage_file` for a small file: read it whole, hash it, and compress it in one call with
+    /// this thread's reused zstd context only if the store lacks it. Most files of a run are
+    /// small; against streaming this skips the per-file compressor set-up and zstd's window
+    /// copies, and an object the store already has costs a read and a hash, nothing written.
+    fn stage_whole(&self, mut file: File, len: u64, origin: &Path, to: StageTo) -> Result<Staged> {
+        let head = object::header(Kind::Blob, len);
+        let mut encoding = Vec::with_capacity(head.len() + len as usize + 1);
+        encoding.extend_from_slice(&head);
+        // One byte more than expected is enough to notice a file that grew.
+        (&mut file).take(len + 1).read_to_end(&mut encoding).at(origin)?;
+        if encoding.len() != head.len() + len as usize {
+            return Err(Error::FileChanged { path: origin.to_path_buf() });
+        }
+        let id = ObjectId(*blake3::hash(&encoding).as_bytes());
+        self.stage_encoding(id, Kind::Blob, len, &encoding, origin, to)
+    }
+
+    /// Compress a complete encoding of object `id` to `to`, unless the store has it.
+    fn stage_encoding(
+        &self,
+        id: ObjectId,
+        kind: Kind,
+        size: u64,
+        encoding: &[u8],
+        origin: &Path,
+        to: StageTo,
+    ) -> Result<Staged> {
+        let mut staged = Staged { id, kind, size, stored: 0, place: Place::Existing };
+        if matches!(to, StageTo::HashOnly) || self.has(&id) {
+            return Ok(staged);
+        }
+        let compressed = COMPRESSOR
+            .with(|c| -> std::io::Result<Vec<u8>> {
+                let mut c = c.borrow_mut();
+                let compressor = match c.as_mut() {
+                    Some(compressor) => compressor,
+                    None => c.insert(zstd::bulk::Compressor::new(LEVEL)?),
+                };
+                compressor.compress(encoding)
+            })
+            .at(origin)?;
+        match to {
+            StageTo::Pack(pack) => {
+                if pack.append(id, &compressed)? {
+                    staged.place = Place::Packed;
+                    staged.stored = compressed.len() as u64;
+                }
+            }
+            StageTo::Loose | StageTo::HashOnly => {
+                let mut tmp = self.temp_file()?;
+                tmp.write_all(&compressed).at(tmp.path())?;
+                start_writeback(tmp.as_file());
+                staged.stored = compressed.len() as u64;
+                staged.place = Place::Loose(tmp.into_temp_path());
+            }
+        }
+        Ok(staged)
+    }
+
+    /// `stage_file` for a large file of exactly `len` bytes (`origin` names it in errors),
+    /// streaming in chunks so memory stays bounded whatever the size. Always loose.
+    fn stage_stream(
         &self,
         mut reader: impl Read,
         len: u64,
         origin: &Path,
-        hash_only: bool,
+        to: StageTo,
     ) -> Result<Staged> {
         let head = object::header(Kind::Blob, len);
         let mut hasher = blake3::Hasher::new();
         hasher.update(&head);
         let mut buf = vec![0u8; CHUNK];
         let mut seen = 0u64;
-        let mut encoder = if hash_only {
+        let mut encoder = if matches!(to, StageTo::HashOnly) {
             None
         } else {
             let tmp = self.temp_file()?;
@@ -126,40 +301,44 @@ impl Odb {
             return Err(Error::FileChanged { path: origin.to_path_buf() });
         }
         let id = ObjectId(*hasher.finalize().as_bytes());
-        let mut staged = Staged { id, kind: Kind::Blob, size: len, stored: 0, tmp: None };
+        let mut staged =
+            Staged { id, kind: Kind::Blob, size: len, stored: 0, place: Place::Existing };
         if let Some(enc) = encoder {
             let tmp = enc.finish().at(origin)?;
             if !self.has(&id) {
                 start_writeback(tmp.as_file());
                 staged.stored = tmp.as_file().metadata().at(tmp.path())?.len();
-                staged.tmp = Some(tmp.into_temp_path());
+                staged.place = Place::Loose(tmp.into_temp_path());
             }
         }
         Ok(staged)
     }
 
     /// Stage a small in-memory object (tree, commit, blob).
-    pub fn stage_object(&self, obj: &Object) -> Result<Staged> {
+    pub fn stage_object(&self, obj: &Object, to: StageTo) -> Result<Staged> {
         let (id, bytes) = obj.encode();
         let size = (bytes.len() - object::parse_header(&bytes).map(|h| h.2).unwrap_or(0)) as u64;
-        let mut staged = Staged { id, kind: obj.kind(), size, stored: 0, tmp: None };
-        if !self.has(&id) {
-            let compressed = zstd::bulk::compress(&bytes, LEVEL).at(&self.dir)?;
-            let mut tmp = self.temp_file()?;
-            tmp.write_all(&compressed).at(tmp.path())?;
-            staged.stored = compressed.len() as u64;
-            staged.tmp = Some(tmp.into_temp_path());
-        }
-        Ok(staged)
+        self.stage_encoding(id, obj.kind(), size, &bytes, &self.dir, to)
     }
 
-    /// Make staged objects durable, then visible under their names, then make the names durable.
-    /// After this returns, a ref may name any of them. Large batches wait for each file's
-    /// writeback and then pay for one journal commit (fsync of `objects/tmp/`), instead of one
-    /// fsync per file, the expensive part of committing hundreds of files.
-    pub fn publish(&self, staged: Vec<Staged>) -> Result<()> {
-        let pending: Vec<(ObjectId, TempPath)> =
-            staged.into_iter().filter_map(|s| s.tmp.map(|t| (s.id, t))).collect();
+    /// Make staged objects (and the pack, if any) durable, then visible under their names, then
+    /// make the names durable. After this returns, a ref may name any of them. Large batches of
+    /// loose objects wait for each file's writeback and then pay for one journal commit (fsync
+    /// of `objects/tmp/`), instead of one fsync per file.
+    pub fn publish(&self, staged: Vec<Staged>, pack: Option<NewPack>) -> Result<()> {
+        let writer =
+            pack.and_then(|p| p.writer.into_inner().unwrap_or_else(PoisonError::into_inner));
+        if let Some(writer) = writer.filter(|w| !w.is_empty()) {
+            let (path, entries) = writer.finish(&self.pack_dir())?;
+            self.packs.write().unwrap_or_else(PoisonError::into_inner).add(&path, &entries);
+        }
+        let pending: Vec<(ObjectId, TempPath)> = staged
+            .into_iter()
+            .filter_map(|s| match s.place {
+                Place::Loose(tmp) => Some((s.id, tmp)),
+                Place::Existing | Place::Packed => None,
+            })
+            .collect();
         if pending.is_empty() {
             return Ok(());
         }
@@ -169,7 +348,6 @@ impl Odb {
                 wait_writeback(tmp)?;
             }
             fsync_dir(&self.tmp_dir())?;
-            tracing::debug!(objects = pending.len(), "batch durable; naming");
         } else {
             for (_, tmp) in &pending {
                 File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
@@ -207,22 +385,22 @@ impl Odb {
     /// The blob id the file at `path` would get, without any store (streaming; `hash-object`).
     pub fn hash_file(path: &Path) -> Result<ObjectId> {
         // A hash-only stage never touches the object folder, so any path will do.
-        Odb::new(PathBuf::new()).stage_file(path, true).map(|s| s.id)
+        Odb::new(PathBuf::new()).stage_file(path, StageTo::HashOnly).map(|s| s.id)
     }
 
     /// Store the file at `path` as a blob (streaming, durable) and return its id.
     pub fn write_blob_from_path(&self, path: &Path) -> Result<ObjectId> {
-        let staged = self.stage_file(path, false)?;
+        let staged = self.stage_file(path, StageTo::Loose)?;
         let id = staged.id;
-        self.publish(vec![staged])?;
+        self.publish(vec![staged], None)?;
         Ok(id)
     }
 
     /// Store an in-memory object durably and return its id.
     pub fn write(&self, obj: &Object) -> Result<ObjectId> {
-        let staged = self.stage_object(obj)?;
+        let staged = self.stage_object(obj, StageTo::Loose)?;
         let id = staged.id;
-        self.publish(vec![staged])?;
+        self.publish(vec![staged], None)?;
         Ok(id)
     }
 
@@ -234,12 +412,23 @@ impl Odb {
         self.write(&Object::Commit(Box::new(commit.clone())))
     }
 
-    fn open(&self, id: &ObjectId) -> Result<(File, PathBuf)> {
-        let path = self.path_of(id);
-        match File::open(&path) {
-            Ok(f) => Ok((f, path)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::MissingObject { id: *id }),
-            Err(e) => Err(Error::io(path, e)),
+    /// A reader of object `id`'s stored bytes, and the file they come from.
+    fn open(&self, id: &ObjectId) -> Result<(Box<dyn Read + Send>, PathBuf)> {
+        let not_found = |path: PathBuf, e: std::io::Error| match e.kind() {
+            ErrorKind::NotFound => Error::MissingObject { id: *id },
+            _ => Error::io(path, e),
+        };
+        match self.locate(id)? {
+            Location::Loose(path) => match File::open(&path) {
+                Ok(f) => Ok((Box::new(f), path)),
+                Err(e) => Err(not_found(path, e)),
+            },
+            Location::Packed(p) => {
+                let path = p.pack.to_path_buf();
+                let mut f = File::open(&path).map_err(|e| not_found(path.clone(), e))?;
+                f.seek(SeekFrom::Start(p.offset)).at(&path)?;
+                Ok((Box::new(f.take(p.len)), path))
+            }
         }
     }
 
@@ -261,7 +450,7 @@ impl Odb {
         let (kind, _) = self.read_to(id, &mut payload)?;
         Object::decode(kind, payload).map_err(|reason| Error::CorruptObject {
             id: *id,
-            path: self.path_of(id),
+            path: self.stored_at(id).map(|s| s.0).unwrap_or_else(|_| self.path_of(id)),
             reason,
         })
     }
@@ -317,9 +506,9 @@ impl Odb {
 
     /// The stored (compressed) bytes, for copying to a remote as they are.
     pub fn read_raw(&self, id: &ObjectId) -> Result<Vec<u8>> {
-        let (mut file, path) = self.open(id)?;
+        let (mut reader, path) = self.open(id)?;
         let mut out = Vec::new();
-        file.read_to_end(&mut out).at(&path)?;
+        reader.read_to_end(&mut out).at(&path)?;
         Ok(out)
     }
 
@@ -327,7 +516,7 @@ impl Odb {
     /// decompress to an object whose hash is `id`: nothing corrupt ever becomes visible.
     pub fn write_raw(&self, id: &ObjectId, compressed: &[u8]) -> Result<()> {
         let staged = self.stage_raw(id, compressed)?;
-        self.publish(vec![staged])
+        self.publish(vec![staged], None)
     }
 
     /// `write_raw` without publishing: verify and stage, so a fetch of many objects can
@@ -335,7 +524,7 @@ impl Odb {
     pub fn stage_raw(&self, id: &ObjectId, compressed: &[u8]) -> Result<Staged> {
         if self.has(id) {
             let (kind, size) = self.header(id)?;
-            return Ok(Staged { id: *id, kind, size, stored: 0, tmp: None });
+            return Ok(Staged { id: *id, kind, size, stored: 0, place: Place::Existing });
         }
         let mut tmp = self.temp_file()?;
         tmp.write_all(compressed).at(tmp.path())?;
@@ -343,11 +532,21 @@ impl Odb {
         let tmp_path = tmp.into_temp_path();
         let file = File::open(&tmp_path).at(&tmp_path)?;
         let (kind, size) = decode_verified(id, file, &tmp_path, &mut std::io::sink())?;
-        Ok(Staged { id: *id, kind, size, stored: compressed.len() as u64, tmp: Some(tmp_path) })
+        let stored = compressed.len() as u64;
+        Ok(Staged { id: *id, kind, size, stored, place: Place::Loose(tmp_path) })
     }
 
-    /// Every object id in the store.
+    /// Every object id in the store, loose or packed.
     pub fn iter_ids(&self) -> Result<Vec<ObjectId>> {
+        let mut ids = self.loose_ids()?;
+        ids.extend(self.packed_ids()?);
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Ids of the loose objects.
+    pub fn loose_ids(&self) -> Result<Vec<ObjectId>> {
         let mut ids = Vec::new();
         let Some(rd) = read_dir_if_exists(&self.dir)? else { return Ok(ids) };
         for fan in rd {
@@ -368,28 +567,38 @@ impl Odb {
         Ok(ids)
     }
 
+    /// Ids in the packs, as of a fresh read of their indexes.
+    fn packed_ids(&self) -> Result<Vec<ObjectId>> {
+        let mut set = self.packs.write().unwrap_or_else(PoisonError::into_inner);
+        set.refresh(&self.pack_dir())?;
+        Ok(set.ids().copied().collect())
+    }
+
     /// Ids starting with the hex `prefix` (at least 2 digits).
     pub fn ids_with_prefix(&self, prefix: &str) -> Result<Vec<ObjectId>> {
         if prefix.len() < 2 || !ObjectId::is_hex_prefix(prefix) {
             return Ok(Vec::new());
         }
         let fan = self.dir.join(&prefix[..2]);
-        let mut ids = Vec::new();
-        let Some(rd) = read_dir_if_exists(&fan)? else { return Ok(ids) };
-        for entry in rd {
-            let entry = entry.at(&fan)?;
-            let full = format!("{}{}", &prefix[..2], entry.file_name().to_string_lossy());
-            if full.starts_with(prefix)
-                && let Ok(id) = full.parse()
-            {
-                ids.push(id);
+        let mut ids: Vec<ObjectId> =
+            self.packed_ids()?.into_iter().filter(|id| id.to_hex().starts_with(prefix)).collect();
+        if let Some(rd) = read_dir_if_exists(&fan)? {
+            for entry in rd {
+                let entry = entry.at(&fan)?;
+                let full = format!("{}{}", &prefix[..2], entry.file_name().to_string_lossy());
+                if full.starts_with(prefix)
+                    && let Ok(id) = full.parse()
+                {
+                    ids.push(id);
+                }
             }
         }
         ids.sort();
+        ids.dedup();
         Ok(ids)
     }
 
-    /// When object `id` was written (gc's grace period).
+    /// When loose object `id` was written (gc's grace period).
     pub fn modified(&self, id: &ObjectId) -> Result<SystemTime> {
         let p = self.path_of(id);
         fs::metadata(&p).and_then(|m| m.modified()).at(&p)
@@ -397,11 +606,10 @@ impl Odb {
 
     /// Compressed size of object `id` on disk.
     pub fn stored_size(&self, id: &ObjectId) -> Result<u64> {
-        let p = self.path_of(id);
-        fs::metadata(&p).map(|m| m.len()).at(&p)
+        self.stored_at(id).map(|(_, _, len)| len)
     }
 
-    /// Delete object `id` (gc only).
+    /// Delete loose object `id` (gc only).
     pub fn remove(&self, id: &ObjectId) -> Result<()> {
         let p = self.path_of(id);
         match fs::remove_file(&p) {
@@ -411,30 +619,67 @@ impl Odb {
         }
     }
 
-    /// Temp files left by interrupted writes, with their age (gc removes old ones).
+    /// The packs with their entries (gc, fsck); a damaged index is an error naming it.
+    pub fn packs(&self) -> Result<Vec<PackFile>> {
+        pack::list_packs(&self.pack_dir())
+    }
+
+    /// Indexes that could not be read, with why (fsck).
+    pub fn damaged_pack_indexes(&self) -> Result<Vec<(PathBuf, String)>> {
+        let mut set = self.packs.write().unwrap_or_else(PoisonError::into_inner);
+        set.refresh(&self.pack_dir())?;
+        Ok(set.damaged().to_vec())
+    }
+
+    /// Rewrite `file` keeping only the objects `keep` accepts (gc): the survivors go to a new
+    /// pack, published before the old one is deleted (index first), so every object stays
+    /// readable throughout; a crash in between leaves both, which holds equal bytes.
+    pub fn repack(&self, file: &PackFile, keep: &dyn Fn(&ObjectId) -> bool) -> Result<()> {
+        let survivors: Vec<_> = file.entries.iter().filter(|e| keep(&e.id)).collect();
+        if !survivors.is_empty() {
+            let pack = self.new_pack();
+            let source = File::open(&file.pack).at(&file.pack)?;
+            for e in survivors {
+                let raw = pack::read_at(&source, e.offset, e.len).at(&file.pack)?;
+                pack.append(e.id, &raw)?;
+            }
+            self.publish(Vec::new(), Some(pack))?;
+        }
+        self.packs.write().unwrap_or_else(PoisonError::into_inner).remove(&file.pack, &file.index);
+        for path in [&file.index, &file.pack] {
+            fs::remove_file(path).at(path)?;
+        }
+        fsync_dir(&self.pack_dir())
+    }
+
+    /// Leftovers of interrupted writes, with their age (gc removes old ones): temp files in
+    /// objects/tmp and packs whose index was never written.
     pub fn temp_files(&self) -> Result<Vec<(PathBuf, SystemTime)>> {
         let dir = self.tmp_dir();
         let mut out = Vec::new();
-        let Some(rd) = read_dir_if_exists(&dir)? else { return Ok(out) };
-        for entry in rd {
-            let entry = entry.at(&dir)?;
-            let md = entry.metadata().at(&entry.path())?;
-            if md.is_file() {
-                out.push((entry.path(), md.modified().at(&entry.path())?));
+        if let Some(rd) = read_dir_if_exists(&dir)? {
+            for entry in rd {
+                let entry = entry.at(&dir)?;
+                let md = entry.metadata().at(&entry.path())?;
+                if md.is_file() {
+                    out.push((entry.path(), md.modified().at(&entry.path())?));
+                }
             }
         }
+        out.extend(pack::orphans(&self.pack_dir())?);
         Ok(out)
     }
 }
 
-/// Decompress `file` (stored object `id`), stream the payload into `out`, and check the hash.
+/// Decompress `stored` (the stored bytes of object `id`, read from `path`), stream the payload
+/// into `out`, and check the hash.
 fn decode_verified(
     id: &ObjectId,
-    file: File,
+    stored: impl Read,
     path: &Path,
     out: &mut dyn Write,
 ) -> Result<(Kind, u64)> {
-    let compressed = BufReader::with_capacity(CHUNK, file);
+    let compressed = BufReader::with_capacity(CHUNK, stored);
     stream_verified(id, compressed, &mut |_, chunk| out.write_all(chunk)).map_err(|e| match e {
         StreamError::Corrupt(reason) => {
             Error::CorruptObject { id: *id, path: path.to_path_buf(), reason }
@@ -523,7 +768,7 @@ mod tests {
         assert_eq!(id, object::encode(Kind::Blob, b"hello world").0);
         assert_eq!(odb.read_blob(&id).unwrap(), b"hello world");
         assert_eq!(odb.header(&id).unwrap(), (Kind::Blob, 11));
-        let again = odb.stage_file(&f, false).unwrap();
+        let again = odb.stage_file(&f, StageTo::Loose).unwrap();
         assert!(!again.is_new());
         assert_eq!(odb.iter_ids().unwrap(), vec![id]);
         assert!(odb.temp_files().unwrap().is_empty());
@@ -581,7 +826,7 @@ mod tests {
         // A batch: staged objects stay invisible until published.
         let staged = dst.stage_raw(&b, &src.read_raw(&b).unwrap()).unwrap();
         assert!(staged.is_new() && !dst.has(&b));
-        dst.publish(vec![staged]).unwrap();
+        dst.publish(vec![staged], None).unwrap();
         assert_eq!(dst.read_blob(&b).unwrap(), b"b");
         assert!(dst.temp_files().unwrap().is_empty());
     }

@@ -109,12 +109,21 @@ impl Repo {
             Ok(t) => t,
             Err(_) => return Err(Error::NotARepo { start: workspace }),
         };
-        if text.trim() != FORMAT_VERSION.to_string() {
-            return Err(Error::UnsupportedFormat {
-                path: fmt,
-                found: text.trim().to_string(),
-                supported: FORMAT_VERSION,
-            });
+        match text.trim() {
+            "2" => {}
+            // Format 1 is format 2 without packs. Mark it 2 before this exp may write a pack,
+            // so an older exp refuses the store instead of missing packed objects. A read-only
+            // store stays 1 and is read as it is.
+            "1" => {
+                let _ = super::atomic::atomic_write(&fmt, format!("{FORMAT_VERSION}\n").as_bytes());
+            }
+            found => {
+                return Err(Error::UnsupportedFormat {
+                    path: fmt,
+                    found: found.to_string(),
+                    supported: FORMAT_VERSION,
+                });
+            }
         }
         Ok(Repo::at(&workspace))
     }

@@ -21,8 +21,11 @@ use super::ObjectId;
 use super::error::{Error, IoContext, Result};
 use super::index::Index;
 use super::object::{self, Kind, Mode, Object, Tree, TreeEntry};
-use super::odb::{Odb, Staged};
+use super::odb::{Odb, StageTo, Staged};
 use crate::progress::Progress;
+
+/// Folders with at least this many files are committed into one new pack (see `pack`).
+const PACK_FROM: usize = 32;
 
 /// A folder as found on disk.
 #[derive(Debug)]
@@ -119,6 +122,13 @@ pub fn store_dir(
     let root = scan(dir, "", &mut files)?;
     let total: u64 = files.iter().map(|f| f.meta.len()).sum();
     tracing::debug!(files = files.len(), bytes = total, "scanned; hashing");
+    // A pack costs two files; loose objects cost one each. From a few dozen on, a pack wins.
+    let pack = (!dry_run && files.len() >= PACK_FROM).then(|| odb.new_pack());
+    let to = match (&pack, dry_run) {
+        (_, true) => StageTo::HashOnly,
+        (Some(pack), false) => StageTo::Pack(pack),
+        (None, false) => StageTo::Loose,
+    };
     progress.start("storing", total, true);
     let results: Vec<(ObjectId, Option<Staged>)> = files
         .par_iter()
@@ -130,7 +140,7 @@ pub fn store_dir(
                 progress.advance(f.meta.len());
                 return Ok((id, None));
             }
-            let staged = odb.stage_file(&f.abs, dry_run)?;
+            let staged = odb.stage_file(&f.abs, to)?;
             progress.advance(f.meta.len());
             Ok((staged.id, Some(staged)))
         })
@@ -156,13 +166,13 @@ pub fn store_dir(
         blobs.push((id, if f.executable { Mode::Executable } else { Mode::File }));
     }
     tracing::debug!(hashed_files, "hashed; building trees");
-    let tree = build_tree(odb, &root, &blobs, dry_run, &mut staged)?;
+    let tree = build_tree(odb, &root, &blobs, to, &mut staged)?;
     tracing::debug!(objects = staged.len(), "trees built; publishing");
     let new_objects = staged.iter().filter(|s| s.is_new()).count() as u64
         + if dry_run { listing.iter().filter(|l| l.new).count() as u64 } else { 0 };
     let new_bytes = staged.iter().map(|s| s.stored).sum();
     if !dry_run {
-        odb.publish(staged)?;
+        odb.publish(staged, pack)?;
     }
     Ok(Stored {
         tree,
@@ -179,7 +189,7 @@ fn build_tree(
     odb: &Odb,
     node: &Node,
     blobs: &[(ObjectId, Mode)],
-    dry_run: bool,
+    to: StageTo,
     staged: &mut Vec<Staged>,
 ) -> Result<ObjectId> {
     let Node::Dir(children) = node else {
@@ -191,21 +201,18 @@ fn build_tree(
             Node::File(i) => (blobs[*i].1, blobs[*i].0),
             Node::Symlink(target) => {
                 let obj = Object::Blob(target.clone());
-                (Mode::Symlink, stage(odb, &obj, dry_run, staged)?)
+                (Mode::Symlink, stage(odb, &obj, to, staged)?)
             }
-            Node::Dir(_) => (Mode::Tree, build_tree(odb, child, blobs, dry_run, staged)?),
+            Node::Dir(_) => (Mode::Tree, build_tree(odb, child, blobs, to, staged)?),
         };
         entries.push(TreeEntry { name: name.clone(), mode, id });
     }
     let tree = Tree::new(entries)?;
-    stage(odb, &Object::Tree(tree), dry_run, staged)
+    stage(odb, &Object::Tree(tree), to, staged)
 }
 
-fn stage(odb: &Odb, obj: &Object, dry_run: bool, staged: &mut Vec<Staged>) -> Result<ObjectId> {
-    if dry_run {
-        return Ok(obj.encode().0);
-    }
-    let s = odb.stage_object(obj)?;
+fn stage(odb: &Odb, obj: &Object, to: StageTo, staged: &mut Vec<Staged>) -> Result<ObjectId> {
+    let s = odb.stage_object(obj, to)?;
     let id = s.id;
     staged.push(s);
     Ok(id)
@@ -276,7 +283,7 @@ fn disk_state(
         .par_iter()
         .map(|f| match index.lookup(&format!("{key}/{}", f.rel), &f.meta) {
             Some(id) => Ok(id),
-            None => odb.stage_file(&f.abs, true).map(|s| s.id),
+            None => odb.stage_file(&f.abs, StageTo::HashOnly).map(|s| s.id),
         })
         .collect::<Result<_>>()?;
     for (f, id) in files.iter().zip(&ids) {

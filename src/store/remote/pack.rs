@@ -15,20 +15,7 @@ use bytes::Bytes;
 
 use crate::store::ObjectId;
 
-/// First bytes of every pack.
-pub const PACK_MAGIC: &[u8; 8] = b"EXPPACK1";
-/// First bytes of every index.
-pub const INDEX_MAGIC: &[u8; 8] = b"EXPIDX01";
-/// id (32) + offset (8) + length (8).
-const ENTRY_LEN: usize = 48;
-
-/// Where an object sits in a pack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub id: ObjectId,
-    pub offset: u64,
-    pub len: u64,
-}
+pub use crate::store::pack::{Entry, INDEX_MAGIC, PACK_MAGIC, decode_index, encode_index};
 
 /// Builds one pack in memory.
 pub struct PackBuilder {
@@ -76,54 +63,6 @@ impl Default for PackBuilder {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// `magic, count (u32 LE), entries, BLAKE3 of everything before it`. The checksum catches a
-/// damaged index before it sends a reader to the wrong bytes.
-pub fn encode_index(entries: &[Entry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + 4 + entries.len() * ENTRY_LEN + 32);
-    out.extend_from_slice(INDEX_MAGIC);
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    for e in entries {
-        out.extend_from_slice(e.id.as_bytes());
-        out.extend_from_slice(&e.offset.to_le_bytes());
-        out.extend_from_slice(&e.len.to_le_bytes());
-    }
-    let sum = blake3::hash(&out);
-    out.extend_from_slice(sum.as_bytes());
-    out
-}
-
-/// The inverse of `encode_index`; the error says what is wrong.
-pub fn decode_index(bytes: &[u8]) -> Result<Vec<Entry>, String> {
-    if bytes.len() < 8 + 4 + 32 || &bytes[..8] != INDEX_MAGIC {
-        return Err("not a pack index (bad header)".to_string());
-    }
-    let (body, sum) = bytes.split_at(bytes.len() - 32);
-    if blake3::hash(body).as_bytes() != sum {
-        return Err("checksum mismatch".to_string());
-    }
-    let count = u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize;
-    let rest = &body[12..];
-    if rest.len() != count * ENTRY_LEN {
-        return Err(format!("{count} entries announced, {} bytes present", rest.len()));
-    }
-    let mut out = Vec::with_capacity(count);
-    for chunk in rest.chunks_exact(ENTRY_LEN) {
-        let mut id = [0u8; 32];
-        id.copy_from_slice(&chunk[..32]);
-        let word = |r: Range<usize>| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&chunk[r]);
-            u64::from_le_bytes(w)
-        };
-        let (offset, len) = (word(32..40), word(40..48));
-        if offset < PACK_MAGIC.len() as u64 || offset.checked_add(len).is_none() {
-            return Err(format!("entry for {} points outside its pack", hex::encode(id)));
-        }
-        out.push(Entry { id: ObjectId::from_bytes(id), offset, len });
-    }
-    Ok(out)
 }
 
 /// Where each object the remote holds can be read.

@@ -1,0 +1,338 @@
+//! Packs: many objects in one file, with an index naming each one's offset and length.
+//!
+//! A commit of a run with thousands of small files would otherwise create, rename and fsync
+//! thousands of object files; on ext4 creating the inodes alone costs as much CPU as
+//! compressing the bytes. So `exp commit` appends small new objects to one pack instead, and
+//! remotes move objects in packs of the same format (`remote::pack`). Objects inside a pack are
+//! stored exactly as loose ones (zstd of the canonical encoding), so nothing is recompressed
+//! when an object moves between a pack, a loose file and a remote.
+//!
+//! Local packs live in `objects/pack/pack-<hex>.pack` with their index `pack-<hex>.idx`, where
+//! `<hex>` is the BLAKE3 of the index. The pack is renamed into place before its index, and a
+//! reader only believes indexes, so a crash can leave a pack without an index (ignored, removed
+//! by gc) but never an index pointing at missing bytes.
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tempfile::NamedTempFile;
+
+use super::ObjectId;
+use super::atomic::{create_dirs, fsync_dir, start_writeback};
+use super::error::{Error, IoContext, Result, read_dir_if_exists};
+
+/// First bytes of every pack.
+pub const PACK_MAGIC: &[u8; 8] = b"EXPPACK1";
+/// First bytes of every index.
+pub const INDEX_MAGIC: &[u8; 8] = b"EXPIDX01";
+/// id (32) + offset (8) + length (8).
+const ENTRY_LEN: usize = 48;
+/// How much a pack being written may hold in dirty pages before its writeback is started.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// Where an object sits in a pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: ObjectId,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// `magic, count (u32 LE), entries, BLAKE3 of everything before it`. The checksum catches a
+/// damaged index before it sends a reader to the wrong bytes.
+pub fn encode_index(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 4 + entries.len() * ENTRY_LEN + 32);
+    out.extend_from_slice(INDEX_MAGIC);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        out.extend_from_slice(e.id.as_bytes());
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.len.to_le_bytes());
+    }
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(sum.as_bytes());
+    out
+}
+
+/// The inverse of `encode_index`; the error says what is wrong.
+pub fn decode_index(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
+    if bytes.len() < 8 + 4 + 32 || &bytes[..8] != INDEX_MAGIC {
+        return Err("not a pack index (bad header)".to_string());
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != sum {
+        return Err("checksum mismatch".to_string());
+    }
+    let count = u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize;
+    let rest = &body[12..];
+    if rest.len() != count * ENTRY_LEN {
+        return Err(format!("{count} entries announced, {} bytes present", rest.len()));
+    }
+    let mut out = Vec::with_capacity(count);
+    for chunk in rest.chunks_exact(ENTRY_LEN) {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&chunk[..32]);
+        let word = |r: Range<usize>| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&chunk[r]);
+            u64::from_le_bytes(w)
+        };
+        let (offset, len) = (word(32..40), word(40..48));
+        if offset < PACK_MAGIC.len() as u64 || offset.checked_add(len).is_none() {
+            return Err(format!("entry for {} points outside its pack", hex::encode(id)));
+        }
+        out.push(Entry { id: ObjectId::from_bytes(id), offset, len });
+    }
+    Ok(out)
+}
+
+/// Where a packed object's stored bytes are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packed {
+    pub pack: Arc<Path>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// One local pack, as `gc` and `fsck` see it.
+#[derive(Clone, Debug)]
+pub struct PackFile {
+    pub pack: PathBuf,
+    pub index: PathBuf,
+    pub modified: SystemTime,
+    pub entries: Vec<Entry>,
+}
+
+/// The local packs, read from their indexes on first use and refreshed when an object is not
+/// found (another process may have written a pack since).
+#[derive(Debug, Default)]
+pub struct PackSet {
+    scanned: bool,
+    /// Index files already read, good or damaged.
+    seen: HashSet<PathBuf>,
+    objects: HashMap<ObjectId, Packed>,
+    /// Indexes that could not be read, with why (fsck reports them).
+    damaged: Vec<(PathBuf, String)>,
+}
+
+impl PackSet {
+    pub fn get(&self, id: &ObjectId) -> Option<&Packed> {
+        self.objects.get(id)
+    }
+
+    pub fn is_scanned(&self) -> bool {
+        self.scanned
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &ObjectId> {
+        self.objects.keys()
+    }
+
+    pub fn damaged(&self) -> &[(PathBuf, String)] {
+        &self.damaged
+    }
+
+    /// Read every index in `dir` not read before.
+    pub fn refresh(&mut self, dir: &Path) -> Result<()> {
+        self.scanned = true;
+        for file in list(dir)? {
+            if file.index.exists() && !self.seen.contains(&file.index) {
+                self.seen.insert(file.index.clone());
+                match read_index(&file.index) {
+                    Ok(entries) => self.add(&file.pack, &entries),
+                    Err(reason) => self.damaged.push((file.index, reason)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn add(&mut self, pack: &Path, entries: &[Entry]) {
+        let pack: Arc<Path> = Arc::from(pack);
+        for e in entries {
+            // Two packs holding one object (two committers racing) hold equal bytes.
+            self.objects.entry(e.id).or_insert_with(|| Packed {
+                pack: pack.clone(),
+                offset: e.offset,
+                len: e.len,
+            });
+        }
+    }
+
+    /// Forget a deleted pack (gc).
+    pub fn remove(&mut self, pack: &Path, index: &Path) {
+        self.objects.retain(|_, p| &*p.pack != pack);
+        self.seen.remove(index);
+    }
+}
+
+fn read_index(path: &Path) -> std::result::Result<Vec<Entry>, String> {
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    decode_index(&bytes)
+}
+
+/// Every `pack-*.pack` in `dir` with its index path (which may not exist: an interrupted write).
+fn list(dir: &Path) -> Result<Vec<PackFile>> {
+    let mut out = Vec::new();
+    let Some(rd) = read_dir_if_exists(dir)? else { return Ok(out) };
+    for entry in rd {
+        let entry = entry.at(dir)?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "pack") {
+            let modified = entry.metadata().and_then(|m| m.modified()).at(&path)?;
+            let index = path.with_extension("idx");
+            out.push(PackFile { pack: path, index, modified, entries: Vec::new() });
+        }
+    }
+    out.sort_by(|a, b| a.pack.cmp(&b.pack));
+    Ok(out)
+}
+
+/// The packs in `dir` that have an index, with their entries; a damaged index is an error.
+pub fn list_packs(dir: &Path) -> Result<Vec<PackFile>> {
+    let mut out = Vec::new();
+    for mut file in list(dir)?.into_iter().filter(|f| f.index.exists()) {
+        let bytes = fs::read(&file.index).at(&file.index)?;
+        file.entries = decode_index(&bytes)
+            .map_err(|reason| Error::DamagedPackIndex { path: file.index.clone(), reason })?;
+        out.push(file);
+    }
+    Ok(out)
+}
+
+/// Packs in `dir` whose index was never written (an interrupted write), with their age.
+pub fn orphans(dir: &Path) -> Result<Vec<(PathBuf, SystemTime)>> {
+    Ok(list(dir)?.into_iter().filter(|f| !f.index.exists()).map(|f| (f.pack, f.modified)).collect())
+}
+
+/// A pack being written: objects are appended to a temp file as they come, and `finish`
+/// makes it durable and visible. Memory holds only the entry list.
+pub struct PackWriter {
+    out: BufWriter<NamedTempFile>,
+    offset: u64,
+    /// Bytes appended since writeback was last started.
+    unflushed: u64,
+    entries: Vec<Entry>,
+    ids: HashSet<ObjectId>,
+}
+
+impl PackWriter {
+    /// A new pack in a temp file under `tmp_dir`.
+    pub fn new(tmp_dir: &Path) -> Result<PackWriter> {
+        create_dirs(tmp_dir)?;
+        let tmp = tempfile::Builder::new().prefix("pack-").tempfile_in(tmp_dir).at(tmp_dir)?;
+        let mut out = BufWriter::with_capacity(1 << 20, tmp);
+        out.write_all(PACK_MAGIC).at(tmp_dir)?;
+        Ok(PackWriter {
+            out,
+            offset: PACK_MAGIC.len() as u64,
+            unflushed: 0,
+            entries: Vec::new(),
+            ids: HashSet::new(),
+        })
+    }
+
+    /// Append an object's stored bytes; false when this pack already holds it.
+    pub fn append(&mut self, id: ObjectId, stored: &[u8]) -> Result<bool> {
+        if !self.ids.insert(id) {
+            return Ok(false);
+        }
+        let path = self.out.get_ref().path().to_path_buf();
+        self.out.write_all(stored).at(&path)?;
+        self.entries.push(Entry { id, offset: self.offset, len: stored.len() as u64 });
+        self.offset += stored.len() as u64;
+        self.unflushed += stored.len() as u64;
+        // Start the disk on what is written so far, so `finish` mostly finds it there already.
+        if self.unflushed >= WRITEBACK_EVERY {
+            self.out.flush().at(&path)?;
+            start_writeback(self.out.get_ref().as_file());
+            self.unflushed = 0;
+        }
+        Ok(true)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Make the pack durable, then its index, then move both into `dir` (pack first) and make
+    /// the names durable. Returns the pack's path and entries.
+    pub fn finish(self, dir: &Path) -> Result<(PathBuf, Vec<Entry>)> {
+        let tmp_dir = self.out.get_ref().path().parent().map(Path::to_path_buf).unwrap_or_default();
+        let pack_tmp = self.out.into_inner().map_err(|e| {
+            let (error, out) = e.into_parts();
+            Error::io(out.get_ref().path(), error)
+        })?;
+        pack_tmp.as_file().sync_all().at(pack_tmp.path())?;
+        let index = encode_index(&self.entries);
+        let name = format!("pack-{}", blake3::hash(&index).to_hex());
+        let mut index_tmp =
+            tempfile::Builder::new().prefix("idx-").tempfile_in(&tmp_dir).at(&tmp_dir)?;
+        index_tmp.write_all(&index).at(index_tmp.path())?;
+        index_tmp.as_file().sync_all().at(index_tmp.path())?;
+        create_dirs(dir)?;
+        let pack_path = dir.join(format!("{name}.pack"));
+        let index_path = dir.join(format!("{name}.idx"));
+        pack_tmp.persist(&pack_path).map_err(|e| Error::io(&pack_path, e.error))?;
+        index_tmp.persist(&index_path).map_err(|e| Error::io(&index_path, e.error))?;
+        fsync_dir(dir)?;
+        Ok((pack_path, self.entries))
+    }
+}
+
+/// Read `len` bytes at `offset` of `file` (a packed object's stored bytes).
+pub fn read_at(file: &File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn an_index_round_trips_and_a_flipped_bit_is_caught() {
+        let entries =
+            vec![Entry { id: id(1), offset: 8, len: 5 }, Entry { id: id(2), offset: 13, len: 6 }];
+        let index = encode_index(&entries);
+        assert_eq!(decode_index(&index).unwrap(), entries);
+        let mut bad = index.clone();
+        bad[20] ^= 1;
+        assert_eq!(decode_index(&bad).unwrap_err(), "checksum mismatch");
+        assert!(decode_index(b"garbage").is_err());
+    }
+
+    #[test]
+    fn a_written_pack_is_found_by_its_index_and_a_pack_without_one_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = dir.path().join("pack");
+        let mut w = PackWriter::new(&dir.path().join("tmp")).unwrap();
+        assert!(w.append(id(1), b"hello").unwrap());
+        assert!(!w.append(id(1), b"hello").unwrap(), "an object goes into a pack once");
+        assert!(w.append(id(2), b"world!").unwrap());
+        let (path, entries) = w.finish(&packs).unwrap();
+        assert_eq!(entries.len(), 2);
+        let file = File::open(&path).unwrap();
+        assert_eq!(read_at(&file, entries[1].offset, entries[1].len).unwrap(), b"world!");
+        // An interrupted write: a pack whose index never arrived.
+        fs::write(packs.join("pack-0000.pack"), b"EXPPACK1xyz").unwrap();
+        let mut set = PackSet::default();
+        set.refresh(&packs).unwrap();
+        assert_eq!(set.get(&id(2)).unwrap().offset, entries[1].offset);
+        assert_eq!(set.ids().count(), 2);
+        assert_eq!(list_packs(&packs).unwrap().len(), 1);
+        let orphans: Vec<PathBuf> = orphans(&packs).unwrap().into_iter().map(|o| o.0).collect();
+        assert_eq!(orphans, vec![packs.join("pack-0000.pack")]);
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none(), "no temp left");
+    }
+}
