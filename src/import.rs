@@ -256,19 +256,19 @@ pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
                     h.failures = Some(m.values().map(|c| c.failed).sum());
                     metrics = Some(m);
                 }
-                Err(r) => notes.push(format!("{}/{}: {r}", t.path, e.name)),
+                Err(r) => notes.push(format!("{}/{}: {r}", t.results_path, e.name)),
             }
         }
         if let Some(e) = &t.costs {
             match artifacts::costs(&read(e)?, metrics.as_ref()) {
                 Ok(c) => h.usd = Some(c.total.usd),
-                Err(r) => notes.push(format!("{}/{}: {r}", t.path, e.name)),
+                Err(r) => notes.push(format!("{}/{}: {r}", t.results_path, e.name)),
             }
         }
         if let Some(e) = &t.significance {
             match artifacts::significance_p(&read(e)?) {
                 Ok(p) => h.p_value = p,
-                Err(r) => notes.push(format!("{}/results/{}: {r}", t.path, e.name)),
+                Err(r) => notes.push(format!("{}/{}: {r}", t.results_path, e.name)),
             }
         }
         trials.push(h);
@@ -538,5 +538,27 @@ mod tests {
         assert_eq!(llama.failures, Some(1));
         let odd: Vec<&str> = t1.unrecognized().collect();
         assert_eq!(odd, [".DS_Store", "notes for Bob (final) v2 — copy.txt"]);
+    }
+
+    #[test]
+    fn unreadable_results_are_noted_by_their_path_in_either_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let results = d.path().join("slug-a/results");
+        std::fs::create_dir_all(&results).unwrap();
+        std::fs::write(d.path().join("slug-a/trial.json"), "{}").unwrap();
+        std::fs::write(results.join("metrics.json"), "").unwrap();
+        std::fs::write(results.join("costs.json"), "{\"usd\": oops}").unwrap();
+        std::fs::write(results.join("significance.json"), "{").unwrap();
+        let notes = inspect(d.path()).unwrap().notes;
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert_eq!(notes[0], "slug-a/results/metrics.json: the file is empty");
+        assert!(notes[1].starts_with("slug-a/results/costs.json: not valid JSON"), "{notes:?}");
+        assert!(notes[2].starts_with("slug-a/results/significance.json: "), "{notes:?}");
+
+        let old = d.path().join("old/trials/m__p__temp0.0");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("metrics.json"), "{\"trial\": \"m\"}").unwrap();
+        let notes = inspect(&d.path().join("old")).unwrap().notes;
+        assert_eq!(notes, ["trials/m__p__temp0.0/metrics.json: no per-condition metrics in it"]);
     }
 }

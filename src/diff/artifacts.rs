@@ -1,5 +1,7 @@
 //! Parsers for the run files a diff or an import understands, in today's shape
 //! (docs/RUN_FILES.md) and in the older shapes the Python scripts wrote (`run_all.py`).
+//! `metrics.json` and `costs.json` are read by `crate::eval::artifacts` (both shapes); here they
+//! become the figures a diff compares.
 //!
 //! Every parser takes bytes and returns the parsed artifact or a one-line reason: an artifact
 //! that cannot be read is something to report, never a reason to fail the whole diff.
@@ -7,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::eval::artifacts;
 
 /// One condition's metrics.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,51 +107,34 @@ impl ScoreTable {
 }
 
 fn json(bytes: &[u8]) -> Result<Value, String> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err("the file is empty".into());
-    }
-    serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))
+    artifacts::parse_json(bytes).map_err(|e| e.to_string())
 }
 
-fn num(v: &Value, keys: &[&str]) -> Option<f64> {
-    keys.iter().find_map(|k| v.get(*k).and_then(Value::as_f64))
-}
-
-fn count(v: &Value, keys: &[&str]) -> Option<u64> {
-    keys.iter()
-        .find_map(|k| v.get(*k).and_then(|x| x.as_u64().or_else(|| x.as_f64().map(|f| f as u64))))
-}
-
-/// `results/metrics.json` (`{"conditions": {"control": {n, scored, failed, correct, accuracy}}}`)
-/// or the old `metrics.json` (`{"control": {n_items, n_scored, n_failed, n_correct, accuracy}}`).
+/// `results/metrics.json` or the old shape (read by [`artifacts::parse_metrics`]), with the
+/// figures a diff shows filled in where the file leaves them out. A condition with neither a
+/// count correct nor an accuracy has nothing to compare and is left out.
 pub fn metrics(bytes: &[u8]) -> Result<Metrics, String> {
-    let v = json(bytes)?;
-    let conds = v.get("conditions").filter(|c| c.is_object()).unwrap_or(&v);
+    let file = artifacts::parse_metrics(bytes).map_err(|e| e.to_string())?;
     let mut out = Metrics::new();
-    for (cond, m) in conds.as_object().into_iter().flatten() {
-        if !m.is_object()
-            || (m.get("accuracy").is_none()
-                && m.get("correct").is_none()
-                && m.get("n_correct").is_none())
-        {
+    for (cond, m) in file.conditions {
+        if m.correct.is_none() && m.accuracy.is_none() {
             continue;
         }
-        let n = count(m, &["n", "n_items"]).unwrap_or(0);
-        let failed = count(m, &["failed", "n_failed"]).unwrap_or(0);
-        let scored = count(m, &["scored", "n_scored"]).unwrap_or(n.saturating_sub(failed));
-        let correct = num(m, &["correct", "n_correct"])
-            .or_else(|| num(m, &["accuracy"]).map(|a| (a * scored as f64).round()))
-            .unwrap_or(0.0);
+        let n = m.n.unwrap_or(0);
+        let failed = m.failed.unwrap_or(0);
+        let scored = m.scored.unwrap_or(n.saturating_sub(failed));
+        let correct =
+            m.correct.or_else(|| m.accuracy.map(|a| (a * scored as f64).round())).unwrap_or(0.0);
         let exact = if scored > 0 { Some(correct / scored as f64) } else { None };
         // The file's own figure wins; the exact ratio replaces it only when the file merely
         // rounded it (the old scripts wrote 4 decimals), so nothing is shown that the file
         // does not say.
-        let accuracy = match (num(m, &["accuracy"]), exact) {
+        let accuracy = match (m.accuracy, exact) {
             (Some(file), Some(exact)) if (file - exact).abs() <= 5e-5 => Some(exact),
             (Some(file), _) => Some(file),
             (None, exact) => exact,
         };
-        out.insert(cond.clone(), CondMetrics { n, scored, failed, correct, accuracy });
+        out.insert(cond, CondMetrics { n, scored, failed, correct, accuracy });
     }
     if out.is_empty() {
         return Err("no per-condition metrics in it".into());
@@ -155,48 +142,26 @@ pub fn metrics(bytes: &[u8]) -> Result<Metrics, String> {
     Ok(out)
 }
 
-/// `results/costs.json` or the old `costs.json` (`{"control": {prompt_tokens, completion_tokens,
-/// cost_usd}, "total_cost_usd": …}`). `correct` fills in the cost per correct answer when the
-/// file does not have it.
+/// `results/costs.json` or the old shape (read by [`artifacts::parse_costs`]). `correct` fills
+/// in the cost per correct answer when the file does not have it.
 pub fn costs(bytes: &[u8], correct: Option<&Metrics>) -> Result<Costs, String> {
-    let v = json(bytes)?;
-    let one = |m: &Value| Cost {
-        input_tokens: count(m, &["input_tokens", "prompt_tokens"]).unwrap_or(0),
-        output_tokens: count(m, &["output_tokens", "completion_tokens"]).unwrap_or(0),
-        usd: num(m, &["usd", "cost_usd", "total_cost_usd"]).unwrap_or(0.0),
-        usd_per_correct: num(m, &["usd_per_correct"]),
-    };
-    let looks_like_cost = |m: &Value| {
-        m.is_object()
-            && ["usd", "cost_usd", "input_tokens", "prompt_tokens"]
-                .iter()
-                .any(|k| m.get(*k).is_some())
-    };
-    let conds = v.get("conditions").filter(|c| c.is_object()).unwrap_or(&v);
-    let mut conditions = BTreeMap::new();
-    for (cond, m) in conds.as_object().into_iter().flatten() {
-        if looks_like_cost(m) {
-            conditions.insert(cond.clone(), one(m));
-        }
-    }
-    let total = if looks_like_cost(&v) {
-        one(&v)
-    } else if conditions.is_empty() {
+    let file = artifacts::parse_costs(bytes).map_err(|e| e.to_string())?;
+    if !file.total.has_figures() && file.conditions.is_empty() {
         return Err("no tokens or USD in it".into());
-    } else {
-        let mut t = Cost { input_tokens: 0, output_tokens: 0, usd: 0.0, usd_per_correct: None };
-        for c in conditions.values() {
-            t.input_tokens += c.input_tokens;
-            t.output_tokens += c.output_tokens;
-            t.usd += c.usd;
-        }
-        // The old files carried the total separately, rounded the same way as their parts.
-        if let Some(usd) = num(&v, &["total_cost_usd"]) {
-            t.usd = usd;
-        }
-        t
+    }
+    let one = |c: &artifacts::CostLine| Cost {
+        input_tokens: c.input_tokens.unwrap_or(0),
+        output_tokens: c.output_tokens.unwrap_or(0),
+        usd: c.usd.unwrap_or(0.0),
+        usd_per_correct: c.usd_per_correct,
     };
-    let mut out = Costs { total, conditions };
+    let conditions = file
+        .conditions
+        .iter()
+        .filter(|(_, c)| c.has_figures())
+        .map(|(cond, c)| (cond.clone(), one(c)))
+        .collect();
+    let mut out = Costs { total: one(&file.total), conditions };
     if let Some(m) = correct {
         for (cond, c) in &mut out.conditions {
             if c.usd_per_correct.is_none() {

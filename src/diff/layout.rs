@@ -44,6 +44,24 @@ pub struct TrialFiles {
 }
 
 impl TrialFiles {
+    /// The trial in folder `dir` (at `path`, results in `results_path`), no files found yet.
+    fn new(dir: &Entry, path: String, results_path: String) -> Self {
+        TrialFiles {
+            slug: dir.name.clone(),
+            path,
+            results_path,
+            dir: dir.clone(),
+            trial_json: None,
+            metrics: None,
+            costs: None,
+            significance: None,
+            scores: None,
+            legacy_scores: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
     pub fn has_results(&self) -> bool {
         self.metrics.is_some() || self.scores.is_some() || !self.legacy_scores.is_empty()
     }
@@ -82,20 +100,8 @@ pub fn scan(src: &dyn Source) -> Result<RunFiles, Error> {
         if results.is_none() && inputs.is_none() && trial_json.is_none() && responses.is_none() {
             continue;
         }
-        let mut t = TrialFiles {
-            slug: dir.name.clone(),
-            path: dir.name.clone(),
-            results_path: format!("{}/results", dir.name),
-            dir: dir.clone(),
-            trial_json,
-            metrics: None,
-            costs: None,
-            significance: None,
-            scores: None,
-            legacy_scores: Vec::new(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-        };
+        let mut t = TrialFiles::new(dir, dir.name.clone(), format!("{}/results", dir.name));
+        t.trial_json = trial_json;
         if let Some(results) = results {
             let r = src.list(&results)?;
             t.metrics = find(&r, "metrics.json", Kind::File);
@@ -124,20 +130,8 @@ pub fn scan(src: &dyn Source) -> Result<RunFiles, Error> {
     }
     if let Some(dir) = find(&top, "trials", Kind::Dir) {
         for tdir in src.list(&dir)?.into_iter().filter(|e| e.kind == Kind::Dir) {
-            let mut t = TrialFiles {
-                slug: tdir.name.clone(),
-                path: format!("trials/{}", tdir.name),
-                results_path: format!("trials/{}", tdir.name),
-                dir: tdir.clone(),
-                trial_json: None,
-                metrics: None,
-                costs: None,
-                significance: None,
-                scores: None,
-                legacy_scores: Vec::new(),
-                inputs: Vec::new(),
-                outputs: Vec::new(),
-            };
+            let path = format!("trials/{}", tdir.name);
+            let mut t = TrialFiles::new(&tdir, path.clone(), path);
             for f in src.list(&tdir)?.into_iter().filter(|e| e.kind == Kind::File) {
                 match legacy_role(&f.name) {
                     Some(LegacyRole::Metrics) => t.metrics = Some(f),

@@ -549,27 +549,13 @@ fn compare_trial(
         }
         let (parsed, lacks) = parse_side(src, t, need, &name, side)?;
         out.lacks.extend(lacks);
-        for (cond, m) in parsed.metrics.into_iter().flatten() {
+        if let Some(m) = &parsed.metrics {
             let (x, y) = one_sided(side, m);
-            out.metrics.push(MetricsRow {
-                trial: name.clone(),
-                condition: cond,
-                a: x,
-                b: y,
-                accuracy_change: None,
-            });
+            out.metrics = metrics_rows(&name, x, y);
         }
-        if let Some(c) = parsed.costs {
-            for (scope, cost) in c.conditions.into_iter().chain([("total".to_string(), c.total)]) {
-                let (x, y) = one_sided(side, cost);
-                out.costs.push(CostRow {
-                    trial: name.clone(),
-                    scope,
-                    a: x,
-                    b: y,
-                    usd_change: None,
-                });
-            }
+        if let Some(c) = &parsed.costs {
+            let (x, y) = one_sided(side, c);
+            out.costs = cost_rows(&name, x, y);
         }
         return Ok(out);
     }
@@ -591,34 +577,10 @@ fn compare_trial(
     out.lacks.extend(lb);
 
     if !metrics_same && let (Some(ma), Some(mb)) = (&pa.metrics, &pb.metrics) {
-        for cond in union(ma.keys(), mb.keys()) {
-            let (x, y) = (ma.get(&cond).cloned(), mb.get(&cond).cloned());
-            let change = match (&x, &y) {
-                (Some(x), Some(y)) => x.accuracy.zip(y.accuracy).map(|(p, q)| q - p),
-                _ => None,
-            };
-            out.metrics.push(MetricsRow {
-                trial: name.clone(),
-                condition: cond,
-                a: x,
-                b: y,
-                accuracy_change: change,
-            });
-        }
+        out.metrics = metrics_rows(&name, Some(ma), Some(mb));
     }
     if !costs_same && let (Some(ca), Some(cb)) = (&pa.costs, &pb.costs) {
-        for cond in union(ca.conditions.keys(), cb.conditions.keys()) {
-            let (x, y) = (ca.conditions.get(&cond).cloned(), cb.conditions.get(&cond).cloned());
-            let usd_change = x.as_ref().zip(y.as_ref()).map(|(x, y)| y.usd - x.usd);
-            out.costs.push(CostRow { trial: name.clone(), scope: cond, a: x, b: y, usd_change });
-        }
-        out.costs.push(CostRow {
-            trial: name.clone(),
-            scope: "total".into(),
-            a: Some(ca.total.clone()),
-            b: Some(cb.total.clone()),
-            usd_change: Some(cb.total.usd - ca.total.usd),
-        });
+        out.costs = cost_rows(&name, Some(ca), Some(cb));
     }
     if !scores_same && let (Some(sa), Some(sb)) = (pa.scores, pb.scores) {
         let (rows, items) = paired_rows(&name, &sa, &sb, opts.items);
@@ -626,6 +588,52 @@ fn compare_trial(
         out.items = items;
     }
     Ok(out)
+}
+
+/// A row per condition either side has; a side without it (or without metrics at all) shows an
+/// empty column and no change.
+fn metrics_rows(
+    trial: &str,
+    a: Option<&artifacts::Metrics>,
+    b: Option<&artifacts::Metrics>,
+) -> Vec<MetricsRow> {
+    let keys = union(a.into_iter().flat_map(|m| m.keys()), b.into_iter().flat_map(|m| m.keys()));
+    let mut rows = Vec::new();
+    for cond in keys {
+        let (x, y) = (a.and_then(|m| m.get(&cond)), b.and_then(|m| m.get(&cond)));
+        let accuracy_change =
+            x.zip(y).and_then(|(x, y)| x.accuracy.zip(y.accuracy)).map(|(p, q)| q - p);
+        let (a, b) = (x.cloned(), y.cloned());
+        rows.push(MetricsRow { trial: trial.into(), condition: cond, a, b, accuracy_change });
+    }
+    rows
+}
+
+/// A row per condition either side has, then the totals (sides as in [`metrics_rows`]).
+fn cost_rows(
+    trial: &str,
+    a: Option<&artifacts::Costs>,
+    b: Option<&artifacts::Costs>,
+) -> Vec<CostRow> {
+    let row = |scope: String, x: Option<&Cost>, y: Option<&Cost>| CostRow {
+        trial: trial.into(),
+        scope,
+        a: x.cloned(),
+        b: y.cloned(),
+        usd_change: x.zip(y).map(|(x, y)| y.usd - x.usd),
+    };
+    let keys = union(
+        a.into_iter().flat_map(|c| c.conditions.keys()),
+        b.into_iter().flat_map(|c| c.conditions.keys()),
+    );
+    let mut rows = Vec::new();
+    for cond in keys {
+        let (x, y) =
+            (a.and_then(|c| c.conditions.get(&cond)), b.and_then(|c| c.conditions.get(&cond)));
+        rows.push(row(cond, x, y));
+    }
+    rows.push(row("total".into(), a.map(|c| &c.total), b.map(|c| &c.total)));
+    rows
 }
 
 /// `x` on `side`, nothing on the other.

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::error::{Error, Result};
 use super::object::{ConditionSummary, Summary, TrialSummary};
+use crate::eval::artifacts;
 
 /// Read `path` as JSON; Ok(None) when it does not exist.
 pub fn read_json(path: &Path) -> Result<Option<Value>> {
@@ -23,6 +24,21 @@ pub fn read_json(path: &Path) -> Result<Option<Value>> {
         line: e.line(),
         message: e.to_string(),
     })
+}
+
+/// A results file `eval::artifacts` could not read, as the store's error.
+fn bad_file(e: artifacts::Error) -> Error {
+    match e {
+        artifacts::Error::Io { path, source } => Error::io(path, source),
+        artifacts::Error::Malformed { path, problem } => Error::BadJson {
+            line: problem.line().unwrap_or(1),
+            message: match problem {
+                artifacts::Malformed::Json(e) => e.to_string(),
+                empty => empty.to_string(),
+            },
+            path,
+        },
+    }
 }
 
 fn f(v: &Value, key: &str) -> Option<f64> {
@@ -115,14 +131,9 @@ fn from_manifest(m: &Value) -> Summary {
 fn trial_from_files(trial: &Path, slug: &str) -> Result<TrialSummary> {
     let results = trial.join("results");
     let mut t = TrialSummary { slug: slug.to_string(), ..Default::default() };
-    if let Some(m) = read_json(&results.join("metrics.json"))?
-        && let Some(obj) = m.get("conditions").and_then(Value::as_object)
-    {
-        for (cond, v) in obj {
-            t.conditions.insert(
-                cond.clone(),
-                ConditionSummary { n: u(v, "n"), accuracy: f(v, "accuracy") },
-            );
+    if let Some(m) = artifacts::read_metrics(&results.join("metrics.json")).map_err(bad_file)? {
+        for (cond, c) in m.conditions {
+            t.conditions.insert(cond, ConditionSummary { n: c.n, accuracy: c.accuracy });
         }
     }
     t.effect = effect(&t.conditions);
@@ -133,9 +144,9 @@ fn trial_from_files(trial: &Path, slug: &str) -> Result<TrialSummary> {
             t.effect = Some(e);
         }
     }
-    if let Some(c) = read_json(&results.join("costs.json"))? {
-        t.usd = f(&c, "usd");
-        t.failures = u(&c, "failures");
+    if let Some(c) = artifacts::read_costs(&results.join("costs.json")).map_err(bad_file)? {
+        t.usd = c.total.usd;
+        t.failures = c.total.failures;
     }
     if let Some(tj) = read_json(&trial.join("trial.json"))? {
         t.status = s(&tj, "status");

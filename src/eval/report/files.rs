@@ -57,45 +57,6 @@ pub struct PredictionLine<'a> {
     pub error: &'a str,
 }
 
-/// `results/metrics.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Metrics {
-    pub n_items: Option<u64>,
-    pub repeats: Option<u64>,
-    pub conditions: std::collections::BTreeMap<String, ConditionMetrics>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ConditionMetrics {
-    pub n: Option<u64>,
-    pub scored: Option<u64>,
-    pub failed: Option<u64>,
-    pub correct: Option<f64>,
-    pub accuracy: Option<f64>,
-}
-
-/// `results/costs.json`: the trial's totals, and the same figures per condition.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Costs {
-    #[serde(flatten)]
-    pub total: CostFigures,
-    pub conditions: std::collections::BTreeMap<String, CostFigures>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct CostFigures {
-    pub requests: Option<u64>,
-    pub failures: Option<u64>,
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub usd: Option<f64>,
-    pub usd_per_correct: Option<f64>,
-}
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
     move |source| ReportError::Io { path: path.to_path_buf(), source }
 }

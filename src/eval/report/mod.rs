@@ -8,6 +8,7 @@
 //! `aggregate_report.html`. Never prints; never touches the network.
 use std::path::{Path, PathBuf};
 
+use super::artifacts::{self, Costs, Metrics};
 use crate::stats::{self, Significance};
 
 mod charts;
@@ -17,7 +18,7 @@ mod html;
 mod markdown;
 mod scan;
 
-pub use files::{CostFigures, Costs, Metrics, TrialInfo};
+pub use files::TrialInfo;
 
 /// The config's `significance:` section.
 #[derive(Debug, Clone)]
@@ -46,6 +47,9 @@ pub enum ReportError {
     Csv { path: PathBuf, line: Option<u64>, message: String },
     #[error("{path}:{line}: {source}")]
     Json { path: PathBuf, line: usize, source: serde_json::Error },
+    /// metrics.json or costs.json (read by `eval::artifacts`).
+    #[error(transparent)]
+    Results(#[from] artifacts::Error),
     #[error("{path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
     #[error("significance.{key} = {value} is out of range")]
@@ -72,7 +76,7 @@ impl ReportError {
                  --resume to rewrite it"
                     .into(),
             ),
-            ReportError::Json { .. } => {
+            ReportError::Json { .. } | ReportError::Results(artifacts::Error::Malformed { .. }) => {
                 Some("the JSON file is damaged: rerun with --resume to rewrite it".into())
             }
             ReportError::Manifest { .. } => Some(
@@ -86,7 +90,7 @@ impl ReportError {
                     .into(),
                 _ => format!("fix significance.{key} in the config"),
             }),
-            ReportError::Io { .. } => {
+            ReportError::Io { .. } | ReportError::Results(artifacts::Error::Io { .. }) => {
                 Some("check that the run folder exists and is writable".into())
             }
             ReportError::Chart { .. } => None,
@@ -165,8 +169,8 @@ fn render_trial(trial_dir: &Path, sig: Significance, scan: scan::Scan) -> Result
         rows,
         discordant,
         failures,
-        metrics: files::read_json_opt(&results.join("metrics.json"))?,
-        costs: files::read_json_opt(&results.join("costs.json"))?,
+        metrics: artifacts::read_metrics(&results.join("metrics.json"))?,
+        costs: artifacts::read_costs(&results.join("costs.json"))?,
     };
     let md = markdown::trial_report(&data);
     files::write_atomic(&trial_dir.join("reports").join("report.md"), md.as_bytes())
@@ -224,7 +228,7 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
         let results = run_dir.join(&path).join("results");
         trials.push(AggTrial {
             sig: files::read_json_opt(&results.join("significance.json"))?,
-            costs: files::read_json_opt(&results.join("costs.json"))?,
+            costs: artifacts::read_costs(&results.join("costs.json"))?,
             manifest_usd: t.get("usd").and_then(|v| v.as_f64()),
             status: text("status"),
             model: text("model"),
