@@ -22,7 +22,7 @@ use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary
   exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID")]
 pub struct RunArgs {
     /// The experiment definition (YAML)
-    #[arg(long, short = 'c', value_name = "FILE", default_value = "config/eval_config.yaml")]
+    #[arg(long, short = 'c', value_name = "FILE", default_value = exp::eval::config::DEFAULT_CONFIG)]
     pub config: PathBuf,
 
     /// Run id (folder experiments/run_<ID>) [default: the UTC start time, 20251127-130501]
@@ -84,14 +84,7 @@ pub enum ConditionArg {
 
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     let workspace = workspace(ctx)?;
-    let config = if args.config.is_relative()
-        && !args.config.exists()
-        && workspace.join(&args.config).exists()
-    {
-        workspace.join(&args.config)
-    } else {
-        args.config.clone()
-    };
+    let config = exp::eval::config::locate(&args.config, &workspace);
     let opts = RunOptions {
         config,
         workspace: workspace.clone(),
