@@ -12,7 +12,7 @@ use predicates::prelude::*;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use common::exp;
+use common::{exp, exp_process};
 
 /// A real S3 server with files on disk and SigV4 auth, killed when dropped.
 struct S3Server {
@@ -108,8 +108,7 @@ impl Where<'_> {
 
     /// The same as `cmd`, as a plain process a test can start and wait for.
     fn spawnable(&self, dir: &Path) -> StdCommand {
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("exp"));
-        c.current_dir(dir).env_remove("EXP_LOG").env("NO_COLOR", "1");
+        let mut c = exp_process(dir);
         c.envs(self.s3.map(|s| s.env()).unwrap_or_default());
         c
     }

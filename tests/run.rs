@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{csv_rows, exp, labelled_jsonl, write_files};
+use common::{csv_rows, exp, exp_process, labelled_jsonl, write_files};
 use predicates::prelude::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -568,21 +568,11 @@ fn an_unreachable_endpoint_ends_as_recorded_connection_errors() {
 // ---------------------------------------------------------------------------------------------
 // Crashes, interruptions and resume
 
-fn exp_bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("exp")
-}
-
 /// `exp ARGS` started in `dir` without waiting; `capture` pipes its output for `interrupt`,
 /// otherwise it goes nowhere (a killed child's output is never read).
 fn spawn_exp(dir: &Path, args: &[&str], capture: bool) -> std::process::Child {
     let out = || if capture { Stdio::piped() } else { Stdio::null() };
-    std::process::Command::new(exp_bin())
-        .current_dir(dir)
-        .args(args)
-        .stdout(out())
-        .stderr(out())
-        .spawn()
-        .unwrap()
+    exp_process(dir).args(args).stdout(out()).stderr(out()).spawn().unwrap()
 }
 
 /// Ctrl-C (SIGINT) to `child`, then its exit status and output.

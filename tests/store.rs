@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use common::exp;
+use common::{exp, exp_process};
 use predicates::prelude::*;
 use tempfile::TempDir;
 
@@ -163,8 +163,8 @@ fn file_hash(p: &Path) -> String {
 /// `limit` bytes, so an exp that tried to hold a big file in memory would fail.
 fn exp_capped(dir: &Path, args: &[&str], limit: u64) -> std::process::Output {
     use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("exp"));
-    cmd.current_dir(dir).args(args);
+    let mut cmd = exp_process(dir);
+    cmd.args(args);
     // SAFETY: only async-signal-safe setrlimit runs between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -750,14 +750,8 @@ fn two_concurrent_committers_both_succeed_or_one_says_locked() {
     }
     exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
     fs::write(a.join("changed.txt"), "a").unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("exp");
-    let spawn = |dir: &str| {
-        std::process::Command::new(&bin)
-            .args(["commit", dir, "--run", "r1"])
-            .current_dir(ws.path())
-            .output()
-            .unwrap()
-    };
+    let spawn =
+        |dir: &str| exp_process(ws.path()).args(["commit", dir, "--run", "r1"]).output().unwrap();
     let (oa, ob) = std::thread::scope(|s| {
         let ta = s.spawn(|| spawn("experiments/run_r1"));
         let tb = s.spawn(|| spawn("experiments/copy"));
