@@ -484,16 +484,21 @@ fn retry_after_is_honoured() {
 
 #[test]
 fn truncated_malformed_and_slow_answers_are_retried() {
+    // The slow answer never comes in time. The timeout is long enough that the 4th attempt's
+    // prompt answer always beats it, even on a loaded machine (0.5 s did not: the 4th attempt
+    // could time out too, and then the count of attempts was 5).
     let server = Server::start(|n, _| match n {
         1 => Reply::Truncated,
         2 => Reply::Malformed,
-        3 => Reply::Slow(Duration::from_secs(3)),
+        3 => Reply::Slow(Duration::from_secs(600)),
         _ => Reply::Ok,
     });
+    // All 8 requests in flight at once, so the run waits for one timeout, not two in a row.
+    let model = openai_model(&server.url, "").replace("max_connections: 4", "max_connections: 8");
     let ws = workspace(
         4,
-        &openai_model(&server.url, ""),
-        "max_retries: 5, backoff_base_s: 0.01, backoff_max_s: 0.05, timeout_s: 0.5",
+        &model,
+        "max_retries: 5, backoff_base_s: 0.01, backoff_max_s: 0.05, timeout_s: 3",
     );
     exp(ws.path()).args(["run", "--run-id", "t"]).assert().success();
     let lines = journal_lines(&trial_dir(ws.path(), "t"));
@@ -608,7 +613,13 @@ fn a_run_killed_with_sigkill_resumes_without_resending_journaled_requests() {
     let ws = workspace(40, &openai_model(&server.url, ""), FAST);
     let mut child =
         spawn_exp(ws.path(), &["run", "--run-id", "k", "--parts-per-dataset", "2"], false);
-    wait_until("15 answers journaled", || journaled(&run_dir(ws.path(), "k")) >= 15);
+    // Kill only once the server holds all 4 requests exp may have in flight (max_connections):
+    // exp can send nothing more, so no request of the killed run can reach the server after
+    // `before` is read below and pass for one the resumed run sent.
+    wait_until("15 answers journaled and 4 requests held", || {
+        journaled(&run_dir(ws.path(), "k")) >= 15
+            && server.state.in_flight.load(Ordering::SeqCst) >= 4
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let run = read_json(&run_dir(ws.path(), "k").join("run.json"));
