@@ -553,12 +553,22 @@ fn a_client_error_is_not_retried_and_a_run_where_everything_failed_says_so() {
     assert_eq!(read_json(&run_dir(ws.path(), "bad").join("run.json"))["status"], "failed");
 }
 
+/// A loopback port that refuses every connection for as long as the socket lives: bound, so no
+/// other test or program can take it, but never listening. (A fixed port such as 9 is closed
+/// only on machines where nothing happens to serve it.)
+fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
 #[test]
 fn an_unreachable_endpoint_ends_as_recorded_connection_errors() {
-    // Port 9 (discard) on loopback is closed: every connection is refused.
+    let (_socket, port) = refusing_port();
     let ws = workspace(
         2,
-        &openai_model("http://127.0.0.1:9/v1", ""),
+        &openai_model(&format!("http://127.0.0.1:{port}/v1"), ""),
         "max_retries: 1, backoff_base_s: 0.01, backoff_max_s: 0.01",
     );
     exp(ws.path()).args(["run", "--run-id", "down"]).assert().failure();
