@@ -31,6 +31,7 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         crate::store::Error,
         crate::store::remote::Error,
         crate::eval::runner::RunError,
+        crate::eval::config::ConfigError,
         crate::eval::report::ReportError,
         crate::diff::Error,
         crate::import::Error,

@@ -78,6 +78,13 @@ mod tests {
             std::process::Command::new("git")
                 .args(args)
                 .current_dir(d)
+                // The machine's git settings (commit signing) and a caller's repository (a
+                // hook's GIT_DIR) are not the test's.
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env_remove("GIT_DIR")
+                .env_remove("GIT_WORK_TREE")
+                .env_remove("GIT_INDEX_FILE")
                 .env("GIT_AUTHOR_NAME", "t")
                 .env("GIT_AUTHOR_EMAIL", "t@t")
                 .env("GIT_COMMITTER_NAME", "t")

@@ -45,7 +45,9 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Whether GET /v1/models answers 200, with a raw request (no HTTP client in the test).
+/// Whether GET /v1/models answers 200 with our model, with a raw request (no HTTP client in the
+/// test). The model's name matters: the port was free when chosen, but until our server binds
+/// it another test's server may have taken it, and would answer 200 too.
 fn ready(port: u16) -> bool {
     use std::io::Write;
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
@@ -57,7 +59,7 @@ fn ready(port: u16) -> bool {
     }
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200")
+    buf.starts_with("HTTP/1.1 200") && buf.contains("llama-2-tiny-random")
 }
 
 /// Starts the server; a port taken between choosing and binding is retried with another.

@@ -12,7 +12,7 @@ use predicates::prelude::*;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use common::exp;
+use common::{exp, exp_process};
 
 /// A real S3 server with files on disk and SigV4 auth, killed when dropped.
 struct S3Server {
@@ -108,8 +108,7 @@ impl Where<'_> {
 
     /// The same as `cmd`, as a plain process a test can start and wait for.
     fn spawnable(&self, dir: &Path) -> StdCommand {
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("exp"));
-        c.current_dir(dir).env_remove("EXP_LOG").env("NO_COLOR", "1");
+        let mut c = exp_process(dir);
         c.envs(self.s3.map(|s| s.env()).unwrap_or_default());
         c
     }
@@ -528,12 +527,16 @@ fn two_concurrent_pushers_to_s3_exactly_one_wins() {
 /// only what is missing and completes it.
 fn killed_push_resumes(r: &Where, tmp: &TempDir) {
     let a = workspace(tmp, "alice");
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        ("f1.bin", noise(1, 60_000)),
-        ("f2.bin", noise(2, 60_000)),
-        ("f3.bin", noise(3, 60_000)),
-        ("f4.bin", noise(4, 60_000)),
-    ];
+    // Each file fills a pack of its own: 6 packs or more. A push uploads 4 at once and a 5th
+    // starts only after one of those finished (and its hook killed the process), so some
+    // objects are always left for the next push, however the uploads' timing falls. With 4
+    // files that held only while the small objects made a 5th pack of their own (they do in
+    // today's walk order); in 4 packs, all could land before the kill, leaving nothing to send.
+    let files: Vec<(String, Vec<u8>)> =
+        (1..=6).map(|i| (format!("f{i}.bin"), noise(i, 60_000))).collect();
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    // Objects: the commit, its tree, run.json and the 6 files.
+    let total = 9;
     commit_run(&a, "big", &files);
     exp(&a).args(["remote", "add", "origin", &r.url]).assert().success();
     let out = r
@@ -562,7 +565,7 @@ fn killed_push_resumes(r: &Where, tmp: &TempDir) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json_of(&out.stdout);
     let sent = report["transfer"]["objects"].as_u64().unwrap();
-    assert!(sent > 0 && sent < 7, "resumed push sent only what was missing: {report}");
+    assert!(sent > 0 && sent < total, "resumed push sent only what was missing: {report}");
     assert_eq!(remote_ref(r, "runs/big"), rev(&a, "runs/big"));
 
     let b = tmp.path().join("bob");
@@ -690,4 +693,79 @@ fn a_tag_that_differs_on_the_remote_is_a_conflict_and_stays() {
     // Pulling does not move it back either.
     exp(&a).arg("pull").assert().code(1).stderr(predicate::str::contains("tags/best"));
     assert_eq!(rev(&a, "tags/best"), rev(&a, "runs/r2"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// pruning: tracking refs of refs gone from the remote
+
+/// Runs and a tag deleted on the remote (its ref files removed, as FORMAT.md says a deletion is
+/// done) leave no tracking ref behind after the next fetch or pull, which say what they pruned;
+/// local runs of those names, and tracking refs still on the remote, stay.
+fn gone_refs_are_pruned(r: &Where, tmp: &TempDir) {
+    let a = workspace(tmp, "alice");
+    commit_run(&a, "r1", &sample_files(1));
+    commit_run(&a, "r2", &sample_files(2));
+    exp(&a).args(["tag", "old", "r1"]).assert().success();
+    exp(&a).args(["remote", "add", "origin", &r.url]).assert().success();
+    r.cmd(&a).args(["push", "--all"]).assert().success();
+    let b = tmp.path().join("bob");
+    r.cmd(tmp.path()).args(["clone", &r.url]).arg(&b).assert().success();
+    assert!(rev(&b, "remotes/origin/runs/r2").is_some());
+
+    for gone in ["runs/r2", "tags/old"] {
+        std::fs::remove_file(r.dir.join("refs").join(gone)).unwrap();
+    }
+    let out = r.cmd(&b).args(["fetch", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json_of(&out.stdout);
+    let mut pruned: Vec<(&str, &str)> = report["refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["status"] == "pruned")
+        .map(|u| (u["name"].as_str().unwrap(), u["old"].as_str().unwrap()))
+        .collect();
+    pruned.sort();
+    let (r1, r2) = (rev(&a, "runs/r1").unwrap(), rev(&a, "runs/r2").unwrap());
+    assert_eq!(pruned, vec![("runs/r2", r2.as_str()), ("tags/old", r1.as_str())], "{report}");
+    assert_eq!(rev(&b, "remotes/origin/runs/r2"), None);
+    assert_eq!(rev(&b, "remotes/origin/tags/old"), None);
+    assert_eq!(rev(&b, "remotes/origin/runs/r1"), Some(r1.clone()));
+    assert_eq!(rev(&b, "runs/r2"), Some(r2.clone()), "the local run stays");
+    assert_eq!(rev(&b, "tags/old"), Some(r1.clone()), "the local tag stays");
+    exp(&b).arg("fsck").assert().success();
+    // Pruned once: the next fetch has nothing more to say about them.
+    r.cmd(&b)
+        .arg("fetch")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("gone from the remote").not());
+
+    // The pusher's own tracking refs (made by its push) go the same way, through pull.
+    r.cmd(&a)
+        .arg("pull")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("pruned remotes/origin/runs/r2: gone from the remote"))
+        .stdout(predicate::str::contains("pruned remotes/origin/tags/old: gone from the remote"));
+    assert_eq!(rev(&a, "remotes/origin/runs/r2"), None);
+    assert_eq!(rev(&a, "runs/r2"), Some(r2));
+    let out = exp(&a).args(["log", "--all"]).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(!log.contains("remotes/origin/runs/r2"), "a pruned ref is not listed:\n{log}");
+}
+
+#[test]
+fn fetch_and_pull_prune_tracking_refs_gone_from_a_folder_remote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = folder_remote(&tmp);
+    gone_refs_are_pruned(&r, &tmp);
+}
+
+#[test]
+fn fetch_and_pull_prune_tracking_refs_gone_from_s3() {
+    let Some(s3) = S3Server::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let r = s3_remote(&s3, "pruned");
+    gone_refs_are_pruned(&r, &tmp);
 }

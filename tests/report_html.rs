@@ -3,6 +3,7 @@
 //! stays free of errors. The screenshot is kept in target/test-artifacts/ for people to look at.
 mod common;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -102,15 +103,31 @@ fn chromium(profile: &Path, args: &[&str]) -> Output {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("chromium starts");
+    // Both pipes are read while the browser runs: one that filled up (a pipe holds 64 KiB; a
+    // dumped DOM or a chatty log is more) would block Chromium forever.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().expect("wait").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("chromium did not finish within 120 s: {args:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-    child.wait_with_output().expect("chromium output")
+    };
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
 /// Console errors and uncaught exceptions, as Chromium logs them with --enable-logging=stderr.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{csv_rows, exp, labelled_jsonl, write_files};
+use common::{csv_rows, exp, exp_process, labelled_jsonl, write_files};
 use predicates::prelude::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -484,16 +484,21 @@ fn retry_after_is_honoured() {
 
 #[test]
 fn truncated_malformed_and_slow_answers_are_retried() {
+    // The slow answer never comes in time. The timeout is long enough that the 4th attempt's
+    // prompt answer always beats it, even on a loaded machine (0.5 s did not: the 4th attempt
+    // could time out too, and then the count of attempts was 5).
     let server = Server::start(|n, _| match n {
         1 => Reply::Truncated,
         2 => Reply::Malformed,
-        3 => Reply::Slow(Duration::from_secs(3)),
+        3 => Reply::Slow(Duration::from_secs(600)),
         _ => Reply::Ok,
     });
+    // All 8 requests in flight at once, so the run waits for one timeout, not two in a row.
+    let model = openai_model(&server.url, "").replace("max_connections: 4", "max_connections: 8");
     let ws = workspace(
         4,
-        &openai_model(&server.url, ""),
-        "max_retries: 5, backoff_base_s: 0.01, backoff_max_s: 0.05, timeout_s: 0.5",
+        &model,
+        "max_retries: 5, backoff_base_s: 0.01, backoff_max_s: 0.05, timeout_s: 3",
     );
     exp(ws.path()).args(["run", "--run-id", "t"]).assert().success();
     let lines = journal_lines(&trial_dir(ws.path(), "t"));
@@ -548,12 +553,22 @@ fn a_client_error_is_not_retried_and_a_run_where_everything_failed_says_so() {
     assert_eq!(read_json(&run_dir(ws.path(), "bad").join("run.json"))["status"], "failed");
 }
 
+/// A loopback port that refuses every connection for as long as the socket lives: bound, so no
+/// other test or program can take it, but never listening. (A fixed port such as 9 is closed
+/// only on machines where nothing happens to serve it.)
+fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
 #[test]
 fn an_unreachable_endpoint_ends_as_recorded_connection_errors() {
-    // Port 9 (discard) on loopback is closed: every connection is refused.
+    let (_socket, port) = refusing_port();
     let ws = workspace(
         2,
-        &openai_model("http://127.0.0.1:9/v1", ""),
+        &openai_model(&format!("http://127.0.0.1:{port}/v1"), ""),
         "max_retries: 1, backoff_base_s: 0.01, backoff_max_s: 0.01",
     );
     exp(ws.path()).args(["run", "--run-id", "down"]).assert().failure();
@@ -568,21 +583,11 @@ fn an_unreachable_endpoint_ends_as_recorded_connection_errors() {
 // ---------------------------------------------------------------------------------------------
 // Crashes, interruptions and resume
 
-fn exp_bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("exp")
-}
-
 /// `exp ARGS` started in `dir` without waiting; `capture` pipes its output for `interrupt`,
 /// otherwise it goes nowhere (a killed child's output is never read).
 fn spawn_exp(dir: &Path, args: &[&str], capture: bool) -> std::process::Child {
     let out = || if capture { Stdio::piped() } else { Stdio::null() };
-    std::process::Command::new(exp_bin())
-        .current_dir(dir)
-        .args(args)
-        .stdout(out())
-        .stderr(out())
-        .spawn()
-        .unwrap()
+    exp_process(dir).args(args).stdout(out()).stderr(out()).spawn().unwrap()
 }
 
 /// Ctrl-C (SIGINT) to `child`, then its exit status and output.
@@ -618,7 +623,13 @@ fn a_run_killed_with_sigkill_resumes_without_resending_journaled_requests() {
     let ws = workspace(40, &openai_model(&server.url, ""), FAST);
     let mut child =
         spawn_exp(ws.path(), &["run", "--run-id", "k", "--parts-per-dataset", "2"], false);
-    wait_until("15 answers journaled", || journaled(&run_dir(ws.path(), "k")) >= 15);
+    // Kill only once the server holds all 4 requests exp may have in flight (max_connections):
+    // exp can send nothing more, so no request of the killed run can reach the server after
+    // `before` is read below and pass for one the resumed run sent.
+    wait_until("15 answers journaled and 4 requests held", || {
+        journaled(&run_dir(ws.path(), "k")) >= 15
+            && server.state.in_flight.load(Ordering::SeqCst) >= 4
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let run = read_json(&run_dir(ws.path(), "k").join("run.json"));
@@ -868,10 +879,11 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         .assert()
         .success();
     let plan: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    assert_eq!(plan["requests"], 192);
-    assert_eq!(plan["max_output_tokens"], 192 * 1024);
-    assert!(plan["est_input_tokens"].as_u64().unwrap() > 192 * 20);
-    assert!(plan["max_usd"].as_f64().unwrap() > plan["est_input_usd"].as_f64().unwrap());
+    let totals = &plan["totals"];
+    assert_eq!(totals["requests"], 192);
+    assert_eq!(totals["max_output_tokens"], 192 * 1024);
+    assert!(totals["est_input_tokens"].as_u64().unwrap() > 192 * 20);
+    assert!(totals["max_usd"].as_f64().unwrap() > totals["est_input_usd"].as_f64().unwrap());
 }
 
 #[test]
@@ -1303,4 +1315,102 @@ fn repeats_and_clusters_reach_the_result_files() {
         .collect();
     assert!(ids.contains("d:c0:control:r2"), "{ids:?}");
     assert_eq!(ids.len(), 24);
+}
+
+// ---------------------------------------------------------------------------------------------
+// --json: one document on stdout, everything else on stderr
+
+/// stdout parsed as exactly one JSON document (`from_slice` refuses anything after it).
+fn one_json_document(stdout: &[u8]) -> Value {
+    serde_json::from_slice(stdout).unwrap_or_else(|e| {
+        panic!("stdout is not one JSON document ({e}):\n{}", String::from_utf8_lossy(stdout))
+    })
+}
+
+#[test]
+fn run_json_prints_one_document_with_id_folder_status_trials_and_totals() {
+    let server = Server::start(|_, _| Reply::Ok);
+    let ws = workspace(6, &openai_model(&server.url, ""), FAST);
+    let out = exp(ws.path())
+        .args(["run", "--run-id", "j", "--archive", "--json", "--parts-per-dataset", "2"])
+        .assert()
+        .success();
+    let doc = one_json_document(&out.get_output().stdout);
+    assert_eq!(doc["run_id"], "j");
+    assert_eq!(doc["run_dir"], run_dir(ws.path(), "j").display().to_string());
+    assert_eq!(doc["status"], "complete");
+    assert_eq!(doc["sent"], 12);
+    let trials = doc["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 1);
+    assert_eq!(trials[0]["slug"], "m-ps-t0-tp1-mx16");
+    assert_eq!(trials[0]["metrics"]["control"]["n"], 6);
+    assert_eq!(doc["totals"]["requests"], 12);
+    assert_eq!(
+        doc["totals"]["input_tokens"].as_u64().unwrap(),
+        server.state.prompt_tokens.load(Ordering::SeqCst)
+    );
+    // The same numbers the run wrote to its manifest.
+    let manifest = read_json(&run_dir(ws.path(), "j").join("multi_trial_manifest.json"));
+    assert_eq!(doc["totals"], manifest["totals"]);
+    assert_eq!(doc["trials"], manifest["trials"]);
+    assert_eq!(doc["datasets"][0]["items"], 6);
+    assert_eq!(doc["archived"]["created_store"], true);
+    assert_eq!(doc["archived"]["commit"], tip(ws.path(), "j")["id"]);
+    // What a person would read goes to stderr, never into the document.
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(!stderr.contains('{'), "{stderr}");
+}
+
+#[test]
+fn run_json_of_a_failed_run_is_still_one_document_and_the_error_goes_to_stderr() {
+    let server = Server::start(|_, _| Reply::Status(400, None));
+    let ws = workspace(2, &openai_model(&server.url, ""), FAST);
+    let out = exp(ws.path()).args(["run", "--run-id", "f", "--json"]).assert().code(1);
+    let doc = one_json_document(&out.get_output().stdout);
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(doc["failures"], 4);
+    assert_eq!(doc["totals"]["failures"], 4);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("error: run f: every request failed"), "{stderr}");
+    assert!(stderr.contains("hint: "), "{stderr}");
+}
+
+#[test]
+fn run_json_warnings_go_to_stderr_and_into_the_document() {
+    let ws = workspace(3, &sim_model(), "");
+    exp(ws.path()).args(["run", "--run-id", "base", "--archive"]).assert().success();
+    std::fs::write(ws.path().join("config/prompts/control.txt"), "A new control prompt.").unwrap();
+    let out = exp(ws.path())
+        .args(["run", "--run-id", "w", "--condition", "treatment", "--baseline", "base", "--json"])
+        .assert()
+        .success();
+    let doc = one_json_document(&out.get_output().stdout);
+    let warnings = doc["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("differs")), "{doc}");
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("warning: ") && stderr.contains("differs"), "{stderr}");
+}
+
+#[test]
+fn dry_run_json_is_one_document_shaped_like_a_run_and_writes_nothing() {
+    let ws = workspace(5, &sim_model(), "");
+    let out = exp(ws.path())
+        .args(["run", "--dry-run", "--json", "--run-id", "p", "--parts-per-dataset", "2"])
+        .assert()
+        .success();
+    let plan = one_json_document(&out.get_output().stdout);
+    assert_eq!(plan["run_id"], "p");
+    assert_eq!(plan["run_dir"], run_dir(ws.path(), "p").display().to_string());
+    assert_eq!(plan["status"], "planned");
+    assert_eq!(plan["trials"][0]["slug"], "sim-ps-t0-tp1-mx16");
+    assert_eq!(plan["totals"]["jobs"], 4);
+    assert_eq!(plan["totals"]["requests"], 10);
+    assert_eq!(plan["totals"]["max_output_tokens"], 10 * 16);
+    assert!(!ws.path().join("experiments").exists() && !ws.path().join("prepared").exists());
+    // A new run without --run-id is named when it starts: the plan cannot know its folder.
+    let out = exp(ws.path()).args(["run", "--dry-run", "--json"]).assert().success();
+    let plan = one_json_document(&out.get_output().stdout);
+    assert_eq!(plan["run_id"], Value::Null);
+    assert_eq!(plan["run_dir"], Value::Null);
+    assert_eq!(plan["totals"]["requests"], 10);
 }

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use common::exp;
+use common::{exp, exp_process};
 use predicates::prelude::*;
 use tempfile::TempDir;
 
@@ -163,8 +163,8 @@ fn file_hash(p: &Path) -> String {
 /// `limit` bytes, so an exp that tried to hold a big file in memory would fail.
 fn exp_capped(dir: &Path, args: &[&str], limit: u64) -> std::process::Output {
     use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("exp"));
-    cmd.current_dir(dir).args(args);
+    let mut cmd = exp_process(dir);
+    cmd.args(args);
     // SAFETY: only async-signal-safe setrlimit runs between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -750,14 +750,8 @@ fn two_concurrent_committers_both_succeed_or_one_says_locked() {
     }
     exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
     fs::write(a.join("changed.txt"), "a").unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("exp");
-    let spawn = |dir: &str| {
-        std::process::Command::new(&bin)
-            .args(["commit", dir, "--run", "r1"])
-            .current_dir(ws.path())
-            .output()
-            .unwrap()
-    };
+    let spawn =
+        |dir: &str| exp_process(ws.path()).args(["commit", dir, "--run", "r1"]).output().unwrap();
     let (oa, ob) = std::thread::scope(|s| {
         let ta = s.spawn(|| spawn("experiments/run_r1"));
         let tb = s.spawn(|| spawn("experiments/copy"));
@@ -830,4 +824,113 @@ fn every_store_command_has_help_with_an_example() {
             .success()
             .stdout(predicate::str::contains("Example"));
     }
+}
+
+/// A workspace whose config puts run folders in `runs/` and prepared datasets in `cache/`; the
+/// rest of the config is half-edited (its dataset is gone), which status and clean never read.
+fn workspace_with_paths(paths: &str) -> TempDir {
+    let ws = workspace();
+    fs::create_dir_all(ws.path().join("config")).unwrap();
+    fs::write(
+        ws.path().join("config/eval_config.yaml"),
+        format!("paths: {paths}\ndatasets:\n  - {{name: d, path: data/gone.jsonl}}\nmodels: []\n"),
+    )
+    .unwrap();
+    ws
+}
+
+/// A committed-or-not run folder at `dir` (any folder, in the workspace or not).
+fn plain_run(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join("run.json"), r#"{"format":1,"status":"complete"}"#).unwrap();
+}
+
+#[test]
+fn status_and_clean_look_where_the_default_config_puts_runs_and_prepared_data() {
+    let ws = workspace_with_paths("{experiments_dir: runs, prepared_dir: cache}");
+    plain_run(&ws.path().join("runs/run_a"));
+    plain_run(&ws.path().join("runs/run_b"));
+    // Not where this workspace keeps runs: neither listed nor removed.
+    plain_run(&ws.path().join("experiments/run_x"));
+    fs::create_dir_all(ws.path().join("cache")).unwrap();
+    fs::write(ws.path().join("cache/d.jsonl"), "{}\n").unwrap();
+    fs::create_dir_all(ws.path().join("prepared")).unwrap();
+    exp(ws.path()).args(["commit", "runs/run_a"]).assert().success();
+    let st = json(exp(ws.path()).args(["status", "--json"]));
+    let states: Vec<(&str, &str)> = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["path"].as_str().unwrap(), r["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, vec![("runs/run_a", "clean"), ("runs/run_b", "untracked")]);
+    // From a subfolder too, as `exp run` finds the config.
+    let out = stdout(exp(&ws.path().join("runs")).arg("status"));
+    assert!(out.contains("runs/run_a") && !out.contains("run_x"), "{out}");
+    let out = stdout(exp(ws.path()).args(["clean", "--clean-prepared"]));
+    assert!(out.contains("removed runs/run_a") && out.contains("removed cache/"), "{out}");
+    assert!(out.contains("kept runs/run_b: never committed"), "{out}");
+    assert!(!ws.path().join("runs/run_a").exists() && !ws.path().join("cache").exists());
+    assert!(ws.path().join("experiments/run_x").exists() && ws.path().join("prepared").exists());
+    // The removed run comes back where it was committed from.
+    exp(ws.path()).args(["checkout", "a"]).assert().success();
+    assert!(ws.path().join("runs/run_a/run.json").is_file());
+}
+
+#[test]
+fn status_and_clean_take_a_config_flag_and_runs_outside_the_workspace() {
+    let ws = workspace();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let runs = elsewhere.path().join("team runs");
+    fs::write(
+        ws.path().join("other.yaml"),
+        format!("paths:\n  experiments_dir: {}\n", runs.display()),
+    )
+    .unwrap();
+    plain_run(&runs.join("run_far"));
+    plain_run(&ws.path().join("experiments/run_near"));
+    exp(ws.path()).arg("commit").arg(runs.join("run_far")).assert().success();
+    // Without the flag: the workspace has no config, so experiments/ it is.
+    let st = json(exp(ws.path()).args(["status", "--json"]));
+    assert_eq!(st[0]["path"], "experiments/run_near");
+    assert_eq!(st.as_array().unwrap().len(), 1);
+    let st = json(exp(ws.path()).args(["status", "--json", "--config", "other.yaml"]));
+    assert_eq!(st[0]["path"], runs.join("run_far").display().to_string());
+    assert_eq!(st[0]["state"], "clean");
+    let out = stdout(exp(ws.path()).args(["clean", "-c", "other.yaml"]));
+    assert!(out.contains(&format!("removed {}", runs.join("run_far").display())), "{out}");
+    assert!(!runs.join("run_far").exists() && ws.path().join("experiments/run_near").exists());
+    let out = stdout(exp(ws.path()).args(["status", "--config", "other.yaml"]));
+    assert!(out.contains(&format!("no run folders in {}/", runs.display())), "{out}");
+}
+
+#[test]
+fn status_and_clean_refuse_a_missing_config_and_folders_clean_must_not_delete() {
+    let ws = workspace();
+    for cmd in ["status", "clean"] {
+        exp(ws.path())
+            .args([cmd, "--config", "nope.yaml"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("cannot read config nope.yaml"))
+            .stderr(predicate::str::contains("hint: pass an existing file with --config"));
+    }
+    // `--clean-prepared` deletes prepared_dir: a config where it holds raw data is refused.
+    let ws = workspace_with_paths("{data_dir: data, prepared_dir: data}");
+    fs::create_dir_all(ws.path().join("data")).unwrap();
+    fs::write(ws.path().join("data/raw.jsonl"), "{}\n").unwrap();
+    exp(ws.path())
+        .args(["clean", "--clean-prepared"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("`paths.prepared_dir` `data` holds data_dir `data`"))
+        .stderr(predicate::str::contains("line 1"))
+        .stderr(predicate::str::contains("hint: give prepared_dir a folder of its own"));
+    assert!(ws.path().join("data/raw.jsonl").is_file());
+    let ws = workspace_with_paths("{experiments_dir: .}");
+    exp(ws.path())
+        .arg("status")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is the workspace itself"));
 }

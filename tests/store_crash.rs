@@ -4,10 +4,9 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::exp;
+use common::{exp, exp_process};
 use rand::{Rng, SeedableRng};
 
 fn json(cmd: &mut assert_cmd::Command) -> serde_json::Value {
@@ -44,7 +43,6 @@ fn commit_killed_at_random_moments_leaves_fsck_clean_and_the_ref_old_or_new() {
             .collect();
         fs::write(run.join(format!("part-{i:04}.csv")), rows).unwrap();
     }
-    let bin = assert_cmd::cargo::cargo_bin("exp");
     let started = Instant::now();
     exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
     // Kill moments are drawn from [0, window); a kill that lands after the commit finished
@@ -75,9 +73,8 @@ fn commit_killed_at_random_moments_leaves_fsck_clean_and_the_ref_old_or_new() {
             .as_str()
             .unwrap()
             .to_string();
-        let mut child = Command::new(&bin)
+        let mut child = exp_process(ws.path())
             .args(["commit", "experiments/run_r1"])
-            .current_dir(ws.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

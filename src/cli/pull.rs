@@ -31,6 +31,10 @@ pub fn run(ctx: &Context, args: &PullArgs) -> anyhow::Result<()> {
         ui::print_json(&report)?;
     } else {
         super::fetch::print_refs(&report.refs, "");
+        let pruned = report.fetch.refs.iter().filter(|u| u.status == RefStatus::Pruned);
+        for u in pruned {
+            println!("pruned remotes/{}/{}: gone from the remote", report.fetch.remote, u.name);
+        }
         super::fetch::print_received(&report.fetch);
     }
     let conflicts: Vec<String> = report

@@ -22,7 +22,7 @@ use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary
   exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID")]
 pub struct RunArgs {
     /// The experiment definition (YAML)
-    #[arg(long, short = 'c', value_name = "FILE", default_value = "config/eval_config.yaml")]
+    #[arg(long, short = 'c', value_name = "FILE", default_value = exp::eval::config::DEFAULT_CONFIG)]
     pub config: PathBuf,
 
     /// Run id (folder experiments/run_<ID>) [default: the UTC start time, 20251127-130501]
@@ -84,14 +84,7 @@ pub enum ConditionArg {
 
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     let workspace = workspace(ctx)?;
-    let config = if args.config.is_relative()
-        && !args.config.exists()
-        && workspace.join(&args.config).exists()
-    {
-        workspace.join(&args.config)
-    } else {
-        args.config.clone()
-    };
+    let config = exp::eval::config::locate(&args.config, &workspace);
     let opts = RunOptions {
         config,
         workspace: workspace.clone(),
@@ -176,9 +169,20 @@ fn usd(x: f64) -> String {
     }
 }
 
+/// `--json`: one document on stdout, shaped like a finished run's (id, folder, status, trials,
+/// totals), so a script reads both the same way.
 fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
     if json {
-        return ui::print_json(plan);
+        return ui::print_json(&serde_json::json!({
+            "run_id": plan.run_id,
+            "run_dir": plan.run_dir,
+            "status": "planned",
+            "conditions": plan.conditions,
+            "parts_per_dataset": plan.parts_per_dataset,
+            "trials": plan.trials,
+            "totals": plan.totals,
+            "unpriced_models": plan.unpriced_models,
+        }));
     }
     let mut t = ui::table([
         "trial",
@@ -202,22 +206,23 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
     }
     println!("{t}");
     let conds: Vec<&str> = plan.conditions.iter().map(|c| c.as_str()).collect();
+    let tot = &plan.totals;
     println!(
         "dry run: {} trials × {} · {} jobs ({} parts per dataset) · {} requests",
         plan.trials.len(),
         conds.join("+"),
-        plan.jobs,
+        tot.jobs,
         plan.parts_per_dataset,
-        plan.requests
+        tot.requests
     );
     println!(
         "estimated input tokens {} (about 4 characters a token); output at most {} (max_tokens)",
-        plan.est_input_tokens, plan.max_output_tokens
+        tot.est_input_tokens, tot.max_output_tokens
     );
     println!(
         "estimated cost: {} for input, at most {} in all",
-        usd(plan.est_input_usd),
-        usd(plan.max_usd)
+        usd(tot.est_input_usd),
+        usd(tot.max_usd)
     );
     if !plan.unpriced_models.is_empty() {
         println!(
@@ -229,8 +234,16 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `--json`: one document on stdout (progress, warnings and errors go to stderr), also for an
+/// incomplete or failed run, whose exit code still says so.
 fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Result<()> {
+    let warn = || {
+        for w in &s.warnings {
+            eprintln!("warning: {w}");
+        }
+    };
     if json {
+        warn();
         let v = serde_json::json!({
             "run_id": s.run_id,
             "run_dir": s.run_dir,
@@ -240,11 +253,16 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
             "sent": s.outcome.sent,
             "failures": s.outcome.failures,
             "interrupted": s.outcome.interrupted,
+            "trials": s.manifest.trials,
+            "totals": s.manifest.totals,
+            "datasets": s.datasets.iter().map(|(name, items, prepared)| serde_json::json!({
+                "name": name, "items": items, "prepared": prepared,
+            })).collect::<Vec<_>>(),
             "archived": archived.map(|a| serde_json::json!({
                 "commit": a.commit, "created_store": a.created_store, "unchanged": a.unchanged,
+                "store": a.store_dir,
             })),
             "warnings": s.warnings,
-            "manifest": s.manifest,
         });
         return ui::print_json(&v);
     }
@@ -310,9 +328,7 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
         let note = if a.unchanged { " (unchanged since its last commit)" } else { "" };
         println!("archived: runs/{} -> {short}{note}", s.run_id);
     }
-    for w in &s.warnings {
-        eprintln!("warning: {w}");
-    }
+    warn();
     Ok(())
 }
 

@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use clap::Args;
 use exp::store::workspace::{self, State};
 use exp::store::worktree::ChangeKind;
@@ -5,22 +7,34 @@ use exp::store::worktree::ChangeKind;
 use super::init::open_repo;
 use super::{Context, ui};
 
-/// Each run folder under experiments/ against the store: clean, modified, or untracked.
+/// Each run folder against the store: clean, modified, or untracked.
+///
+/// Run folders are looked for where the config's paths.experiments_dir puts them (experiments/
+/// without a config).
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  exp status\n  exp status --json")]
+#[command(
+    after_help = "Examples:\n  exp status\n  exp status --json\n  exp status --config cfg.yaml   # runs where cfg.yaml's paths.experiments_dir says"
+)]
 pub struct StatusArgs {
+    /// The config whose paths.experiments_dir holds the runs [default: config/eval_config.yaml
+    /// when the workspace has it, else experiments/]
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the status as JSON
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<()> {
     let repo = open_repo(ctx)?;
-    let runs = workspace::status(&repo)?;
+    let folders = exp::eval::config::workspace_folders(args.config.as_deref(), repo.workspace())?;
+    let runs = workspace::status(&repo, &folders)?;
     if args.json {
         return ui::print_json(&runs);
     }
     if runs.is_empty() {
-        println!("no run folders in experiments/");
+        let (shown, _) = repo.workspace_key(&folders.experiments)?;
+        println!("no run folders in {shown}/");
         return Ok(());
     }
     let mut t = ui::table(["folder", "state", "ref", "changes"]);

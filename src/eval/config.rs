@@ -6,7 +6,7 @@
 //! such as `temprature` must never silently fall back to a default.
 //! Secrets never live here: a model names the environment variable holding its key.
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -382,17 +382,156 @@ impl LoadedConfig {
 
 /// Reads and validates `path`; relative paths inside resolve against `workspace`.
 pub fn load(path: &Path, workspace: &Path) -> Result<LoadedConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    let config: Config = serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        line: e.location().map(|l| l.line()),
-        message: strip_location(&e.to_string()),
-    })?;
+    let text = read(path)?;
+    let config: Config = parse(path, &text)?;
     let loaded =
         LoadedConfig { config, path: path.to_path_buf(), workspace: workspace.to_path_buf(), text };
     validate(&loaded)?;
     Ok(loaded)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        line: e.location().map(|l| l.line()),
+        message: strip_location(&e.to_string()),
+    })
+}
+
+/// The config `exp run`, `exp status` and `exp clean` read when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "config/eval_config.yaml";
+
+/// The file a `--config` path names: as given when that exists (relative to the current
+/// folder), else the same path inside the workspace, so commands started in a subfolder still
+/// find the workspace's config.
+pub fn locate(given: &Path, workspace: &Path) -> PathBuf {
+    if given.is_relative() && !given.exists() && workspace.join(given).exists() {
+        workspace.join(given)
+    } else {
+        given.to_path_buf()
+    }
+}
+
+/// The `paths` section of the config at `path`, checked like `load` checks it, and nothing
+/// else: `exp status` and `exp clean` only need to know where run folders live, and must keep
+/// working while the experiment itself is half-edited or its data is gone.
+pub fn load_paths(path: &Path, workspace: &Path) -> Result<Paths, ConfigError> {
+    #[derive(Deserialize)]
+    struct PathsOnly {
+        #[serde(default)]
+        paths: Paths,
+        #[serde(default)]
+        datasets: serde_yaml::Value,
+    }
+    let text = read(path)?;
+    let only: PathsOnly = parse(path, &text)?;
+    let datasets: Vec<PathBuf> = only
+        .datasets
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("path")?.as_str().map(PathBuf::from))
+        .collect();
+    check_paths(path, &text, &only.paths, &datasets, workspace)?;
+    Ok(only.paths)
+}
+
+/// The run and prepared folders of `workspace` for `exp status` and `exp clean`: from the
+/// config `--config` names; without one, from the default config when the workspace has it;
+/// else `experiments/` and `prepared/`.
+pub fn workspace_folders(
+    config: Option<&Path>,
+    workspace: &Path,
+) -> Result<crate::store::workspace::Folders, ConfigError> {
+    let paths = match config {
+        Some(given) => load_paths(&locate(given, workspace), workspace)?,
+        None => {
+            let default = locate(Path::new(DEFAULT_CONFIG), workspace);
+            if default.exists() { load_paths(&default, workspace)? } else { Paths::default() }
+        }
+    };
+    Ok(crate::store::workspace::Folders {
+        experiments: workspace.join(&paths.experiments_dir),
+        prepared: workspace.join(&paths.prepared_dir),
+    })
+}
+
+/// `p` without `.` and `..` components (lexically: the folders need not exist yet).
+fn normalize(p: &Path) -> PathBuf {
+    let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `exp clean` deletes run folders and, with `--clean-prepared`, the prepared folder: neither
+/// may hold what the store cannot give back (the store itself, the config, the raw datasets).
+fn check_paths(
+    path: &Path,
+    text: &str,
+    paths: &Paths,
+    datasets: &[PathBuf],
+    workspace: &Path,
+) -> Result<(), ConfigError> {
+    let ws = normalize(workspace);
+    let abs = |p: &Path| normalize(&workspace.join(p));
+    let invalid = |key: &str, problem: String, fix: &str| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key: format!("paths.{key}"),
+        line: text.lines().position(|l| l.contains(key)).map(|i| i + 1),
+        problem,
+        fix: fix.to_string(),
+    };
+    let experiments = abs(&paths.experiments_dir);
+    let prepared = abs(&paths.prepared_dir);
+    for (key, dir, given) in [
+        ("experiments_dir", &experiments, &paths.experiments_dir),
+        ("prepared_dir", &prepared, &paths.prepared_dir),
+    ] {
+        if ws.starts_with(dir) {
+            return Err(invalid(
+                key,
+                format!("`{}` is the workspace itself or a folder above it", given.display()),
+                "give it a folder of its own, e.g. experiments or prepared: `exp clean` deletes \
+                 what it holds",
+            ));
+        }
+    }
+    if experiments.starts_with(&prepared) || prepared.starts_with(&experiments) {
+        return Err(invalid(
+            "prepared_dir",
+            format!(
+                "`{}` overlaps experiments_dir `{}`",
+                paths.prepared_dir.display(),
+                paths.experiments_dir.display()
+            ),
+            "keep prepared datasets and run folders apart: `exp clean --clean-prepared` deletes \
+             prepared_dir",
+        ));
+    }
+    let raw = std::iter::once(("data_dir", &paths.data_dir))
+        .chain(datasets.iter().map(|d| ("the dataset", d)));
+    if let Some((what, held)) = raw.into_iter().find(|(_, d)| abs(d).starts_with(&prepared)) {
+        return Err(invalid(
+            "prepared_dir",
+            format!("`{}` holds {what} `{}`", paths.prepared_dir.display(), held.display()),
+            "give prepared_dir a folder of its own: `exp clean --clean-prepared` deletes it",
+        ));
+    }
+    Ok(())
 }
 
 /// serde_yaml appends " at line L column C"; the error already carries the line.
@@ -426,6 +565,8 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
         }
         l.require_file(&format!("{key}.path"), &d.path)?;
     }
+    let datasets: Vec<PathBuf> = c.datasets.iter().map(|d| d.path.clone()).collect();
+    check_paths(&l.path, &l.text, &c.paths, &datasets, &l.workspace)?;
     if c.models.is_empty() {
         return Err(l.invalid(
             "models",
@@ -712,6 +853,34 @@ mod tests {
         let p = write(ws.path(), "c.yaml", &text);
         let msg = load(&p, ws.path()).unwrap_err().to_string();
         assert!(msg.contains("scoring.extract"), "{msg}");
+    }
+
+    #[test]
+    fn folders_clean_deletes_may_not_hold_the_workspace_or_raw_data() {
+        let ws = workspace();
+        for (paths, key) in [
+            ("{experiments_dir: .}", "paths.experiments_dir"),
+            ("{prepared_dir: ..}", "paths.prepared_dir"),
+            ("{experiments_dir: out, prepared_dir: out/prep}", "paths.prepared_dir"),
+            ("{prepared_dir: data/..}", "paths.prepared_dir"),
+            ("{prepared_dir: data}", "paths.prepared_dir"),
+        ] {
+            let p = write(ws.path(), "c.yaml", &format!("paths: {paths}\n{GOOD}"));
+            let err = load(&p, ws.path()).unwrap_err();
+            assert!(err.to_string().contains(&format!("`{key}`")), "{paths}: {err}");
+            let err = load_paths(&p, ws.path()).unwrap_err();
+            assert!(err.to_string().contains("line 1"), "{paths}: {err}");
+        }
+        let p = write(
+            ws.path(),
+            "c.yaml",
+            &format!("paths: {{data_dir: raw, prepared_dir: data}}\n{GOOD}"),
+        );
+        assert!(load(&p, ws.path()).unwrap_err().to_string().contains("holds the dataset"));
+        let p = write(ws.path(), "c.yaml", "paths: {experiments_dir: runs}\nmodels: nonsense\n");
+        let paths = load_paths(&p, ws.path()).unwrap();
+        assert_eq!(paths.experiments_dir, Path::new("runs"));
+        assert_eq!(paths.prepared_dir, Path::new("prepared"));
     }
 
     #[test]

@@ -271,17 +271,27 @@ pub struct RunSummary {
 /// `--dry-run`: the plan and what it would cost, with nothing written or sent.
 #[derive(Debug, Clone, Serialize)]
 pub struct DryRun {
+    /// `--run-id`, or the run a `--resume` would continue; a new run without `--run-id` gets
+    /// its id (its start time) only when it starts.
     pub run_id: Option<String>,
+    /// The run's folder, when its id is known.
+    pub run_dir: Option<PathBuf>,
     pub conditions: Vec<Condition>,
     pub parts_per_dataset: usize,
     pub trials: Vec<DryTrial>,
+    pub totals: DryTotals,
+    pub unpriced_models: Vec<String>,
+}
+
+/// The plan's sums over its trials.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryTotals {
     pub jobs: usize,
     pub requests: u64,
     pub est_input_tokens: u64,
     pub max_output_tokens: u64,
     pub est_input_usd: f64,
     pub max_usd: f64,
-    pub unpriced_models: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -380,9 +390,10 @@ pub fn run(
     let users = render_users(&loaded, &datasets)?;
 
     if opts.dry_run {
+        let run_id = previous.as_ref().map(|p| p.run_id.clone()).or(opts.run_id.clone());
         return Ok(Outcome::Planned(dry_run(
             &loaded,
-            opts,
+            run_id.map(|id| (run_dir(&experiments, &id), id)),
             &trials,
             &jobs,
             &conditions,
@@ -1136,7 +1147,7 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
 #[allow(clippy::too_many_arguments)]
 fn dry_run(
     l: &LoadedConfig,
-    opts: &RunOptions,
+    run: Option<(PathBuf, String)>,
     trials: &[Trial],
     jobs: &[Job],
     conditions: &[Condition],
@@ -1182,16 +1193,20 @@ fn dry_run(
             max_usd,
         });
     }
+    let (run_dir, run_id) = run.unzip();
     DryRun {
-        run_id: opts.run_id.clone(),
+        run_id,
+        run_dir,
         conditions: conditions.to_vec(),
         parts_per_dataset: l.config.execution.parts_per_dataset,
-        jobs: jobs.len(),
-        requests: out.iter().map(|t| t.requests).sum(),
-        est_input_tokens: out.iter().map(|t| t.est_input_tokens).sum(),
-        max_output_tokens: out.iter().map(|t| t.max_output_tokens).sum(),
-        est_input_usd: out.iter().map(|t| t.est_input_usd).sum(),
-        max_usd: out.iter().map(|t| t.max_usd).sum(),
+        totals: DryTotals {
+            jobs: jobs.len(),
+            requests: out.iter().map(|t| t.requests).sum(),
+            est_input_tokens: out.iter().map(|t| t.est_input_tokens).sum(),
+            max_output_tokens: out.iter().map(|t| t.max_output_tokens).sum(),
+            est_input_usd: out.iter().map(|t| t.est_input_usd).sum(),
+            max_usd: out.iter().map(|t| t.max_usd).sum(),
+        },
         trials: out,
         unpriced_models: unpriced,
     }

@@ -1,5 +1,6 @@
-//! The workspace against the store: `status` of every run folder under `experiments/`, and
-//! `clean` (checkout reset) that removes only what the store can give back.
+//! The workspace against the store: `status` of every run folder (under `experiments/`, or
+//! wherever the config's `paths.experiments_dir` puts them), and `clean` (checkout reset) that
+//! removes only what the store can give back.
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -13,10 +14,28 @@ use super::worktree::{self, Change};
 use super::{ObjectId, Repo};
 use crate::progress::Progress;
 
-/// Where run folders live, relative to the workspace.
+/// Where run folders live, relative to the workspace, unless the config says otherwise.
 pub const EXPERIMENTS_DIR: &str = "experiments";
-/// Prepared datasets (derived from `data/`, rebuilt on demand).
+/// Prepared datasets (derived from `data/`, rebuilt on demand), unless the config says otherwise.
 pub const PREPARED_DIR: &str = "prepared";
+
+/// Where a workspace keeps its run folders and its prepared datasets (the config's `paths`,
+/// resolved: `exp::eval::config::workspace_folders`).
+#[derive(Debug, Clone)]
+pub struct Folders {
+    pub experiments: PathBuf,
+    pub prepared: PathBuf,
+}
+
+impl Folders {
+    /// `experiments/` and `prepared/` in `workspace`: the layout of a workspace without a config.
+    pub fn standard(workspace: &Path) -> Folders {
+        Folders {
+            experiments: workspace.join(EXPERIMENTS_DIR),
+            prepared: workspace.join(PREPARED_DIR),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,8 +50,10 @@ pub enum State {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunStatus {
-    /// Workspace-relative folder, e.g. `experiments/run_X`.
+    /// Workspace-relative folder, e.g. `experiments/run_X` (absolute when it lies outside).
     pub path: String,
+    #[serde(skip)]
+    dir: PathBuf,
     pub run_id: String,
     pub state: State,
     /// The run's ref and commit, when committed.
@@ -41,21 +62,21 @@ pub struct RunStatus {
     pub changes: Vec<Change>,
 }
 
-/// Status of every folder directly under `experiments/`, sorted by path.
-pub fn status(repo: &Repo) -> Result<Vec<RunStatus>> {
-    let exp_dir = repo.workspace().join(EXPERIMENTS_DIR);
+/// Status of every folder directly under `folders.experiments`, sorted by path.
+pub fn status(repo: &Repo, folders: &Folders) -> Result<Vec<RunStatus>> {
+    let exp_dir = &folders.experiments;
     let mut dirs = Vec::new();
-    match fs::read_dir(&exp_dir) {
+    match fs::read_dir(exp_dir) {
         Ok(rd) => {
             for e in rd {
-                let e = e.at(&exp_dir)?;
-                if e.file_type().at(&e.path())?.is_dir() {
+                let e = e.at(exp_dir)?;
+                if e.file_type().at(&e.path())?.is_dir() && e.path() != repo.store_dir() {
                     dirs.push(e.path());
                 }
             }
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(&exp_dir, e)),
+        Err(e) => return Err(Error::io(exp_dir, e)),
     }
     dirs.sort();
     let mut index = repo.load_index();
@@ -70,8 +91,8 @@ pub fn status(repo: &Repo) -> Result<Vec<RunStatus>> {
 
 fn status_of(repo: &Repo, index: &mut super::index::Index, dir: &Path) -> Result<RunStatus> {
     let run_id = run_id_of(dir);
-    let path =
-        format!("{EXPERIMENTS_DIR}/{}", dir.file_name().unwrap_or_default().to_string_lossy());
+    // The same key `commit` files the folder's index entries under.
+    let (path, _) = repo.workspace_key(dir)?;
     let name = RefName::run(&run_id).ok();
     let commit = match &name {
         Some(n) => repo.refs.read(n)?,
@@ -80,6 +101,7 @@ fn status_of(repo: &Repo, index: &mut super::index::Index, dir: &Path) -> Result
     let Some(commit) = commit else {
         return Ok(RunStatus {
             path,
+            dir: dir.to_path_buf(),
             run_id,
             state: State::Untracked,
             ref_name: None,
@@ -92,6 +114,7 @@ fn status_of(repo: &Repo, index: &mut super::index::Index, dir: &Path) -> Result
     let state = if changes.is_empty() { State::Clean } else { State::Modified };
     Ok(RunStatus {
         path,
+        dir: dir.to_path_buf(),
         run_id,
         state,
         ref_name: name.map(|n| n.to_string()),
@@ -118,6 +141,7 @@ pub struct CleanReport {
 /// `exp checkout` restores from) and reports it. Nothing the store cannot give back is deleted.
 pub fn clean(
     repo: &Repo,
+    folders: &Folders,
     dry_run: bool,
     clean_prepared: bool,
     force: bool,
@@ -127,8 +151,8 @@ pub fn clean(
         CleanReport { dry_run, removed: vec![], kept: vec![], saved: vec![], prepared: None };
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mut to_remove: Vec<(PathBuf, String)> = Vec::new();
-    for st in status(repo)? {
-        let dir = repo.workspace().join(&st.path);
+    for st in status(repo, folders)? {
+        let dir = st.dir.clone();
         match st.state {
             State::Clean => to_remove.push((dir, st.path)),
             State::Modified | State::Untracked if force => {
@@ -172,12 +196,13 @@ pub fn clean(
         report.removed.push(rel);
     }
     if clean_prepared {
-        let p = repo.workspace().join(PREPARED_DIR);
+        let p = &folders.prepared;
         if p.is_dir() {
+            let (shown, _) = repo.workspace_key(p)?;
             if !dry_run {
-                fs::remove_dir_all(&p).at(&p)?;
+                fs::remove_dir_all(p).at(p)?;
             }
-            report.prepared = Some(PREPARED_DIR.to_string());
+            report.prepared = Some(shown);
         }
     }
     let _ = index.save();

@@ -6,10 +6,27 @@ use std::path::Path;
 
 use assert_cmd::Command;
 
+/// Variables of the test's own environment that would change what exp prints: its log, and
+/// the width clap wraps help text to (`COLUMNS`; tables never wrap, their stdout is a pipe).
+const UNSET: [&str; 3] = ["EXP_LOG", "COLUMNS", "LINES"];
+
 /// The `exp` binary, run in `dir`, with a clean environment for the things exp reads.
 pub fn exp(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("exp").expect("exp binary is built");
-    cmd.current_dir(dir).env_remove("EXP_LOG").env("NO_COLOR", "1");
+    cmd.current_dir(dir).env("NO_COLOR", "1");
+    for var in UNSET {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// The same as `exp`, as a plain process a test starts, kills or limits itself.
+pub fn exp_process(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("exp"));
+    cmd.current_dir(dir).env("NO_COLOR", "1");
+    for var in UNSET {
+        cmd.env_remove(var);
+    }
     cmd
 }
 

@@ -4,7 +4,8 @@
 //! indexes, and only then moves refs, each with a compare-and-swap against the version it read.
 //! A push killed at any point leaves every remote ref as it was; the packs it did upload are
 //! listed by their indexes and skipped by the next push. A fetch verifies every object before it
-//! becomes visible locally, and moves remote-tracking refs only once everything they name is here.
+//! becomes visible locally, and moves remote-tracking refs only once everything they name is here;
+//! tracking refs whose remote ref is gone are pruned (the local runs of those names never are).
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub enum RefStatus {
     Rejected,
     /// Same name, different content on both sides; nothing was overwritten.
     Conflict,
+    /// A remote-tracking ref removed because its ref is gone from the remote.
+    Pruned,
 }
 
 impl RefStatus {
@@ -74,6 +77,7 @@ impl RefStatus {
             RefStatus::Ahead => "already ahead",
             RefStatus::Rejected => "rejected: remote changed, fetch first",
             RefStatus::Conflict => "conflict: different content on both sides",
+            RefStatus::Pruned => "pruned: gone from the remote",
         }
     }
 }
@@ -586,8 +590,45 @@ async fn fetch_async(
         }
         refs.push(RefUpdate { name: ref_name.clone(), old, new: Some(*id), status });
     }
+    prune(repo, name, &theirs, &mut refs)?;
     transfer.requests = t.stats().requests();
     Ok(FetchReport { remote: name.to_string(), url: t.url(), refs, transfer })
+}
+
+/// Removes the tracking refs of `remote` whose ref the remote no longer has (deleted there, by
+/// hand or by another user), as `git fetch --prune` does, but always: otherwise they would
+/// stay forever. `theirs` is the remote's complete listing, read in this fetch. Only tracking
+/// refs go: a local run of the same name stays, and the commit stays reachable from the
+/// tracking ref's reflog until gc.
+fn prune(
+    repo: &Repo,
+    remote: &str,
+    theirs: &[(String, ObjectId, Version)],
+    refs: &mut Vec<RefUpdate>,
+) -> Result<()> {
+    let present: HashSet<&str> = theirs.iter().map(|(n, _, _)| n.as_str()).collect();
+    let prefix = format!("remotes/{remote}/");
+    for (track, id) in repo.refs.list(&prefix)? {
+        let Some(name) = track.as_str().strip_prefix(&prefix) else { continue };
+        let fetched = name.starts_with("runs/") || name.starts_with("tags/");
+        if !fetched || present.contains(name) {
+            continue;
+        }
+        match repo.refs.delete(&track, Expect::Value(id), &format!("fetch {remote}: pruned")) {
+            Ok(_) => refs.push(RefUpdate {
+                name: name.to_string(),
+                old: Some(id),
+                new: None,
+                status: RefStatus::Pruned,
+            }),
+            // A concurrent fetch or push moved or removed it first: its view is newer.
+            Err(
+                crate::store::Error::RefChanged { .. } | crate::store::Error::RefNotFound { .. },
+            ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Downloads what is missing below `roots`, round by round (commits, then trees, then blobs):
