@@ -67,17 +67,32 @@ cpu() { cat "$OUT/.cpu"; }
 median() { python3 -c 'import sys,statistics; print(int(statistics.median(int(x) for x in sys.argv[1:])))' "$@"; }
 dusize() { du -sb "$1" | cut -f1; }
 
-declare -A R C
-for tool in exp git dvc; do
-  W=$OUT/ws-$tool
-  if [ ! -d "$W/experiments/run_bench" ]; then
-    rm -rf "$W"; mkdir -p "$W/experiments"; cp -a "$DATA" "$W/experiments/run_bench"
+# Every rep of every tool gets its own fresh copy of the folder, store and checkout target, and
+# nothing is deleted until all reps are done. Deleting thousands of files just before a step
+# would make that step pay for it: ext4 without a journal (this machine's) scans past recently
+# freed inodes on every create, so whichever tool creates files first after a mass delete pays
+# for the others' leftovers, which measured the delete order rather than the tools. A freed inode
+# counts as recent for up to 6 minutes, so a run right after a clean-up (the last run's, below,
+# or an interrupted run's, here) first waits that out.
+if compgen -G "$OUT/ws-*" >/dev/null; then rm -rf "$OUT"/ws-*; sync; touch "$OUT/.cleaned"; fi
+if [ -f "$OUT/.cleaned" ]; then
+  age=$(( $(date +%s) - $(stat -c %Y "$OUT/.cleaned") ))
+  if [ "$age" -lt 370 ]; then
+    log "waiting $((370 - age)) s for the files deleted $age s ago to stop counting as recent (ext4)"
+    sleep $((370 - age))
   fi
+fi
+declare -A R C
+for rep in $(seq 1 "$REPS"); do
+  for tool in exp git dvc; do
+    mkdir -p "$OUT/ws-$tool-$rep/experiments"
+    cp -a "$DATA" "$OUT/ws-$tool-$rep/experiments/run_bench"
+  done
 done
 
 for rep in $(seq 1 "$REPS"); do
   log "rep $rep/$REPS: exp"
-  W=$OUT/ws-exp; cd "$W"; rm -rf .exprepo co; "$EXP" init >/dev/null
+  W=$OUT/ws-exp-$rep; cd "$W"; "$EXP" init >/dev/null
   R[exp_commit]+=" $(ms "$EXP" commit experiments/run_bench)"
   C[exp_commit]+=" $(cpu)"
   R[exp_recommit]+=" $(ms "$EXP" commit experiments/run_bench)"
@@ -89,7 +104,7 @@ for rep in $(seq 1 "$REPS"); do
     || { echo "exp checkout differs from the original" >&2; exit 1; }
 
   log "rep $rep/$REPS: git"
-  W=$OUT/ws-git; cd "$W"; rm -rf .git co; git init -q; git config user.email b@b; git config user.name bench
+  W=$OUT/ws-git-$rep; cd "$W"; git init -q; git config user.email b@b; git config user.name bench
   R[git_commit]+=" $(ms sh -c 'git add -A && git commit -qm bench')"
   C[git_commit]+=" $(cpu)"
   R[git_recommit]+=" $(ms sh -c 'git add -A && git commit -qm again --allow-empty')"
@@ -98,16 +113,17 @@ for rep in $(seq 1 "$REPS"); do
   R[git_checkout]+=" $(ms git --work-tree=co checkout -f HEAD -- .)"
   C[git_checkout]+=" $(cpu)"
   R[git_size]+=" $(dusize .git/objects)"
-  git reset -q
 
   log "rep $rep/$REPS: dvc"
-  W=$OUT/ws-dvc; cd "$W"; rm -rf .dvc experiments/run_bench.dvc experiments/.gitignore
+  W=$OUT/ws-dvc-$rep; cd "$W"
   dvc init --no-scm -q; dvc config cache.type copy
   R[dvc_commit]+=" $(ms dvc add -q experiments/run_bench)"
   C[dvc_commit]+=" $(cpu)"
   R[dvc_recommit]+=" $(ms dvc add -q experiments/run_bench)"
   C[dvc_recommit]+=" $(cpu)"
-  rm -rf experiments/run_bench
+  # dvc checks out into the folder it tracks; moving the original aside leaves it empty
+  # without deleting anything.
+  mv experiments/run_bench experiments/original
   R[dvc_checkout]+=" $(ms dvc checkout -q experiments/run_bench.dvc)"
   C[dvc_checkout]+=" $(cpu)"
   R[dvc_size]+=" $(dusize .dvc/cache)"
@@ -146,6 +162,9 @@ Targets (issue 2):
 Raw (ms / bytes per rep): $(for k in $(echo "${!R[@]}" | tr ' ' '\n' | sort); do printf '%s:%s; ' "$k" "${R[$k]}"; done)
 MD
 cat "$OUT/results.md"
+rm -rf "$OUT"/ws-*
+sync
+touch "$OUT/.cleaned"
 
 if [ "$WRITE" = "--write" ]; then
   python3 - "$OUT/results.md" <<'PY'

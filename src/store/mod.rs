@@ -16,10 +16,9 @@
 //! - [`ObjectId`], [`object::Kind`], [`Tree`]/[`TreeEntry`]/[`Mode`], [`Commit`] and its
 //!   [`Summary`] (serde, so anyone can read them).
 //! - [`Odb`]: `write_blob_from_path` (streaming), `write`/`write_tree`/`write_commit`,
-//!   `read`/`read_commit`/`read_tree`/`read_blob`/`read_to` (verified), `has`, `iter_ids`,
-//!   and raw access for remotes: `read_raw` (stored compressed bytes) and `write_raw` (verifies
-//!   the bytes hash to the id before they become visible); `stage_raw` + `publish` do the same
-//!   for a batch with one journal commit.
+//!   `read`/`read_commit`/`read_tree`/`read_blob`/`read_to` (verified), `has`, `iter_ids`;
+//!   batches: `stage_file`/`stage_object`/`stage_checked` into loose temp files or a
+//!   `new_pack`, then one `publish`; raw access for remotes: `read_raw` (stored compressed bytes).
 //! - [`Refs`]: `read`, `list`, `update` (lock file + compare-and-swap via [`Expect`]), `delete`,
 //!   `reflog`, `head`/`set_head`. Names are [`RefName`]s: `runs/ID`, `tags/NAME`,
 //!   `remotes/R/runs/ID`, `HEAD`.

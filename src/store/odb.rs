@@ -78,9 +78,6 @@ impl NewPack {
 /// An object staged for `publish`.
 pub struct Staged {
     pub id: ObjectId,
-    pub kind: Kind,
-    /// Payload size (uncompressed, without header).
-    pub size: u64,
     /// Compressed size written; 0 when the store (or this batch) already had it.
     pub stored: u64,
     place: Place,
@@ -214,20 +211,18 @@ impl Odb {
             return Err(Error::FileChanged { path: origin.to_path_buf() });
         }
         let id = ObjectId(*blake3::hash(&encoding).as_bytes());
-        self.stage_encoding(id, Kind::Blob, len, &encoding, origin, to)
+        self.stage_encoding(id, &encoding, origin, to)
     }
 
     /// Compress a complete encoding of object `id` to `to`, unless the store has it.
     fn stage_encoding(
         &self,
         id: ObjectId,
-        kind: Kind,
-        size: u64,
         encoding: &[u8],
         origin: &Path,
         to: StageTo,
     ) -> Result<Staged> {
-        let mut staged = Staged { id, kind, size, stored: 0, place: Place::Existing };
+        let mut staged = Staged { id, stored: 0, place: Place::Existing };
         if matches!(to, StageTo::HashOnly) || self.has(&id) {
             return Ok(staged);
         }
@@ -241,22 +236,29 @@ impl Odb {
                 compressor.compress(encoding)
             })
             .at(origin)?;
+        self.place(&mut staged, &compressed, to)?;
+        Ok(staged)
+    }
+
+    /// Put the stored bytes of a new object where `to` says: into the pack (unless it holds
+    /// them already) or a loose temp file whose writeback starts now.
+    fn place(&self, staged: &mut Staged, stored: &[u8], to: StageTo) -> Result<()> {
         match to {
             StageTo::Pack(pack) => {
-                if pack.append(id, &compressed)? {
+                if pack.append(staged.id, stored)? {
                     staged.place = Place::Packed;
-                    staged.stored = compressed.len() as u64;
+                    staged.stored = stored.len() as u64;
                 }
             }
             StageTo::Loose | StageTo::HashOnly => {
                 let mut tmp = self.temp_file()?;
-                tmp.write_all(&compressed).at(tmp.path())?;
+                tmp.write_all(stored).at(tmp.path())?;
                 start_writeback(tmp.as_file());
-                staged.stored = compressed.len() as u64;
+                staged.stored = stored.len() as u64;
                 staged.place = Place::Loose(tmp.into_temp_path());
             }
         }
-        Ok(staged)
+        Ok(())
     }
 
     /// `stage_file` for a large file of exactly `len` bytes (`origin` names it in errors),
@@ -301,8 +303,7 @@ impl Odb {
             return Err(Error::FileChanged { path: origin.to_path_buf() });
         }
         let id = ObjectId(*hasher.finalize().as_bytes());
-        let mut staged =
-            Staged { id, kind: Kind::Blob, size: len, stored: 0, place: Place::Existing };
+        let mut staged = Staged { id, stored: 0, place: Place::Existing };
         if let Some(enc) = encoder {
             let tmp = enc.finish().at(origin)?;
             if !self.has(&id) {
@@ -317,17 +318,16 @@ impl Odb {
     /// Stage a small in-memory object (tree, commit, blob).
     pub fn stage_object(&self, obj: &Object, to: StageTo) -> Result<Staged> {
         let (id, bytes) = obj.encode();
-        let size = (bytes.len() - object::parse_header(&bytes).map(|h| h.2).unwrap_or(0)) as u64;
-        self.stage_encoding(id, obj.kind(), size, &bytes, &self.dir, to)
+        self.stage_encoding(id, &bytes, &self.dir, to)
     }
 
     /// Make staged objects (and the pack, if any) durable, then visible under their names, then
     /// make the names durable. After this returns, a ref may name any of them. Large batches of
     /// loose objects wait for each file's writeback and then pay for one journal commit (fsync
     /// of `objects/tmp/`), instead of one fsync per file.
-    pub fn publish(&self, staged: Vec<Staged>, pack: Option<NewPack>) -> Result<()> {
+    pub fn publish(&self, staged: Vec<Staged>, pack: Option<&NewPack>) -> Result<()> {
         let writer =
-            pack.and_then(|p| p.writer.into_inner().unwrap_or_else(PoisonError::into_inner));
+            pack.and_then(|p| p.writer.lock().unwrap_or_else(PoisonError::into_inner).take());
         if let Some(writer) = writer.filter(|w| !w.is_empty()) {
             let (path, entries) = writer.finish(&self.pack_dir())?;
             self.packs.write().unwrap_or_else(PoisonError::into_inner).add(&path, &entries);
@@ -512,28 +512,15 @@ impl Odb {
         Ok(out)
     }
 
-    /// Store compressed bytes received from elsewhere under `id`, after checking that they
-    /// decompress to an object whose hash is `id`: nothing corrupt ever becomes visible.
-    pub fn write_raw(&self, id: &ObjectId, compressed: &[u8]) -> Result<()> {
-        let staged = self.stage_raw(id, compressed)?;
-        self.publish(vec![staged], None)
-    }
-
-    /// `write_raw` without publishing: verify and stage, so a fetch of many objects can
-    /// `publish` them in one batch (one journal commit instead of one fsync per object).
-    pub fn stage_raw(&self, id: &ObjectId, compressed: &[u8]) -> Result<Staged> {
-        if self.has(id) {
-            let (kind, size) = self.header(id)?;
-            return Ok(Staged { id: *id, kind, size, stored: 0, place: Place::Existing });
+    /// Stage stored (compressed) bytes of object `id` that the caller has verified (a fetch
+    /// checks them with `remote::local::check_raw` first, as it needs their links anyway).
+    pub fn stage_checked(&self, id: ObjectId, stored: &[u8], to: StageTo) -> Result<Staged> {
+        let mut staged = Staged { id, stored: 0, place: Place::Existing };
+        if matches!(to, StageTo::HashOnly) || self.has(&id) {
+            return Ok(staged);
         }
-        let mut tmp = self.temp_file()?;
-        tmp.write_all(compressed).at(tmp.path())?;
-        start_writeback(tmp.as_file());
-        let tmp_path = tmp.into_temp_path();
-        let file = File::open(&tmp_path).at(&tmp_path)?;
-        let (kind, size) = decode_verified(id, file, &tmp_path, &mut std::io::sink())?;
-        let stored = compressed.len() as u64;
-        Ok(Staged { id: *id, kind, size, stored, place: Place::Loose(tmp_path) })
+        self.place(&mut staged, stored, to)?;
+        Ok(staged)
     }
 
     /// Every object id in the store, loose or packed.
@@ -643,7 +630,7 @@ impl Odb {
                 let raw = pack::read_at(&source, e.offset, e.len).at(&file.pack)?;
                 pack.append(e.id, &raw)?;
             }
-            self.publish(Vec::new(), Some(pack))?;
+            self.publish(Vec::new(), Some(&pack))?;
         }
         self.packs.write().unwrap_or_else(PoisonError::into_inner).remove(&file.pack, &file.index);
         for path in [&file.index, &file.pack] {
@@ -813,21 +800,33 @@ mod tests {
     }
 
     #[test]
-    fn write_raw_refuses_bytes_that_do_not_hash_to_the_id() {
+    fn a_pack_batch_stays_invisible_until_published_then_reads_like_loose_objects() {
         let (_dir, src) = odb();
-        let (_dir2, dst) = odb();
-        let a = src.write(&Object::Blob(b"a".to_vec())).unwrap();
-        let b = src.write(&Object::Blob(b"b".to_vec())).unwrap();
-        let raw_a = src.read_raw(&a).unwrap();
-        assert!(matches!(dst.write_raw(&b, &raw_a), Err(Error::CorruptObject { .. })));
-        assert!(!dst.has(&b));
-        dst.write_raw(&a, &raw_a).unwrap();
-        assert_eq!(dst.read_blob(&a).unwrap(), b"a");
-        // A batch: staged objects stay invisible until published.
-        let staged = dst.stage_raw(&b, &src.read_raw(&b).unwrap()).unwrap();
-        assert!(staged.is_new() && !dst.has(&b));
-        dst.publish(vec![staged], None).unwrap();
-        assert_eq!(dst.read_blob(&b).unwrap(), b"b");
+        let (dir2, dst) = odb();
+        let mut ids: Vec<ObjectId> = (0..5u8)
+            .map(|i| src.write(&Object::Blob(vec![i; 1000 + i as usize])).unwrap())
+            .collect();
+        let pack = dst.new_pack();
+        let stage = |id: &ObjectId| {
+            dst.stage_checked(*id, &src.read_raw(id).unwrap(), StageTo::Pack(&pack)).unwrap()
+        };
+        let staged: Vec<Staged> = ids.iter().map(stage).collect();
+        assert!(staged.iter().all(Staged::is_new) && !dst.has(&ids[0]));
+        assert!(!stage(&ids[0]).is_new(), "a batch holds an object once");
+        dst.publish(staged, Some(&pack)).unwrap();
+        for id in &ids {
+            assert_eq!(dst.read_raw(id).unwrap(), src.read_raw(id).unwrap());
+        }
+        ids.sort();
+        assert_eq!(dst.iter_ids().unwrap(), ids);
+        assert!(dst.loose_ids().unwrap().is_empty());
+        assert_eq!(dst.ids_with_prefix(&ids[1].to_hex()[..6]).unwrap(), vec![ids[1]]);
+        let (path, _, len) = dst.stored_at(&ids[2]).unwrap();
+        assert_eq!(path.extension().unwrap(), "pack");
+        assert_eq!(dst.stored_size(&ids[2]).unwrap(), len);
+        // Another handle (another process) finds them through the index.
+        let other = Odb::new(dir2.path().join("objects"));
+        assert!(matches!(other.read(&ids[2]).unwrap(), Object::Blob(_)));
         assert!(dst.temp_files().unwrap().is_empty());
     }
 }

@@ -172,7 +172,7 @@ pub fn store_dir(
         + if dry_run { listing.iter().filter(|l| l.new).count() as u64 } else { 0 };
     let new_bytes = staged.iter().map(|s| s.stored).sum();
     if !dry_run {
-        odb.publish(staged, pack)?;
+        odb.publish(staged, pack.as_ref())?;
     }
     Ok(Stored {
         tree,

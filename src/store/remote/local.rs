@@ -1,28 +1,19 @@
 //! What the remote code needs from the local store, in one place: raw object bytes, the links
 //! between objects, ancestry, and a batch writer for objects that arrive from a remote.
 //!
-//! Arriving objects are verified here before anything becomes visible: the bytes must decompress
-//! to a canonical encoding whose BLAKE3 hash is the id the remote's index claims. Verified
-//! objects are written to temp files under `objects/tmp/` (which `exp gc` sweeps), made durable
-//! as one batch, and only then renamed into place; a crash leaves temp files, never a
-//! half-written object under its name.
+//! Arriving objects are verified here (`check_raw`) before anything becomes visible: the bytes
+//! must decompress to a canonical encoding whose BLAKE3 hash is the id the remote's index claims.
+//! Verified objects then go into one new local pack (`Odb::stage_checked`), published as one
+//! batch once the fetch has everything; a crash leaves a temp file, never a half-written object.
 use std::collections::{HashSet, VecDeque};
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use tempfile::TempPath;
 
 use super::error::{Error, Result};
 use crate::store::ObjectId;
-use crate::store::atomic::{create_dirs, fsync_dir, start_writeback, wait_writeback};
+use crate::store::atomic::create_dirs;
 use crate::store::object::{self, Kind, Object};
 use crate::store::odb::{Odb, StreamError, stream_verified};
-
-/// A verified object written to a temp file, not yet under its name.
-pub struct Arrived {
-    pub id: ObjectId,
-    tmp: TempPath,
-}
 
 /// Outcome of checking one object's bytes.
 pub struct Checked {
@@ -61,57 +52,6 @@ pub fn check_raw(id: &ObjectId, raw: &[u8]) -> std::result::Result<Checked, Stri
     let links =
         if kind == Kind::Blob { Vec::new() } else { links_of(&Object::decode(kind, payload)?) };
     Ok(Checked { kind, links })
-}
-
-/// Writes verified bytes of `id` to a temp file in the store (not visible yet).
-pub fn stage(odb: &Odb, id: ObjectId, raw: &[u8]) -> Result<Arrived> {
-    let dir = odb.dir().join("tmp");
-    create_dirs(&dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix("fetch-")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io(&dir, e))?;
-    tmp.write_all(raw).map_err(|e| Error::io(tmp.path(), e))?;
-    // The bytes start for the disk now, so `publish` mostly finds them there already.
-    start_writeback(tmp.as_file());
-    Ok(Arrived { id, tmp: tmp.into_temp_path() })
-}
-
-/// Makes a batch of arrived objects durable and then visible, the way the store publishes its
-/// own batches: wait for each file's write-back, one fsync of `objects/tmp/` to commit the
-/// journal, then the renames, then one fsync per folder they landed in. A crash before the end
-/// leaves temp files (swept by `exp gc`), never a partial object under its name.
-pub fn publish(odb: &Odb, batch: Vec<Arrived>) -> Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    for a in &batch {
-        wait_writeback(&a.tmp)?;
-    }
-    fsync_dir(&odb.dir().join("tmp"))?;
-    let mut dirs = std::collections::BTreeSet::new();
-    let mut new_dirs = false;
-    for a in batch {
-        let dest = odb.path_of(&a.id);
-        let dir = dest.parent().unwrap_or(odb.dir()).to_path_buf();
-        if !dirs.contains(&dir) {
-            match std::fs::create_dir(&dir) {
-                Ok(()) => new_dirs = true,
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io(&dir, e)),
-            }
-        }
-        // Same id means same bytes: replacing one a concurrent fetch just published is harmless.
-        a.tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
-        dirs.insert(dir);
-    }
-    if new_dirs {
-        fsync_dir(odb.dir())?;
-    }
-    for d in dirs {
-        fsync_dir(&d)?;
-    }
-    Ok(())
 }
 
 /// Every object reachable from `roots`, parents before children in the order found, never
@@ -191,6 +131,7 @@ pub fn cache_index(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::odb::StageTo;
     use crate::store::{Tree, TreeEntry};
 
     #[test]
@@ -213,9 +154,10 @@ mod tests {
         assert!(check_raw(&tree, &bad).is_err());
 
         let dst = Odb::new(dir.path().join("dst"));
-        let staged = stage(&dst, tree, &raw).unwrap();
+        let pack = dst.new_pack();
+        let staged = dst.stage_checked(tree, &raw, StageTo::Pack(&pack)).unwrap();
         assert!(!dst.has(&tree), "staged objects are not visible");
-        publish(&dst, vec![staged]).unwrap();
+        dst.publish(vec![staged], Some(&pack)).unwrap();
         assert_eq!(dst.read_tree(&tree).unwrap().entries.len(), 1);
         assert!(is_ancestor(&dst, &tree, &tree).unwrap());
     }

@@ -18,12 +18,12 @@ use serde::Serialize;
 use super::Remote;
 use super::counting::Counting;
 use super::error::{Error, Result};
-use super::local::{self, Arrived};
+use super::local;
 use super::pack::{self, PackBuilder, RemoteIndex};
 use super::transport::{RemoteUrl, Transport, Version};
 use crate::progress::Progress;
 use crate::store::Repo;
-use crate::store::odb::Odb;
+use crate::store::odb::{NewPack, Odb, StageTo, Staged};
 use crate::store::refs::{Expect, Head, RefName};
 use crate::store::{Kind, ObjectId};
 
@@ -643,7 +643,9 @@ async fn download(
     progress: &dyn Progress,
 ) -> Result<Transfer> {
     let mut transfer = Transfer::default();
-    let mut staged: Vec<Arrived> = Vec::new();
+    // Everything a fetch brings goes into one new pack.
+    let pack = Arc::new(odb.new_pack());
+    let mut staged: Vec<Staged> = Vec::new();
     let mut seen: HashSet<ObjectId> = HashSet::new();
     // Each wanted object carries the ref that led to it, for the error should the remote lack it.
     let mut frontier: Vec<(ObjectId, Arc<str>)> =
@@ -690,6 +692,7 @@ async fn download(
             let results: Vec<Received> = futures::stream::iter(reads)
                 .map(|read| {
                     let odb = odb.clone();
+                    let pack = pack.clone();
                     let remote = remote.to_string();
                     async move {
                         let key = pack_key(&read.pack);
@@ -697,7 +700,7 @@ async fn download(
                         if shown {
                             progress.advance(bytes.len() as u64);
                         }
-                        blocking(move || receive(&odb, &remote, &key, &read, &bytes)).await
+                        blocking(move || receive(&odb, &pack, &remote, &key, &read, &bytes)).await
                     }
                 })
                 .buffer_unordered(DOWNLOADS)
@@ -721,7 +724,7 @@ async fn download(
     // Everything arrived and verified: it all becomes durable and visible as one batch, which
     // costs a few fsyncs in all rather than a few per object.
     let odb = odb.clone();
-    blocking(move || local::publish(&odb, staged)).await?;
+    blocking(move || Ok(odb.publish(staged, Some(&pack))?)).await?;
     Ok(transfer)
 }
 
@@ -729,19 +732,20 @@ async fn download(
 struct Received {
     bytes: u64,
     links: Vec<(ObjectId, ObjectId)>,
-    staged: Vec<Arrived>,
+    staged: Vec<Staged>,
 }
 
 /// Verifies the objects of one ranged read and stages them (not yet visible); the caller
 /// publishes everything a fetch brought at once.
 fn receive(
     odb: &Odb,
+    pack: &NewPack,
     remote: &str,
     key: &str,
     read: &pack::Read,
     bytes: &[u8],
 ) -> Result<Received> {
-    let mut batch: Vec<Arrived> = Vec::new();
+    let mut batch: Vec<Staged> = Vec::new();
     let mut links = Vec::new();
     let mut total = 0;
     for (id, offset, len) in &read.objects {
@@ -757,7 +761,7 @@ fn receive(
             .ok_or_else(|| corrupt("the pack is shorter than its index says".into()))?;
         let checked = local::check_raw(id, raw).map_err(corrupt)?;
         links.extend(checked.links.into_iter().map(|l| (l, *id)));
-        batch.push(local::stage(odb, *id, raw)?);
+        batch.push(odb.stage_checked(*id, raw, StageTo::Pack(pack))?);
         total += *len;
     }
     Ok(Received { bytes: total, links, staged: batch })
