@@ -164,7 +164,9 @@ fn file_hash(p: &Path) -> String {
 fn exp_capped(dir: &Path, args: &[&str], limit: u64) -> std::process::Output {
     use std::os::unix::process::CommandExt;
     let mut cmd = exp_process(dir);
-    cmd.args(args);
+    // Two workers, as on the 2-core CI machine: each thread's stack counts against the cap, so
+    // a many-core machine would otherwise measure its core count, not exp's memory use.
+    cmd.args(args).env("RAYON_NUM_THREADS", "2");
     // SAFETY: only async-signal-safe setrlimit runs between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -856,6 +858,13 @@ fn status_and_clean_look_where_the_default_config_puts_runs_and_prepared_data() 
     fs::write(ws.path().join("cache/d.jsonl"), "{}\n").unwrap();
     fs::create_dir_all(ws.path().join("prepared")).unwrap();
     exp(ws.path()).args(["commit", "runs/run_a"]).assert().success();
+    // `commit --run ID` looks there too, then in experiments/.
+    exp(ws.path()).args(["commit", "--run", "b", "--dry-run"]).assert().success();
+    exp(ws.path())
+        .args(["commit", "--run", "nope", "--dry-run"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("runs/run_nope"));
     let st = json(exp(ws.path()).args(["status", "--json"]));
     let states: Vec<(&str, &str)> = st
         .as_array()

@@ -42,11 +42,7 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> anyhow::Result<()> {
     let repo = open_repo(ctx)?;
     let dir = match (&args.run_dir, &args.run) {
         (Some(d), _) => d.clone(),
-        (None, Some(id)) => {
-            let named = repo.default_run_dir(id);
-            let plain = repo.workspace().join("experiments").join(id);
-            if !named.exists() && plain.exists() { plain } else { named }
-        }
+        (None, Some(id)) => run_dir_of(&repo, id),
         (None, None) => {
             return Err(Hinted::new(
                 "no run folder given",
@@ -113,4 +109,18 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> anyhow::Result<()> {
         println!("tagged tags/{t}");
     }
     Ok(())
+}
+
+/// The folder of run `id`: `run_<ID>` or `<ID>` in the config's `paths.experiments_dir`, then in
+/// `experiments/` (a config that cannot be read must not stop a commit of a finished run).
+fn run_dir_of(repo: &exp::store::Repo, id: &str) -> PathBuf {
+    let configured =
+        exp::eval::config::workspace_folders(None, repo.workspace()).map(|f| f.experiments).ok();
+    let standard = exp::store::workspace::Folders::standard(repo.workspace()).experiments;
+    let candidates: Vec<PathBuf> = configured
+        .iter()
+        .chain([&standard])
+        .flat_map(|dir| [dir.join(format!("run_{id}")), dir.join(id)])
+        .collect();
+    candidates.iter().find(|d| d.exists()).unwrap_or(&candidates[0]).clone()
 }
