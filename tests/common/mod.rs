@@ -85,3 +85,16 @@ pub fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
         })
         .collect()
 }
+
+/// `exp fsck` and `exp cat-object` in `ws` both fail naming the damaged object `id` (hex), fsck
+/// with a hint: what every corruption test expects, wherever the object's bytes live.
+pub fn assert_damage_is_named(ws: &Path, id: &str) {
+    use predicates::prelude::*;
+    exp(ws)
+        .arg("fsck")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(id))
+        .stderr(predicate::str::contains("hint:"));
+    exp(ws).args(["cat-object", id]).assert().code(1).stderr(predicate::str::contains(id));
+}
