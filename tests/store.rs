@@ -933,3 +933,19 @@ fn status_and_clean_refuse_a_missing_config_and_folders_clean_must_not_delete() 
         .code(1)
         .stderr(predicate::str::contains("is the workspace itself"));
 }
+
+#[test]
+fn the_lock_of_a_killed_run_is_never_committed() {
+    let ws = workspace();
+    let d = run_folder(ws.path(), "r1");
+    // What `exp run` killed with SIGKILL leaves at the top of its run folder.
+    fs::write(d.join(".exp-run.lock"), "4242").unwrap();
+    // Only that one: a file of the same name deeper down is the run's own data.
+    fs::write(d.join("sim-demo-ops-t0/.exp-run.lock"), "data").unwrap();
+    exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
+    exp(ws.path()).args(["checkout", "r1", "--to", "out"]).assert().success();
+    assert!(!ws.path().join("out/.exp-run.lock").exists());
+    assert!(ws.path().join("out/sim-demo-ops-t0/.exp-run.lock").is_file());
+    let st = json(exp(ws.path()).args(["status", "--json"]));
+    assert_eq!(st[0]["state"], "clean", "{st}");
+}

@@ -738,7 +738,7 @@ struct RunLock(PathBuf);
 
 impl RunLock {
     fn take(dir: &Path, run_id: &str) -> Result<RunLock, RunError> {
-        let path = dir.join(".exp-run.lock");
+        let path = dir.join(crate::store::RUN_LOCK);
         let write_err = |source| RunError::Write { path: path.clone(), source };
         for _ in 0..2 {
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {

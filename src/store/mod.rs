@@ -54,6 +54,9 @@ pub use repo::{CheckoutOutcome, CommitOptions, CommitOutcome, Repo, Resolved};
 
 /// The store's folder inside a workspace.
 pub const STORE_DIR: &str = ".exprepo";
+/// Held in a run folder by a running `exp run` (and left behind by a killed one): never part
+/// of a commit, so committing an interrupted run does not store a stale lock.
+pub const RUN_LOCK: &str = ".exp-run.lock";
 /// The on-disk format this code reads and writes (docs/FORMAT.md).
 /// Format 2 added packs (`objects/pack/`); format 1 stores, which have none, are read and
 /// written as they are.

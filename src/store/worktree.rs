@@ -57,8 +57,11 @@ fn scan(dir: &Path, rel: &str, files: &mut Vec<ScannedFile>) -> Result<Node> {
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let path = entry.path();
-        // A store inside the folder (committing a whole workspace) is never part of it.
-        if entry.file_name() == super::STORE_DIR {
+        // A store inside the folder (committing a whole workspace) is never part of it, nor is
+        // the lock of a run in progress (or killed) at the top of a run folder.
+        if entry.file_name() == super::STORE_DIR
+            || (rel.is_empty() && entry.file_name() == super::RUN_LOCK)
+        {
             continue;
         }
         let name = name_of(&path, &entry.file_name())?;
