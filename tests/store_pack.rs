@@ -224,3 +224,29 @@ fn a_format_1_store_is_upgraded_to_2_when_opened() {
         .code(1)
         .stderr(predicate::str::contains("format 9").and(predicate::str::contains("hint:")));
 }
+
+#[test]
+fn gc_merges_many_packs_into_one_and_keeps_every_object() {
+    let ws = workspace();
+    let d = many_files(ws.path(), "p", 40, "a");
+    exp(ws.path()).args(["commit", "experiments/run_p"]).assert().success();
+    // Each commit of the 40-file run writes a small pack of what changed.
+    for i in 0..9 {
+        fs::write(d.join("trial-0/results/part-000.csv"), format!("version {i}\n")).unwrap();
+        exp(ws.path()).args(["commit", "experiments/run_p"]).assert().success();
+    }
+    assert_eq!(pack_files(ws.path(), "pack").len(), 10);
+    let dry = json(exp(ws.path()).args(["gc", "--dry-run", "--json"]));
+    assert_eq!(dry["packs_merged"], 10, "{dry}");
+    assert_eq!(pack_files(ws.path(), "pack").len(), 10, "a dry run changes nothing");
+    let out = exp(ws.path()).arg("gc").assert().success().get_output().stdout.clone();
+    assert!(String::from_utf8_lossy(&out).contains("merged 10 packs into one"));
+    assert_eq!((pack_files(ws.path(), "pack").len(), pack_files(ws.path(), "idx").len()), (1, 1));
+    exp(ws.path()).arg("fsck").assert().success();
+    exp(ws.path()).args(["checkout", "p~9", "--to", "first"]).assert().success();
+    let first = fs::read(ws.path().join("first/trial-0/results/part-000.csv")).unwrap();
+    assert!(first.starts_with(b"a,0,"));
+    exp(ws.path()).args(["checkout", "p~4", "--to", "middle"]).assert().success();
+    let middle = fs::read(ws.path().join("middle/trial-0/results/part-000.csv")).unwrap();
+    assert_eq!(middle, b"version 4\n");
+}

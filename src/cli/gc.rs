@@ -46,5 +46,9 @@ pub fn run(ctx: &Context, args: &GcArgs) -> anyhow::Result<()> {
     if r.temp_files_removed > 0 {
         println!("{verb} {} stale temp file(s)", r.temp_files_removed);
     }
+    if r.packs_merged > 0 {
+        let merged = if r.dry_run { "would merge" } else { "merged" };
+        println!("{merged} {} packs into one", r.packs_merged);
+    }
     Ok(())
 }

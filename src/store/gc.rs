@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::error::{Error, Result};
+use super::pack::{Entry, PackFile};
 use super::refs::RefName;
 use super::{ObjectId, Repo};
 
@@ -28,9 +29,14 @@ pub struct GcReport {
     /// Unreachable but younger than the grace period: kept.
     pub kept_young: u64,
     pub temp_files_removed: u64,
+    /// Packs merged into one because there were more than `MAX_PACKS`.
+    pub packs_merged: u64,
     /// Reflogs of refs deleted longer ago than the grace period.
     pub reflogs_dropped: Vec<String>,
 }
+
+/// More packs than this are merged into one by gc.
+pub const MAX_PACKS: usize = 8;
 
 pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
     let now = SystemTime::now();
@@ -66,6 +72,7 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
         removed_bytes: 0,
         kept_young: 0,
         temp_files_removed: 0,
+        packs_merged: 0,
         reflogs_dropped: dropped.iter().map(|n| n.to_string()).collect(),
     };
     for id in repo.odb.loose_ids()? {
@@ -84,20 +91,33 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
     }
     // A pack is rewritten without its unreachable objects once it is older than the grace
     // period (its objects were all written together, so the pack's age is theirs).
-    for pack in repo.odb.packs()? {
-        let garbage: Vec<_> = pack.entries.iter().filter(|e| !reachable.contains(&e.id)).collect();
-        if garbage.is_empty() {
-            continue;
-        }
-        if pack.modified > cutoff {
+    // Packs: one holding unreachable objects older than the grace period is rewritten without
+    // them. Many packs (every commit of a big run and every fetch writes one) are merged into
+    // one, keeping all their objects, so lookups stay one index away.
+    let packs = repo.odb.packs()?;
+    let merge_all = packs.len() > MAX_PACKS;
+    let mut rewrite: Vec<(PackFile, Vec<Entry>)> = Vec::new();
+    for pack in packs {
+        let (live, garbage): (Vec<Entry>, Vec<Entry>) =
+            pack.entries.iter().partition(|e| reachable.contains(&e.id));
+        let old = pack.modified <= cutoff;
+        if !garbage.is_empty() && !old {
             report.kept_young += garbage.len() as u64;
-            continue;
         }
-        report.removed_bytes += garbage.iter().map(|e| e.len).sum::<u64>();
-        report.removed.extend(garbage.iter().map(|e| e.id));
-        if !dry_run {
-            repo.odb.repack(&pack, &|id| reachable.contains(id))?;
+        if !garbage.is_empty() && old {
+            report.removed_bytes += garbage.iter().map(|e| e.len).sum::<u64>();
+            report.removed.extend(garbage.iter().map(|e| e.id));
+            rewrite.push((pack, live));
+        } else if merge_all {
+            let all = pack.entries.clone();
+            rewrite.push((pack, all));
         }
+    }
+    if merge_all {
+        report.packs_merged = rewrite.len() as u64;
+    }
+    if !dry_run && !rewrite.is_empty() {
+        repo.odb.repack(&rewrite)?;
     }
     report.removed.sort();
     report.removed.dedup();

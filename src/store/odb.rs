@@ -618,24 +618,25 @@ impl Odb {
         Ok(set.damaged().to_vec())
     }
 
-    /// Rewrite `file` keeping only the objects `keep` accepts (gc): the survivors go to a new
-    /// pack, published before the old one is deleted (index first), so every object stays
-    /// readable throughout; a crash in between leaves both, which holds equal bytes.
-    pub fn repack(&self, file: &PackFile, keep: &dyn Fn(&ObjectId) -> bool) -> Result<()> {
-        let survivors: Vec<_> = file.entries.iter().filter(|e| keep(&e.id)).collect();
-        if !survivors.is_empty() {
-            let pack = self.new_pack();
+    /// Replace `sources` by one new pack holding the given entries of each (gc): the new pack
+    /// is published before any old one is deleted (index first), so every object kept stays
+    /// readable throughout; a crash in between leaves both, which hold equal bytes.
+    pub fn repack(&self, sources: &[(PackFile, Vec<pack::Entry>)]) -> Result<()> {
+        let pack = self.new_pack();
+        for (file, keep) in sources.iter().filter(|(_, keep)| !keep.is_empty()) {
             let source = File::open(&file.pack).at(&file.pack)?;
-            for e in survivors {
+            for e in keep {
                 let raw = pack::read_at(&source, e.offset, e.len).at(&file.pack)?;
                 pack.append(e.id, &raw)?;
             }
-            self.publish(Vec::new(), Some(&pack))?;
         }
-        self.packs.write().unwrap_or_else(PoisonError::into_inner).remove(&file.pack, &file.index);
-        for path in [&file.index, &file.pack] {
-            fs::remove_file(path).at(path)?;
+        self.publish(Vec::new(), Some(&pack))?;
+        for (file, _) in sources {
+            for path in [&file.index, &file.pack] {
+                fs::remove_file(path).at(path)?;
+            }
         }
+        self.packs.write().unwrap_or_else(PoisonError::into_inner).forget();
         fsync_dir(&self.pack_dir())
     }
 

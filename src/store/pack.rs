@@ -151,22 +151,20 @@ impl PackSet {
         Ok(())
     }
 
+    /// Believe the index of `pack` (read, or just written). The newest pack wins for an object
+    /// several packs hold (they hold equal bytes), so gc can delete the older ones.
     pub fn add(&mut self, pack: &Path, entries: &[Entry]) {
+        self.seen.insert(pack.with_extension("idx"));
         let pack: Arc<Path> = Arc::from(pack);
         for e in entries {
-            // Two packs holding one object (two committers racing) hold equal bytes.
-            self.objects.entry(e.id).or_insert_with(|| Packed {
-                pack: pack.clone(),
-                offset: e.offset,
-                len: e.len,
-            });
+            self.objects.insert(e.id, Packed { pack: pack.clone(), offset: e.offset, len: e.len });
         }
     }
 
-    /// Forget a deleted pack (gc).
-    pub fn remove(&mut self, pack: &Path, index: &Path) {
-        self.objects.retain(|_, p| &*p.pack != pack);
-        self.seen.remove(index);
+    /// Forget everything after packs were deleted (gc): the next lookup reads the indexes
+    /// again, so an object another pack also holds is found there.
+    pub fn forget(&mut self) {
+        *self = PackSet::default();
     }
 }
 
