@@ -4,7 +4,8 @@ use exp::store::gc;
 use super::init::open_repo;
 use super::{Context, ui};
 
-/// Delete objects nothing reaches (refs, reflogs, HEAD, index), once older than the grace period.
+/// Delete objects nothing reaches (refs, reflogs, HEAD, index), once older than the grace period,
+/// and merge the packs into one when there are more than 8.
 #[derive(Args, Debug)]
 #[command(
     after_help = "Examples:\n  exp gc --dry-run\n  exp gc --grace 0   # also prune what `exp rm` just dropped"
