@@ -24,7 +24,8 @@ use super::pack::{self, PackFile, PackSet, PackWriter, Packed};
 
 const CHUNK: usize = 256 * 1024;
 /// Files up to this size are read whole and compressed in one call (`stage_whole`); larger ones
-/// stream. Two workers hold at most twice this (plus its compressed copy) at once.
+/// stream. Each hashing thread holds at most this plus its compressed copy (64 MiB in all on
+/// two cores), whatever the size of the files.
 const WHOLE_FILE_MAX: u64 = 16 * 1024 * 1024;
 /// zstd level 1. On eval output (JSONL/CSV/Markdown, bench/store) it stores about 10% less than
 /// git's loose objects (zlib level 1) at half git's CPU; level 3 is 5% smaller but 20% slower.
