@@ -250,3 +250,26 @@ fn gc_merges_many_packs_into_one_and_keeps_every_object() {
     let middle = fs::read(ws.path().join("middle/trial-0/results/part-000.csv")).unwrap();
     assert_eq!(middle, b"version 4\n");
 }
+
+#[test]
+fn a_truncated_pack_fails_fsck_naming_the_objects_it_lost() {
+    let ws = workspace();
+    many_files(ws.path(), "p", 40, "a");
+    exp(ws.path()).args(["commit", "experiments/run_p"]).assert().success();
+    let pack = &pack_files(ws.path(), "pack")[0];
+    // The object stored last in the pack loses its tail, as after a disk error.
+    let repo = exp::store::Repo::open(ws.path()).unwrap();
+    let last = repo
+        .odb
+        .iter_ids()
+        .unwrap()
+        .into_iter()
+        .filter_map(|id| repo.odb.stored_at(&id).ok().map(|(path, offset, _)| (offset, path, id)))
+        .filter(|(_, path, _)| path == pack)
+        .max()
+        .unwrap()
+        .2;
+    let len = fs::metadata(pack).unwrap().len();
+    fs::OpenOptions::new().write(true).open(pack).unwrap().set_len(len - 3).unwrap();
+    common::assert_damage_is_named(ws.path(), &last.to_hex());
+}
