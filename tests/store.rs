@@ -949,3 +949,17 @@ fn the_lock_of_a_killed_run_is_never_committed() {
     let st = json(exp(ws.path()).args(["status", "--json"]));
     assert_eq!(st[0]["state"], "clean", "{st}");
 }
+
+#[test]
+fn a_run_committed_from_outside_is_checked_out_where_the_config_keeps_runs() {
+    let ws = workspace_with_paths("{experiments_dir: runs}");
+    let outside = tempfile::tempdir().unwrap();
+    plain_run(&outside.path().join("run_ext"));
+    exp(ws.path())
+        .args(["commit", outside.path().join("run_ext").to_str().unwrap()])
+        .assert()
+        .success();
+    exp(ws.path()).args(["checkout", "ext"]).assert().success();
+    assert!(ws.path().join("runs/run_ext/run.json").is_file());
+    assert!(!ws.path().join("experiments").exists());
+}

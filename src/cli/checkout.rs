@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::init::open_repo;
+use super::init::open_repo_for_runs;
 use super::{Context, ui};
 
 /// Materialize a run into the folder it was committed from (e.g. experiments/run_<ID>), or
@@ -29,7 +29,7 @@ pub struct CheckoutArgs {
 }
 
 pub fn run(ctx: &Context, args: &CheckoutArgs) -> anyhow::Result<()> {
-    let repo = open_repo(ctx)?;
+    let repo = open_repo_for_runs(ctx)?;
     let progress = ui::TermProgress::new();
     let o = repo.checkout(&args.rev, args.to.as_deref(), args.force, &progress)?;
     if args.json {

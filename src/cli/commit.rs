@@ -4,7 +4,7 @@ use clap::Args;
 use exp::error::Hinted;
 use exp::store::CommitOptions;
 
-use super::init::open_repo;
+use super::init::open_repo_for_runs;
 use super::{Context, ui};
 
 /// Commit a run folder to the store as `runs/<RUN_ID>` (also `exp archive`).
@@ -39,7 +39,7 @@ pub struct CommitArgs {
 }
 
 pub fn run(ctx: &Context, args: &CommitArgs) -> anyhow::Result<()> {
-    let repo = open_repo(ctx)?;
+    let repo = open_repo_for_runs(ctx)?;
     let dir = match (&args.run_dir, &args.run) {
         (Some(d), _) => d.clone(),
         (None, Some(id)) => run_dir_of(&repo, id),
@@ -111,16 +111,16 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The folder of run `id`: `run_<ID>` or `<ID>` in the config's `paths.experiments_dir`, then in
-/// `experiments/` (a config that cannot be read must not stop a commit of a finished run).
+/// The folder of run `id`: `run_<ID>` or `<ID>` where the config keeps runs, then in
+/// `experiments/`.
 fn run_dir_of(repo: &exp::store::Repo, id: &str) -> PathBuf {
-    let configured =
-        exp::eval::config::workspace_folders(None, repo.workspace()).map(|f| f.experiments).ok();
+    let named = repo.default_run_dir(id);
     let standard = exp::store::workspace::Folders::standard(repo.workspace()).experiments;
-    let candidates: Vec<PathBuf> = configured
-        .iter()
-        .chain([&standard])
-        .flat_map(|dir| [dir.join(format!("run_{id}")), dir.join(id)])
-        .collect();
-    candidates.iter().find(|d| d.exists()).unwrap_or(&candidates[0]).clone()
+    let candidates = [
+        named.clone(),
+        named.with_file_name(id),
+        standard.join(format!("run_{id}")),
+        standard.join(id),
+    ];
+    candidates.iter().find(|d| d.exists()).unwrap_or(&named).clone()
 }

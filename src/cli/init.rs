@@ -20,6 +20,17 @@ pub(crate) fn open_repo(ctx: &Context) -> anyhow::Result<Repo> {
     Ok(Repo::locate(ctx.repo.as_deref(), &cwd()?)?)
 }
 
+/// `open_repo` for commands that find or place run folders by default: they go where the
+/// workspace's config keeps runs (`paths.experiments_dir`). A config that cannot be read leaves
+/// the default `experiments/`: it must not stop a commit or a checkout.
+pub(crate) fn open_repo_for_runs(ctx: &Context) -> anyhow::Result<Repo> {
+    let repo = open_repo(ctx)?;
+    Ok(match exp::eval::config::workspace_folders(None, repo.workspace()) {
+        Ok(folders) => repo.with_experiments_dir(folders.experiments),
+        Err(_) => repo,
+    })
+}
+
 pub fn run(ctx: &Context, _args: &InitArgs) -> anyhow::Result<()> {
     let dir = match &ctx.repo {
         Some(d) => d.clone(),

@@ -22,6 +22,9 @@ use crate::provenance::{self, Provenance};
 pub struct Repo {
     workspace: PathBuf,
     store: PathBuf,
+    /// Where run folders go by default (`experiments/` unless the CLI read another from the
+    /// config: the store itself never reads configs).
+    experiments: PathBuf,
     pub odb: Odb,
     pub refs: Refs,
 }
@@ -80,6 +83,7 @@ impl Repo {
         let store = workspace.join(STORE_DIR);
         Repo {
             workspace: workspace.to_path_buf(),
+            experiments: super::workspace::Folders::standard(workspace).experiments,
             odb: Odb::new(store.join("objects")),
             refs: Refs::new(store.clone()),
             store,
@@ -339,9 +343,15 @@ impl Repo {
         Ok(seen)
     }
 
+    /// Run folders go to `dir` by default (the config's `paths.experiments_dir`).
+    pub fn with_experiments_dir(mut self, dir: PathBuf) -> Repo {
+        self.experiments = dir;
+        self
+    }
+
     /// Where a run's folder goes by default: `experiments/run_<ID>`.
     pub fn default_run_dir(&self, run_id: &str) -> PathBuf {
-        self.workspace.join("experiments").join(format!("run_{run_id}"))
+        self.experiments.join(format!("run_{run_id}"))
     }
 
     /// Where `commit` is checked out by default: the folder it was committed from.
