@@ -151,8 +151,8 @@ impl PackSet {
         Ok(())
     }
 
-    /// Believe the index of `pack` (read, or just written). The newest pack wins for an object
-    /// several packs hold (they hold equal bytes), so gc can delete the older ones.
+    /// Believe the index of `pack` (read, or just written). For an object several packs hold
+    /// (equal bytes), the pack added last is where it is read from.
     pub fn add(&mut self, pack: &Path, entries: &[Entry]) {
         self.seen.insert(pack.with_extension("idx"));
         let pack: Arc<Path> = Arc::from(pack);
