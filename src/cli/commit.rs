@@ -74,14 +74,14 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> anyhow::Result<()> {
     }
     let sizes = format!(
         "{} files, {}; {} new objects, {} stored",
-        o.files,
-        ui::human_bytes(o.bytes),
-        o.new_objects,
-        ui::human_bytes(o.new_bytes)
+        o.stored.files,
+        ui::human_bytes(o.stored.bytes),
+        o.stored.new_objects,
+        ui::human_bytes(o.stored.new_bytes)
     );
     if o.dry_run {
         let mut t = ui::table(["file", "size", "new"]);
-        for f in &o.listing {
+        for f in &o.stored.listing {
             t.add_row(vec![
                 f.path.clone(),
                 ui::human_bytes(f.size),
@@ -93,9 +93,9 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> anyhow::Result<()> {
         println!(
             "dry run: {} {what} ({} files, {}, {} new)",
             o.ref_name,
-            o.files,
-            ui::human_bytes(o.bytes),
-            o.new_objects
+            o.stored.files,
+            ui::human_bytes(o.stored.bytes),
+            o.stored.new_objects
         );
         return Ok(());
     }

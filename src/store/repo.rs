@@ -12,7 +12,7 @@ use super::index::Index;
 use super::object::{Commit, Kind, Mode, Object, Summary, TreeEntry};
 use super::odb::Odb;
 use super::refs::{Expect, Head, RefName, Refs};
-use super::worktree::{self, ListedFile};
+use super::worktree::{self, Stored};
 use super::{FORMAT_VERSION, ObjectId, STORE_DIR, summary};
 use crate::progress::Progress;
 use crate::provenance::{self, Provenance};
@@ -57,18 +57,14 @@ pub struct CommitOutcome {
     /// The commit `runs/<ID>` now names (None on a dry run of a new run).
     pub commit: Option<ObjectId>,
     pub previous: Option<ObjectId>,
-    pub tree: ObjectId,
     /// The folder matched the run's last commit: no new commit was made.
     pub unchanged: bool,
     pub tag: Option<String>,
     pub dry_run: bool,
-    pub files: u64,
-    pub bytes: u64,
-    pub new_objects: u64,
-    pub new_bytes: u64,
-    pub hashed_files: u64,
-    /// Per file (dry run only; empty otherwise to keep the outcome small).
-    pub listing: Vec<ListedFile>,
+    /// What storing the folder did: tree, sizes, new objects; its per-file listing only on a
+    /// dry run (empty otherwise, to keep the outcome small).
+    #[serde(flatten)]
+    pub stored: Stored,
     /// What could not be read into the commit's metadata (a torn run.json, say); the files
     /// themselves are committed regardless.
     pub warnings: Vec<String>,
@@ -417,33 +413,29 @@ impl Repo {
         let tag_ref = tag.as_deref().map(RefName::tag).transpose()?;
         let (key, inside) = self.workspace_key(&run_dir)?;
         let mut index = self.load_index();
-        let stored =
+        let mut stored =
             worktree::store_dir(&self.odb, &mut index, &run_dir, &key, options.dry_run, progress)?;
+        if !options.dry_run {
+            stored.listing = Vec::new();
+        }
+        let tree = stored.tree;
         let previous = self.refs.read(&ref_name)?;
         let mut outcome = CommitOutcome {
             run_id: run_id.clone(),
             ref_name: ref_name.to_string(),
             commit: previous,
             previous,
-            tree: stored.tree,
             unchanged: false,
             tag: tag.clone(),
             dry_run: options.dry_run,
-            files: stored.files,
-            bytes: stored.bytes,
-            new_objects: stored.new_objects,
-            new_bytes: stored.new_bytes,
-            hashed_files: stored.hashed_files,
-            listing: Vec::new(),
-            warnings: Vec::new(),
+            stored,
+            warnings: warnings.clone(),
         };
-        outcome.warnings = warnings.clone();
         if options.dry_run {
             outcome.unchanged = match previous {
-                Some(p) => self.read_commit(&p)?.tree == stored.tree,
+                Some(p) => self.read_commit(&p)?.tree == tree,
                 None => false,
             };
-            outcome.listing = stored.listing;
             return Ok(outcome);
         }
         // The index is a cache: failing to save it only costs re-hashing next time.
@@ -462,7 +454,7 @@ impl Repo {
             attempts += 1;
             let current = self.refs.read(&ref_name)?;
             if let Some(cur) = current
-                && self.read_commit(&cur)?.tree == stored.tree
+                && self.read_commit(&cur)?.tree == tree
             {
                 outcome.unchanged = true;
                 break cur;
@@ -482,7 +474,7 @@ impl Repo {
                 (summary, provenance)
             });
             let commit = Commit {
-                tree: stored.tree,
+                tree,
                 parents: current.into_iter().collect(),
                 time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 message: message.clone(),
