@@ -132,7 +132,7 @@ fn workspace(tmp: &TempDir, name: &str) -> PathBuf {
 }
 
 /// Writes a run folder `experiments/run_<id>` with `files` and commits it.
-fn commit_run(ws: &Path, id: &str, files: &[(&str, Vec<u8>)]) {
+fn commit_run<S: AsRef<str>>(ws: &Path, id: &str, files: &[(S, Vec<u8>)]) {
     let run = ws.join("experiments").join(format!("run_{id}"));
     std::fs::create_dir_all(&run).unwrap();
     let run_json = format!(
@@ -141,7 +141,7 @@ fn commit_run(ws: &Path, id: &str, files: &[(&str, Vec<u8>)]) {
     );
     std::fs::write(run.join("run.json"), run_json).unwrap();
     for (path, bytes) in files {
-        let p = run.join(path);
+        let p = run.join(path.as_ref());
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, bytes).unwrap();
     }
@@ -168,6 +168,13 @@ fn sample_files(seed: u64) -> Vec<(&'static str, Vec<u8>)> {
         ("trial-a/responses/treatment/part-0000.jsonl", noise(seed + 1, 20_000)),
         ("trial-b/reports/report.md", b"# report\n".to_vec()),
     ]
+}
+
+/// 40 small files: enough for `exp commit` to write them into a pack.
+fn many_files() -> Vec<(String, Vec<u8>)> {
+    (0..40u64)
+        .map(|i| (format!("trial-{}/part-{i:02}.jsonl", i % 3), noise(100 + i, 500)))
+        .collect()
 }
 
 fn json_of(out: &[u8]) -> Value {
@@ -324,6 +331,9 @@ fn push_clone_round_trip(r: &Where, tmp: &TempDir) {
     let a = workspace(tmp, "alice");
     commit_run(&a, "r1", &sample_files(1));
     commit_run(&a, "r2", &sample_files(2));
+    // A run of many files is committed into a local pack: push reads packed objects.
+    commit_run(&a, "wide", &many_files());
+    assert!(!files_under(&a, ".exprepo/objects/pack").is_empty());
     exp(&a).args(["tag", "baseline", "r1"]).assert().success();
     exp(&a).args(["remote", "add", "origin", &r.url]).assert().success();
 
@@ -332,7 +342,7 @@ fn push_clone_round_trip(r: &Where, tmp: &TempDir) {
     let report = json_of(&out.stdout);
     let statuses: Vec<_> =
         report["refs"].as_array().unwrap().iter().map(|u| u["status"].clone()).collect();
-    assert_eq!(statuses, vec!["created", "created", "created"], "{report}");
+    assert_eq!(statuses, vec!["created"; 4], "{report}");
     assert!(report["transfer"]["objects"].as_u64().unwrap() >= 10);
     assert_eq!(remote_ref(r, "runs/r1"), rev(&a, "runs/r1"));
     assert_eq!(remote_ref(r, "tags/baseline"), rev(&a, "runs/r1"));
@@ -357,7 +367,7 @@ fn push_clone_round_trip(r: &Where, tmp: &TempDir) {
         .arg(&b)
         .assert()
         .success()
-        .stdout(predicate::str::contains("2 runs, 1 tag ("))
+        .stdout(predicate::str::contains("3 runs, 1 tag ("))
         .stdout(predicate::str::contains("nothing is checked out"));
     assert!(!b.join("experiments").exists());
     assert_eq!(rev(&b, "runs/r1"), rev(&a, "runs/r1"));
@@ -372,6 +382,13 @@ fn push_clone_round_trip(r: &Where, tmp: &TempDir) {
     exp(&b).args(["checkout", "r2"]).assert().success();
     for (path, bytes) in sample_files(2) {
         let got = std::fs::read(b.join("experiments/run_r2").join(path)).unwrap();
+        assert_eq!(got, bytes, "{path} differs after clone + checkout");
+    }
+    // What the clone fetched went into one local pack; the packed run reads back byte-exact.
+    assert_eq!(files_under(&b, ".exprepo/objects/pack").len(), 2, "one pack and its index");
+    exp(&b).args(["checkout", "wide"]).assert().success();
+    for (path, bytes) in many_files() {
+        let got = std::fs::read(b.join("experiments/run_wide").join(&path)).unwrap();
         assert_eq!(got, bytes, "{path} differs after clone + checkout");
     }
 
