@@ -273,3 +273,27 @@ fn a_truncated_pack_fails_fsck_naming_the_objects_it_lost() {
     fs::OpenOptions::new().write(true).open(pack).unwrap().set_len(len - 3).unwrap();
     common::assert_damage_is_named(ws.path(), &last.to_hex());
 }
+
+#[test]
+fn gc_moves_many_loose_objects_into_a_pack() {
+    let ws = workspace();
+    // Runs of fewer than 32 files are stored loose, one file per object.
+    for r in 0..12 {
+        let d = ws.path().join(format!("experiments/run_s{r}"));
+        fs::create_dir_all(&d).unwrap();
+        for i in 0..25 {
+            fs::write(d.join(format!("f{i}.txt")), format!("run {r} file {i}\n")).unwrap();
+        }
+        exp(ws.path()).args(["commit", &format!("experiments/run_s{r}")]).assert().success();
+    }
+    let loose = loose_objects(ws.path());
+    assert!(loose > 256, "{loose} loose objects");
+    assert!(pack_files(ws.path(), "pack").is_empty());
+    let g = json(exp(ws.path()).args(["gc", "--json"]));
+    assert_eq!(g["loose_packed"], loose, "{g}");
+    assert_eq!(loose_objects(ws.path()), 0);
+    assert_eq!(pack_files(ws.path(), "pack").len(), 1);
+    exp(ws.path()).arg("fsck").assert().success();
+    exp(ws.path()).args(["checkout", "s7", "--to", "out"]).assert().success();
+    assert_eq!(fs::read(ws.path().join("out/f3.txt")).unwrap(), b"run 7 file 3\n");
+}

@@ -5,7 +5,7 @@ use super::init::open_repo;
 use super::{Context, ui};
 
 /// Delete objects nothing reaches (refs, reflogs, HEAD, index), once older than the grace period,
-/// and merge the packs into one when there are more than 8.
+/// and merge the packs into one when there are more than 8 (and loose objects, more than 256).
 #[derive(Args, Debug)]
 #[command(
     after_help = "Examples:\n  exp gc --dry-run\n  exp gc --grace 0   # also prune what `exp rm` just dropped"
@@ -50,6 +50,10 @@ pub fn run(ctx: &Context, args: &GcArgs) -> anyhow::Result<()> {
     if r.packs_merged > 0 {
         let merged = if r.dry_run { "would merge" } else { "merged" };
         println!("{merged} {} packs into one", r.packs_merged);
+    }
+    if r.loose_packed > 0 {
+        let moved = if r.dry_run { "would move" } else { "moved" };
+        println!("{moved} {} loose objects into a pack", r.loose_packed);
     }
     Ok(())
 }

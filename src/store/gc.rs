@@ -31,12 +31,16 @@ pub struct GcReport {
     pub temp_files_removed: u64,
     /// Packs merged into one because there were more than `MAX_PACKS`.
     pub packs_merged: u64,
+    /// Loose objects moved into a pack because there were more than `MAX_LOOSE`.
+    pub loose_packed: u64,
     /// Reflogs of refs deleted longer ago than the grace period.
     pub reflogs_dropped: Vec<String>,
 }
 
 /// More packs than this are merged into one by gc.
 pub const MAX_PACKS: usize = 8;
+/// More loose objects than this are moved into a pack by gc.
+pub const MAX_LOOSE: usize = 256;
 
 pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
     let now = SystemTime::now();
@@ -73,14 +77,18 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
         kept_young: 0,
         temp_files_removed: 0,
         packs_merged: 0,
+        loose_packed: 0,
         reflogs_dropped: dropped.iter().map(|n| n.to_string()).collect(),
     };
+    let mut loose_kept = Vec::new();
     for id in repo.odb.loose_ids()? {
         if reachable.contains(&id) {
+            loose_kept.push(id);
             continue;
         }
         if repo.odb.modified(&id)? > cutoff {
             report.kept_young += 1;
+            loose_kept.push(id);
             continue;
         }
         report.removed_bytes += repo.odb.stored_size(&id)?;
@@ -89,11 +97,11 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
         }
         report.removed.push(id);
     }
-    // A pack is rewritten without its unreachable objects once it is older than the grace
-    // period (its objects were all written together, so the pack's age is theirs).
-    // Packs: one holding unreachable objects older than the grace period is rewritten without
-    // them. Many packs (every commit of a big run and every fetch writes one) are merged into
-    // one, keeping all their objects, so lookups stay one index away.
+    // Packs: one holding unreachable objects older than the grace period (its objects were
+    // written together, so the pack's age is theirs) is rewritten without them. Many packs
+    // (every commit of a big run and every fetch writes one) are merged into one, keeping all
+    // their objects, and so are many loose objects (small commits): lookups stay one index away
+    // and the store a few files.
     let packs = repo.odb.packs()?;
     let merge_all = packs.len() > MAX_PACKS;
     let mut rewrite: Vec<(PackFile, Vec<Entry>)> = Vec::new();
@@ -116,8 +124,13 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
     if merge_all {
         report.packs_merged = rewrite.len() as u64;
     }
-    if !dry_run && !rewrite.is_empty() {
-        repo.odb.repack(&rewrite)?;
+    if loose_kept.len() > MAX_LOOSE {
+        report.loose_packed = loose_kept.len() as u64;
+    } else {
+        loose_kept.clear();
+    }
+    if !dry_run && !(rewrite.is_empty() && loose_kept.is_empty()) {
+        repo.odb.repack(&rewrite, &loose_kept)?;
     }
     report.removed.sort();
     report.removed.dedup();

@@ -619,10 +619,15 @@ impl Odb {
         Ok(set.damaged().to_vec())
     }
 
-    /// Replace `sources` by one new pack holding the given entries of each (gc): the new pack
-    /// is published before any old one is deleted (index first), so every object kept stays
-    /// readable throughout; a crash in between leaves both, which hold equal bytes.
-    pub fn repack(&self, sources: &[(PackFile, Vec<pack::Entry>)]) -> Result<()> {
+    /// Replace `sources` and the `loose` objects by one new pack holding the given entries of
+    /// each source and every loose object (gc). The new pack is published before anything old
+    /// is deleted (a pack's index first), so every object kept stays readable throughout; a
+    /// crash in between leaves both copies, which hold equal bytes.
+    pub fn repack(
+        &self,
+        sources: &[(PackFile, Vec<pack::Entry>)],
+        loose: &[ObjectId],
+    ) -> Result<()> {
         let pack = self.new_pack();
         for (file, keep) in sources.iter().filter(|(_, keep)| !keep.is_empty()) {
             let source = File::open(&file.pack).at(&file.pack)?;
@@ -631,11 +636,18 @@ impl Odb {
                 pack.append(e.id, &raw)?;
             }
         }
+        for id in loose {
+            let path = self.path_of(id);
+            pack.append(*id, &fs::read(&path).at(&path)?)?;
+        }
         self.publish(Vec::new(), Some(&pack))?;
         for (file, _) in sources {
             for path in [&file.index, &file.pack] {
                 fs::remove_file(path).at(path)?;
             }
+        }
+        for id in loose {
+            self.remove(id)?;
         }
         self.packs.write().unwrap_or_else(PoisonError::into_inner).forget();
         fsync_dir(&self.pack_dir())
