@@ -129,7 +129,7 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
     } else {
         loose_kept.clear();
     }
-    if !dry_run && !(rewrite.is_empty() && loose_kept.is_empty()) {
+    if !dry_run && (!rewrite.is_empty() || !loose_kept.is_empty()) {
         repo.odb.repack(&rewrite, &loose_kept)?;
     }
     report.removed.sort();
