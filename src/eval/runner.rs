@@ -1068,8 +1068,15 @@ fn snapshot_config(
 
 /// Execution settings that do not change what is asked or how it is scored, so a resume may
 /// change them (e.g. more concurrency after a rate-limit talk with the provider).
-const VOLATILE: [&str; 6] =
-    ["max_concurrent_jobs", "max_retries", "timeout_s", "backoff_base_s", "backoff_max_s", "fsync"];
+const VOLATILE: [&str; 7] = [
+    "max_concurrent_jobs",
+    "max_retries",
+    "timeout_s",
+    "backoff_base_s",
+    "backoff_max_s",
+    "fsync",
+    "max_response_bytes",
+];
 
 fn fingerprint(
     c: &Config,
