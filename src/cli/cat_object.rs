@@ -3,8 +3,8 @@ use std::io::Write;
 use clap::Args;
 use exp::store::Object;
 
-use super::{Context, ui};
 use super::init::open_repo;
+use super::{Context, ui};
 
 /// Plumbing: print an object's content (verified), type (-t) or size (-s).
 #[derive(Args, Debug)]

@@ -55,7 +55,10 @@ pub fn run(ctx: &Context, args: &CleanArgs) -> anyhow::Result<()> {
         if r.dry_run {
             ui::outln!("would save {path} as {refn}")?;
         } else {
-            ui::outln!("saved {path} as {refn} ({}); restore with: exp checkout {refn}", id.short())?;
+            ui::outln!(
+                "saved {path} as {refn} ({}); restore with: exp checkout {refn}",
+                id.short()
+            )?;
         }
     }
     for path in &r.removed {

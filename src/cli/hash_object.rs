@@ -3,8 +3,8 @@ use std::path::PathBuf;
 use clap::Args;
 use exp::store::Odb;
 
-use super::{Context, ui};
 use super::init::open_repo;
+use super::{Context, ui};
 
 /// Plumbing: print the blob id of each file; with -w also store it.
 #[derive(Args, Debug)]

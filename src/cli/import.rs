@@ -81,7 +81,9 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
             let where_ = if l.outside { "points outside the folder; " } else { "" };
             ui::outln!(
                 "{}: symlink {} -> {} ({where_}stored as a link, not followed)",
-                i.name, l.path, l.target
+                i.name,
+                l.path,
+                l.target
             )?;
         }
         for n in &i.inspection.notes {
@@ -95,7 +97,9 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
         if let [a, .., b] = names.as_slice() {
             ui::outln!("Next: `exp log` shows them as history; `exp diff {a} {b}` compares them.")?;
         } else if let [a] = names.as_slice() {
-            ui::outln!("Next: `exp show {a}`, or compare it with another run: `exp diff OTHER {a}`.")?;
+            ui::outln!(
+                "Next: `exp show {a}`, or compare it with another run: `exp diff OTHER {a}`."
+            )?;
         }
     }
     Ok(())

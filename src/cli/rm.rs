@@ -1,7 +1,7 @@
 use clap::Args;
 
-use super::{Context, ui};
 use super::init::open_repo;
+use super::{Context, ui};
 
 /// Drop a ref (a run or a tag). Its objects stay recoverable until `exp gc` runs after the
 /// grace period.

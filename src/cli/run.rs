@@ -217,7 +217,8 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
     )?;
     ui::outln!(
         "estimated input tokens {} (about 4 characters a token); output at most {} (max_tokens)",
-        tot.est_input_tokens, tot.max_output_tokens
+        tot.est_input_tokens,
+        tot.max_output_tokens
     )?;
     ui::outln!(
         "estimated cost: {} for input, at most {} in all",
