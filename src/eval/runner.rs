@@ -47,9 +47,9 @@ pub enum RunError {
     RunExists { run_id: String, path: PathBuf },
     #[error("run `{run_id}` does not exist (no {path})")]
     NoSuchRun { run_id: String, path: PathBuf },
-    #[error("no unfinished run to resume in {dir}")]
+    #[error("no unfinished run and no run with failed requests to resume in {dir}")]
     NothingToResume { dir: PathBuf },
-    #[error("run `{run_id}` is already complete")]
+    #[error("run `{run_id}` is already complete, with no failed request to retry")]
     AlreadyComplete { run_id: String },
     #[error("the config changed since run `{run_id}` started: {}", changes.join("; "))]
     ConfigChanged { run_id: String, changes: Vec<String> },
@@ -339,7 +339,7 @@ pub fn run(
         let dir = run_dir(&experiments, &id);
         let rj = read_run_json(&dir)
             .map_err(|_| RunError::NoSuchRun { run_id: id.clone(), path: dir.join("run.json") })?;
-        if rj.status == RunStatus::Complete {
+        if !has_work_left(&dir, &rj) {
             return Err(RunError::AlreadyComplete { run_id: id });
         }
         Some(rj)
@@ -362,10 +362,12 @@ pub fn run(
         (None, None) => Condition::BOTH.to_vec(),
     };
     if let Some(n) = opts.parts_per_dataset.or(previous.as_ref().map(|p| p.parts_per_dataset)) {
-        loaded.config.execution.parts_per_dataset = at_least_one("--parts-per-dataset", n)?;
+        loaded.config.execution.parts_per_dataset =
+            within("--parts-per-dataset", n, config::MAX_PARTS_PER_DATASET)?;
     }
     if let Some(n) = opts.max_concurrent_jobs {
-        loaded.config.execution.max_concurrent_jobs = at_least_one("--max-concurrent-jobs", n)?;
+        loaded.config.execution.max_concurrent_jobs =
+            within("--max-concurrent-jobs", n, config::MAX_CONCURRENT_JOBS)?;
     }
     let baseline_ref = opts.baseline.clone().or(previous.as_ref().and_then(|p| p.baseline.clone()));
 
@@ -565,7 +567,12 @@ pub fn run(
     let mut models = Vec::new();
     for m in &loaded.config.models {
         models.push(ExecModel {
-            provider: Provider::new(m, Duration::from_secs_f64(e.timeout_s), &labels)?,
+            provider: Provider::new(
+                m,
+                Duration::from_secs_f64(e.timeout_s),
+                e.max_response_bytes,
+                &labels,
+            )?,
             max_connections: m.max_connections,
             pricing: m.pricing,
         });
@@ -723,11 +730,15 @@ pub fn run(
     }))
 }
 
-/// `n` from the command line, or a usage error naming `flag` when it is 0: zero parts would send
-/// nothing and zero job slots would wait forever, so both are refused before any work starts.
-fn at_least_one(flag: &str, n: usize) -> Result<usize, RunError> {
-    if n == 0 {
-        return Err(RunError::Usage { what: format!("{flag} is 0"), fix: "give 1 or more".into() });
+/// `n` from the command line, or a usage error naming `flag` when it is outside [1, max]: zero
+/// parts would send nothing, zero job slots would wait forever, and the config's own bound
+/// applies to the flag that overrides it.
+fn within(flag: &str, n: usize, max: usize) -> Result<usize, RunError> {
+    if n == 0 || n > max {
+        return Err(RunError::Usage {
+            what: format!("{flag} is {n}, outside [1, {max}]"),
+            fix: format!("give 1 or more, at most {max}"),
+        });
     }
     Ok(n)
 }
@@ -888,13 +899,19 @@ fn write_run_json(dir: &Path, rj: &RunJson) -> Result<(), RunError> {
     Ok(results::write_json(&dir.join("run.json"), rj)?)
 }
 
-/// The newest run (by start time) that is not complete.
+/// Whether `--resume` has something to send: the run did not finish, or it finished with
+/// recorded failures (the journal keeps them, and a resume sends exactly those again).
+fn has_work_left(dir: &Path, rj: &RunJson) -> bool {
+    rj.status != RunStatus::Complete || read_manifest(dir).is_some_and(|m| m.totals.failures > 0)
+}
+
+/// The newest run (by start time) with work left: not complete, or with failed requests.
 fn latest_unfinished(experiments: &Path) -> Result<String, RunError> {
     let mut best: Option<(String, String)> = None;
     if let Ok(entries) = std::fs::read_dir(experiments) {
         for entry in entries.flatten() {
             let Ok(rj) = read_run_json(&entry.path()) else { continue };
-            if rj.status == RunStatus::Complete {
+            if !has_work_left(&entry.path(), &rj) {
                 continue;
             }
             if best.as_ref().is_none_or(|(t, _)| rj.started_at > *t) {
@@ -1051,8 +1068,15 @@ fn snapshot_config(
 
 /// Execution settings that do not change what is asked or how it is scored, so a resume may
 /// change them (e.g. more concurrency after a rate-limit talk with the provider).
-const VOLATILE: [&str; 6] =
-    ["max_concurrent_jobs", "max_retries", "timeout_s", "backoff_base_s", "backoff_max_s", "fsync"];
+const VOLATILE: [&str; 7] = [
+    "max_concurrent_jobs",
+    "max_retries",
+    "timeout_s",
+    "backoff_base_s",
+    "backoff_max_s",
+    "fsync",
+    "max_response_bytes",
+];
 
 fn fingerprint(
     c: &Config,
