@@ -10,3 +10,4 @@ pub mod progress;
 pub mod provenance;
 pub mod stats;
 pub mod store;
+pub mod view;

@@ -88,7 +88,7 @@ fn s<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// Effect with its CI per trial; teal when significant after Holm.
-fn forest(agg: &Aggregate) -> Result<Chart, String> {
+pub(crate) fn forest(agg: &Aggregate) -> Result<Chart, String> {
     let num = pct_trials(agg);
     let n = agg.trials.len().max(1);
     let effects: Vec<Option<(f64, Option<[f64; 2]>)>> = agg
@@ -238,7 +238,7 @@ fn diff_tick(num: Num, x: f64, width: f64) -> String {
 }
 
 /// Per trial: control and treatment level with their CIs.
-fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
+pub(crate) fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
     let num = pct_trials(agg);
     let n = agg.trials.len().max(1);
     let cond = |t: &AggTrial, c: &str| {
@@ -322,7 +322,7 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
 }
 
 /// Cost of each condition against its level, one line per trial from control to treatment.
-fn cost(agg: &Aggregate) -> Result<Chart, String> {
+pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
     let num = pct_trials(agg);
     let point = |t: &AggTrial, c: &str| {
         let m = t.sig.as_ref()?.conditions.get(c)?.mean?;

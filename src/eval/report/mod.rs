@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::artifacts::{self, Costs, Metrics};
 use crate::stats::{self, Significance};
 
-mod charts;
+pub(crate) mod charts;
 mod files;
 mod format;
 mod html;
