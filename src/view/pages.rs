@@ -486,6 +486,18 @@ pub(crate) fn compare(site: &Site, a: &ObjectId, b_id: &ObjectId, page: u64) -> 
     config_section(&mut b, &d);
     prompt_section(&mut b, site, &ra.commit, &rb.commit)?;
     metrics_section(&mut b, &d);
+    if ra.agg.trials.iter().chain(&rb.agg.trials).any(|t| t.sig.is_some()) {
+        let runs = [
+            (format!("A {} {}", ra.commit.run_id, a.short()), &ra.agg),
+            (format!("B {} {}", rb.commit.run_id, b_id.short()), &rb.agg),
+        ];
+        match charts::forest_runs(&runs) {
+            Ok(c) => b.push_str(&figure("forest-compare", &c.title, &c.caption, &c.svg)),
+            Err(e) => {
+                let _ = write!(b, "<p class=\"err\">The forest plot could not be drawn: {}</p>", esc(&e));
+            }
+        }
+    }
     flips_section(&mut b, site, &ra, &rb, &d, page)?;
     if !d.lacks.is_empty() {
         b.push_str("<h2>Not compared</h2><ul>");
