@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use exp::eval::report::{SignificanceSettings, write_aggregate, write_trial_report};
 use futures::{SinkExt, StreamExt};
@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SLUG: &str = "sim-demo-operational_only-t0-tk50-tp1-mx1024";
 /// A model's answer that would run script if it were ever treated as HTML.
-const HOSTILE: &str = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> positive";
+const HOSTILE: &str =
+    "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> positive";
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -52,12 +53,23 @@ fn write_run(dir: &Path, v: &Version) {
                 "decoding": {"temperature": 0.0}, "repeats": 1})
         .to_string(),
     );
-    let mut scores = String::from("item_id,dataset,condition,repeat,gold,prediction,score,cluster\n");
+    let mut scores =
+        String::from("item_id,dataset,condition,repeat,gold,prediction,score,cluster\n");
     let mut preds = csv::Writer::from_writer(Vec::new());
     preds
         .write_record([
-            "item_id", "dataset", "condition", "repeat", "part", "prediction", "raw_output",
-            "finish_reason", "input_tokens", "output_tokens", "latency_ms", "error",
+            "item_id",
+            "dataset",
+            "condition",
+            "repeat",
+            "part",
+            "prediction",
+            "raw_output",
+            "finish_reason",
+            "input_tokens",
+            "output_tokens",
+            "latency_ms",
+            "error",
         ])
         .unwrap();
     let mut requests = String::new();
@@ -67,8 +79,20 @@ fn write_run(dir: &Path, v: &Version) {
             let failed = cond == "treatment" && v.treatment_failed.contains(&i);
             let wrong =
                 if cond == "control" { v.control_wrong } else { v.treatment_wrong }.contains(&i);
-            let pred = if failed { "" } else if wrong { "negative" } else { "positive" };
-            let score = if failed { "" } else if wrong { "0" } else { "1" };
+            let pred = if failed {
+                ""
+            } else if wrong {
+                "negative"
+            } else {
+                "positive"
+            };
+            let score = if failed {
+                ""
+            } else if wrong {
+                "0"
+            } else {
+                "1"
+            };
             scores.push_str(&format!("{id},demo,{cond},0,positive,{pred},{score},\n"));
             let raw = if failed {
                 String::new()
@@ -80,12 +104,26 @@ fn write_run(dir: &Path, v: &Version) {
             let error = if failed { "timeout after 120 s" } else { "" };
             preds
                 .write_record([
-                    id.as_str(), "demo", cond, "0", "0", pred, raw.as_str(), "stop", "20", "3", "41",
+                    id.as_str(),
+                    "demo",
+                    cond,
+                    "0",
+                    "0",
+                    pred,
+                    raw.as_str(),
+                    "stop",
+                    "20",
+                    "3",
+                    "41",
                     error,
                 ])
                 .unwrap();
             if cond == "control" {
-                let text = if i == 3 { "I <b>loved</b> it".to_string() } else { format!("text of item {i}") };
+                let text = if i == 3 {
+                    "I <b>loved</b> it".to_string()
+                } else {
+                    format!("text of item {i}")
+                };
                 requests.push_str(
                     &json!({"custom_id": format!("demo:{id}:control:r0"), "method": "POST",
                             "url": "/v1/chat/completions",
@@ -265,8 +303,14 @@ impl Browser {
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         let ws_url = ws_url.expect("chromium prints its DevTools address");
         let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str()).await.unwrap();
-        let mut b =
-            Browser { child, ws, session: String::new(), next_id: 0, errors: Vec::new(), _profile: profile };
+        let mut b = Browser {
+            child,
+            ws,
+            session: String::new(),
+            next_id: 0,
+            errors: Vec::new(),
+            _profile: profile,
+        };
         let target = b.call("Target.createTarget", json!({"url": "about:blank"})).await;
         let attached = b
             .call("Target.attachToTarget", json!({"targetId": target["targetId"], "flatten": true}))
@@ -345,9 +389,8 @@ impl Browser {
 
     /// The value of a JavaScript expression in the page.
     async fn eval(&mut self, expr: &str) -> Value {
-        let r = self
-            .call("Runtime.evaluate", json!({"expression": expr, "returnByValue": true}))
-            .await;
+        let r =
+            self.call("Runtime.evaluate", json!({"expression": expr, "returnByValue": true})).await;
         assert!(r.get("exceptionDetails").is_none(), "{expr}: {r}");
         r["result"]["value"].clone()
     }
@@ -515,9 +558,8 @@ async fn markup_in_a_model_output_shows_as_text_and_runs_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(b.eval("typeof window.__pwned").await, json!("undefined"));
     assert_eq!(b.eval("document.querySelectorAll('main script, main img').length").await, json!(0));
-    let shown = b
-        .eval("Array.from(document.querySelectorAll('pre.output')).map(p => p.textContent)")
-        .await;
+    let shown =
+        b.eval("Array.from(document.querySelectorAll('pre.output')).map(p => p.textContent)").await;
     assert!(shown.as_array().unwrap().iter().any(|s| s == HOSTILE), "{shown}");
     let input = b.eval("document.body.innerText.includes('I <b>loved</b> it')").await;
     assert_eq!(input, json!(true));
@@ -541,7 +583,10 @@ async fn unknown_paths_and_ids_give_a_404_page_in_the_browser() {
     ] {
         b.goto(&format!("{}{path}", server.url)).await;
         assert_eq!(b.eval("document.title").await, json!("Not found · exp view"), "{path}");
-        assert_eq!(b.eval("document.querySelector('.error-page .code').textContent").await, json!("404"));
+        assert_eq!(
+            b.eval("document.querySelector('.error-page .code').textContent").await,
+            json!("404")
+        );
     }
 }
 
@@ -613,7 +658,9 @@ fn export_writes_every_page_as_static_files_whose_links_all_resolve() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "html") {
                 let html = std::fs::read_to_string(&p).unwrap();
-                for link in html.split(['"']).filter(|s| s.ends_with(".html") || s.contains("assets/")) {
+                for link in
+                    html.split(['"']).filter(|s| s.ends_with(".html") || s.contains("assets/"))
+                {
                     if link.contains(' ') || link.contains('<') || link.starts_with("http") {
                         continue;
                     }
@@ -626,6 +673,7 @@ fn export_writes_every_page_as_static_files_whose_links_all_resolve() {
     }
     assert!(checked > 50, "only {checked} links checked");
     // Static pages have no search box (nothing could answer it).
-    let trial = std::fs::read_to_string(out.join(format!("run/{first}/{SLUG}/all/1.html"))).unwrap();
+    let trial =
+        std::fs::read_to_string(out.join(format!("run/{first}/{SLUG}/all/1.html"))).unwrap();
     assert!(!trial.contains("name=\"q\""));
 }

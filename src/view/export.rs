@@ -2,6 +2,7 @@
 //! intranet page. Every commit's run page, every trial's items under every filter (read in two
 //! passes per trial: counts, then pages as they fill), and each commit compared with its parent.
 //! Search needs the server; the exported pages leave its box out.
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use super::items::{self, Filter, ItemRow, ItemsPage, PAGE_SIZE};
@@ -52,7 +53,8 @@ impl Writer {
 /// Writes the whole site into `dir` (created if needed; files already there are replaced).
 pub fn export(repo: Repo, dir: &Path, progress: &dyn Progress) -> Result<Exported> {
     let site = Site::for_export(repo);
-    let mut w = Writer { dir: dir.to_path_buf(), done: Exported { dir: dir.into(), ..Default::default() } };
+    let mut w =
+        Writer { dir: dir.to_path_buf(), done: Exported { dir: dir.into(), ..Default::default() } };
     for (name, bytes) in html::assets() {
         w.write(&format!("assets/{name}"), bytes)?;
     }
@@ -81,7 +83,8 @@ fn trial_pages(w: &mut Writer, site: &Site, run: &read::Run, slug: &str) -> Resu
     let counted = items::page(&site.repo, &run.id, files, Filter::All, 1, "")?;
     let counts = counted.counts;
     let has_scores = counted.has_scores;
-    let mut pending: Vec<(Vec<ItemRow>, u64)> = Filter::EVERY.iter().map(|_| (Vec::new(), 1)).collect();
+    let mut pending: Vec<(Vec<ItemRow>, u64)> =
+        Filter::EVERY.iter().map(|_| (Vec::new(), 1)).collect();
     let mut failed = None;
     let flush = |w: &mut Writer, f: Filter, rows: Vec<ItemRow>, page: u64| -> Result<()> {
         let items = ItemsPage { rows, counts, has_scores };
@@ -89,9 +92,6 @@ fn trial_pages(w: &mut Writer, site: &Site, run: &read::Run, slug: &str) -> Resu
         w.write(&paths::trial(&run.id, slug, f, page), html.as_bytes())
     };
     items::scan(&site.repo, &run.id, files, |row| {
-        if failed.is_some() {
-            return;
-        }
         for (i, f) in Filter::EVERY.into_iter().enumerate() {
             if !f.matches(&row) {
                 continue;
@@ -101,11 +101,12 @@ fn trial_pages(w: &mut Writer, site: &Site, run: &read::Run, slug: &str) -> Resu
             if rows.len() as u64 == PAGE_SIZE {
                 if let Err(e) = flush(w, f, std::mem::take(rows), *page) {
                     failed = Some(e);
-                    return;
+                    return ControlFlow::Break(());
                 }
                 *page += 1;
             }
         }
+        ControlFlow::Continue(())
     })?;
     if let Some(e) = failed {
         return Err(e);

@@ -82,7 +82,7 @@ pub(crate) fn asset_name(name: &str) -> Option<&'static str> {
 pub(crate) fn asset(name: &str) -> Option<Page> {
     ASSETS.iter().find(|(n, _, _)| *n == name).map(|(_, ty, body)| Page {
         status: 200,
-        content_type: *ty,
+        content_type: ty,
         body: body.as_bytes().to_vec(),
     })
 }
@@ -116,7 +116,7 @@ pub(crate) fn p(x: Option<f64>) -> String {
 pub(crate) fn usd(x: Option<f64>) -> String {
     match x {
         None => "–".into(),
-        Some(x) if x == 0.0 => "$0".into(),
+        Some(0.0) => "$0".into(),
         Some(x) if x.abs() >= 0.01 => format!("${x:.4}"),
         Some(x) => {
             // Three significant digits in plain decimals: $0.0000920, not $9.2e-5.

@@ -11,6 +11,7 @@
 //! rows and a count per filter; each text field is cut at [`TEXT_CAP`] bytes.
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::ops::ControlFlow;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use serde_json::Value;
@@ -186,6 +187,11 @@ pub(crate) fn search(q: &str) -> Option<regex::Regex> {
 }
 
 /// Page `page` (from 1) of the trial's items that pass `filter` and `q`.
+///
+/// Without a search, two passes: the scores alone give every filter's count and the page's
+/// items, then the full rows of just those items are read, stopping once they are all there
+/// (the rest of each file is still decompressed and verified, but not parsed). A search needs
+/// the texts, so it reads everything once.
 pub(crate) fn page(
     repo: &Repo,
     commit: &ObjectId,
@@ -196,36 +202,72 @@ pub(crate) fn page(
 ) -> Result<ItemsPage> {
     let re = search(q);
     let skip = (page - 1) * PAGE_SIZE;
+    let in_page = |n: u64| n > skip && n <= skip + PAGE_SIZE;
     let mut out = ItemsPage::default();
-    let has_scores = scan(repo, commit, trial, |row| {
+    let streams = if re.is_some() { Streams::All } else { Streams::ScoresOnly };
+    let mut wanted: Vec<Key> = Vec::new();
+    out.has_scores = scan_streams(repo, commit, trial, streams, |row| {
         if re.as_ref().is_some_and(|re| !row.contains(re)) {
-            return;
+            return ControlFlow::Continue(());
         }
         for f in Filter::EVERY {
             if f.matches(&row) {
                 out.counts[f.index()] += 1;
             }
         }
-        if filter.matches(&row) {
-            let n = out.counts[filter.index()];
-            if n > skip && n <= skip + PAGE_SIZE {
+        if filter.matches(&row) && in_page(out.counts[filter.index()]) {
+            if re.is_some() {
                 out.rows.push(row);
+            } else {
+                wanted.push((row.dataset, row.item, row.repeat));
             }
         }
+        ControlFlow::Continue(())
     })?;
-    out.has_scores = has_scores;
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let mut found: HashMap<Key, ItemRow> = HashMap::with_capacity(wanted.len());
+    let mut missing: std::collections::HashSet<Key> = wanted.iter().cloned().collect();
+    scan_streams(repo, commit, trial, Streams::All, |row| {
+        let key = (row.dataset.clone(), row.item.clone(), row.repeat);
+        if missing.remove(&key) {
+            found.insert(key, row);
+        }
+        if missing.is_empty() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })?;
+    out.rows = wanted.into_iter().filter_map(|k| found.remove(&k)).collect();
     Ok(out)
 }
 
-/// Calls `visit` with every item row of the trial, in the files' order. False when the trial
-/// has no per-item scores (nothing was listed).
+/// Calls `visit` with every item row of the trial, in the files' order, until it says stop.
+/// False when the trial has no per-item scores (nothing was listed).
 pub(crate) fn scan(
     repo: &Repo,
     commit: &ObjectId,
     trial: &TrialFiles,
-    mut visit: impl FnMut(ItemRow),
+    visit: impl FnMut(ItemRow) -> ControlFlow<()>,
 ) -> Result<bool> {
-    let mut sources = sources(repo, commit, trial)?;
+    scan_streams(repo, commit, trial, Streams::All, visit)
+}
+
+/// Which files a scan reads.
+#[derive(Clone, Copy, PartialEq)]
+enum Streams {
+    /// Scores, predictions and inputs: whole rows.
+    All,
+    /// Scores only: enough to filter and count.
+    ScoresOnly,
+}
+
+fn scan_streams(
+    repo: &Repo,
+    commit: &ObjectId,
+    trial: &TrialFiles,
+    streams: Streams,
+    mut visit: impl FnMut(ItemRow) -> ControlFlow<()>,
+) -> Result<bool> {
+    let mut sources = sources(repo, commit, trial, streams)?;
     if sources.is_empty() {
         return Ok(false);
     }
@@ -240,7 +282,14 @@ pub(crate) fn scan(
                 None => join.done[i] = true,
             }
         }
-        join.emit(&mut visit);
+        if join.emit(&mut visit).is_break() {
+            // What was shown must be what was stored: the rest of every file is still read
+            // through its hash check, only not parsed.
+            for src in &mut sources {
+                src.finish()?;
+            }
+            break;
+        }
     }
     Ok(true)
 }
@@ -309,8 +358,9 @@ impl Join {
         }
     }
 
-    /// Hands on the rows at the front that every stream has either given or can no longer give.
-    fn emit(&mut self, visit: &mut impl FnMut(ItemRow)) {
+    /// Hands on the rows at the front that every stream has either given or can no longer give,
+    /// until `visit` says stop.
+    fn emit(&mut self, visit: &mut impl FnMut(ItemRow) -> ControlFlow<()>) -> ControlFlow<()> {
         while let Some(key) = self.order.front() {
             let complete = match self.pending.get(key) {
                 Some(p) => (0..self.done.len()).all(|i| self.done[i] || p.seen & (1 << i) != 0),
@@ -324,17 +374,31 @@ impl Join {
             if let Some(p) = self.pending.remove(&key)
                 && p.scored
             {
-                visit(p.row);
+                visit(p.row)?;
             }
         }
+        ControlFlow::Continue(())
     }
 }
 
-type Source = Box<dyn Iterator<Item = Result<(Key, Part)>>>;
+/// One stream of rows of one file (or one condition's request files).
+trait Rows: Iterator<Item = Result<(Key, Part)>> {
+    /// Reads the rest through the store's hash check without parsing it: an error if the
+    /// object is damaged.
+    fn finish(&mut self) -> Result<()>;
+}
+
+type Source = Box<dyn Rows>;
 
 /// The streams of a trial: scores and predictions once per condition, and one condition's
-/// request files for the inputs. Empty when the trial has no scores.
-fn sources(repo: &Repo, commit: &ObjectId, trial: &TrialFiles) -> Result<Vec<Source>> {
+/// request files for the inputs (only scores for `ScoresOnly`). Empty when the trial has no
+/// scores.
+fn sources(
+    repo: &Repo,
+    commit: &ObjectId,
+    trial: &TrialFiles,
+    streams: Streams,
+) -> Result<Vec<Source>> {
     let mut out: Vec<Source> = Vec::new();
     let conditions = conditions(trial);
     let file = |path: &str| -> Result<Option<ObjectId>> {
@@ -352,6 +416,9 @@ fn sources(repo: &Repo, commit: &ObjectId, trial: &TrialFiles) -> Result<Vec<Sou
             out.push(Box::new(CsvRows::open(repo, id, path.clone(), Kind::Score, c, false)?));
         }
         let pred_path = format!("{}/predictions.csv", trial.results_path);
+        if streams == Streams::ScoresOnly {
+            return Ok(out);
+        }
         if let Some(pid) = file(&pred_path)? {
             for c in &conditions {
                 out.push(Box::new(CsvRows::open(
@@ -370,7 +437,7 @@ fn sources(repo: &Repo, commit: &ObjectId, trial: &TrialFiles) -> Result<Vec<Sou
             out.push(Box::new(CsvRows::open(repo, parse_id(&e.loc)?, path, Kind::Score, c, true)?));
         }
     }
-    if out.is_empty() {
+    if out.is_empty() || streams == Streams::ScoresOnly {
         return Ok(out);
     }
     // The user message is the same in both conditions: one condition's requests give it.
@@ -589,6 +656,14 @@ impl CsvRows {
     }
 }
 
+impl Rows for CsvRows {
+    fn finish(&mut self) -> Result<()> {
+        std::io::copy(self.rdr.get_mut(), &mut std::io::sink())
+            .map(|_| ())
+            .map_err(|e| Error::BadFile { path: self.path.clone(), problem: e.to_string() })
+    }
+}
+
 impl Iterator for CsvRows {
     type Item = Result<(Key, Part)>;
 
@@ -605,7 +680,8 @@ impl Iterator for CsvRows {
                 }
             }
             let ours = self.whole_file
-                || self.cols.condition.and_then(|i| self.rec.get(i)) == Some(self.condition.as_str());
+                || self.cols.condition.and_then(|i| self.rec.get(i))
+                    == Some(self.condition.as_str());
             if ours {
                 return Some(self.row());
             }
@@ -639,8 +715,22 @@ fn parse_custom_id(id: &str) -> Option<Key> {
 /// The last user message of a request line.
 fn user_message(v: &Value) -> Option<String> {
     let messages = v.get("body")?.get("messages")?.as_array()?;
-    let m = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
+    let m =
+        messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
     Some(capped(m.get("content")?.as_str()?))
+}
+
+impl Rows for InputRows {
+    fn finish(&mut self) -> Result<()> {
+        if let Some((path, reader)) = self.current.as_mut() {
+            std::io::copy(reader, &mut std::io::sink())
+                .map_err(|e| Error::BadFile { path: path.clone(), problem: e.to_string() })?;
+        }
+        for (_, id) in self.parts.drain(..) {
+            self.repo.odb.verify(&id)?;
+        }
+        Ok(())
+    }
 }
 
 impl Iterator for InputRows {
@@ -661,7 +751,10 @@ impl Iterator for InputRows {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    return Some(Err(Error::BadFile { path: path.clone(), problem: e.to_string() }));
+                    return Some(Err(Error::BadFile {
+                        path: path.clone(),
+                        problem: e.to_string(),
+                    }));
                 }
             }
             // A line that is not a request of today's shape (a torn last line, an old batch
@@ -733,11 +826,18 @@ mod tests {
         j.add(0, key("a"), score("control", 1.0));
         j.add(1, key("b"), score("treatment", 0.0));
         let mut seen = Vec::new();
-        j.emit(&mut |r| seen.push(r));
+        let mut keep = |r| {
+            seen.push(r);
+            ControlFlow::Continue(())
+        };
+        let _ = j.emit(&mut keep);
         assert!(seen.is_empty(), "a waits for its treatment row");
         j.add(0, key("b"), score("control", 1.0));
         j.add(1, key("a"), score("treatment", 1.0));
-        j.emit(&mut |r| seen.push(r));
+        let _ = j.emit(&mut |r| {
+            seen.push(r);
+            ControlFlow::Continue(())
+        });
         assert_eq!(seen.len(), 2);
         assert!(Filter::Broken.matches(&seen[1]) && !Filter::Discordant.matches(&seen[0]));
     }

@@ -2,6 +2,7 @@
 //! `read` and `items` return; every text from a run goes through [`esc`].
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
+use std::ops::ControlFlow;
 
 use super::html::{self, ci_pct, esc, figure, num_cell, p, pct, pp, root, url_value, usd};
 use super::items::{self, Filter, ItemRow, ItemsPage, PAGE_SIZE};
@@ -56,8 +57,21 @@ pub(crate) fn history(site: &Site) -> Result<String> {
         );
     }
     let heads = [
-        "commit", "time", "run", "refs", "status", "trial", "n", "control", "treatment", "effect",
-        "p", "Holm p", "cost", "message", "",
+        "commit",
+        "time",
+        "run",
+        "refs",
+        "status",
+        "trial",
+        "n",
+        "control",
+        "treatment",
+        "effect",
+        "p",
+        "Holm p",
+        "cost",
+        "message",
+        "",
     ];
     b.push_str("<table id=\"history\"><thead><tr>");
     for h in heads {
@@ -171,7 +185,11 @@ fn charts_html(run: &Run) -> String {
         match drawn {
             Ok(c) => out.push_str(&figure(id, &c.title, &c.caption, &c.svg)),
             Err(e) => {
-                let _ = write!(out, "<p class=\"err\">The {id} chart could not be drawn: {}</p>", esc(&e));
+                let _ = write!(
+                    out,
+                    "<p class=\"err\">The {id} chart could not be drawn: {}</p>",
+                    esc(&e)
+                );
             }
         }
     }
@@ -228,9 +246,10 @@ pub(crate) fn run(site: &Site, id: &ObjectId) -> Result<String> {
     for t in &run.agg.trials {
         let _ = write!(
             b,
-            "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td>{}</tr>",
             // Relative to run/<id>/: the trial pages sit below it.
-            format!("{}/{}/1.html", url_value(&t.slug), Filter::All.as_str()),
+            "<tr><td><a href=\"{}/{}/1.html\">{}</a></td><td>{}</td><td>{}</td>{}</tr>",
+            url_value(&t.slug),
+            Filter::All.as_str(),
             esc(&t.slug),
             esc(t.model.as_deref().unwrap_or("–")),
             esc(t.prompt_set.as_deref().unwrap_or("–")),
@@ -494,7 +513,11 @@ pub(crate) fn compare(site: &Site, a: &ObjectId, b_id: &ObjectId, page: u64) -> 
         match charts::forest_runs(&runs) {
             Ok(c) => b.push_str(&figure("forest-compare", &c.title, &c.caption, &c.svg)),
             Err(e) => {
-                let _ = write!(b, "<p class=\"err\">The forest plot could not be drawn: {}</p>", esc(&e));
+                let _ = write!(
+                    b,
+                    "<p class=\"err\">The forest plot could not be drawn: {}</p>",
+                    esc(&e)
+                );
             }
         }
     }
@@ -524,7 +547,9 @@ fn config_section(b: &mut String, d: &RunDiff) {
         b.push_str("<p class=\"muted\">No config key differs.</p>");
         return;
     }
-    b.push_str("<table class=\"config\"><thead><tr><th>key</th><th>A</th><th>B</th></tr></thead><tbody>");
+    b.push_str(
+        "<table class=\"config\"><thead><tr><th>key</th><th>A</th><th>B</th></tr></thead><tbody>",
+    );
     for c in keys {
         let _ = write!(
             b,
@@ -648,11 +673,14 @@ fn flips_section(
         }
         for (run, slug, into) in [(ra, &pair.a, &mut rows_a), (rb, &pair.b, &mut rows_b)] {
             let files = run.trial(slug)?;
+            let mut left = wanted.len();
             items::scan(&site.repo, &run.id, files, |row| {
                 let key = (row.dataset.clone(), row.item.clone(), row.repeat);
                 if wanted.contains(&key) {
                     into.insert((pair.name.clone(), key.0, key.1, key.2), row);
+                    left -= 1;
                 }
+                if left == 0 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
             })?;
         }
     }
@@ -689,10 +717,7 @@ fn flips_section(
                 esc(&run.commit.run_id),
                 esc(&f.condition),
                 esc(pred),
-                answer
-                    .and_then(|a| a.score)
-                    .map(|s| format!(" · score {s}"))
-                    .unwrap_or_default()
+                answer.and_then(|a| a.score).map(|s| format!(" · score {s}")).unwrap_or_default()
             );
             if let Some(raw) = answer.and_then(|a| a.raw.as_deref()) {
                 let _ = write!(b, "<pre class=\"output\">{}</pre>", esc(raw));
@@ -711,7 +736,8 @@ fn flips_section(
 /// A 404 or 500 page.
 pub(crate) fn error_page(status: u16, e: &Error, depth: usize) -> Vec<u8> {
     let title = if status == 404 { "Not found" } else { "Cannot show this page" };
-    let hint = e.hint().map(|h| format!("<p class=\"muted\">hint: {}</p>", esc(&h))).unwrap_or_default();
+    let hint =
+        e.hint().map(|h| format!("<p class=\"muted\">hint: {}</p>", esc(&h))).unwrap_or_default();
     let body = format!(
         "<div class=\"error-page\"><div class=\"code\">{status}</div><h1>{title}</h1><p>{}</p>{hint}\
          <p><a href=\"{}index.html\">all runs</a></p></div>",

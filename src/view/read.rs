@@ -32,7 +32,11 @@ pub(crate) fn history(repo: &Repo) -> Result<Vec<HistoryEntry>> {
     Ok(repo
         .log(&tips, None)?
         .into_iter()
-        .map(|(id, commit)| HistoryEntry { refs: names.remove(&id).unwrap_or_default(), id, commit })
+        .map(|(id, commit)| HistoryEntry {
+            refs: names.remove(&id).unwrap_or_default(),
+            id,
+            commit,
+        })
         .collect())
 }
 
@@ -140,7 +144,11 @@ pub(crate) fn prompts(repo: &Repo, commit: &Commit) -> Result<BTreeMap<String, S
 }
 
 /// The resolved config's text, when the run has one.
-pub(crate) fn config_text(repo: &Repo, commit: &Commit, files: &RunFiles) -> Result<Option<String>> {
+pub(crate) fn config_text(
+    repo: &Repo,
+    commit: &Commit,
+    files: &RunFiles,
+) -> Result<Option<String>> {
     let src = TreeSource::new(repo, commit.tree);
     files.config.as_ref().map(|(_, e)| text(&src, e)).transpose()
 }

@@ -51,9 +51,6 @@ mod tests {
     #[test]
     fn a_changed_line_is_removed_then_added_between_same_lines() {
         let d = lines("a\nb\nc\n", "a\nB\nc\n");
-        assert_eq!(
-            d,
-            vec![(Op::Same, "a"), (Op::Removed, "b"), (Op::Added, "B"), (Op::Same, "c")]
-        );
+        assert_eq!(d, vec![(Op::Same, "a"), (Op::Removed, "b"), (Op::Added, "B"), (Op::Same, "c")]);
     }
 }

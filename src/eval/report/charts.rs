@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::chart::{MeshStyle, SeriesLabelStyle};
 use plotters::coord::combinators::WithKeyPoints;
-use plotters::coord::types::{RangedCoordf64, RangedCoordi32};
+use plotters::coord::types::RangedCoordi32;
 use plotters::prelude::*;
 
 use super::format::{self, Num};
@@ -96,12 +96,8 @@ pub(crate) fn forest(agg: &Aggregate) -> Result<Chart, String> {
 }
 
 /// Colors of the runs a forest plot overlays, in order.
-const RUN_COLORS: [RGBColor; 4] = [
-    RGBColor(107, 114, 128),
-    RGBColor(37, 99, 235),
-    RGBColor(217, 119, 6),
-    RGBColor(147, 51, 234),
-];
+const RUN_COLORS: [RGBColor; 4] =
+    [RGBColor(107, 114, 128), RGBColor(37, 99, 235), RGBColor(217, 119, 6), RGBColor(147, 51, 234)];
 
 /// The forest plot of one run, or of several overlaid (one color per run, a trial per row,
 /// matched by slug): each effect with its CI. One run: teal marks significance after Holm and
@@ -483,8 +479,14 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
     let (mut y0, mut y1) = span(levels, false, 0.2, 0.05);
     y0 = y0.max(0.0);
     y1 = y1.min(1.0).max(y0 + 0.01);
-    let x_axis: RangedCoordf64 = (x0..x1).into();
-    let x_axis = x_axis.with_key_points(cost_ticks(x0, x1, log));
+    // The cost axis runs in integer steps over [x0, x1] (plotters labels only integer axes
+    // with chosen ticks); each tick keeps its exact value for its label.
+    const STEPS: f64 = 100_000.0;
+    let norm = |x: f64| ((x - x0) / (x1 - x0) * STEPS).round() as i32;
+    let ticks: Vec<(i32, f64)> =
+        cost_ticks(x0, x1, log).into_iter().map(|t| (norm(t), t)).collect();
+    let x_axis: RangedCoordi32 = (0..STEPS as i32).into();
+    let x_axis = x_axis.with_key_points(ticks.iter().map(|t| t.0).collect());
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, 480)).into_drawing_area();
@@ -499,7 +501,14 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
             .y_label_area_size(64)
             .build_cartesian_2d(x_axis, y0..y1)
             .map_err(s)?;
-        let x_fmt = |x: &f64| format::usd(if log { 10f64.powf(*x) } else { *x });
+        let x_fmt = |xi: &i32| {
+            let x = ticks
+                .iter()
+                .find(|t| t.0 == *xi)
+                .map(|t| t.1)
+                .unwrap_or(x0 + f64::from(*xi) / STEPS * (x1 - x0));
+            format::usd(if log { 10f64.powf(x) } else { x })
+        };
         let y_fmt =
             |y: &f64| if num.pct { format!("{:.0}%", y * 100.0) } else { format!("{y:.2}") };
         house_mesh(&mut chart.configure_mesh())
@@ -513,7 +522,7 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
             .y_label_formatter(&y_fmt)
             .draw()
             .map_err(s)?;
-        let at = |p: &CostPoint| (to_x(p.usd), p.level);
+        let at = |p: &CostPoint| (norm(to_x(p.usd)), p.level);
         for [c, t] in &pts {
             if let (Some(a), Some(b)) = (c, t) {
                 chart
@@ -531,15 +540,12 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
             let bar = color.mix(0.7).stroke_width(2);
             for p in series.iter().filter(|p| p.ci.is_some()) {
                 let [lo, hi] = p.ci.unwrap_or([p.level, p.level]);
-                let x = to_x(p.usd);
-                chart
-                    .draw_series([PathElement::new(vec![(x, lo), (x, hi)], bar)])
-                    .map_err(s)?;
+                let x = norm(to_x(p.usd));
+                chart.draw_series([PathElement::new(vec![(x, lo), (x, hi)], bar)]).map_err(s)?;
                 for end in [lo, hi] {
                     chart
-                        .draw_series([
-                            EmptyElement::at((x, end)) + PathElement::new(vec![(-5, 0), (5, 0)], bar),
-                        ])
+                        .draw_series([EmptyElement::at((x, end))
+                            + PathElement::new(vec![(-5, 0), (5, 0)], bar)])
                         .map_err(s)?;
                 }
             }
@@ -574,7 +580,11 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
              reached, with its confidence interval as an error bar; a line joins the two \
              conditions of a trial (labelled T1, T2, … as in the table).{}",
             num.level_name(),
-            if log { " Costs spread over more than 10x, so the cost axis is logarithmic." } else { "" }
+            if log {
+                " Costs spread over more than 10x, so the cost axis is logarithmic."
+            } else {
+                ""
+            }
         ),
         svg,
     })
