@@ -17,7 +17,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use serde_json::Value;
 
 use super::{Error, Result};
-use crate::diff::layout::TrialFiles;
+use crate::runfiles::layout::TrialFiles;
+use crate::runfiles::{PREDICTIONS, SCORES};
 use crate::store::{ObjectId, Repo};
 
 /// Items on one page.
@@ -411,11 +412,11 @@ fn sources(
     };
     if let Some(scores) = &trial.scores {
         let id = parse_id(&scores.loc)?;
-        let path = format!("{}/per_item_scores.csv", trial.results_path);
+        let path = format!("{}/{SCORES}", trial.results_path);
         for c in &conditions {
             out.push(Box::new(CsvRows::open(repo, id, path.clone(), Kind::Score, c, false)?));
         }
-        let pred_path = format!("{}/predictions.csv", trial.results_path);
+        let pred_path = format!("{}/{PREDICTIONS}", trial.results_path);
         if streams == Streams::ScoresOnly {
             return Ok(out);
         }

@@ -34,6 +34,9 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     #[error(transparent)]
     Diff(#[from] crate::diff::Error),
+    /// A committed run's files could not be listed or read.
+    #[error(transparent)]
+    Snapshot(#[from] crate::runfiles::source::Error),
     /// A run file that cannot be read as its format says.
     #[error("{path}: {problem}")]
     BadFile { path: String, problem: String },
@@ -53,6 +56,7 @@ impl Error {
             Error::NotFound { .. } => Some("start from the history page, `/`".into()),
             Error::Store(e) => e.hint(),
             Error::Diff(e) => e.hint(),
+            Error::Snapshot(e) => e.hint(),
             Error::BadFile { .. } => Some("run `exp fsck` to check the store".into()),
             Error::Bind { .. } => {
                 Some("the port is taken: pick another with `--port N` (0: any free port)".into())

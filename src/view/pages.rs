@@ -605,7 +605,9 @@ fn metrics_section(b: &mut String, d: &RunDiff) {
     );
     for m in &d.metrics {
         let paired = d.paired.iter().find(|p| p.trial == m.trial && p.condition == m.condition);
-        let acc = |x: &Option<diff::artifacts::CondMetrics>| x.as_ref().and_then(|c| c.accuracy);
+        let acc = |x: &Option<crate::runfiles::headline::CondMetrics>| {
+            x.as_ref().and_then(|c| c.accuracy)
+        };
         let _ = write!(
             b,
             "<tr><td>{}</td><td>{}</td>{}{}{}{}{}{}{}<td class=\"muted\">{}</td></tr>",

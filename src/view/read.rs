@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::{Error, Result};
-use crate::diff::layout::{self, RunFiles, TrialFiles};
 use crate::diff::store::TreeSource;
-use crate::diff::tree::{Entry, Source};
-use crate::eval::artifacts;
 use crate::eval::report::{AggTrial, Aggregate};
+use crate::runfiles::figures;
+use crate::runfiles::layout::{self, RunFiles, TrialFiles};
+use crate::runfiles::source::{Entry, Kind, Source};
 use crate::store::{Commit, ObjectId, Repo};
 
 /// One commit in the history, with the refs that name it.
@@ -86,7 +86,7 @@ pub(crate) fn run(repo: &Repo, id: &ObjectId) -> Result<Run> {
             None => None,
         };
         let costs = match &t.costs {
-            Some(e) => artifacts::parse_costs(&src.read(e)?).ok(),
+            Some(e) => figures::parse_costs(&src.read(e)?).ok(),
             None => None,
         };
         let summary = commit.summary.trials.iter().find(|s| s.slug == t.slug);
@@ -132,8 +132,8 @@ pub(crate) fn prompts(repo: &Repo, commit: &Commit) -> Result<BTreeMap<String, S
         for e in src.list(&dir)? {
             let p = format!("{path}/{}", e.name);
             match e.kind {
-                crate::diff::tree::Kind::Dir if stack.len() < 64 => stack.push((p, e)),
-                crate::diff::tree::Kind::File if p != "config/eval_config.yaml" => {
+                Kind::Dir if stack.len() < 64 => stack.push((p, e)),
+                Kind::File if p != "config/eval_config.yaml" => {
                     out.insert(p, text(&src, &e)?);
                 }
                 _ => {}
