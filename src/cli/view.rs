@@ -37,13 +37,13 @@ pub fn run(ctx: &Context, args: &ViewArgs) -> anyhow::Result<()> {
     let repo = open_repo(ctx)?;
     if let Some(dir) = &args.export {
         let done = view::export::export(repo, dir, &ui::TermProgress::new())?;
-        println!(
+        ui::outln!(
             "wrote {} pages of {} commits ({} bytes) to {}",
             done.pages,
             done.runs,
             done.bytes,
             done.dir.display()
-        );
+        )?;
         return Ok(());
     }
     let addr = SocketAddr::new(args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), args.port);
@@ -58,7 +58,7 @@ pub fn run(ctx: &Context, args: &ViewArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listener = server::bind(addr).await?;
         let url = format!("http://{}/", listener.local_addr()?);
-        println!("exp view: {workspace} at {url} (Ctrl-C stops)");
+        ui::outln!("exp view: {workspace} at {url} (Ctrl-C stops)")?;
         if args.open
             && let Err(e) = server::open_browser(&url)
         {
