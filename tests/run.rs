@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{csv_rows, exp, exp_process, labelled_jsonl, write_files};
+use common::{copy_dir, csv_rows, exp, exp_process, labelled_jsonl, write_files};
 use predicates::prelude::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -853,18 +853,6 @@ fn resume_needs_an_unfinished_run() {
 fn sim_model() -> String {
     "  - {name: sim, provider: sim, sim: {accuracy: {control: 0.6, treatment: 0.9}, seed: 1}}"
         .into()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn demo_workspace() -> tempfile::TempDir {

@@ -1,8 +1,8 @@
 //! `exp fetch`: bring a remote's runs and tags here, as remote-tracking refs.
 use clap::Args;
 
+use exp::remote::{self, RefStatus, RefUpdate};
 use exp::store::Repo;
-use exp::store::remote::{self, RefStatus, RefUpdate};
 
 use super::{Context, ui};
 

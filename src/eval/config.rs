@@ -253,6 +253,17 @@ pub enum ScoringType {
     Regex,
 }
 
+impl ScoringType {
+    /// The name the config and trial.json use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScoringType::Label => "label",
+            ScoringType::Exact => "exact",
+            ScoringType::Regex => "regex",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Scoring {
