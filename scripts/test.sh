@@ -34,5 +34,8 @@ cargo fmt --check
 log "cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 
+# The parser fuzzers run EXP_FUZZ_SECS per target (11 targets, two at a time) and the kill-point
+# suite EXP_CRASH_ROUNDS kills per command: about a minute each. scripts/soak.sh runs them longer.
 log "cargo test"
-EXP_TEST_STRICT=1 cargo test 2>&1
+EXP_TEST_STRICT=1 EXP_FUZZ_SECS="${EXP_FUZZ_SECS:-10}" EXP_CRASH_ROUNDS="${EXP_CRASH_ROUNDS:-6}" \
+  cargo test 2>&1
