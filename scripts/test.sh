@@ -33,6 +33,8 @@ log "cargo fmt --check"
 cargo fmt --check
 log "cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+# The tests build with the `fault-injection` feature (Cargo.toml); lint the release build too.
+cargo clippy --quiet -- -D warnings
 
 # The parser fuzzers run EXP_FUZZ_SECS per target (11 targets, two at a time) and the kill-point
 # suite EXP_CRASH_ROUNDS kills per command: about a minute each. scripts/soak.sh runs them longer.
