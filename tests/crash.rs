@@ -450,10 +450,16 @@ struct Endpoint {
     _rt: tokio::runtime::Runtime,
 }
 
-/// The prompt a request carries: system + user message, which identifies its item and condition.
+/// What identifies a request across trials: its messages (item and condition) and its
+/// temperature (the trial).
 fn prompt_of(body: &Value) -> String {
     let m = &body["messages"];
-    format!("{}|{}", m[0]["content"].as_str().unwrap_or(""), m[1]["content"].as_str().unwrap_or(""))
+    format!(
+        "{}|{}|t={}",
+        m[0]["content"].as_str().unwrap_or(""),
+        m[1]["content"].as_str().unwrap_or(""),
+        body["temperature"]
+    )
 }
 
 impl Endpoint {
