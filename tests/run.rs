@@ -847,6 +847,73 @@ fn resume_needs_an_unfinished_run() {
         .stderr(predicate::str::contains("run `nope` does not exist"));
 }
 
+/// Marks run `id` of workspace `ws` as stopped before it finished.
+fn mark_incomplete(ws: &Path, id: &str) {
+    let run_json = run_dir(ws, id).join("run.json");
+    let mut run = read_json(&run_json);
+    run["status"] = "incomplete".into();
+    std::fs::write(&run_json, run.to_string()).unwrap();
+}
+
+#[test]
+fn resume_without_a_run_id_picks_only_an_unfinished_run_of_the_same_config() {
+    let ws = workspace(3, &sim_model(), "");
+    let a = ws.path().join("config/eval_config.yaml");
+    std::fs::copy(&a, ws.path().join("config/b.yaml")).unwrap();
+    exp(ws.path())
+        .args(["run", "--config", "config/eval_config.yaml", "--run-id", "a"])
+        .assert()
+        .success();
+    assert_eq!(
+        read_json(&run_dir(ws.path(), "a").join("run.json"))["config"],
+        "config/eval_config.yaml"
+    );
+    mark_incomplete(ws.path(), "a");
+    exp(ws.path())
+        .args(["run", "--config", "config/b.yaml", "--resume"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no unfinished run"))
+        .stderr(predicate::str::contains("config/b.yaml"));
+    assert_eq!(
+        read_json(&run_dir(ws.path(), "a").join("run.json"))["resumed_at"],
+        serde_json::json!([])
+    );
+    // A run.json from before the field matches any config; `./` and the default path are the same config.
+    exp(ws.path()).args(["run", "--config", "config/b.yaml", "--run-id", "b"]).assert().success();
+    mark_incomplete(ws.path(), "b");
+    exp(ws.path())
+        .args(["run", "--config", "./config/eval_config.yaml", "--resume"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("run a: complete"));
+    let b = run_dir(ws.path(), "b").join("run.json");
+    let mut run = read_json(&b);
+    run.as_object_mut().unwrap().remove("config");
+    std::fs::write(&b, run.to_string()).unwrap();
+    exp(ws.path())
+        .args(["run", "--resume"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("run b: complete"));
+}
+
+#[test]
+fn resume_names_a_changed_nested_model_setting_by_its_dotted_key() {
+    let model = "  - {name: sim, provider: sim, sim: {accuracy: {control: 0.6, treatment: 0.9}, seed: 1, latency_ms: 0}}";
+    let ws = workspace(3, model, "");
+    exp(ws.path()).args(["run", "--run-id", "n"]).assert().success();
+    mark_incomplete(ws.path(), "n");
+    let cfg = ws.path().join("config/eval_config.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("latency_ms: 0", "latency_ms: 3");
+    std::fs::write(&cfg, text).unwrap();
+    let out = exp(ws.path()).args(["run", "--resume"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("models[0].sim.latency_ms: 0 -> 3"), "{stderr}");
+    assert!(!stderr.contains("models: ["), "no JSON dump of the models list: {stderr}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The sim model, the demo, the plan
 

@@ -11,7 +11,8 @@ use super::{Context, ui};
 /// name), status `imported`, dated from names like `t1_r20250821` or `t05_r20250825123456`
 /// (else the folder's mtime). Several folders are imported oldest first, each the parent of the
 /// next, so `exp log` reads as history. Every file is stored byte-exact; what exp recognizes
-/// (config, metrics, costs) goes into the commit summary, the rest is listed as unrecognized.
+/// (config, metrics, costs, OpenAI batch request/output files wherever they lie and whatever they
+/// are called) goes into the commit summary, the rest is listed as unrecognized.
 /// Symlinks are stored as links and never followed. Importing the same folder again changes
 /// nothing. Creates the store when there is none.
 #[derive(Args, Debug)]

@@ -54,8 +54,10 @@ pub enum RunError {
     RunExists { run_id: String, path: PathBuf },
     #[error("run `{run_id}` does not exist (no {path})")]
     NoSuchRun { run_id: String, path: PathBuf },
-    #[error("no unfinished run and no run with failed requests to resume in {dir}")]
-    NothingToResume { dir: PathBuf },
+    #[error(
+        "no unfinished run and no run with failed requests to resume in {dir} for config {config}"
+    )]
+    NothingToResume { dir: PathBuf, config: String },
     #[error("run `{run_id}` is already complete, with no failed request to retry")]
     AlreadyComplete { run_id: String },
     #[error("the config changed since run `{run_id}` started: {}", changes.join("; "))]
@@ -235,12 +237,13 @@ pub fn run(
         check_run_id(id)?;
     }
     let experiments = loaded.resolve(&loaded.config.paths.experiments_dir);
+    let config_key = runfiles::run::config_key(&opts.config, &opts.workspace);
 
     // Which run: a new one, or the one being resumed (whose own settings win over defaults).
     let previous = if opts.resume {
         let id = match &opts.run_id {
             Some(id) => id.clone(),
-            None => latest_unfinished(&experiments)?,
+            None => latest_unfinished(&experiments, &config_key)?,
         };
         let dir = run_dir(&experiments, &id);
         let rj = read_run_json(&dir)
@@ -356,6 +359,7 @@ pub fn run(
             rj.status = RunStatus::Running;
             rj.finished_at = None;
             rj.resumed_at.push(now());
+            rj.config.get_or_insert_with(|| config_key.clone());
             (rj.run_id.clone(), dir, rj)
         }
         None => {
@@ -401,6 +405,7 @@ pub fn run(
                     })
                     .collect(),
                 resumed_at: Vec::new(),
+                config: Some(config_key.clone()),
             };
             std::fs::create_dir_all(&dir)
                 .map_err(|source| RunError::Write { path: dir.clone(), source })?;
@@ -805,13 +810,16 @@ fn has_work_left(dir: &Path, rj: &RunJson) -> bool {
     rj.status != RunStatus::Complete || read_manifest(dir).is_some_and(|m| m.totals.failures > 0)
 }
 
-/// The newest run (by start time) with work left: not complete, or with failed requests.
-fn latest_unfinished(experiments: &Path) -> Result<String, RunError> {
+/// The newest run (by start time) of `config` with work left: not complete, or with failed
+/// requests. A run.json that does not record its config matches any.
+fn latest_unfinished(experiments: &Path, config: &str) -> Result<String, RunError> {
     let mut best: Option<(String, String)> = None;
     if let Ok(entries) = std::fs::read_dir(experiments) {
         for entry in entries.flatten() {
             let Ok(rj) = read_run_json(&entry.path()) else { continue };
-            if !has_work_left(&entry.path(), &rj) {
+            if !has_work_left(&entry.path(), &rj)
+                || rj.config.as_deref().is_some_and(|c| c != config)
+            {
                 continue;
             }
             if best.as_ref().is_none_or(|(t, _)| rj.started_at > *t) {
@@ -819,8 +827,10 @@ fn latest_unfinished(experiments: &Path) -> Result<String, RunError> {
             }
         }
     }
-    best.map(|(_, id)| id)
-        .ok_or_else(|| RunError::NothingToResume { dir: experiments.to_path_buf() })
+    best.map(|(_, id)| id).ok_or_else(|| RunError::NothingToResume {
+        dir: experiments.to_path_buf(),
+        config: config.to_string(),
+    })
 }
 
 /// Prompt texts keyed by their path as written in the config.
@@ -1072,6 +1082,15 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
                 flatten(&key, v, out);
             }
         }
+        // A list of objects (`models`) is itemized by position, so a change reads as
+        // `models[0].sim.latency_ms: 3000 -> 0`, not as two dumps of the whole list.
+        serde_json::Value::Array(items)
+            if !items.is_empty() && items.iter().all(|v| v.is_object()) =>
+        {
+            for (i, v) in items.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), v, out);
+            }
+        }
         other => {
             out.insert(prefix.to_string(), other.to_string());
         }
@@ -1161,6 +1180,13 @@ mod tests {
                 "decoding.temps: [0.0] -> [0.0,1.0]".to_string(),
                 "prompt file a.txt: content changed".to_string()
             ]
+        );
+        let old = serde_json::json!({"config": {"models": [{"name": "a", "sim": {"latency_ms": 3000}}, {"name": "b"}]}});
+        let new =
+            serde_json::json!({"config": {"models": [{"name": "a", "sim": {"latency_ms": 0}}]}});
+        assert_eq!(
+            diff_fingerprints(&old, &new),
+            ["models[0].sim.latency_ms: 3000 -> 0", "models[1].name: \"b\" -> (absent)"]
         );
     }
 

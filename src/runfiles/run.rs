@@ -97,6 +97,22 @@ pub struct RunJson {
     /// Every time this run was resumed.
     #[serde(default)]
     pub resumed_at: Vec<String>,
+    /// The config file the run was started with, as given (relative to the workspace):
+    /// `--resume` without `--run-id` picks only runs of the same config. Older run.json files
+    /// lack it; their runs match any config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+/// How `run.json` records a config file: as given, relative to the workspace when it lies in it,
+/// without `.` segments, so `./config/a.yaml` and `config/a.yaml` are one config.
+pub fn config_key(config: &std::path::Path, workspace: &std::path::Path) -> String {
+    let rel = config.strip_prefix(workspace).unwrap_or(config);
+    rel.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect::<std::path::PathBuf>()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// What any `run.json` says about its run, read leniently for commits and imports: a field that
@@ -125,6 +141,14 @@ pub struct RunHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_keys_are_workspace_relative_without_dot_segments() {
+        let ws = std::path::Path::new("/w");
+        assert_eq!(config_key("./config/a.yaml".as_ref(), ws), "config/a.yaml");
+        assert_eq!(config_key("/w/config/./a.yaml".as_ref(), ws), "config/a.yaml");
+        assert_eq!(config_key("/elsewhere/a.yaml".as_ref(), ws), "/elsewhere/a.yaml");
+    }
 
     #[test]
     fn the_header_reads_what_it_can_and_skips_what_it_cannot() {
