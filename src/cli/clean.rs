@@ -65,7 +65,13 @@ pub fn run(ctx: &Context, args: &CleanArgs) -> anyhow::Result<()> {
         println!("{verb} {p}/");
     }
     for (path, why) in &r.kept {
-        println!("kept {path}: {why} (commit it with `exp commit {path}`, or use --force)");
+        println!("kept {path}: {why}");
+    }
+    if !r.kept.is_empty() {
+        println!(
+            "commit a kept folder with `exp commit FOLDER`, or use --force to save and remove \
+             modified and uncommitted ones (a folder whose stored copy is damaged always stays)"
+        );
     }
     if r.removed.is_empty() && r.kept.is_empty() && r.prepared.is_none() {
         println!("nothing to clean");
