@@ -29,7 +29,7 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     }
     hint_from!(
         crate::store::Error,
-        crate::store::remote::Error,
+        crate::remote::Error,
         crate::eval::runner::RunError,
         crate::eval::config::ConfigError,
         crate::eval::report::ReportError,

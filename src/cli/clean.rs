@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use exp::eval::archive::RunFolder;
 use exp::store::workspace;
 
 use super::init::open_repo;
@@ -45,6 +46,7 @@ pub fn run(ctx: &Context, args: &CleanArgs) -> anyhow::Result<()> {
         args.dry_run,
         args.clean_prepared,
         args.force,
+        &RunFolder::new(repo.workspace()),
         &progress,
     )?;
     if args.json {
@@ -53,28 +55,31 @@ pub fn run(ctx: &Context, args: &CleanArgs) -> anyhow::Result<()> {
     let verb = if r.dry_run { "would remove" } else { "removed" };
     for (path, refn, id) in &r.saved {
         if r.dry_run {
-            println!("would save {path} as {refn}");
+            ui::outln!("would save {path} as {refn}")?;
         } else {
-            println!("saved {path} as {refn} ({}); restore with: exp checkout {refn}", id.short());
+            ui::outln!(
+                "saved {path} as {refn} ({}); restore with: exp checkout {refn}",
+                id.short()
+            )?;
         }
     }
     for path in &r.removed {
-        println!("{verb} {path}");
+        ui::outln!("{verb} {path}")?;
     }
     if let Some(p) = &r.prepared {
-        println!("{verb} {p}/");
+        ui::outln!("{verb} {p}/")?;
     }
     for (path, why) in &r.kept {
-        println!("kept {path}: {why}");
+        ui::outln!("kept {path}: {why}")?;
     }
     if !r.kept.is_empty() {
-        println!(
+        ui::outln!(
             "commit a kept folder with `exp commit FOLDER`, or use --force to save and remove \
              modified and uncommitted ones (a folder whose stored copy is damaged always stays)"
-        );
+        )?;
     }
     if r.removed.is_empty() && r.kept.is_empty() && r.prepared.is_none() {
-        println!("nothing to clean");
+        ui::outln!("nothing to clean")?;
     }
     Ok(())
 }

@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<()> {
     }
     if runs.is_empty() {
         let (shown, _) = repo.workspace_key(&folders.experiments)?;
-        println!("no run folders in {shown}/");
+        ui::outln!("no run folders in {shown}/")?;
         return Ok(());
     }
     let mut t = ui::table(["folder", "state", "ref", "changes"]);
@@ -68,12 +68,12 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<()> {
         };
         t.add_row(vec![r.path.clone(), state.into(), refn, changes.join("\n")]);
     }
-    println!("{t}");
+    ui::outln!("{t}")?;
     if runs.iter().any(|r| r.state == State::Damaged) {
-        println!(
+        ui::outln!(
             "! = the store's copy fails verification; the folder may be the only good one: \
              `exp commit FOLDER` stores it again (`exp fsck` lists all damage)"
-        );
+        )?;
     }
     Ok(())
 }
