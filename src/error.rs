@@ -35,6 +35,7 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         crate::eval::report::ReportError,
         crate::diff::Error,
         crate::import::Error,
+        crate::view::Error,
     );
     None
 }

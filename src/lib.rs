@@ -15,3 +15,4 @@ pub mod remote;
 pub mod runfiles;
 pub mod stats;
 pub mod store;
+pub mod view;

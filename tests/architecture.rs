@@ -24,6 +24,7 @@ const EXCEPTIONS: &[(&str, &str, &str)] = &[
     ("error", "eval", HINT_REGISTRY),
     ("error", "diff", HINT_REGISTRY),
     ("error", "import", HINT_REGISTRY),
+    ("error", "view", HINT_REGISTRY),
 ];
 
 /// Until each module's error implements a hint trait of its own, `error::hint_of` names every

@@ -31,6 +31,7 @@ mod show;
 mod status;
 mod tag;
 pub mod ui;
+mod view;
 
 /// Run LLM prompt experiments and keep every run as immutable, content-addressed history.
 #[derive(Parser, Debug)]
@@ -73,6 +74,7 @@ pub enum Command {
     CatObject(cat_object::CatObjectArgs),
     HashObject(hash_object::HashObjectArgs),
     Completions(completions::CompletionsArgs),
+    View(view::ViewArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -113,6 +115,7 @@ fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<()> {
         Command::CatObject(a) => cat_object::run(ctx, a),
         Command::HashObject(a) => hash_object::run(ctx, a),
         Command::Completions(a) => completions::run(ctx, a),
+        Command::View(a) => view::run(ctx, a),
     }
 }
 
