@@ -567,6 +567,10 @@ fn fsck_reports_a_ref_deleted_by_hand_or_replaced_by_a_folder() {
         run_folder(ws.path(), r, 3, r);
         commit(ws.path(), r);
     }
+    // A second commit: the ref had a value before its last update, so a missing file is not an
+    // interrupted creation (which fsck must accept after a crash) but a deletion by hand.
+    run_folder(ws.path(), "r1", 4, "r1");
+    commit(ws.path(), "r1");
     let refs = ws.path().join(".exprepo/refs/runs");
     fs::remove_file(refs.join("r1")).unwrap();
     exp(ws.path())

@@ -333,22 +333,28 @@ impl Refs {
         let mut out = Vec::new();
         let mut named = std::collections::HashSet::new();
         for (name, log, _) in self.all_reflogs()? {
-            let Some(id) = log.last().and_then(|e| e.new).filter(|_| !name.is_head()) else {
+            let Some(last) = log.last().filter(|e| e.new.is_some() && !name.is_head()) else {
                 continue;
             };
+            let id = last.new;
             let path = self.path(&name);
             let what = match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_file() => continue,
                 Ok(_) => "is not a file",
+                // An update killed between its reflog line and its rename leaves the ref as it
+                // was: a creation (no old value) then leaves no file, which is no damage. A ref
+                // that had a value before its last update has a file unless someone deleted it.
+                Err(e) if e.kind() == ErrorKind::NotFound && last.old.is_none() => continue,
                 Err(e) if e.kind() == ErrorKind::NotFound => "is missing",
                 Err(e) => return Err(Error::io(path, e)),
             };
             out.push((
-                Some(id),
+                id,
                 format!(
-                    "ref {name} {what} ({}); its reflog says it names {id} and no `exp rm` \
+                    "ref {name} {what} ({}); its reflog says it names {} and no `exp rm` \
                      deleted it",
-                    path.display()
+                    path.display(),
+                    id.map(|i| i.to_hex()).unwrap_or_default()
                 ),
             ));
             named.insert(name);
