@@ -41,8 +41,8 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
     if args.json {
         return ui::print_json(&imported);
     }
-    let mut t =
-        ui::table(["run", "commit", "date", "parent", "files", "trials", "recognized", "result"]);
+    let mut t = ui::table(["run", "commit", "date", "parent", "files", "recognized", "result"])
+        .cut(["recognized"]);
     for i in &imported {
         let date = match i.date_from {
             exp::import::DateSource::Name => i.date.format("%Y-%m-%d %H:%M").to_string(),
