@@ -37,10 +37,15 @@
 //! for 0/1 scores with one repeat, the sign-flip permutation test on item means otherwise.
 //! `holm_p` is null until the run's aggregate step adjusts across trials. Any block or figure
 //! that cannot be computed is null and `not_computed` says why; no field is ever NaN.
+pub mod between;
 pub mod dist;
 pub mod estimate;
+pub mod headline;
 pub mod multiple;
 pub mod paired;
+pub mod power;
+pub mod repeats;
+pub mod signflip;
 pub mod significance;
 
 pub use multiple::holm;
