@@ -105,10 +105,16 @@ def paired_case(name, control, treatment, clusters, alpha, binary):
         se = case["se_iid"]
         case["se_cluster"] = None
         case["n_clusters"] = None
-    case["ci_lo"] = float(d.mean() - z * se)
-    case["ci_hi"] = float(d.mean() + z * se)
+    # Clustered intervals use Student t on G - 1 degrees of freedom (CR1 + t, Cameron & Miller).
+    crit = z if clusters is None else stats.t.ppf(1 - alpha / 2, len(set(clusters)) - 1)
+    case["ci_lo"] = float(d.mean() - crit * se)
+    case["ci_hi"] = float(d.mean() + crit * se)
     se0 = null_se(d, clusters)
-    case["mde_80"] = float((z + stats.norm.ppf(POWER)) * se0)
+    case["mde_normal_80"] = float((z + stats.norm.ppf(POWER)) * se0)
+    if binary and clusters is None:
+        b = int(np.sum((control == 1) & (treatment == 0)))
+        c = int(np.sum((control == 0) & (treatment == 1)))
+        case["mde_exact_80"] = exact_mde(n, (b + c) / n, alpha)
     per = {}
     for cond, x in (("control", control), ("treatment", treatment)):
         entry = {"mean": float(x.mean())}
@@ -118,7 +124,7 @@ def paired_case(name, control, treatment, clusters, alpha, binary):
             entry.update(se=float(np.sqrt(x.mean() * (1 - x.mean()) / n)), lo=float(lo), hi=float(hi))
         else:
             s = cluster_se(x, clusters) if clusters is not None else float(x.std(ddof=1) / np.sqrt(n))
-            entry.update(se=s, lo=float(x.mean() - z * s), hi=float(x.mean() + z * s))
+            entry.update(se=s, lo=float(x.mean() - crit * s), hi=float(x.mean() + crit * s))
         per[cond] = entry
     case["conditions"] = per
     if binary:
@@ -327,17 +333,24 @@ def mcnemar_power_cases():
         at_max = exact_mcnemar_power(n, pd, pd, alpha)
         case = {"n": n, "b": b, "c": c, "alpha": alpha, "discordance": pd,
                 "power_at_max": at_max, "mde": None}
-        if at_max >= POWER:
-            lo, hi = 0.0, pd
-            while hi - lo > 1e-7:
-                mid = (lo + hi) / 2
-                if exact_mcnemar_power(n, pd, mid, alpha) >= POWER:
-                    hi = mid
-                else:
-                    lo = mid
-            case["mde"] = hi
+        case["mde"] = exact_mde(n, pd, alpha)
         out.append(case)
     return out
+
+
+def exact_mde(n, pd, alpha):
+    """Smallest effect the exact McNemar test detects with probability POWER, by bisection on
+    the enumerated power; None when even the whole discordance favouring one side falls short."""
+    if pd == 0 or exact_mcnemar_power(n, pd, pd, alpha) < POWER:
+        return None
+    lo, hi = 0.0, pd
+    while hi - lo > 1e-7:
+        mid = (lo + hi) / 2
+        if exact_mcnemar_power(n, pd, mid, alpha) >= POWER:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def shifted_p(sums, sizes, delta):

@@ -61,6 +61,8 @@ pub struct ScoreRow {
     pub repeat: u32,
     gold: (usize, usize),
     prediction: (usize, usize),
+    /// Empty when the item has no cluster.
+    cluster: (usize, usize),
     /// None when the request failed: a failure, never a wrong answer.
     pub score: Option<f64>,
 }
@@ -80,6 +82,9 @@ impl ScoreTable {
     }
     pub fn prediction(&self, r: &ScoreRow) -> &str {
         &self.text[r.prediction.0..r.prediction.1]
+    }
+    pub fn cluster(&self, r: &ScoreRow) -> &str {
+        &self.text[r.cluster.0..r.cluster.1]
     }
     /// What pairs a row with its counterpart in another run.
     pub fn key<'t>(&'t self, r: &ScoreRow) -> (&'t str, &'t str, &'t str, u32) {
@@ -213,6 +218,7 @@ pub fn add_scores(
     let score = col(&["score", "correct"]).ok_or("no score (or correct) column")?;
     let (dataset, repeat, cond) = (col(&["dataset"]), col(&["repeat"]), col(&["condition"]));
     let (gold, pred) = (col(&["gold", "label"]), col(&["prediction", "pred"]));
+    let cluster = col(&["cluster"]);
     let fixed_cond = match (cond, condition) {
         (Some(_), _) => None,
         (None, Some(c)) => Some(table.intern(c)),
@@ -256,6 +262,7 @@ pub fn add_scores(
             repeat,
             gold: table.push_text(gold.and_then(|i| rec.get(i)).unwrap_or_default()),
             prediction: table.push_text(pred.and_then(|i| rec.get(i)).unwrap_or_default()),
+            cluster: table.push_text(cluster.and_then(|i| rec.get(i)).unwrap_or_default()),
             score,
         };
         table.rows.push(row);

@@ -139,7 +139,11 @@ pub fn compare(tally: &Tally, settings: &Settings) -> RunChange {
 
 /// The change in the treatment effect between the runs, from the between-run tallies of the
 /// control and the treatment condition. `None` when no item is scored in all four cells.
-pub fn effect_change(control: &Tally, treatment: &Tally, settings: &Settings) -> Option<EffectChange> {
+pub fn effect_change(
+    control: &Tally,
+    treatment: &Tally,
+    settings: &Settings,
+) -> Option<EffectChange> {
     let (c, t) = (Items::new(control), Items::new(treatment));
     let keys = control.keys();
     let (mut e, mut units, mut ea, mut eb) = (Vec::new(), Vec::new(), 0.0, 0.0);

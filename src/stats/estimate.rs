@@ -41,9 +41,13 @@ pub fn wilson(successes: f64, n: usize, alpha: f64) -> Option<(f64, f64)> {
 /// binomial tests. [0, 1] when n = 0.
 pub fn clopper_pearson(successes: u64, n: u64, alpha: f64) -> (f64, f64) {
     let (x, n_f) = (successes as f64, n as f64);
-    let lo = if successes == 0 { 0.0 } else { super::dist::beta_ppf(alpha / 2.0, x, n_f - x + 1.0) };
-    let hi =
-        if successes >= n { 1.0 } else { super::dist::beta_ppf(1.0 - alpha / 2.0, x + 1.0, n_f - x) };
+    let lo =
+        if successes == 0 { 0.0 } else { super::dist::beta_ppf(alpha / 2.0, x, n_f - x + 1.0) };
+    let hi = if successes >= n {
+        1.0
+    } else {
+        super::dist::beta_ppf(1.0 - alpha / 2.0, x + 1.0, n_f - x)
+    };
     (lo, hi)
 }
 

@@ -77,9 +77,9 @@ impl Design {
                                    independent pair of 0/1 outcomes, so the exact McNemar test \
                                    on the discordant items applies"
                 .into(),
-            Test::SignFlipItems => format!(
-                "{repeats}; the item is the unit of a paired sign-flip permutation test"
-            ),
+            Test::SignFlipItems => {
+                format!("{repeats}; the item is the unit of a paired sign-flip permutation test")
+            }
             Test::SignFlipClusters => {
                 let mut s = "a cluster field is set and items of one cluster are correlated, \
                              so the cluster is the unit of a sign-flip permutation test on \
@@ -151,6 +151,14 @@ pub fn discordant(d: &[f64]) -> (u64, u64) {
     (b, c)
 }
 
+/// Clusters of one item each are items: the design without clusters.
+pub fn effective(design: Design, p: &Paired) -> Design {
+    match p.groups {
+        Some((_, k)) if k == p.d.len() => Design { clustered: false, ..design },
+        _ => design,
+    }
+}
+
 /// The common size of the non-zero differences, when they all have one (and there is one).
 fn equal_size(d: &[f64]) -> Option<f64> {
     let mut nz = d.iter().filter(|v| **v != 0.0).map(|v| v.abs());
@@ -164,6 +172,7 @@ pub fn headline(design: Design, p: &Paired, alpha: f64, resamples: u32, seed: u6
     let n = p.d.len();
     let effect = p.d.iter().sum::<f64>() / n.max(1) as f64;
     let level = format!("{:.0}%", (1.0 - alpha) * 100.0);
+    let design = effective(design, p);
     let test = design.test();
     let why = design.why();
     let size = equal_size(p.d);

@@ -143,8 +143,9 @@ impl SignFlipPower {
         rng.set_stream(POWER_STREAM << 32);
         let sims = (0..if g == 0 { 0 } else { POWER_SIMULATIONS })
             .map(|_| {
-                let draw: Vec<usize> =
-                    (0..g).map(|_| ((u64::from(rng.next_u32()) * g as u64) >> 32) as usize).collect();
+                let draw: Vec<usize> = (0..g)
+                    .map(|_| ((u64::from(rng.next_u32()) * g as u64) >> 32) as usize)
+                    .collect();
                 let c: Vec<f64> = draw.iter().map(|&u| centered[u]).collect();
                 let m: Vec<f64> = draw.iter().map(|&u| sizes[u]).collect();
                 let exact = g <= EXACT_UNITS;

@@ -101,10 +101,8 @@ fn anova(items: &[&ItemRepeats]) -> (Option<f64>, Option<f64>) {
         return (None, None);
     }
     let grand = items.iter().map(|i| i.sum).sum::<f64>() / n;
-    let ss_within: f64 = items
-        .iter()
-        .map(|i| (i.sum_sq - i.sum * i.sum / f64::from(i.scored)).max(0.0))
-        .sum();
+    let ss_within: f64 =
+        items.iter().map(|i| (i.sum_sq - i.sum * i.sum / f64::from(i.scored)).max(0.0)).sum();
     let ss_between: f64 = items
         .iter()
         .map(|i| {
@@ -114,8 +112,8 @@ fn anova(items: &[&ItemRepeats]) -> (Option<f64>, Option<f64>) {
         .sum();
     let ms_within = ss_within / (n - groups);
     let ms_between = ss_between / (groups - 1.0);
-    let n0 = (n - items.iter().map(|i| f64::from(i.scored).powi(2)).sum::<f64>() / n)
-        / (groups - 1.0);
+    let n0 =
+        (n - items.iter().map(|i| f64::from(i.scored).powi(2)).sum::<f64>() / n) / (groups - 1.0);
     (Some(ms_within), Some(((ms_between - ms_within) / n0).max(0.0)))
 }
 

@@ -137,11 +137,7 @@ pub fn test_and_interval(
 /// Where a pattern ties the data exactly at δ = 0 the interval's end is 0 up to rounding; the
 /// test counts ties as extreme, so a non-rejecting test keeps 0 inside the interval.
 fn agree_with_test(lo: f64, hi: f64, p: f64, alpha: f64) -> (f64, f64) {
-    if p >= alpha {
-        (lo.min(0.0), hi.max(0.0))
-    } else {
-        (lo, hi)
-    }
+    if p >= alpha { (lo.min(0.0), hi.max(0.0)) } else { (lo, hi) }
 }
 
 #[cfg(test)]

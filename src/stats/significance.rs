@@ -500,9 +500,11 @@ fn analyze_tally(tally: &Tally, settings: &Settings) -> Significance {
         seed: settings.seed,
         bootstrap_resamples: settings.bootstrap_resamples,
         power: POWER,
-        score_kind: tally
-            .any_score
-            .then_some(if ctx.binary { ScoreKind::Binary } else { ScoreKind::Continuous }),
+        score_kind: tally.any_score.then_some(if ctx.binary {
+            ScoreKind::Binary
+        } else {
+            ScoreKind::Continuous
+        }),
         repeats,
         n_items: tally.items.len(),
         n_paired: 0,
@@ -538,12 +540,13 @@ fn analyze_tally(tally: &Tally, settings: &Settings) -> Significance {
         if let Some(note) = &head.ci_note {
             notes.skip("headline interval", note.clone());
         }
+        let head_test = head.test;
         sig.effect = Some(head.effect);
         sig.p_value = Some(head.p_value);
         sig.p_method = Some(head.method.clone());
         sig.headline = Some(head);
         sig.bootstrap = bootstrap_section(&ctx, &pairs, &mut notes);
-        let (analysis, mde) = power_section(&ctx, &pairs, &mut notes);
+        let (analysis, mde) = power_section(&ctx, &pairs, head_test, &mut notes);
         sig.power_analysis = analysis;
         sig.mde = mde;
     }
@@ -644,11 +647,7 @@ fn repeats_section(ctx: &Ctx) -> BTreeMap<String, RepeatStats> {
 }
 
 /// The items scored in both conditions; `None` (with the reason noted) when there are none.
-fn paired_items(
-    ctx: &Ctx,
-    means: &ItemMeans,
-    notes: &mut Notes,
-) -> Option<PairedItems> {
+fn paired_items(ctx: &Ctx, means: &ItemMeans, notes: &mut Notes) -> Option<PairedItems> {
     let (control, treatment) = match (means.get(CONTROL), means.get(TREATMENT)) {
         (Some(c), Some(t)) => (c, t),
         (c, t) => {
@@ -666,8 +665,13 @@ fn paired_items(
             return None;
         }
     };
-    let mut pairs =
-        PairedItems { items: Vec::new(), d: Vec::new(), control: Vec::new(), g: Vec::new(), n_groups: 0 };
+    let mut pairs = PairedItems {
+        items: Vec::new(),
+        d: Vec::new(),
+        control: Vec::new(),
+        g: Vec::new(),
+        n_groups: 0,
+    };
     for (i, (c, t)) in control.iter().zip(treatment).enumerate() {
         if let (Some(c), Some(t)) = (c, t) {
             pairs.items.push(i);
@@ -688,12 +692,8 @@ fn paired_items(
 
 fn failures(ctx: &Ctx, sig: &Significance, pairs: &PairedItems) -> Failures {
     let failed = |c: &str| sig.conditions.get(c).map_or(0, |s| s.failed);
-    let scored_somewhere = ctx
-        .tally
-        .items
-        .iter()
-        .filter(|i| i.cells.iter().any(|c| c.scored > 0))
-        .count();
+    let scored_somewhere =
+        ctx.tally.items.iter().filter(|i| i.cells.iter().any(|c| c.scored > 0)).count();
     Failures {
         control_failed: failed(CONTROL),
         treatment_failed: failed(TREATMENT),
@@ -771,7 +771,8 @@ fn mcnemar_section(ctx: &Ctx, pairs: &PairedItems, notes: &mut Notes) -> Option<
 /// The sign-flip permutation test on items or clusters with zero differences dropped (exact up
 /// to 20 non-zero units), as scipy's `permutation_test` computes it.
 fn permutation_section(ctx: &Ctx, pairs: &PairedItems) -> Permutation {
-    let (sums, _) = headline::unit_sums(&Paired { d: &pairs.d, groups: pairs.groups(ctx.clustered) });
+    let (sums, _) =
+        headline::unit_sums(&Paired { d: &pairs.d, groups: pairs.groups(ctx.clustered) });
     let unit_name = if ctx.clustered { "clusters" } else { "items" };
     let s = ctx.settings;
     let flip = paired::sign_flip_test(&sums, s.bootstrap_resamples, s.seed);
@@ -823,7 +824,10 @@ fn bootstrap_section(ctx: &Ctx, pairs: &PairedItems, notes: &mut Notes) -> Optio
             None
         }
         None => {
-            notes.skip("bootstrap", format!("needs at least 2 {unit_name}, there is {}", units.len()));
+            notes.skip(
+                "bootstrap",
+                format!("needs at least 2 {unit_name}, there is {}", units.len()),
+            );
             None
         }
     }
@@ -834,6 +838,7 @@ fn bootstrap_section(ctx: &Ctx, pairs: &PairedItems, notes: &mut Notes) -> Optio
 fn power_section(
     ctx: &Ctx,
     pairs: &PairedItems,
+    test: Test,
     notes: &mut Notes,
 ) -> (Option<PowerAnalysis>, Option<Mde>) {
     let d = &pairs.d;
@@ -850,19 +855,15 @@ fn power_section(
     }
     let alpha = ctx.settings.alpha;
     let observed = (d.iter().sum::<f64>() / n as f64).abs();
-    let design = ctx.design();
-    let analysis = if design.test() == Test::ExactMcnemar {
+    let analysis = if test == Test::ExactMcnemar {
         mcnemar_power_analysis(n as u64, discordance, observed, alpha)
     } else {
-        sign_flip_power_analysis(ctx, pairs, observed)
+        sign_flip_power_analysis(ctx, pairs, test, observed)
     };
     let mde = match analysis.mde {
-        Some(value) => Some(Mde {
-            value,
-            power: POWER,
-            discordance,
-            method: analysis.method.clone(),
-        }),
+        Some(value) => {
+            Some(Mde { value, power: POWER, discordance, method: analysis.method.clone() })
+        }
         None => {
             notes.skip(
                 "minimum detectable effect",
@@ -871,7 +872,7 @@ fn power_section(
                      {:.0}% of the time by the {}",
                     analysis.max_effect * 100.0,
                     analysis.power_at_max * 100.0,
-                    design.test().label()
+                    test.label()
                 ),
             );
             None
@@ -900,10 +901,16 @@ fn mcnemar_power_analysis(n: u64, discordance: f64, observed: f64, alpha: f64) -
     }
 }
 
-fn sign_flip_power_analysis(ctx: &Ctx, pairs: &PairedItems, observed: f64) -> PowerAnalysis {
+fn sign_flip_power_analysis(
+    ctx: &Ctx,
+    pairs: &PairedItems,
+    test: Test,
+    observed: f64,
+) -> PowerAnalysis {
     let alpha = ctx.settings.alpha;
+    let clustered = test == Test::SignFlipClusters;
     let (sums, sizes) =
-        headline::unit_sums(&Paired { d: &pairs.d, groups: pairs.groups(ctx.clustered) });
+        headline::unit_sums(&Paired { d: &pairs.d, groups: pairs.groups(clustered) });
     let g = sums.len();
     let n_items: f64 = sizes.iter().sum();
     let mean_size = n_items / g as f64;
@@ -911,8 +918,8 @@ fn sign_flip_power_analysis(ctx: &Ctx, pairs: &PairedItems, observed: f64) -> Po
     let (lo, hi) = ctx.tally.score_range.unwrap_or((0.0, 1.0));
     let max_effect = (hi - control_mean).max(control_mean - lo);
     let mean = pairs.d.iter().sum::<f64>() / n_items;
-    let unit_var = sums.iter().zip(&sizes).map(|(s, m)| (s - mean * m).powi(2)).sum::<f64>()
-        / g as f64;
+    let unit_var =
+        sums.iter().zip(&sizes).map(|(s, m)| (s - mean * m).powi(2)).sum::<f64>() / g as f64;
     let (power_at_max, mde, how) = if g <= power::SIMULATION_UNITS_LIMIT {
         let sim = power::SignFlipPower::new(&sums, &sizes, alpha, ctx.settings.seed);
         (
@@ -936,14 +943,14 @@ fn sign_flip_power_analysis(ctx: &Ctx, pairs: &PairedItems, observed: f64) -> Po
         .then(|| power::normal_units_needed(unit_var, mean_size, observed, alpha, POWER))
         .flatten();
     PowerAnalysis {
-        test: ctx.design().test(),
+        test,
         target: POWER,
         max_effect,
         power_at_max,
         mde,
         needed_for_effect: underpowered.then_some(observed),
         items_needed: units_needed.map(|u| (u as f64 * mean_size).ceil() as u64),
-        clusters_needed: if ctx.clustered { units_needed } else { None },
+        clusters_needed: if clustered { units_needed } else { None },
         method: format!(
             "{how}; units needed by the normal approximation ((z(1−α/2) + z(power))·σ_unit / \
              effect)²"
