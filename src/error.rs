@@ -29,12 +29,13 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     }
     hint_from!(
         crate::store::Error,
-        crate::store::remote::Error,
+        crate::remote::Error,
         crate::eval::runner::RunError,
         crate::eval::config::ConfigError,
         crate::eval::report::ReportError,
         crate::diff::Error,
         crate::import::Error,
+        crate::view::Error,
     );
     None
 }

@@ -9,8 +9,8 @@
 //! rather than as p = 1.
 use std::collections::HashMap;
 
-use super::artifacts::{ScoreRow, ScoreTable};
 use super::{EffectChangeRow, FlippedItem, PairedRow};
+use crate::runfiles::tables::{ScoreRow, ScoreTable};
 use crate::stats::Settings;
 use crate::stats::between::{self, RUN_A, RUN_B};
 use crate::stats::significance::{CONTROL, TREATMENT, Tally};
@@ -173,7 +173,7 @@ fn flipped_items(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::artifacts::scores;
+    use crate::runfiles::tables::scores;
 
     fn table(rows: &[(&str, &str, u32, &str, &str)]) -> ScoreTable {
         let mut s =
