@@ -814,3 +814,53 @@ fn the_change_in_effect_between_runs_is_calibrated() {
         (rejected as f64 / SIMULATIONS as f64, covered as f64 / SIMULATIONS as f64),
     );
 }
+
+// ---- exp power: a stored pilot run, read through the store ----
+
+mod common;
+
+#[test]
+fn exp_power_reads_a_stored_pilot_and_says_how_many_items_each_trial_needs() {
+    let ws = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    common::copy_dir(&root.join("config"), &ws.path().join("config"));
+    common::copy_dir(&root.join("data"), &ws.path().join("data"));
+    common::exp(ws.path())
+        .args(["run", "--config", "config/eval_config.yaml", "--archive", "--run-id", "pilot"])
+        .assert()
+        .success();
+    // The store is enough: no checkout needed.
+    std::fs::remove_dir_all(ws.path().join("experiments")).unwrap();
+    let out = common::exp(ws.path())
+        .args(["power", "pilot", "--effect", "0.05", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let trials = plan["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2, "the demo has two temperatures");
+    for t in trials {
+        let p = &t["plan"];
+        assert_eq!(p["test"], "exact_mcnemar");
+        let discordance = f(&p["pilot_discordance"]).max(0.05);
+        let want = power::mcnemar_items_needed(discordance, 0.05, 0.05, 0.8).unwrap();
+        assert_eq!(p["items_needed"].as_u64(), Some(want), "{t}");
+        assert!(power::mcnemar_power(want, discordance, 0.05, 0.05) >= 0.8);
+    }
+    let text = common::exp(ws.path()).args(["power", "pilot"]).assert().success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).to_string();
+    assert!(text.contains("Items needed per trial to detect +2.0 points with 80% power"), "{text}");
+    assert!(text.contains("exact McNemar"), "{text}");
+}
+
+#[test]
+fn exp_power_errors_say_what_to_do() {
+    let ws = tempfile::tempdir().unwrap();
+    common::exp(ws.path()).arg("init").assert().success();
+    let bad = common::exp(ws.path()).args(["power", "x", "--power", "1.5"]).assert().code(2);
+    let err = String::from_utf8_lossy(&bad.get_output().stderr).to_string();
+    assert!(err.contains("between 0 and 1"), "{err}");
+    let missing = common::exp(ws.path()).args(["power", "nosuchrun"]).assert().code(1);
+    let err = String::from_utf8_lossy(&missing.get_output().stderr).to_string();
+    assert!(err.contains("error:") && err.contains("hint:"), "{err}");
+}

@@ -11,6 +11,7 @@
 //! what it has. Only store errors (a missing or corrupt object) fail a diff.
 pub mod config;
 pub mod paired;
+pub mod pilot;
 pub mod store;
 pub mod tree;
 
@@ -724,29 +725,43 @@ fn parse_side(
         }
     }
     if need.scores {
-        if let Some(e) = &t.scores {
-            match tables::scores(&src.read(e)?, None) {
-                Ok(s) => parsed.scores = Some(s),
-                Err(r) => bad("per-item scores", file(e), r),
-            }
-        } else if !t.legacy_scores.is_empty() {
-            let mut all = ScoreTable::default();
-            let mut ok = true;
-            for (cond, e) in &t.legacy_scores {
-                match tables::add_scores(&mut all, &src.read(e)?, Some(cond)) {
-                    Ok(()) => {}
-                    Err(r) => {
-                        ok = false;
-                        bad("per-item scores", file(e), r)
-                    }
-                }
-            }
-            if ok {
-                parsed.scores = Some(all);
-            }
+        let (table, problems) = read_scores(src, t)?;
+        for (path, reason) in problems {
+            bad("per-item scores", path, reason);
         }
+        parsed.scores = table;
     }
     Ok((parsed, lacks))
+}
+
+/// A score file that did not parse: its path in the run and why.
+pub(crate) type Unreadable = (String, String);
+
+/// A trial's per-item scores: today's `per_item_scores.csv`, or the old per-condition
+/// prediction files together. The table only when every file parsed; each file that did not,
+/// with why (`results_path/file`, reason).
+pub(crate) fn read_scores(
+    src: &dyn Source,
+    t: &TrialFiles,
+) -> Result<(Option<ScoreTable>, Vec<Unreadable>), Error> {
+    let file = |e: &Entry| format!("{}/{}", t.results_path, e.name);
+    if let Some(e) = &t.scores {
+        return Ok(match tables::scores(&src.read(e)?, None) {
+            Ok(s) => (Some(s), Vec::new()),
+            Err(r) => (None, vec![(file(e), r)]),
+        });
+    }
+    if t.legacy_scores.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let mut all = ScoreTable::default();
+    let mut problems = Vec::new();
+    for (cond, e) in &t.legacy_scores {
+        if let Err(r) = tables::add_scores(&mut all, &src.read(e)?, Some(cond)) {
+            problems.push((file(e), r));
+        }
+    }
+    Ok((problems.is_empty().then_some(all), problems))
 }
 
 /// What a trial without results has, for the lacks section: requests per condition, responses.

@@ -14,6 +14,7 @@
 //! - [`signflip`]: the headline sign-flip test on items or clusters and the interval inverting it.
 //! - [`headline`]: the decision table — which test and interval the design calls for, and why.
 //! - [`power`]: exact power of exact McNemar, simulated power of the sign-flip test, items needed.
+//! - [`plan`]: items a trial needs for a target effect, from a pilot (`exp power`).
 //! - [`repeats`]: pass@k, pass^k, per-item pass rates, within/between-item variance.
 //! - [`between`]: run B against run A item by item (`exp diff`), and the change in the effect.
 //! - [`multiple`]: Holm across trials.
@@ -65,6 +66,7 @@ pub mod estimate;
 pub mod headline;
 pub mod multiple;
 pub mod paired;
+pub mod plan;
 pub mod power;
 pub mod repeats;
 pub mod signflip;

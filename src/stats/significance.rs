@@ -8,6 +8,7 @@ use super::dist::norm_ppf;
 use super::estimate::{self, MeanEstimate};
 use super::headline::{self, Design, Headline, Paired, Test};
 use super::paired::{self, Units};
+use super::plan::{self, Plan};
 use super::power;
 use super::repeats::{self, ItemRepeats, RepeatStats};
 
@@ -385,6 +386,19 @@ impl Tally {
         self.items.iter().flat_map(|i| i.cells.iter().map(|c| c.rows as usize)).max().unwrap_or(0)
     }
 
+    /// Items needed for the headline test to detect `effect` with probability `power` at
+    /// level `alpha`, with this tally as the pilot (`exp power`); `None` when no item is
+    /// scored in both conditions.
+    pub fn plan(&self, effect: f64, power: f64, alpha: f64) -> Option<Plan> {
+        let settings = Settings { alpha, bootstrap_resamples: 0, seed: 0 };
+        let ctx = Ctx::new(self, &settings);
+        let mut notes = Notes::default();
+        let (_, means) = condition_section(&ctx, &mut notes);
+        let pairs = paired_items(&ctx, &means, &mut notes)?;
+        let p = Paired { d: &pairs.d, groups: pairs.groups(ctx.clustered) };
+        Some(plan::plan(ctx.design(), &p, effect, power, alpha))
+    }
+
     /// Computes every figure of the trial, exactly as [`analyze`] does for the same rows.
     pub fn analyze(&self, settings: &Settings) -> Significance {
         analyze_tally(self, settings)
@@ -416,7 +430,20 @@ struct Ctx<'t> {
     clustered: bool,
 }
 
-impl Ctx<'_> {
+impl<'t> Ctx<'t> {
+    fn new(tally: &'t Tally, settings: &'t Settings) -> Ctx<'t> {
+        let repeats = tally.repeats();
+        Ctx {
+            tally,
+            settings,
+            level: fmt_pct(1.0 - settings.alpha),
+            repeats,
+            binary: tally.binary,
+            single: repeats <= 1,
+            clustered: tally.items.iter().any(|i| i.cluster.is_some()),
+        }
+    }
+
     /// Items without a cluster label are their own cluster (the conservative choice: it never
     /// pools unrelated items).
     fn unit_of(&self, i: usize) -> Unit {
@@ -472,16 +499,8 @@ impl Notes {
 }
 
 fn analyze_tally(tally: &Tally, settings: &Settings) -> Significance {
-    let repeats = tally.repeats();
-    let ctx = Ctx {
-        tally,
-        settings,
-        level: fmt_pct(1.0 - settings.alpha),
-        repeats,
-        binary: tally.binary,
-        single: repeats <= 1,
-        clustered: tally.items.iter().any(|i| i.cluster.is_some()),
-    };
+    let ctx = Ctx::new(tally, settings);
+    let repeats = ctx.repeats;
     let mut notes = Notes::default();
     for c in &tally.other_conditions {
         notes.skip(
