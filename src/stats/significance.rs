@@ -902,7 +902,7 @@ fn power_section(
 
 fn mcnemar_power_analysis(n: u64, discordance: f64, observed: f64, alpha: f64) -> PowerAnalysis {
     let mde = power::mcnemar_mde(n, discordance, alpha, POWER);
-    let underpowered = observed > 0.0 && mde.is_none_or(|m| observed < m);
+    let underpowered = observed > 0.0 && mde.is_none_or(|m| observed < m * (1.0 - 1e-6));
     PowerAnalysis {
         test: Test::ExactMcnemar,
         target: POWER,
@@ -957,7 +957,7 @@ fn sign_flip_power_analysis(
             .filter(|m| *m <= max_effect);
         (at(max_effect), mde, format!("normal approximation of the sign-flip test ({g} units)"))
     };
-    let underpowered = observed > 0.0 && mde.is_none_or(|m| observed < m);
+    let underpowered = observed > 0.0 && mde.is_none_or(|m| observed < m * (1.0 - 1e-6));
     let units_needed = underpowered
         .then(|| power::normal_units_needed(unit_var, mean_size, observed, alpha, POWER))
         .flatten();
