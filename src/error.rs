@@ -35,6 +35,8 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         crate::eval::report::ReportError,
         crate::diff::Error,
         crate::import::Error,
+        crate::history::FilterError,
+        crate::history::SinceError,
     );
     None
 }

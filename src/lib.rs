@@ -5,6 +5,7 @@
 pub mod diff;
 pub mod error;
 pub mod eval;
+pub mod history;
 pub mod import;
 pub mod progress;
 pub mod provenance;

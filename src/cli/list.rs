@@ -1,54 +1,209 @@
+use std::collections::BTreeMap;
+
 use clap::Args;
+use exp::error::Hinted;
+use exp::history::{self, Filter, Row};
 
 use super::init::open_repo;
-use super::show::{headline_table, usd_str};
+use super::show::{pct, p_str, usd_str};
 use super::{Context, ui};
 
-/// Every run and tag in the store, one row each (the old list_runs.py).
+/// The cross-run table: one row per run × trial, with the parameters that define each trial
+/// (model, prompt set and a short hash of each prompt, decoding, dataset hash) and its results
+/// (control, treatment, effect with CI, p, Holm p, cost). Every run the store knows appears once,
+/// fetched ones included. The old list_runs.py.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  exp list\n  exp list -v\n  exp list --json")]
+#[command(after_help = "Examples:
+  exp list
+  exp list --where 'model=gpt-4o and temp>0.5' --sort-by=-effect
+  exp list --where 'prompt_set=v2 or p<0.05' --only-changed
+  exp list --csv > runs.csv        # also --md and --json
+Columns: run commit time trial model prompt_set prompts temp top_k top_p max_tokens data
+         control treatment effect ci p holm_p cost refs
+--where compares as numbers when both sides are (effect>2 means more than +2 points).")]
 pub struct ListArgs {
-    /// Also show each run's per-trial headline table
+    /// Also show the commit, the time and the refs of each run
     #[arg(short, long)]
     pub verbose: bool,
+    /// Keep rows matching EXPR: COLUMN OP VALUE joined by and/or/not, OP one of = != > >= < <= ~
+    #[arg(long = "where", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Order rows by COLUMN (prefix - for descending, e.g. --sort-by=-effect) [default: newest run first]
+    #[arg(long, value_name = "COLUMN", allow_hyphen_values = true)]
+    pub sort_by: Option<String>,
+    /// Hide parameter columns whose value is the same in every row
+    #[arg(long)]
+    pub only_changed: bool,
+    /// Comma-separated values, one line per row
+    #[arg(long, conflicts_with_all = ["md", "json"])]
+    pub csv: bool,
+    /// A Markdown table
+    #[arg(long, conflicts_with = "json")]
+    pub md: bool,
     #[arg(long)]
     pub json: bool,
 }
 
+const RESULT_COLUMNS: [&str; 7] = ["control", "treatment", "effect", "ci", "p", "holm_p", "cost"];
+
 pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
     let repo = open_repo(ctx)?;
-    let rows = repo.list_refs()?;
+    let runs = history::runs(&repo)?;
+    let mut rows: Vec<(Row, Vec<String>)> = Vec::new();
+    for tip in &runs {
+        let refs: Vec<String> = tip.refs.iter().map(|r| r.to_string()).collect();
+        for row in history::table(&repo, std::slice::from_ref(tip))? {
+            rows.push((row, refs.clone()));
+        }
+    }
+    let cells: Vec<BTreeMap<String, String>> =
+        rows.iter().map(|(r, refs)| display_cells(r, refs)).collect();
+    let all_columns = columns(true);
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    if let Some(expr) = &args.filter {
+        let f = Filter::parse(expr)?;
+        if let Some(unknown) = f.columns().into_iter().find(|c| !all_columns.contains(c)) {
+            return Err(Hinted::new(
+                format!("--where: there is no column `{unknown}`"),
+                format!("columns: {}", all_columns.join(" ")),
+            )
+            .into());
+        }
+        order.retain(|&i| f.matches(&cells[i]));
+    }
+    if let Some(key) = &args.sort_by {
+        let (column, descending) = match key.strip_prefix('-') {
+            Some(c) => (c, true),
+            None => (key.as_str(), false),
+        };
+        if !all_columns.contains(&column) {
+            return Err(Hinted::new(
+                format!("--sort-by: there is no column `{column}`"),
+                format!("columns: {}", all_columns.join(" ")),
+            )
+            .into());
+        }
+        sort_rows(&mut order, &cells, column, descending);
+    }
     if args.json {
-        let out: Vec<serde_json::Value> = rows
+        let out: Vec<serde_json::Value> = order
             .iter()
-            .map(|(n, id, c)| serde_json::json!({"ref": n, "id": id, "commit": c}))
+            .map(|&i| {
+                let (row, refs) = &rows[i];
+                let mut v = serde_json::to_value(row).unwrap_or_default();
+                v["refs"] = serde_json::json!(refs);
+                v
+            })
             .collect();
         return ui::print_json(&out);
     }
     if rows.is_empty() {
-        println!("no runs yet: `exp commit experiments/run_<ID>` stores one");
+        println!("no runs yet: `exp run --archive` or `exp commit experiments/run_<ID>` stores one");
         return Ok(());
     }
-    let mut t = ui::table(["ref", "commit", "time", "status", "trials", "cost", "message"]);
-    for (n, id, c) in &rows {
-        t.add_row(vec![
-            n.to_string(),
-            id.short(),
-            c.time.clone(),
-            c.status.clone().unwrap_or("-".into()),
-            c.summary.trials.len().to_string(),
-            usd_str(c.summary.usd),
-            c.message.clone(),
-        ]);
+    let mut shown = columns(args.verbose);
+    if args.only_changed {
+        shown.retain(|c| !is_param(c) || !same_everywhere(&order, &cells, c));
     }
-    println!("{t}");
-    if args.verbose {
-        for (n, _, c) in &rows {
-            if !c.summary.trials.is_empty() {
-                println!("\n{n}");
-                println!("{}", headline_table(&c.summary));
-            }
+    let table: Vec<Vec<String>> = order
+        .iter()
+        .map(|&i| shown.iter().map(|c| cells[i].get(*c).cloned().unwrap_or_default()).collect())
+        .collect();
+    if args.csv {
+        let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+        w.write_record(&shown)?;
+        for r in &table {
+            w.write_record(r)?;
         }
+        w.flush()?;
+    } else if args.md {
+        println!("| {} |", shown.join(" | "));
+        println!("|{}", " --- |".repeat(shown.len()));
+        for r in &table {
+            let escaped: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
+            println!("| {} |", escaped.join(" | "));
+        }
+    } else {
+        let mut t = ui::table(shown.clone());
+        for r in table {
+            t.add_row(r);
+        }
+        println!("{t}");
     }
     Ok(())
+}
+
+fn is_param(column: &str) -> bool {
+    history::PARAM_COLUMNS.contains(&column)
+}
+
+fn columns(verbose: bool) -> Vec<&'static str> {
+    let mut c = vec!["run"];
+    if verbose {
+        c.extend(["commit", "time"]);
+    }
+    c.push("trial");
+    c.extend(history::PARAM_COLUMNS);
+    c.extend(RESULT_COLUMNS);
+    if verbose {
+        c.push("refs");
+    }
+    c
+}
+
+fn display_cells(r: &Row, refs: &[String]) -> BTreeMap<String, String> {
+    let mut m = r.params.clone();
+    let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
+    for v in m.values_mut() {
+        *v = dash(std::mem::take(v));
+    }
+    m.insert("run".into(), r.run.clone());
+    m.insert("commit".into(), r.commit.clone());
+    m.insert("time".into(), r.time.clone());
+    m.insert("trial".into(), dash(r.trial.clone()));
+    m.insert("control".into(), pct(r.control));
+    m.insert("treatment".into(), pct(r.treatment));
+    m.insert(
+        "effect".into(),
+        r.effect.map(|e| format!("{:+.1} pp", e * 100.0)).unwrap_or("-".into()),
+    );
+    m.insert(
+        "ci".into(),
+        r.ci.map(|[lo, hi]| format!("{:+.1}..{:+.1}", lo * 100.0, hi * 100.0))
+            .unwrap_or("-".into()),
+    );
+    m.insert("p".into(), p_str(r.p));
+    m.insert("holm_p".into(), p_str(r.holm_p));
+    m.insert("cost".into(), usd_str(r.usd));
+    m.insert("refs".into(), refs.join(", "));
+    m
+}
+
+fn same_everywhere(order: &[usize], cells: &[BTreeMap<String, String>], column: &str) -> bool {
+    let mut values = order.iter().map(|&i| cells[i].get(column));
+    match values.next() {
+        Some(first) => values.all(|v| v == first),
+        None => true,
+    }
+}
+
+/// Numbers (in the table's own spellings) sort as numbers, text as text, and empty cells last
+/// whichever the direction, so `--sort-by=-effect` puts the largest effect first.
+fn sort_rows(order: &mut [usize], cells: &[BTreeMap<String, String>], column: &str, descending: bool) {
+    let key = |i: usize| cells[i].get(column).filter(|v| v.as_str() != "-").cloned();
+    order.sort_by(|&a, &b| {
+        let (ka, kb) = (key(a), key(b));
+        match (ka, kb) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (Some(x), Some(y)) => {
+                let o = match (history::filter::number(&x), history::filter::number(&y)) {
+                    (Some(nx), Some(ny)) => nx.total_cmp(&ny),
+                    _ => x.cmp(&y),
+                };
+                if descending { o.reverse() } else { o }
+            }
+        }
+    });
 }
