@@ -36,6 +36,7 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         crate::diff::Error,
         crate::import::Error,
         crate::history::FilterError,
+        crate::eval::overrides::OverrideError,
         crate::history::SinceError,
     );
     None

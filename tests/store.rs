@@ -356,12 +356,13 @@ fn log_list_and_show_render_the_summary_and_json() {
         "{out}"
     );
     let out = stdout(exp(ws.path()).args(["list"]));
-    assert!(out.contains("runs/r1") && out.contains("complete"), "{out}");
+    assert!(out.contains("r1") && out.contains("sim-demo-ops-t0") && out.contains("+8.0 pp"), "{out}");
     let out = stdout(exp(ws.path()).args(["list", "-v"]));
-    assert!(out.contains("+8.0 pp"), "{out}");
+    assert!(out.contains("runs/r1"), "-v names the refs:\n{out}");
     let list = json(exp(ws.path()).args(["list", "--json"]));
-    assert_eq!(list[0]["ref"], "runs/r1");
-    assert_eq!(list[0]["commit"]["summary"]["trials"][0]["holm_p"], 0.024);
+    assert_eq!(list[0]["refs"][0], "runs/r1");
+    assert_eq!(list[0]["run"], "r1");
+    assert_eq!(list[0]["holm_p"], 0.024);
     let out = stdout(exp(ws.path()).args(["show", "r1"]));
     for want in [
         "run      r1",
@@ -487,7 +488,8 @@ fn clean_removes_only_what_the_store_holds_and_force_saves_first() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["ref"].as_str().unwrap().to_string())
+        .flat_map(|r| r["refs"].as_array().unwrap().clone())
+        .map(|r| r.as_str().unwrap().to_string())
         .find(|r| r.starts_with("saved/b-"))
         .unwrap();
     exp(ws.path()).args(["checkout", &saved]).assert().success();

@@ -1,3 +1,5 @@
+use std::io::IsTerminal;
+
 use clap::Args;
 
 use super::{Context, ui};
@@ -291,12 +293,43 @@ fn render(d: &RunDiff, stat: bool, items: bool) -> String {
             let _ = writeln!(o, " {mark} {:<width$} | {sizes}", clip(&f.path, 90));
         }
     }
+    if !stat {
+        o.push_str(&text_section(d, std::io::stdout().is_terminal()));
+    }
     let _ = writeln!(
         o,
         "\n{} file(s) changed: {added} added, {removed} removed, {modified} modified{}",
         d.files.len(),
         if stat { "" } else { " (--stat lists them)" }
     );
+    o
+}
+
+/// The unified diffs of changed prompts, config and notes, colored like `git diff` on a terminal.
+fn text_section(d: &RunDiff, color: bool) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    for t in &d.text {
+        let _ = writeln!(o);
+        for line in t.unified.lines() {
+            let code = match line.as_bytes().first() {
+                _ if !color => None,
+                Some(b'+') if !line.starts_with("+++") => Some("32"),
+                Some(b'-') if !line.starts_with("---") => Some("31"),
+                Some(b'@') => Some("36"),
+                Some(b'-' | b'+') => Some("1"),
+                _ => None,
+            };
+            match code {
+                Some(c) => {
+                    let _ = writeln!(o, "\x1b[{c}m{line}\x1b[0m");
+                }
+                None => {
+                    let _ = writeln!(o, "{line}");
+                }
+            }
+        }
+    }
     o
 }
 

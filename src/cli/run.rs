@@ -19,6 +19,7 @@ use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary
   exp run --config config/eval_config.yaml --dry-run   # the plan and its cost, nothing sent
   exp run --config cfg.yaml --condition treatment --baseline runs/20251127-130501
   exp run --config cfg.yaml --resume                   # continue the latest unfinished run
+  exp run -S decoding.temps=[0.7] -S models[0].max_connections=8 -m 'warmer'  # one-off changes
   exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID")]
 pub struct RunArgs {
     /// The experiment definition (YAML)
@@ -70,6 +71,11 @@ pub struct RunArgs {
     #[arg(short = 'm', long, value_name = "MSG")]
     pub message: Option<String>,
 
+    /// Override a config value for this run without editing the file: a dotted key and a YAML
+    /// value, validated like the file and recorded in the run's config snapshot (repeatable)
+    #[arg(short = 'S', long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
     /// Print the summary (or the --dry-run plan) as JSON
     #[arg(long)]
     pub json: bool,
@@ -102,6 +108,11 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         baseline: args.baseline.clone(),
         dry_run: args.dry_run,
         stop_on_ctrl_c: true,
+        overrides: args
+            .set
+            .iter()
+            .map(|s| exp::eval::overrides::Override::parse(s))
+            .collect::<Result<_, _>>()?,
     };
     let progress = ui::TermProgress::new();
     let open_baseline = |reference: &str| -> Result<_, runner::BoxError> {

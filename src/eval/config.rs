@@ -343,6 +343,8 @@ pub struct LoadedConfig {
     pub path: PathBuf,
     /// The folder relative paths in the config are resolved against.
     pub workspace: PathBuf,
+    /// The `-S KEY=VALUE` overrides applied, as given (recorded in the run's config snapshot).
+    pub overrides: Vec<String>,
     text: String,
 }
 
@@ -409,8 +411,13 @@ pub fn load_with(
             message: format!("{} (after the -S overrides)", strip_location(&e.to_string())),
         })?
     };
-    let loaded =
-        LoadedConfig { config, path: path.to_path_buf(), workspace: workspace.to_path_buf(), text };
+    let loaded = LoadedConfig {
+        config,
+        path: path.to_path_buf(),
+        workspace: workspace.to_path_buf(),
+        overrides: overrides.iter().map(|o| o.arg.clone()).collect(),
+        text,
+    };
     validate(&loaded)?;
     Ok(loaded)
 }

@@ -137,6 +137,8 @@ pub struct RunOptions {
     pub baseline: Option<String>,
     pub dry_run: bool,
     pub stop_on_ctrl_c: bool,
+    /// `-S KEY=VALUE` overrides, applied to the config before it is validated.
+    pub overrides: Vec<super::overrides::Override>,
 }
 
 /// Reads files of a baseline run (from the store); `Ok(None)` when the path does not exist.
@@ -318,7 +320,7 @@ pub fn run(
     open_baseline: OpenBaseline<'_>,
     progress: &dyn Progress,
 ) -> Result<Outcome, RunError> {
-    let mut loaded = config::load(&opts.config, &opts.workspace)?;
+    let mut loaded = config::load_with(&opts.config, &opts.workspace, &opts.overrides)?;
     if opts.baseline.is_some() && opts.condition != Some(Condition::Treatment) {
         return Err(RunError::Usage {
             what: "--baseline takes the control rows from an earlier run, so it needs --condition treatment".into(),
@@ -1036,8 +1038,12 @@ fn snapshot_config(
         path: dir.join("config"),
         source: std::io::Error::other(e),
     })?;
-    let header =
-        "# The resolved config of this run (defaults filled in, command-line overrides applied).\n";
+    let mut header =
+        "# The resolved config of this run (defaults filled in, command-line overrides applied).\n"
+            .to_string();
+    for o in &l.overrides {
+        header.push_str(&format!("# -S {o}\n"));
+    }
     let path = dir.join("config").join("eval_config.yaml");
     results::atomic_write(&path, format!("{header}{yaml}").as_bytes())
         .map_err(|source| RunError::Write { path, source })?;

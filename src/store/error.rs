@@ -105,6 +105,10 @@ impl Error {
                     .to_string()
             }
             Error::ReflogOutOfRange { .. } => "`exp log -v REF` shows its history".to_string(),
+            Error::NoParent { .. } => {
+                "it is the first commit of its history: `exp log` shows every run, and                  `exp diff A B` compares any two"
+                    .to_string()
+            }
             Error::PathNotFound { rev, .. } => format!("`exp show {rev}` lists its files"),
             Error::UnsupportedFileType { .. } => {
                 "move the special file (fifo, socket, device) out of the run folder".to_string()

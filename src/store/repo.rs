@@ -449,6 +449,11 @@ impl Repo {
             .clone()
             .or_else(|| field("message").map(str::to_string))
             .unwrap_or_else(|| format!("commit run {run_id}"));
+        // Lineage, as in git: a re-commit follows the run's own previous commit; a run's first
+        // commit follows the commit HEAD names (the workspace's previous run), so `HEAD~1` is
+        // the previous run and `exp log` reads as history. Saved snapshots (`set_head` false)
+        // are side branches and keep no such parent.
+        let head_commit = if set_head { self.refs.read(&RefName::head())? } else { None };
         let mut attempts = 0;
         let commit_id = loop {
             attempts += 1;
@@ -475,7 +480,7 @@ impl Repo {
             });
             let commit = Commit {
                 tree,
-                parents: current.into_iter().collect(),
+                parents: current.or(head_commit).into_iter().collect(),
                 time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 message: message.clone(),
                 run_id: run_id.clone(),
