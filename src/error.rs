@@ -29,7 +29,7 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     }
     hint_from!(
         crate::store::Error,
-        crate::store::remote::Error,
+        crate::remote::Error,
         crate::eval::runner::RunError,
         crate::eval::config::ConfigError,
         crate::eval::report::ReportError,
@@ -38,6 +38,7 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         crate::history::FilterError,
         crate::eval::overrides::OverrideError,
         crate::history::SinceError,
+        crate::view::Error,
     );
     None
 }

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use exp::eval::archive::RunFolder;
 use exp::store::workspace;
 
 use super::init::open_repo;
@@ -45,6 +46,7 @@ pub fn run(ctx: &Context, args: &CleanArgs) -> anyhow::Result<()> {
         args.dry_run,
         args.clean_prepared,
         args.force,
+        &RunFolder::new(repo.workspace()),
         &progress,
     )?;
     if args.json {
@@ -53,22 +55,25 @@ pub fn run(ctx: &Context, args: &CleanArgs) -> anyhow::Result<()> {
     let verb = if r.dry_run { "would remove" } else { "removed" };
     for (path, refn, id) in &r.saved {
         if r.dry_run {
-            println!("would save {path} as {refn}");
+            ui::outln!("would save {path} as {refn}")?;
         } else {
-            println!("saved {path} as {refn} ({}); restore with: exp checkout {refn}", id.short());
+            ui::outln!(
+                "saved {path} as {refn} ({}); restore with: exp checkout {refn}",
+                id.short()
+            )?;
         }
     }
     for path in &r.removed {
-        println!("{verb} {path}");
+        ui::outln!("{verb} {path}")?;
     }
     if let Some(p) = &r.prepared {
-        println!("{verb} {p}/");
+        ui::outln!("{verb} {p}/")?;
     }
     for (path, why) in &r.kept {
-        println!("kept {path}: {why} (commit it with `exp commit {path}`, or use --force)");
+        ui::outln!("kept {path}: {why} (commit it with `exp commit {path}`, or use --force)")?;
     }
     if r.removed.is_empty() && r.kept.is_empty() && r.prepared.is_none() {
-        println!("nothing to clean");
+        ui::outln!("nothing to clean")?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use exp::store::remote::{self, RefStatus};
+use exp::remote::{self, RefStatus};
 
 use super::{Context, ui};
 
@@ -49,7 +49,7 @@ pub fn run(_ctx: &Context, args: &CloneArgs) -> anyhow::Result<()> {
     };
     let t = &report.fetch.transfer;
     let plural = super::fetch::plural;
-    println!(
+    ui::outln!(
         "cloned {} into {}: {}, {} ({}, {}, {})",
         report.fetch.url,
         report.workspace.display(),
@@ -58,9 +58,9 @@ pub fn run(_ctx: &Context, args: &CloneArgs) -> anyhow::Result<()> {
         plural(t.objects, "object"),
         ui::human_bytes(t.bytes),
         plural(t.requests, "request")
-    );
-    println!(
+    )?;
+    ui::outln!(
         "nothing is checked out: `exp list` shows the runs, `exp checkout ID` materializes one"
-    );
+    )?;
     Ok(())
 }

@@ -25,27 +25,27 @@ pub fn run(ctx: &Context, args: &FsckArgs) -> anyhow::Result<()> {
         ui::print_json(&r)?;
     } else {
         for p in &r.problems {
-            println!("problem: {}", p.message);
+            ui::outln!("problem: {}", p.message)?;
         }
         for l in &r.locks {
-            println!(
+            ui::outln!(
                 "lock: {} (an exp is running, or one was killed: then delete it)",
                 l.display()
-            );
+            )?;
         }
         if r.temp_files > 0 {
-            println!(
+            ui::outln!(
                 "note: {} leftover temp file(s) from interrupted writes; `exp gc` removes them",
                 r.temp_files
-            );
+            )?;
         }
-        println!(
+        ui::outln!(
             "checked {} objects from {} refs{}: {}",
             r.objects,
             r.refs,
             if r.quick { " (quick)" } else { "" },
             if r.is_ok() { "ok".to_string() } else { format!("{} problem(s)", r.problems.len()) }
-        );
+        )?;
     }
     if !r.is_ok() {
         let first = r.problems[0].object.map(|o| o.to_hex()).unwrap_or_default();

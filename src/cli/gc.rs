@@ -28,32 +28,32 @@ pub fn run(ctx: &Context, args: &GcArgs) -> anyhow::Result<()> {
         return ui::print_json(&r);
     }
     let verb = if r.dry_run { "would remove" } else { "removed" };
-    println!(
+    ui::outln!(
         "{} objects, {} reachable; {verb} {} unreachable ({}); kept {} younger than the grace period",
         r.objects,
         r.reachable,
         r.removed.len(),
         ui::human_bytes(r.removed_bytes),
         r.kept_young
-    );
+    )?;
     if r.dry_run {
         for id in &r.removed {
-            println!("  {id}");
+            ui::outln!("  {id}")?;
         }
     }
     for n in &r.reflogs_dropped {
-        println!("{verb} the history of deleted ref {n}");
+        ui::outln!("{verb} the history of deleted ref {n}")?;
     }
     if r.temp_files_removed > 0 {
-        println!("{verb} {} stale temp file(s)", r.temp_files_removed);
+        ui::outln!("{verb} {} stale temp file(s)", r.temp_files_removed)?;
     }
     if r.packs_merged > 0 {
         let merged = if r.dry_run { "would merge" } else { "merged" };
-        println!("{merged} {} packs into one", r.packs_merged);
+        ui::outln!("{merged} {} packs into one", r.packs_merged)?;
     }
     if r.loose_packed > 0 {
         let moved = if r.dry_run { "would move" } else { "moved" };
-        println!("{moved} {} loose objects into a pack", r.loose_packed);
+        ui::outln!("{moved} {} loose objects into a pack", r.loose_packed)?;
     }
     Ok(())
 }

@@ -98,7 +98,7 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
         return ui::print_json(&out);
     }
     if rows.is_empty() {
-        println!("no runs yet: `exp run --archive` or `exp commit experiments/run_<ID>` stores one");
+        ui::outln!("no runs yet: `exp run --archive` or `exp commit experiments/run_<ID>` stores one")?;
         return Ok(());
     }
     let mut shown = columns(args.verbose);
@@ -110,25 +110,25 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
         .map(|&i| shown.iter().map(|c| cells[i].get(*c).cloned().unwrap_or_default()).collect())
         .collect();
     if args.csv {
-        let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+        let mut w = csv::Writer::from_writer(ui::stdout());
         w.write_record(&shown)?;
         for r in &table {
             w.write_record(r)?;
         }
         w.flush()?;
     } else if args.md {
-        println!("| {} |", shown.join(" | "));
-        println!("|{}", " --- |".repeat(shown.len()));
+        ui::outln!("| {} |", shown.join(" | "))?;
+        ui::outln!("|{}", " --- |".repeat(shown.len()))?;
         for r in &table {
             let escaped: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
-            println!("| {} |", escaped.join(" | "));
+            ui::outln!("| {} |", escaped.join(" | "))?;
         }
     } else {
         let mut t = ui::table(shown.clone());
         for r in table {
             t.add_row(r);
         }
-        println!("{t}");
+        ui::outln!("{t}")?;
     }
     Ok(())
 }

@@ -62,19 +62,19 @@ pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
     }
     if commits.is_empty() {
         let empty = args.rev.is_none() && args.since.is_none();
-        println!(
+        ui::outln!(
             "{}",
             if empty {
                 "no commits yet: `exp run --archive` or `exp commit experiments/run_<ID>` stores a run"
             } else {
                 "no commits"
             }
-        );
+        )?;
         return Ok(());
     }
     if args.verbose {
         for (id, c) in &commits {
-            print_verbose(id, c, &decorate(id));
+            print_verbose(id, c, &decorate(id))?;
         }
         return Ok(());
     }
@@ -96,7 +96,7 @@ pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
             c.message.clone(),
         ]);
     }
-    println!("{t}");
+    ui::outln!("{t}")?;
     Ok(())
 }
 
@@ -116,21 +116,21 @@ fn select(repo: &Repo, rev: &str) -> anyhow::Result<Vec<(ObjectId, Commit)>> {
     Ok(repo.log(&[repo.resolve(rev)?], None)?)
 }
 
-fn print_verbose(id: &ObjectId, c: &Commit, refs: &[String]) {
+fn print_verbose(id: &ObjectId, c: &Commit, refs: &[String]) -> std::io::Result<()> {
     let d = if refs.is_empty() { String::new() } else { format!(" ({})", refs.join(", ")) };
-    println!("commit {}{d}", id.short());
-    println!(
+    ui::outln!("commit {}{d}", id.short())?;
+    ui::outln!(
         "  {} · run {} · {} · {} · {}",
         c.time,
         c.run_id,
         c.status.as_deref().unwrap_or("-"),
         usd_str(c.summary.usd),
         c.message
-    );
+    )?;
     if !c.summary.trials.is_empty() {
-        println!("{}", headline_table(&c.summary));
+        ui::outln!("{}", headline_table(&c.summary))?;
     }
-    println!();
+    ui::outln!()
 }
 
 /// The trials with the largest and the smallest headline effect (the same trial when only one

@@ -1,6 +1,7 @@
 //! The command line: one file per command (an `Args` struct whose doc comments are the help text,
 //! and a `run` function), after jj's `cli/src/commands/`. No business logic lives here: a command
 //! opens the repository, calls the library and renders the result as a table or as `--json`.
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ mod show;
 mod status;
 mod tag;
 pub mod ui;
+mod view;
 
 /// Run LLM prompt experiments and keep every run as immutable, content-addressed history.
 #[derive(Parser, Debug)]
@@ -72,6 +74,7 @@ pub enum Command {
     CatObject(cat_object::CatObjectArgs),
     HashObject(hash_object::HashObjectArgs),
     Completions(completions::CompletionsArgs),
+    View(view::ViewArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -82,30 +85,37 @@ pub struct Context {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context { repo: cli.repo };
-    match &cli.command {
-        Command::Init(a) => init::run(&ctx, a),
-        Command::Run(a) => run::run(&ctx, a),
-        Command::Commit(a) => commit::run(&ctx, a),
-        Command::Log(a) => log::run(&ctx, a),
-        Command::List(a) => list::run(&ctx, a),
-        Command::Show(a) => show::run(&ctx, a),
-        Command::Diff(a) => diff::run(&ctx, a),
-        Command::Checkout(a) => checkout::run(&ctx, a),
-        Command::Status(a) => status::run(&ctx, a),
-        Command::Clean(a) => clean::run(&ctx, a),
-        Command::Import(a) => import::run(&ctx, a),
-        Command::Tag(a) => tag::run(&ctx, a),
-        Command::Rm(a) => rm::run(&ctx, a),
-        Command::Remote(a) => remote::run(&ctx, a),
-        Command::Push(a) => push::run(&ctx, a),
-        Command::Fetch(a) => fetch::run(&ctx, a),
-        Command::Pull(a) => pull::run(&ctx, a),
-        Command::Clone(a) => clone::run(&ctx, a),
-        Command::Fsck(a) => fsck::run(&ctx, a),
-        Command::Gc(a) => gc::run(&ctx, a),
-        Command::CatObject(a) => cat_object::run(&ctx, a),
-        Command::HashObject(a) => hash_object::run(&ctx, a),
-        Command::Completions(a) => completions::run(&ctx, a),
+    dispatch(&ctx, &cli.command)?;
+    // What is still buffered must reach the reader now, where a closed pipe can be noticed.
+    Ok(ui::stdout().flush()?)
+}
+
+fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init(a) => init::run(ctx, a),
+        Command::Run(a) => run::run(ctx, a),
+        Command::Commit(a) => commit::run(ctx, a),
+        Command::Log(a) => log::run(ctx, a),
+        Command::List(a) => list::run(ctx, a),
+        Command::Show(a) => show::run(ctx, a),
+        Command::Diff(a) => diff::run(ctx, a),
+        Command::Checkout(a) => checkout::run(ctx, a),
+        Command::Status(a) => status::run(ctx, a),
+        Command::Clean(a) => clean::run(ctx, a),
+        Command::Import(a) => import::run(ctx, a),
+        Command::Tag(a) => tag::run(ctx, a),
+        Command::Rm(a) => rm::run(ctx, a),
+        Command::Remote(a) => remote::run(ctx, a),
+        Command::Push(a) => push::run(ctx, a),
+        Command::Fetch(a) => fetch::run(ctx, a),
+        Command::Pull(a) => pull::run(ctx, a),
+        Command::Clone(a) => clone::run(ctx, a),
+        Command::Fsck(a) => fsck::run(ctx, a),
+        Command::Gc(a) => gc::run(ctx, a),
+        Command::CatObject(a) => cat_object::run(ctx, a),
+        Command::HashObject(a) => hash_object::run(ctx, a),
+        Command::Completions(a) => completions::run(ctx, a),
+        Command::View(a) => view::run(ctx, a),
     }
 }
 
@@ -117,6 +127,11 @@ pub struct SilentExit(pub u8);
 
 /// Prints `error: …` (the chain, joined) and `hint: …`, and picks the exit code.
 pub fn report_error(err: &anyhow::Error) -> ExitCode {
+    // The reader of stdout left (`exp log | head`): it has what it wanted. Whatever error the
+    // failed write turned into is not the user's problem, so nothing is printed.
+    if ui::stdout_closed() {
+        return ExitCode::SUCCESS;
+    }
     if let Some(SilentExit(code)) = err.downcast_ref::<SilentExit>() {
         return ExitCode::from(*code);
     }
@@ -128,10 +143,11 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
             message.push_str(cause);
         }
     }
-    eprintln!("error: {message}");
-    let hint = err.chain().find_map(exp::error::hint_for);
-    if let Some(hint) = hint {
-        eprintln!("hint: {hint}");
+    // A closed stderr has nobody to tell; the exit code still says it failed.
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {message}");
+    if let Some(hint) = err.chain().find_map(exp::error::hint_for) {
+        let _ = writeln!(stderr, "hint: {hint}");
     }
     ExitCode::FAILURE
 }

@@ -1,8 +1,8 @@
 //! `exp pull`: fetch, then bring local runs and tags up to date where nothing is lost.
 use clap::Args;
 
+use exp::remote::{self, RefStatus};
 use exp::store::Repo;
-use exp::store::remote::{self, RefStatus};
 
 use super::{Context, ui};
 
@@ -30,12 +30,12 @@ pub fn run(ctx: &Context, args: &PullArgs) -> anyhow::Result<()> {
     if args.json {
         ui::print_json(&report)?;
     } else {
-        super::fetch::print_refs(&report.refs, "");
+        super::fetch::print_refs(&report.refs, "")?;
         let pruned = report.fetch.refs.iter().filter(|u| u.status == RefStatus::Pruned);
         for u in pruned {
-            println!("pruned remotes/{}/{}: gone from the remote", report.fetch.remote, u.name);
+            ui::outln!("pruned remotes/{}/{}: gone from the remote", report.fetch.remote, u.name)?;
         }
-        super::fetch::print_received(&report.fetch);
+        super::fetch::print_received(&report.fetch)?;
     }
     let conflicts: Vec<String> = report
         .refs

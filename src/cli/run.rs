@@ -215,33 +215,34 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
             format!("{} – {}", usd(tr.est_input_usd), usd(tr.max_usd)),
         ]);
     }
-    println!("{t}");
+    ui::outln!("{t}")?;
     let conds: Vec<&str> = plan.conditions.iter().map(|c| c.as_str()).collect();
     let tot = &plan.totals;
-    println!(
+    ui::outln!(
         "dry run: {} trials × {} · {} jobs ({} parts per dataset) · {} requests",
         plan.trials.len(),
         conds.join("+"),
         tot.jobs,
         plan.parts_per_dataset,
         tot.requests
-    );
-    println!(
+    )?;
+    ui::outln!(
         "estimated input tokens {} (about 4 characters a token); output at most {} (max_tokens)",
-        tot.est_input_tokens, tot.max_output_tokens
-    );
-    println!(
+        tot.est_input_tokens,
+        tot.max_output_tokens
+    )?;
+    ui::outln!(
         "estimated cost: {} for input, at most {} in all",
         usd(tot.est_input_usd),
         usd(tot.max_usd)
-    );
+    )?;
     if !plan.unpriced_models.is_empty() {
-        println!(
+        ui::outln!(
             "note: no pricing for {}: their cost counts as $0",
             plan.unpriced_models.join(", ")
-        );
+        )?;
     }
-    println!("nothing was sent or written");
+    ui::outln!("nothing was sent or written")?;
     Ok(())
 }
 
@@ -307,14 +308,14 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
             usd(tr.usd),
         ]);
     }
-    println!("{t}");
+    ui::outln!("{t}")?;
     let tot = &s.manifest.totals;
     let resumed = if s.resumed {
         format!(" (resumed; {} answered earlier)", s.already_done)
     } else {
         String::new()
     };
-    println!(
+    ui::outln!(
         "run {}: {}{resumed} · {} requests sent now, {} failed · {} input / {} output tokens · {}",
         s.run_id,
         s.status.as_str(),
@@ -323,21 +324,21 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
         tot.input_tokens,
         tot.output_tokens,
         usd(tot.usd)
-    );
+    )?;
     for (name, n, written) in &s.datasets {
-        println!(
+        ui::outln!(
             "dataset {name}: {n} items ({})",
             if *written { "prepared" } else { "reused from prepared/" }
-        );
+        )?;
     }
-    println!("results: {}", display_rel(&s.run_dir));
+    ui::outln!("results: {}", display_rel(&s.run_dir))?;
     if let Some(a) = archived {
         if a.created_store {
-            println!("created the store {}", display_rel(&a.store_dir));
+            ui::outln!("created the store {}", display_rel(&a.store_dir))?;
         }
         let short = a.commit.get(..12).unwrap_or(&a.commit);
         let note = if a.unchanged { " (unchanged since its last commit)" } else { "" };
-        println!("archived: runs/{} -> {short}{note}", s.run_id);
+        ui::outln!("archived: runs/{} -> {short}{note}", s.run_id)?;
     }
     warn();
     Ok(())

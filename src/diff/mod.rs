@@ -4,13 +4,11 @@
 //! present in one run only, metrics side by side per trial and condition, a paired test between
 //! the runs on the items both scored (exact McNemar, fixed/broken flips), costs, and the files.
 //!
-//! Owns: reading two snapshots through [`tree::Source`] and returning a [`RunDiff`]. Never
+//! Owns: reading two snapshots through [`Source`] (and `crate::runfiles`) and returning a [`RunDiff`]. Never
 //! prints, never writes, never needs a checkout. An artifact that cannot be parsed is reported
 //! in [`RunDiff::lacks`], never a reason to fail: the point of a diff of an old run is to show
 //! what it has. Only store errors (a missing or corrupt object) fail a diff.
-pub mod artifacts;
 pub mod config;
-pub mod layout;
 pub mod mcnemar;
 pub mod store;
 pub mod tree;
@@ -21,22 +19,21 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use artifacts::{CondMetrics, Cost, ScoreTable};
 use config::ConfigChange;
-use layout::{Layout, RunFiles, TrialFiles};
-use tree::{Entry, FileChange, Source};
+use tree::FileChange;
+
+use crate::runfiles::headline::{self, CondMetrics, Cost};
+use crate::runfiles::layout::{self, Layout, RunFiles, TrialFiles};
+use crate::runfiles::source::{self, Entry, Source};
+use crate::runfiles::tables::{self, ScoreTable};
+use crate::runfiles::trial;
 
 /// Errors of a diff: only what stops it (unreadable objects, revisions that do not resolve).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path} is not in the snapshot")]
-    Missing { path: String },
-    #[error("cannot read {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// A file of a snapshot could not be read.
+    #[error(transparent)]
+    Source(#[from] source::Error),
     #[error("cannot read {path} from the store")]
     Store {
         path: String,
@@ -57,8 +54,7 @@ pub enum Error {
 impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::Missing { .. } => Some("run `exp fsck` to check the store".into()),
-            Error::Read { .. } => Some("check the file is readable".into()),
+            Error::Source(e) => e.hint(),
             Error::Store { source, .. } | Error::Rev(source) => source.hint(),
             Error::NoParent { rev } => Some(format!(
                 "it is the first commit of its run: compare it with another run, e.g. `exp diff OTHER {rev}`"
@@ -312,7 +308,7 @@ pub fn diff_runs(
 }
 
 fn read_text(src: &dyn Source, e: &Entry) -> Result<Vec<u8>, Error> {
-    src.read(e)
+    Ok(src.read(e)?)
 }
 
 fn compare_config(
@@ -396,7 +392,7 @@ type Params = BTreeMap<String, String>;
 
 fn params(src: &dyn Source, t: &TrialFiles) -> Result<Params, Error> {
     if let Some(tj) = &t.trial_json
-        && let Ok(p) = artifacts::trial_params(&src.read(tj)?)
+        && let Ok(p) = trial::params(&src.read(tj)?)
     {
         return Ok(p);
     }
@@ -404,7 +400,7 @@ fn params(src: &dyn Source, t: &TrialFiles) -> Result<Params, Error> {
         Some((_, e)) => Some(src.read(e)?),
         None => None,
     };
-    Ok(artifacts::legacy_trial_params(&t.slug, first.as_deref()))
+    Ok(layout::legacy_trial_params(&t.slug, first.as_deref()))
 }
 
 /// Trials with the same folder name are compared; the rest are matched by closest parameters
@@ -512,8 +508,8 @@ struct TrialDiff {
 
 /// What one side of a trial holds, parsed where it differs from the other side.
 struct Parsed {
-    metrics: Option<artifacts::Metrics>,
-    costs: Option<artifacts::Costs>,
+    metrics: Option<headline::Metrics>,
+    costs: Option<headline::Costs>,
     scores: Option<ScoreTable>,
 }
 
@@ -624,8 +620,8 @@ fn one_side_figures(
 /// empty column and no change.
 fn metrics_rows(
     trial: &str,
-    a: Option<&artifacts::Metrics>,
-    b: Option<&artifacts::Metrics>,
+    a: Option<&headline::Metrics>,
+    b: Option<&headline::Metrics>,
 ) -> Vec<MetricsRow> {
     let keys = union(a.into_iter().flat_map(|m| m.keys()), b.into_iter().flat_map(|m| m.keys()));
     let mut rows = Vec::new();
@@ -642,8 +638,8 @@ fn metrics_rows(
 /// A row per condition either side has, then the totals (sides as in [`metrics_rows`]).
 fn cost_rows(
     trial: &str,
-    a: Option<&artifacts::Costs>,
-    b: Option<&artifacts::Costs>,
+    a: Option<&headline::Costs>,
+    b: Option<&headline::Costs>,
 ) -> Vec<CostRow> {
     let row = |scope: String, x: Option<&Cost>, y: Option<&Cost>| CostRow {
         trial: trial.into(),
@@ -717,7 +713,7 @@ fn parse_side(
     if need.metrics
         && let Some(e) = &t.metrics
     {
-        match artifacts::metrics(&src.read(e)?) {
+        match headline::metrics(&src.read(e)?) {
             Ok(m) => parsed.metrics = Some(m),
             Err(r) => bad("metrics", file(e), r),
         }
@@ -725,14 +721,14 @@ fn parse_side(
     if need.costs
         && let Some(e) = &t.costs
     {
-        match artifacts::costs(&src.read(e)?, parsed.metrics.as_ref()) {
+        match headline::costs(&src.read(e)?, parsed.metrics.as_ref()) {
             Ok(c) => parsed.costs = Some(c),
             Err(r) => bad("costs", file(e), r),
         }
     }
     if need.scores {
         if let Some(e) = &t.scores {
-            match artifacts::scores(&src.read(e)?, None) {
+            match tables::scores(&src.read(e)?, None) {
                 Ok(s) => parsed.scores = Some(s),
                 Err(r) => bad("per-item scores", file(e), r),
             }
@@ -740,7 +736,7 @@ fn parse_side(
             let mut all = ScoreTable::default();
             let mut ok = true;
             for (cond, e) in &t.legacy_scores {
-                match artifacts::add_scores(&mut all, &src.read(e)?, Some(cond)) {
+                match tables::add_scores(&mut all, &src.read(e)?, Some(cond)) {
                     Ok(()) => {}
                     Err(r) => {
                         ok = false;
@@ -760,7 +756,7 @@ fn parse_side(
 fn what_it_has(src: &dyn Source, t: &TrialFiles) -> Result<String, Error> {
     let mut per_cond: BTreeMap<&str, u64> = BTreeMap::new();
     for (cond, e) in &t.inputs {
-        *per_cond.entry(cond.as_str()).or_default() += artifacts::count_lines(&src.read(e)?);
+        *per_cond.entry(cond.as_str()).or_default() += layout::count_lines(&src.read(e)?);
     }
     let total: u64 = per_cond.values().sum();
     let detail = per_cond.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ");
@@ -777,6 +773,80 @@ fn what_it_has(src: &dyn Source, t: &TrialFiles) -> Result<String, Error> {
 }
 
 /// Pairs items by (condition, dataset, item, repeat), counts flips and runs exact McNemar.
+/// Counts one item scored on both sides into `r`: the flip it is (`fixed`, `broken`), if any.
+/// A failure on either side counts as that, never as a wrong answer.
+fn count_pair(
+    r: &mut PairedRow,
+    non_binary: &mut bool,
+    a: Option<f64>,
+    b: Option<f64>,
+) -> Option<&'static str> {
+    let (Some(p), Some(q)) = (a, b) else {
+        r.failed_either += 1;
+        return None;
+    };
+    r.paired += 1;
+    let binary = |s: f64| s == 0.0 || s == 1.0;
+    if !binary(p) || !binary(q) {
+        *non_binary = true;
+    }
+    match (p >= 0.5, q >= 0.5) {
+        (true, true) => {
+            r.both_correct += 1;
+            None
+        }
+        (false, false) => {
+            r.both_wrong += 1;
+            None
+        }
+        (false, true) => {
+            r.fixed += 1;
+            Some("fixed")
+        }
+        (true, false) => {
+            r.broken += 1;
+            Some("broken")
+        }
+    }
+}
+
+impl PairedRow {
+    fn new(trial: &str, condition: &str) -> PairedRow {
+        PairedRow {
+            trial: trial.to_string(),
+            condition: condition.to_string(),
+            paired: 0,
+            both_correct: 0,
+            both_wrong: 0,
+            fixed: 0,
+            broken: 0,
+            failed_either: 0,
+            unmatched: 0,
+            p_value: None,
+            method: "exact McNemar",
+            not_computed: None,
+        }
+    }
+
+    /// The exact McNemar test on the counts, or why it was not computed.
+    fn tested(mut self, non_binary: bool) -> PairedRow {
+        if non_binary {
+            self.not_computed = Some(
+                "scores are not binary (0/1): flips count scores ≥ 0.5 as correct, McNemar needs 0/1"
+                    .into(),
+            );
+        } else if self.paired == 0 {
+            self.not_computed = Some("no item was scored on both sides".into());
+        } else {
+            self.p_value = mcnemar::exact_p(self.broken, self.fixed);
+            if self.p_value.is_none() {
+                self.not_computed = Some("no item flipped: nothing to test".into());
+            }
+        }
+        self
+    }
+}
+
 fn paired_rows(
     trial: &str,
     ta: &ScoreTable,
@@ -798,29 +868,13 @@ fn paired_rows(
     let (ia, ib) = (order(ta), order(tb));
     // Few conditions: a short list beats a map lookup per row.
     let mut rows: Vec<(PairedRow, bool)> = Vec::new();
-    fn at(rows: &mut Vec<(PairedRow, bool)>, trial: &str, cond: &str) -> usize {
+    let at = |rows: &mut Vec<(PairedRow, bool)>, cond: &str| -> usize {
         if let Some(k) = rows.iter().position(|(r, _)| r.condition == cond) {
             return k;
         }
-        rows.push((
-            PairedRow {
-                trial: trial.to_string(),
-                condition: cond.to_string(),
-                paired: 0,
-                both_correct: 0,
-                both_wrong: 0,
-                fixed: 0,
-                broken: 0,
-                failed_either: 0,
-                unmatched: 0,
-                p_value: None,
-                method: "exact McNemar",
-                not_computed: None,
-            },
-            false,
-        ));
+        rows.push((PairedRow::new(trial, cond), false));
         rows.len() - 1
-    }
+    };
     let mut items = Vec::new();
     let mut last: Option<(String, usize)> = None;
     let (mut i, mut j) = (0, 0);
@@ -839,7 +893,7 @@ fn paired_rows(
         let k = match &last {
             Some((c, k)) if c == cond => *k,
             _ => {
-                let k = at(&mut rows, trial, cond);
+                let k = at(&mut rows, cond);
                 last = Some((cond.to_string(), k));
                 k
             }
@@ -855,47 +909,20 @@ fn paired_rows(
                 j += 1;
             }
             (Ordering::Equal, Some(x), Some(y)) => {
-                match (x.score, y.score) {
-                    (Some(p), Some(q)) => {
-                        r.paired += 1;
-                        let binary = |s: f64| s == 0.0 || s == 1.0;
-                        if !binary(p) || !binary(q) {
-                            *non_binary = true;
-                        }
-                        let change = match (p >= 0.5, q >= 0.5) {
-                            (true, true) => {
-                                r.both_correct += 1;
-                                None
-                            }
-                            (false, false) => {
-                                r.both_wrong += 1;
-                                None
-                            }
-                            (false, true) => {
-                                r.fixed += 1;
-                                Some("fixed")
-                            }
-                            (true, false) => {
-                                r.broken += 1;
-                                Some("broken")
-                            }
-                        };
-                        if let (Some(change), true) = (change, want_items) {
-                            let gold = if tb.gold(y).is_empty() { ta.gold(x) } else { tb.gold(y) };
-                            items.push(FlippedItem {
-                                trial: trial.to_string(),
-                                condition: cond.to_string(),
-                                dataset: tb.dataset(y).to_string(),
-                                item: tb.item(y).to_string(),
-                                repeat: y.repeat,
-                                gold: gold.to_string(),
-                                prediction_a: ta.prediction(x).to_string(),
-                                prediction_b: tb.prediction(y).to_string(),
-                                change,
-                            });
-                        }
-                    }
-                    _ => r.failed_either += 1,
+                let flip = count_pair(r, non_binary, x.score, y.score);
+                if let (Some(change), true) = (flip, want_items) {
+                    let gold = if tb.gold(y).is_empty() { ta.gold(x) } else { tb.gold(y) };
+                    items.push(FlippedItem {
+                        trial: trial.to_string(),
+                        condition: cond.to_string(),
+                        dataset: tb.dataset(y).to_string(),
+                        item: tb.item(y).to_string(),
+                        repeat: y.repeat,
+                        gold: gold.to_string(),
+                        prediction_a: ta.prediction(x).to_string(),
+                        prediction_b: tb.prediction(y).to_string(),
+                        change,
+                    });
                 }
                 i += 1;
                 j += 1;
@@ -903,33 +930,16 @@ fn paired_rows(
             _ => break,
         }
     }
-    let mut out: Vec<PairedRow> = rows
-        .into_iter()
-        .map(|(mut r, non_binary)| {
-            if non_binary {
-                r.not_computed = Some(
-                    "scores are not binary (0/1): flips count scores ≥ 0.5 as correct, McNemar needs 0/1"
-                        .into(),
-                );
-            } else if r.paired == 0 {
-                r.not_computed = Some("no item was scored on both sides".into());
-            } else {
-                r.p_value = mcnemar::exact_p(r.broken, r.fixed);
-                if r.p_value.is_none() {
-                    r.not_computed = Some("no item flipped: nothing to test".into());
-                }
-            }
-            r
-        })
-        .collect();
+    let mut out: Vec<PairedRow> =
+        rows.into_iter().map(|(r, non_binary)| r.tested(non_binary)).collect();
     out.sort_by(|x, y| x.condition.cmp(&y.condition));
     (out, items)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::tree::MemSource;
     use super::*;
+    use crate::runfiles::source::MemSource;
 
     fn scores_csv(rows: &[(&str, &str, &str, &str, &str)]) -> String {
         let mut s =
