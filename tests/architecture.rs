@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     ("commands", &["main", "cli"]),
     ("web app", &["view"]),
-    ("features", &["eval", "diff", "import", "remote"]),
+    ("features", &["eval", "diff", "history", "import", "remote"]),
     ("run files", &["runfiles"]),
     ("foundation", &["store", "stats"]),
     ("leaves", &["provenance", "progress", "display", "error"]),
@@ -25,6 +25,7 @@ const EXCEPTIONS: &[(&str, &str, &str)] = &[
     ("error", "diff", HINT_REGISTRY),
     ("error", "import", HINT_REGISTRY),
     ("error", "view", HINT_REGISTRY),
+    ("error", "history", HINT_REGISTRY),
 ];
 
 /// Until each module's error implements a hint trait of its own, `error::hint_of` names every

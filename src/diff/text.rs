@@ -5,8 +5,9 @@
 use serde::Serialize;
 
 use super::Error;
-use super::layout;
-use super::tree::{self, FileChange, Source, Status};
+use super::tree::{FileChange, Status};
+use crate::runfiles::layout;
+use crate::runfiles::source::{Entry, Kind, Source};
 
 /// Files larger than this are summarized by size only: a text diff of them would not be read.
 pub const MAX_TEXT_BYTES: u64 = 256 * 1024;
@@ -58,7 +59,7 @@ fn side_text(src: &dyn Source, path: &str, present: bool) -> Result<Option<Strin
     if !present {
         return Ok(Some(String::new()));
     }
-    let Some(entry) = tree::lookup(src, &src.root(), path)? else {
+    let Some(entry) = lookup(src, path)? else {
         return Ok(Some(String::new()));
     };
     let bytes = src.read(&entry)?;
@@ -68,10 +69,30 @@ fn side_text(src: &dyn Source, path: &str, present: bool) -> Result<Option<Strin
     Ok(String::from_utf8(bytes).ok())
 }
 
+/// The file at `path` (slash-separated) in `src`, if there is one.
+fn lookup(src: &dyn Source, path: &str) -> Result<Option<Entry>, Error> {
+    let mut dir = src.root();
+    let mut parts = path.split('/').peekable();
+    while let Some(name) = parts.next() {
+        let Some(e) = src.list(&dir)?.into_iter().find(|e| e.name == name) else {
+            return Ok(None);
+        };
+        if parts.peek().is_none() {
+            return Ok((e.kind != Kind::Dir).then_some(e));
+        }
+        if e.kind != Kind::Dir {
+            return Ok(None);
+        }
+        dir = e;
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::tree::MemSource;
+    use crate::diff::tree;
+    use crate::runfiles::source::MemSource;
 
     #[test]
     fn a_changed_prompt_gets_a_unified_diff_and_outputs_do_not() {
