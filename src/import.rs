@@ -413,7 +413,7 @@ pub fn import(
                     tree: stored.tree,
                     parents: parent.into_iter().collect(),
                     time: p.date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    message: format!("import {} from {}", p.name, p.dir.display()),
+                    message: format!("import {}", p.name),
                     run_id: p.name.clone(),
                     status: Some("imported".into()),
                     config_hash: inspection.config_hash.clone(),

@@ -183,3 +183,22 @@ fn a_first_commit_has_no_parent_and_the_error_says_what_to_do() {
         .stderr(predicate::str::contains("has no parent"))
         .stderr(predicate::str::contains("hint: it is the first commit"));
 }
+
+#[test]
+fn the_same_legacy_folder_imported_from_two_places_is_the_same_commit() {
+    let legacy = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/legacy/t1_r20250821");
+    let ids: Vec<Value> = ["here", "elsewhere/deeper"]
+        .iter()
+        .map(|place| {
+            let ws = tempfile::tempdir().unwrap();
+            let src = ws.path().join(place).join("t1_r20250821");
+            copy_dir(&legacy, &src);
+            exp(ws.path()).arg("import").arg(&src).assert().success();
+            let shown = json(exp(ws.path()).args(["show", "t1_r20250821", "--json"]));
+            let message = shown["message"].as_str().unwrap();
+            assert!(!message.contains(&*ws.path().to_string_lossy()), "no absolute path: {message}");
+            shown["id"].clone()
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+}

@@ -590,6 +590,9 @@ fn rm_keeps_objects_until_gc_after_the_grace_period() {
     let out = stdout(exp(ws.path()).args(["rm", "r1"]));
     assert!(out.contains(&c) && out.contains("exp tag r1"), "{out}");
     exp(ws.path()).args(["show", "r1"]).assert().code(1);
+    // r2's first commit follows r1 (lineage, as git's history), so r1 lives on in r2's history
+    // until r2's ref goes too.
+    exp(ws.path()).args(["rm", "r2"]).assert().success();
     // Within the grace period gc keeps everything: the ref is recoverable.
     let g = json(exp(ws.path()).args(["gc", "--json"]));
     assert_eq!(g["removed"].as_array().unwrap().len(), 0);
@@ -703,7 +706,9 @@ fn gc_keeps_blobs_the_index_names_after_their_run_is_removed() {
     let repo = exp::store::Repo::open(ws.path()).unwrap();
     let c = repo.resolve("r1").unwrap();
     let blob = repo.lookup_path(&c, "run.json").unwrap().id;
+    // r2's first commit follows r1 (lineage), so both refs go for r1's commit to be unreachable.
     exp(ws.path()).args(["rm", "r1"]).assert().success();
+    exp(ws.path()).args(["rm", "r2"]).assert().success();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     exp(ws.path()).args(["gc", "--grace", "0"]).assert().success();
     // The commit is gone; the blob of the file still on disk stays, because the index names it.
