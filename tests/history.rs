@@ -52,10 +52,11 @@ fn two_archived_runs_make_a_history_where_head_1_is_the_previous_run() {
     archived_run(ws.path(), "first", &[]);
     archived_run(ws.path(), "second", &["-S", "decoding.temps=[1.0]", "-m", "warmer"]);
     let log = json(exp(ws.path()).args(["log", "--json"]));
-    let runs: Vec<&str> = log.as_array().unwrap().iter().map(|c| c["commit"]["run_id"].as_str().unwrap()).collect();
+    let runs: Vec<&str> =
+        log.as_array().unwrap().iter().map(|c| c["commit"]["run_id"].as_str().unwrap()).collect();
     assert_eq!(runs, ["second", "first"], "newest first");
     let second = &log[0]["commit"];
-    assert_eq!(second["parents"][0], log[0 + 1]["id"], "the first commit of a run follows HEAD");
+    assert_eq!(second["parents"][0], log[1]["id"], "the first commit of a run follows HEAD");
     assert_eq!(second["message"], "warmer");
     let out = stdout(exp(ws.path()).args(["diff", "HEAD~1", "HEAD"]));
     assert!(out.contains("decoding.temps: [0.0] -> [1.0]"), "{out}");
@@ -165,7 +166,8 @@ fn overrides_are_validated_like_the_file_and_recorded_in_the_snapshot() {
         .stderr(predicate::str::contains("unknown field `temperature`"))
         .stderr(predicate::str::contains("after the -S overrides"));
     exp(ws.path()).args(["run", "--run-id", "o", "-S", "decoding.temps=[0.5]"]).assert().success();
-    let snap = fs::read_to_string(ws.path().join("experiments/run_o/config/eval_config.yaml")).unwrap();
+    let snap =
+        fs::read_to_string(ws.path().join("experiments/run_o/config/eval_config.yaml")).unwrap();
     assert!(snap.contains("# -S decoding.temps=[0.5]"), "{snap}");
     assert!(snap.contains("- 0.5"), "{snap}");
     let tracked = fs::read_to_string(ws.path().join("config/eval_config.yaml")).unwrap();
@@ -196,7 +198,10 @@ fn the_same_legacy_folder_imported_from_two_places_is_the_same_commit() {
             exp(ws.path()).arg("import").arg(&src).assert().success();
             let shown = json(exp(ws.path()).args(["show", "t1_r20250821", "--json"]));
             let message = shown["message"].as_str().unwrap();
-            assert!(!message.contains(&*ws.path().to_string_lossy()), "no absolute path: {message}");
+            assert!(
+                !message.contains(&*ws.path().to_string_lossy()),
+                "no absolute path: {message}"
+            );
             shown["id"].clone()
         })
         .collect();

@@ -356,7 +356,10 @@ fn log_list_and_show_render_the_summary_and_json() {
         "{out}"
     );
     let out = stdout(exp(ws.path()).args(["list"]));
-    assert!(out.contains("r1") && out.contains("sim-demo-ops-t0") && out.contains("+8.0 pp"), "{out}");
+    assert!(
+        out.contains("r1") && out.contains("sim-demo-ops-t0") && out.contains("+8.0 pp"),
+        "{out}"
+    );
     let out = stdout(exp(ws.path()).args(["list", "-v"]));
     assert!(out.contains("runs/r1"), "-v names the refs:\n{out}");
     let list = json(exp(ws.path()).args(["list", "--json"]));

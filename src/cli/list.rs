@@ -5,7 +5,7 @@ use exp::error::Hinted;
 use exp::history::{self, Filter, Row};
 
 use super::init::open_repo;
-use super::show::{pct, p_str, usd_str};
+use super::show::{p_str, pct, usd_str};
 use super::{Context, ui};
 
 /// The cross-run table: one row per run × trial, with the parameters that define each trial
@@ -98,7 +98,9 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
         return ui::print_json(&out);
     }
     if rows.is_empty() {
-        ui::outln!("no runs yet: `exp run --archive` or `exp commit experiments/run_<ID>` stores one")?;
+        ui::outln!(
+            "no runs yet: `exp run --archive` or `exp commit experiments/run_<ID>` stores one"
+        )?;
         return Ok(());
     }
     let mut shown = columns(args.verbose);
@@ -189,7 +191,12 @@ fn same_everywhere(order: &[usize], cells: &[BTreeMap<String, String>], column: 
 
 /// Numbers (in the table's own spellings) sort as numbers, text as text, and empty cells last
 /// whichever the direction, so `--sort-by=-effect` puts the largest effect first.
-fn sort_rows(order: &mut [usize], cells: &[BTreeMap<String, String>], column: &str, descending: bool) {
+fn sort_rows(
+    order: &mut [usize],
+    cells: &[BTreeMap<String, String>],
+    column: &str,
+    descending: bool,
+) {
     let key = |i: usize| cells[i].get(column).filter(|v| v.as_str() != "-").cloned();
     order.sort_by(|&a, &b| {
         let (ka, kb) = (key(a), key(b));

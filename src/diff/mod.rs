@@ -11,8 +11,8 @@
 pub mod config;
 pub mod mcnemar;
 pub mod store;
-pub mod tree;
 pub mod text;
+pub mod tree;
 
 use std::collections::BTreeMap;
 

@@ -244,7 +244,10 @@ mod tests {
     #[test]
     fn an_index_past_the_end_names_the_list_and_its_length() {
         let e = applied(&["models[3].name=x"]).expect_err("out of range");
-        assert_eq!(e.to_string(), "-S models[3].name=x: `models` has 1 element(s), so index 3 does not exist");
+        assert_eq!(
+            e.to_string(),
+            "-S models[3].name=x: `models` has 1 element(s), so index 3 does not exist"
+        );
     }
 
     #[test]

@@ -251,13 +251,20 @@ impl Parser {
                 self.pos += 1;
                 let op = match self.tokens.get(self.pos) {
                     Some(Token::Op(op)) => *op,
-                    Some(t) => return Err(format!("expected an operator after `{column}`, found `{t}`")),
+                    Some(t) => {
+                        return Err(format!("expected an operator after `{column}`, found `{t}`"));
+                    }
                     None => return Err(format!("`{column}` needs an operator and a value")),
                 };
                 self.pos += 1;
                 let value = match self.tokens.get(self.pos) {
                     Some(Token::Word(v)) => v.clone(),
-                    Some(t) => return Err(format!("expected a value after `{column}{}`, found `{t}`", op_text(op))),
+                    Some(t) => {
+                        return Err(format!(
+                            "expected a value after `{column}{}`, found `{t}`",
+                            op_text(op)
+                        ));
+                    }
                     None => return Err(format!("`{column}{}` needs a value", op_text(op))),
                 };
                 self.pos += 1;
@@ -295,8 +302,16 @@ mod tests {
     #[test]
     fn numbers_compare_as_numbers_including_the_tables_spellings() {
         let f = Filter::parse("effect>=2 and cost<0.01 and treatment>50").expect("parses");
-        assert!(f.matches(&row(&[("effect", "+2.0 pp"), ("cost", "$0.0038"), ("treatment", "78.1%")])));
-        assert!(!f.matches(&row(&[("effect", "-1.0 pp"), ("cost", "$0.0038"), ("treatment", "78.1%")])));
+        assert!(f.matches(&row(&[
+            ("effect", "+2.0 pp"),
+            ("cost", "$0.0038"),
+            ("treatment", "78.1%")
+        ])));
+        assert!(!f.matches(&row(&[
+            ("effect", "-1.0 pp"),
+            ("cost", "$0.0038"),
+            ("treatment", "78.1%")
+        ])));
     }
 
     #[test]
