@@ -580,22 +580,20 @@ fn tags_are_created_listed_refused_twice_and_deleted() {
 #[test]
 fn rm_keeps_objects_until_gc_after_the_grace_period() {
     let ws = workspace();
-    let d = run_folder(ws.path(), "r1");
-    fs::write(d.join("unique.txt"), "only in r1\n").unwrap();
+    run_folder(ws.path(), "r1");
     exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
-    let c = rev(ws.path(), "r1");
-    fs::remove_dir_all(&d).unwrap();
-    // HEAD moves on to another run, so only r1's ref and reflog keep it.
-    run_folder(ws.path(), "r2");
+    let d = run_folder(ws.path(), "r2");
+    fs::write(d.join("unique.txt"), "only in r2\n").unwrap();
     exp(ws.path()).args(["commit", "experiments/run_r2"]).assert().success();
+    let c = rev(ws.path(), "r2");
+    fs::remove_dir_all(&d).unwrap();
+    // HEAD moves back to r1 (r2's parent: lineage), so only r2's ref and reflog keep r2.
+    exp(ws.path()).args(["checkout", "r1"]).assert().success();
     // The index still names the blobs; drop it so only refs and reflogs keep them.
     fs::remove_file(ws.path().join(".exprepo/index")).unwrap();
-    let out = stdout(exp(ws.path()).args(["rm", "r1"]));
-    assert!(out.contains(&c) && out.contains("exp tag r1"), "{out}");
-    exp(ws.path()).args(["show", "r1"]).assert().code(1);
-    // r2's first commit follows r1 (lineage, as git's history), so r1 lives on in r2's history
-    // until r2's ref goes too.
-    exp(ws.path()).args(["rm", "r2"]).assert().success();
+    let out = stdout(exp(ws.path()).args(["rm", "r2"]));
+    assert!(out.contains(&c) && out.contains("exp tag r2"), "{out}");
+    exp(ws.path()).args(["show", "r2"]).assert().code(1);
     // Within the grace period gc keeps everything: the ref is recoverable.
     let g = json(exp(ws.path()).args(["gc", "--json"]));
     assert_eq!(g["removed"].as_array().unwrap().len(), 0);
@@ -704,13 +702,13 @@ fn gc_keeps_blobs_the_index_names_after_their_run_is_removed() {
     let ws = workspace();
     let d = run_folder(ws.path(), "r1");
     exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
-    run_folder(ws.path(), "r2");
+    let d = run_folder(ws.path(), "r2");
     exp(ws.path()).args(["commit", "experiments/run_r2"]).assert().success();
     let repo = exp::store::Repo::open(ws.path()).unwrap();
-    let c = repo.resolve("r1").unwrap();
+    let c = repo.resolve("r2").unwrap();
     let blob = repo.lookup_path(&c, "run.json").unwrap().id;
-    // r2's first commit follows r1 (lineage), so both refs go for r1's commit to be unreachable.
-    exp(ws.path()).args(["rm", "r1"]).assert().success();
+    // r2 follows r1 (lineage): with HEAD back on r1, removing r2's ref leaves r2 unreachable.
+    exp(ws.path()).args(["checkout", "r1"]).assert().success();
     exp(ws.path()).args(["rm", "r2"]).assert().success();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     exp(ws.path()).args(["gc", "--grace", "0"]).assert().success();
