@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -40,8 +41,8 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
     if args.json {
         return ui::print_json(&imported);
     }
-    let mut t =
-        ui::table(["run", "commit", "date", "parent", "files", "trials", "recognized", "result"]);
+    let mut t = ui::table(["run", "commit", "date", "parent", "files", "recognized", "result"])
+        .cut(["recognized"]);
     for i in &imported {
         let date = match i.date_from {
             exp::import::DateSource::Name => i.date.format("%Y-%m-%d %H:%M").to_string(),
@@ -58,6 +59,17 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
         if trials > 0 {
             recognized.push(format!("{trials} trial(s), {results} with metrics"));
         }
+        let batch = |of: fn(&exp::import::TrialHeadline) -> &BTreeMap<String, u64>, what| {
+            let with = i.inspection.trials.iter().filter(|t| !of(t).is_empty()).count();
+            let mut per: BTreeMap<&str, u64> = BTreeMap::new();
+            for (c, n) in i.inspection.trials.iter().flat_map(of) {
+                *per.entry(c).or_default() += n;
+            }
+            let per: Vec<String> = per.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            (with > 0).then(|| format!("{with} with batch {what} ({})", per.join(", ")))
+        };
+        recognized.extend(batch(|t| &t.requests, "inputs: requests"));
+        recognized.extend(batch(|t| &t.responses, "outputs: responses"));
         if i.inspection.usd.is_some() {
             recognized.push("costs".into());
         }

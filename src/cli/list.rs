@@ -126,7 +126,7 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
             ui::outln!("| {} |", escaped.join(" | "))?;
         }
     } else {
-        let mut t = ui::table(shown.clone());
+        let mut t = ui::table(shown.clone()).cut(["trial", "refs"]);
         for r in table {
             t.add_row(r);
         }

@@ -78,22 +78,27 @@ pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut t = ui::table([
-        "commit", "date", "run", "status", "trials", "best", "worst", "cost", "refs", "message",
-    ]);
+    // The refs go before the message, as git decorates a log line (a column of their own
+    // would leave the message no room at 80 columns), all but the run's own `runs/<run>`,
+    // which the run column already says.
+    let mut t =
+        ui::table(["commit", "time", "run", "status", "trials", "best", "worst", "cost", "message"])
+            .cut(["message"]);
     for (id, c) in &commits {
         let (best, worst) = extremes(&c.summary.trials);
+        let own = format!("runs/{}", c.run_id);
+        let refs: Vec<String> = decorate(id).into_iter().filter(|r| *r != own).collect();
+        let refs = if refs.is_empty() { String::new() } else { format!("({}) ", refs.join(", ")) };
         t.add_row(vec![
             id.short(),
-            short_time(&c.time),
+            ui::time(&c.time),
             c.run_id.clone(),
             c.status.clone().unwrap_or("-".into()),
             c.summary.trials.len().to_string(),
             best.map(effect_with_p).unwrap_or("-".into()),
             worst.map(effect_with_p).unwrap_or_default(),
             usd_str(c.summary.usd),
-            decorate(id).join(", "),
-            c.message.clone(),
+            format!("{refs}{}", c.message),
         ]);
     }
     ui::outln!("{t}")?;
@@ -151,13 +156,5 @@ fn effect_with_p(t: &TrialSummary) -> String {
     match t.p_value {
         Some(_) => format!("{e} p={}", p_str(t.p_value)),
         None => e,
-    }
-}
-
-/// `2026-11-27T13:05:01Z` → `2026-11-27 13:05`.
-fn short_time(t: &str) -> String {
-    match history::commit_time_str(t) {
-        Some(dt) => dt.format("%Y-%m-%d %H:%M").to_string(),
-        None => t.to_string(),
     }
 }

@@ -203,7 +203,8 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
         "est. input tok",
         "max output tok",
         "est. cost",
-    ]);
+    ])
+    .cut(["trial"]);
     for tr in &plan.trials {
         t.add_row(vec![
             tr.slug.clone(),
@@ -288,7 +289,8 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
         "Holm p",
         "failures",
         "cost",
-    ]);
+    ])
+    .cut(["trial"]);
     for tr in &s.manifest.trials {
         let cell = |c: &str| {
             tr.metrics

@@ -1,7 +1,6 @@
 use std::io::Write;
 
 use clap::Args;
-use comfy_table::Table;
 use exp::store::{Commit, Mode, Summary};
 
 use super::init::open_repo;
@@ -32,7 +31,7 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<()> {
             if args.json {
                 return ui::print_json(&tree.entries);
             }
-            let mut t = ui::table(["mode", "name", "object"]);
+            let mut t = ui::table(["mode", "name", "object"]).cut(["name"]);
             for e in &tree.entries {
                 let name =
                     if e.mode == Mode::Tree { format!("{}/", e.name) } else { e.name.clone() };
@@ -100,7 +99,7 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<()> {
 }
 
 /// Per trial: n, accuracy control/treatment, effect, p, Holm p, cost, failures.
-pub(crate) fn headline_table(s: &Summary) -> Table {
+pub(crate) fn headline_table(s: &Summary) -> ui::Table {
     let mut t = ui::table([
         "trial",
         "n",
@@ -111,7 +110,8 @@ pub(crate) fn headline_table(s: &Summary) -> Table {
         "Holm p",
         "cost",
         "failures",
-    ]);
+    ])
+    .cut(["trial"]);
     for tr in &s.trials {
         let acc = |c: &str| pct(tr.conditions.get(c).and_then(|c| c.accuracy));
         let n = tr
