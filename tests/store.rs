@@ -700,7 +700,7 @@ fn fsck_quick_checks_connectivity_without_rehashing() {
 #[test]
 fn gc_keeps_blobs_the_index_names_after_their_run_is_removed() {
     let ws = workspace();
-    let d = run_folder(ws.path(), "r1");
+    run_folder(ws.path(), "r1");
     exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
     let d = run_folder(ws.path(), "r2");
     exp(ws.path()).args(["commit", "experiments/run_r2"]).assert().success();

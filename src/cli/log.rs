@@ -81,9 +81,10 @@ pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
     // The refs go before the message, as git decorates a log line (a column of their own
     // would leave the message no room at 80 columns), all but the run's own `runs/<run>`,
     // which the run column already says.
-    let mut t =
-        ui::table(["commit", "time", "run", "status", "trials", "best", "worst", "cost", "message"])
-            .cut(["message"]);
+    let mut t = ui::table([
+        "commit", "time", "run", "status", "trials", "best", "worst", "cost", "message",
+    ])
+    .cut(["message"]);
     for (id, c) in &commits {
         let (best, worst) = extremes(&c.summary.trials);
         let own = format!("runs/{}", c.run_id);
@@ -93,7 +94,6 @@ pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
             id.short(),
             ui::time(&c.time),
             c.run_id.clone(),
-            c.status.clone().unwrap_or("-".into()),
             c.summary.trials.len().to_string(),
             best.map(effect_with_p).unwrap_or("-".into()),
             worst.map(effect_with_p).unwrap_or_default(),
@@ -152,7 +152,7 @@ fn extremes(trials: &[TrialSummary]) -> (Option<&TrialSummary>, Option<&TrialSum
 }
 
 fn effect_with_p(t: &TrialSummary) -> String {
-    let e = t.effect.map(|e| format!("{:+.1} pp", e * 100.0)).unwrap_or("-".into());
+    let e = t.effect.map(|e| format!("{:+.1}pp", e * 100.0)).unwrap_or("-".into());
     match t.p_value {
         Some(_) => format!("{e} p={}", p_str(t.p_value)),
         None => e,
