@@ -87,6 +87,15 @@ fn before_after<T>(a: &Option<T>, b: &Option<T>, show: impl Fn(&T) -> String) ->
     format!("{} → {}", side(a), side(b))
 }
 
+/// `+1.2 pts [-0.3, +2.7]`, or what there is of it.
+fn change_ci(change: Option<f64>, ci: Option<[f64; 2]>) -> String {
+    let mut s = signed_pts(change);
+    if let Some([lo, hi]) = ci {
+        s.push_str(&format!(" [{:+.1}, {:+.1}]", lo * 100.0, hi * 100.0));
+    }
+    s
+}
+
 fn p(x: Option<f64>) -> String {
     match x {
         Some(p) if p < 0.0001 => format!("{p:.1e}"),
@@ -180,18 +189,19 @@ fn render(d: &RunDiff, stat: bool, items: bool) -> String {
     if !d.paired.is_empty() {
         let _ = writeln!(
             o,
-            "\nPaired test between the runs (items scored in both; fixed = wrong → right)"
+            "\nPaired test between the runs (items scored in both, repeats averaged; fixed = wrong → right)"
         );
         let mut t = ui::table([
             "trial",
             "condition",
-            "paired",
+            "items paired",
             "fixed",
             "broken",
-            "p (exact McNemar)",
-            "note",
+            "change (95% CI)",
+            "p",
+            "test / note",
         ])
-        .cut(["trial", "note"]);
+        .cut(["trial", "test / note"]);
         for r in &d.paired {
             t.add_row([
                 r.trial.clone(),
@@ -199,8 +209,27 @@ fn render(d: &RunDiff, stat: bool, items: bool) -> String {
                 r.paired.to_string(),
                 r.fixed.to_string(),
                 r.broken.to_string(),
+                change_ci(r.change, r.ci),
                 p(r.p_value),
-                r.not_computed.clone().unwrap_or_default(),
+                r.not_computed.clone().or_else(|| r.test.clone()).unwrap_or_default(),
+            ]);
+        }
+        let _ = writeln!(o, "{t}");
+    }
+    if !d.effect_changes.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nChange in the treatment effect (treatment − control in {} minus in {})",
+            d.b.label, d.a.label
+        );
+        let mut t = ui::table(["trial", "items", "effect", "change (95% CI)", "p"]);
+        for r in &d.effect_changes {
+            t.add_row([
+                r.trial.clone(),
+                r.items.to_string(),
+                format!("{} → {}", signed_pts(Some(r.effect_a)), signed_pts(Some(r.effect_b))),
+                change_ci(Some(r.change), r.ci),
+                p(Some(r.p_value)),
             ]);
         }
         let _ = writeln!(o, "{t}");

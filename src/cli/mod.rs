@@ -22,6 +22,7 @@ mod import;
 mod init;
 mod list;
 mod log;
+mod power;
 mod pull;
 mod push;
 mod remote;
@@ -58,6 +59,7 @@ pub enum Command {
     List(list::ListArgs),
     Show(show::ShowArgs),
     Diff(diff::DiffArgs),
+    Power(power::PowerArgs),
     Checkout(checkout::CheckoutArgs),
     Status(status::StatusArgs),
     Clean(clean::CleanArgs),
@@ -99,6 +101,7 @@ fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<()> {
         Command::List(a) => list::run(ctx, a),
         Command::Show(a) => show::run(ctx, a),
         Command::Diff(a) => diff::run(ctx, a),
+        Command::Power(a) => power::run(ctx, a),
         Command::Checkout(a) => checkout::run(ctx, a),
         Command::Status(a) => status::run(ctx, a),
         Command::Clean(a) => clean::run(ctx, a),
