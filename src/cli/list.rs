@@ -31,7 +31,8 @@ pub struct ListArgs {
     /// Order rows by COLUMN (prefix - for descending, e.g. --sort-by=-effect) [default: newest run first]
     #[arg(long, value_name = "COLUMN", allow_hyphen_values = true)]
     pub sort_by: Option<String>,
-    /// Hide parameter columns whose value is the same in every row
+    /// Hide parameter columns whose value is the same in every row (the table for people does
+    /// this unless -v; the flag applies it to -v, --csv and --md too)
     #[arg(long)]
     pub only_changed: bool,
     /// Comma-separated values, one line per row
@@ -104,7 +105,10 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut shown = columns(args.verbose);
-    if args.only_changed {
+    // For people, parameters that are the same in every row say nothing: the table shows what
+    // differs (`-v` shows everything); files for scripts keep every column unless asked.
+    let for_people = !(args.csv || args.md);
+    if args.only_changed || (for_people && !args.verbose) {
         shown.retain(|c| !is_param(c) || !same_everywhere(&order, &cells, c));
     }
     let table: Vec<Vec<String>> = order
@@ -125,12 +129,39 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
             let escaped: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
             ui::outln!("| {} |", escaped.join(" | "))?;
         }
+    } else if ui::width().is_some_and(|w| w < MIN_COLUMN * shown.len()) {
+        print_records(&shown, &table, ui::width().unwrap_or(usize::MAX))?;
     } else {
         let mut t = ui::table(shown.clone()).cut(["trial", "refs"]);
         for r in table {
             t.add_row(r);
         }
         ui::outln!("{t}")?;
+    }
+    Ok(())
+}
+
+/// The narrowest a column of the cross-run table can usefully be, with its gap.
+const MIN_COLUMN: usize = 8;
+
+/// One block per row, `column  value` a line, for terminals too narrow for the table (as
+/// psql's expanded display): nothing is cut inside an id or a number, long text is shortened.
+fn print_records(columns: &[&str], rows: &[Vec<String>], width: usize) -> std::io::Result<()> {
+    let label = columns.iter().map(|c| c.len()).max().unwrap_or(0);
+    let room = width.saturating_sub(label + 2).max(12);
+    for (n, row) in rows.iter().enumerate() {
+        ui::outln!(
+            "{}",
+            format!("── row {} ", n + 1) + &"─".repeat(width.saturating_sub(12).min(40))
+        )?;
+        for (c, v) in columns.iter().zip(row) {
+            let v = if v.chars().count() > room {
+                v.chars().take(room - 1).collect::<String>() + "…"
+            } else {
+                v.clone()
+            };
+            ui::outln!("{c:<label$}  {v}")?;
+        }
     }
     Ok(())
 }

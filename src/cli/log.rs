@@ -81,10 +81,8 @@ pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
     // The refs go before the message, as git decorates a log line (a column of their own
     // would leave the message no room at 80 columns), all but the run's own `runs/<run>`,
     // which the run column already says.
-    let mut t = ui::table([
-        "commit", "time", "run", "status", "trials", "best", "worst", "cost", "message",
-    ])
-    .cut(["message"]);
+    let mut t = ui::table(["commit", "time", "run", "trials", "best", "worst", "cost", "message"])
+        .cut(["message"]);
     for (id, c) in &commits {
         let (best, worst) = extremes(&c.summary.trials);
         let own = format!("runs/{}", c.run_id);
