@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::diff::artifacts;
 use crate::diff::layout::{self, Layout};
 use crate::diff::tree::{FsSource, Kind, Source};
+use crate::error::Hint;
 use crate::progress::Progress;
 use crate::store::{
     Commit, ConditionSummary, Expect, Head, Object, ObjectId, RefName, Repo, Summary, TrialSummary,
@@ -47,8 +48,8 @@ pub enum Error {
     Store(#[from] crate::store::Error),
 }
 
-impl Error {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         match self {
             Error::NotADir { .. } => Some("give the run folders themselves, e.g. `exp import examples/legacy/*`".into()),
             Error::Io { .. } => Some("check the folder exists and is readable".into()),

@@ -3,6 +3,7 @@
 //! The library never prints, never exits and never reads the terminal: it returns data and typed
 //! errors, and the `exp` binary (`src/cli/`) decides how they look.
 pub mod diff;
+pub mod display;
 pub mod error;
 pub mod eval;
 pub mod import;

@@ -208,7 +208,7 @@ fn diff_of_the_legacy_runs_shows_the_config_change_the_trial_pairs_and_what_t0_l
     let removed = fa.keys().filter(|k| !fb.contains_key(*k)).count();
     let modified = fa.iter().filter(|(k, v)| fb.get(*k).is_some_and(|w| w != *v)).count();
     let want = format!(
-        "{} file(s) changed: {added} added, {removed} removed, {modified} modified",
+        "{} files changed: {added} added, {removed} removed, {modified} modified",
         added + removed + modified
     );
     assert!(text.contains(&want), "missing {want:?} in\n{text}");
@@ -496,8 +496,8 @@ fn diff_text_shows_sections_items_and_stat_like_git() {
         "~ decoding.temps: [0.0] -> [1.0]",
         "Metrics (cold → hot)",
         "Paired test between the runs",
-        "0.7266",
-        "0.4531",
+        "0.727",
+        "0.453",
         "Costs (cold → hot)",
         "Flipped items",
         "demo_sentiment:i0",

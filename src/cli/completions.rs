@@ -13,7 +13,7 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-pub fn run(_ctx: &Context, args: &CompletionsArgs) -> anyhow::Result<()> {
+pub fn run(_ctx: &Context, args: &CompletionsArgs) -> super::Result<()> {
     clap_complete::generate(args.shell, &mut Cli::command(), "exp", &mut std::io::stdout());
     Ok(())
 }

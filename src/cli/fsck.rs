@@ -1,4 +1,5 @@
 use clap::Args;
+use exp::display::plural;
 use exp::error::Hinted;
 use exp::store::fsck;
 
@@ -18,7 +19,7 @@ pub struct FsckArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &FsckArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &FsckArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let r = fsck::fsck(&repo, args.quick)?;
     if args.json {
@@ -35,22 +36,25 @@ pub fn run(ctx: &Context, args: &FsckArgs) -> anyhow::Result<()> {
         }
         if r.temp_files > 0 {
             println!(
-                "note: {} leftover temp file(s) from interrupted writes; `exp gc` removes them",
-                r.temp_files
+                "note: {} left over from interrupted writes; `exp gc` removes them",
+                plural(r.temp_files, "temp file")
             );
         }
         println!(
-            "checked {} objects from {} refs{}: {}",
-            r.objects,
-            r.refs,
+            "checked {} from {}{}: {}",
+            plural(r.objects, "object"),
+            plural(r.refs, "ref"),
             if r.quick { " (quick)" } else { "" },
-            if r.is_ok() { "ok".to_string() } else { format!("{} problem(s)", r.problems.len()) }
+            if r.is_ok() { "ok".to_string() } else { plural(r.problems.len() as u64, "problem") }
         );
     }
     if !r.is_ok() {
         let first = r.problems[0].object.map(|o| o.to_hex()).unwrap_or_default();
         return Err(Hinted::new(
-            format!("the store has {} damaged or missing object(s), first {first}", r.problems.len()),
+            format!(
+                "the store has {} damaged or missing, first {first}",
+                plural(r.problems.len() as u64, "object")
+            ),
             "restore the objects from a remote (`exp fetch`) or re-commit the run folders they came from",
         )
         .into());

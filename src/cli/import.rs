@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use exp::display::{MISSING, plural};
 
 use super::{Context, ui};
 
@@ -29,7 +30,7 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &ImportArgs) -> super::Result<()> {
     let cwd = std::env::current_dir()?;
     let (repo, created) = exp::store::Repo::open_or_init(ctx.repo.as_deref(), &cwd)?;
     if created && !args.json {
@@ -40,8 +41,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
     if args.json {
         return ui::print_json(&imported);
     }
-    let mut t =
-        ui::table(["run", "commit", "date", "parent", "files", "trials", "recognized", "result"]);
+    let mut t = ui::table(["run", "commit", "date", "parent", "files", "recognized", "result"]);
     for i in &imported {
         let date = match i.date_from {
             exp::import::DateSource::Name => i.date.format("%Y-%m-%d %H:%M").to_string(),
@@ -56,7 +56,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
         }
         let trials = i.inspection.trials.len();
         if trials > 0 {
-            recognized.push(format!("{trials} trial(s), {results} with metrics"));
+            recognized.push(format!("{}, {results} with metrics", plural(trials as u64, "trial")));
         }
         if i.inspection.usd.is_some() {
             recognized.push("costs".into());
@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
             i.name.clone(),
             i.commit.short(),
             date,
-            i.parent.map(|p| p.short()).unwrap_or_else(|| "–".into()),
+            i.parent.map(|p| p.short()).unwrap_or_else(|| MISSING.into()),
             format!("{} ({})", i.files, ui::human_bytes(i.bytes)),
             if recognized.is_empty() { "nothing".into() } else { recognized.join(", ") },
             if i.unchanged { "already imported, unchanged".into() } else { "imported".into() },

@@ -1,8 +1,9 @@
 use clap::Args;
 
 use super::init::open_repo;
-use super::show::{headline_table, usd_str};
+use super::show::headline_table;
 use super::{Context, ui};
+use exp::display::{or_missing, usd};
 
 /// Every run and tag in the store, one row each (the old list_runs.py).
 #[derive(Args, Debug)]
@@ -15,7 +16,7 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &ListArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let rows = repo.list_refs()?;
     if args.json {
@@ -37,7 +38,7 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
             c.time.clone(),
             c.status.clone().unwrap_or("-".into()),
             c.summary.trials.len().to_string(),
-            usd_str(c.summary.usd),
+            or_missing(c.summary.usd, usd),
             c.message.clone(),
         ]);
     }

@@ -2,8 +2,9 @@ use clap::Args;
 use exp::store::{ObjectId, RefName};
 
 use super::init::open_repo;
-use super::show::{headline_table, usd_str};
+use super::show::headline_table;
 use super::{Context, ui};
+use exp::display::{or_missing, usd};
 
 /// Run history, newest first, with status, trial count and cost from each commit's summary.
 #[derive(Args, Debug)]
@@ -26,7 +27,7 @@ pub struct LogArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &LogArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     if !args.all && args.rev.is_none() && repo.refs.read(&RefName::head())?.is_none() {
         println!("no commits yet: `exp commit experiments/run_<ID>` stores a run");
@@ -65,7 +66,7 @@ pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
                 c.time,
                 c.run_id,
                 c.status.as_deref().unwrap_or("-"),
-                usd_str(c.summary.usd),
+                or_missing(c.summary.usd, usd),
                 c.message
             );
             if !c.summary.trials.is_empty() {
@@ -83,7 +84,7 @@ pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
             c.run_id.clone(),
             c.status.clone().unwrap_or("-".into()),
             c.summary.trials.len().to_string(),
-            usd_str(c.summary.usd),
+            or_missing(c.summary.usd, usd),
             decorate(id).join(", "),
             c.message.clone(),
         ]);

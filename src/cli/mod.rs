@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use exp::error::{Failure, Hint};
 
 mod cat_object;
 mod checkout;
@@ -80,7 +81,11 @@ pub struct Context {
     pub repo: Option<PathBuf>,
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// What every command returns. Its error converts (by `?`) from any error implementing
+/// `exp::error::Hint`, capturing the hint; add words with `exp::error::Context`.
+pub type Result<T> = std::result::Result<T, Failure>;
+
+pub fn run(cli: Cli) -> Result<()> {
     let ctx = Context { repo: cli.repo };
     match &cli.command {
         Command::Init(a) => init::run(&ctx, a),
@@ -115,8 +120,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 #[error("exit {0}")]
 pub struct SilentExit(pub u8);
 
+impl Hint for SilentExit {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
 /// Prints `error: …` (the chain, joined) and `hint: …`, and picks the exit code.
-pub fn report_error(err: &anyhow::Error) -> ExitCode {
+pub fn report_error(failure: &Failure) -> ExitCode {
+    let err = failure.error();
     if let Some(SilentExit(code)) = err.downcast_ref::<SilentExit>() {
         return ExitCode::from(*code);
     }
@@ -129,8 +141,7 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
         }
     }
     eprintln!("error: {message}");
-    let hint = err.chain().find_map(exp::error::hint_for);
-    if let Some(hint) = hint {
+    if let Some(hint) = failure.hint() {
         eprintln!("hint: {hint}");
     }
     ExitCode::FAILURE

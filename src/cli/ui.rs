@@ -20,8 +20,8 @@ where
 }
 
 /// Pretty JSON on stdout, for `--json`.
-pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+pub fn print_json<T: serde::Serialize>(value: &T) -> super::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value).map_err(std::io::Error::from)?);
     Ok(())
 }
 

@@ -25,6 +25,8 @@ use config::ConfigChange;
 use layout::{Layout, RunFiles, TrialFiles};
 use tree::{Entry, FileChange, Source};
 
+use crate::error::Hint;
+
 /// Errors of a diff: only what stops it (unreadable objects, revisions that do not resolve).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,8 +55,8 @@ pub enum Error {
     NotCheckedOut { path: String },
 }
 
-impl Error {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         match self {
             Error::Missing { .. } => Some("run `exp fsck` to check the store".into()),
             Error::Read { .. } => Some("check the file is readable".into()),

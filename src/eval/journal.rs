@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Hint;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -51,8 +53,8 @@ pub enum JournalError {
     Corrupt { path: PathBuf, line: usize, problem: String },
 }
 
-impl JournalError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for JournalError {
+    fn hint(&self) -> Option<String> {
         match self {
             JournalError::Io { .. } => Some("check the disk has space and the run folder is writable".into()),
             JournalError::Corrupt { .. } => Some(

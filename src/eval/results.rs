@@ -13,6 +13,7 @@ use super::journal::{self, JournalError, Status};
 use super::plan::Condition;
 use super::prepare::Item;
 use super::score::Scorer;
+use crate::error::Hint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -24,8 +25,8 @@ pub enum ResultsError {
     Baseline { what: String, problem: String },
 }
 
-impl ResultsError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ResultsError {
+    fn hint(&self) -> Option<String> {
         match self {
             ResultsError::Journal(e) => e.hint(),
             ResultsError::Write { .. } => {

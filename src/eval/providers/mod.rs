@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::config::{ModelConfig, ProviderKind};
 use super::plan::Condition;
+use crate::error::Hint;
 
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,8 +53,8 @@ pub enum ProviderError {
     Client { model: String, message: String },
 }
 
-impl ProviderError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ProviderError {
+    fn hint(&self) -> Option<String> {
         match self {
             ProviderError::MissingKey { var, .. } => Some(format!(
                 "export {var}=… before running (the key is read from the environment and never written anywhere)"

@@ -8,8 +8,9 @@ use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::types::RangedCoordi32;
 use plotters::prelude::*;
 
-use super::format::{self, Num};
+use super::format::Num;
 use super::{AggTrial, Aggregate, ReportError};
+use crate::display;
 use crate::stats::significance::{CONTROL, TREATMENT};
 
 /// One drawn chart.
@@ -162,7 +163,7 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
         }
         root.present().map_err(s)?;
     }
-    let level = format!("{:.0}%", (1.0 - agg.alpha) * 100.0);
+    let level = super::markdown::ci_level(agg.alpha);
     Ok(Chart {
         file: "effects.svg",
         title: "Effect per trial".into(),
@@ -307,7 +308,7 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
             .map_err(s)?;
         root.present().map_err(s)?;
     }
-    let level = format!("{:.0}%", (1.0 - agg.alpha) * 100.0);
+    let level = super::markdown::ci_level(agg.alpha);
     Ok(Chart {
         file: "accuracy.svg",
         title: format!("{} per condition", cap(num.level_name())),
@@ -352,7 +353,7 @@ fn cost(agg: &Aggregate) -> Result<Chart, String> {
             .y_label_area_size(64)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(s)?;
-        let x_fmt = |x: &f64| format::usd(*x);
+        let x_fmt = |x: &f64| display::usd(*x);
         let y_fmt =
             |y: &f64| if num.pct { format!("{:.0}%", y * 100.0) } else { format!("{y:.2}") };
         house_mesh(&mut chart.configure_mesh())

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use super::artifacts::{self, Costs, Metrics};
+use crate::error::Hint;
 use crate::stats::{self, Significance};
 
 mod charts;
@@ -58,8 +59,8 @@ pub enum ReportError {
     Chart { path: PathBuf, message: String },
 }
 
-impl ReportError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ReportError {
+    fn hint(&self) -> Option<String> {
         match self {
             ReportError::MissingScores { .. } => Some(
                 "the trial was not scored (no results/per_item_scores.csv): finish it with \
