@@ -33,6 +33,8 @@ log "cargo fmt --check"
 cargo fmt --check
 log "cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+# The tests build with the `fault-injection` feature (Cargo.toml); lint the release build too.
+cargo clippy --quiet -- -D warnings
 
 log "cargo test"
 EXP_TEST_STRICT=1 cargo test 2>&1

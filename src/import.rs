@@ -2,7 +2,7 @@
 //! Python scripts' hand-archived runs).
 //!
 //! Owns: reading a folder without ever following a symlink, recognizing what it can (config,
-//! metrics, costs, in today's layout or the old `run_all.py` one, see `diff::layout`), dating it
+//! metrics, costs, in today's layout or the old `run_all.py` one, see `runfiles::layout`), dating it
 //! from its name (`t1_r20250821`, `t05_r20250825123456`) or else its mtime, and committing it
 //! byte-exact on `refs/runs/<NAME>` with a tag `tags/<NAME>`, oldest first, each commit the parent
 //! of the next. Never modifies the source folder; never prints.
@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 
-use crate::diff::artifacts;
-use crate::diff::layout::{self, Layout};
-use crate::diff::tree::{FsSource, Kind, Source};
 use crate::error::Hint;
 use crate::progress::Progress;
+use crate::runfiles::headline;
+use crate::runfiles::layout::{self, Layout};
+use crate::runfiles::source::{self, Entry, FsSource, Kind, Source};
+use crate::runfiles::{RunHeader, lenient_view};
 use crate::store::{
     Commit, ConditionSummary, Expect, Head, Object, ObjectId, RefName, Repo, Summary, TrialSummary,
     worktree,
@@ -43,7 +44,7 @@ pub enum Error {
     #[error("tags/{name} already names another commit ({commit})")]
     TagTaken { name: String, commit: String },
     #[error(transparent)]
-    Diff(#[from] crate::diff::Error),
+    Source(#[from] source::Error),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
 }
@@ -62,7 +63,7 @@ impl Hint for Error {
             Error::TagTaken { name, .. } => Some(format!(
                 "import under another name with `--tag {name}-imported`, or see what the tag holds with `exp show {name}`"
             )),
-            Error::Diff(e) => e.hint(),
+            Error::Source(e) => e.hint(),
             Error::Store(e) => e.hint(),
         }
     }
@@ -233,9 +234,9 @@ pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
         None => (None, None),
     };
     let run_id = match &run.run_json {
-        Some(e) => serde_json::from_slice::<serde_json::Value>(&read(e)?)
-            .ok()
-            .and_then(|v| v.get("run_id").and_then(|r| r.as_str()).map(str::to_string)),
+        Some(e) => {
+            serde_json::from_slice(&read(e)?).ok().and_then(|v| lenient_view::<RunHeader>(v).run_id)
+        }
         None => None,
     };
     let mut trials = Vec::new();
@@ -247,7 +248,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
         };
         let mut metrics = None;
         if let Some(e) = &t.metrics {
-            match artifacts::metrics(&read(e)?) {
+            match headline::metrics(&read(e)?) {
                 Ok(m) => {
                     for (cond, c) in &m {
                         h.conditions.insert(cond.clone(), (Some(c.n), c.accuracy));
@@ -261,13 +262,13 @@ pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
             }
         }
         if let Some(e) = &t.costs {
-            match artifacts::costs(&read(e)?, metrics.as_ref()) {
+            match headline::costs(&read(e)?, metrics.as_ref()) {
                 Ok(c) => h.usd = Some(c.total.usd),
                 Err(r) => notes.push(format!("{}/{}: {r}", t.results_path, e.name)),
             }
         }
         if let Some(e) = &t.significance {
-            match artifacts::significance_p(&read(e)?) {
+            match headline::significance_p(&read(e)?) {
                 Ok(p) => h.p_value = p,
                 Err(r) => notes.push(format!("{}/{}: {r}", t.results_path, e.name)),
             }
@@ -293,7 +294,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
 
 fn walk(
     src: &FsSource,
-    dir: &crate::diff::tree::Entry,
+    dir: &Entry,
     prefix: &str,
     files: &mut Vec<FileRole>,
     links: &mut Vec<Link>,

@@ -12,13 +12,10 @@ use std::time::{Duration, Instant};
 use common::{csv_rows, exp, labelled_jsonl, require_tool, write_files};
 use serde_json::Value;
 
-/// `<repo>/../shared/models/<name>`, looking further up when the repo is a nested worktree.
-fn model_path() -> Option<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    repo.ancestors()
-        .skip(1)
-        .map(|d| d.join("shared/models/llama-2-tiny-random.gguf"))
-        .find(|p| p.is_file())
+/// The model ships with the repository (tests/data/models/README.md says where it comes from):
+/// the test reads nothing outside the repository.
+fn model_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/llama-2-tiny-random.gguf")
 }
 
 fn llama_cpp_available() -> bool {
@@ -93,13 +90,11 @@ fn start_server(model: &Path) -> (ServerGuard, u16) {
 #[test]
 fn exp_run_against_a_real_llama_cpp_server_records_real_usage() {
     let model = model_path();
-    if !require_tool(
-        llama_cpp_available() && model.is_some(),
-        "llama-cpp-python server and ../shared/models/llama-2-tiny-random.gguf",
-    ) {
+    assert!(model.is_file(), "{} is part of the repository", model.display());
+    if !require_tool(llama_cpp_available(), "llama-cpp-python server") {
         return;
     }
-    let (_server, port) = start_server(&model.unwrap());
+    let (_server, port) = start_server(&model);
 
     let ws = tempfile::tempdir().unwrap();
     let p = ws.path();

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{csv_rows, exp, exp_process, labelled_jsonl, write_files};
+use common::{copy_dir, csv_rows, exp, exp_process, labelled_jsonl, write_files};
 use predicates::prelude::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -29,7 +29,19 @@ enum Reply {
     Malformed,
     /// Waits, then answers.
     Slow(Duration),
+    /// `status` with the request's `Authorization` value echoed in the body (as a quoted header
+    /// and inside an error message) and in response headers, as a careless or hostile server
+    /// does; 200 echoes it inside the answer's content.
+    Echo(u16),
+    /// 200 whose body never ends (chunked, until the client hangs up or `FLOOD_CAP` bytes are
+    /// out), announcing `Content-Length` when given instead.
+    Flood(Option<u64>),
+    /// 200 whose `usage` claims these token counts.
+    Usage(u64, u64),
 }
+
+/// The most a `Flood` reply sends: the test stays bounded in time and memory whatever exp does.
+const FLOOD_CAP: u64 = 64 << 20;
 
 /// `script(n, body)`: the reply to the n-th request (1-based) carrying this body's prompt.
 type Script = Arc<dyn Fn(u32, &Value) -> Reply + Send + Sync>;
@@ -47,6 +59,8 @@ struct State {
     completion_tokens: AtomicU64,
     in_flight: AtomicI64,
     max_in_flight: AtomicI64,
+    /// Bytes of `Flood` bodies written before the client hung up (or the cap).
+    flooded: AtomicU64,
     /// Answers beyond this many wait until `open` is true (the kill test holds the run mid-way).
     hold_after: AtomicU64,
     /// Answers let through so far while `hold_after` applies: claimed before answering, so two
@@ -97,6 +111,7 @@ impl Server {
             completion_tokens: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             max_in_flight: AtomicI64::new(0),
+            flooded: AtomicU64::new(0),
             hold_after: AtomicU64::new(u64::MAX),
             let_through: AtomicU64::new(0),
             open,
@@ -166,8 +181,9 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>) {
         }
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let key = key_of(&body);
-        if let Some(a) = auth {
-            st.auth.lock().unwrap().insert(a);
+        let auth = auth.unwrap_or_default();
+        if !auth.is_empty() {
+            st.auth.lock().unwrap().insert(auth.clone());
         }
         let n = {
             let mut attempts = st.attempts.lock().unwrap();
@@ -201,18 +217,29 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>) {
             )
         };
         let out = match reply {
-            Reply::Ok => {
+            Reply::Ok | Reply::Usage(..) | Reply::Echo(200) => {
                 let prompt = key.split_whitespace().count() as u64;
                 let completion = 1 + (prompt % 3);
                 st.ok.fetch_add(1, Ordering::SeqCst);
-                st.prompt_tokens.fetch_add(prompt, Ordering::SeqCst);
-                st.completion_tokens.fetch_add(completion, Ordering::SeqCst);
+                // The server's totals are of honest usage only: what a run may count.
+                if !matches!(reply, Reply::Usage(..)) {
+                    st.prompt_tokens.fetch_add(prompt, Ordering::SeqCst);
+                    st.completion_tokens.fetch_add(completion, Ordering::SeqCst);
+                }
                 st.answered.lock().unwrap().push(key.clone());
-                let answer = if key.contains("happy") { "positive" } else { "negative" };
+                let mut answer =
+                    if key.contains("happy") { "positive" } else { "negative" }.to_string();
+                if matches!(reply, Reply::Echo(_)) {
+                    answer.push_str(&format!(" (you sent {auth})"));
+                }
+                let (prompt, completion) = match reply {
+                    Reply::Usage(p, c) => (p, c),
+                    _ => (prompt, completion),
+                };
                 let json = serde_json::json!({
                     "id": "x", "object": "chat.completion",
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+                    "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt.wrapping_add(completion)}
                 });
                 write("200 OK", String::new(), json.to_string())
             }
@@ -228,6 +255,39 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>) {
                 let text = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"choices\": [{\"mess";
                 let _ = sock.write_all(text.as_bytes()).await;
                 let _ = sock.shutdown().await;
+                return;
+            }
+            Reply::Echo(code) => {
+                let body = serde_json::json!({"error": {
+                    "message": format!("Incorrect API key provided: {}", auth.trim_start_matches("Bearer ")),
+                    "received_headers": {"Authorization": auth},
+                }});
+                let extra = format!(
+                    "WWW-Authenticate: Bearer error=\"invalid_token\", token=\"{auth}\"\r\nX-Echo-Authorization: {auth}\r\n"
+                );
+                write(&format!("{code} Unauthorized"), extra, body.to_string())
+            }
+            Reply::Flood(announce) => {
+                let head = match announce {
+                    Some(n) => format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n\r\n"),
+                    None => "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
+                };
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 << 10];
+                let framed = if announce.is_some() {
+                    chunk.clone()
+                } else {
+                    [format!("{:x}\r\n", chunk.len()).into_bytes(), chunk.clone(), b"\r\n".to_vec()]
+                        .concat()
+                };
+                while st.flooded.load(Ordering::SeqCst) < FLOOD_CAP {
+                    if sock.write_all(&framed).await.is_err() {
+                        return;
+                    }
+                    st.flooded.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                }
                 return;
             }
             Reply::Slow(_) => unreachable!("handled above"),
@@ -475,10 +535,15 @@ fn rate_limits_and_server_errors_are_retried_until_answered() {
 fn retry_after_is_honoured() {
     let server =
         Server::start(|n, _| if n == 1 { Reply::Status(429, Some("1")) } else { Reply::Ok });
-    let ws = workspace(1, &openai_model(&server.url, ""), FAST);
+    let ws = workspace(
+        1,
+        &openai_model(&server.url, ""),
+        "max_retries: 3, backoff_base_s: 0.01, backoff_max_s: 5, timeout_s: 10",
+    );
     let started = std::time::Instant::now();
     exp(ws.path()).args(["run", "--condition", "control"]).assert().success();
-    // The backoff settings allow at most 50 ms: a wait of a second can only come from the header.
+    // The backoff's own first wait is at most 10 ms: a wait of a second can only come from the
+    // header, honoured because it is within backoff_max_s.
     assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
 }
 
@@ -754,7 +819,9 @@ fn resume_needs_an_unfinished_run() {
         .args(["run", "--resume"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("no unfinished run to resume"))
+        .stderr(predicate::str::contains(
+            "no unfinished run and no run with failed requests to resume",
+        ))
         .stderr(predicate::str::contains("hint: "));
     exp(ws.path()).args(["run", "--run-id", "done"]).assert().success();
     exp(ws.path())
@@ -778,18 +845,6 @@ fn resume_needs_an_unfinished_run() {
 fn sim_model() -> String {
     "  - {name: sim, provider: sim, sim: {accuracy: {control: 0.6, treatment: 0.9}, seed: 1}}"
         .into()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn demo_workspace() -> tempfile::TempDir {
@@ -952,7 +1007,7 @@ fn zero_parts_or_zero_concurrent_jobs_are_refused_with_what_to_give() {
             .assert()
             .code(1)
             .stderr(predicate::str::contains(format!("error: {flag} is 0")))
-            .stderr(predicate::str::contains("hint: give 1 or more"));
+            .stderr(predicate::str::contains("hint: give 1 or more, at most"));
     }
 }
 
@@ -1413,4 +1468,405 @@ fn dry_run_json_is_one_document_shaped_like_a_run_and_writes_nothing() {
     assert_eq!(plan["run_id"], Value::Null);
     assert_eq!(plan["run_dir"], Value::Null);
     assert_eq!(plan["totals"]["requests"], 10);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trust boundaries: what an endpoint sends back and what a config says are untrusted
+
+const KEY: &str = "sk-exp-test-7f3a9c2e41d8";
+
+/// Every file below `dir` as stored, and each store object also decompressed (a loose object is
+/// one zstd frame, a pack `EXPPACK1` and frames back to back: docs/FORMAT.md), so a secret is
+/// found whether or not compression happened to keep its bytes literal.
+fn readable_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for path in walk(dir) {
+        let raw = std::fs::read(&path).unwrap();
+        let frames = raw.strip_prefix(b"EXPPACK1".as_slice()).unwrap_or(&raw);
+        if let Ok(plain) = zstd::decode_all(frames) {
+            out.push((path.clone(), plain));
+        }
+        out.push((path, raw));
+    }
+    out
+}
+
+fn assert_no_key(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    assert!(!text.contains(KEY), "the key reached {what}:\n{text}");
+}
+
+#[test]
+fn an_endpoint_echoing_the_key_gets_it_into_no_file_object_remote_or_terminal() {
+    // Answers echo the key in their content; the other requests fail with 500 and then 401,
+    // both echoing it in the body (a quoted header and an error message) and in headers.
+    let server = Server::start(|n, body| {
+        if key_of(body).contains("happy") {
+            Reply::Echo(200)
+        } else if n == 1 {
+            Reply::Echo(500)
+        } else {
+            Reply::Echo(401)
+        }
+    });
+    let ws = workspace(6, &openai_model(&server.url, ", api_key_env: EXP_TEST_KEY"), FAST);
+    let run = |args: &[&str], log: &str| {
+        let out = exp(ws.path()).env("EXP_TEST_KEY", KEY).env("EXP_LOG", log).args(args).output();
+        let out = out.unwrap();
+        assert_no_key(&format!("the stdout of exp {args:?}"), &out.stdout);
+        assert_no_key(&format!("the stderr of exp {args:?}"), &out.stderr);
+        out
+    };
+    let out = run(&["run", "--run-id", "leak", "--archive"], "debug");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("retrying: HTTP 500"), "logged");
+    // A resume sends the 8 failures again (401 again), logging at the most verbose level.
+    let out = run(&["run", "--resume", "--run-id", "leak", "--archive"], "trace");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(*server.state.auth.lock().unwrap(), HashSet::from([format!("Bearer {KEY}")]));
+
+    let trial = trial_dir(ws.path(), "leak");
+    let preds = csv_rows(&trial.join("results/predictions.csv"));
+    let failed: Vec<_> = preds.iter().filter(|r| !r["error"].is_empty()).collect();
+    assert_eq!(failed.len(), 8);
+    assert!(failed.iter().all(|r| r["error"].contains("HTTP 401")), "{failed:?}");
+    assert!(failed[0]["error"].contains("[redacted]"), "{failed:?}");
+    let answered: Vec<_> = preds.iter().filter(|r| r["error"].is_empty()).collect();
+    assert!(answered.iter().all(|r| r["raw_output"] == "positive (you sent Bearer [redacted])"));
+
+    for args in [&["show", "leak"][..], &["log", "--json"], &["list", "-v"], &["status"]] {
+        run(args, "debug");
+    }
+    let remote = tempfile::tempdir().unwrap();
+    let url = remote.path().to_path_buf();
+    run(&["remote", "add", "origin", url.to_str().unwrap()], "debug");
+    let out = run(&["push", "origin", "--all"], "debug");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut redacted_in_remote = false;
+    for (path, bytes) in readable_bytes(ws.path()).into_iter().chain(readable_bytes(&url)) {
+        assert_no_key(&path.display().to_string(), &bytes);
+        redacted_in_remote |= path.starts_with(&url)
+            && String::from_utf8_lossy(&bytes).contains("you sent Bearer [redacted]");
+    }
+    assert!(redacted_in_remote, "the pushed objects were read decompressed");
+}
+
+#[test]
+fn retry_after_of_1e20_or_a_date_in_2099_waits_no_longer_than_backoff_max() {
+    let server = Server::start(|n, _| match n {
+        1 => Reply::Status(429, Some("1e20")),
+        2 => Reply::Status(503, Some("Thu, 01 Jan 2099 00:00:00 GMT")),
+        3 => Reply::Status(429, Some("inf")),
+        _ => Reply::Ok,
+    });
+    let ws = workspace(2, &openai_model(&server.url, ""), FAST);
+    exp(ws.path())
+        .args(["run", "--run-id", "ra"])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("run ra: complete"));
+    let lines = journal_lines(&trial_dir(ws.path(), "ra"));
+    assert_eq!(lines.len(), 4);
+    assert!(lines.iter().all(|l| l["status"] == "ok" && l["attempts"] == 4), "{lines:?}");
+}
+
+#[test]
+fn an_endless_or_huge_body_is_cut_at_max_response_bytes_and_recorded() {
+    // Item 1 gets a body that never ends, item 2 one announcing 10 GB; the others are answered.
+    let server = Server::start(|_, body| {
+        let key = key_of(body);
+        if key.contains("item 1 ") {
+            Reply::Flood(None)
+        } else if key.contains("item 2 ") {
+            Reply::Flood(Some(10_000_000_000))
+        } else {
+            Reply::Ok
+        }
+    });
+    let ws = workspace(
+        4,
+        &openai_model(&server.url, ""),
+        &format!("{FAST}, max_response_bytes: 1048576"),
+    );
+    exp(ws.path())
+        .args(["run", "--run-id", "big", "--condition", "control"])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    let preds = csv_rows(&trial_dir(ws.path(), "big").join("results/predictions.csv"));
+    let errors: HashMap<&str, &str> =
+        preds.iter().map(|r| (r["item_id"].as_str(), r["error"].as_str())).collect();
+    for item in ["i1", "i2"] {
+        assert!(
+            errors[item].contains("larger than execution.max_response_bytes (1048576 bytes)"),
+            "{item}: {}",
+            errors[item]
+        );
+    }
+    assert!(errors["i0"].is_empty() && errors["i3"].is_empty(), "{errors:?}");
+    // Too large is not retried, and exp hung up long before the server's cap: it never read,
+    // let alone held, more than the bound plus what sockets buffer.
+    assert_eq!(server.total(), 4, "one attempt each");
+    let flooded = server.state.flooded.load(Ordering::SeqCst);
+    assert!(flooded < FLOOD_CAP / 2, "the server got {flooded} bytes out");
+}
+
+#[test]
+fn usage_beyond_any_model_is_a_recorded_error_and_totals_stay_exact() {
+    let server = Server::start(|_, body| {
+        if key_of(body).contains("happy") { Reply::Usage(u64::MAX, 12) } else { Reply::Ok }
+    });
+    let ws = workspace(6, &openai_model(&server.url, ""), FAST);
+    exp(ws.path()).args(["run", "--run-id", "u"]).assert().success();
+    let trial = trial_dir(ws.path(), "u");
+    let preds = csv_rows(&trial.join("results/predictions.csv"));
+    let failed: Vec<_> = preds.iter().filter(|r| !r["error"].is_empty()).collect();
+    assert_eq!(failed.len(), 4);
+    assert!(
+        failed.iter().all(|r| r["error"].contains(
+            "implausible usage: prompt_tokens is 18446744073709551615, more than 100000000"
+        )),
+        "{failed:?}"
+    );
+    let manifest = read_json(&run_dir(ws.path(), "u").join("multi_trial_manifest.json"));
+    let totals = &manifest["totals"];
+    assert_eq!(
+        totals["input_tokens"].as_u64().unwrap(),
+        server.state.prompt_tokens.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        totals["output_tokens"].as_u64().unwrap(),
+        server.state.completion_tokens.load(Ordering::SeqCst)
+    );
+    assert!(totals["usd"].as_f64().unwrap() < 0.01, "{totals}");
+}
+
+#[test]
+fn resume_retries_the_recorded_failures_of_a_completed_run() {
+    // Happy items fail for their first 3 attempts (all a run with max_retries 2 makes).
+    let server = Server::start(|n, body| {
+        if key_of(body).contains("happy") && n <= 3 { Reply::Status(503, None) } else { Reply::Ok }
+    });
+    let ws = workspace(
+        6,
+        &openai_model(&server.url, ""),
+        "max_retries: 2, backoff_base_s: 0.01, backoff_max_s: 0.02",
+    );
+    exp(ws.path()).args(["run", "--run-id", "rf"]).assert().success();
+    let run_json = run_dir(ws.path(), "rf").join("run.json");
+    assert_eq!(read_json(&run_json)["status"], "complete");
+    let trial = trial_dir(ws.path(), "rf");
+    let failed = |trial: &Path| {
+        csv_rows(&trial.join("results/predictions.csv"))
+            .iter()
+            .filter(|r| !r["error"].is_empty())
+            .count()
+    };
+    assert_eq!(failed(&trial), 4);
+
+    let before = server.total();
+    exp(ws.path())
+        .args(["run", "--resume"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("run rf: complete"));
+    let resent = server.state.received.lock().unwrap()[before..].to_vec();
+    assert_eq!(resent.len(), 4, "exactly the failed requests: {resent:?}");
+    assert!(resent.iter().all(|k| k.contains("happy")));
+    assert_eq!(failed(&trial), 0);
+    assert_eq!(read_json(&trial.join("results/costs.json"))["failures"], 0);
+    let run = read_json(&run_json);
+    assert_eq!(run["status"], "complete");
+    assert_eq!(run["resumed_at"].as_array().unwrap().len(), 1);
+    exp(ws.path())
+        .args(["run", "--resume", "--run-id", "rf"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already complete, with no failed request to retry"));
+}
+
+#[test]
+fn every_number_in_the_config_is_range_checked_naming_key_line_and_range() {
+    let sim = "  - {name: sim, provider: sim, sim: {accuracy: {control: 0.6, treatment: 0.9}, seed: 1}, pricing: {input_per_mtok: 1, output_per_mtok: 2}}";
+    // (what replaces what in the config, the key named, the value and range said)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "execution: {",
+            "execution: {timeout_s: .inf, ",
+            "execution.timeout_s",
+            "is inf, outside (0, 86400]",
+        ),
+        (
+            "execution: {",
+            "execution: {timeout_s: 1e300, ",
+            "execution.timeout_s",
+            "is 1e300, outside (0, 86400]",
+        ),
+        (
+            "execution: {",
+            "execution: {timeout_s: 0, ",
+            "execution.timeout_s",
+            "is 0.0, outside (0, 86400]",
+        ),
+        (
+            "execution: {",
+            "execution: {timeout_s: .nan, ",
+            "execution.timeout_s",
+            "is NaN, outside (0, 86400]",
+        ),
+        (
+            "execution: {",
+            "execution: {backoff_max_s: .inf, ",
+            "execution.backoff_max_s",
+            "is inf, outside [0, 86400]",
+        ),
+        (
+            "execution: {",
+            "execution: {backoff_base_s: -1, ",
+            "execution.backoff_base_s",
+            "is -1.0, outside [0, 3600]",
+        ),
+        (
+            "execution: {",
+            "execution: {max_retries: 1000, ",
+            "execution.max_retries",
+            "is 1000, outside [0, 100]",
+        ),
+        (
+            "execution: {",
+            "execution: {parts_per_dataset: 0, ",
+            "execution.parts_per_dataset",
+            "is 0, outside [1, 100000]",
+        ),
+        (
+            "execution: {",
+            "execution: {max_concurrent_jobs: 1000000, ",
+            "execution.max_concurrent_jobs",
+            "is 1000000, outside [1, 10000]",
+        ),
+        (
+            "execution: {",
+            "execution: {max_response_bytes: 10, ",
+            "execution.max_response_bytes",
+            "is 10, outside [1024, 1073741824]",
+        ),
+        (
+            "max_tokens: [16]",
+            "max_tokens: [16, 0]",
+            "decoding.max_tokens[1]",
+            "is 0, outside [1, 1000000]",
+        ),
+        ("temps: [0.0]", "temps: [.inf]", "decoding.temps[0]", "is inf, outside [0, 2]"),
+        ("top_p: [1.0]", "top_p: [0]", "decoding.top_p[0]", "is 0.0, outside (0, 1]"),
+        (
+            "top_p: [1.0]",
+            "top_p: [1.0], top_k: [0]",
+            "decoding.top_k[0]",
+            "is 0, outside [1, 100000]",
+        ),
+        (
+            "max_tokens: [16]",
+            "max_tokens: [16], repeats: 0",
+            "decoding.repeats",
+            "is 0, outside [1, 1000]",
+        ),
+        (
+            "scoring:",
+            "significance: {bootstrap_resamples: 1000000000}\nscoring:",
+            "significance.bootstrap_resamples",
+            "is 1000000000, outside [0, 1000000]",
+        ),
+        (
+            "scoring:",
+            "significance: {alpha: .nan}\nscoring:",
+            "significance.alpha",
+            "is NaN, outside (0, 0.5]",
+        ),
+        (
+            "seed: 1}",
+            "seed: 1, latency_ms: 100000000}",
+            "models[0].sim.latency_ms",
+            "is 100000000, outside [0, 60000]",
+        ),
+        (
+            "control: 0.6",
+            "control: 1.5",
+            "models[0].sim.accuracy.control",
+            "is 1.5, outside [0, 1]",
+        ),
+        (
+            "input_per_mtok: 1",
+            "input_per_mtok: .inf",
+            "models[0].pricing.input_per_mtok",
+            "is inf, outside [0, 10000]",
+        ),
+        (
+            "output_per_mtok: 2",
+            "output_per_mtok: -2",
+            "models[0].pricing.output_per_mtok",
+            "is -2.0, outside [0, 10000]",
+        ),
+        (
+            "seed: 1}",
+            "seed: 1}, max_connections: 0",
+            "models[0].max_connections",
+            "is 0, outside [1, 10000]",
+        ),
+    ];
+    let ws = workspace(2, sim, "fsync: true");
+    let cfg = ws.path().join("config/eval_config.yaml");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    exp(ws.path()).args(["run", "--dry-run"]).assert().success();
+    for (from, to, key, said) in cases {
+        assert!(good.contains(from), "{from}");
+        let text = good.replacen(from, to, 1);
+        std::fs::write(&cfg, &text).unwrap();
+        let first = to.lines().next().unwrap();
+        let line = text.lines().position(|l| l.contains(first)).unwrap() + 1;
+        for args in [&["run", "--dry-run"][..], &["run", "--run-id", "x"]] {
+            let out = exp(ws.path()).args(args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{to}: {stderr}");
+            for want in [
+                format!("config/eval_config.yaml, line {line}: `{key}` {said}"),
+                "\nhint: give a finite number in".to_string(),
+            ] {
+                assert!(stderr.contains(&want), "{to}: wanted {want:?} in\n{stderr}");
+            }
+        }
+        assert!(!ws.path().join("experiments").exists(), "{to}: a run was started");
+    }
+}
+
+#[test]
+fn names_that_become_paths_must_be_plain_names() {
+    for (from, to, key) in [
+        ("{name: d,", "{name: ../x,", "datasets[0].name"),
+        ("{name: d,", "{name: \"a/b\",", "datasets[0].name"),
+        ("{name: sim,", "{name: ../../m,", "models[0].name"),
+        ("  ps: {", "  \"../ps\": {", "prompt_sets.../ps"),
+        ("  ps: {", "  .hidden: {", "prompt_sets..hidden"),
+    ] {
+        let ws = workspace(2, &sim_model(), "");
+        let cfg = ws.path().join("config/eval_config.yaml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&cfg, text.replacen(from, to, 1)).unwrap();
+        exp(ws.path())
+            .args(["run", "--run-id", "n"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!("`{key}`")))
+            .stderr(predicate::str::contains("is not a plain name"))
+            .stderr(predicate::str::contains("hint: use letters, digits, '.', '_' and '-'"));
+        let written: Vec<_> = walk(ws.path())
+            .into_iter()
+            .filter(|p| {
+                !p.starts_with(ws.path().join("data")) && !p.starts_with(ws.path().join("config"))
+            })
+            .collect();
+        assert!(written.is_empty(), "{to}: wrote {written:?}");
+    }
 }

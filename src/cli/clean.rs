@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use exp::eval::archive::RunFolder;
 use exp::store::workspace;
 
 use super::init::open_repo;
@@ -45,6 +46,7 @@ pub fn run(ctx: &Context, args: &CleanArgs) -> super::Result<()> {
         args.dry_run,
         args.clean_prepared,
         args.force,
+        &RunFolder::new(repo.workspace()),
         &progress,
     )?;
     if args.json {

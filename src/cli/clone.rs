@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use exp::store::remote::{self, RefStatus};
+use exp::remote::{self, RefStatus};
 
 use super::{Context, ui};
 

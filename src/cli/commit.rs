@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use exp::error::Hinted;
+use exp::eval::archive::RunFolder;
 use exp::store::CommitOptions;
 
 use super::init::open_repo_for_runs;
@@ -65,7 +66,7 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> super::Result<()> {
         dry_run: args.dry_run,
     };
     let progress = ui::TermProgress::new();
-    let o = repo.commit_run(&dir, &options, &progress)?;
+    let o = repo.commit_run(&dir, &RunFolder::new(repo.workspace()), &options, &progress)?;
     for w in &o.warnings {
         eprintln!("warning: {w}");
     }

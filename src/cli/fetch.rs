@@ -2,8 +2,8 @@
 use clap::Args;
 
 use exp::display::plural;
+use exp::remote::{self, RefStatus, RefUpdate};
 use exp::store::Repo;
-use exp::store::remote::{self, RefStatus, RefUpdate};
 
 use super::{Context, ui};
 

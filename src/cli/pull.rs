@@ -1,8 +1,8 @@
 //! `exp pull`: fetch, then bring local runs and tags up to date where nothing is lost.
 use clap::Args;
 
+use exp::remote::{self, RefStatus};
 use exp::store::Repo;
-use exp::store::remote::{self, RefStatus};
 
 use super::{Context, ui};
 

@@ -1,12 +1,8 @@
 //! `exp push`: send runs and tags to a remote.
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
 use clap::Args;
 
+use exp::remote::{self, PushOptions, RefStatus};
 use exp::store::Repo;
-use exp::store::remote::{self, Hooks, PushOptions, RefStatus};
 
 use super::{Context, ui};
 
@@ -46,7 +42,11 @@ pub fn run(ctx: &Context, args: &PushArgs) -> super::Result<()> {
         }
     }
     let target = remote::resolve_remote(&repo, name.as_deref())?;
-    let mut opts = PushOptions { refs, all: args.all, hooks: test_hooks(), ..Default::default() };
+    let mut opts = PushOptions { refs, all: args.all, ..Default::default() };
+    #[cfg(feature = "fault-injection")]
+    {
+        opts.hooks = fault::hooks();
+    }
     if let Some(n) = std::env::var("EXP_PACK_BYTES").ok().and_then(|v| v.parse().ok()) {
         opts.pack_bytes = n;
     }
@@ -86,41 +86,52 @@ pub fn run(ctx: &Context, args: &PushArgs) -> super::Result<()> {
     Ok(())
 }
 
-/// Fault injection for the black-box tests, off unless the variables are set:
-/// `EXP_TEST_KILL_AFTER_PACKS=N` kills this process (SIGKILL) once N packs are on the remote;
-/// `EXP_TEST_PUSH_BARRIER=DIR` creates `DIR/ready-<pid>` before the remote refs move and waits
-/// for `DIR/go` (or `DIR/go-<pid>`), so a test can line up two pushers deterministically.
-fn test_hooks() -> Hooks {
-    let mut hooks = Hooks::default();
-    if let Some(n) =
-        std::env::var("EXP_TEST_KILL_AFTER_PACKS").ok().and_then(|v| v.parse::<u64>().ok())
-    {
-        hooks.after_pack = Some(Arc::new(move |done| {
-            if done >= n {
-                // SAFETY: sending a signal to our own pid has no memory-safety preconditions.
-                unsafe {
-                    libc::kill(libc::getpid(), libc::SIGKILL);
+/// Fault injection for the black-box tests (tests/remote.rs), compiled only with the
+/// `fault-injection` feature, which `cargo test` turns on and a release build leaves off.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use exp::remote::Hooks;
+
+    /// Fault injection for the black-box tests, off unless the variables are set:
+    /// `EXP_TEST_KILL_AFTER_PACKS=N` kills this process (SIGKILL) once N packs are on the remote;
+    /// `EXP_TEST_PUSH_BARRIER=DIR` creates `DIR/ready-<pid>` before the remote refs move and waits
+    /// for `DIR/go` (or `DIR/go-<pid>`), so a test can line up two pushers deterministically.
+    pub fn hooks() -> Hooks {
+        let mut hooks = Hooks::default();
+        if let Some(n) =
+            std::env::var("EXP_TEST_KILL_AFTER_PACKS").ok().and_then(|v| v.parse::<u64>().ok())
+        {
+            hooks.after_pack = Some(Arc::new(move |done| {
+                if done >= n {
+                    // SAFETY: sending a signal to our own pid has no memory-safety preconditions.
+                    unsafe {
+                        libc::kill(libc::getpid(), libc::SIGKILL);
+                    }
                 }
-            }
-        }));
+            }));
+        }
+        if let Some(dir) = std::env::var_os("EXP_TEST_PUSH_BARRIER") {
+            let dir = std::path::PathBuf::from(dir);
+            let waited = Arc::new(AtomicBool::new(false));
+            hooks.before_refs = Some(Arc::new(move || {
+                if waited.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                let pid = std::process::id();
+                let _ = std::fs::write(dir.join(format!("ready-{pid}")), b"");
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while Instant::now() < deadline
+                    && !dir.join("go").exists()
+                    && !dir.join(format!("go-{pid}")).exists()
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }));
+        }
+        hooks
     }
-    if let Some(dir) = std::env::var_os("EXP_TEST_PUSH_BARRIER") {
-        let dir = std::path::PathBuf::from(dir);
-        let waited = Arc::new(AtomicBool::new(false));
-        hooks.before_refs = Some(Arc::new(move || {
-            if waited.swap(true, Ordering::SeqCst) {
-                return;
-            }
-            let pid = std::process::id();
-            let _ = std::fs::write(dir.join(format!("ready-{pid}")), b"");
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while Instant::now() < deadline
-                && !dir.join("go").exists()
-                && !dir.join(format!("go-{pid}")).exists()
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }));
-    }
-    hooks
 }

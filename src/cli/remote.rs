@@ -1,8 +1,8 @@
 //! `exp remote`: name the places runs are shared through.
 use clap::{Args, Subcommand};
 
+use exp::remote;
 use exp::store::Repo;
-use exp::store::remote;
 
 use super::{Context, ui};
 

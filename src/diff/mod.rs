@@ -4,13 +4,11 @@
 //! present in one run only, metrics side by side per trial and condition, a paired test between
 //! the runs on the items both scored (exact McNemar, fixed/broken flips), costs, and the files.
 //!
-//! Owns: reading two snapshots through [`tree::Source`] and returning a [`RunDiff`]. Never
+//! Owns: reading two snapshots through [`Source`] (and `crate::runfiles`) and returning a [`RunDiff`]. Never
 //! prints, never writes, never needs a checkout. An artifact that cannot be parsed is reported
 //! in [`RunDiff::lacks`], never a reason to fail: the point of a diff of an old run is to show
 //! what it has. Only store errors (a missing or corrupt object) fail a diff.
-pub mod artifacts;
 pub mod config;
-pub mod layout;
 pub mod mcnemar;
 pub mod store;
 pub mod tree;
@@ -20,24 +18,23 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use artifacts::{CondMetrics, Cost, ScoreTable};
 use config::ConfigChange;
-use layout::{Layout, RunFiles, TrialFiles};
-use tree::{Entry, FileChange, Source};
+use tree::FileChange;
+
+use crate::runfiles::headline::{self, CondMetrics, Cost};
+use crate::runfiles::layout::{self, Layout, RunFiles, TrialFiles};
+use crate::runfiles::source::{self, Entry, Source};
+use crate::runfiles::tables::{self, ScoreTable};
+use crate::runfiles::trial;
 
 use crate::error::Hint;
 
 /// Errors of a diff: only what stops it (unreadable objects, revisions that do not resolve).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path} is not in the snapshot")]
-    Missing { path: String },
-    #[error("cannot read {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// A file of a snapshot could not be read.
+    #[error(transparent)]
+    Source(#[from] source::Error),
     #[error("cannot read {path} from the store")]
     Store {
         path: String,
@@ -58,8 +55,7 @@ pub enum Error {
 impl Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Missing { .. } => Some("run `exp fsck` to check the store".into()),
-            Error::Read { .. } => Some("check the file is readable".into()),
+            Error::Source(e) => e.hint(),
             Error::Store { source, .. } | Error::Rev(source) => source.hint(),
             Error::NoParent { rev } => Some(format!(
                 "it is the first commit of its run: compare it with another run, e.g. `exp diff OTHER {rev}`"
@@ -295,7 +291,7 @@ pub fn diff_runs(
 }
 
 fn read_text(src: &dyn Source, e: &Entry) -> Result<Vec<u8>, Error> {
-    src.read(e)
+    Ok(src.read(e)?)
 }
 
 fn compare_config(
@@ -379,7 +375,7 @@ type Params = BTreeMap<String, String>;
 
 fn params(src: &dyn Source, t: &TrialFiles) -> Result<Params, Error> {
     if let Some(tj) = &t.trial_json
-        && let Ok(p) = artifacts::trial_params(&src.read(tj)?)
+        && let Ok(p) = trial::params(&src.read(tj)?)
     {
         return Ok(p);
     }
@@ -387,7 +383,7 @@ fn params(src: &dyn Source, t: &TrialFiles) -> Result<Params, Error> {
         Some((_, e)) => Some(src.read(e)?),
         None => None,
     };
-    Ok(artifacts::legacy_trial_params(&t.slug, first.as_deref()))
+    Ok(layout::legacy_trial_params(&t.slug, first.as_deref()))
 }
 
 /// Trials with the same folder name are compared; the rest are matched by closest parameters
@@ -495,8 +491,8 @@ struct TrialDiff {
 
 /// What one side of a trial holds, parsed where it differs from the other side.
 struct Parsed {
-    metrics: Option<artifacts::Metrics>,
-    costs: Option<artifacts::Costs>,
+    metrics: Option<headline::Metrics>,
+    costs: Option<headline::Costs>,
     scores: Option<ScoreTable>,
 }
 
@@ -596,8 +592,8 @@ fn compare_trial(
 /// empty column and no change.
 fn metrics_rows(
     trial: &str,
-    a: Option<&artifacts::Metrics>,
-    b: Option<&artifacts::Metrics>,
+    a: Option<&headline::Metrics>,
+    b: Option<&headline::Metrics>,
 ) -> Vec<MetricsRow> {
     let keys = union(a.into_iter().flat_map(|m| m.keys()), b.into_iter().flat_map(|m| m.keys()));
     let mut rows = Vec::new();
@@ -614,8 +610,8 @@ fn metrics_rows(
 /// A row per condition either side has, then the totals (sides as in [`metrics_rows`]).
 fn cost_rows(
     trial: &str,
-    a: Option<&artifacts::Costs>,
-    b: Option<&artifacts::Costs>,
+    a: Option<&headline::Costs>,
+    b: Option<&headline::Costs>,
 ) -> Vec<CostRow> {
     let row = |scope: String, x: Option<&Cost>, y: Option<&Cost>| CostRow {
         trial: trial.into(),
@@ -689,7 +685,7 @@ fn parse_side(
     if need.metrics
         && let Some(e) = &t.metrics
     {
-        match artifacts::metrics(&src.read(e)?) {
+        match headline::metrics(&src.read(e)?) {
             Ok(m) => parsed.metrics = Some(m),
             Err(r) => bad("metrics", file(e), r),
         }
@@ -697,14 +693,14 @@ fn parse_side(
     if need.costs
         && let Some(e) = &t.costs
     {
-        match artifacts::costs(&src.read(e)?, parsed.metrics.as_ref()) {
+        match headline::costs(&src.read(e)?, parsed.metrics.as_ref()) {
             Ok(c) => parsed.costs = Some(c),
             Err(r) => bad("costs", file(e), r),
         }
     }
     if need.scores {
         if let Some(e) = &t.scores {
-            match artifacts::scores(&src.read(e)?, None) {
+            match tables::scores(&src.read(e)?, None) {
                 Ok(s) => parsed.scores = Some(s),
                 Err(r) => bad("per-item scores", file(e), r),
             }
@@ -712,7 +708,7 @@ fn parse_side(
             let mut all = ScoreTable::default();
             let mut ok = true;
             for (cond, e) in &t.legacy_scores {
-                match artifacts::add_scores(&mut all, &src.read(e)?, Some(cond)) {
+                match tables::add_scores(&mut all, &src.read(e)?, Some(cond)) {
                     Ok(()) => {}
                     Err(r) => {
                         ok = false;
@@ -732,7 +728,7 @@ fn parse_side(
 fn what_it_has(src: &dyn Source, t: &TrialFiles) -> Result<String, Error> {
     let mut per_cond: BTreeMap<&str, u64> = BTreeMap::new();
     for (cond, e) in &t.inputs {
-        *per_cond.entry(cond.as_str()).or_default() += artifacts::count_lines(&src.read(e)?);
+        *per_cond.entry(cond.as_str()).or_default() += layout::count_lines(&src.read(e)?);
     }
     let total: u64 = per_cond.values().sum();
     let detail = per_cond.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ");
@@ -900,8 +896,8 @@ fn paired_rows(
 
 #[cfg(test)]
 mod tests {
-    use super::tree::MemSource;
     use super::*;
+    use crate::runfiles::source::MemSource;
 
     fn scores_csv(rows: &[(&str, &str, &str, &str, &str)]) -> String {
         let mut s =

@@ -2,8 +2,9 @@
 //! copy of the run HEAD names, for `exp diff` with no revision.
 use std::path::Path;
 
-use super::tree::{Entry, FsSource, Kind, Source};
 use super::{Error, Options, RunDiff, Side};
+use crate::error::Hint;
+use crate::runfiles::source::{self, Entry, FsSource, Kind, Source};
 use crate::store::{Commit, Head, Mode, ObjectId, Odb, Repo};
 
 /// A committed tree, read through the store's verified object reads.
@@ -17,8 +18,8 @@ impl<'r> TreeSource<'r> {
         TreeSource { repo, root: tree }
     }
 
-    fn id(loc: &str) -> Result<ObjectId, Error> {
-        loc.parse().map_err(|e| Error::Store { path: loc.to_string(), source: e })
+    fn id(loc: &str) -> Result<ObjectId, source::Error> {
+        loc.parse().map_err(|e| stored(loc, e))
     }
 }
 
@@ -28,12 +29,9 @@ impl Source for TreeSource<'_> {
         Entry { name: String::new(), kind: Kind::Dir, id: hex.clone(), loc: hex }
     }
 
-    fn list(&self, dir: &Entry) -> Result<Vec<Entry>, Error> {
-        let tree = self
-            .repo
-            .odb
-            .read_tree(&Self::id(&dir.loc)?)
-            .map_err(|e| Error::Store { path: dir.name.clone(), source: e })?;
+    fn list(&self, dir: &Entry) -> Result<Vec<Entry>, source::Error> {
+        let tree =
+            self.repo.odb.read_tree(&Self::id(&dir.loc)?).map_err(|e| stored(&dir.name, e))?;
         Ok(tree
             .entries
             .into_iter()
@@ -49,21 +47,18 @@ impl Source for TreeSource<'_> {
             .collect())
     }
 
-    fn read(&self, file: &Entry) -> Result<Vec<u8>, Error> {
-        self.repo
-            .odb
-            .read_blob(&Self::id(&file.loc)?)
-            .map_err(|e| Error::Store { path: file.name.clone(), source: e })
+    fn read(&self, file: &Entry) -> Result<Vec<u8>, source::Error> {
+        self.repo.odb.read_blob(&Self::id(&file.loc)?).map_err(|e| stored(&file.name, e))
     }
 
-    fn size(&self, file: &Entry) -> Result<u64, Error> {
-        Ok(self
-            .repo
-            .odb
-            .header(&Self::id(&file.loc)?)
-            .map_err(|e| Error::Store { path: file.name.clone(), source: e })?
-            .1)
+    fn size(&self, file: &Entry) -> Result<u64, source::Error> {
+        Ok(self.repo.odb.header(&Self::id(&file.loc)?).map_err(|e| stored(&file.name, e))?.1)
     }
+}
+
+/// A store error while reading `path` of a snapshot (its hint comes from the store's error).
+fn stored(path: &str, e: crate::store::Error) -> source::Error {
+    source::Error::Store { path: path.to_string(), hint: e.hint(), source: Box::new(e) }
 }
 
 fn side(label: &str, id: &ObjectId, c: &Commit) -> Side {
@@ -150,13 +145,14 @@ fn workspace_source(repo: &Repo, dir: &Path) -> Result<FsSource, Error> {
     let root = dir.to_path_buf();
     Ok(FsSource::new(dir).with_file_ids(move |path| {
         let rel = path.strip_prefix(&root).unwrap_or(path).to_string_lossy().replace('\\', "/");
-        let meta = std::fs::symlink_metadata(path)
-            .map_err(|e| Error::Read { path: path.display().to_string(), source: Box::new(e) })?;
+        let meta = std::fs::symlink_metadata(path).map_err(|e| source::Error::Read {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })?;
         if let Some(id) = index.lookup(&format!("{key}/{rel}"), &meta) {
             return Ok(id.to_hex());
         }
-        let id = Odb::hash_file(path)
-            .map_err(|e| Error::Store { path: path.display().to_string(), source: e })?;
+        let id = Odb::hash_file(path).map_err(|e| stored(&path.display().to_string(), e))?;
         Ok(id.to_hex())
     }))
 }

@@ -255,6 +255,17 @@ pub enum ScoringType {
     Regex,
 }
 
+impl ScoringType {
+    /// The name the config and trial.json use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScoringType::Label => "label",
+            ScoringType::Exact => "exact",
+            ScoringType::Regex => "regex",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Scoring {
@@ -316,6 +327,9 @@ pub struct Execution {
     pub backoff_max_s: f64,
     /// fsync journals after appends (grouped); off only for throwaway runs on slow disks.
     pub fsync: bool,
+    /// The largest answer body read from an endpoint; a larger one is a recorded error for that
+    /// request, so a hostile or broken server cannot make a run allocate without bound.
+    pub max_response_bytes: u64,
 }
 
 impl Default for Execution {
@@ -328,6 +342,7 @@ impl Default for Execution {
             backoff_base_s: 0.5,
             backoff_max_s: 30.0,
             fsync: true,
+            max_response_bytes: 4 << 20,
         }
     }
 }
@@ -356,6 +371,19 @@ impl LoadedConfig {
             return None;
         }
         self.text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+    }
+
+    /// The line of the first `needle` at or after the first line holding `anchor` (a key inside
+    /// one model's entry, not the first model's); the first `needle` anywhere when that fails.
+    fn line_near(&self, anchor: &str, needle: &str) -> Option<usize> {
+        let from = self.line_of(anchor).unwrap_or(1);
+        self.text
+            .lines()
+            .enumerate()
+            .skip(from - 1)
+            .find(|(_, l)| l.contains(needle))
+            .map(|(i, _)| i + 1)
+            .or_else(|| self.line_of(needle))
     }
 
     fn invalid(&self, key: &str, needle: &str, problem: String, fix: String) -> ConfigError {
@@ -544,6 +572,222 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
+/// The most parts a dataset may be split into (each part is a file and a job).
+pub const MAX_PARTS_PER_DATASET: usize = 100_000;
+/// The most jobs that may be open at once.
+pub const MAX_CONCURRENT_JOBS: usize = 10_000;
+
+/// The values a number in the config may take. Every number has one: an infinite timeout, a
+/// billion resamples or `max_tokens: 0` is a typo that would panic, eat the machine or send
+/// useless requests, never an experiment, so it is refused before anything runs (`--dry-run`
+/// included).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Range {
+    lo: f64,
+    hi: f64,
+    /// `lo` itself is excluded (a timeout of 0 is no timeout).
+    lo_open: bool,
+}
+
+impl Range {
+    const fn closed(lo: f64, hi: f64) -> Range {
+        Range { lo, hi, lo_open: false }
+    }
+
+    const fn above(lo: f64, hi: f64) -> Range {
+        Range { lo, hi, lo_open: true }
+    }
+
+    fn contains(&self, v: f64) -> bool {
+        v.is_finite() && v <= self.hi && if self.lo_open { v > self.lo } else { v >= self.lo }
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open = if self.lo_open { '(' } else { '[' };
+        write!(f, "{open}{}, {}]", self.lo, self.hi)
+    }
+}
+
+/// One number of the config, where it is, and what it may be.
+struct Number {
+    key: String,
+    /// A line at or after which the number is written (its model's `name:`), if any.
+    anchor: Option<String>,
+    /// What the number's line holds (its own key).
+    needle: &'static str,
+    value: f64,
+    shown: String,
+    range: Range,
+}
+
+fn int(key: String, anchor: Option<String>, needle: &'static str, v: u64, range: Range) -> Number {
+    Number { key, anchor, needle, value: v as f64, shown: v.to_string(), range }
+}
+
+fn real(key: String, anchor: Option<String>, needle: &'static str, v: f64, range: Range) -> Number {
+    Number { key, anchor, needle, value: v, shown: format!("{v:?}"), range }
+}
+
+/// Every number of the config with its allowed range: the one table README's config reference
+/// follows.
+fn numbers(c: &Config) -> Vec<Number> {
+    let mut out = Vec::new();
+    for (i, m) in c.models.iter().enumerate() {
+        let key = |k: &str| format!("models[{i}].{k}");
+        let at = Some(format!("name: {}", m.name));
+        out.push(int(
+            key("max_connections"),
+            at.clone(),
+            "max_connections",
+            m.max_connections as u64,
+            Range::closed(1.0, 10_000.0),
+        ));
+        if let Some(p) = &m.pricing {
+            for (k, v) in
+                [("input_per_mtok", p.input_per_mtok), ("output_per_mtok", p.output_per_mtok)]
+            {
+                let range = Range::closed(0.0, 10_000.0);
+                out.push(real(key(&format!("pricing.{k}")), at.clone(), k, v, range));
+            }
+        }
+        if let Some(sim) = &m.sim {
+            for (k, v) in [("control", sim.accuracy.control), ("treatment", sim.accuracy.treatment)]
+            {
+                let range = Range::closed(0.0, 1.0);
+                out.push(real(key(&format!("sim.accuracy.{k}")), at.clone(), "accuracy", v, range));
+            }
+            let range = Range::closed(0.0, 60_000.0);
+            out.push(int(key("sim.latency_ms"), at.clone(), "latency_ms", sim.latency_ms, range));
+        }
+    }
+    let d = &c.decoding;
+    let grid = |k: &str, i: usize| format!("decoding.{k}[{i}]");
+    for (i, t) in d.temps.iter().enumerate() {
+        out.push(real(grid("temps", i), None, "temps", *t, Range::closed(0.0, 2.0)));
+    }
+    for (i, k) in d.top_k.iter().enumerate() {
+        let range = Range::closed(1.0, 100_000.0);
+        out.push(int(grid("top_k", i), None, "top_k", u64::from(*k), range));
+    }
+    for (i, p) in d.top_p.iter().enumerate() {
+        out.push(real(grid("top_p", i), None, "top_p", *p, Range::above(0.0, 1.0)));
+    }
+    for (i, m) in d.max_tokens.iter().enumerate() {
+        let range = Range::closed(1.0, 1_000_000.0);
+        out.push(int(grid("max_tokens", i), None, "max_tokens", u64::from(*m), range));
+    }
+    out.push(int(
+        "decoding.repeats".into(),
+        None,
+        "repeats",
+        u64::from(d.repeats),
+        Range::closed(1.0, 1_000.0),
+    ));
+    let s = &c.significance;
+    out.push(real("significance.alpha".into(), None, "alpha", s.alpha, Range::above(0.0, 0.5)));
+    out.push(int(
+        "significance.bootstrap_resamples".into(),
+        None,
+        "bootstrap_resamples",
+        u64::from(s.bootstrap_resamples),
+        Range::closed(0.0, 1_000_000.0),
+    ));
+    let e = &c.execution;
+    let exec = |k: &'static str| format!("execution.{k}");
+    out.extend([
+        int(
+            exec("parts_per_dataset"),
+            None,
+            "parts_per_dataset",
+            e.parts_per_dataset as u64,
+            Range::closed(1.0, MAX_PARTS_PER_DATASET as f64),
+        ),
+        int(
+            exec("max_concurrent_jobs"),
+            None,
+            "max_concurrent_jobs",
+            e.max_concurrent_jobs as u64,
+            Range::closed(1.0, MAX_CONCURRENT_JOBS as f64),
+        ),
+        int(
+            exec("max_retries"),
+            None,
+            "max_retries",
+            u64::from(e.max_retries),
+            Range::closed(0.0, 100.0),
+        ),
+        real(exec("timeout_s"), None, "timeout_s", e.timeout_s, Range::above(0.0, 86_400.0)),
+        real(
+            exec("backoff_base_s"),
+            None,
+            "backoff_base_s",
+            e.backoff_base_s,
+            Range::closed(0.0, 3_600.0),
+        ),
+        real(
+            exec("backoff_max_s"),
+            None,
+            "backoff_max_s",
+            e.backoff_max_s,
+            Range::closed(0.0, 86_400.0),
+        ),
+        int(
+            exec("max_response_bytes"),
+            None,
+            "max_response_bytes",
+            e.max_response_bytes,
+            Range::closed(1024.0, f64::from(1u32 << 30)),
+        ),
+    ]);
+    out
+}
+
+fn check_numbers(l: &LoadedConfig) -> Result<(), ConfigError> {
+    let Some(bad) = numbers(&l.config).into_iter().find(|n| !n.range.contains(n.value)) else {
+        return Ok(());
+    };
+    let line = match &bad.anchor {
+        Some(anchor) => l.line_near(anchor, bad.needle),
+        None => l.line_of(bad.needle),
+    };
+    Err(ConfigError::Invalid {
+        path: l.path.clone(),
+        key: bad.key,
+        line,
+        problem: format!("is {}, outside {}", bad.shown, bad.range),
+        fix: format!(
+            "give a finite number in {} (README.md, \"Config reference\", lists every key's range)",
+            bad.range
+        ),
+    })
+}
+
+/// Whether `name` may be a path component and part of a slug or a custom_id: letters, digits,
+/// `.`, `_`, `-`, starting with a letter or digit, at most 64 characters. Dataset names become
+/// `prepared/<name>-<hash>.jsonl`, model and prompt set names a trial's folder, so a name such
+/// as `../../x` must never get that far.
+pub fn is_safe_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn check_name(l: &LoadedConfig, key: &str, needle: &str, name: &str) -> Result<(), ConfigError> {
+    if is_safe_name(name) {
+        return Ok(());
+    }
+    Err(l.invalid(
+        key,
+        needle,
+        format!("`{name}` is not a plain name"),
+        "use letters, digits, '.', '_' and '-' (starting with a letter or digit, at most 64 \
+         characters): the name becomes part of file and folder names"
+            .into(),
+    ))
+}
+
 fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
     let c = &l.config;
     if c.datasets.is_empty() {
@@ -557,12 +801,13 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
     let mut names = std::collections::HashSet::new();
     for (i, d) in c.datasets.iter().enumerate() {
         let key = format!("datasets[{i}]");
-        if d.name.trim().is_empty() || !names.insert(d.name.clone()) {
+        check_name(l, &format!("{key}.name"), &d.name, &d.name)?;
+        if !names.insert(d.name.clone()) {
             return Err(l.invalid(
                 &format!("{key}.name"),
                 &d.name,
-                format!("`{}` is empty or used twice", d.name),
-                "give every dataset a distinct, non-empty name".into(),
+                format!("`{}` is used twice", d.name),
+                "give every dataset a distinct name".into(),
             ));
         }
         l.require_file(&format!("{key}.path"), &d.path)?;
@@ -581,20 +826,13 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
     for (i, m) in c.models.iter().enumerate() {
         let key = format!("models[{i}]");
         let at = format!("name: {}", m.name);
-        if m.name.trim().is_empty() || !names.insert(m.name.clone()) {
+        check_name(l, &format!("{key}.name"), &at, &m.name)?;
+        if !names.insert(m.name.clone()) {
             return Err(l.invalid(
                 &format!("{key}.name"),
                 &at,
-                format!("`{}` is empty or used twice", m.name),
-                "give every model a distinct, non-empty name".into(),
-            ));
-        }
-        if m.max_connections == 0 {
-            return Err(l.invalid(
-                &format!("{key}.max_connections"),
-                "max_connections",
-                "is 0, so nothing could ever be sent".into(),
-                "set max_connections to 1 or more".into(),
+                format!("`{}` is used twice", m.name),
+                "give every model a distinct name".into(),
             ));
         }
         match m.provider {
@@ -626,25 +864,13 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
                 }
             }
             ProviderKind::Sim => {
-                let Some(sim) = &m.sim else {
+                if m.sim.is_none() {
                     return Err(l.invalid(
                         &format!("{key}.sim"),
                         &at,
                         format!("is missing for model `{}` (provider sim)", m.name),
                         "add sim: {accuracy: {control: 0.7, treatment: 0.78}, seed: 7}".into(),
                     ));
-                };
-                for (cond, a) in
-                    [("control", sim.accuracy.control), ("treatment", sim.accuracy.treatment)]
-                {
-                    if !(0.0..=1.0).contains(&a) {
-                        return Err(l.invalid(
-                            &format!("{key}.sim.accuracy.{cond}"),
-                            "accuracy",
-                            format!("is {a}, outside [0, 1]"),
-                            "give an accuracy between 0 and 1".into(),
-                        ));
-                    }
                 }
                 if c.scoring.kind == ScoringType::Exact {
                     return Err(l.invalid(
@@ -664,16 +890,6 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
                 }
             }
         }
-        if let Some(p) = &m.pricing
-            && (p.input_per_mtok < 0.0 || p.output_per_mtok < 0.0)
-        {
-            return Err(l.invalid(
-                &format!("{key}.pricing"),
-                "pricing",
-                "has a negative price".into(),
-                "prices are USD per million tokens, 0 or more".into(),
-            ));
-        }
     }
     if c.prompt_sets.is_empty() {
         return Err(l.invalid(
@@ -684,6 +900,7 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
         ));
     }
     for (name, set) in &c.prompt_sets {
+        check_name(l, &format!("prompt_sets.{name}"), &format!("{name}:"), name)?;
         l.require_file(&format!("prompt_sets.{name}.control"), &set.control)?;
         l.require_file(&format!("prompt_sets.{name}.treatment"), &set.treatment)?;
     }
@@ -710,30 +927,7 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
             ));
         }
     }
-    if d.repeats == 0 {
-        return Err(l.invalid(
-            "decoding.repeats",
-            "repeats",
-            "is 0".into(),
-            "set repeats to 1 or more".into(),
-        ));
-    }
-    if let Some(t) = d.temps.iter().find(|t| !(0.0..=2.0).contains(*t)) {
-        return Err(l.invalid(
-            "decoding.temps",
-            "temps",
-            format!("has {t}, outside [0, 2]"),
-            "temperatures go from 0 to 2".into(),
-        ));
-    }
-    if let Some(p) = d.top_p.iter().find(|p| !(*p > &0.0 && *p <= &1.0)) {
-        return Err(l.invalid(
-            "decoding.top_p",
-            "top_p",
-            format!("has {p}, outside (0, 1]"),
-            "top_p goes from just above 0 to 1".into(),
-        ));
-    }
+    check_numbers(l)?;
     let s = &c.scoring;
     if let Some(re) = &s.extract
         && let Err(e) = regex::Regex::new(re)
@@ -746,51 +940,20 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
         ));
     }
     match s.kind {
-        ScoringType::Label if s.labels.is_empty() => {
-            return Err(l.invalid(
-                "scoring.labels",
-                "scoring",
-                "is empty for scoring type label".into(),
-                "list the allowed answers, e.g. labels: [positive, negative, neutral]".into(),
-            ));
-        }
-        ScoringType::Regex if s.extract.is_none() => {
-            return Err(l.invalid(
-                "scoring.extract",
-                "scoring",
-                "is missing for scoring type regex".into(),
-                "add extract: a pattern whose first group captures the answer".into(),
-            ));
-        }
-        _ => {}
+        ScoringType::Label if s.labels.is_empty() => Err(l.invalid(
+            "scoring.labels",
+            "scoring",
+            "is empty for scoring type label".into(),
+            "list the allowed answers, e.g. labels: [positive, negative, neutral]".into(),
+        )),
+        ScoringType::Regex if s.extract.is_none() => Err(l.invalid(
+            "scoring.extract",
+            "scoring",
+            "is missing for scoring type regex".into(),
+            "add extract: a pattern whose first group captures the answer".into(),
+        )),
+        _ => Ok(()),
     }
-    let sig = &c.significance;
-    if !(sig.alpha > 0.0 && sig.alpha < 1.0) {
-        return Err(l.invalid(
-            "significance.alpha",
-            "alpha",
-            format!("is {}, outside (0, 1)", sig.alpha),
-            "use e.g. alpha: 0.05".into(),
-        ));
-    }
-    let e = &c.execution;
-    for (key, bad) in [
-        ("execution.parts_per_dataset", e.parts_per_dataset == 0),
-        ("execution.max_concurrent_jobs", e.max_concurrent_jobs == 0),
-        ("execution.timeout_s", e.timeout_s.is_nan() || e.timeout_s <= 0.0),
-        ("execution.backoff_base_s", e.backoff_base_s.is_nan() || e.backoff_base_s < 0.0),
-        ("execution.backoff_max_s", e.backoff_max_s.is_nan() || e.backoff_max_s < 0.0),
-    ] {
-        if bad {
-            return Err(l.invalid(
-                key,
-                key.trim_start_matches("execution."),
-                "must be greater than 0".into(),
-                "give a positive number".into(),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

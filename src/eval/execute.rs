@@ -5,7 +5,8 @@
 //! A request task holds its model permit from before it is spawned until its answer is journaled,
 //! so memory stays bounded by the in-flight count, whatever the dataset size.
 //! Retries (429, 5xx, timeouts, dropped connections, bad bodies) back off exponentially with full
-//! jitter, or wait what `Retry-After` asks, up to `max_retries`; a request that still fails is
+//! jitter, or wait what `Retry-After` asks (never longer than `backoff_max`: a server asking for
+//! a year must not hang the run), up to `max_retries`; a request that still fails is
 //! journaled with its error, so every request ends as a response or a recorded failure.
 //! A stop (Ctrl-C) abandons in-flight requests; the journal holds everything answered so far.
 use std::collections::HashSet;
@@ -38,6 +39,8 @@ pub enum ExecuteError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("a request task failed: {0}")]
+    Task(String),
 }
 
 impl Hint for ExecuteError {
@@ -51,7 +54,7 @@ impl Hint for ExecuteError {
             ExecuteError::Read { .. } => {
                 Some("run without --skip-build so the request files are rebuilt".into())
             }
-            ExecuteError::Runtime(_) => None,
+            ExecuteError::Runtime(_) | ExecuteError::Task(_) => None,
         }
     }
 }
@@ -197,7 +200,7 @@ async fn run_all(
                 }
                 Some(Err(join)) if join.is_cancelled() => {}
                 Some(Err(join)) => {
-                    first_error.get_or_insert(ExecuteError::Runtime(std::io::Error::other(join.to_string())));
+                    first_error.get_or_insert(ExecuteError::Task(join.to_string()));
                     stopping.store(true, Ordering::SeqCst);
                     set.abort_all();
                 }
@@ -347,7 +350,7 @@ fn flatten(
     match r {
         Ok(inner) => inner,
         Err(e) if e.is_cancelled() => Ok(()),
-        Err(e) => Err(ExecuteError::Runtime(std::io::Error::other(e.to_string()))),
+        Err(e) => Err(ExecuteError::Task(e.to_string())),
     }
 }
 
@@ -406,7 +409,7 @@ pub async fn send_with_retries(
             };
         }
         let wait = match &failure {
-            Failure::Retryable { retry_after: Some(d), .. } => *d,
+            Failure::Retryable { retry_after: Some(d), .. } => (*d).min(settings.backoff_max),
             _ => backoff(attempts, settings.backoff_base, settings.backoff_max),
         };
         tracing::debug!(

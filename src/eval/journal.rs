@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use serde::{Deserialize, Serialize};
 
+use super::providers::MAX_TOKENS_PER_REQUEST;
 use crate::error::Hint;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,11 +101,22 @@ pub fn read_entries(path: &Path) -> Result<Vec<Entry>, JournalError> {
         if line.trim().is_empty() {
             continue;
         }
-        let entry: Entry = serde_json::from_str(line).map_err(|e| JournalError::Corrupt {
+        let corrupt = |problem: String| JournalError::Corrupt {
             path: path.to_path_buf(),
             line: i + 1,
-            problem: e.to_string(),
-        })?;
+            problem,
+        };
+        let entry: Entry = serde_json::from_str(line).map_err(|e| corrupt(e.to_string()))?;
+        // The execute step never journals more (the endpoint's usage is checked first), so only
+        // an edited file holds it; refused here, every sum over journals stays exact.
+        if let Some(n) = [entry.input_tokens, entry.output_tokens]
+            .into_iter()
+            .find(|n| *n > MAX_TOKENS_PER_REQUEST)
+        {
+            return Err(corrupt(format!(
+                "{n} tokens, more than {MAX_TOKENS_PER_REQUEST} for one request"
+            )));
+        }
         out.push(entry);
     }
     Ok(out)
@@ -284,6 +296,17 @@ mod tests {
         std::fs::write(&path, "garbage\n{}\n").unwrap();
         let err = read(&path).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn an_entry_with_implausible_tokens_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut e = entry("a", Status::Ok);
+        e.output_tokens = u64::MAX;
+        std::fs::write(&path, format!("{}\n", serde_json::to_string(&e).unwrap())).unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(err.to_string().contains("more than 100000000"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! orchestrator (`runner`) that strings them together for `exp run`. Reports and statistics of a
 //! finished run live in `report` (and `crate::stats`).
 pub mod archive;
-pub mod artifacts;
 pub mod build;
 pub mod config;
 pub mod execute;
@@ -14,6 +13,7 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod score;
+pub mod summary;
 
 /// The code provenance recorded in run.json (git HEAD, dirty, untracked, via gix).
 pub fn provenance_of(workspace: &std::path::Path) -> serde_json::Value {

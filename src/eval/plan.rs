@@ -9,38 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Config, ModelConfig};
 
-/// Which system prompt of a prompt set a request uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Condition {
-    Control,
-    Treatment,
-}
-
-impl Condition {
-    pub const BOTH: [Condition; 2] = [Condition::Control, Condition::Treatment];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Condition::Control => "control",
-            Condition::Treatment => "treatment",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Condition> {
-        match s {
-            "control" => Some(Condition::Control),
-            "treatment" => Some(Condition::Treatment),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Condition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Conditions and decoding points are part of the run files' format (trial.json, the
+/// manifest), so they are defined there.
+pub use crate::runfiles::{Condition, Decoding as DecodingPoint};
 
 /// A trial's folder name: readable, deterministic, filesystem-safe, unique within a run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -57,16 +28,6 @@ impl fmt::Display for TrialSlug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// One point of the decoding grid.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct DecodingPoint {
-    pub temperature: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_k: Option<u32>,
-    pub top_p: f64,
-    pub max_tokens: u32,
 }
 
 #[derive(Debug, Clone)]

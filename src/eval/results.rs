@@ -5,8 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::build::custom_id;
 use super::config::Pricing;
 use super::journal::{self, JournalError, Status};
@@ -14,13 +12,17 @@ use super::plan::Condition;
 use super::prepare::Item;
 use super::score::Scorer;
 use crate::error::Hint;
+use crate::runfiles::results::{ConditionMetrics, CostLine, Costs, Metrics};
+use crate::runfiles::tables::{PREDICTIONS_HEADER, SCORES_HEADER, TableWriter};
+use crate::runfiles::{self, COSTS, METRICS, PREDICTIONS, RESULTS_DIR, SCORES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    /// A results file could not be written.
+    #[error(transparent)]
+    Files(#[from] runfiles::Error),
     #[error("baseline {what} is not a results CSV exp can read: {problem}")]
     Baseline { what: String, problem: String },
 }
@@ -29,32 +31,13 @@ impl Hint for ResultsError {
     fn hint(&self) -> Option<String> {
         match self {
             ResultsError::Journal(e) => e.hint(),
-            ResultsError::Write { .. } => {
-                Some("check the disk has space and the run folder is writable".into())
-            }
+            ResultsError::Files(e) => e.hint(),
             ResultsError::Baseline { .. } => Some(
                 "pick a baseline run written by exp run (see `exp log`), or drop --baseline".into(),
             ),
         }
     }
 }
-
-pub const PREDICTIONS_HEADER: [&str; 12] = [
-    "item_id",
-    "dataset",
-    "condition",
-    "repeat",
-    "part",
-    "prediction",
-    "raw_output",
-    "finish_reason",
-    "input_tokens",
-    "output_tokens",
-    "latency_ms",
-    "error",
-];
-pub const SCORES_HEADER: [&str; 8] =
-    ["item_id", "dataset", "condition", "repeat", "gold", "prediction", "score", "cluster"];
 
 /// One job of the trial, for reading its journal.
 pub struct ResultJob<'a> {
@@ -71,47 +54,6 @@ pub struct BaselineRows {
     pub predictions: Vec<u8>,
     pub scores: Vec<u8>,
     pub condition: Condition,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ConditionMetrics {
-    pub n: u64,
-    pub scored: u64,
-    pub failed: u64,
-    /// Rows never answered (the run was interrupted).
-    #[serde(default)]
-    pub missing: u64,
-    pub correct: f64,
-    pub accuracy: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    pub n_items: u64,
-    pub repeats: u32,
-    pub conditions: BTreeMap<String, ConditionMetrics>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CostLine {
-    pub requests: u64,
-    pub failures: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// Answers whose server reported no `usage`: their tokens are not in the totals.
-    pub usage_missing: u64,
-    pub usd: f64,
-    pub usd_per_correct: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Costs {
-    #[serde(flatten)]
-    pub total: CostLine,
-    pub conditions: BTreeMap<String, CostLine>,
-    /// Conditions whose rows came from a baseline run: not paid for in this run.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub from_baseline: Vec<String>,
 }
 
 /// What the trial's results say, for the manifest.
@@ -132,25 +74,11 @@ pub fn write(
     pricing: Option<Pricing>,
     baseline: Option<&BaselineRows>,
 ) -> Result<TrialResults, ResultsError> {
-    let dir = trial_dir.join("results");
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| ResultsError::Write { path: path.clone(), source }
-    };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let pred_path = dir.join("predictions.csv");
-    let score_path = dir.join("per_item_scores.csv");
-    let csv_io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |e: csv::Error| ResultsError::Write {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        }
-    };
-    let mut pred = csv::Writer::from_path(&pred_path).map_err(csv_io(&pred_path))?;
-    let mut scores = csv::Writer::from_path(&score_path).map_err(csv_io(&score_path))?;
-    pred.write_record(PREDICTIONS_HEADER).map_err(csv_io(&pred_path))?;
-    scores.write_record(SCORES_HEADER).map_err(csv_io(&score_path))?;
+    let dir = trial_dir.join(RESULTS_DIR);
+    std::fs::create_dir_all(&dir)
+        .map_err(|source| runfiles::Error::Write { path: dir.clone(), source })?;
+    let mut pred = TableWriter::create(&dir.join(PREDICTIONS), &PREDICTIONS_HEADER)?;
+    let mut scores = TableWriter::create(&dir.join(SCORES), &SCORES_HEADER)?;
 
     let mut metrics: BTreeMap<String, ConditionMetrics> = BTreeMap::new();
     let mut costs: BTreeMap<String, CostLine> = BTreeMap::new();
@@ -166,107 +94,146 @@ pub fn write(
             item_ids.insert((job.dataset, item.id.as_str()));
             for repeat in 0..repeats {
                 let id = custom_id(job.dataset, &item.id, job.condition, repeat);
-                m.n += 1;
                 let cluster = item.cluster.as_deref().unwrap_or_default();
-                let (prediction, score, raw, finish, tin, tout, latency, error) =
-                    match entries.get(&id) {
-                        Some(e) if e.status == Status::Ok => {
-                            let raw = e.content.as_deref().unwrap_or_default();
-                            let (prediction, score) = scorer.score(raw, &item.label);
-                            m.scored += 1;
-                            m.correct += score;
-                            c.requests += 1;
-                            c.input_tokens += e.input_tokens;
-                            c.output_tokens += e.output_tokens;
-                            c.usage_missing += u64::from(e.usage_missing);
-                            (
-                                prediction,
-                                Some(score),
-                                raw,
-                                e.finish_reason.as_deref().unwrap_or_default(),
-                                e.input_tokens.to_string(),
-                                e.output_tokens.to_string(),
-                                e.latency_ms.to_string(),
-                                String::new(),
-                            )
-                        }
-                        Some(e) => {
-                            m.failed += 1;
-                            c.requests += 1;
-                            c.failures += 1;
-                            (
-                                String::new(),
-                                None,
-                                "",
-                                "",
-                                "0".into(),
-                                "0".into(),
-                                e.latency_ms.to_string(),
-                                e.error.clone().unwrap_or_else(|| "failed".into()),
-                            )
-                        }
-                        None => {
-                            m.missing += 1;
-                            incomplete = true;
-                            (
-                            String::new(),
-                            None,
-                            "",
-                            "",
-                            String::new(),
-                            String::new(),
-                            String::new(),
-                            "not answered: the run was interrupted (exp run --resume finishes it)"
-                                .into(),
-                        )
-                        }
-                    };
+                let a = answer(entries.get(&id), &item.label, scorer, m, c);
+                incomplete |= a.missing;
                 let repeat_s = repeat.to_string();
                 let part_s = job.part.to_string();
-                pred.write_record([
+                pred.row([
                     item.id.as_str(),
                     job.dataset,
                     &cond,
                     &repeat_s,
                     &part_s,
-                    &prediction,
-                    raw,
-                    finish,
-                    &tin,
-                    &tout,
-                    &latency,
-                    &error,
-                ])
-                .map_err(csv_io(&pred_path))?;
-                let score_s = score.map(format_score).unwrap_or_default();
-                scores
-                    .write_record([
-                        item.id.as_str(),
-                        job.dataset,
-                        &cond,
-                        &repeat_s,
-                        &item.label,
-                        &prediction,
-                        &score_s,
-                        cluster,
-                    ])
-                    .map_err(csv_io(&score_path))?;
+                    &a.prediction,
+                    a.raw,
+                    a.finish,
+                    &a.input_tokens,
+                    &a.output_tokens,
+                    &a.latency,
+                    &a.error,
+                ])?;
+                let score_s = a.score.map(format_score).unwrap_or_default();
+                scores.row([
+                    item.id.as_str(),
+                    job.dataset,
+                    &cond,
+                    &repeat_s,
+                    &item.label,
+                    &a.prediction,
+                    &score_s,
+                    cluster,
+                ])?;
             }
         }
     }
     let mut from_baseline = Vec::new();
     if let Some(b) = baseline {
         let cond = b.condition.as_str().to_string();
-        let m = append_baseline(&mut pred, &mut scores, b, &pred_path, &score_path)?;
+        let m = append_baseline(&mut pred, &mut scores, b)?;
         metrics.insert(cond.clone(), m);
         from_baseline.push(cond);
     }
-    pred.flush().map_err(io(&pred_path))?;
-    scores.flush().map_err(io(&score_path))?;
+    pred.finish()?;
+    scores.finish()?;
 
     for m in metrics.values_mut() {
         m.accuracy = (m.scored > 0).then(|| m.correct / m.scored as f64);
     }
+    let total = price(&mut costs, &metrics, pricing);
+    let metrics = Metrics { n_items: item_ids.len() as u64, repeats, conditions: metrics };
+    let costs = Costs { total, conditions: costs, from_baseline };
+    runfiles::write_json(&dir.join(METRICS), &metrics)?;
+    runfiles::write_json(&dir.join(COSTS), &costs)?;
+    Ok(TrialResults { metrics, costs, incomplete })
+}
+
+/// One planned request's row of the CSVs, from its journal entry (if any).
+struct Answer<'e> {
+    prediction: String,
+    score: Option<f64>,
+    raw: &'e str,
+    finish: &'e str,
+    input_tokens: String,
+    output_tokens: String,
+    latency: String,
+    error: String,
+    /// Never answered (the run was interrupted).
+    missing: bool,
+}
+
+/// Scores `entry` against `label` and counts it into the condition's metrics and costs: a
+/// scored answer, a recorded failure (no score: a failure, never a wrong answer), or none.
+fn answer<'e>(
+    entry: Option<&'e journal::Entry>,
+    label: &str,
+    scorer: &Scorer,
+    m: &mut ConditionMetrics,
+    c: &mut CostLine,
+) -> Answer<'e> {
+    m.n += 1;
+    match entry {
+        Some(e) if e.status == Status::Ok => {
+            let raw = e.content.as_deref().unwrap_or_default();
+            let (prediction, score) = scorer.score(raw, label);
+            m.scored += 1;
+            m.correct += score;
+            c.requests += 1;
+            c.input_tokens += e.input_tokens;
+            c.output_tokens += e.output_tokens;
+            c.usage_missing += u64::from(e.usage_missing);
+            Answer {
+                prediction,
+                score: Some(score),
+                raw,
+                finish: e.finish_reason.as_deref().unwrap_or_default(),
+                input_tokens: e.input_tokens.to_string(),
+                output_tokens: e.output_tokens.to_string(),
+                latency: e.latency_ms.to_string(),
+                error: String::new(),
+                missing: false,
+            }
+        }
+        Some(e) => {
+            m.failed += 1;
+            c.requests += 1;
+            c.failures += 1;
+            Answer {
+                prediction: String::new(),
+                score: None,
+                raw: "",
+                finish: "",
+                input_tokens: "0".into(),
+                output_tokens: "0".into(),
+                latency: e.latency_ms.to_string(),
+                error: e.error.clone().unwrap_or_else(|| "failed".into()),
+                missing: false,
+            }
+        }
+        None => {
+            m.missing += 1;
+            Answer {
+                prediction: String::new(),
+                score: None,
+                raw: "",
+                finish: "",
+                input_tokens: String::new(),
+                output_tokens: String::new(),
+                latency: String::new(),
+                error: "not answered: the run was interrupted (exp run --resume finishes it)"
+                    .into(),
+                missing: true,
+            }
+        }
+    }
+}
+
+/// Puts USD on each condition's line (and per correct answer) and returns the trial's total.
+fn price(
+    costs: &mut BTreeMap<String, CostLine>,
+    metrics: &BTreeMap<String, ConditionMetrics>,
+    pricing: Option<Pricing>,
+) -> CostLine {
     let mut total = CostLine::default();
     let mut total_correct = 0.0;
     for (cond, c) in costs.iter_mut() {
@@ -282,11 +249,7 @@ pub fn write(
     }
     total.usd = pricing.map(|p| p.usd(total.input_tokens, total.output_tokens)).unwrap_or(0.0);
     total.usd_per_correct = (total_correct > 0.0).then(|| total.usd / total_correct);
-    let metrics = Metrics { n_items: item_ids.len() as u64, repeats, conditions: metrics };
-    let costs = Costs { total, conditions: costs, from_baseline };
-    write_json(&dir.join("metrics.json"), &metrics)?;
-    write_json(&dir.join("costs.json"), &costs)?;
-    Ok(TrialResults { metrics, costs, incomplete })
+    total
 }
 
 /// 1 -> "1", 0 -> "0", 0.5 -> "0.5": binary scores stay integers in the CSV.
@@ -296,22 +259,15 @@ fn format_score(s: f64) -> String {
 
 /// Copies the baseline's rows of one condition into this trial's CSVs; its metrics.
 fn append_baseline(
-    pred: &mut csv::Writer<std::fs::File>,
-    scores: &mut csv::Writer<std::fs::File>,
+    pred: &mut TableWriter,
+    scores: &mut TableWriter,
     b: &BaselineRows,
-    pred_path: &Path,
-    score_path: &Path,
 ) -> Result<ConditionMetrics, ResultsError> {
     let cond = b.condition.as_str();
     let bad = |what: &str, problem: String| ResultsError::Baseline { what: what.into(), problem };
-    let werr = |path: &Path, e: csv::Error| ResultsError::Write {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    };
     let copy = |bytes: &[u8],
                 header: &[&str],
-                w: &mut csv::Writer<std::fs::File>,
-                path: &Path,
+                w: &mut TableWriter,
                 what: &str|
      -> Result<Vec<csv::StringRecord>, ResultsError> {
         let mut r = csv::Reader::from_reader(bytes);
@@ -326,14 +282,14 @@ fn append_baseline(
         for rec in r.records() {
             let rec = rec.map_err(|e| bad(what, e.to_string()))?;
             if rec.get(2) == Some(cond) {
-                w.write_record(&rec).map_err(|e| werr(path, e))?;
+                w.row(&rec)?;
                 kept.push(rec);
             }
         }
         Ok(kept)
     };
-    copy(&b.predictions, &PREDICTIONS_HEADER, pred, pred_path, "predictions.csv")?;
-    let rows = copy(&b.scores, &SCORES_HEADER, scores, score_path, "per_item_scores.csv")?;
+    copy(&b.predictions, &PREDICTIONS_HEADER, pred, PREDICTIONS)?;
+    let rows = copy(&b.scores, &SCORES_HEADER, scores, SCORES)?;
     let mut m = ConditionMetrics::default();
     for rec in rows {
         m.n += 1;
@@ -349,26 +305,4 @@ fn append_baseline(
         }
     }
     Ok(m)
-}
-
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ResultsError> {
-    let mut text = serde_json::to_vec_pretty(value).map_err(|e| ResultsError::Write {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    })?;
-    text.push(b'\n');
-    atomic_write(path, &text)
-        .map_err(|source| ResultsError::Write { path: path.to_path_buf(), source })
-}
-
-/// Temp file + fsync + rename: a reader (or a crash) never sees half a JSON file.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

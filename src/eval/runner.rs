@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::build::{self, RequestLine};
 use super::config::{self, Config, ConfigError, LoadedConfig, ProviderKind};
 use super::execute::{self, ExecJob, ExecModel, ExecOutcome, ExecSettings, ExecuteError};
 use super::journal::{self, Status};
-use super::plan::{self, Condition, DecodingPoint, Job, Trial};
+use super::plan::{self, Condition, Job, Trial};
 use super::prepare::{self, PrepareError, Prepared};
 use super::providers::{Provider, ProviderError};
 use super::report::{self, SignificanceSettings};
@@ -29,6 +29,11 @@ use super::results::{self, BaselineRows, ResultJob, ResultsError};
 use super::score::Scorer;
 use crate::error::Hint;
 use crate::progress::Progress;
+use crate::runfiles::{self, TrialJson};
+pub use crate::runfiles::{
+    BaselineRecord, DatasetRecord, HeadlineMetrics, Manifest, ManifestTrial, RunJson, RunStatus,
+    Totals, run_dir,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -44,6 +49,8 @@ pub enum RunError {
     Results(#[from] ResultsError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    #[error(transparent)]
+    Files(#[from] runfiles::Error),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {problem}")]
@@ -52,9 +59,9 @@ pub enum RunError {
     RunExists { run_id: String, path: PathBuf },
     #[error("run `{run_id}` does not exist (no {path})")]
     NoSuchRun { run_id: String, path: PathBuf },
-    #[error("no unfinished run to resume in {dir}")]
+    #[error("no unfinished run and no run with failed requests to resume in {dir}")]
     NothingToResume { dir: PathBuf },
-    #[error("run `{run_id}` is already complete")]
+    #[error("run `{run_id}` is already complete, with no failed request to retry")]
     AlreadyComplete { run_id: String },
     #[error("the config changed since run `{run_id}` started: {}", changes.join("; "))]
     ConfigChanged { run_id: String, changes: Vec<String> },
@@ -87,6 +94,7 @@ impl Hint for RunError {
             RunError::Execute(e) => e.hint(),
             RunError::Results(e) => e.hint(),
             RunError::Report(e) => e.hint(),
+            RunError::Files(e) => e.hint(),
             RunError::Write { .. } => Some("check the disk has space and the folder is writable".into()),
             RunError::Read { .. } => Some("the run folder is damaged; start a new run".into()),
             RunError::RunExists { run_id, .. } => Some(format!(
@@ -154,108 +162,6 @@ pub trait BaselineSource {
 /// Opens a baseline by reference (`archive::open_baseline` does it with the store).
 pub type OpenBaseline<'a> =
     &'a dyn Fn(&str) -> Result<Box<dyn BaselineSource>, crate::store::Error>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Running,
-    Complete,
-    Incomplete,
-    Failed,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Complete => "complete",
-            RunStatus::Incomplete => "incomplete",
-            RunStatus::Failed => "failed",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DatasetRecord {
-    pub name: String,
-    pub items: usize,
-    pub hash: String,
-    pub prepared: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BaselineRecord {
-    pub reference: String,
-    pub commit: String,
-    pub condition: Condition,
-    /// Trials the baseline had no results for: they hold treatment rows only.
-    pub missing_trials: Vec<String>,
-}
-
-/// `run.json` (docs/RUN_FILES.md).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunJson {
-    pub format: u32,
-    pub run_id: String,
-    pub status: RunStatus,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub config_hash: String,
-    pub provenance: serde_json::Value,
-    pub exp_version: String,
-    pub conditions: Vec<Condition>,
-    pub parts_per_dataset: usize,
-    pub baseline: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline_detail: Option<BaselineRecord>,
-    pub trials: Vec<String>,
-    #[serde(default)]
-    pub datasets: Vec<DatasetRecord>,
-    /// Every time this run was resumed.
-    #[serde(default)]
-    pub resumed_at: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ManifestTrial {
-    pub slug: String,
-    pub model: String,
-    pub provider: String,
-    pub prompt_set: String,
-    pub decoding: DecodingPoint,
-    pub status: String,
-    pub path: String,
-    pub metrics: BTreeMap<String, HeadlineMetrics>,
-    pub effect: Option<f64>,
-    pub p_value: Option<f64>,
-    pub holm_p: Option<f64>,
-    pub usd: f64,
-    pub failures: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HeadlineMetrics {
-    pub n: u64,
-    pub accuracy: Option<f64>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Totals {
-    pub requests: u64,
-    pub failures: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub usd: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: u32,
-    pub run_id: String,
-    pub status: RunStatus,
-    pub trials: Vec<ManifestTrial>,
-    pub totals: Totals,
-}
 
 /// What a finished (or stopped) run reports back.
 #[derive(Debug, Clone)]
@@ -447,10 +353,12 @@ fn load(opts: &RunOptions) -> Result<Setup, RunError> {
         if opts.resume { Some(resumable(&experiments, opts.run_id.as_deref())?) } else { None };
     let conditions = conditions(previous.as_ref(), opts.condition)?;
     if let Some(n) = opts.parts_per_dataset.or(previous.as_ref().map(|p| p.parts_per_dataset)) {
-        loaded.config.execution.parts_per_dataset = at_least_one("--parts-per-dataset", n)?;
+        loaded.config.execution.parts_per_dataset =
+            within("--parts-per-dataset", n, config::MAX_PARTS_PER_DATASET)?;
     }
     if let Some(n) = opts.max_concurrent_jobs {
-        loaded.config.execution.max_concurrent_jobs = at_least_one("--max-concurrent-jobs", n)?;
+        loaded.config.execution.max_concurrent_jobs =
+            within("--max-concurrent-jobs", n, config::MAX_CONCURRENT_JOBS)?;
     }
     let baseline = opts.baseline.clone().or(previous.as_ref().and_then(|p| p.baseline.clone()));
     Ok(Setup { loaded, experiments, previous, conditions, baseline })
@@ -465,7 +373,7 @@ fn resumable(experiments: &Path, run_id: Option<&str>) -> Result<RunJson, RunErr
     let dir = run_dir(experiments, &id);
     let rj = read_run_json(&dir)
         .map_err(|_| RunError::NoSuchRun { run_id: id.clone(), path: dir.join("run.json") })?;
-    if rj.status == RunStatus::Complete {
+    if !has_work_left(&dir, &rj) {
         return Err(RunError::AlreadyComplete { run_id: id });
     }
     Ok(rj)
@@ -714,7 +622,7 @@ fn exec_models(config: &Config) -> Result<Vec<ExecModel>, RunError> {
     let mut models = Vec::new();
     for m in &config.models {
         models.push(ExecModel {
-            provider: Provider::new(m, timeout, labels)?,
+            provider: Provider::new(m, timeout, config.execution.max_response_bytes, labels)?,
             max_connections: m.max_connections,
             pricing: m.pricing,
         });
@@ -878,7 +786,7 @@ fn finish(
         trials: scored.trials,
         totals: scored.totals,
     };
-    results::write_json(&run.dir.join("multi_trial_manifest.json"), &manifest)?;
+    runfiles::write_json(&run.dir.join(runfiles::MANIFEST), &manifest)?;
     tracing::info!(elapsed_ms = ms(clock), "aggregating");
     report::write_aggregate(&run.dir, &significance_settings(config))?;
     tracing::info!(elapsed_ms = ms(clock), "done");
@@ -896,11 +804,15 @@ fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
-/// `n` from the command line, or a usage error naming `flag` when it is 0: zero parts would send
-/// nothing and zero job slots would wait forever, so both are refused before any work starts.
-fn at_least_one(flag: &str, n: usize) -> Result<usize, RunError> {
-    if n == 0 {
-        return Err(RunError::Usage { what: format!("{flag} is 0"), fix: "give 1 or more".into() });
+/// `n` from the command line, or a usage error naming `flag` when it is outside [1, max]: zero
+/// parts would send nothing, zero job slots would wait forever, and the config's own bound
+/// applies to the flag that overrides it.
+fn within(flag: &str, n: usize, max: usize) -> Result<usize, RunError> {
+    if n == 0 || n > max {
+        return Err(RunError::Usage {
+            what: format!("{flag} is {n}, outside [1, {max}]"),
+            fix: format!("give 1 or more, at most {max}"),
+        });
     }
     Ok(n)
 }
@@ -1017,18 +929,12 @@ pub fn significance_settings(c: &Config) -> SignificanceSettings {
 }
 
 fn read_p_value(trial_dir: &Path) -> Option<f64> {
-    let text = std::fs::read_to_string(trial_dir.join("results/significance.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("p_value")?.as_f64()
+    let path = runfiles::result_file(trial_dir, runfiles::SIGNIFICANCE);
+    runfiles::figures::read_significance(&path).ok()??.p_value
 }
 
 pub fn read_manifest(run_dir: &Path) -> Option<Manifest> {
-    let text = std::fs::read_to_string(run_dir.join("multi_trial_manifest.json")).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-pub fn run_dir(experiments: &Path, run_id: &str) -> PathBuf {
-    experiments.join(format!("run_{run_id}"))
+    runfiles::read_json(&run_dir.join(runfiles::MANIFEST)).ok()?
 }
 
 fn check_run_id(id: &str) -> Result<(), RunError> {
@@ -1058,16 +964,22 @@ pub fn read_run_json(dir: &Path) -> Result<RunJson, RunError> {
 }
 
 fn write_run_json(dir: &Path, rj: &RunJson) -> Result<(), RunError> {
-    Ok(results::write_json(&dir.join("run.json"), rj)?)
+    Ok(runfiles::write_json(&dir.join(runfiles::RUN_JSON), rj)?)
 }
 
-/// The newest run (by start time) that is not complete.
+/// Whether `--resume` has something to send: the run did not finish, or it finished with
+/// recorded failures (the journal keeps them, and a resume sends exactly those again).
+fn has_work_left(dir: &Path, rj: &RunJson) -> bool {
+    rj.status != RunStatus::Complete || read_manifest(dir).is_some_and(|m| m.totals.failures > 0)
+}
+
+/// The newest run (by start time) with work left: not complete, or with failed requests.
 fn latest_unfinished(experiments: &Path) -> Result<String, RunError> {
     let mut best: Option<(String, String)> = None;
     if let Ok(entries) = std::fs::read_dir(experiments) {
         for entry in entries.flatten() {
             let Ok(rj) = read_run_json(&entry.path()) else { continue };
-            if rj.status == RunStatus::Complete {
+            if !has_work_left(&entry.path(), &rj) {
                 continue;
             }
             if best.as_ref().is_none_or(|(t, _)| rj.started_at > *t) {
@@ -1172,22 +1084,32 @@ fn write_trial_json(
     conditions: &[Condition],
     datasets: &[Prepared],
 ) -> Result<(), RunError> {
-    let scoring = serde_json::json!({"type": c.scoring.kind, "labels": c.scoring.labels, "extract": c.scoring.extract});
-    let v = serde_json::json!({
-        "slug": t.slug,
-        "model": t.model.name,
-        "provider": t.model.provider.as_str(),
-        "model_id": t.model.api_model(),
-        "prompt_set": t.prompt_set,
-        "prompts": {"control": c.prompt_sets[&t.prompt_set].control, "treatment": c.prompt_sets[&t.prompt_set].treatment},
-        "decoding": t.decoding,
-        "repeats": t.repeats,
-        "datasets": datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
-        "conditions": conditions,
-        "scoring": scoring,
-        "pricing": t.model.pricing,
-    });
-    Ok(results::write_json(&dir.join(t.slug.as_str()).join("trial.json"), &v)?)
+    let set = &c.prompt_sets[&t.prompt_set];
+    let tj = TrialJson {
+        slug: t.slug.to_string(),
+        model: t.model.name.clone(),
+        provider: t.model.provider.as_str().into(),
+        model_id: t.model.api_model().to_string(),
+        prompt_set: t.prompt_set.clone(),
+        prompts: runfiles::trial::TrialPrompts {
+            control: set.control.clone(),
+            treatment: set.treatment.clone(),
+        },
+        decoding: t.decoding,
+        repeats: t.repeats,
+        datasets: datasets.iter().map(|d| d.name.clone()).collect(),
+        conditions: conditions.to_vec(),
+        scoring: runfiles::trial::TrialScoring {
+            kind: c.scoring.kind.as_str().into(),
+            labels: c.scoring.labels.clone(),
+            extract: c.scoring.extract.clone(),
+        },
+        pricing: t.model.pricing.as_ref().map(|p| runfiles::trial::TrialPricing {
+            input_per_mtok: p.input_per_mtok,
+            output_per_mtok: p.output_per_mtok,
+        }),
+    };
+    Ok(runfiles::write_json(&dir.join(t.slug.as_str()).join(runfiles::TRIAL_JSON), &tj)?)
 }
 
 /// Where a prompt file is copied inside the run: the same relative path as in the workspace
@@ -1212,11 +1134,11 @@ fn snapshot_config(
     let header =
         "# The resolved config of this run (defaults filled in, command-line overrides applied).\n";
     let path = dir.join("config").join("eval_config.yaml");
-    results::atomic_write(&path, format!("{header}{yaml}").as_bytes())
+    runfiles::atomic_write(&path, format!("{header}{yaml}").as_bytes())
         .map_err(|source| RunError::Write { path, source })?;
     for (rel, text) in prompts {
         let path = snapshot_path(dir, rel);
-        results::atomic_write(&path, text.as_bytes())
+        runfiles::atomic_write(&path, text.as_bytes())
             .map_err(|source| RunError::Write { path, source })?;
     }
     Ok(())
@@ -1224,8 +1146,15 @@ fn snapshot_config(
 
 /// Execution settings that do not change what is asked or how it is scored, so a resume may
 /// change them (e.g. more concurrency after a rate-limit talk with the provider).
-const VOLATILE: [&str; 6] =
-    ["max_concurrent_jobs", "max_retries", "timeout_s", "backoff_base_s", "backoff_max_s", "fsync"];
+const VOLATILE: [&str; 7] = [
+    "max_concurrent_jobs",
+    "max_retries",
+    "timeout_s",
+    "backoff_base_s",
+    "backoff_max_s",
+    "fsync",
+    "max_response_bytes",
+];
 
 fn fingerprint(
     c: &Config,

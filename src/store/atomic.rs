@@ -23,6 +23,7 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 
 /// Start writing `file`'s dirty pages to disk without waiting (Linux `sync_file_range`), so a
 /// batch of new objects is already on its way when `wait_writeback` asks for it.
+#[cfg(target_os = "linux")]
 pub fn start_writeback(file: &File) {
     use std::os::fd::AsRawFd;
     // SAFETY: a valid open descriptor; the call only schedules I/O. Failure is harmless: the
@@ -32,9 +33,14 @@ pub fn start_writeback(file: &File) {
     }
 }
 
+/// Elsewhere there is no way to start writeback early: `wait_writeback` does all the work.
+#[cfg(not(target_os = "linux"))]
+pub fn start_writeback(_file: &File) {}
+
 /// Wait until `path`'s data has been written to the device. Followed by one fsync that commits
 /// the journal and flushes the device cache, this makes a whole batch durable for the price of
 /// one fsync (git's "batch" fsync method) instead of one per file.
+#[cfg(target_os = "linux")]
 pub fn wait_writeback(path: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
     let f = File::open(path).at(path)?;
@@ -48,6 +54,13 @@ pub fn wait_writeback(path: &Path) -> Result<()> {
         return f.sync_all().at(path);
     }
     Ok(())
+}
+
+/// Without `sync_file_range` (macOS, the BSDs): a full fsync of the file, which is as durable
+/// and only slower, one fsync per file instead of one per batch.
+#[cfg(not(target_os = "linux"))]
+pub fn wait_writeback(path: &Path) -> Result<()> {
+    File::open(path).and_then(|f| f.sync_all()).at(path)
 }
 
 /// Create the parent folders of `path` (fsyncing each new one's parent).

@@ -57,8 +57,6 @@ pub enum Error {
     FileChanged { path: PathBuf },
     #[error("{path} has changes that are not in the store: {}", changes.join(", "))]
     WouldOverwrite { path: PathBuf, changes: Vec<String> },
-    #[error("{path}: bad JSON at line {line}: {message}")]
-    BadJson { path: PathBuf, line: usize, message: String },
     #[error("tag {name} already exists (at {id})")]
     TagExists { name: String, id: ObjectId },
     #[error("bad run id {id:?}: {reason}")]
@@ -121,7 +119,6 @@ impl Hint for Error {
                 "commit the changes first (`exp commit`), or pass --force to overwrite them"
                     .to_string()
             }
-            Error::BadJson { .. } => "fix or remove the file, then commit again".to_string(),
             Error::TagExists { name, .. } => {
                 format!("pick another name, or delete the old tag first: exp tag -d {name}")
             }

@@ -1,4 +1,6 @@
 //! The object store in `.exprepo/`: content-addressed objects, refs, index, worktree, gc, fsck.
+//! It knows nothing of runs (a commit's summary, status and message are handed in by the caller)
+//! and does no network I/O (remotes, in `crate::remote`, are built on top of it).
 //!
 //! Layout (format 2, docs/FORMAT.md):
 //! ```text
@@ -23,10 +25,12 @@
 //!   `reflog`, `head`/`set_head`. Names are [`RefName`]s: `runs/ID`, `tags/NAME`,
 //!   `remotes/R/runs/ID`, `HEAD`.
 //! - [`Repo`]: `init`, `open`, `discover`, `locate`, `open_or_init`, `resolve` (revision syntax),
-//!   `read_path`, `reachable_objects`, `commit_run` (what `exp run --archive` calls).
+//!   `read_path`, `reachable_objects`, `commit_run` (a folder as `runs/<ID>`; what the commit
+//!   says about the run, its message, status, summary and provenance, comes from the caller's
+//!   [`DescribeRun`]).
 //! - [`gc`], [`fsck`], [`worktree`] (checkout, status).
 //!
-//! This module never prints and never touches the network (that is `remote/`'s job).
+//! This module never prints, never touches the network and never reads a run's files.
 pub mod atomic;
 pub mod error;
 pub mod fsck;
@@ -37,9 +41,7 @@ pub mod object;
 pub mod odb;
 pub mod pack;
 pub mod refs;
-pub mod remote;
 pub mod repo;
-pub mod summary;
 pub mod workspace;
 pub mod worktree;
 
@@ -50,7 +52,10 @@ pub use object::{
 };
 pub use odb::Odb;
 pub use refs::{Expect, Head, RefName, ReflogEntry, Refs};
-pub use repo::{CheckoutOutcome, CommitOptions, CommitOutcome, Repo, Resolved};
+pub use repo::{
+    CheckoutOutcome, CommitDetails, CommitMeta, CommitOptions, CommitOutcome, DescribeRun, Repo,
+    Resolved,
+};
 
 /// The store's folder inside a workspace.
 pub const STORE_DIR: &str = ".exprepo";

@@ -5,7 +5,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::error::{Error, IoContext, Result};
 use super::index::Index;
@@ -13,9 +12,9 @@ use super::object::{Commit, Kind, Mode, Object, Summary, TreeEntry};
 use super::odb::Odb;
 use super::refs::{Expect, Head, RefName, Refs};
 use super::worktree::{self, Stored};
-use super::{FORMAT_VERSION, ObjectId, STORE_DIR, summary};
+use super::{FORMAT_VERSION, ObjectId, STORE_DIR};
 use crate::progress::Progress;
-use crate::provenance::{self, Provenance};
+use crate::provenance::Provenance;
 
 /// A workspace with a store.
 #[derive(Debug, Clone)]
@@ -41,12 +40,43 @@ pub struct Resolved {
 pub struct CommitOptions {
     /// Overrides the id taken from the folder name.
     pub run_id: Option<String>,
-    /// Overrides `message` in run.json.
+    /// Overrides the message the run states ([`CommitMeta::message`]).
     pub message: Option<String>,
-    /// Overrides `tag` in run.json.
+    /// Overrides the tag the run states ([`CommitMeta::tag`]).
     pub tag: Option<String>,
     /// Hash only; store and change nothing.
     pub dry_run: bool,
+}
+
+/// What a run states about itself, for its commit: read by the caller (the store knows nothing
+/// of run files), each `None` where the run does not say.
+#[derive(Debug, Clone, Default)]
+pub struct CommitMeta {
+    pub message: Option<String>,
+    pub tag: Option<String>,
+    pub status: Option<String>,
+    pub config_hash: Option<String>,
+    /// What could not be read (a torn run.json, say): the files are committed regardless.
+    pub warnings: Vec<String>,
+}
+
+/// The rest of a new commit: the compact summary `log` and `list` show, and the code's
+/// provenance.
+#[derive(Debug, Clone, Default)]
+pub struct CommitDetails {
+    pub summary: Summary,
+    pub provenance: Provenance,
+    pub warnings: Vec<String>,
+}
+
+/// Describes a run folder for its commit. The store calls it, so it needs no knowledge of runs;
+/// `exp::eval::archive::RunFolder` reads the run's files.
+pub trait DescribeRun {
+    /// Message, tag, status and config hash: read for every commit of the folder.
+    fn meta(&self, run_dir: &Path) -> CommitMeta;
+    /// Summary and provenance: asked for only when a new commit is made, since reading results
+    /// and asking git about the code are wasted on an unchanged re-commit.
+    fn details(&self, run_dir: &Path) -> CommitDetails;
 }
 
 /// What `commit_run` did.
@@ -364,13 +394,15 @@ impl Repo {
         }
     }
 
-    /// Commit the run folder `run_dir` to `runs/<ID>` (see `CommitOptions`). The id comes from
-    /// a folder named `run_<ID>`, else the folder's name. A folder identical to the run's last
-    /// commit makes no new commit. Concurrent committers of the same run are serialized by the
-    /// ref's compare-and-swap: a loser re-reads the ref and retries on top of the winner.
+    /// Commit the run folder `run_dir` to `runs/<ID>` (see `CommitOptions`), saying of the run
+    /// what `describe` reads from it. The id comes from a folder named `run_<ID>`, else the
+    /// folder's name. A folder identical to the run's last commit makes no new commit.
+    /// Concurrent committers of the same run are serialized by the ref's compare-and-swap: a
+    /// loser re-reads the ref and retries on top of the winner.
     pub fn commit_run(
         &self,
         run_dir: &Path,
+        describe: &dyn DescribeRun,
         options: &CommitOptions,
         progress: &dyn Progress,
     ) -> Result<CommitOutcome> {
@@ -385,31 +417,27 @@ impl Repo {
             None => run_id_of(&run_dir),
         };
         let ref_name = RefName::run(&run_id)?;
-        self.commit_folder(&run_dir, &run_id, ref_name, options, true, progress)
+        self.commit_folder(&run_dir, &run_id, ref_name, describe, options, true, progress)
     }
 
     /// Commit `run_dir` as run `run_id` onto `ref_name` (runs/ID, or saved/… for
     /// `exp clean --force`); `set_head` moves HEAD to it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn commit_folder(
         &self,
         run_dir: &Path,
         run_id: &str,
         ref_name: RefName,
+        describe: &dyn DescribeRun,
         options: &CommitOptions,
         set_head: bool,
         progress: &dyn Progress,
     ) -> Result<CommitOutcome> {
         let run_id = run_id.to_string();
         let run_dir = run_dir.to_path_buf();
-        let mut warnings = Vec::new();
-        // A crashed run can leave torn JSON behind; it is still worth committing, so bad
-        // metadata files become warnings, never a refusal.
-        let run_json = summary::read_json(&run_dir.join("run.json")).unwrap_or_else(|e| {
-            warnings.push(format!("{e}; status, message and config hash not recorded"));
-            None
-        });
-        let field = |k: &str| run_json.as_ref().and_then(|r| r.get(k)).and_then(Value::as_str);
-        let tag = options.tag.clone().or_else(|| field("tag").map(str::to_string));
+        let meta = describe.meta(&run_dir);
+        let mut warnings = meta.warnings.clone();
+        let tag = options.tag.clone().or_else(|| meta.tag.clone());
         let tag_ref = tag.as_deref().map(RefName::tag).transpose()?;
         let (key, inside) = self.workspace_key(&run_dir)?;
         let mut index = self.load_index();
@@ -441,13 +469,12 @@ impl Repo {
         // The index is a cache: failing to save it only costs re-hashing next time.
         let _ = index.save();
         tracing::debug!("index saved");
-        // Summary and provenance are only needed for a new commit; provenance asks git for
-        // the status of the whole code repository, which an unchanged re-commit must not pay for.
-        let mut meta: Option<(Summary, Provenance)> = None;
+        // Summary and provenance are only needed for a new commit (see `DescribeRun::details`).
+        let mut details: Option<(Summary, Provenance)> = None;
         let message = options
             .message
             .clone()
-            .or_else(|| field("message").map(str::to_string))
+            .or_else(|| meta.message.clone())
             .unwrap_or_else(|| format!("commit run {run_id}"));
         let mut attempts = 0;
         let commit_id = loop {
@@ -459,19 +486,11 @@ impl Repo {
                 outcome.unchanged = true;
                 break cur;
             }
-            let (summary, provenance) = meta.get_or_insert_with(|| {
-                let summary =
-                    summary::read_summary(&run_dir, run_json.as_ref()).unwrap_or_else(|e| {
-                        warnings.push(format!("{e}; the commit has no summary"));
-                        Default::default()
-                    });
-                let provenance = run_json
-                    .as_ref()
-                    .and_then(|r| r.get("provenance"))
-                    .and_then(|p| serde_json::from_value(p.clone()).ok())
-                    .unwrap_or_else(|| provenance::capture(&self.workspace));
+            let (summary, provenance) = details.get_or_insert_with(|| {
+                let d = describe.details(&run_dir);
+                warnings.extend(d.warnings);
                 tracing::debug!("summary and provenance read");
-                (summary, provenance)
+                (d.summary, d.provenance)
             });
             let commit = Commit {
                 tree,
@@ -479,8 +498,8 @@ impl Repo {
                 time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 message: message.clone(),
                 run_id: run_id.clone(),
-                status: field("status").map(str::to_string),
-                config_hash: field("config_hash").map(str::to_string),
+                status: meta.status.clone(),
+                config_hash: meta.config_hash.clone(),
                 provenance: Some(provenance.clone()),
                 exp_version: env!("CARGO_PKG_VERSION").to_string(),
                 path: inside.then(|| key.clone()),
@@ -666,6 +685,17 @@ mod tests {
     use super::*;
     use crate::progress::NoProgress;
 
+    /// What a run's files would say, fixed: these tests are about the store's side.
+    struct Complete;
+    impl DescribeRun for Complete {
+        fn meta(&self, _: &Path) -> CommitMeta {
+            CommitMeta { status: Some("complete".into()), ..Default::default() }
+        }
+        fn details(&self, _: &Path) -> CommitDetails {
+            CommitDetails::default()
+        }
+    }
+
     fn run_folder(ws: &Path, id: &str, body: &str) -> PathBuf {
         let d = ws.join("experiments").join(format!("run_{id}"));
         fs::create_dir_all(&d).unwrap();
@@ -681,13 +711,13 @@ mod tests {
         let (repo, created) = Repo::init(ws.path()).unwrap();
         assert!(created);
         let d = run_folder(ws.path(), "r1", "a,b\n");
-        let o1 = repo.commit_run(&d, &CommitOptions::default(), &NoProgress).unwrap();
+        let o1 = repo.commit_run(&d, &Complete, &CommitOptions::default(), &NoProgress).unwrap();
         assert_eq!(o1.ref_name, "runs/r1");
         let c1 = o1.commit.unwrap();
-        let again = repo.commit_run(&d, &CommitOptions::default(), &NoProgress).unwrap();
+        let again = repo.commit_run(&d, &Complete, &CommitOptions::default(), &NoProgress).unwrap();
         assert!(again.unchanged && again.commit == Some(c1));
         fs::write(d.join("data.csv"), "a,b\n1,2\n").unwrap();
-        let o2 = repo.commit_run(&d, &CommitOptions::default(), &NoProgress).unwrap();
+        let o2 = repo.commit_run(&d, &Complete, &CommitOptions::default(), &NoProgress).unwrap();
         let c2 = o2.commit.unwrap();
         assert_eq!(repo.resolve("r1").unwrap(), c2);
         assert_eq!(repo.resolve("runs/r1~1").unwrap(), c1);
@@ -707,10 +737,20 @@ mod tests {
         let ws = tempfile::tempdir().unwrap();
         let (repo, _) = Repo::init(ws.path()).unwrap();
         let a = repo
-            .commit_run(&run_folder(ws.path(), "x", "1"), &CommitOptions::default(), &NoProgress)
+            .commit_run(
+                &run_folder(ws.path(), "x", "1"),
+                &Complete,
+                &CommitOptions::default(),
+                &NoProgress,
+            )
             .unwrap();
         let b = repo
-            .commit_run(&run_folder(ws.path(), "y", "2"), &CommitOptions::default(), &NoProgress)
+            .commit_run(
+                &run_folder(ws.path(), "y", "2"),
+                &Complete,
+                &CommitOptions::default(),
+                &NoProgress,
+            )
             .unwrap();
         repo.refs
             .update(&RefName::tag("x").unwrap(), b.commit.unwrap(), Expect::Absent, "t")

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::error::{Error, IoContext, Result};
 use super::refs::RefName;
-use super::repo::{CommitOptions, run_id_of};
+use super::repo::{CommitOptions, DescribeRun, run_id_of};
 use super::worktree::{self, Change};
 use super::{ObjectId, Repo};
 use crate::progress::Progress;
@@ -138,13 +138,15 @@ pub struct CleanReport {
 
 /// Reset the workspace: remove run folders the store holds unchanged. Modified or uncommitted
 /// ones are kept, unless `force`, which first commits each under `saved/<ID>-<time>` (a ref that
-/// `exp checkout` restores from) and reports it. Nothing the store cannot give back is deleted.
+/// `exp checkout` restores from; `describe` says what the commit records of the run) and reports
+/// it. Nothing the store cannot give back is deleted.
 pub fn clean(
     repo: &Repo,
     folders: &Folders,
     dry_run: bool,
     clean_prepared: bool,
     force: bool,
+    describe: &dyn DescribeRun,
     progress: &dyn Progress,
 ) -> Result<CleanReport> {
     let mut report =
@@ -164,6 +166,7 @@ pub fn clean(
                         &dir,
                         &st.run_id,
                         saved.clone(),
+                        describe,
                         &CommitOptions {
                             message: Some("saved by exp clean --force".into()),
                             ..Default::default()

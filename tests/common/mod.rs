@@ -62,6 +62,20 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// Copies the folder `from` to `to`, recursively (a workspace made from the repository's own
+/// config and data, say).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 /// A JSONL dataset of `{"id", "text", "label"}` rows, the shape every sentiment test config reads.
 pub fn labelled_jsonl(rows: impl IntoIterator<Item = (String, String, &'static str)>) -> String {
     rows.into_iter()

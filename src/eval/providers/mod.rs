@@ -3,6 +3,7 @@
 //! concurrency limits, the journal and scoring are shared code in `execute`, so the two providers
 //! differ in nothing after the answer arrives.
 pub mod openai;
+pub mod redact;
 pub mod sim;
 
 use std::time::Duration;
@@ -10,6 +11,11 @@ use std::time::Duration;
 use super::config::{ModelConfig, ProviderKind};
 use super::plan::Condition;
 use crate::error::Hint;
+
+/// More tokens than any model reads or writes in one request: usage above it is a lie or a bug
+/// of the endpoint, refused before anything adds it up (totals of u64s and USD stay exact and
+/// finite however many requests a run has).
+pub const MAX_TOKENS_PER_REQUEST: u64 = 100_000_000;
 
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,14 +76,18 @@ pub enum Provider {
 }
 
 impl Provider {
-    /// `labels` are the scorer's answers (the sim model picks wrong answers among them).
+    /// `labels` are the scorer's answers (the sim model picks wrong answers among them);
+    /// `max_response_bytes` bounds what an endpoint's answer may take in memory.
     pub fn new(
         model: &ModelConfig,
         timeout: Duration,
+        max_response_bytes: u64,
         labels: &[String],
     ) -> Result<Provider, ProviderError> {
         Ok(match model.provider {
-            ProviderKind::Openai => Provider::Openai(openai::OpenAi::new(model, timeout)?),
+            ProviderKind::Openai => {
+                Provider::Openai(openai::OpenAi::new(model, timeout, max_response_bytes)?)
+            }
             ProviderKind::Sim => Provider::Sim(sim::Sim::new(model, labels)),
         })
     }

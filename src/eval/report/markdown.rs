@@ -7,7 +7,7 @@ use super::format::{self, Num, cell};
 use super::scan::{ItemView, SHOW_FAILURES, SHOW_ITEMS};
 use super::{AggTrial, Aggregate, TrialData};
 use crate::display::{self, MISSING};
-use crate::eval::artifacts::Costs;
+use crate::runfiles::figures::Costs;
 use crate::stats::Significance;
 use crate::stats::significance::{CONTROL, Difference, TREATMENT};
 

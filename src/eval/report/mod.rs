@@ -8,18 +8,18 @@
 //! `aggregate_report.html`. Never prints; never touches the network.
 use std::path::{Path, PathBuf};
 
-use super::artifacts::{self, Costs, Metrics};
 use crate::error::Hint;
+use crate::runfiles::figures::{self, Costs, Metrics};
+use crate::runfiles::{self, COSTS, MANIFEST, METRICS, PREDICTIONS, SCORES, SIGNIFICANCE};
 use crate::stats::{self, Significance};
 
 mod charts;
-mod files;
 mod format;
 mod html;
 mod markdown;
 mod scan;
 
-pub use files::TrialInfo;
+pub use crate::runfiles::TrialInfo;
 
 /// The config's `significance:` section.
 #[derive(Debug, Clone)]
@@ -40,17 +40,12 @@ impl Default for SignificanceSettings {
 pub enum ReportError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: no per-item scores to compute statistics from")]
-    MissingScores { path: PathBuf },
-    #[error("{path}:{line}: score {value:?} is not a number between 0 and 1")]
-    BadScore { path: PathBuf, line: u64, value: String },
-    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Csv { path: PathBuf, line: Option<u64>, message: String },
-    #[error("{path}:{line}: {source}")]
-    Json { path: PathBuf, line: usize, source: serde_json::Error },
-    /// metrics.json or costs.json (read by `eval::artifacts`).
+    /// A run file could not be read or written (`crate::runfiles` names it and the line).
     #[error(transparent)]
-    Results(#[from] artifacts::Error),
+    Files(runfiles::Error),
+    /// A CSV without the columns of docs/RUN_FILES.md.
+    #[error(transparent)]
+    Csv(runfiles::Error),
     #[error("{path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
     #[error("significance.{key} = {value} is out of range")]
@@ -62,24 +57,7 @@ pub enum ReportError {
 impl Hint for ReportError {
     fn hint(&self) -> Option<String> {
         match self {
-            ReportError::MissingScores { .. } => Some(
-                "the trial was not scored (no results/per_item_scores.csv): finish it with \
-                 `exp run --config FILE --run-id ID --resume`"
-                    .into(),
-            ),
-            ReportError::BadScore { .. } => Some(
-                "each score must be empty (failed request) or a number in [0, 1]: fix the \
-                 scorer or the file, then rerun with --resume"
-                    .into(),
-            ),
-            ReportError::Csv { .. } => Some(
-                "the CSV does not have the columns of docs/RUN_FILES.md: rerun the trial with \
-                 --resume to rewrite it"
-                    .into(),
-            ),
-            ReportError::Json { .. } | ReportError::Results(artifacts::Error::Malformed { .. }) => {
-                Some("the JSON file is damaged: rerun with --resume to rewrite it".into())
-            }
+            ReportError::Files(e) | ReportError::Csv(e) => e.hint(),
             ReportError::Manifest { .. } => Some(
                 "multi_trial_manifest.json is missing or not in the format of docs/RUN_FILES.md: \
                  rerun with --resume to rewrite it"
@@ -91,12 +69,27 @@ impl Hint for ReportError {
                     .into(),
                 _ => format!("fix significance.{key} in the config"),
             }),
-            ReportError::Io { .. } | ReportError::Results(artifacts::Error::Io { .. }) => {
+            ReportError::Io { .. } => {
                 Some("check that the run folder exists and is writable".into())
             }
             ReportError::Chart { .. } => None,
         }
     }
+}
+
+impl From<runfiles::Error> for ReportError {
+    fn from(e: runfiles::Error) -> Self {
+        match e {
+            runfiles::Error::Csv { .. } => ReportError::Csv(e),
+            other => ReportError::Files(other),
+        }
+    }
+}
+
+/// Writes a report file atomically.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    runfiles::atomic_write(path, bytes)
+        .map_err(|source| ReportError::Io { path: path.to_path_buf(), source })
 }
 
 fn check(settings: &SignificanceSettings) -> Result<stats::Settings, ReportError> {
@@ -136,31 +129,32 @@ pub fn write_trial_report(
     settings: &SignificanceSettings,
 ) -> Result<(), ReportError> {
     let settings = check(settings)?;
-    let results = trial_dir.join("results");
+    let results = trial_dir.join(runfiles::RESULTS_DIR);
     // The rows are streamed into a per-item tally, never held: see `scan`.
-    let scan = scan::scores(&results.join("per_item_scores.csv"))?;
+    let scan = scan::scores(&results.join(SCORES))?;
     let mut sig = scan.tally.analyze(&settings);
     // A re-run of the trial step must not forget the adjustment the aggregate step made.
-    let sig_path = results.join("significance.json");
-    if let Some(old) = files::read_json_opt::<Significance>(&sig_path).ok().flatten()
+    let sig_path = results.join(SIGNIFICANCE);
+    if let Some(old) = runfiles::read_json::<Significance>(&sig_path).ok().flatten()
         && old.p_value == sig.p_value
     {
         sig.holm_p = old.holm_p;
     }
-    files::write_json(&sig_path, &sig)?;
+    runfiles::write_json(&sig_path, &sig)?;
     render_trial(trial_dir, sig, scan)
 }
 
 /// Writes `reports/report.md` from `sig` and the trial's other files.
 fn render_trial(trial_dir: &Path, sig: Significance, scan: scan::Scan) -> Result<(), ReportError> {
-    let results = trial_dir.join("results");
+    let results = trial_dir.join(runfiles::RESULTS_DIR);
     let scan::Scan { tally, rows, mut failures } = scan;
-    let info: TrialInfo = files::read_json_opt(&trial_dir.join("trial.json"))?.unwrap_or_default();
+    let info: TrialInfo =
+        runfiles::read_json(&trial_dir.join(runfiles::TRIAL_JSON))?.unwrap_or_default();
     let slug = info.slug.clone().unwrap_or_else(|| {
         trial_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     });
-    scan::failure_errors(&results.join("predictions.csv"), &mut failures)?;
-    let discordant = scan::discordant(&results.join("per_item_scores.csv"), &tally)?;
+    scan::failure_errors(&results.join(PREDICTIONS), &mut failures)?;
+    let discordant = scan::discordant(&results.join(SCORES), &tally)?;
     drop(tally);
     let data = TrialData {
         slug,
@@ -170,11 +164,11 @@ fn render_trial(trial_dir: &Path, sig: Significance, scan: scan::Scan) -> Result
         rows,
         discordant,
         failures,
-        metrics: artifacts::read_metrics(&results.join("metrics.json"))?,
-        costs: artifacts::read_costs(&results.join("costs.json"))?,
+        metrics: figures::read_metrics(&results.join(METRICS))?,
+        costs: figures::read_costs(&results.join(COSTS))?,
     };
     let md = markdown::trial_report(&data);
-    files::write_atomic(&trial_dir.join("reports").join("report.md"), md.as_bytes())
+    write_file(&trial_dir.join("reports").join("report.md"), md.as_bytes())
 }
 
 /// One trial as the aggregate sees it.
@@ -211,11 +205,11 @@ pub(crate) struct Aggregate {
 /// p-values to both, and writes `aggregate_report.md`, `aggregate_report.html` and `charts/*.svg`.
 pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Result<(), ReportError> {
     let settings = check(settings)?;
-    let manifest_path = run_dir.join("multi_trial_manifest.json");
+    let manifest_path = run_dir.join(MANIFEST);
     let bad =
         |reason: &str| ReportError::Manifest { path: manifest_path.clone(), reason: reason.into() };
-    let mut manifest: serde_json::Value = files::read_json_opt(&manifest_path)?
-        .ok_or_else(|| bad("the run has no trial manifest"))?;
+    let mut manifest: serde_json::Value =
+        runfiles::read_json(&manifest_path)?.ok_or_else(|| bad("the run has no trial manifest"))?;
     let entries = manifest
         .get("trials")
         .and_then(|t| t.as_array())
@@ -226,10 +220,10 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
         let text = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let slug = text("slug").ok_or_else(|| bad(&format!("trial {} has no \"slug\"", i + 1)))?;
         let path = text("path").unwrap_or_else(|| format!("{slug}/"));
-        let results = run_dir.join(&path).join("results");
+        let results = run_dir.join(&path).join(runfiles::RESULTS_DIR);
         trials.push(AggTrial {
-            sig: files::read_json_opt(&results.join("significance.json"))?,
-            costs: artifacts::read_costs(&results.join("costs.json"))?,
+            sig: runfiles::read_json(&results.join(SIGNIFICANCE))?,
+            costs: figures::read_costs(&results.join(COSTS))?,
             manifest_usd: t.get("usd").and_then(|v| v.as_f64()),
             status: text("status"),
             model: text("model"),
@@ -248,9 +242,9 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
         if let Some(sig) = t.sig.as_mut() {
             sig.holm_p = h;
             let trial_dir = run_dir.join(&t.path);
-            files::write_json(&trial_dir.join("results").join("significance.json"), sig)?;
+            runfiles::write_json(&runfiles::result_file(&trial_dir, SIGNIFICANCE), sig)?;
             // The trial's own report states its Holm-adjusted p-value too.
-            let scores_path = trial_dir.join("results").join("per_item_scores.csv");
+            let scores_path = runfiles::result_file(&trial_dir, SCORES);
             if scores_path.exists() {
                 render_trial(&trial_dir, sig.clone(), scan::scores(&scores_path)?)?;
             }
@@ -271,7 +265,7 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
             }
         }
     }
-    files::write_json(&manifest_path, &manifest)?;
+    runfiles::write_json(&manifest_path, &manifest)?;
 
     let agg = Aggregate {
         run_id: manifest
@@ -287,13 +281,13 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
     let charts_dir = run_dir.join("charts");
     let drawn = charts::draw_all(&agg, &charts_dir)?;
     for chart in &drawn {
-        files::write_atomic(&charts_dir.join(chart.file), chart.svg.as_bytes())?;
+        write_file(&charts_dir.join(chart.file), chart.svg.as_bytes())?;
     }
-    files::write_atomic(
+    write_file(
         &run_dir.join("aggregate_report.md"),
         markdown::aggregate_report(&agg, &drawn).as_bytes(),
     )?;
-    files::write_atomic(
+    write_file(
         &run_dir.join("aggregate_report.html"),
         html::aggregate_report(&agg, &drawn).as_bytes(),
     )?;

@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::{ReportError, files};
+use super::ReportError;
+use crate::runfiles::tables;
 use crate::stats::Tally;
 use crate::stats::significance::{CONTROL, TREATMENT};
 
@@ -74,7 +75,7 @@ pub(crate) fn scores(path: &Path) -> Result<Scan, ReportError> {
     let mut tally = Tally::new();
     let mut failures = Failures::default();
     let mut key = String::new();
-    let rows = files::for_each_score(path, |line, score| {
+    let rows = tables::for_each_score(path, |line, score| {
         item_key_into(&mut key, line.dataset, line.item_id);
         let cluster = Some(line.cluster).filter(|c| !c.is_empty());
         tally.add(&key, line.condition, score, cluster);
@@ -133,7 +134,7 @@ pub(crate) fn discordant(path: &Path, tally: &Tally) -> Result<Discordant, Repor
         fixed.iter().chain(&broken).enumerate().map(|(slot, (i, _))| (*i, slot)).collect();
     let mut views: Vec<Option<ItemView>> = (0..slots.len()).map(|_| None).collect();
     let mut key = String::new();
-    files::for_each_score(path, |line, score| {
+    tables::for_each_score(path, |line, score| {
         item_key_into(&mut key, line.dataset, line.item_id);
         let Some(slot) = tally.index_of(&key).and_then(|i| slots.get(&i)) else { return };
         let v = views[*slot].get_or_insert_with(|| ItemView {
@@ -165,7 +166,7 @@ pub(crate) fn discordant(path: &Path, tally: &Tally) -> Result<Discordant, Repor
 /// Fills in the error of each shown failure from `predictions.csv`: the first row of the same
 /// item, dataset, condition and repeat.
 pub(crate) fn failure_errors(path: &Path, failures: &mut Failures) -> Result<(), ReportError> {
-    files::for_each_prediction(path, |p| {
+    tables::for_each_prediction(path, |p| {
         for f in failures.shown.iter_mut().filter(|f| f.error.is_none()) {
             if p.item_id == f.item_id
                 && p.dataset == f.dataset
@@ -179,7 +180,8 @@ pub(crate) fn failure_errors(path: &Path, failures: &mut Failures) -> Result<(),
                 });
             }
         }
-    })
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,9 +30,11 @@ use std::path::Path;
 
 pub use config::{Remote, add_remote, list_remotes, remove_remote, resolve_remote};
 pub use error::{Error, Result};
+#[cfg(feature = "fault-injection")]
+pub use sync::Hooks;
 pub use sync::{
-    FetchReport, Hooks, PullReport, PushOptions, PushReport, RefStatus, RefUpdate, Transfer, clone,
-    fetch, pull, push,
+    FetchReport, PullReport, PushOptions, PushReport, RefStatus, RefUpdate, Transfer, clone, fetch,
+    pull, push,
 };
 pub use transport::RemoteUrl;
 

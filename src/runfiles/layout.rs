@@ -3,10 +3,12 @@
 //! `batch_input_<condition>_partNN.jsonl`, `batch_output_…`, `predictions_<condition>.csv`,
 //! `metrics.json`, `costs.json`). Finding files costs a few small directory listings; no file is
 //! read here.
-use serde::Serialize;
+use std::collections::BTreeMap;
 
-use super::Error;
-use super::tree::{Entry, Kind, Source};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::source::{Entry, Error, Kind, Source};
 
 /// Which layout a run folder follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -232,9 +234,48 @@ pub fn role_of(path: &str) -> Option<&'static str> {
     })
 }
 
+/// The parameters of an old trial: `<model>__<prompt_set>__…` from its folder name and the
+/// decoding settings from its first batch request line.
+pub fn legacy_trial_params(slug: &str, first_request: Option<&[u8]>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut parts = slug.split("__");
+    if let (Some(model), Some(prompt_set)) = (parts.next(), parts.next()) {
+        out.insert("model".into(), model.to_string());
+        out.insert("prompt_set".into(), prompt_set.to_string());
+    }
+    let line = first_request.and_then(|b| b.split(|c| *c == b'\n').next());
+    if let Some(Ok(req)) = line.map(serde_json::from_slice::<Value>)
+        && let Some(body) = req.get("body").and_then(Value::as_object)
+    {
+        for (k, v) in body {
+            match (k.as_str(), v) {
+                ("messages", _) => {}
+                ("model", Value::String(s)) => {
+                    out.insert("model_id".into(), s.clone());
+                }
+                (_, Value::Object(_)) => {
+                    super::trial::flatten(v, &format!("decoding.{k}"), &mut out)
+                }
+                (_, Value::String(s)) => {
+                    out.insert(format!("decoding.{k}"), s.clone());
+                }
+                _ => {
+                    out.insert(format!("decoding.{k}"), v.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Number of complete lines (requests) in a JSONL file.
+pub fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.split(|c| *c == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).count() as u64
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::tree::MemSource;
+    use super::super::source::MemSource;
     use super::*;
 
     #[test]
@@ -287,5 +328,18 @@ mod tests {
         assert_eq!(role_of("notes for Bob (final).txt"), None);
         assert_eq!(role_of(".DS_Store"), None);
         assert_eq!(role_of("trials/x/batch_input_control.jsonl"), None, "no part number");
+    }
+
+    #[test]
+    fn legacy_params_come_from_the_folder_name_and_the_first_request() {
+        let req = br#"{"custom_id": "a", "body": {"model": "m/x", "messages": [], "temperature": 0.0, "top_k": 50}}
+{"custom_id": "b"}"#;
+        let p = legacy_trial_params("gpt-oss-120b__operational_only__temp0.0", Some(req));
+        assert_eq!(p["model"], "gpt-oss-120b");
+        assert_eq!(p["prompt_set"], "operational_only");
+        assert_eq!(p["model_id"], "m/x");
+        assert_eq!(p["decoding.temperature"], "0.0");
+        assert_eq!(p["decoding.top_k"], "50");
+        assert_eq!(count_lines(b"a\nb\n\n"), 2);
     }
 }

@@ -1,6 +1,7 @@
-//! Reading a trial's `metrics.json` and `costs.json` back (docs/RUN_FILES.md): the one reader
-//! behind the reports, `exp diff`, `exp import` and the store's commit summary. The writer is
-//! `super::results`; this module never writes.
+//! Reading a trial's `metrics.json`, `costs.json` and the headline of `significance.json` back
+//! (docs/RUN_FILES.md): the one reader behind the reports, `exp diff`, `exp import` and the
+//! commit summary. The shapes written are `super::results` (and `crate::stats::Significance`);
+//! this module never writes.
 //!
 //! Tolerant by design, because it also reads what older tools wrote: today's shape and the
 //! Python scripts' (`run_all.py`: conditions at the top level, `n_correct`, `prompt_tokens`,
@@ -8,38 +9,12 @@
 //! an error; what to show in its place is the reader's caller's business. Only a file that is
 //! empty or not JSON is an error, and it names the file and the line.
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use serde::Deserialize;
 use serde_json::Value;
 
-/// A file that could not be read, or is not JSON at all.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}{}: {problem}", problem.line().map(|l| format!(":{l}")).unwrap_or_default())]
-    Malformed { path: PathBuf, problem: Malformed },
-}
-
-/// What is wrong with bytes that should hold JSON (said without the file's name, which the
-/// caller knows: see [`Error::Malformed`]).
-#[derive(Debug, thiserror::Error)]
-pub enum Malformed {
-    #[error("the file is empty")]
-    Empty,
-    #[error("not valid JSON ({0})")]
-    Json(serde_json::Error),
-}
-
-impl Malformed {
-    /// The line the JSON breaks on (1-based), when it is not simply empty.
-    pub fn line(&self) -> Option<usize> {
-        match self {
-            Malformed::Empty => None,
-            Malformed::Json(e) => Some(e.line()),
-        }
-    }
-}
+use super::{Error, Malformed, parse_json};
 
 /// `metrics.json`: the figures as the file states them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -93,39 +68,19 @@ impl CostLine {
 
 /// Reads `path` as `metrics.json`; `Ok(None)` when it does not exist.
 pub fn read_metrics(path: &Path) -> Result<Option<Metrics>, Error> {
-    read(path, parse_metrics)
+    super::read_with(path, parse_metrics)
 }
 
 /// Reads `path` as `costs.json`; `Ok(None)` when it does not exist.
 pub fn read_costs(path: &Path) -> Result<Option<Costs>, Error> {
-    read(path, parse_costs)
-}
-
-fn read<T>(path: &Path, parse: fn(&[u8]) -> Result<T, Malformed>) -> Result<Option<T>, Error> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(Error::Io { path: path.to_path_buf(), source }),
-    };
-    parse(&bytes)
-        .map(Some)
-        .map_err(|problem| Error::Malformed { path: path.to_path_buf(), problem })
-}
-
-/// Parses JSON, telling an empty file (a crash before the first write, a truncated copy) from
-/// a damaged one.
-pub fn parse_json(bytes: &[u8]) -> Result<Value, Malformed> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Malformed::Empty);
-    }
-    serde_json::from_slice(bytes).map_err(Malformed::Json)
+    super::read_with(path, parse_costs)
 }
 
 /// `metrics.json` from its bytes: `{"n_items", "repeats", "conditions": {"control": {n,
 /// scored, failed, missing, correct, accuracy}}}`, or the old `{"trial": …, "control":
 /// {n_items, n_scored, n_failed, n_correct, accuracy}, "delta": …}`.
 pub fn parse_metrics(bytes: &[u8]) -> Result<Metrics, Malformed> {
-    let v = parse_json(bytes)?;
+    let v: Value = parse_json(bytes)?;
     let line = |m: &Value| ConditionMetrics {
         n: count(m, &["n", "n_items"]),
         scored: count(m, &["scored", "n_scored"]),
@@ -145,7 +100,7 @@ pub fn parse_metrics(bytes: &[u8]) -> Result<Metrics, Malformed> {
 /// "total_cost_usd": …}`, whose totals are the sums of its lines (USD: `total_cost_usd`, rounded
 /// as the old scripts rounded their parts).
 pub fn parse_costs(bytes: &[u8]) -> Result<Costs, Malformed> {
-    let v = parse_json(bytes)?;
+    let v: Value = parse_json(bytes)?;
     let line = |m: &Value| CostLine {
         requests: count(m, &["requests"]),
         failures: count(m, &["failures"]),
@@ -209,8 +164,29 @@ fn num(v: &Value, keys: &[&str]) -> Option<f64> {
 
 /// The first of `keys` that holds a count (`12.0` is read as 12).
 fn count(v: &Value, keys: &[&str]) -> Option<u64> {
-    keys.iter()
-        .find_map(|k| v.get(*k).and_then(|x| x.as_u64().or_else(|| x.as_f64().map(|f| f as u64))))
+    keys.iter().find_map(|k| v.get(*k).and_then(super::lenient::as_count))
+}
+
+/// The headline of `significance.json` (its whole shape is `crate::stats::Significance`): the
+/// figures a summary or a diff shows, each `None` when absent or not a number.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct SignificanceHeadline {
+    #[serde(default, deserialize_with = "super::lenient::number")]
+    pub p_value: Option<f64>,
+    #[serde(default, deserialize_with = "super::lenient::number")]
+    pub holm_p: Option<f64>,
+    #[serde(default, deserialize_with = "super::lenient::number")]
+    pub effect: Option<f64>,
+}
+
+/// Reads `path` as `significance.json`'s headline; `Ok(None)` when it does not exist.
+pub fn read_significance(path: &Path) -> Result<Option<SignificanceHeadline>, Error> {
+    super::read_with(path, parse_significance)
+}
+
+/// `significance.json`'s headline from its bytes.
+pub fn parse_significance(bytes: &[u8]) -> Result<SignificanceHeadline, Malformed> {
+    Ok(super::lenient::view(parse_json(bytes)?))
 }
 
 #[cfg(test)]

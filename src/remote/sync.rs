@@ -126,7 +126,9 @@ pub struct PullReport {
 }
 
 /// Callbacks at the two points where a push can be interrupted or raced; the binary uses them
-/// for fault injection in tests. The library never acts on them itself.
+/// for fault injection in tests. The library never acts on them itself. Only in builds with the
+/// `fault-injection` feature (`cargo test` has it, a release build does not).
+#[cfg(feature = "fault-injection")]
 #[derive(Clone, Default)]
 pub struct Hooks {
     /// After each pack and its index are on the remote, with how many are there so far.
@@ -143,6 +145,7 @@ pub struct PushOptions {
     /// Every run and tag.
     pub all: bool,
     pub pack_bytes: usize,
+    #[cfg(feature = "fault-injection")]
     pub hooks: Hooks,
 }
 
@@ -152,6 +155,7 @@ impl Default for PushOptions {
             refs: Vec::new(),
             all: false,
             pack_bytes: DEFAULT_PACK_BYTES,
+            #[cfg(feature = "fault-injection")]
             hooks: Hooks::default(),
         }
     }
@@ -434,6 +438,7 @@ async fn push_async(
         transfer.bytes = sent_bytes;
     }
 
+    #[cfg(feature = "fault-injection")]
     if let Some(hook) = &opts.hooks.before_refs {
         hook();
     }
@@ -520,14 +525,17 @@ async fn upload(
                 t.put(&index_key(&p.name), p.index.clone()).await?;
                 let (dir, name, index) = (cache.clone(), p.name.clone(), p.index.clone());
                 blocking(move || local::cache_index(&dir, &name, &index)).await?;
-                let n = done_packs.fetch_add(1, Ordering::SeqCst) + 1;
+                let packs_sent = done_packs.fetch_add(1, Ordering::SeqCst) + 1;
                 let objs = done_objects.fetch_add(p.entries.len() as u64, Ordering::SeqCst)
                     + p.entries.len() as u64;
                 let bytes: u64 = p.entries.iter().map(|e| e.len).sum();
                 progress.advance(bytes);
                 progress.status(&format!("{objs}/{count} objects"));
+                #[cfg(not(feature = "fault-injection"))]
+                let _ = packs_sent;
+                #[cfg(feature = "fault-injection")]
                 if let Some(hook) = &opts.hooks.after_pack {
-                    hook(n);
+                    hook(packs_sent);
                 }
                 Ok(bytes)
             }
