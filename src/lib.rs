@@ -16,3 +16,4 @@ pub mod remote;
 pub mod runfiles;
 pub mod stats;
 pub mod store;
+pub mod view;

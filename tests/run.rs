@@ -258,14 +258,22 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>) {
                 return;
             }
             Reply::Echo(code) => {
-                let body = serde_json::json!({"error": {
-                    "message": format!("Incorrect API key provided: {}", auth.trim_start_matches("Bearer ")),
+                let key = auth.trim_start_matches("Bearer ");
+                let error = serde_json::json!({
+                    "message": format!("Incorrect API key provided: {key}"),
                     "received_headers": {"Authorization": auth},
-                }});
+                });
+                // The key once more, its first character spelled as a JSON escape.
+                let escaped =
+                    key.chars().next().map(|c| format!("\\u{:04x}{}", c as u32, &key[1..]));
+                let body = format!(
+                    r#"{{"error": {error}, "escaped": "{}"}}"#,
+                    escaped.unwrap_or_default()
+                );
                 let extra = format!(
                     "WWW-Authenticate: Bearer error=\"invalid_token\", token=\"{auth}\"\r\nX-Echo-Authorization: {auth}\r\n"
                 );
-                write(&format!("{code} Unauthorized"), extra, body.to_string())
+                write(&format!("{code} Unauthorized"), extra, body)
             }
             Reply::Flood(announce) => {
                 let head = match announce {
@@ -1491,9 +1499,11 @@ fn readable_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// Looks for the key without its first character, so a key echoed with that character escaped
+/// (`\u0073k-…`) is found too.
 fn assert_no_key(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    assert!(!text.contains(KEY), "the key reached {what}:\n{text}");
+    assert!(!text.contains(&KEY[1..]), "the key reached {what}:\n{text}");
 }
 
 #[test]

@@ -3,8 +3,8 @@ use std::io::Write;
 use clap::Args;
 use exp::store::Object;
 
-use super::Context;
 use super::init::open_repo;
+use super::{Context, ui};
 
 /// Plumbing: print an object's content (verified), type (-t) or size (-s).
 #[derive(Args, Debug)]
@@ -30,10 +30,10 @@ pub fn run(ctx: &Context, args: &CatObjectArgs) -> super::Result<()> {
     let id = repo.resolve(&args.object)?;
     if args.kind || args.size {
         let (kind, size) = repo.odb.header(&id)?;
-        println!("{}", if args.kind { kind.to_string() } else { size.to_string() });
+        ui::outln!("{}", if args.kind { kind.to_string() } else { size.to_string() })?;
         return Ok(());
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = ui::stdout();
     if !args.pretty {
         repo.odb.read_to(&id, &mut out)?;
         return Ok(out.flush()?);

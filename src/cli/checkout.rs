@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: &CheckoutArgs) -> super::Result<()> {
         return ui::print_json(&o);
     }
     let dest = o.dest.strip_prefix(repo.workspace()).unwrap_or(&o.dest);
-    println!(
+    ui::outln!(
         "checked out {} ({}) into {}: {} files; {} written ({}), {} removed",
         args.rev,
         o.commit.short(),
@@ -45,6 +45,6 @@ pub fn run(ctx: &Context, args: &CheckoutArgs) -> super::Result<()> {
         o.written,
         ui::human_bytes(o.bytes),
         o.removed
-    );
+    )?;
     Ok(())
 }

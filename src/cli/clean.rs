@@ -55,22 +55,25 @@ pub fn run(ctx: &Context, args: &CleanArgs) -> super::Result<()> {
     let verb = if r.dry_run { "would remove" } else { "removed" };
     for (path, refn, id) in &r.saved {
         if r.dry_run {
-            println!("would save {path} as {refn}");
+            ui::outln!("would save {path} as {refn}")?;
         } else {
-            println!("saved {path} as {refn} ({}); restore with: exp checkout {refn}", id.short());
+            ui::outln!(
+                "saved {path} as {refn} ({}); restore with: exp checkout {refn}",
+                id.short()
+            )?;
         }
     }
     for path in &r.removed {
-        println!("{verb} {path}");
+        ui::outln!("{verb} {path}")?;
     }
     if let Some(p) = &r.prepared {
-        println!("{verb} {p}/");
+        ui::outln!("{verb} {p}/")?;
     }
     for (path, why) in &r.kept {
-        println!("kept {path}: {why} (commit it with `exp commit {path}`, or use --force)");
+        ui::outln!("kept {path}: {why} (commit it with `exp commit {path}`, or use --force)")?;
     }
     if r.removed.is_empty() && r.kept.is_empty() && r.prepared.is_none() {
-        println!("nothing to clean");
+        ui::outln!("nothing to clean")?;
     }
     Ok(())
 }

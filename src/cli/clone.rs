@@ -49,7 +49,7 @@ pub fn run(_ctx: &Context, args: &CloneArgs) -> super::Result<()> {
     };
     let t = &report.fetch.transfer;
     let plural = exp::display::plural;
-    println!(
+    ui::outln!(
         "cloned {} into {}: {}, {} ({}, {}, {})",
         report.fetch.url,
         report.workspace.display(),
@@ -58,9 +58,9 @@ pub fn run(_ctx: &Context, args: &CloneArgs) -> super::Result<()> {
         plural(t.objects, "object"),
         ui::human_bytes(t.bytes),
         plural(t.requests, "request")
-    );
-    println!(
+    )?;
+    ui::outln!(
         "nothing is checked out: `exp list` shows the runs, `exp checkout ID` materializes one"
-    );
+    )?;
     Ok(())
 }

@@ -89,25 +89,25 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> super::Result<()> {
                 if f.new { "yes" } else { "" }.into(),
             ]);
         }
-        println!("{t}");
+        ui::outln!("{t}")?;
         let what = if o.unchanged { "unchanged, nothing to commit" } else { "would commit" };
-        println!(
+        ui::outln!(
             "dry run: {} {what} ({} files, {}, {} new)",
             o.ref_name,
             o.stored.files,
             ui::human_bytes(o.stored.bytes),
             o.stored.new_objects
-        );
+        )?;
         return Ok(());
     }
     let id = o.commit.map(|c| c.short()).unwrap_or_default();
     if o.unchanged {
-        println!("{} unchanged at {id} ({sizes})", o.ref_name);
+        ui::outln!("{} unchanged at {id} ({sizes})", o.ref_name)?;
     } else {
-        println!("committed {} {id} ({sizes})", o.ref_name);
+        ui::outln!("committed {} {id} ({sizes})", o.ref_name)?;
     }
     if let Some(t) = &o.tag {
-        println!("tagged tags/{t}");
+        ui::outln!("tagged tags/{t}")?;
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use super::{Cli, Context};
+use std::io::Write;
+
+use super::{Cli, Context, ui};
 
 /// Print a shell completion script.
 #[derive(Args, Debug)]
@@ -14,6 +16,8 @@ pub struct CompletionsArgs {
 }
 
 pub fn run(_ctx: &Context, args: &CompletionsArgs) -> super::Result<()> {
-    clap_complete::generate(args.shell, &mut Cli::command(), "exp", &mut std::io::stdout());
-    Ok(())
+    // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "exp", &mut script);
+    Ok(ui::stdout().write_all(&script)?)
 }

@@ -53,7 +53,7 @@ pub fn run(ctx: &Context, args: &DiffArgs) -> super::Result<()> {
     if args.json {
         ui::print_json(&d)?;
     } else {
-        print!("{}", render(&d, args.stat, args.items));
+        ui::out!("{}", render(&d, args.stat, args.items))?;
     }
     if args.exit_code && !d.identical {
         return Err(super::SilentExit(1).into());

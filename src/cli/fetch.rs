@@ -31,28 +31,27 @@ pub fn run(ctx: &Context, args: &FetchArgs) -> super::Result<()> {
     if args.json {
         return ui::print_json(&report);
     }
-    print_refs(&report.refs, &format!("remotes/{}/", report.remote));
-    print_received(&report);
+    print_refs(&report.refs, &format!("remotes/{}/", report.remote))?;
+    print_received(&report)?;
     Ok(())
 }
 
-pub fn print_received(report: &remote::FetchReport) {
+pub fn print_received(report: &remote::FetchReport) -> std::io::Result<()> {
     let t = &report.transfer;
-    println!(
+    ui::outln!(
         "received {} ({}) from {} ({}) in {}",
         plural(t.objects, "object"),
         ui::human_bytes(t.bytes),
         report.remote,
         report.url,
         plural(t.requests, "request")
-    );
+    )
 }
 
 /// The ref table every remote command prints: name, what happened, old and new commit.
-pub fn print_refs(refs: &[RefUpdate], prefix: &str) {
+pub fn print_refs(refs: &[RefUpdate], prefix: &str) -> std::io::Result<()> {
     if refs.is_empty() {
-        println!("no runs or tags");
-        return;
+        return ui::outln!("no runs or tags");
     }
     let mut t = ui::table(["REF", "STATUS", "OLD", "NEW"]);
     let short = |id: &Option<exp::store::ObjectId>| id.map_or("-".to_string(), |i| i.short());
@@ -63,5 +62,5 @@ pub fn print_refs(refs: &[RefUpdate], prefix: &str) {
         };
         t.add_row([format!("{prefix}{}", u.name), status, short(&u.old), short(&u.new)]);
     }
-    println!("{t}");
+    ui::outln!("{t}")
 }

@@ -26,27 +26,27 @@ pub fn run(ctx: &Context, args: &FsckArgs) -> super::Result<()> {
         ui::print_json(&r)?;
     } else {
         for p in &r.problems {
-            println!("problem: {}", p.message);
+            ui::outln!("problem: {}", p.message)?;
         }
         for l in &r.locks {
-            println!(
+            ui::outln!(
                 "lock: {} (an exp is running, or one was killed: then delete it)",
                 l.display()
-            );
+            )?;
         }
         if r.temp_files > 0 {
-            println!(
+            ui::outln!(
                 "note: {} left over from interrupted writes; `exp gc` removes them",
                 plural(r.temp_files, "temp file")
-            );
+            )?;
         }
-        println!(
+        ui::outln!(
             "checked {} from {}{}: {}",
             plural(r.objects, "object"),
             plural(r.refs, "ref"),
             if r.quick { " (quick)" } else { "" },
             if r.is_ok() { "ok".to_string() } else { plural(r.problems.len() as u64, "problem") }
-        );
+        )?;
     }
     if !r.is_ok() {
         let first = r.problems[0].object.map(|o| o.to_hex()).unwrap_or_default();

@@ -29,32 +29,32 @@ pub fn run(ctx: &Context, args: &GcArgs) -> super::Result<()> {
         return ui::print_json(&r);
     }
     let verb = if r.dry_run { "would remove" } else { "removed" };
-    println!(
+    ui::outln!(
         "{} objects, {} reachable; {verb} {} unreachable ({}); kept {} younger than the grace period",
         r.objects,
         r.reachable,
         r.removed.len(),
         ui::human_bytes(r.removed_bytes),
         r.kept_young
-    );
+    )?;
     if r.dry_run {
         for id in &r.removed {
-            println!("  {id}");
+            ui::outln!("  {id}")?;
         }
     }
     for n in &r.reflogs_dropped {
-        println!("{verb} the history of deleted ref {n}");
+        ui::outln!("{verb} the history of deleted ref {n}")?;
     }
     if r.temp_files_removed > 0 {
-        println!("{verb} {}", plural(r.temp_files_removed, "stale temp file"));
+        ui::outln!("{verb} {}", plural(r.temp_files_removed, "stale temp file"))?;
     }
     if r.packs_merged > 0 {
         let merged = if r.dry_run { "would merge" } else { "merged" };
-        println!("{merged} {} into one", plural(r.packs_merged, "pack"));
+        ui::outln!("{merged} {} into one", plural(r.packs_merged, "pack"))?;
     }
     if r.loose_packed > 0 {
         let moved = if r.dry_run { "would move" } else { "moved" };
-        println!("{moved} {} loose objects into a pack", r.loose_packed);
+        ui::outln!("{moved} {} loose objects into a pack", r.loose_packed)?;
     }
     Ok(())
 }

@@ -3,8 +3,8 @@ use std::path::PathBuf;
 use clap::Args;
 use exp::store::Odb;
 
-use super::Context;
 use super::init::open_repo;
+use super::{Context, ui};
 
 /// Plumbing: print the blob id of each file; with -w also store it.
 #[derive(Args, Debug)]
@@ -23,13 +23,13 @@ pub fn run(ctx: &Context, args: &HashObjectArgs) -> super::Result<()> {
     if args.write {
         let repo = open_repo(ctx)?;
         for f in &args.files {
-            println!("{}", repo.odb.write_blob_from_path(f)?);
+            ui::outln!("{}", repo.odb.write_blob_from_path(f)?)?;
         }
         return Ok(());
     }
     // Hashing alone needs no store.
     for f in &args.files {
-        println!("{}", Odb::hash_file(f)?);
+        ui::outln!("{}", Odb::hash_file(f)?)?;
     }
     Ok(())
 }

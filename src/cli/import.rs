@@ -71,31 +71,35 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> super::Result<()> {
             if i.unchanged { "already imported, unchanged".into() } else { "imported".into() },
         ]);
     }
-    println!("{t}");
+    ui::outln!("{t}")?;
     for i in &imported {
         let odd: Vec<&str> = i.inspection.unrecognized().collect();
         if !odd.is_empty() && !i.unchanged {
-            println!("{}: stored byte-exact but not recognized: {}", i.name, odd.join(", "));
+            ui::outln!("{}: stored byte-exact but not recognized: {}", i.name, odd.join(", "))?;
         }
         for l in &i.inspection.links {
             let where_ = if l.outside { "points outside the folder; " } else { "" };
-            println!(
+            ui::outln!(
                 "{}: symlink {} -> {} ({where_}stored as a link, not followed)",
-                i.name, l.path, l.target
-            );
+                i.name,
+                l.path,
+                l.target
+            )?;
         }
         for n in &i.inspection.notes {
-            println!("{}: recognized but unreadable: {n}", i.name);
+            ui::outln!("{}: recognized but unreadable: {n}", i.name)?;
         }
     }
     if imported.iter().all(|i| i.unchanged) {
-        println!("Nothing to do: every folder was already imported with the same content.");
+        ui::outln!("Nothing to do: every folder was already imported with the same content.")?;
     } else {
         let names: Vec<&str> = imported.iter().map(|i| i.name.as_str()).collect();
         if let [a, .., b] = names.as_slice() {
-            println!("Next: `exp log` shows them as history; `exp diff {a} {b}` compares them.");
+            ui::outln!("Next: `exp log` shows them as history; `exp diff {a} {b}` compares them.")?;
         } else if let [a] = names.as_slice() {
-            println!("Next: `exp show {a}`, or compare it with another run: `exp diff OTHER {a}`.");
+            ui::outln!(
+                "Next: `exp show {a}`, or compare it with another run: `exp diff OTHER {a}`."
+            )?;
         }
     }
     Ok(())

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use clap::Args;
 use exp::store::Repo;
 
-use super::Context;
+use super::{Context, ui};
 
 /// Create the store (`.exprepo/`) in the workspace: the current folder, or `--repo DIR`.
 #[derive(Args, Debug)]
@@ -38,9 +38,9 @@ pub fn run(ctx: &Context, _args: &InitArgs) -> super::Result<()> {
     };
     let (repo, created) = Repo::init(&dir)?;
     if created {
-        println!("created an empty exp store in {}", repo.store_dir().display());
+        ui::outln!("created an empty exp store in {}", repo.store_dir().display())?;
     } else {
-        println!("{} already holds an exp store; nothing changed", repo.workspace().display());
+        ui::outln!("{} already holds an exp store; nothing changed", repo.workspace().display())?;
     }
     Ok(())
 }

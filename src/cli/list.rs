@@ -27,7 +27,7 @@ pub fn run(ctx: &Context, args: &ListArgs) -> super::Result<()> {
         return ui::print_json(&out);
     }
     if rows.is_empty() {
-        println!("no runs yet: `exp commit experiments/run_<ID>` stores one");
+        ui::outln!("no runs yet: `exp commit experiments/run_<ID>` stores one")?;
         return Ok(());
     }
     let mut t = ui::table(["ref", "commit", "time", "status", "trials", "cost", "message"]);
@@ -42,12 +42,12 @@ pub fn run(ctx: &Context, args: &ListArgs) -> super::Result<()> {
             c.message.clone(),
         ]);
     }
-    println!("{t}");
+    ui::outln!("{t}")?;
     if args.verbose {
         for (n, _, c) in &rows {
             if !c.summary.trials.is_empty() {
-                println!("\n{n}");
-                println!("{}", headline_table(&c.summary));
+                ui::outln!("\n{n}")?;
+                ui::outln!("{}", headline_table(&c.summary))?;
             }
         }
     }

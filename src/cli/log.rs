@@ -30,7 +30,7 @@ pub struct LogArgs {
 pub fn run(ctx: &Context, args: &LogArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     if !args.all && args.rev.is_none() && repo.refs.read(&RefName::head())?.is_none() {
-        println!("no commits yet: `exp commit experiments/run_<ID>` stores a run");
+        ui::outln!("no commits yet: `exp commit experiments/run_<ID>` stores a run")?;
         return Ok(());
     }
     let tips: Vec<ObjectId> = if args.all {
@@ -53,26 +53,26 @@ pub fn run(ctx: &Context, args: &LogArgs) -> super::Result<()> {
         return ui::print_json(&rows);
     }
     if commits.is_empty() {
-        println!("no commits");
+        ui::outln!("no commits")?;
         return Ok(());
     }
     if args.verbose {
         for (id, c) in &commits {
             let d = decorate(id);
             let d = if d.is_empty() { String::new() } else { format!(" ({})", d.join(", ")) };
-            println!("commit {}{d}", id.short());
-            println!(
+            ui::outln!("commit {}{d}", id.short())?;
+            ui::outln!(
                 "  {} · run {} · {} · {} · {}",
                 c.time,
                 c.run_id,
                 c.status.as_deref().unwrap_or("-"),
                 or_missing(c.summary.usd, usd),
                 c.message
-            );
+            )?;
             if !c.summary.trials.is_empty() {
-                println!("{}", headline_table(&c.summary));
+                ui::outln!("{}", headline_table(&c.summary))?;
             }
-            println!();
+            ui::outln!()?;
         }
         return Ok(());
     }
@@ -89,6 +89,6 @@ pub fn run(ctx: &Context, args: &LogArgs) -> super::Result<()> {
             c.message.clone(),
         ]);
     }
-    println!("{t}");
+    ui::outln!("{t}")?;
     Ok(())
 }

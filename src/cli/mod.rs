@@ -1,6 +1,7 @@
 //! The command line: one file per command (an `Args` struct whose doc comments are the help text,
 //! and a `run` function), after jj's `cli/src/commands/`. No business logic lives here: a command
 //! opens the repository, calls the library and renders the result as a table or as `--json`.
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,6 +32,7 @@ mod show;
 mod status;
 mod tag;
 pub mod ui;
+mod view;
 
 /// Run LLM prompt experiments and keep every run as immutable, content-addressed history.
 #[derive(Parser, Debug)]
@@ -73,6 +75,7 @@ pub enum Command {
     CatObject(cat_object::CatObjectArgs),
     HashObject(hash_object::HashObjectArgs),
     Completions(completions::CompletionsArgs),
+    View(view::ViewArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -87,30 +90,37 @@ pub type Result<T> = std::result::Result<T, Failure>;
 
 pub fn run(cli: Cli) -> Result<()> {
     let ctx = Context { repo: cli.repo };
-    match &cli.command {
-        Command::Init(a) => init::run(&ctx, a),
-        Command::Run(a) => run::run(&ctx, a),
-        Command::Commit(a) => commit::run(&ctx, a),
-        Command::Log(a) => log::run(&ctx, a),
-        Command::List(a) => list::run(&ctx, a),
-        Command::Show(a) => show::run(&ctx, a),
-        Command::Diff(a) => diff::run(&ctx, a),
-        Command::Checkout(a) => checkout::run(&ctx, a),
-        Command::Status(a) => status::run(&ctx, a),
-        Command::Clean(a) => clean::run(&ctx, a),
-        Command::Import(a) => import::run(&ctx, a),
-        Command::Tag(a) => tag::run(&ctx, a),
-        Command::Rm(a) => rm::run(&ctx, a),
-        Command::Remote(a) => remote::run(&ctx, a),
-        Command::Push(a) => push::run(&ctx, a),
-        Command::Fetch(a) => fetch::run(&ctx, a),
-        Command::Pull(a) => pull::run(&ctx, a),
-        Command::Clone(a) => clone::run(&ctx, a),
-        Command::Fsck(a) => fsck::run(&ctx, a),
-        Command::Gc(a) => gc::run(&ctx, a),
-        Command::CatObject(a) => cat_object::run(&ctx, a),
-        Command::HashObject(a) => hash_object::run(&ctx, a),
-        Command::Completions(a) => completions::run(&ctx, a),
+    dispatch(&ctx, &cli.command)?;
+    // What is still buffered must reach the reader now, where a closed pipe can be noticed.
+    Ok(ui::stdout().flush()?)
+}
+
+fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
+    match command {
+        Command::Init(a) => init::run(ctx, a),
+        Command::Run(a) => run::run(ctx, a),
+        Command::Commit(a) => commit::run(ctx, a),
+        Command::Log(a) => log::run(ctx, a),
+        Command::List(a) => list::run(ctx, a),
+        Command::Show(a) => show::run(ctx, a),
+        Command::Diff(a) => diff::run(ctx, a),
+        Command::Checkout(a) => checkout::run(ctx, a),
+        Command::Status(a) => status::run(ctx, a),
+        Command::Clean(a) => clean::run(ctx, a),
+        Command::Import(a) => import::run(ctx, a),
+        Command::Tag(a) => tag::run(ctx, a),
+        Command::Rm(a) => rm::run(ctx, a),
+        Command::Remote(a) => remote::run(ctx, a),
+        Command::Push(a) => push::run(ctx, a),
+        Command::Fetch(a) => fetch::run(ctx, a),
+        Command::Pull(a) => pull::run(ctx, a),
+        Command::Clone(a) => clone::run(ctx, a),
+        Command::Fsck(a) => fsck::run(ctx, a),
+        Command::Gc(a) => gc::run(ctx, a),
+        Command::CatObject(a) => cat_object::run(ctx, a),
+        Command::HashObject(a) => hash_object::run(ctx, a),
+        Command::Completions(a) => completions::run(ctx, a),
+        Command::View(a) => view::run(ctx, a),
     }
 }
 
@@ -128,6 +138,11 @@ impl Hint for SilentExit {
 
 /// Prints `error: …` (the chain, joined) and `hint: …`, and picks the exit code.
 pub fn report_error(failure: &Failure) -> ExitCode {
+    // The reader of stdout left (`exp log | head`): it has what it wanted. Whatever error the
+    // failed write turned into is not the user's problem, so nothing is printed.
+    if ui::stdout_closed() {
+        return ExitCode::SUCCESS;
+    }
     let err = failure.error();
     if let Some(SilentExit(code)) = err.downcast_ref::<SilentExit>() {
         return ExitCode::from(*code);
@@ -140,9 +155,11 @@ pub fn report_error(failure: &Failure) -> ExitCode {
             message.push_str(cause);
         }
     }
-    eprintln!("error: {message}");
+    // A closed stderr has nobody to tell; the exit code still says it failed.
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {message}");
     if let Some(hint) = failure.hint() {
-        eprintln!("hint: {hint}");
+        let _ = writeln!(stderr, "hint: {hint}");
     }
     ExitCode::FAILURE
 }

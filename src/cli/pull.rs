@@ -30,12 +30,12 @@ pub fn run(ctx: &Context, args: &PullArgs) -> super::Result<()> {
     if args.json {
         ui::print_json(&report)?;
     } else {
-        super::fetch::print_refs(&report.refs, "");
+        super::fetch::print_refs(&report.refs, "")?;
         let pruned = report.fetch.refs.iter().filter(|u| u.status == RefStatus::Pruned);
         for u in pruned {
-            println!("pruned remotes/{}/{}: gone from the remote", report.fetch.remote, u.name);
+            ui::outln!("pruned remotes/{}/{}: gone from the remote", report.fetch.remote, u.name)?;
         }
-        super::fetch::print_received(&report.fetch);
+        super::fetch::print_received(&report.fetch)?;
     }
     let conflicts: Vec<String> = report
         .refs

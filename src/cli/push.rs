@@ -55,10 +55,10 @@ pub fn run(ctx: &Context, args: &PushArgs) -> super::Result<()> {
     if args.json {
         ui::print_json(&report)?;
     } else {
-        super::fetch::print_refs(&report.refs, "");
+        super::fetch::print_refs(&report.refs, "")?;
         let t = &report.transfer;
         let plural = exp::display::plural;
-        println!(
+        ui::outln!(
             "sent {} ({}, {}) to {} ({}) in {}",
             plural(t.objects, "object"),
             ui::human_bytes(t.bytes),
@@ -66,7 +66,7 @@ pub fn run(ctx: &Context, args: &PushArgs) -> super::Result<()> {
             report.remote,
             report.url,
             plural(t.requests, "request")
-        );
+        )?;
     }
     let with = |s: RefStatus| -> Vec<String> {
         report.refs.iter().filter(|u| u.status == s).map(|u| u.name.clone()).collect()

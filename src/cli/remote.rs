@@ -50,14 +50,14 @@ pub fn run(ctx: &Context, args: &RemoteArgs) -> super::Result<()> {
             if args.json {
                 return ui::print_json(&r);
             }
-            println!("added remote {} -> {}", r.name, r.url);
+            ui::outln!("added remote {} -> {}", r.name, r.url)?;
         }
         Some(RemoteCommand::Remove { name }) => {
             let r = remote::remove_remote(&repo, name)?;
             if args.json {
                 return ui::print_json(&r);
             }
-            println!("removed remote {} ({})", r.name, r.url);
+            ui::outln!("removed remote {} ({})", r.name, r.url)?;
         }
         None => {
             let remotes = remote::list_remotes(&repo)?;
@@ -70,11 +70,11 @@ pub fn run(ctx: &Context, args: &RemoteArgs) -> super::Result<()> {
                     t.add_row([r.name.clone(), r.url.to_string()]);
                 }
                 if !remotes.is_empty() {
-                    println!("{t}");
+                    ui::outln!("{t}")?;
                 }
             } else {
                 for r in &remotes {
-                    println!("{}", r.name);
+                    ui::outln!("{}", r.name)?;
                 }
             }
         }

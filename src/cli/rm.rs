@@ -1,7 +1,7 @@
 use clap::Args;
 
-use super::Context;
 use super::init::open_repo;
+use super::{Context, ui};
 
 /// Drop a ref (a run or a tag). Its objects stay recoverable until `exp gc` runs after the
 /// grace period.
@@ -15,10 +15,10 @@ pub struct RmArgs {
 pub fn run(ctx: &Context, args: &RmArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let (name, old) = repo.remove_ref(&args.rev)?;
-    println!("removed {name} (was {old})");
-    println!(
+    ui::outln!("removed {name} (was {old})")?;
+    ui::outln!(
         "recover it until `exp gc` prunes it (after the grace period): exp tag {} {old}",
         name.short()
-    );
+    )?;
     Ok(())
 }

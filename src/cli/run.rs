@@ -189,34 +189,34 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
             format!("{} – {}", usd(tr.est_input_usd), usd(tr.max_usd)),
         ]);
     }
-    println!("{t}");
+    ui::outln!("{t}")?;
     let conds: Vec<&str> = plan.conditions.iter().map(|c| c.as_str()).collect();
     let tot = &plan.totals;
-    println!(
+    ui::outln!(
         "dry run: {} × {} · {} ({} per dataset) · {}",
         plural(plan.trials.len() as u64, "trial"),
         conds.join("+"),
         plural(tot.jobs as u64, "job"),
         plural(plan.parts_per_dataset as u64, "part"),
         plural(tot.requests, "request")
-    );
-    println!(
+    )?;
+    ui::outln!(
         "estimated input tokens {} (about 4 characters a token); output at most {} (max_tokens)",
         count(tot.est_input_tokens),
         count(tot.max_output_tokens)
-    );
-    println!(
+    )?;
+    ui::outln!(
         "estimated cost: {} for input, at most {} in all",
         usd(tot.est_input_usd),
         usd(tot.max_usd)
-    );
+    )?;
     if !plan.unpriced_models.is_empty() {
-        println!(
+        ui::outln!(
             "note: no pricing for {}: their cost counts as $0",
             plan.unpriced_models.join(", ")
-        );
+        )?;
     }
-    println!("nothing was sent or written");
+    ui::outln!("nothing was sent or written")?;
     Ok(())
 }
 
@@ -281,14 +281,14 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
             usd(tr.usd),
         ]);
     }
-    println!("{t}");
+    ui::outln!("{t}")?;
     let tot = &s.manifest.totals;
     let resumed = if s.resumed {
         format!(" (resumed; {} answered earlier)", count(s.already_done))
     } else {
         String::new()
     };
-    println!(
+    ui::outln!(
         "run {}: {}{resumed} · {} sent now, {} failed · {} input / {} output tokens · {}",
         s.run_id,
         s.status.as_str(),
@@ -297,22 +297,22 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
         count(tot.input_tokens),
         count(tot.output_tokens),
         usd(tot.usd)
-    );
+    )?;
     for (name, n, written) in &s.datasets {
-        println!(
+        ui::outln!(
             "dataset {name}: {} ({})",
             plural(*n as u64, "item"),
             if *written { "prepared" } else { "reused from prepared/" }
-        );
+        )?;
     }
-    println!("results: {}", display_rel(&s.run_dir));
+    ui::outln!("results: {}", display_rel(&s.run_dir))?;
     if let Some(a) = archived {
         if a.created_store {
-            println!("created the store {}", display_rel(&a.store_dir));
+            ui::outln!("created the store {}", display_rel(&a.store_dir))?;
         }
         let short = a.commit.get(..12).unwrap_or(&a.commit);
         let note = if a.unchanged { " (unchanged since its last commit)" } else { "" };
-        println!("archived: runs/{} -> {short}{note}", s.run_id);
+        ui::outln!("archived: runs/{} -> {short}{note}", s.run_id)?;
     }
     warn();
     Ok(())

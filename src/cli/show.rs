@@ -39,10 +39,10 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> super::Result<()> {
                     if e.mode == Mode::Tree { format!("{}/", e.name) } else { e.name.clone() };
                 t.add_row(vec![format!("{:?}", e.mode).to_lowercase(), name, e.id.short()]);
             }
-            println!("{t}");
+            ui::outln!("{t}")?;
             return Ok(());
         }
-        let mut out = std::io::stdout().lock();
+        let mut out = ui::stdout();
         repo.odb.read_to(&entry.id, &mut out)?;
         out.flush()?;
         return Ok(());
@@ -59,19 +59,19 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> super::Result<()> {
         return ui::print_json(&Shown { id: id.to_hex(), refs, commit: &commit });
     }
     let refs: Vec<String> = repo.refs_pointing_at(&id)?.iter().map(|r| r.to_string()).collect();
-    println!(
+    ui::outln!(
         "commit   {id}{}",
         if refs.is_empty() { String::new() } else { format!(" ({})", refs.join(", ")) }
-    );
-    println!("run      {}", commit.run_id);
-    println!("status   {}", commit.status.as_deref().unwrap_or("-"));
-    println!("time     {}", commit.time);
-    println!("message  {}", commit.message);
+    )?;
+    ui::outln!("run      {}", commit.run_id)?;
+    ui::outln!("status   {}", commit.status.as_deref().unwrap_or("-"))?;
+    ui::outln!("time     {}", commit.time)?;
+    ui::outln!("message  {}", commit.message)?;
     for p in &commit.parents {
-        println!("parent   {p}");
+        ui::outln!("parent   {p}")?;
     }
     if let Some(h) = &commit.config_hash {
-        println!("config   {h}");
+        ui::outln!("config   {h}")?;
     }
     if let Some(p) = &commit.provenance {
         let code = match &p.git_commit {
@@ -83,18 +83,18 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> super::Result<()> {
             None => "-".to_string(),
         };
         let note = p.note.as_deref().map(|n| format!(" [{n}]")).unwrap_or_default();
-        println!("code     {code}{note}");
+        ui::outln!("code     {code}{note}")?;
     }
-    println!("exp      {}", commit.exp_version);
+    ui::outln!("exp      {}", commit.exp_version)?;
     if let Some(p) = &commit.path {
-        println!("folder   {p}");
+        ui::outln!("folder   {p}")?;
     }
     if commit.summary.trials.is_empty() {
-        println!("\n(no results in this run)");
+        ui::outln!("\n(no results in this run)")?;
     } else {
-        println!("\n{}", headline_table(&commit.summary));
+        ui::outln!("\n{}", headline_table(&commit.summary))?;
         if let Some(total) = commit.summary.usd {
-            println!("total cost {}", usd(total));
+            ui::outln!("total cost {}", usd(total))?;
         }
     }
     Ok(())

@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> super::Result<()> {
     }
     if runs.is_empty() {
         let (shown, _) = repo.workspace_key(&folders.experiments)?;
-        println!("no run folders in {shown}/");
+        ui::outln!("no run folders in {shown}/")?;
         return Ok(());
     }
     let mut t = ui::table(["folder", "state", "ref", "changes"]);
@@ -66,6 +66,6 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> super::Result<()> {
         };
         t.add_row(vec![r.path.clone(), state.into(), refn, changes.join("\n")]);
     }
-    println!("{t}");
+    ui::outln!("{t}")?;
     Ok(())
 }

@@ -42,9 +42,9 @@ pub fn run(ctx: &Context, args: &TagArgs) -> super::Result<()> {
             t.add_row(vec![n.short().to_string(), id.short(), c.run_id, c.message]);
         }
         if tags.is_empty() {
-            println!("no tags");
+            ui::outln!("no tags")?;
         } else {
-            println!("{t}");
+            ui::outln!("{t}")?;
         }
         return Ok(());
     }
@@ -53,10 +53,10 @@ pub fn run(ctx: &Context, args: &TagArgs) -> super::Result<()> {
     };
     if args.delete {
         let old = repo.refs.delete(&RefName::tag(name)?, Expect::Any, "tag -d")?;
-        println!("deleted tag {name} (was {})", old.short());
+        ui::outln!("deleted tag {name} (was {})", old.short())?;
         return Ok(());
     }
     let (r, id) = repo.tag(name, args.rev.as_deref())?;
-    println!("tagged {} as {r}", id.short());
+    ui::outln!("tagged {} as {r}", id.short())?;
     Ok(())
 }

@@ -1,6 +1,14 @@
 //! How commands show things: tables for people, JSON for scripts, progress on stderr.
-use std::io::IsTerminal;
+//!
+//! Every byte a command prints goes through this module (`outln!`, `out!`, `print_json`, or the
+//! raw `stdout()` writer for file contents), after jj's `ui`: one place then decides what a
+//! closed pipe means. When the reader of stdout goes away (`exp log | head`), the write fails,
+//! the error unwinds the command like any other (locks and temp files are released), and
+//! `stdout_closed` tells the binary to end quietly with exit 0 instead of printing an error.
+use std::fmt;
+use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use comfy_table::{ContentArrangement, Table, presets};
@@ -19,10 +27,77 @@ where
     t
 }
 
+/// Set when a write to stdout failed because nobody reads it any more.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a write to stdout found its reader gone. The command's error then says nothing
+/// worth showing (it may even name a pack file whose bytes were being copied out), so the
+/// binary ends quietly with exit 0: the reader took what it wanted.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+/// Command output as raw bytes (a file's content, `cat-object`): stdout, locked, watched for a
+/// closed pipe. Text goes through `outln!`/`out!`, which also fit it to the terminal.
+pub fn stdout() -> Stdout {
+    Stdout(io::stdout().lock())
+}
+
+pub struct Stdout(io::StdoutLock<'static>);
+
+impl Stdout {
+    fn watch<T>(r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Self::watch(self.0.write(buf))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Self::watch(self.0.flush())
+    }
+}
+
+/// `println!` for command output: `ui::outln!("committed {id}")?`. Fails (instead of
+/// panicking, as `println!` does) when stdout is closed.
+macro_rules! outln {
+    () => {
+        $crate::cli::ui::write_text(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::ui::write_text(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// `print!` for command output; see `outln!`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::ui::write_text(format_args!($($arg)*))
+    };
+}
+pub(crate) use out;
+
+/// Writes text for people to stdout.
+pub fn write_text(text: fmt::Arguments) -> io::Result<()> {
+    let mut out = stdout();
+    out.write_fmt(text)?;
+    out.flush()
+}
+
 /// Pretty JSON on stdout, for `--json`.
 pub fn print_json<T: serde::Serialize>(value: &T) -> super::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value).map_err(std::io::Error::from)?);
-    Ok(())
+    let mut out = stdout();
+    serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from)?;
+    out.write_all(b"\n")?;
+    Ok(out.flush()?)
 }
 
 /// Progress on stderr: a bar with rate and ETA on a terminal, a plain line every few seconds
@@ -76,7 +151,8 @@ impl TermProgress {
             (s.done.to_string(), s.total.to_string(), format!("{rate:.1}/s"))
         };
         let status = if s.status.is_empty() { String::new() } else { format!(" · {}", s.status) };
-        eprintln!("{}: {done}/{total} · {rate}{eta}{status}", s.what);
+        // Progress is a courtesy: a closed stderr (`exp run 2>&1 | head`) must not stop the run.
+        let _ = writeln!(io::stderr(), "{}: {done}/{total} · {rate}{eta}{status}", s.what);
     }
 }
 

@@ -745,6 +745,80 @@ fn what_it_has(src: &dyn Source, t: &TrialFiles) -> Result<String, Error> {
 }
 
 /// Pairs items by (condition, dataset, item, repeat), counts flips and runs exact McNemar.
+/// Counts one item scored on both sides into `r`: the flip it is (`fixed`, `broken`), if any.
+/// A failure on either side counts as that, never as a wrong answer.
+fn count_pair(
+    r: &mut PairedRow,
+    non_binary: &mut bool,
+    a: Option<f64>,
+    b: Option<f64>,
+) -> Option<&'static str> {
+    let (Some(p), Some(q)) = (a, b) else {
+        r.failed_either += 1;
+        return None;
+    };
+    r.paired += 1;
+    let binary = |s: f64| s == 0.0 || s == 1.0;
+    if !binary(p) || !binary(q) {
+        *non_binary = true;
+    }
+    match (p >= 0.5, q >= 0.5) {
+        (true, true) => {
+            r.both_correct += 1;
+            None
+        }
+        (false, false) => {
+            r.both_wrong += 1;
+            None
+        }
+        (false, true) => {
+            r.fixed += 1;
+            Some("fixed")
+        }
+        (true, false) => {
+            r.broken += 1;
+            Some("broken")
+        }
+    }
+}
+
+impl PairedRow {
+    fn new(trial: &str, condition: &str) -> PairedRow {
+        PairedRow {
+            trial: trial.to_string(),
+            condition: condition.to_string(),
+            paired: 0,
+            both_correct: 0,
+            both_wrong: 0,
+            fixed: 0,
+            broken: 0,
+            failed_either: 0,
+            unmatched: 0,
+            p_value: None,
+            method: "exact McNemar",
+            not_computed: None,
+        }
+    }
+
+    /// The exact McNemar test on the counts, or why it was not computed.
+    fn tested(mut self, non_binary: bool) -> PairedRow {
+        if non_binary {
+            self.not_computed = Some(
+                "scores are not binary (0/1): flips count scores ≥ 0.5 as correct, McNemar needs 0/1"
+                    .into(),
+            );
+        } else if self.paired == 0 {
+            self.not_computed = Some("no item was scored on both sides".into());
+        } else {
+            self.p_value = mcnemar::exact_p(self.broken, self.fixed);
+            if self.p_value.is_none() {
+                self.not_computed = Some("no item flipped: nothing to test".into());
+            }
+        }
+        self
+    }
+}
+
 fn paired_rows(
     trial: &str,
     ta: &ScoreTable,
@@ -766,29 +840,13 @@ fn paired_rows(
     let (ia, ib) = (order(ta), order(tb));
     // Few conditions: a short list beats a map lookup per row.
     let mut rows: Vec<(PairedRow, bool)> = Vec::new();
-    fn at(rows: &mut Vec<(PairedRow, bool)>, trial: &str, cond: &str) -> usize {
+    let at = |rows: &mut Vec<(PairedRow, bool)>, cond: &str| -> usize {
         if let Some(k) = rows.iter().position(|(r, _)| r.condition == cond) {
             return k;
         }
-        rows.push((
-            PairedRow {
-                trial: trial.to_string(),
-                condition: cond.to_string(),
-                paired: 0,
-                both_correct: 0,
-                both_wrong: 0,
-                fixed: 0,
-                broken: 0,
-                failed_either: 0,
-                unmatched: 0,
-                p_value: None,
-                method: "exact McNemar",
-                not_computed: None,
-            },
-            false,
-        ));
+        rows.push((PairedRow::new(trial, cond), false));
         rows.len() - 1
-    }
+    };
     let mut items = Vec::new();
     let mut last: Option<(String, usize)> = None;
     let (mut i, mut j) = (0, 0);
@@ -807,7 +865,7 @@ fn paired_rows(
         let k = match &last {
             Some((c, k)) if c == cond => *k,
             _ => {
-                let k = at(&mut rows, trial, cond);
+                let k = at(&mut rows, cond);
                 last = Some((cond.to_string(), k));
                 k
             }
@@ -823,47 +881,20 @@ fn paired_rows(
                 j += 1;
             }
             (Ordering::Equal, Some(x), Some(y)) => {
-                match (x.score, y.score) {
-                    (Some(p), Some(q)) => {
-                        r.paired += 1;
-                        let binary = |s: f64| s == 0.0 || s == 1.0;
-                        if !binary(p) || !binary(q) {
-                            *non_binary = true;
-                        }
-                        let change = match (p >= 0.5, q >= 0.5) {
-                            (true, true) => {
-                                r.both_correct += 1;
-                                None
-                            }
-                            (false, false) => {
-                                r.both_wrong += 1;
-                                None
-                            }
-                            (false, true) => {
-                                r.fixed += 1;
-                                Some("fixed")
-                            }
-                            (true, false) => {
-                                r.broken += 1;
-                                Some("broken")
-                            }
-                        };
-                        if let (Some(change), true) = (change, want_items) {
-                            let gold = if tb.gold(y).is_empty() { ta.gold(x) } else { tb.gold(y) };
-                            items.push(FlippedItem {
-                                trial: trial.to_string(),
-                                condition: cond.to_string(),
-                                dataset: tb.dataset(y).to_string(),
-                                item: tb.item(y).to_string(),
-                                repeat: y.repeat,
-                                gold: gold.to_string(),
-                                prediction_a: ta.prediction(x).to_string(),
-                                prediction_b: tb.prediction(y).to_string(),
-                                change,
-                            });
-                        }
-                    }
-                    _ => r.failed_either += 1,
+                let flip = count_pair(r, non_binary, x.score, y.score);
+                if let (Some(change), true) = (flip, want_items) {
+                    let gold = if tb.gold(y).is_empty() { ta.gold(x) } else { tb.gold(y) };
+                    items.push(FlippedItem {
+                        trial: trial.to_string(),
+                        condition: cond.to_string(),
+                        dataset: tb.dataset(y).to_string(),
+                        item: tb.item(y).to_string(),
+                        repeat: y.repeat,
+                        gold: gold.to_string(),
+                        prediction_a: ta.prediction(x).to_string(),
+                        prediction_b: tb.prediction(y).to_string(),
+                        change,
+                    });
                 }
                 i += 1;
                 j += 1;
@@ -871,25 +902,8 @@ fn paired_rows(
             _ => break,
         }
     }
-    let mut out: Vec<PairedRow> = rows
-        .into_iter()
-        .map(|(mut r, non_binary)| {
-            if non_binary {
-                r.not_computed = Some(
-                    "scores are not binary (0/1): flips count scores ≥ 0.5 as correct, McNemar needs 0/1"
-                        .into(),
-                );
-            } else if r.paired == 0 {
-                r.not_computed = Some("no item was scored on both sides".into());
-            } else {
-                r.p_value = mcnemar::exact_p(r.broken, r.fixed);
-                if r.p_value.is_none() {
-                    r.not_computed = Some("no item flipped: nothing to test".into());
-                }
-            }
-            r
-        })
-        .collect();
+    let mut out: Vec<PairedRow> =
+        rows.into_iter().map(|(r, non_binary)| r.tested(non_binary)).collect();
     out.sort_by(|x, y| x.condition.cmp(&y.condition));
     (out, items)
 }

@@ -115,7 +115,7 @@ impl OpenAi {
         let bytes = self.read_body(resp).await?;
         if !status.is_success() {
             // Cleaned before it is cut, so a key straddling the cut cannot leave a prefix behind.
-            let text = String::from_utf8_lossy(&bytes);
+            let text = error_text(&bytes);
             let text = self.redactor.clean(&text);
             let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
             let message = format!("HTTP {}: {}", status.as_u16(), excerpt.trim());
@@ -216,6 +216,15 @@ pub fn parse(bytes: &[u8]) -> Result<Completion, Failure> {
     })
 }
 
+/// An error body as text. JSON is re-written compactly, which also undoes escapes (`\u0073k-…`),
+/// so the redactor sees a key echoed in any JSON spelling as its plain bytes.
+fn error_text(bytes: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(v) => v.to_string(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 /// An error with its sources, which hold the useful part ("connection refused").
 fn chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
@@ -267,6 +276,14 @@ mod tests {
         assert_eq!(c.content, "positive");
         assert_eq!(c.finish_reason.as_deref(), Some("stop"));
         assert_eq!(c.usage, Some((12, 3)));
+    }
+
+    #[test]
+    fn json_error_bodies_are_unescaped_before_redaction() {
+        let text = error_text(br#"{"error": "bad key \u0073k-1\/2"}"#);
+        assert_eq!(text, r#"{"error":"bad key sk-1/2"}"#);
+        assert_eq!(Redactor::new(Some("sk-1/2")).clean(&text), r#"{"error":"bad key [redacted]"}"#);
+        assert_eq!(error_text(b"<html>\xff</html>"), "<html>\u{fffd}</html>");
     }
 
     #[test]

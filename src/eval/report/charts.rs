@@ -49,17 +49,20 @@ fn pct_trials(agg: &Aggregate) -> Num {
 }
 
 /// "T3 gpt-oss-120b-operational_only-t0-…", short enough for the axis.
-fn label(i: usize, t: &AggTrial) -> String {
-    let mut s: String = t.slug.chars().take(44).collect();
-    if t.slug.chars().count() > 44 {
+fn label(i: usize, slug: &str) -> String {
+    let mut s: String = slug.chars().take(44).collect();
+    if slug.chars().count() > 44 {
         s.push('…');
     }
     format!("T{} {s}", i + 1)
 }
 
-fn y_label_width(agg: &Aggregate) -> u32 {
-    let longest =
-        agg.trials.iter().enumerate().map(|(i, t)| label(i, t).chars().count()).max().unwrap_or(4);
+fn trial_labels(agg: &Aggregate) -> Vec<String> {
+    agg.trials.iter().enumerate().map(|(i, t)| label(i, &t.slug)).collect()
+}
+
+fn y_label_width(labels: &[String]) -> u32 {
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4);
     (longest as u32 * 7 + 16).clamp(60, 360)
 }
 
@@ -89,37 +92,59 @@ fn s<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// Effect with its CI per trial; teal when significant after Holm.
-fn forest(agg: &Aggregate) -> Result<Chart, String> {
-    let num = pct_trials(agg);
-    let n = agg.trials.len().max(1);
-    let effects: Vec<Option<(f64, Option<[f64; 2]>)>> = agg
-        .trials
-        .iter()
-        .map(|t| t.sig.as_ref()?.difference.as_ref().map(|d| (d.mean, d.ci)))
-        .collect();
+pub(crate) fn forest(agg: &Aggregate) -> Result<Chart, String> {
+    forest_runs(&[(String::new(), agg)])
+}
+
+/// Colors of the runs a forest plot overlays, in order.
+const RUN_COLORS: [RGBColor; 4] =
+    [RGBColor(107, 114, 128), RGBColor(37, 99, 235), RGBColor(217, 119, 6), RGBColor(147, 51, 234)];
+
+/// The forest plot of one run, or of several overlaid (one color per run, a trial per row,
+/// matched by slug): each effect with its CI. One run: teal marks significance after Holm and
+/// each effect is written under its dot. Several: a filled dot is significant after Holm, a
+/// ring is not, and the runs sit side by side within a row so their intervals never overlap.
+pub(crate) fn forest_runs(runs: &[(String, &Aggregate)]) -> Result<Chart, String> {
+    let several = runs.len() > 1;
+    let first = runs.first().map(|r| r.1).ok_or("no run to draw")?;
+    let num = pct_trials(first);
+    let alpha = first.alpha;
+    let mut slugs: Vec<&str> = Vec::new();
+    for (_, agg) in runs {
+        for t in &agg.trials {
+            if !slugs.contains(&t.slug.as_str()) {
+                slugs.push(&t.slug);
+            }
+        }
+    }
+    let n = slugs.len().max(1);
+    let effect = |t: &AggTrial| t.sig.as_ref()?.difference.as_ref().map(|d| (d.mean, d.ci));
+    let all = runs.iter().flat_map(|(_, a)| a.trials.iter().filter_map(effect));
     let (x0, x1) = span(
-        effects
-            .iter()
-            .flatten()
-            .flat_map(|(m, ci)| [Some(*m), ci.map(|c| c[0]), ci.map(|c| c[1])])
-            .flatten(),
+        all.flat_map(|(m, ci)| [Some(m), ci.map(|c| c[0]), ci.map(|c| c[1])]).flatten(),
         true,
         0.12,
         0.02,
     );
-    let height = 110 + ROW * n as u32;
+    let row = if several { ROW.max(18 * runs.len() as u32 + 12) } else { ROW };
+    let height = 110 + row * n as u32 + if several { 40 } else { 0 };
+    let labels: Vec<String> = slugs.iter().enumerate().map(|(i, s)| label(i, s)).collect();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(s)?;
+        let caption = if several {
+            "Effect of the treatment prompt per trial, runs overlaid"
+        } else {
+            "Effect of the treatment prompt per trial"
+        };
         let mut chart = ChartBuilder::on(&root)
-            .caption("Effect of the treatment prompt per trial", (FONT, 22).into_font().color(&INK))
+            .caption(caption, (FONT, 22).into_font().color(&INK))
             .margin(16)
             .x_label_area_size(44)
-            .y_label_area_size(y_label_width(agg))
-            .build_cartesian_2d(x0..x1, rows(n))
+            .y_label_area_size(y_label_width(&labels))
+            .build_cartesian_2d(x0..x1, if several { rows_with_legend(n) } else { rows(n) })
             .map_err(s)?;
-        let labels: Vec<String> = agg.trials.iter().enumerate().map(|(i, t)| label(i, t)).collect();
         let y_fmt = |y: &i32| row_label(&labels, *y);
         let x_fmt = |x: &f64| diff_tick(num, *x, x1 - x0);
         house_mesh(&mut chart.configure_mesh())
@@ -135,45 +160,78 @@ fn forest(agg: &Aggregate) -> Result<Chart, String> {
                 INK.stroke_width(1),
             )))
             .map_err(s)?;
-        for (i, (e, t)) in effects.iter().zip(&agg.trials).enumerate() {
-            let Some((m, ci)) = e else { continue };
-            let color =
-                if t.holm_p.is_some_and(|h| h < agg.alpha) { SIGNIFICANT } else { NOT_SIGNIFICANT };
-            let y = row_y(n, i);
-            if let Some([lo, hi]) = ci {
-                let style = color.stroke_width(3);
-                chart
-                    .draw_series([
-                        PathElement::new(vec![(*lo, y), (*hi, y)], style),
-                        PathElement::new(vec![(*lo, y - 15), (*lo, y + 15)], style),
-                        PathElement::new(vec![(*hi, y - 15), (*hi, y + 15)], style),
-                    ])
-                    .map_err(s)?;
+        let k = runs.len() as i32;
+        for (r, (run_label, agg)) in runs.iter().enumerate() {
+            // Runs spread over ±30 hundredths of a row around the row's line.
+            let offset = if several { 30 - 60 * r as i32 / (k - 1).max(1) } else { 0 };
+            let run_color = RUN_COLORS[r % RUN_COLORS.len()];
+            for t in &agg.trials {
+                let Some((m, ci)) = effect(t) else { continue };
+                let Some(i) = slugs.iter().position(|s| *s == t.slug) else { continue };
+                let significant = t.holm_p.is_some_and(|h| h < agg.alpha);
+                let color = match (several, significant) {
+                    (true, _) => run_color,
+                    (false, true) => SIGNIFICANT,
+                    (false, false) => NOT_SIGNIFICANT,
+                };
+                let y = row_y(n, i) + offset;
+                let cap = if several { 8 } else { 15 };
+                if let Some([lo, hi]) = ci {
+                    let style = color.stroke_width(if several { 2 } else { 3 });
+                    chart
+                        .draw_series([
+                            PathElement::new(vec![(lo, y), (hi, y)], style),
+                            PathElement::new(vec![(lo, y - cap), (lo, y + cap)], style),
+                            PathElement::new(vec![(hi, y - cap), (hi, y + cap)], style),
+                        ])
+                        .map_err(s)?;
+                }
+                let dot = if several && !significant {
+                    Circle::new((m, y), 6, color.stroke_width(2))
+                } else {
+                    Circle::new((m, y), if several { 6 } else { 7 }, color.filled())
+                };
+                chart.draw_series(std::iter::once(dot)).map_err(s)?;
+                if !several {
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            num.diff(m),
+                            (m, y + 42),
+                            (FONT, 14).into_font().color(&INK),
+                        )))
+                        .map_err(s)?;
+                }
             }
-            chart
-                .draw_series(std::iter::once(Circle::new((*m, y), 7, color.filled())))
-                .map_err(s)?;
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    num.diff(*m),
-                    (*m, y + 42),
-                    (FONT, 14).into_font().color(&INK),
-                )))
+            if several {
+                chart
+                    .draw_series(std::iter::empty::<Circle<(f64, i32), i32>>())
+                    .map_err(s)?
+                    .label(run_label.as_str())
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 6, run_color.filled()));
+            }
+        }
+        if several {
+            house_legend(&mut chart.configure_series_labels(), SeriesLabelPosition::UpperRight)
+                .draw()
                 .map_err(s)?;
         }
         root.present().map_err(s)?;
     }
-    let level = super::markdown::ci_level(agg.alpha);
-    Ok(Chart {
-        file: "effects.svg",
-        title: "Effect per trial".into(),
-        caption: format!(
+    let level = super::markdown::ci_level(alpha);
+    let caption = if several {
+        format!(
+            "Each dot is a trial's paired effect (treatment − control) in one run, with its {level} \
+             confidence interval; filled dots are significant after Holm's correction, rings are \
+             not. An interval that crosses the vertical line at 0 is consistent with no effect."
+        )
+    } else {
+        format!(
             "Each dot is a trial's paired effect (treatment − control) with its {level} confidence \
              interval; teal marks trials significant after Holm's correction. An interval that \
              crosses the vertical line at 0 is consistent with no effect."
-        ),
-        svg,
-    })
+        )
+    };
+    Ok(Chart { file: "effects.svg", title: "Effect per trial".into(), caption, svg })
 }
 
 /// The house style of every chart's grid and axes: light grid, grey axes, dark labels.
@@ -239,7 +297,7 @@ fn diff_tick(num: Num, x: f64, width: f64) -> String {
 }
 
 /// Per trial: control and treatment level with their CIs.
-fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
+pub(crate) fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
     let num = pct_trials(agg);
     let n = agg.trials.len().max(1);
     let cond = |t: &AggTrial, c: &str| {
@@ -256,6 +314,7 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
     x0 = x0.max(0.0);
     x1 = x1.min(1.0).max(x0 + 0.01);
     let height = 150 + (ROW + 14) * (n as u32 + 1);
+    let labels = trial_labels(agg);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
@@ -267,10 +326,9 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
             )
             .margin(16)
             .x_label_area_size(44)
-            .y_label_area_size(y_label_width(agg))
+            .y_label_area_size(y_label_width(&labels))
             .build_cartesian_2d(x0..x1, rows_with_legend(n))
             .map_err(s)?;
-        let labels: Vec<String> = agg.trials.iter().enumerate().map(|(i, t)| label(i, t)).collect();
         let y_fmt = |y: &i32| row_label(&labels, *y);
         let x_fmt =
             |x: &f64| if num.pct { format!("{:.0}%", x * 100.0) } else { format!("{x:.2}") };
@@ -322,23 +380,114 @@ fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
     })
 }
 
-/// Cost of each condition against its level, one line per trial from control to treatment.
-fn cost(agg: &Aggregate) -> Result<Chart, String> {
+/// One condition of one trial on the cost chart.
+#[derive(Clone, Copy)]
+struct CostPoint {
+    usd: f64,
+    level: f64,
+    ci: Option<[f64; 2]>,
+}
+
+/// Whether costs spread over more than 10x, all above zero: then the cost axis is logarithmic,
+/// so a cheap trial is not squeezed against the axis by an expensive one.
+fn log_costs(costs: &[f64]) -> bool {
+    let lo = costs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = costs.iter().copied().fold(0.0, f64::max);
+    !costs.is_empty() && lo > 0.0 && hi / lo > 10.0
+}
+
+/// Ticks of the cost axis, in axis units: powers of ten (with 2 and 5 between when the axis
+/// spans few decades) on a log axis, round steps on a linear one.
+fn cost_ticks(x0: f64, x1: f64, log: bool) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    if log {
+        let few = x1 - x0 < 2.5;
+        for decade in (x0.floor() as i32)..=(x1.ceil() as i32) {
+            for m in if few { &[1.0, 2.0, 5.0][..] } else { &[1.0][..] } {
+                let t = f64::from(decade) + f64::log10(*m);
+                if t >= x0 && t <= x1 {
+                    ticks.push(t);
+                }
+            }
+        }
+    } else {
+        let raw = (x1 - x0) / 5.0;
+        let mag = 10f64.powf(raw.log10().floor());
+        let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(raw);
+        let mut t = (x0 / step).ceil() * step;
+        while t <= x1 + step * 1e-9 {
+            ticks.push(t);
+            t += step;
+        }
+    }
+    ticks
+}
+
+/// Places labels near their points without overlapping one another: each label (width from
+/// its length, in pixels) goes to the first of a few offsets around its point that collides
+/// with no label placed before it. Returns the pixel offset of each label.
+fn place_labels(points: &[(i32, i32)], labels: &[String]) -> Vec<(i32, i32)> {
+    const H: i32 = 16;
+    let candidates: Vec<(i32, i32)> = [(9, -18), (9, 4), (-9, -18), (-9, 4)]
+        .into_iter()
+        .chain((1..8).flat_map(|k| [(9, -18 - H * k), (9, 4 + H * k)]))
+        .collect();
+    let mut placed: Vec<(i32, i32, i32, i32)> = Vec::new();
+    let mut out = Vec::with_capacity(points.len());
+    for ((px, py), text) in points.iter().zip(labels) {
+        let w = 8 * text.chars().count() as i32 + 4;
+        let rect = |(dx, dy): (i32, i32)| {
+            let x = if dx < 0 { px + dx - w } else { px + dx };
+            (x, py + dy, x + w, py + dy + H)
+        };
+        let free = |r: (i32, i32, i32, i32)| {
+            placed.iter().all(|p| r.2 <= p.0 || p.2 <= r.0 || r.3 <= p.1 || p.3 <= r.1)
+        };
+        let choice = candidates.iter().copied().find(|c| free(rect(*c))).unwrap_or(candidates[0]);
+        placed.push(rect(choice));
+        let (dx, dy) = choice;
+        out.push(if dx < 0 { (dx - w, dy) } else { (dx, dy) });
+    }
+    out
+}
+
+/// Cost of each condition against its level with its CI as an error bar, one line per trial
+/// from control to treatment; a log cost axis when costs spread over 10x.
+pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
     let num = pct_trials(agg);
     let point = |t: &AggTrial, c: &str| {
-        let m = t.sig.as_ref()?.conditions.get(c)?.mean?;
+        let stats = t.sig.as_ref()?.conditions.get(c)?;
         let usd = t.costs.as_ref()?.conditions.get(c)?.usd?;
-        Some((usd, m))
+        Some(CostPoint { usd, level: stats.mean?, ci: stats.ci })
     };
-    let pts: Vec<[Option<(f64, f64)>; 2]> =
+    let pts: Vec<[Option<CostPoint>; 2]> =
         agg.trials.iter().map(|t| [point(t, CONTROL), point(t, TREATMENT)]).collect();
-    let all: Vec<(f64, f64)> = pts.iter().flatten().flatten().copied().collect();
-    let any_cost = all.iter().any(|p| p.0 > 0.0);
-    let (_, xmax) = span(all.iter().map(|p| p.0), true, 0.15, 1e-6);
-    let (x0, x1) = if any_cost { (0.0, xmax) } else { (0.0, 1.0) };
-    let (mut y0, mut y1) = span(all.iter().map(|p| p.1), false, 0.2, 0.05);
+    let all: Vec<CostPoint> = pts.iter().flatten().flatten().copied().collect();
+    let costs: Vec<f64> = all.iter().map(|p| p.usd).collect();
+    let any_cost = costs.iter().any(|c| *c > 0.0);
+    let log = log_costs(&costs);
+    let to_x = |usd: f64| if log { usd.log10() } else { usd };
+    let (x0, x1) = if log {
+        span(costs.iter().map(|c| c.log10()), false, 0.15, 0.5)
+    } else if any_cost {
+        (0.0, span(costs.iter().copied(), true, 0.15, 1e-6).1)
+    } else {
+        (0.0, 1.0)
+    };
+    let levels = all.iter().flat_map(|p| {
+        [Some(p.level), p.ci.map(|c| c[0]), p.ci.map(|c| c[1])].into_iter().flatten()
+    });
+    let (mut y0, mut y1) = span(levels, false, 0.2, 0.05);
     y0 = y0.max(0.0);
     y1 = y1.min(1.0).max(y0 + 0.01);
+    // The cost axis runs in integer steps over [x0, x1] (plotters labels only integer axes
+    // with chosen ticks); each tick keeps its exact value for its label.
+    const STEPS: f64 = 100_000.0;
+    let norm = |x: f64| ((x - x0) / (x1 - x0) * STEPS).round() as i32;
+    let ticks: Vec<(i32, f64)> =
+        cost_ticks(x0, x1, log).into_iter().map(|t| (norm(t), t)).collect();
+    let x_axis: RangedCoordi32 = (0..STEPS as i32).into();
+    let x_axis = x_axis.with_key_points(ticks.iter().map(|t| t.0).collect());
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, 480)).into_drawing_area();
@@ -351,27 +500,35 @@ fn cost(agg: &Aggregate) -> Result<Chart, String> {
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)
+            .build_cartesian_2d(x_axis, y0..y1)
             .map_err(s)?;
-        let x_fmt = |x: &f64| display::usd(*x);
+        let x_fmt = |xi: &i32| {
+            let x = ticks
+                .iter()
+                .find(|t| t.0 == *xi)
+                .map(|t| t.1)
+                .unwrap_or(x0 + f64::from(*xi) / STEPS * (x1 - x0));
+            display::usd(if log { 10f64.powf(x) } else { x })
+        };
         let y_fmt =
             |y: &f64| if num.pct { format!("{:.0}%", y * 100.0) } else { format!("{y:.2}") };
         house_mesh(&mut chart.configure_mesh())
-            .x_desc(if any_cost {
-                "cost of the condition (USD)"
-            } else {
-                "cost (no pricing configured: all $0)"
+            .x_desc(match (any_cost, log) {
+                (false, _) => "cost (no pricing configured: all $0)",
+                (true, true) => "cost of the condition (USD, log scale)",
+                (true, false) => "cost of the condition (USD)",
             })
             .y_desc(num.level_name())
             .x_label_formatter(&x_fmt)
             .y_label_formatter(&y_fmt)
             .draw()
             .map_err(s)?;
+        let at = |p: &CostPoint| (norm(to_x(p.usd)), p.level);
         for [c, t] in &pts {
             if let (Some(a), Some(b)) = (c, t) {
                 chart
                     .draw_series(std::iter::once(PathElement::new(
-                        vec![*a, *b],
+                        vec![at(a), at(b)],
                         GRID.stroke_width(2),
                     )))
                     .map_err(s)?;
@@ -380,26 +537,37 @@ fn cost(agg: &Aggregate) -> Result<Chart, String> {
         for (k, (c, color)) in
             [(CONTROL, CONTROL_COLOR), (TREATMENT, TREATMENT_COLOR)].into_iter().enumerate()
         {
-            let series: Vec<(usize, (f64, f64))> =
-                pts.iter().enumerate().filter_map(|(i, p)| p[k].map(|v| (i, v))).collect();
+            let series: Vec<CostPoint> = pts.iter().filter_map(|p| p[k]).collect();
+            let bar = color.mix(0.7).stroke_width(2);
+            for p in series.iter().filter(|p| p.ci.is_some()) {
+                let [lo, hi] = p.ci.unwrap_or([p.level, p.level]);
+                let x = norm(to_x(p.usd));
+                chart.draw_series([PathElement::new(vec![(x, lo), (x, hi)], bar)]).map_err(s)?;
+                for end in [lo, hi] {
+                    chart
+                        .draw_series([EmptyElement::at((x, end))
+                            + PathElement::new(vec![(-5, 0), (5, 0)], bar)])
+                        .map_err(s)?;
+                }
+            }
             chart
-                .draw_series(series.iter().map(|(_, p)| Circle::new(*p, 6, color.filled())))
+                .draw_series(series.iter().map(|p| Circle::new(at(p), 6, color.filled())))
                 .map_err(s)?
                 .label(c)
                 .legend(move |(x, y)| Circle::new((x + 8, y), 6, color.filled()));
-            if k == 1 {
-                chart
-                    .draw_series(series.iter().map(|(i, p)| {
-                        EmptyElement::at(*p)
-                            + Text::new(
-                                format!("T{}", i + 1),
-                                (9, -18),
-                                (FONT, 14).into_font().color(&INK),
-                            )
-                    }))
-                    .map_err(s)?;
-            }
         }
+        // T1, T2, … beside each trial's treatment point, moved apart where they would overlap.
+        let labelled: Vec<(usize, CostPoint)> =
+            pts.iter().enumerate().filter_map(|(i, p)| p[1].map(|v| (i, v))).collect();
+        let texts: Vec<String> = labelled.iter().map(|(i, _)| format!("T{}", i + 1)).collect();
+        let pixels: Vec<(i32, i32)> =
+            labelled.iter().map(|(_, p)| chart.backend_coord(&at(p))).collect();
+        let offsets = place_labels(&pixels, &texts);
+        chart
+            .draw_series(labelled.iter().zip(texts).zip(offsets).map(|(((_, p), text), off)| {
+                EmptyElement::at(at(p)) + Text::new(text, off, (FONT, 14).into_font().color(&INK))
+            }))
+            .map_err(s)?;
         house_legend(&mut chart.configure_series_labels(), SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(s)?;
@@ -410,8 +578,14 @@ fn cost(agg: &Aggregate) -> Result<Chart, String> {
         title: format!("Cost against {}", num.level_name()),
         caption: format!(
             "Each trial's control (grey) and treatment (blue) condition: what it cost and the {} it \
-             reached; a line joins the two conditions of a trial (labelled T1, T2, … as in the table).",
-            num.level_name()
+             reached, with its confidence interval as an error bar; a line joins the two \
+             conditions of a trial (labelled T1, T2, … as in the table).{}",
+            num.level_name(),
+            if log {
+                " Costs spread over more than 10x, so the cost axis is logarithmic."
+            } else {
+                ""
+            }
         ),
         svg,
     })
@@ -420,4 +594,38 @@ fn cost(agg: &Aggregate) -> Result<Chart, String> {
 fn cap(s: &str) -> String {
     let mut c = s.chars();
     c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cost_axis_is_logarithmic_only_when_positive_costs_spread_over_ten_times() {
+        assert!(log_costs(&[0.001, 0.02]));
+        assert!(!log_costs(&[0.001, 0.009]));
+        assert!(!log_costs(&[0.0, 0.5]), "a zero cost has no place on a log axis");
+        let ticks = cost_ticks(-3.2, -1.1, true);
+        assert!(ticks.contains(&-3.0) && ticks.contains(&-2.0));
+        assert!(ticks.iter().all(|t| (-3.2..=-1.1).contains(t)));
+        assert_eq!(cost_ticks(0.0, 1.0, false).len(), 6);
+    }
+
+    #[test]
+    fn labels_of_points_at_the_same_place_do_not_overlap() {
+        let points = vec![(100, 100); 5];
+        let labels: Vec<String> = (1..=5).map(|i| format!("T{i}")).collect();
+        let offs = place_labels(&points, &labels);
+        let rects: Vec<(i32, i32, i32, i32)> = offs
+            .iter()
+            .zip(&labels)
+            .map(|((dx, dy), l)| (100 + dx, 100 + dy, 100 + dx + 8 * l.len() as i32 + 4, 116 + dy))
+            .collect();
+        for (i, a) in rects.iter().enumerate() {
+            for b in &rects[i + 1..] {
+                let apart = a.2 <= b.0 || b.2 <= a.0 || a.3 <= b.1 || b.3 <= a.1;
+                assert!(apart, "{a:?} overlaps {b:?}");
+            }
+        }
+    }
 }

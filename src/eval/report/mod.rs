@@ -13,7 +13,7 @@ use crate::runfiles::figures::{self, Costs, Metrics};
 use crate::runfiles::{self, COSTS, MANIFEST, METRICS, PREDICTIONS, SCORES, SIGNIFICANCE};
 use crate::stats::{self, Significance};
 
-mod charts;
+pub(crate) mod charts;
 mod format;
 mod html;
 mod markdown;

@@ -1,0 +1,852 @@
+//! One trial's items, streamed from the store: `per_item_scores.csv`, `predictions.csv` and the
+//! request files, joined by item (dataset, id, repeat) into rows with both conditions side by
+//! side, and cut into filtered, searched pages.
+//!
+//! Memory stays bounded whatever the trial's size: every file is decompressed and verified by a
+//! thread that hands its bytes over a small bounded channel, and each condition of a file is its
+//! own stream, so a file listing all control rows before all treatment rows is read in step
+//! twice rather than held. Streams that agree on order (every run `exp run` writes) are joined
+//! one row at a time; only rows whose partners have not arrived yet are held, so an
+//! out-of-order file costs memory for its disorder, never a wrong pairing. A page keeps its own
+//! rows and a count per filter; each text field is cut at [`TEXT_CAP`] bytes.
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::ops::ControlFlow;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use serde_json::Value;
+
+use super::{Error, Result};
+use crate::runfiles::layout::TrialFiles;
+use crate::runfiles::{PREDICTIONS, SCORES};
+use crate::store::{ObjectId, Repo};
+
+/// Items on one page.
+pub const PAGE_SIZE: u64 = 50;
+/// A text field longer than this is cut (with a note) when read: a page stays small however
+/// long the model's answers are.
+pub const TEXT_CAP: usize = 64 * 1024;
+
+/// Which items a trial page lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    /// Wrong (score below 1) in either condition.
+    Failures,
+    /// A request that failed or was never answered, in either condition.
+    Errors,
+    /// Scored in both conditions, with different scores.
+    Discordant,
+    /// Better under the treatment than under the control.
+    Fixed,
+    /// Worse under the treatment.
+    Broken,
+}
+
+impl Filter {
+    pub const EVERY: [Filter; 6] = [
+        Filter::All,
+        Filter::Failures,
+        Filter::Errors,
+        Filter::Discordant,
+        Filter::Fixed,
+        Filter::Broken,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Filter::All => "all",
+            Filter::Failures => "failures",
+            Filter::Errors => "errors",
+            Filter::Discordant => "discordant",
+            Filter::Fixed => "fixed",
+            Filter::Broken => "broken",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Filter> {
+        Filter::EVERY.into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// What the filter's button says.
+    pub fn label(self) -> &'static str {
+        match self {
+            Filter::All => "all",
+            Filter::Failures => "failures",
+            Filter::Errors => "errors",
+            Filter::Discordant => "discordant",
+            Filter::Fixed => "fixed by the treatment",
+            Filter::Broken => "broken by the treatment",
+        }
+    }
+
+    fn index(self) -> usize {
+        Filter::EVERY.iter().position(|f| *f == self).unwrap_or(0)
+    }
+
+    pub(crate) fn matches(self, row: &ItemRow) -> bool {
+        let (c, t) = (row.score("control"), row.score("treatment"));
+        let wrong = |s: Option<f64>| s.is_some_and(|s| s < 1.0);
+        match self {
+            Filter::All => true,
+            Filter::Failures => wrong(c) || wrong(t),
+            Filter::Errors => row.sides().any(|s| s.score.is_none() || !s.error.is_empty()),
+            Filter::Discordant => matches!((c, t), (Some(c), Some(t)) if c != t),
+            Filter::Fixed => matches!((c, t), (Some(c), Some(t)) if t > c),
+            Filter::Broken => matches!((c, t), (Some(c), Some(t)) if t < c),
+        }
+    }
+}
+
+/// One condition's answer to one item.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Answer {
+    pub prediction: String,
+    /// None: the request failed or was never answered.
+    pub score: Option<f64>,
+    pub raw: Option<String>,
+    pub finish_reason: String,
+    pub input_tokens: String,
+    pub output_tokens: String,
+    pub latency_ms: String,
+    pub error: String,
+}
+
+/// One item (and repeat) with both conditions.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ItemRow {
+    pub dataset: String,
+    pub item: String,
+    pub repeat: u32,
+    pub gold: String,
+    /// The user message sent (the same for both conditions).
+    pub input: Option<String>,
+    /// Keyed by condition, in the order first seen.
+    pub answers: Vec<(String, Answer)>,
+}
+
+impl ItemRow {
+    pub fn answer(&self, condition: &str) -> Option<&Answer> {
+        self.answers.iter().find(|(c, _)| c == condition).map(|(_, a)| a)
+    }
+
+    fn answer_mut(&mut self, condition: &str) -> &mut Answer {
+        let i = match self.answers.iter().position(|(c, _)| c == condition) {
+            Some(i) => i,
+            None => {
+                self.answers.push((condition.to_string(), Answer::default()));
+                self.answers.len() - 1
+            }
+        };
+        &mut self.answers[i].1
+    }
+
+    fn score(&self, condition: &str) -> Option<f64> {
+        self.answer(condition)?.score
+    }
+
+    fn sides(&self) -> impl Iterator<Item = &Answer> {
+        self.answers.iter().map(|(_, a)| a)
+    }
+
+    /// Whether `re` finds the id, the input, the gold label or any answer's text.
+    fn contains(&self, re: &regex::Regex) -> bool {
+        re.is_match(&self.item)
+            || re.is_match(&self.gold)
+            || self.input.as_deref().is_some_and(|i| re.is_match(i))
+            || self.sides().any(|a| {
+                re.is_match(&a.prediction)
+                    || a.raw.as_deref().is_some_and(|r| re.is_match(r))
+                    || re.is_match(&a.error)
+            })
+    }
+}
+
+/// A page of a trial's items: the rows, and how many items each filter (with the search)
+/// matches.
+#[derive(Debug, Default)]
+pub(crate) struct ItemsPage {
+    pub rows: Vec<ItemRow>,
+    pub counts: [u64; 6],
+    /// What the trial has to show at all (no scores: nothing to list).
+    pub has_scores: bool,
+}
+
+impl ItemsPage {
+    pub fn count(&self, f: Filter) -> u64 {
+        self.counts[f.index()]
+    }
+}
+
+/// A case-insensitive search for `q` as plain text; None for an empty query.
+pub(crate) fn search(q: &str) -> Option<regex::Regex> {
+    let q = q.trim();
+    if q.is_empty() {
+        return None;
+    }
+    regex::RegexBuilder::new(&regex::escape(q)).case_insensitive(true).build().ok()
+}
+
+/// Page `page` (from 1) of the trial's items that pass `filter` and `q`.
+///
+/// Without a search, two passes: the scores alone give every filter's count and the page's
+/// items, then the full rows of just those items are read, stopping once they are all there
+/// (the rest of each file is still decompressed and verified, but not parsed). A search needs
+/// the texts, so it reads everything once.
+pub(crate) fn page(
+    repo: &Repo,
+    commit: &ObjectId,
+    trial: &TrialFiles,
+    filter: Filter,
+    page: u64,
+    q: &str,
+) -> Result<ItemsPage> {
+    let re = search(q);
+    let skip = (page - 1) * PAGE_SIZE;
+    let in_page = |n: u64| n > skip && n <= skip + PAGE_SIZE;
+    let mut out = ItemsPage::default();
+    let streams = if re.is_some() { Streams::All } else { Streams::ScoresOnly };
+    let mut wanted: Vec<Key> = Vec::new();
+    out.has_scores = scan_streams(repo, commit, trial, streams, |row| {
+        if re.as_ref().is_some_and(|re| !row.contains(re)) {
+            return ControlFlow::Continue(());
+        }
+        for f in Filter::EVERY {
+            if f.matches(&row) {
+                out.counts[f.index()] += 1;
+            }
+        }
+        if filter.matches(&row) && in_page(out.counts[filter.index()]) {
+            if re.is_some() {
+                out.rows.push(row);
+            } else {
+                wanted.push((row.dataset, row.item, row.repeat));
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let mut found: HashMap<Key, ItemRow> = HashMap::with_capacity(wanted.len());
+    let mut missing: std::collections::HashSet<Key> = wanted.iter().cloned().collect();
+    scan_streams(repo, commit, trial, Streams::All, |row| {
+        let key = (row.dataset.clone(), row.item.clone(), row.repeat);
+        if missing.remove(&key) {
+            found.insert(key, row);
+        }
+        if missing.is_empty() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })?;
+    out.rows = wanted.into_iter().filter_map(|k| found.remove(&k)).collect();
+    Ok(out)
+}
+
+/// Calls `visit` with every item row of the trial, in the files' order, until it says stop.
+/// False when the trial has no per-item scores (nothing was listed).
+pub(crate) fn scan(
+    repo: &Repo,
+    commit: &ObjectId,
+    trial: &TrialFiles,
+    visit: impl FnMut(ItemRow) -> ControlFlow<()>,
+) -> Result<bool> {
+    scan_streams(repo, commit, trial, Streams::All, visit)
+}
+
+/// Which files a scan reads.
+#[derive(Clone, Copy, PartialEq)]
+enum Streams {
+    /// Scores, predictions and inputs: whole rows.
+    All,
+    /// Scores only: enough to filter and count.
+    ScoresOnly,
+}
+
+fn scan_streams(
+    repo: &Repo,
+    commit: &ObjectId,
+    trial: &TrialFiles,
+    streams: Streams,
+    mut visit: impl FnMut(ItemRow) -> ControlFlow<()>,
+) -> Result<bool> {
+    let mut sources = sources(repo, commit, trial, streams)?;
+    if sources.is_empty() {
+        return Ok(false);
+    }
+    let mut join = Join::new(sources.len());
+    while !join.finished() {
+        for (i, src) in sources.iter_mut().enumerate() {
+            if join.done[i] {
+                continue;
+            }
+            match src.next().transpose()? {
+                Some((key, part)) => join.add(i, key, part),
+                None => join.done[i] = true,
+            }
+        }
+        if join.emit(&mut visit).is_break() {
+            // What was shown must be what was stored: the rest of every file is still read
+            // through its hash check, only not parsed.
+            for src in &mut sources {
+                src.finish()?;
+            }
+            break;
+        }
+    }
+    Ok(true)
+}
+
+/// (dataset, item id, repeat): what pairs the rows of the files.
+type Key = (String, String, u32);
+
+/// What one row of one file says about an item.
+enum Part {
+    Score { condition: String, gold: String, prediction: String, score: Option<f64> },
+    Prediction { condition: String, answer: Answer },
+    Input(String),
+}
+
+/// Rows waiting for their partners from the other streams, in the order first seen.
+struct Join {
+    done: Vec<bool>,
+    pending: HashMap<Key, Pending>,
+    order: VecDeque<Key>,
+}
+
+/// A row being joined: which streams have given their part, and whether a scores file has.
+struct Pending {
+    row: ItemRow,
+    seen: u64,
+    scored: bool,
+}
+
+impl Join {
+    fn new(n: usize) -> Join {
+        Join { done: vec![false; n], pending: HashMap::new(), order: VecDeque::new() }
+    }
+
+    fn finished(&self) -> bool {
+        self.done.iter().all(|d| *d) && self.order.is_empty()
+    }
+
+    fn add(&mut self, source: usize, key: Key, part: Part) {
+        let order = &mut self.order;
+        let p = self.pending.entry(key.clone()).or_insert_with(|| {
+            order.push_back(key.clone());
+            let (dataset, item, repeat) = key;
+            let row = ItemRow { dataset, item, repeat, ..Default::default() };
+            Pending { row, seen: 0, scored: false }
+        });
+        p.seen |= 1 << source;
+        let row = &mut p.row;
+        match part {
+            Part::Score { condition, gold, prediction, score } => {
+                p.scored = true;
+                if row.gold.is_empty() {
+                    row.gold = gold;
+                }
+                let a = row.answer_mut(&condition);
+                a.score = score;
+                if a.prediction.is_empty() {
+                    a.prediction = prediction;
+                }
+            }
+            Part::Prediction { condition, answer } => {
+                let a = row.answer_mut(&condition);
+                let score = a.score;
+                *a = Answer { score, ..answer };
+            }
+            Part::Input(text) => row.input = Some(text),
+        }
+    }
+
+    /// Hands on the rows at the front that every stream has either given or can no longer give,
+    /// until `visit` says stop.
+    fn emit(&mut self, visit: &mut impl FnMut(ItemRow) -> ControlFlow<()>) -> ControlFlow<()> {
+        while let Some(key) = self.order.front() {
+            let complete = match self.pending.get(key) {
+                Some(p) => (0..self.done.len()).all(|i| self.done[i] || p.seen & (1 << i) != 0),
+                None => true,
+            };
+            if !complete {
+                break;
+            }
+            let key = self.order.pop_front().unwrap_or_default();
+            // A request whose item the scores lack is not an item of the trial.
+            if let Some(p) = self.pending.remove(&key)
+                && p.scored
+            {
+                visit(p.row)?;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// One stream of rows of one file (or one condition's request files).
+trait Rows: Iterator<Item = Result<(Key, Part)>> {
+    /// Reads the rest through the store's hash check without parsing it: an error if the
+    /// object is damaged.
+    fn finish(&mut self) -> Result<()>;
+}
+
+type Source = Box<dyn Rows>;
+
+/// The streams of a trial: scores and predictions once per condition, and one condition's
+/// request files for the inputs (only scores for `ScoresOnly`). Empty when the trial has no
+/// scores.
+fn sources(
+    repo: &Repo,
+    commit: &ObjectId,
+    trial: &TrialFiles,
+    streams: Streams,
+) -> Result<Vec<Source>> {
+    let mut out: Vec<Source> = Vec::new();
+    let conditions = conditions(trial);
+    let file = |path: &str| -> Result<Option<ObjectId>> {
+        match repo.lookup_path(commit, path) {
+            Ok(e) if e.mode != crate::store::Mode::Tree => Ok(Some(e.id)),
+            Ok(_) => Ok(None),
+            Err(crate::store::Error::PathNotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    };
+    if let Some(scores) = &trial.scores {
+        let id = parse_id(&scores.loc)?;
+        let path = format!("{}/{SCORES}", trial.results_path);
+        for c in &conditions {
+            out.push(Box::new(CsvRows::open(repo, id, path.clone(), Kind::Score, c, false)?));
+        }
+        let pred_path = format!("{}/{PREDICTIONS}", trial.results_path);
+        if streams == Streams::ScoresOnly {
+            return Ok(out);
+        }
+        if let Some(pid) = file(&pred_path)? {
+            for c in &conditions {
+                out.push(Box::new(CsvRows::open(
+                    repo,
+                    pid,
+                    pred_path.clone(),
+                    Kind::Prediction,
+                    c,
+                    false,
+                )?));
+            }
+        }
+    } else {
+        for (c, e) in &trial.legacy_scores {
+            let path = format!("{}/{}", trial.path, e.name);
+            out.push(Box::new(CsvRows::open(repo, parse_id(&e.loc)?, path, Kind::Score, c, true)?));
+        }
+    }
+    if out.is_empty() || streams == Streams::ScoresOnly {
+        return Ok(out);
+    }
+    // The user message is the same in both conditions: one condition's requests give it.
+    let parts: Vec<(String, ObjectId)> = match trial.inputs.first() {
+        Some((first, _)) => trial
+            .inputs
+            .iter()
+            .filter(|(c, _)| c == first)
+            .map(|(_, e)| Ok((format!("{}/{}", trial.path, e.name), parse_id(&e.loc)?)))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
+    if !parts.is_empty() {
+        out.push(Box::new(InputRows::new(repo.clone(), parts)));
+    }
+    Ok(out)
+}
+
+/// Conditions in the trial's files: control and treatment first.
+fn conditions(trial: &TrialFiles) -> Vec<String> {
+    let mut out: Vec<String> = vec!["control".into(), "treatment".into()];
+    for (c, _) in trial.inputs.iter().chain(&trial.legacy_scores) {
+        if !out.contains(c) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+fn parse_id(hex: &str) -> Result<ObjectId> {
+    hex.parse().map_err(Error::Store)
+}
+
+/// The verified bytes of a blob as a `Read`: a thread decompresses and verifies the object and
+/// sends it chunk by chunk over a channel of [`CHANNEL_CHUNKS`] chunks. Dropping the reader
+/// stops the thread at its next chunk. A damaged object is an error at its end.
+struct BlobReader {
+    rx: Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+const CHANNEL_CHUNKS: usize = 4;
+
+impl BlobReader {
+    fn open(repo: &Repo, id: ObjectId) -> BlobReader {
+        let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
+        let odb = repo.odb.clone();
+        std::thread::spawn(move || {
+            struct Chan(SyncSender<std::io::Result<Vec<u8>>>);
+            impl Write for Chan {
+                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                    self.0.send(Ok(buf.to_vec())).map_err(|_| std::io::Error::other("closed"))?;
+                    Ok(buf.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let mut chan = Chan(tx);
+            if let Err(e) = odb.read_to(&id, &mut chan) {
+                let _ = chan.0.send(Err(std::io::Error::other(e.to_string())));
+            }
+        });
+        BlobReader { rx, chunk: Vec::new(), pos: 0 }
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk?;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Score,
+    Prediction,
+}
+
+/// Column positions, found by name so reordered or extra columns do not matter.
+struct Columns {
+    item: usize,
+    dataset: Option<usize>,
+    condition: Option<usize>,
+    repeat: Option<usize>,
+    gold: Option<usize>,
+    prediction: Option<usize>,
+    score: Option<usize>,
+    raw: Option<usize>,
+    finish: Option<usize>,
+    input_tokens: Option<usize>,
+    output_tokens: Option<usize>,
+    latency: Option<usize>,
+    error: Option<usize>,
+}
+
+/// The rows of one condition in a scores or predictions CSV.
+struct CsvRows {
+    rdr: csv::Reader<BlobReader>,
+    cols: Columns,
+    kind: Kind,
+    condition: String,
+    /// The file holds one condition only (an old `predictions_<condition>.csv`).
+    whole_file: bool,
+    path: String,
+    rec: csv::StringRecord,
+}
+
+impl CsvRows {
+    fn open(
+        repo: &Repo,
+        id: ObjectId,
+        path: String,
+        kind: Kind,
+        condition: &str,
+        whole_file: bool,
+    ) -> Result<CsvRows> {
+        let mut rdr =
+            csv::ReaderBuilder::new().flexible(true).from_reader(BlobReader::open(repo, id));
+        let bad = |problem: String| Error::BadFile { path: path.clone(), problem };
+        let header = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
+        let col = |names: &[&str]| {
+            header.iter().position(|h| names.iter().any(|n| h.eq_ignore_ascii_case(n)))
+        };
+        let cols = Columns {
+            item: col(&["item_id", "id"]).ok_or_else(|| bad("no item_id column".into()))?,
+            dataset: col(&["dataset"]),
+            condition: col(&["condition"]),
+            repeat: col(&["repeat"]),
+            gold: col(&["gold", "label"]),
+            prediction: col(&["prediction", "pred"]),
+            score: col(&["score", "correct"]),
+            raw: col(&["raw_output"]),
+            finish: col(&["finish_reason"]),
+            input_tokens: col(&["input_tokens"]),
+            output_tokens: col(&["output_tokens"]),
+            latency: col(&["latency_ms"]),
+            error: col(&["error"]),
+        };
+        if kind == Kind::Score && cols.score.is_none() {
+            return Err(bad("no score column".into()));
+        }
+        if !whole_file && cols.condition.is_none() {
+            return Err(bad("no condition column".into()));
+        }
+        Ok(CsvRows {
+            rdr,
+            cols,
+            kind,
+            condition: condition.to_string(),
+            whole_file,
+            path,
+            rec: csv::StringRecord::new(),
+        })
+    }
+
+    fn field(&self, i: Option<usize>) -> String {
+        capped(i.and_then(|i| self.rec.get(i)).unwrap_or_default())
+    }
+
+    fn row(&self) -> Result<(Key, Part)> {
+        let key = (
+            self.field(self.cols.dataset),
+            self.field(Some(self.cols.item)),
+            self.field(self.cols.repeat).trim().parse().unwrap_or(0),
+        );
+        let condition = self.condition.clone();
+        let part = match self.kind {
+            Kind::Score => {
+                let raw = self.field(self.cols.score);
+                let score = match raw.trim() {
+                    "" => None,
+                    s => Some(s.parse::<f64>().map_err(|_| Error::BadFile {
+                        path: self.path.clone(),
+                        problem: format!(
+                            "line {}: score {s:?} is not a number",
+                            self.rec.position().map(|p| p.line()).unwrap_or(0)
+                        ),
+                    })?),
+                };
+                Part::Score {
+                    condition,
+                    gold: self.field(self.cols.gold),
+                    prediction: self.field(self.cols.prediction),
+                    score,
+                }
+            }
+            Kind::Prediction => Part::Prediction {
+                condition,
+                answer: Answer {
+                    prediction: self.field(self.cols.prediction),
+                    score: None,
+                    raw: self.cols.raw.map(|i| capped(self.rec.get(i).unwrap_or_default())),
+                    finish_reason: self.field(self.cols.finish),
+                    input_tokens: self.field(self.cols.input_tokens),
+                    output_tokens: self.field(self.cols.output_tokens),
+                    latency_ms: self.field(self.cols.latency),
+                    error: self.field(self.cols.error),
+                },
+            },
+        };
+        Ok((key, part))
+    }
+}
+
+impl Rows for CsvRows {
+    fn finish(&mut self) -> Result<()> {
+        std::io::copy(self.rdr.get_mut(), &mut std::io::sink())
+            .map(|_| ())
+            .map_err(|e| Error::BadFile { path: self.path.clone(), problem: e.to_string() })
+    }
+}
+
+impl Iterator for CsvRows {
+    type Item = Result<(Key, Part)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.rdr.read_record(&mut self.rec) {
+                Ok(false) => return None,
+                Ok(true) => {}
+                Err(e) => {
+                    return Some(Err(Error::BadFile {
+                        path: self.path.clone(),
+                        problem: e.to_string(),
+                    }));
+                }
+            }
+            let ours = self.whole_file
+                || self.cols.condition.and_then(|i| self.rec.get(i))
+                    == Some(self.condition.as_str());
+            if ours {
+                return Some(self.row());
+            }
+        }
+    }
+}
+
+/// The user message of every request in a condition's request files, in file order.
+struct InputRows {
+    repo: Repo,
+    parts: VecDeque<(String, ObjectId)>,
+    current: Option<(String, BufReader<BlobReader>)>,
+    line: Vec<u8>,
+}
+
+impl InputRows {
+    fn new(repo: Repo, parts: Vec<(String, ObjectId)>) -> InputRows {
+        InputRows { repo, parts: parts.into(), current: None, line: Vec::new() }
+    }
+}
+
+/// `<dataset>:<item id>:<condition>:r<repeat>` (an item id may hold `:`).
+fn parse_custom_id(id: &str) -> Option<Key> {
+    let (rest, repeat) = id.rsplit_once(':')?;
+    let repeat: u32 = repeat.strip_prefix('r')?.parse().ok()?;
+    let (rest, _condition) = rest.rsplit_once(':')?;
+    let (dataset, item) = rest.split_once(':')?;
+    Some((dataset.to_string(), item.to_string(), repeat))
+}
+
+/// The last user message of a request line.
+fn user_message(v: &Value) -> Option<String> {
+    let messages = v.get("body")?.get("messages")?.as_array()?;
+    let m =
+        messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
+    Some(capped(m.get("content")?.as_str()?))
+}
+
+impl Rows for InputRows {
+    fn finish(&mut self) -> Result<()> {
+        if let Some((path, reader)) = self.current.as_mut() {
+            std::io::copy(reader, &mut std::io::sink())
+                .map_err(|e| Error::BadFile { path: path.clone(), problem: e.to_string() })?;
+        }
+        for (_, id) in self.parts.drain(..) {
+            self.repo.odb.verify(&id)?;
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for InputRows {
+    type Item = Result<(Key, Part)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.current.is_none() {
+                let (path, id) = self.parts.pop_front()?;
+                self.current = Some((path, BufReader::new(BlobReader::open(&self.repo, id))));
+            }
+            let (path, reader) = self.current.as_mut()?;
+            self.line.clear();
+            match reader.read_until(b'\n', &mut self.line) {
+                Ok(0) => {
+                    self.current = None;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Some(Err(Error::BadFile {
+                        path: path.clone(),
+                        problem: e.to_string(),
+                    }));
+                }
+            }
+            // A line that is not a request of today's shape (a torn last line, an old batch
+            // file) gives no input: the item is still listed, without it.
+            let Ok(v) = serde_json::from_slice::<Value>(&self.line) else { continue };
+            let Some(key) = v.get("custom_id").and_then(Value::as_str).and_then(parse_custom_id)
+            else {
+                continue;
+            };
+            if let Some(text) = user_message(&v) {
+                return Some(Ok((key, Part::Input(text))));
+            }
+        }
+    }
+}
+
+/// `s`, cut at [`TEXT_CAP`] bytes (on a character boundary) with a note saying how much is left.
+pub(crate) fn capped(s: &str) -> String {
+    if s.len() <= TEXT_CAP {
+        return s.to_string();
+    }
+    let mut end = TEXT_CAP;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} more bytes not shown]", &s[..end], s.len() - end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(c: Option<f64>, t: Option<f64>) -> ItemRow {
+        let mut r = ItemRow::default();
+        r.answer_mut("control").score = c;
+        r.answer_mut("treatment").score = t;
+        r
+    }
+
+    #[test]
+    fn filters_classify_flips_failures_and_errors() {
+        let fixed = row(Some(0.0), Some(1.0));
+        let broken = row(Some(1.0), Some(0.0));
+        let same = row(Some(1.0), Some(1.0));
+        let error = row(None, Some(1.0));
+        assert!(Filter::Fixed.matches(&fixed) && !Filter::Fixed.matches(&broken));
+        assert!(Filter::Broken.matches(&broken) && Filter::Discordant.matches(&broken));
+        assert!(!Filter::Discordant.matches(&same) && !Filter::Failures.matches(&same));
+        assert!(Filter::Errors.matches(&error) && !Filter::Discordant.matches(&error));
+        assert!(Filter::Failures.matches(&fixed));
+    }
+
+    #[test]
+    fn custom_ids_split_with_colons_in_item_ids() {
+        assert_eq!(parse_custom_id("ds:a:b:control:r2"), Some(("ds".into(), "a:b".into(), 2)));
+        assert_eq!(parse_custom_id("nonsense"), None);
+    }
+
+    #[test]
+    fn out_of_order_streams_still_pair_by_key() {
+        let mut j = Join::new(2);
+        let key = |i: &str| ("d".to_string(), i.to_string(), 0);
+        let score = |c: &str, s: f64| Part::Score {
+            condition: c.into(),
+            gold: "g".into(),
+            prediction: String::new(),
+            score: Some(s),
+        };
+        j.add(0, key("a"), score("control", 1.0));
+        j.add(1, key("b"), score("treatment", 0.0));
+        let mut seen = Vec::new();
+        let mut keep = |r| {
+            seen.push(r);
+            ControlFlow::Continue(())
+        };
+        let _ = j.emit(&mut keep);
+        assert!(seen.is_empty(), "a waits for its treatment row");
+        j.add(0, key("b"), score("control", 1.0));
+        j.add(1, key("a"), score("treatment", 1.0));
+        let _ = j.emit(&mut |r| {
+            seen.push(r);
+            ControlFlow::Continue(())
+        });
+        assert_eq!(seen.len(), 2);
+        assert!(Filter::Broken.matches(&seen[1]) && !Filter::Discordant.matches(&seen[0]));
+    }
+
+    #[test]
+    fn long_texts_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(TEXT_CAP);
+        let cut = capped(&long);
+        assert!(cut.len() < long.len() && cut.contains("more bytes not shown"));
+    }
+}
