@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{exp, exp_process};
+use common::{exp, exp_process, remove_stale_locks};
 use rand::{Rng, SeedableRng};
 
 fn json(cmd: &mut assert_cmd::Command) -> serde_json::Value {
@@ -15,18 +15,6 @@ fn json(cmd: &mut assert_cmd::Command) -> serde_json::Value {
 
 fn ref_value(ws: &Path) -> Option<String> {
     fs::read_to_string(ws.join(".exprepo/refs/runs/r1")).ok().map(|s| s.trim().to_string())
-}
-
-/// Remove lock files a killed process left, as the "locked" hint tells a user to.
-fn remove_stale_locks(dir: &Path) {
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            remove_stale_locks(&p);
-        } else if p.extension().is_some_and(|x| x == "lock") {
-            fs::remove_file(&p).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -343,14 +343,24 @@ impl Browser {
         }
     }
 
-    /// Sends one command (to the page's session once attached) and waits for its answer,
-    /// noting the events that arrive meanwhile.
+    /// Sends one command to the page (once attached) and waits for its answer, noting the
+    /// events that arrive meanwhile.
     async fn call(&mut self, method: &str, params: Value) -> Value {
+        let session = self.session.clone();
+        self.send(method, params, &session).await
+    }
+
+    /// A command to the browser itself rather than the page.
+    async fn call_browser(&mut self, method: &str, params: Value) -> Value {
+        self.send(method, params, "").await
+    }
+
+    async fn send(&mut self, method: &str, params: Value, session: &str) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = json!({"id": id, "method": method, "params": params});
-        if !self.session.is_empty() {
-            msg["sessionId"] = json!(self.session);
+        if !session.is_empty() {
+            msg["sessionId"] = json!(session);
         }
         self.ws.send(Message::text(msg.to_string())).await.unwrap();
         loop {
@@ -471,11 +481,16 @@ async fn every_page_renders_in_chromium_with_no_console_error() {
         (&*format!("run/{second}/{SLUG}/all/1.html"), SLUG),
         (&*format!("compare/{first}/{second}/1.html"), "compare r1"),
     ];
-    for (path, title) in pages {
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    for (i, (path, title)) in pages.into_iter().enumerate() {
         b.goto(&format!("{}{path}", server.url)).await;
         let t = b.eval("document.title").await;
         assert!(t.as_str().unwrap().starts_with(title), "{path}: title {t}");
         assert!(b.errors.is_empty(), "{path}: {:?}", b.errors);
+        // For people to look at: what each page looks like.
+        let png = b.screenshot().await;
+        std::fs::write(artifacts.join(format!("view-page-{i}.png")), png).unwrap();
     }
     // The history lists both commits; the run page draws its charts.
     b.goto(&server.url).await;
@@ -676,4 +691,47 @@ fn export_writes_every_page_as_static_files_whose_links_all_resolve() {
     let trial =
         std::fs::read_to_string(out.join(format!("run/{first}/{SLUG}/all/1.html"))).unwrap();
     assert!(!trial.contains("name=\"q\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn charts_download_as_svg_and_png() {
+    if !has_chromium() {
+        return;
+    }
+    let (ws, _, second) = workspace();
+    let server = Server::start(ws.path(), &[]);
+    let mut b = Browser::start().await;
+    let downloads = tempfile::tempdir().unwrap();
+    b.call_browser(
+        "Browser.setDownloadBehavior",
+        json!({"behavior": "allow", "downloadPath": downloads.path().to_str().unwrap()}),
+    )
+    .await;
+    b.goto(&format!("{}run/{second}/index.html", server.url)).await;
+    for format in ["svg", "png"] {
+        let click = format!(
+            "document.querySelector('#cost-accuracy button[data-format={format}]').click()"
+        );
+        b.call("Runtime.evaluate", json!({"expression": click})).await;
+    }
+    let (svg, png) =
+        (downloads.path().join("cost-accuracy.svg"), downloads.path().join("cost-accuracy.png"));
+    for _ in 0..100 {
+        if svg.is_file() && png.is_file() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let svg = std::fs::read_to_string(&svg).expect("the SVG was downloaded");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("Cost against"),
+        "{}",
+        &svg[..svg.len().min(200)]
+    );
+    let png = std::fs::read(&png).expect("the PNG was downloaded");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // Drawn at twice the chart's size, for print.
+    let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    assert_eq!(width, 1920);
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
 }

@@ -425,7 +425,38 @@ fn read(path: &Path) -> Result<String, ConfigError> {
         .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })
 }
 
+/// Brackets (`[…]`, `{…}`) may nest this deep; no config needs more than a few levels.
+const MAX_BRACKET_DEPTH: usize = 64;
+
+/// The line where brackets first nest deeper than `MAX_BRACKET_DEPTH`, if they do. The YAML
+/// parser's time grows with the square of the nesting (a 40 000-deep `[[[…` of 80 KB takes
+/// seconds), so deep nesting is refused before it parses. Brackets in quotes and comments count
+/// too: a false alarm needs 64 unclosed ones.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        for b in line.bytes() {
+            match b {
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if depth > MAX_BRACKET_DEPTH {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
 fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    if let Some(line) = too_deep(text) {
+        return Err(ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: Some(line),
+            message: format!("brackets nested more than {MAX_BRACKET_DEPTH} levels deep"),
+        });
+    }
     serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
         line: e.location().map(|l| l.line()),
@@ -959,6 +990,23 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deeply_nested_brackets_are_refused_before_parsing_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let deep = format!("paths: {{}}\ndatasets: {}{}\n", "[".repeat(40_000), "]".repeat(40_000));
+        std::fs::write(&path, deep).unwrap();
+        let started = std::time::Instant::now();
+        let err = load(&path, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("nested more than 64"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(too_deep(&format!("{}{}", "[".repeat(64), "]".repeat(64))), None);
+    }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);

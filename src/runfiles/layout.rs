@@ -2,7 +2,7 @@
 //! layout (`config_snapshot.yaml`, `trials/<model>__<prompt_set>__temp<T>/` holding
 //! `batch_input_<condition>_partNN.jsonl`, `batch_output_…`, `predictions_<condition>.csv`,
 //! `metrics.json`, `costs.json`). Finding files costs a few small directory listings; no file is
-//! read here.
+//! read here ([`legacy_trial_params`] and [`count_lines`] parse bytes their caller read).
 use std::collections::BTreeMap;
 
 use serde::Serialize;

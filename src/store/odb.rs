@@ -427,6 +427,16 @@ impl Odb {
             Location::Packed(p) => {
                 let path = p.pack.to_path_buf();
                 let mut f = File::open(&path).map_err(|e| not_found(path.clone(), e))?;
+                // A damaged index may name bytes past the pack's end, even past what a file
+                // system can seek to (EINVAL): that is this object's damage, named as such.
+                let size = f.metadata().at(&path)?.len();
+                if p.offset.checked_add(p.len).is_none_or(|end| end > size) {
+                    let reason = format!(
+                        "its pack index names bytes {}..+{} of a {size}-byte pack",
+                        p.offset, p.len
+                    );
+                    return Err(Error::CorruptObject { id: *id, path, reason });
+                }
                 f.seek(SeekFrom::Start(p.offset)).at(&path)?;
                 Ok((Box::new(f.take(p.len)), path))
             }

@@ -82,7 +82,9 @@ pub fn decode_index(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
             u64::from_le_bytes(w)
         };
         let (offset, len) = (word(32..40), word(40..48));
-        if offset < PACK_MAGIC.len() as u64 || offset.checked_add(len).is_none() {
+        // No file reaches past i64::MAX bytes (seeking there fails with a bare EINVAL).
+        let end = offset.checked_add(len).filter(|&end| end <= i64::MAX as u64);
+        if offset < PACK_MAGIC.len() as u64 || end.is_none() {
             return Err(format!("entry for {} points outside its pack", hex::encode(id)));
         }
         out.push(Entry { id: ObjectId::from_bytes(id), offset, len });
@@ -308,6 +310,8 @@ mod tests {
         bad[20] ^= 1;
         assert_eq!(decode_index(&bad).unwrap_err(), "checksum mismatch");
         assert!(decode_index(b"garbage").is_err());
+        let past = encode_index(&[Entry { id: id(1), offset: i64::MAX as u64, len: 1 }]);
+        assert!(decode_index(&past).unwrap_err().contains("outside its pack"));
     }
 
     #[test]

@@ -185,7 +185,12 @@ impl Refs {
             return Ok(Head::Unborn);
         }
         if let Some(target) = text.strip_prefix("ref: ") {
-            return Ok(Head::Symbolic(RefName::new(target)?));
+            let target = RefName::new(target)?;
+            // `ref: HEAD` would send `read` round in circles until the stack overflows.
+            if target.is_head() {
+                return Err(Error::BadRefName { name: text.into(), reason: "HEAD names itself" });
+            }
+            return Ok(Head::Symbolic(target));
         }
         Ok(Head::Detached(parse_id_line(text, &path)?))
     }
@@ -424,6 +429,16 @@ mod tests {
         refs.set_head(&Head::Symbolic(r.clone()), "checkout").unwrap();
         assert_eq!(refs.read(&RefName::head()).unwrap(), Some(id(1)));
         assert_eq!(refs.reflog(&RefName::head()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_head_naming_itself_is_an_error_not_a_stack_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let refs = Refs::new(dir.path().to_path_buf());
+        for text in ["ref: HEAD\n", "ref: refs/HEAD\n"] {
+            fs::write(dir.path().join("HEAD"), text).unwrap();
+            assert!(matches!(refs.read(&RefName::head()), Err(Error::BadRefName { .. })));
+        }
     }
 
     #[test]

@@ -401,6 +401,8 @@ pub fn checkout(
         .iter()
         .filter(|c| c.kind != ChangeKind::Deleted)
         .filter(|c| c.disk_id.is_some_and(|id| !odb.has(&id)))
+        // Half-written temp files of a killed checkout are ours, in the way, and removed below.
+        .filter(|c| !c.path.rsplit('/').next().is_some_and(|n| n.starts_with(TEMP_PREFIX)))
         .map(|c| c.path.clone())
         .collect();
     if !unsaved.is_empty() && !force {
@@ -468,11 +470,14 @@ pub fn checkout(
     Ok(out)
 }
 
+/// How the temp files `write_file` makes begin.
+const TEMP_PREFIX: &str = ".exp-tmp-";
+
 /// Stream blob `id` into a temp file beside `path`, verify it, set its mode, rename it into
 /// place (replacing a link rather than following it).
 fn write_file(odb: &Odb, id: &ObjectId, path: &Path, executable: bool) -> Result<Metadata> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new().prefix(".exp-tmp-").tempfile_in(dir).at(dir)?;
+    let tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).at(dir)?;
     {
         let mut w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
         odb.read_to(id, &mut w)?;

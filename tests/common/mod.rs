@@ -100,6 +100,19 @@ pub fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
+/// Removes the lock files a killed process left under `dir`, as the "locked" hint tells a user to.
+pub fn remove_stale_locks(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            remove_stale_locks(&p);
+        } else if p.extension().is_some_and(|x| x == "lock") {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+}
+
 /// `exp fsck` and `exp cat-object` in `ws` both fail naming the damaged object `id` (hex), fsck
 /// with a hint: what every corruption test expects, wherever the object's bytes live.
 pub fn assert_damage_is_named(ws: &Path, id: &str) {

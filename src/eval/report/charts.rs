@@ -523,12 +523,17 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
             .y_label_formatter(&y_fmt)
             .draw()
             .map_err(s)?;
-        let at = |p: &CostPoint| (norm(to_x(p.usd)), p.level);
+        // Control sits a little left of its cost and treatment a little right, so two
+        // conditions of the same cost keep their error bars apart.
+        const DODGE: i32 = (STEPS / 120.0) as i32;
+        let at = |p: &CostPoint, k: usize| {
+            (norm(to_x(p.usd)) + if k == 0 { -DODGE } else { DODGE }, p.level)
+        };
         for [c, t] in &pts {
             if let (Some(a), Some(b)) = (c, t) {
                 chart
                     .draw_series(std::iter::once(PathElement::new(
-                        vec![at(a), at(b)],
+                        vec![at(a, 0), at(b, 1)],
                         GRID.stroke_width(2),
                     )))
                     .map_err(s)?;
@@ -541,7 +546,7 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
             let bar = color.mix(0.7).stroke_width(2);
             for p in series.iter().filter(|p| p.ci.is_some()) {
                 let [lo, hi] = p.ci.unwrap_or([p.level, p.level]);
-                let x = norm(to_x(p.usd));
+                let x = at(p, k).0;
                 chart.draw_series([PathElement::new(vec![(x, lo), (x, hi)], bar)]).map_err(s)?;
                 for end in [lo, hi] {
                     chart
@@ -551,7 +556,7 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
                 }
             }
             chart
-                .draw_series(series.iter().map(|p| Circle::new(at(p), 6, color.filled())))
+                .draw_series(series.iter().map(|p| Circle::new(at(p, k), 6, color.filled())))
                 .map_err(s)?
                 .label(c)
                 .legend(move |(x, y)| Circle::new((x + 8, y), 6, color.filled()));
@@ -561,11 +566,12 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
             pts.iter().enumerate().filter_map(|(i, p)| p[1].map(|v| (i, v))).collect();
         let texts: Vec<String> = labelled.iter().map(|(i, _)| format!("T{}", i + 1)).collect();
         let pixels: Vec<(i32, i32)> =
-            labelled.iter().map(|(_, p)| chart.backend_coord(&at(p))).collect();
+            labelled.iter().map(|(_, p)| chart.backend_coord(&at(p, 1))).collect();
         let offsets = place_labels(&pixels, &texts);
         chart
             .draw_series(labelled.iter().zip(texts).zip(offsets).map(|(((_, p), text), off)| {
-                EmptyElement::at(at(p)) + Text::new(text, off, (FONT, 14).into_font().color(&INK))
+                EmptyElement::at(at(p, 1))
+                    + Text::new(text, off, (FONT, 14).into_font().color(&INK))
             }))
             .map_err(s)?;
         house_legend(&mut chart.configure_series_labels(), SeriesLabelPosition::LowerRight)
