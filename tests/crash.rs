@@ -294,42 +294,45 @@ fn push_killed_anywhere_leaves_the_remote_readable_and_a_rerun_completes_it() {
         .collect();
     let scratch = s.tmp.path().join("scratch");
     fs::create_dir_all(&scratch).unwrap();
-    kill_rounds(
-        "push",
-        || {
-            copy_tree(&template.join("ws"), &s.ws);
-            copy_tree(&template.join("remote"), &s.remote);
-        },
-        || {
-            let mut c = exp_process(&s.ws);
-            // Small packs: many uploads, so kill points fall between them too.
-            c.args(["push", "--all"]).env("EXP_PACK_BYTES", "100000");
-            c
-        },
-        |round| {
-            let what = format!("push round {round}");
-            assert_fsck_clean(&what, &s.ws);
-            let now = remote_refs(&s.remote);
-            assert_old_or_new(&what, &remote_before, &now, &remote_after);
-            let seen = assert_remote_readable(&what, &s.remote, &scratch);
-            assert_eq!(seen, now, "{what}: a clone does not see the remote's refs");
-            exp(&s.ws).args(["push", "--all"]).assert().success();
-            assert_eq!(remote_refs(&s.remote), remote_after, "{what}: the rerun did not finish");
-            assert_remote_readable(&what, &s.remote, &scratch);
-        },
-    );
+    let reset = || {
+        copy_tree(&template.join("ws"), &s.ws);
+        copy_tree(&template.join("remote"), &s.remote);
+    };
+    // Small packs: many uploads, so kill points fall between them too.
+    let push = || {
+        let mut c = exp_process(&s.ws);
+        c.args(["push", "--all"]).env("EXP_PACK_BYTES", "30000");
+        c
+    };
+    let after_kill = |what: &str| {
+        assert_fsck_clean(what, &s.ws);
+        let now = remote_refs(&s.remote);
+        assert_old_or_new(what, &remote_before, &now, &remote_after);
+        let seen = assert_remote_readable(what, &s.remote, &scratch);
+        assert_eq!(seen, now, "{what}: a clone does not see the remote's refs");
+        exp(&s.ws).args(["push", "--all"]).assert().success();
+        assert_eq!(remote_refs(&s.remote), remote_after, "{what}: the rerun did not finish");
+        assert_remote_readable(what, &s.remote, &scratch);
+    };
+    kill_rounds("push", reset, push, |round| after_kill(&format!("push round {round}")));
+    // And exactly after each of the first packs, through the fault-injection hook.
+    for packs in 1..=3 {
+        reset();
+        let out = push().env("EXP_TEST_KILL_AFTER_PACKS", packs.to_string()).output().unwrap();
+        assert!(!out.status.success(), "push killed after {packs} packs finished anyway");
+        after_kill(&format!("push killed after {packs} packs"));
+    }
 }
 
 #[test]
 fn fetch_and_clone_killed_anywhere_leave_clean_stores_and_reruns_complete_them() {
-    let s = remote_setup(&["--all"]);
+    let s = remote_setup(&["a"]);
+    // A reader that cloned when only the first commit of `a` was there, then fetches the rest.
+    let early = s.tmp.path().join("early-remote");
+    copy_tree(&s.remote, &early);
     exp(&s.ws).args(["push", "--all"]).assert().success();
     let remote_now = remote_refs(&s.remote);
-    // A reader that cloned when only the first commit of `a` was there, then fetches the rest.
     let reader = s.tmp.path().join("reader");
-    let early = s.tmp.path().join("early-remote");
-    let first = remote_setup(&["a"]);
-    copy_tree(&first.remote, &early);
     exp(s.tmp.path()).arg("clone").arg(&early).arg(&reader).assert().success();
     exp(&reader).args(["remote", "remove", "origin"]).assert().success();
     exp(&reader).args(["remote", "add", "origin"]).arg(&s.remote).assert().success();

@@ -1,7 +1,7 @@
 //! Fuzzing of every parser that reads bytes exp did not write itself in this process: trees,
 //! commits and stored objects, pack indexes and packs, ref and reflog files, the stat-cache
-//! index, the YAML config, the OpenAI response decoder, and a whole remote as `exp clone` reads
-//! it. Stable Rust has no cargo-fuzz, so this is proptest driving a mutation fuzzer.
+//! index, the YAML config, the OpenAI response decoder, response journals, and a whole remote as
+//! `exp clone` reads it. Stable Rust has no cargo-fuzz, so this is proptest driving a mutation fuzzer.
 //!
 //! Each target starts from its committed seed corpus, `tests/data/fuzz/<target>/`: valid
 //! encodings made by the real writers (`ok-*`, which must be accepted), known-nasty inputs
@@ -650,6 +650,37 @@ fn check_config(s: &mut Scratch, case: &Case) -> Result<bool, String> {
     Ok(accepted)
 }
 
+/// Response journals (`responses/<condition>/part-NNNN.jsonl`), read on `--resume`: entries come
+/// out only of complete lines, none claims more tokens than any request can use, and an error
+/// names the file. Accepted: entries came out.
+fn check_journal(s: &mut Scratch, case: &Case) -> Result<bool, String> {
+    use exp::eval::{journal, providers::MAX_TOKENS_PER_REQUEST};
+    let b = case.bytes();
+    let path = s.dir.path().join("part-0000.jsonl");
+    fs::write(&path, b).unwrap();
+    let (r, peak) = measured("journal", b, || journal::read(&path));
+    within_budget("journal", peak, b.len())?;
+    match r {
+        Ok(entries) => {
+            let lines = b.iter().filter(|&&c| c == b'\n').count();
+            if entries.len() > lines {
+                return Err(format!("{} entries from {lines} complete lines", entries.len()));
+            }
+            if let Some(e) = entries
+                .values()
+                .find(|e| e.input_tokens.max(e.output_tokens) > MAX_TOKENS_PER_REQUEST)
+            {
+                return Err(format!("accepted {} claiming implausible usage", e.custom_id));
+            }
+            Ok(!entries.is_empty())
+        }
+        Err(e) if !e.to_string().contains("part-0000.jsonl") => {
+            Err(format!("a journal error that does not name the file: {e}"))
+        }
+        Err(_) => Ok(false),
+    }
+}
+
 fn copy(from: &Path, to: &Path) {
     if from.is_dir() {
         for e in fs::read_dir(from).unwrap() {
@@ -738,6 +769,7 @@ const TARGETS: &[Target] = &[
     Target { name: "index", check: check_index, repair: no_repair, batch: 128 },
     Target { name: "config", check: check_config, repair: no_repair, batch: 64 },
     Target { name: "openai", check: check_openai, repair: no_repair, batch: 256 },
+    Target { name: "journal", check: check_journal, repair: no_repair, batch: 128 },
     Target { name: "remote", check: check_remote, repair: fix_index_files, batch: 8 },
 ];
 
@@ -840,6 +872,33 @@ fn sample_pack() -> (Vec<u8>, Vec<u8>) {
     odb.publish(staged, Some(&pack)).unwrap();
     let file = &odb.packs().unwrap()[0];
     (fs::read(&file.pack).unwrap(), fs::read(&file.index).unwrap())
+}
+
+/// A journal of two answers and a failure, as `exp run` appends it.
+fn sample_journal() -> Vec<u8> {
+    use exp::eval::journal::{self, Entry, Status, Syncer};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("part-0000.jsonl");
+    let j = journal::open(&path).unwrap();
+    let syncer = Syncer::start(false);
+    let entry = |id: &str, status, content: Option<&str>, error: Option<&str>| Entry {
+        custom_id: id.into(),
+        status,
+        content: content.map(str::to_string),
+        finish_reason: content.map(|_| "stop".to_string()),
+        input_tokens: 25,
+        output_tokens: 1,
+        usage_missing: false,
+        latency_ms: 120,
+        attempts: 1,
+        error: error.map(str::to_string),
+    };
+    j.append(&entry("d-i1-control", Status::Ok, Some("positive"), None), &syncer).unwrap();
+    j.append(&entry("d-i2-control", Status::Ok, Some("négative é"), None), &syncer).unwrap();
+    j.append(&entry("d-i3-control", Status::Error, None, Some("HTTP 500: [redacted]")), &syncer)
+        .unwrap();
+    syncer.finish().unwrap();
+    fs::read(&path).unwrap()
 }
 
 /// A remote with two runs and a tag, as `exp push` writes it.
@@ -1037,6 +1096,17 @@ fn write_seeds(target: &str) {
             ("bad-tokens-past-u64", one(&br#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":184467440737095516160,"completion_tokens":1}}"#[..])),
             ("bad-truncated", one(&br#"{"choices":[{"message":{"content":"posi"#[..])),
         ],
+        "journal" => {
+            let ok = sample_journal();
+            let text = String::from_utf8(ok.clone()).unwrap();
+            vec![
+                ("ok-answers-and-a-failure", one(ok)),
+                ("bad-torn-only-line", one(text.lines().next().unwrap()[..40].to_string())),
+                ("bad-usage-past-any-request", one(text.replacen("\"input_tokens\":25", "\"input_tokens\":100000001", 1).lines().next().unwrap().to_string() + "\n")),
+                ("bad-tokens-past-u64", one(text.replacen("\"input_tokens\":25", "\"input_tokens\":184467440737095516160", 1))),
+                ("bad-deep-nesting", one(format!("{{\"custom_id\":{}}}\n", nested(10_000, "")))),
+            ]
+        }
         "remote" => {
             let files = sample_remote();
             let edit = |pick: &dyn Fn(&str) -> bool, f: &dyn Fn(&mut Vec<u8>)| -> Files {
@@ -1265,6 +1335,11 @@ fn fuzz_configs() {
 #[test]
 fn fuzz_openai_response_bodies() {
     fuzz("openai");
+}
+
+#[test]
+fn fuzz_response_journals() {
+    fuzz("journal");
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! one row at a time; only rows whose partners have not arrived yet are held, so an
 //! out-of-order file costs memory for its disorder, never a wrong pairing. A page keeps its own
 //! rows and a count per filter; each text field is cut at [`TEXT_CAP`] bytes.
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::ControlFlow;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -126,6 +126,10 @@ pub(crate) struct ItemRow {
 }
 
 impl ItemRow {
+    fn key(&self) -> Key {
+        (self.dataset.clone(), self.item.clone(), self.repeat)
+    }
+
     pub fn answer(&self, condition: &str) -> Option<&Answer> {
         self.answers.iter().find(|(c, _)| c == condition).map(|(_, a)| a)
     }
@@ -206,7 +210,7 @@ pub(crate) fn page(
     let in_page = |n: u64| n > skip && n <= skip + PAGE_SIZE;
     let mut out = ItemsPage::default();
     let streams = if re.is_some() { Streams::All } else { Streams::ScoresOnly };
-    let mut wanted: Vec<Key> = Vec::new();
+    let mut wanted: Vec<ItemRow> = Vec::new();
     out.has_scores = scan_streams(repo, commit, trial, streams, |row| {
         if re.as_ref().is_some_and(|re| !row.contains(re)) {
             return ControlFlow::Continue(());
@@ -220,25 +224,34 @@ pub(crate) fn page(
             if re.is_some() {
                 out.rows.push(row);
             } else {
-                wanted.push((row.dataset, row.item, row.repeat));
+                wanted.push(row);
             }
         }
         ControlFlow::Continue(())
     })?;
-    if wanted.is_empty() {
-        return Ok(out);
-    }
-    let mut found: HashMap<Key, ItemRow> = HashMap::with_capacity(wanted.len());
-    let mut missing: std::collections::HashSet<Key> = wanted.iter().cloned().collect();
-    scan_streams(repo, commit, trial, Streams::All, |row| {
-        let key = (row.dataset.clone(), row.item.clone(), row.repeat);
-        if missing.remove(&key) {
-            found.insert(key, row);
-        }
-        if missing.is_empty() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    })?;
-    out.rows = wanted.into_iter().filter_map(|k| found.remove(&k)).collect();
+    fill_texts(repo, commit, trial, &mut wanted)?;
+    out.rows.extend(wanted);
     Ok(out)
+}
+
+/// The rows of the items `wanted` names (in file order), with their texts: for a few items
+/// of a large trial (the compare page's flips), the scores are read whole, the texts only
+/// until these items are found.
+pub(crate) fn rows_for(
+    repo: &Repo,
+    commit: &ObjectId,
+    trial: &TrialFiles,
+    wanted: &HashSet<Key>,
+) -> Result<Vec<ItemRow>> {
+    let mut rows = Vec::new();
+    scan_streams(repo, commit, trial, Streams::ScoresOnly, |row| {
+        if wanted.contains(&row.key()) {
+            rows.push(row);
+        }
+        if rows.len() == wanted.len() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })?;
+    fill_texts(repo, commit, trial, &mut rows)?;
+    Ok(rows)
 }
 
 /// Calls `visit` with every item row of the trial, in the files' order, until it says stop.
@@ -296,13 +309,35 @@ fn scan_streams(
 }
 
 /// (dataset, item id, repeat): what pairs the rows of the files.
-type Key = (String, String, u32);
+pub(crate) type Key = (String, String, u32);
 
 /// What one row of one file says about an item.
 enum Part {
     Score { condition: String, gold: String, prediction: String, score: Option<f64> },
     Prediction { condition: String, answer: Answer },
     Input(String),
+}
+
+/// Puts what one file's row says into the item's row.
+fn apply(row: &mut ItemRow, part: Part) {
+    match part {
+        Part::Score { condition, gold, prediction, score } => {
+            if row.gold.is_empty() {
+                row.gold = gold;
+            }
+            let a = row.answer_mut(&condition);
+            a.score = score;
+            if a.prediction.is_empty() {
+                a.prediction = prediction;
+            }
+        }
+        Part::Prediction { condition, answer } => {
+            let a = row.answer_mut(&condition);
+            let score = a.score;
+            *a = Answer { score, ..answer };
+        }
+        Part::Input(text) => row.input = Some(text),
+    }
 }
 
 /// Rows waiting for their partners from the other streams, in the order first seen.
@@ -337,26 +372,8 @@ impl Join {
             Pending { row, seen: 0, scored: false }
         });
         p.seen |= 1 << source;
-        let row = &mut p.row;
-        match part {
-            Part::Score { condition, gold, prediction, score } => {
-                p.scored = true;
-                if row.gold.is_empty() {
-                    row.gold = gold;
-                }
-                let a = row.answer_mut(&condition);
-                a.score = score;
-                if a.prediction.is_empty() {
-                    a.prediction = prediction;
-                }
-            }
-            Part::Prediction { condition, answer } => {
-                let a = row.answer_mut(&condition);
-                let score = a.score;
-                *a = Answer { score, ..answer };
-            }
-            Part::Input(text) => row.input = Some(text),
-        }
+        p.scored |= matches!(part, Part::Score { .. });
+        apply(&mut p.row, part);
     }
 
     /// Hands on the rows at the front that every stream has either given or can no longer give,
@@ -401,59 +418,109 @@ fn sources(
     streams: Streams,
 ) -> Result<Vec<Source>> {
     let mut out: Vec<Source> = Vec::new();
-    let conditions = conditions(trial);
-    let file = |path: &str| -> Result<Option<ObjectId>> {
-        match repo.lookup_path(commit, path) {
-            Ok(e) if e.mode != crate::store::Mode::Tree => Ok(Some(e.id)),
-            Ok(_) => Ok(None),
-            Err(crate::store::Error::PathNotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    };
     if let Some(scores) = &trial.scores {
         let id = parse_id(&scores.loc)?;
         let path = format!("{}/{SCORES}", trial.results_path);
-        for c in &conditions {
-            out.push(Box::new(CsvRows::open(repo, id, path.clone(), Kind::Score, c, false)?));
-        }
-        let pred_path = format!("{}/{PREDICTIONS}", trial.results_path);
-        if streams == Streams::ScoresOnly {
-            return Ok(out);
-        }
-        if let Some(pid) = file(&pred_path)? {
-            for c in &conditions {
-                out.push(Box::new(CsvRows::open(
-                    repo,
-                    pid,
-                    pred_path.clone(),
-                    Kind::Prediction,
-                    c,
-                    false,
-                )?));
-            }
+        for c in conditions(trial) {
+            out.push(Box::new(CsvRows::open(repo, id, path.clone(), Kind::Score, Which::Only(c))?));
         }
     } else {
         for (c, e) in &trial.legacy_scores {
             let path = format!("{}/{}", trial.path, e.name);
-            out.push(Box::new(CsvRows::open(repo, parse_id(&e.loc)?, path, Kind::Score, c, true)?));
+            let which = Which::File(c.clone());
+            out.push(Box::new(CsvRows::open(repo, parse_id(&e.loc)?, path, Kind::Score, which)?));
         }
     }
     if out.is_empty() || streams == Streams::ScoresOnly {
         return Ok(out);
     }
-    // The user message is the same in both conditions: one condition's requests give it.
-    let parts: Vec<(String, ObjectId)> = match trial.inputs.first() {
-        Some((first, _)) => trial
-            .inputs
-            .iter()
-            .filter(|(c, _)| c == first)
-            .map(|(_, e)| Ok((format!("{}/{}", trial.path, e.name), parse_id(&e.loc)?)))
-            .collect::<Result<_>>()?,
-        None => Vec::new(),
-    };
-    if !parts.is_empty() {
-        out.push(Box::new(InputRows::new(repo.clone(), parts)));
+    if let Some((id, path)) = predictions_file(repo, commit, trial)? {
+        for c in conditions(trial) {
+            let which = Which::Only(c);
+            out.push(Box::new(CsvRows::open(repo, id, path.clone(), Kind::Prediction, which)?));
+        }
     }
+    if let Some(inputs) = input_rows(repo, trial)? {
+        out.push(Box::new(inputs));
+    }
+    Ok(out)
+}
+
+/// The trial's `predictions.csv`, when it has one.
+fn predictions_file(
+    repo: &Repo,
+    commit: &ObjectId,
+    trial: &TrialFiles,
+) -> Result<Option<(ObjectId, String)>> {
+    let path = format!("{}/{PREDICTIONS}", trial.results_path);
+    match repo.lookup_path(commit, &path) {
+        Ok(e) if e.mode != crate::store::Mode::Tree => Ok(Some((e.id, path))),
+        Ok(_) | Err(crate::store::Error::PathNotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The user messages of one condition's request files (the same in both conditions).
+fn input_rows(repo: &Repo, trial: &TrialFiles) -> Result<Option<InputRows>> {
+    let Some((first, _)) = trial.inputs.first() else { return Ok(None) };
+    let parts: Vec<(String, ObjectId)> = trial
+        .inputs
+        .iter()
+        .filter(|(c, _)| c == first)
+        .map(|(_, e)| Ok((format!("{}/{}", trial.path, e.name), parse_id(&e.loc)?)))
+        .collect::<Result<_>>()?;
+    Ok(Some(InputRows::new(repo.clone(), parts)))
+}
+
+/// Fills in the texts of `rows` (read with their scores only): every condition's answer from
+/// `predictions.csv` and the input from the requests, each file read in its own thread until
+/// every row has its part (and then through its hash check, unparsed).
+fn fill_texts(
+    repo: &Repo,
+    commit: &ObjectId,
+    trial: &TrialFiles,
+    rows: &mut [ItemRow],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let index: HashMap<Key, usize> = rows.iter().enumerate().map(|(i, r)| (r.key(), i)).collect();
+    let answers: usize = rows.iter().map(|r| r.answers.len()).sum();
+    let predictions = match predictions_file(repo, commit, trial)? {
+        Some((id, path)) => Some(CsvRows::open(repo, id, path, Kind::Prediction, Which::Every)?),
+        None => None,
+    };
+    let inputs = input_rows(repo, trial)?;
+    let (found_a, found_b) = std::thread::scope(|s| {
+        let a = s.spawn(|| lookup(predictions, &index, answers));
+        let b = s.spawn(|| lookup(inputs, &index, rows.len()));
+        let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
+            h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        };
+        (join(a), join(b))
+    });
+    for (i, part) in found_a?.into_iter().chain(found_b?) {
+        apply(&mut rows[i], part);
+    }
+    Ok(())
+}
+
+/// The parts of `src` whose key `index` names, until `expected` are found.
+fn lookup(
+    src: Option<impl Rows>,
+    index: &HashMap<Key, usize>,
+    expected: usize,
+) -> Result<Vec<(usize, Part)>> {
+    let Some(mut src) = src else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    while out.len() < expected {
+        let Some(next) = src.next() else { break };
+        let (key, part) = next?;
+        if let Some(i) = index.get(&key) {
+            out.push((*i, part));
+        }
+    }
+    src.finish()?;
     Ok(out)
 }
 
@@ -553,22 +620,24 @@ struct CsvRows {
     rdr: csv::Reader<BlobReader>,
     cols: Columns,
     kind: Kind,
-    condition: String,
-    /// The file holds one condition only (an old `predictions_<condition>.csv`).
-    whole_file: bool,
+    which: Which,
     path: String,
     rec: csv::StringRecord,
 }
 
+/// Which rows of a CSV a stream gives, and their condition.
+#[derive(Clone)]
+enum Which {
+    /// The rows of this condition (its `condition` column).
+    Only(String),
+    /// Every row, of this condition (an old `predictions_<condition>.csv` holds one).
+    File(String),
+    /// Every row, each of the condition its column names.
+    Every,
+}
+
 impl CsvRows {
-    fn open(
-        repo: &Repo,
-        id: ObjectId,
-        path: String,
-        kind: Kind,
-        condition: &str,
-        whole_file: bool,
-    ) -> Result<CsvRows> {
+    fn open(repo: &Repo, id: ObjectId, path: String, kind: Kind, which: Which) -> Result<CsvRows> {
         let mut rdr =
             csv::ReaderBuilder::new().flexible(true).from_reader(BlobReader::open(repo, id));
         let bad = |problem: String| Error::BadFile { path: path.clone(), problem };
@@ -594,18 +663,10 @@ impl CsvRows {
         if kind == Kind::Score && cols.score.is_none() {
             return Err(bad("no score column".into()));
         }
-        if !whole_file && cols.condition.is_none() {
+        if !matches!(which, Which::File(_)) && cols.condition.is_none() {
             return Err(bad("no condition column".into()));
         }
-        Ok(CsvRows {
-            rdr,
-            cols,
-            kind,
-            condition: condition.to_string(),
-            whole_file,
-            path,
-            rec: csv::StringRecord::new(),
-        })
+        Ok(CsvRows { rdr, cols, kind, which, path, rec: csv::StringRecord::new() })
     }
 
     fn field(&self, i: Option<usize>) -> String {
@@ -618,7 +679,10 @@ impl CsvRows {
             self.field(Some(self.cols.item)),
             self.field(self.cols.repeat).trim().parse().unwrap_or(0),
         );
-        let condition = self.condition.clone();
+        let condition = match &self.which {
+            Which::Only(c) | Which::File(c) => c.clone(),
+            Which::Every => self.field(self.cols.condition),
+        };
         let part = match self.kind {
             Kind::Score => {
                 let raw = self.field(self.cols.score);
@@ -680,9 +744,10 @@ impl Iterator for CsvRows {
                     }));
                 }
             }
-            let ours = self.whole_file
-                || self.cols.condition.and_then(|i| self.rec.get(i))
-                    == Some(self.condition.as_str());
+            let ours = match &self.which {
+                Which::Only(c) => self.cols.condition.and_then(|i| self.rec.get(i)) == Some(c),
+                Which::File(_) | Which::Every => true,
+            };
             if ours {
                 return Some(self.row());
             }

@@ -2,7 +2,6 @@
 //! `read` and `items` return; every text from a run goes through [`esc`].
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
-use std::ops::ControlFlow;
 
 use super::html::{self, ci_pct, esc, figure, num_cell, p, pct, pp, root, url_value, usd};
 use super::items::{self, Filter, ItemRow, ItemsPage, PAGE_SIZE};
@@ -675,16 +674,12 @@ fn flips_section(
             continue;
         }
         for (run, slug, into) in [(ra, &pair.a, &mut rows_a), (rb, &pair.b, &mut rows_b)] {
-            let files = run.trial(slug)?;
-            let mut left = wanted.len();
-            items::scan(&site.repo, &run.id, files, |row| {
-                let key = (row.dataset.clone(), row.item.clone(), row.repeat);
-                if wanted.contains(&key) {
-                    into.insert((pair.name.clone(), key.0, key.1, key.2), row);
-                    left -= 1;
-                }
-                if left == 0 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-            })?;
+            for row in items::rows_for(&site.repo, &run.id, run.trial(slug)?, &wanted)? {
+                into.insert(
+                    (pair.name.clone(), row.dataset.clone(), row.item.clone(), row.repeat),
+                    row,
+                );
+            }
         }
     }
     b.push_str("<div id=\"flipped\">");
