@@ -168,8 +168,12 @@ pub fn plan(dirs: &[PathBuf], tag: Option<&str>) -> Result<Vec<Planned>, Error> 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TrialHeadline {
     pub slug: String,
-    /// `complete` (has results) or `inputs only`.
+    /// `complete` (has results), `inputs only`, `inputs and outputs` or `outputs only`.
     pub status: String,
+    /// Batch requests per condition (lines of the batch input files).
+    pub requests: BTreeMap<String, u64>,
+    /// Batch responses per condition (lines of the batch output files / response journals).
+    pub responses: BTreeMap<String, u64>,
     /// Per condition: (n, accuracy).
     pub conditions: BTreeMap<String, (Option<u64>, Option<f64>)>,
     pub effect: Option<f64>,
@@ -222,10 +226,10 @@ impl Inspection {
 /// Reads what `dir` holds: every file with its role, links, and the recognized headline numbers.
 pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
     let src = FsSource::new(dir);
+    let run = layout::scan(&src)?;
     let mut files = Vec::new();
     let mut links = Vec::new();
-    walk(&src, &src.root(), "", &mut files, &mut links)?;
-    let run = layout::scan(&src)?;
+    walk(&src, &src.root(), "", &run.sniffed, &mut files, &mut links)?;
     let mut notes = Vec::new();
     let read = |e| src.read(e).map_err(Error::from);
 
@@ -241,11 +245,20 @@ pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
     };
     let mut trials = Vec::new();
     for t in &run.trials {
-        let mut h = TrialHeadline {
-            slug: t.slug.clone(),
-            status: if t.has_results() { "complete".into() } else { "inputs only".into() },
-            ..Default::default()
+        let status = match (t.has_results(), t.inputs.is_empty(), t.outputs.is_empty()) {
+            (true, _, _) => "complete",
+            (false, false, true) => "inputs only",
+            (false, false, false) => "inputs and outputs",
+            (false, true, _) => "outputs only",
         };
+        let mut h =
+            TrialHeadline { slug: t.slug.clone(), status: status.into(), ..Default::default() };
+        for (cond, e) in &t.inputs {
+            *h.requests.entry(cond.clone()).or_default() += layout::count_lines(&read(e)?);
+        }
+        for (cond, e) in &t.outputs {
+            *h.responses.entry(cond.clone()).or_default() += layout::count_lines(&read(e)?);
+        }
         let mut metrics = None;
         if let Some(e) = &t.metrics {
             match headline::metrics(&read(e)?) {
@@ -292,18 +305,24 @@ pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
     })
 }
 
+/// Every file with its role (by path, else as `sniffed` by content) and every link.
 fn walk(
     src: &FsSource,
     dir: &Entry,
     prefix: &str,
+    sniffed: &[(String, &'static str)],
     files: &mut Vec<FileRole>,
     links: &mut Vec<Link>,
 ) -> Result<(), Error> {
     for e in src.list(dir)? {
         let path = if prefix.is_empty() { e.name.clone() } else { format!("{prefix}/{}", e.name) };
         match e.kind {
-            Kind::Dir => walk(src, &e, &path, files, links)?,
-            Kind::File => files.push(FileRole { role: layout::role_of(&path), path }),
+            Kind::Dir => walk(src, &e, &path, sniffed, files, links)?,
+            Kind::File => {
+                let role = layout::role_of(&path)
+                    .or_else(|| sniffed.iter().find(|(p, _)| *p == path).map(|(_, r)| *r));
+                files.push(FileRole { role, path })
+            }
             Kind::Symlink => {
                 let target = String::from_utf8_lossy(&src.read(&e)?).into_owned();
                 let outside = leaves(&path, &target);

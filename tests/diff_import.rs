@@ -876,3 +876,120 @@ fn diff_of_two_exp_run_results_differing_in_temperature_matches_their_files() {
     }
     assert_eq!(d["items"].as_array().unwrap().len() as u64, flipped);
 }
+
+// ---- a legacy folder whose batch files lie in another layout, under other names ----
+
+/// The lines of t0's batch input files for `trial` and `cond`.
+fn t0_requests(t0: &Path, trial: &str, cond: &str) -> String {
+    let dir = t0.join("trials").join(format!("{trial}__operational_only__temp0.0"));
+    ["part00", "part01"]
+        .iter()
+        .map(|p| fs::read_to_string(dir.join(format!("batch_input_{cond}_{p}.jsonl"))).unwrap())
+        .collect()
+}
+
+/// A run folder kept by hand: batch requests and outputs in folders and under names of the
+/// user's own, conditions told by a file name word, the system prompt, or the custom_id.
+fn hand_kept_run(ws: &Path, t0: &Path) -> PathBuf {
+    let run = ws.join("legacy/old_r20250901");
+    fs::create_dir_all(run.join("batches/2025/aug")).unwrap();
+    fs::create_dir_all(run.join("llama")).unwrap();
+    fs::create_dir_all(run.join("out")).unwrap();
+    copy_tree(&t0.join("prompts"), &run.join("prompts"));
+    fs::copy(t0.join("config_snapshot.yaml"), run.join("config_snapshot.yaml")).unwrap();
+    let ctrl = t0_requests(t0, "gpt-oss-120b", "control");
+    fs::write(run.join("batches/req_gpt_ctrl.jsonl"), &ctrl).unwrap();
+    fs::write(
+        run.join("batches/2025/aug/part B (final).jsonl"),
+        t0_requests(t0, "gpt-oss-120b", "treatment"),
+    )
+    .unwrap();
+    let llama = t0_requests(t0, "llama-3.1-8b", "control");
+    fs::write(run.join("llama/inputs.txt"), llama.lines().take(5).collect::<Vec<_>>().join("\n"))
+        .unwrap();
+    let outputs: String = ctrl
+        .lines()
+        .map(|l| {
+            let id = serde_json::from_str::<Value>(l).unwrap()["custom_id"].clone();
+            let body = serde_json::json!({"model": "openai/gpt-oss-120b",
+                "choices": [{"message": {"role": "assistant", "content": "positive"}}]});
+            format!(
+                "{}\n",
+                serde_json::json!({"id": "batch_req", "custom_id": id,
+                    "response": {"status_code": 200, "body": body}, "error": null})
+            )
+        })
+        .collect();
+    fs::write(run.join("out/results-1.jsonl"), outputs).unwrap();
+    fs::write(run.join("notes.txt"), "batches went to batches/, outputs to out/\n").unwrap();
+    run
+}
+
+#[test]
+fn batch_files_in_another_layout_are_recognized_by_content_and_counted_per_condition() {
+    let (ws, t0, _t1) = workspace_with_legacy();
+    let run = hand_kept_run(ws.path(), &t0);
+    let n = |cond: &str| t0_requests(&t0, "gpt-oss-120b", cond).lines().count();
+    let (ctrl, treat) = (n("control"), n("treatment"));
+    let text = ok(exp(ws.path()).arg("import").arg(&run));
+    let want = format!(
+        "2 trial(s), 0 with metrics, 2 with batch inputs: requests (control {}, treatment {treat}), 1 with batch outputs: responses (control {ctrl})",
+        ctrl + 5
+    );
+    assert!(text.contains(&want), "missing {want:?} in\n{text}");
+    assert!(text.contains("not recognized: notes.txt\n"), "{text}");
+
+    let out = json(exp(ws.path()).arg("import").arg(&run).arg("--json"));
+    let role = |path: &str| {
+        let files = out[0]["inspection"]["files"].as_array().unwrap();
+        files.iter().find(|f| f["path"] == path).unwrap()["role"].clone()
+    };
+    assert_eq!(role("batches/req_gpt_ctrl.jsonl"), "batch input");
+    assert_eq!(role("batches/2025/aug/part B (final).jsonl"), "batch input");
+    assert_eq!(role("llama/inputs.txt"), "batch input");
+    assert_eq!(role("out/results-1.jsonl"), "batch output");
+    assert!(role("notes.txt").is_null());
+    let trials = out[0]["inspection"]["trials"].as_array().unwrap();
+    let gpt = trials.iter().find(|t| t["slug"] == "gpt-oss-120b__operational_only__temp0.0");
+    let gpt = gpt.unwrap_or_else(|| panic!("named like the old folders: {trials:?}"));
+    assert_eq!(gpt["status"], "inputs and outputs");
+    assert_eq!(gpt["requests"]["treatment"], treat, "condition from the system prompt");
+    let llama = trials.iter().find(|t| t["slug"] == "llama-3.1-8b__operational_only__temp0.0");
+    assert_eq!(llama.unwrap()["requests"], serde_json::json!({"control": 5}));
+}
+
+#[test]
+fn diff_pairs_a_hand_kept_run_with_the_shipped_one_and_compares_what_both_have() {
+    let (ws, t0, _t1) = workspace_with_legacy();
+    let run = hand_kept_run(ws.path(), &t0);
+    ok(exp(ws.path()).arg("import").arg(&t0).arg(&run));
+    let d = json(exp(ws.path()).args(["diff", "t0_r20250818", "old_r20250901", "--json"]));
+    let paired = d["trials"]["paired"].as_array().unwrap();
+    assert_eq!(paired.len(), 2, "{paired:?}");
+    assert!(paired.iter().all(|p| p["matched_by"] == "slug" && p["unchanged"] == false));
+    assert!(d["config"].as_array().unwrap().is_empty(), "same config and prompts");
+    let lack = |side: &str, trial: &str| {
+        let lacks = d["lacks"].as_array().unwrap();
+        let l = lacks.iter().find(|l| {
+            l["side"] == side && l["trial"].as_str().is_some_and(|t| t.starts_with(trial))
+        });
+        l.unwrap_or_else(|| panic!("no lack for {side} {trial}: {lacks:?}"))["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let n = |trial: &str, cond: &str| t0_requests(&t0, trial, cond).lines().count();
+    let (c, t) = (n("gpt-oss-120b", "control"), n("gpt-oss-120b", "treatment"));
+    assert_eq!(
+        lack("b", "gpt-oss-120b"),
+        format!(
+            "batch inputs ({} requests: control {c}, treatment {t}) and responses, but no scored results",
+            c + t
+        )
+    );
+    assert!(lack("b", "llama").starts_with("batch inputs only (5 requests: control 5)"));
+    assert!(lack("a", "llama").starts_with(&format!(
+        "batch inputs only ({} requests",
+        n("llama-3.1-8b", "control") + n("llama-3.1-8b", "treatment")
+    )));
+}

@@ -1880,3 +1880,29 @@ fn names_that_become_paths_must_be_plain_names() {
         assert!(written.is_empty(), "{to}: wrote {written:?}");
     }
 }
+
+#[test]
+fn a_prompt_outside_the_workspace_is_copied_into_the_run_never_next_to_it() {
+    // The workspace is root/a/b/c/ws and the control prompt root/p.txt, four levels up: its copy
+    // under the run's config/ would have climbed to root/a/b/c/p.txt, outside the workspace.
+    let root = tempfile::tempdir().unwrap();
+    let ws = root.path().join("a/b/c/ws");
+    copy_dir(workspace(2, &sim_model(), "").path(), &ws);
+    std::fs::write(root.path().join("p.txt"), "An outside prompt.").unwrap();
+    let cfg = ws.join("config/eval_config.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("config/prompts/control.txt", "../../../../p.txt")).unwrap();
+    exp(&ws).args(["run", "--run-id", "out"]).assert().success();
+    assert!(!root.path().join("a/b/c/p.txt").exists(), "the copy escaped the run folder");
+    let external = run_dir(&ws, "out").join("config/prompts/external");
+    let copies: Vec<PathBuf> = walk(&external);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(copies[0].to_string_lossy().ends_with("-p.txt"), "{copies:?}");
+    assert_eq!(std::fs::read_to_string(&copies[0]).unwrap(), "An outside prompt.");
+    // A resume reads the copy back for the config fingerprint, so it still matches.
+    let run_json = run_dir(&ws, "out").join("run.json");
+    let mut run = read_json(&run_json);
+    run["status"] = "incomplete".into();
+    std::fs::write(&run_json, run.to_string()).unwrap();
+    exp(&ws).args(["run", "--resume", "--run-id", "out"]).assert().success();
+}

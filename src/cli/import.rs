@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -58,6 +59,17 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> super::Result<()> {
         if trials > 0 {
             recognized.push(format!("{}, {results} with metrics", plural(trials as u64, "trial")));
         }
+        let batch = |of: fn(&exp::import::TrialHeadline) -> &BTreeMap<String, u64>, what| {
+            let with = i.inspection.trials.iter().filter(|t| !of(t).is_empty()).count();
+            let mut per: BTreeMap<&str, u64> = BTreeMap::new();
+            for (c, n) in i.inspection.trials.iter().flat_map(of) {
+                *per.entry(c).or_default() += n;
+            }
+            let per: Vec<String> = per.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            (with > 0).then(|| format!("{with} with batch {what} ({})", per.join(", ")))
+        };
+        recognized.extend(batch(|t| &t.requests, "inputs: requests"));
+        recognized.extend(batch(|t| &t.responses, "outputs: responses"));
         if i.inspection.usd.is_some() {
             recognized.push("costs".into());
         }

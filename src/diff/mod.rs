@@ -374,6 +374,9 @@ fn size_text(n: Option<u64>) -> String {
 type Params = BTreeMap<String, String>;
 
 fn params(src: &dyn Source, t: &TrialFiles) -> Result<Params, Error> {
+    if !t.params.is_empty() {
+        return Ok(t.params.clone());
+    }
     if let Some(tj) = &t.trial_json
         && let Ok(p) = trial::params(&src.read(tj)?)
     {

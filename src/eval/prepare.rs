@@ -152,12 +152,19 @@ pub fn load_latest(ds: &DatasetConfig, prepared_dir: &Path) -> Result<Prepared, 
     let (Some(name), Some(hash)) = (lines.next(), lines.next()) else {
         return Err(not_prepared());
     };
-    let path = prepared_dir.join(name.trim());
+    let (name, hash) = (name.trim(), hash.trim());
+    // The pointer only ever names the file `prepare` wrote for that hash: anything else (an
+    // edited `../../x`) is not followed, so it cannot choose what is read.
+    let hex = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex || name != format!("{}-{}.jsonl", ds.name, &hash[..16]) {
+        return Err(not_prepared());
+    }
+    let path = prepared_dir.join(name);
     let items = read_prepared(&path).map_err(|_| not_prepared())?;
     Ok(Prepared {
         name: ds.name.clone(),
         path,
-        hash: hash.trim().to_string(),
+        hash: hash.to_string(),
         items: items.into(),
         written: false,
     })
@@ -357,6 +364,11 @@ mod tests {
         assert!(!b.written);
         assert_eq!(a.items, b.items);
         assert_eq!(load_latest(&ds("d"), &out).unwrap().items, a.items);
+        // A pointer edited to name another file (a valid one, outside) is not followed.
+        std::fs::copy(&a.path, dir.path().join("outside.jsonl")).unwrap();
+        let pointer = out.join("d.latest");
+        std::fs::write(&pointer, format!("../outside.jsonl\n{}\n", a.hash)).unwrap();
+        assert!(matches!(load_latest(&ds("d"), &out), Err(PrepareError::NotPrepared { .. })));
     }
 
     #[test]

@@ -1113,11 +1113,19 @@ fn write_trial_json(
 }
 
 /// Where a prompt file is copied inside the run: the same relative path as in the workspace
-/// (under `config/` when it is not already there).
+/// (under `config/` when it is not already there). The config chooses what is read, never where
+/// the copy goes: a path climbing out with `..` is copied to `config/prompts/external/` under a
+/// name tagged with its path's hash (it would otherwise be written outside the run folder).
 fn snapshot_path(dir: &Path, rel: &Path) -> PathBuf {
+    let prompts = dir.join("config").join("prompts");
+    let name = || rel.file_name().map(|n| n.to_string_lossy().to_string());
     if rel.is_absolute() {
-        let name = rel.file_name().map(PathBuf::from).unwrap_or_else(|| "prompt".into());
-        return dir.join("config").join("prompts").join(name);
+        return prompts.join(name().unwrap_or_else(|| "prompt".into()));
+    }
+    if rel.components().any(|c| c == std::path::Component::ParentDir) {
+        let tag = blake3::hash(rel.to_string_lossy().as_bytes()).to_hex();
+        let name = name().unwrap_or_else(|| "prompt".into());
+        return prompts.join("external").join(format!("{}-{name}", &tag[..12]));
     }
     if rel.starts_with("config") { dir.join(rel) } else { dir.join("config").join(rel) }
 }
@@ -1346,5 +1354,8 @@ mod tests {
             snapshot_path(d, Path::new("prompts/a.txt")),
             Path::new("/r/config/prompts/a.txt")
         );
+        let outside = snapshot_path(d, Path::new("../../../../p.txt"));
+        assert!(outside.starts_with("/r/config/prompts/external/"), "{}", outside.display());
+        assert!(outside.to_string_lossy().ends_with("-p.txt"));
     }
 }

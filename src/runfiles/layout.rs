@@ -1,8 +1,10 @@
 //! Where a run keeps its files: today's layout (docs/RUN_FILES.md) and the old `run_all.py`
 //! layout (`config_snapshot.yaml`, `trials/<model>__<prompt_set>__temp<T>/` holding
 //! `batch_input_<condition>_partNN.jsonl`, `batch_output_…`, `predictions_<condition>.csv`,
-//! `metrics.json`, `costs.json`). Finding files costs a few small directory listings; no file is
-//! read here ([`legacy_trial_params`] and [`count_lines`] parse bytes their caller read).
+//! `metrics.json`, `costs.json`). Finding files costs a few small directory listings; in a
+//! folder that is not in today's layout, batch files elsewhere are recognized by their first
+//! few KB (`super::batch`). Otherwise no file is read here ([`legacy_trial_params`] and
+//! [`count_lines`] parse bytes their caller read).
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -43,11 +45,14 @@ pub struct TrialFiles {
     pub inputs: Vec<(String, Entry)>,
     /// Response journals / batch outputs by condition.
     pub outputs: Vec<(String, Entry)>,
+    /// Parameters known from the scan (trials of batch files recognized by content); empty:
+    /// they come from `trial.json` or the folder name and first request.
+    pub params: BTreeMap<String, String>,
 }
 
 impl TrialFiles {
     /// The trial in folder `dir` (at `path`, results in `results_path`), no files found yet.
-    fn new(dir: &Entry, path: String, results_path: String) -> Self {
+    pub(super) fn new(dir: &Entry, path: String, results_path: String) -> Self {
         TrialFiles {
             slug: dir.name.clone(),
             path,
@@ -61,6 +66,7 @@ impl TrialFiles {
             legacy_scores: Vec::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            params: BTreeMap::new(),
         }
     }
 
@@ -77,6 +83,9 @@ pub struct RunFiles {
     pub config: Option<(String, Entry)>,
     pub run_json: Option<Entry>,
     pub trials: Vec<TrialFiles>,
+    /// Files recognized by content rather than path (batch files in a legacy folder), with
+    /// their role.
+    pub sniffed: Vec<(String, &'static str)>,
 }
 
 /// Top-level folders of today's layout that are never trials.
@@ -122,7 +131,13 @@ pub fn scan(src: &dyn Source) -> Result<RunFiles, Error> {
         None => None,
     };
     if !trials.is_empty() || run_json.is_some() {
-        return Ok(RunFiles { layout: Layout::Current, config, run_json, trials });
+        return Ok(RunFiles {
+            layout: Layout::Current,
+            config,
+            run_json,
+            trials,
+            sniffed: Vec::new(),
+        });
     }
 
     if config.is_none() {
@@ -149,9 +164,12 @@ pub fn scan(src: &dyn Source) -> Result<RunFiles, Error> {
             }
         }
     }
+    let taken: Vec<String> = trials.iter().map(|t| t.slug.clone()).collect();
+    let found = super::batch::find(src, config.as_ref().map(|c| &c.1), &taken)?;
+    trials.extend(found.trials);
     let layout =
         if trials.is_empty() && config.is_none() { Layout::Unknown } else { Layout::Legacy };
-    Ok(RunFiles { layout, config, run_json, trials })
+    Ok(RunFiles { layout, config, run_json, trials, sniffed: found.roles })
 }
 
 /// `inputs/<condition>/part-NNNN.jsonl` (or `responses/…`): every part file with its condition.
@@ -247,21 +265,26 @@ pub fn legacy_trial_params(slug: &str, first_request: Option<&[u8]>) -> BTreeMap
     if let Some(Ok(req)) = line.map(serde_json::from_slice::<Value>)
         && let Some(body) = req.get("body").and_then(Value::as_object)
     {
-        for (k, v) in body {
-            match (k.as_str(), v) {
-                ("messages", _) => {}
-                ("model", Value::String(s)) => {
-                    out.insert("model_id".into(), s.clone());
-                }
-                (_, Value::Object(_)) => {
-                    super::trial::flatten(v, &format!("decoding.{k}"), &mut out)
-                }
-                (_, Value::String(s)) => {
-                    out.insert(format!("decoding.{k}"), s.clone());
-                }
-                _ => {
-                    out.insert(format!("decoding.{k}"), v.to_string());
-                }
+        out.extend(body_params(body));
+    }
+    out
+}
+
+/// A batch request body's settings: `model_id` and `decoding.<key>` for all but the messages.
+pub(super) fn body_params(body: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in body {
+        match (k.as_str(), v) {
+            ("messages", _) => {}
+            ("model", Value::String(s)) => {
+                out.insert("model_id".into(), s.clone());
+            }
+            (_, Value::Object(_)) => super::trial::flatten(v, &format!("decoding.{k}"), &mut out),
+            (_, Value::String(s)) => {
+                out.insert(format!("decoding.{k}"), s.clone());
+            }
+            _ => {
+                out.insert(format!("decoding.{k}"), v.to_string());
             }
         }
     }

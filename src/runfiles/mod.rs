@@ -16,6 +16,7 @@
 //! `eval` writes through this module; the reports, `diff`, `import` and the commit summary read
 //! through it. It knows nothing of the store, the network or the terminal, and computes nothing:
 //! figures are what the files say.
+mod batch;
 pub mod figures;
 pub mod headline;
 pub mod layout;

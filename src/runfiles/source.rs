@@ -75,6 +75,13 @@ pub trait Source: Sync {
     fn read(&self, file: &Entry) -> Result<Vec<u8>, Error>;
     /// A file's size in bytes.
     fn size(&self, file: &Entry) -> Result<u64, Error>;
+    /// At most the first `max` bytes of a file, for recognizing it by content. Snapshots that
+    /// can read a prefix cheaply (a folder on disk) read no more than that.
+    fn read_head(&self, file: &Entry, max: usize) -> Result<Vec<u8>, Error> {
+        let mut bytes = self.read(file)?;
+        bytes.truncate(max);
+        Ok(bytes)
+    }
 }
 
 /// Computes a file's content id from its path.
@@ -170,6 +177,18 @@ impl Source for FsSource {
             return Ok(self.read(file)?.len() as u64);
         }
         Ok(std::fs::symlink_metadata(path).map_err(|e| Self::io(path, e))?.len())
+    }
+
+    fn read_head(&self, file: &Entry, max: usize) -> Result<Vec<u8>, Error> {
+        use std::io::Read;
+        if file.kind == Kind::Symlink {
+            return self.read(file);
+        }
+        let path = std::path::Path::new(&file.loc);
+        let f = std::fs::File::open(path).map_err(|e| Self::io(path, e))?;
+        let mut out = Vec::with_capacity(max.min(64 * 1024));
+        f.take(max as u64).read_to_end(&mut out).map_err(|e| Self::io(path, e))?;
+        Ok(out)
     }
 }
 
