@@ -933,7 +933,7 @@ fn batch_files_in_another_layout_are_recognized_by_content_and_counted_per_condi
     let (ctrl, treat) = (n("control"), n("treatment"));
     let text = ok(exp(ws.path()).arg("import").arg(&run));
     let want = format!(
-        "2 trial(s), 0 with metrics, 2 with batch inputs: requests (control {}, treatment {treat}), 1 with batch outputs: responses (control {ctrl})",
+        "2 trials, 0 with metrics, 2 with batch inputs: requests (control {}, treatment {treat}), 1 with batch outputs: responses (control {ctrl})",
         ctrl + 5
     );
     assert!(text.contains(&want), "missing {want:?} in\n{text}");
