@@ -81,7 +81,7 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> super::Result<()> {
         ui::human_bytes(o.stored.new_bytes)
     );
     if o.dry_run {
-        let mut t = ui::table(["file", "size", "new"]);
+        let mut t = ui::table(["file", "size", "new"]).cut(["file"]);
         for f in &o.stored.listing {
             t.add_row(vec![
                 f.path.clone(),

@@ -154,7 +154,8 @@ fn metrics_section(o: &mut String, d: &RunDiff) {
         return;
     }
     let _ = writeln!(o, "\nMetrics ({} → {})", d.a.label, d.b.label);
-    let mut t = ui::table(["trial", "condition", "n", "failed", "accuracy", "change"]);
+    let mut t =
+        ui::table(["trial", "condition", "n", "failed", "accuracy", "change"]).cut(["trial"]);
     for r in &d.metrics {
         t.add_row([
             r.trial.clone(),
@@ -175,7 +176,8 @@ fn paired_section(o: &mut String, d: &RunDiff) {
     let _ =
         writeln!(o, "\nPaired test between the runs (items scored in both; fixed = wrong → right)");
     let mut t =
-        ui::table(["trial", "condition", "paired", "fixed", "broken", "p (exact McNemar)", "note"]);
+        ui::table(["trial", "condition", "paired", "fixed", "broken", "p (exact McNemar)", "note"])
+            .cut(["trial", "note"]);
     for r in &d.paired {
         t.add_row([
             r.trial.clone(),
@@ -203,7 +205,8 @@ fn costs_section(o: &mut String, d: &RunDiff) {
         "USD",
         "change",
         "USD per correct",
-    ]);
+    ])
+    .cut(["trial"]);
     for r in &d.costs {
         t.add_row([
             r.trial.clone(),
@@ -226,7 +229,8 @@ fn items_section(o: &mut String, d: &RunDiff) {
     }
     let _ = writeln!(o, "\nFlipped items");
     let (a, b) = (d.a.label.as_str(), d.b.label.as_str());
-    let mut t = ui::table(["trial", "condition", "item", "gold", a, b, "change"]);
+    let mut t =
+        ui::table(["trial", "condition", "item", "gold", a, b, "change"]).cut(["trial", a, b]);
     for i in &d.items {
         let item =
             if i.dataset.is_empty() { i.item.clone() } else { format!("{}:{}", i.dataset, i.item) };
@@ -254,21 +258,33 @@ fn files_section(o: &mut String, d: &RunDiff, stat: bool) {
         });
     if stat {
         let _ = writeln!(o, "\nFiles");
-        let width = d.files.iter().map(|f| f.path.chars().count()).max().unwrap_or(0).min(90);
-        for f in &d.files {
-            let sizes = match (f.old_size, f.new_size) {
-                (Some(a), Some(b)) => format!("{} → {}", ui::human_bytes(a), ui::human_bytes(b)),
-                (None, Some(b)) => format!("new, {}", ui::human_bytes(b)),
-                (Some(a), None) => format!("deleted, {}", ui::human_bytes(a)),
-                (None, None) => String::new(),
-            };
-            let mark = match f.status {
-                diff::tree::Status::Added => '+',
-                diff::tree::Status::Removed => '-',
-                diff::tree::Status::Modified => '~',
-                diff::tree::Status::TypeChanged => 'T',
-            };
-            let _ = writeln!(o, " {mark} {:<width$} | {sizes}", clip(&f.path, 90));
+        let rows: Vec<(char, &str, String)> = d
+            .files
+            .iter()
+            .map(|f| {
+                let sizes = match (f.old_size, f.new_size) {
+                    (Some(a), Some(b)) => {
+                        format!("{} → {}", ui::human_bytes(a), ui::human_bytes(b))
+                    }
+                    (None, Some(b)) => format!("new, {}", ui::human_bytes(b)),
+                    (Some(a), None) => format!("deleted, {}", ui::human_bytes(a)),
+                    (None, None) => String::new(),
+                };
+                let mark = match f.status {
+                    diff::tree::Status::Added => '+',
+                    diff::tree::Status::Removed => '-',
+                    diff::tree::Status::Modified => '~',
+                    diff::tree::Status::TypeChanged => 'T',
+                };
+                (mark, f.path.as_str(), sizes)
+            })
+            .collect();
+        // Paths give way to the terminal's width; the sizes beside them never do.
+        let sizes = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
+        let room = ui::width().map_or(90, |w| w.saturating_sub(6 + sizes).clamp(12, 90));
+        let width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0).min(room);
+        for (mark, path, sizes) in &rows {
+            let _ = writeln!(o, " {mark} {:<width$} | {sizes}", clip(path, room));
         }
     }
     let _ = writeln!(

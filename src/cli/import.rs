@@ -42,7 +42,8 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> super::Result<()> {
     if args.json {
         return ui::print_json(&imported);
     }
-    let mut t = ui::table(["run", "commit", "date", "parent", "files", "recognized", "result"]);
+    let mut t = ui::table(["run", "commit", "date", "parent", "files", "recognized", "result"])
+        .cut(["recognized"]);
     for i in &imported {
         let date = match i.date_from {
             exp::import::DateSource::Name => i.date.format("%Y-%m-%d %H:%M").to_string(),

@@ -30,12 +30,13 @@ pub fn run(ctx: &Context, args: &ListArgs) -> super::Result<()> {
         ui::outln!("no runs yet: `exp commit experiments/run_<ID>` stores one")?;
         return Ok(());
     }
-    let mut t = ui::table(["ref", "commit", "time", "status", "trials", "cost", "message"]);
+    let mut t = ui::table(["ref", "commit", "time", "status", "trials", "cost", "message"])
+        .cut(["ref", "message"]);
     for (n, id, c) in &rows {
         t.add_row(vec![
             n.to_string(),
             id.short(),
-            c.time.clone(),
+            ui::time(&c.time),
             c.status.clone().unwrap_or("-".into()),
             c.summary.trials.len().to_string(),
             or_missing(c.summary.usd, usd),

@@ -76,17 +76,23 @@ pub fn run(ctx: &Context, args: &LogArgs) -> super::Result<()> {
         }
         return Ok(());
     }
-    let mut t = ui::table(["commit", "time", "run", "status", "trials", "cost", "refs", "message"]);
+    // The refs go before the message, as git decorates a log line (a column of their own
+    // would leave the message no room at 80 columns), all but the run's own `runs/<run>`,
+    // which the run column already says.
+    let mut t = ui::table(["commit", "time", "run", "status", "trials", "cost", "message"])
+        .cut(["message"]);
     for (id, c) in &commits {
+        let own = format!("runs/{}", c.run_id);
+        let refs: Vec<String> = decorate(id).into_iter().filter(|r| *r != own).collect();
+        let refs = if refs.is_empty() { String::new() } else { format!("({}) ", refs.join(", ")) };
         t.add_row(vec![
             id.short(),
-            c.time.clone(),
+            ui::time(&c.time),
             c.run_id.clone(),
             c.status.clone().unwrap_or("-".into()),
             c.summary.trials.len().to_string(),
             or_missing(c.summary.usd, usd),
-            decorate(id).join(", "),
-            c.message.clone(),
+            format!("{refs}{}", c.message),
         ]);
     }
     ui::outln!("{t}")?;

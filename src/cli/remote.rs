@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, args: &RemoteArgs) -> super::Result<()> {
                 return ui::print_json(&remotes);
             }
             if args.verbose {
-                let mut t = ui::table(["NAME", "URL"]);
+                let mut t = ui::table(["NAME", "URL"]).cut(["URL"]);
                 for r in &remotes {
                     t.add_row([r.name.clone(), r.url.to_string()]);
                 }

@@ -177,7 +177,8 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
         "est. input tok",
         "max output tok",
         "est. cost",
-    ]);
+    ])
+    .cut(["trial"]);
     for tr in &plan.trials {
         t.add_row(vec![
             tr.slug.clone(),
@@ -262,7 +263,8 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
         "Holm p",
         "failures",
         "cost",
-    ]);
+    ])
+    .cut(["trial"]);
     for tr in &s.manifest.trials {
         let cell = |c: &str| {
             or_missing(tr.metrics.get(c), |m| {

@@ -1,7 +1,6 @@
 use std::io::Write;
 
 use clap::Args;
-use comfy_table::Table;
 use exp::display::{count, or_missing, p_value, percent, points, usd};
 use exp::store::{Commit, Mode, Summary};
 
@@ -33,7 +32,7 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> super::Result<()> {
             if args.json {
                 return ui::print_json(&tree.entries);
             }
-            let mut t = ui::table(["mode", "name", "object"]);
+            let mut t = ui::table(["mode", "name", "object"]).cut(["name"]);
             for e in &tree.entries {
                 let name =
                     if e.mode == Mode::Tree { format!("{}/", e.name) } else { e.name.clone() };
@@ -101,7 +100,7 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> super::Result<()> {
 }
 
 /// Per trial: n, accuracy control/treatment, effect, p, Holm p, cost, failures.
-pub(crate) fn headline_table(s: &Summary) -> Table {
+pub(crate) fn headline_table(s: &Summary) -> ui::Table {
     let mut t = ui::table([
         "trial",
         "n",
@@ -112,7 +111,8 @@ pub(crate) fn headline_table(s: &Summary) -> Table {
         "Holm p",
         "cost",
         "failures",
-    ]);
+    ])
+    .cut(["trial"]);
     for tr in &s.trials {
         let acc = |c: &str| or_missing(tr.conditions.get(c).and_then(|c| c.accuracy), percent);
         t.add_row(vec![

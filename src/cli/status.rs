@@ -37,7 +37,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> super::Result<()> {
         ui::outln!("no run folders in {shown}/")?;
         return Ok(());
     }
-    let mut t = ui::table(["folder", "state", "ref", "changes"]);
+    let mut t = ui::table(["folder", "state", "ref", "changes"]).cut(["folder", "changes"]);
     for r in &runs {
         let state = match r.state {
             State::Clean => "clean",

@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: &TagArgs) -> super::Result<()> {
                 .collect();
             return ui::print_json(&rows);
         }
-        let mut t = ui::table(["tag", "commit", "run", "message"]);
+        let mut t = ui::table(["tag", "commit", "run", "message"]).cut(["message"]);
         for (n, id) in &tags {
             let c = repo.read_commit(id)?;
             t.add_row(vec![n.short().to_string(), id.short(), c.run_id, c.message]);

@@ -7,24 +7,243 @@
 //! `stdout_closed` tells the binary to end quietly with exit 0 instead of printing an error.
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use comfy_table::{ContentArrangement, Table, presets};
 use indicatif::{ProgressBar, ProgressStyle};
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-/// A table in the house style: no outer borders, header underlined, wrapped to the terminal.
+/// The columns output must fit: `COLUMNS` when set, else the terminal's when stdout is one, else
+/// none: piped output is never cut or wrapped, so scripts see whole lines.
+pub fn width() -> Option<usize> {
+    static WIDTH: OnceLock<Option<usize>> = OnceLock::new();
+    *WIDTH.get_or_init(|| {
+        let columns = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse().ok());
+        match columns {
+            Some(c) if c > 0 => Some(c),
+            _ if io::stdout().is_terminal() => {
+                terminal_size::terminal_size().map(|(terminal_size::Width(w), _)| w as usize)
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Space between two columns; one when two do not fit.
+const GAP: usize = 2;
+/// How narrow a cut-short column may get.
+const MIN_CUT: usize = 6;
+
+/// A table in the house style: columns two spaces apart, one rule under the header, nothing
+/// else. Fitted to `width()` when it prints: free-text columns (see `cut`) are shortened with
+/// `…` first, then other cells wrap between words; an id, hash or number is never split.
 pub fn table<I, S>(header: I) -> Table
 where
     I: IntoIterator<Item = S>,
-    S: Into<comfy_table::Cell>,
+    S: Into<String>,
 {
-    let mut t = Table::new();
-    t.load_preset(presets::UTF8_HORIZONTAL_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header);
-    t
+    let header: Vec<String> = header.into_iter().map(Into::into).collect();
+    let cut = vec![false; header.len()];
+    Table { header, rows: Vec::new(), cut }
+}
+
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    /// Per column: free text (a message, a name, a path) that may be cut short with `…`.
+    cut: Vec<bool>,
+}
+
+impl Table {
+    /// Marks the columns headed `names` as free text, shortened with `…` before anything else
+    /// gives way: the message, a trial slug, a path.
+    pub fn cut<const N: usize>(mut self, names: [&str; N]) -> Self {
+        for (c, h) in self.header.iter().enumerate() {
+            if names.contains(&h.as_str()) {
+                self.cut[c] = true;
+            }
+        }
+        self
+    }
+
+    pub fn add_row<I, S>(&mut self, row: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.rows.push(row.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Column widths and the gap between columns for `limit` columns in all (see `table`):
+    /// free-text columns give way first, then the others wrap between words, then the gap
+    /// narrows to one space.
+    fn widths(&self, limit: Option<usize>) -> (Vec<usize>, usize) {
+        let n = self.header.len();
+        let column = |c: usize| {
+            std::iter::once(&self.header[c]).chain(self.rows.iter().filter_map(move |r| r.get(c)))
+        };
+        let natural: Vec<usize> = (0..n)
+            .map(|c| column(c).flat_map(|v| v.lines()).map(str::width).max().unwrap_or(0))
+            .collect();
+        let Some(limit) = limit else { return (natural, GAP) };
+        let longest_word = |cells: &mut dyn Iterator<Item = &String>| {
+            cells.flat_map(|v| v.split_whitespace()).map(str::width).max().unwrap_or(0)
+        };
+        // A cut column keeps its header's words whole; any other keeps every word whole.
+        let floor: Vec<usize> = (0..n)
+            .map(|c| {
+                if self.cut[c] {
+                    longest_word(&mut std::iter::once(&self.header[c])).max(MIN_CUT).min(natural[c])
+                } else {
+                    longest_word(&mut column(c))
+                }
+            })
+            .collect();
+        let mut fitted = (natural.clone(), GAP);
+        for gap in (1..=GAP).rev() {
+            let mut widths = natural.clone();
+            let total = |w: &[usize]| w.iter().sum::<usize>() + gap * n.saturating_sub(1);
+            for cutting in [true, false] {
+                while total(&widths) > limit {
+                    let Some(c) = (0..n)
+                        .filter(|&c| self.cut[c] == cutting && widths[c] > floor[c])
+                        .max_by_key(|&c| widths[c] - floor[c])
+                    else {
+                        break;
+                    };
+                    widths[c] -= 1;
+                }
+            }
+            let fits = total(&widths) <= limit;
+            fitted = (widths, gap);
+            if fits {
+                return fitted;
+            }
+        }
+        // Last resort, for names far longer than anyone expected at this width: the widest
+        // columns are cut short too (with `…`, never wrapped mid-word), so the table stays a
+        // table instead of spilling over into the next line.
+        let (widths, gap) = &mut fitted;
+        while widths.iter().sum::<usize>() + *gap * n.saturating_sub(1) > limit {
+            let Some(c) = (0..n).filter(|&c| widths[c] > MIN_CUT).max_by_key(|&c| widths[c]) else {
+                break;
+            };
+            widths[c] -= 1;
+        }
+        fitted
+    }
+
+    /// One cell as lines of at most `width` columns: free text cut short, anything else
+    /// broken between words (and cut only where `widths` had no other way).
+    fn cell_lines(&self, c: usize, cell: &str, width: usize) -> Vec<String> {
+        let lines = cell.lines().map(str::to_string);
+        let lines: Vec<String> = if self.cut[c] {
+            lines.collect()
+        } else {
+            lines.flat_map(|l| wrap(&l, width, 0)).collect()
+        };
+        lines.iter().map(|l| cut(l, width)).collect()
+    }
+
+    /// The table as lines of at most `limit` columns (unless an unsplittable word is wider).
+    fn lines(&self, limit: Option<usize>) -> Vec<String> {
+        let (widths, gap) = self.widths(limit);
+        let mut out = Vec::new();
+        let header: Vec<Vec<String>> = self
+            .header
+            .iter()
+            .zip(&widths)
+            .map(|(h, &w)| wrap(h, w, 0).iter().map(|l| cut(l, w)).collect())
+            .collect();
+        push_row(&mut out, &header, &widths, gap);
+        let rule = widths.iter().sum::<usize>() + gap * widths.len().saturating_sub(1);
+        out.push("─".repeat(rule));
+        for row in &self.rows {
+            let cells: Vec<Vec<String>> = (0..widths.len())
+                .map(|c| self.cell_lines(c, row.get(c).map_or("", String::as_str), widths[c]))
+                .collect();
+            push_row(&mut out, &cells, &widths, gap);
+        }
+        out
+    }
+}
+
+/// Appends one row, its cells given as lines, each column padded to its width.
+fn push_row(out: &mut Vec<String>, cells: &[Vec<String>], widths: &[usize], gap: usize) {
+    let height = cells.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    for i in 0..height {
+        let mut line = String::new();
+        for (c, w) in widths.iter().enumerate() {
+            if c > 0 {
+                line.extend(std::iter::repeat_n(' ', gap));
+            }
+            let text = cells.get(c).and_then(|l| l.get(i)).map_or("", String::as_str);
+            line.push_str(text);
+            line.extend(std::iter::repeat_n(' ', w.saturating_sub(text.width())));
+        }
+        out.push(line.trim_end().to_string());
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}", self.lines(width()).join("\n"))
+    }
+}
+
+/// `text` shortened to `width` columns, ending in `…` when something was left out.
+fn cut(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for ch in text.chars() {
+        let w = ch.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(ch);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
+/// `line` broken between words into lines of at most `width` columns; continuation lines are
+/// indented by `hang` more than the first. A word wider than `width` keeps a line of its own
+/// rather than being split.
+fn wrap(line: &str, width: usize, hang: usize) -> Vec<String> {
+    if line.width() <= width {
+        return vec![line.to_string()];
+    }
+    let body = line.trim_start_matches(' ');
+    let lead = line.len() - body.len();
+    let indent = if lead + hang <= width / 2 { lead + hang } else { 0 };
+    let mut lines = Vec::new();
+    let mut current = " ".repeat(lead);
+    let mut used = lead;
+    let mut fresh = true;
+    for word in body.split(' ') {
+        let w = word.width();
+        if !fresh && used + 1 + w > width {
+            lines.push(current.trim_end().to_string());
+            current = " ".repeat(indent);
+            used = indent;
+            fresh = true;
+        }
+        if !fresh {
+            current.push(' ');
+            used += 1;
+        }
+        current.push_str(word);
+        used += w;
+        fresh = false;
+    }
+    lines.push(current.trim_end().to_string());
+    lines
 }
 
 /// Set when a write to stdout failed because nobody reads it any more.
@@ -85,10 +304,21 @@ macro_rules! out {
 }
 pub(crate) use out;
 
-/// Writes text for people to stdout.
+/// Writes text for people to stdout. Within `width()`, a longer line is broken between words
+/// (continuation lines hang two spaces in); tables already fit.
 pub fn write_text(text: fmt::Arguments) -> io::Result<()> {
     let mut out = stdout();
-    out.write_fmt(text)?;
+    let Some(width) = width() else {
+        out.write_fmt(text)?;
+        return out.flush();
+    };
+    let text = text.to_string();
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.write_all(b"\n")?;
+        }
+        out.write_all(wrap(line, width, 2).join("\n").as_bytes())?;
+    }
     out.flush()
 }
 
@@ -103,7 +333,9 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> super::Result<()> {
 /// Progress on stderr: a bar with rate and ETA on a terminal, a plain line every few seconds
 /// otherwise (CI logs, pipes), so long work is never silent and never floods a log.
 pub struct TermProgress {
-    bar: Option<ProgressBar>,
+    /// On a terminal: the bar of the current phase. Each phase gets a new one, because a
+    /// finished indicatif bar stays finished (and invisible) whatever it is told later.
+    bar: Option<Mutex<ProgressBar>>,
     plain: Mutex<PlainState>,
 }
 
@@ -119,9 +351,13 @@ struct PlainState {
 
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
+/// How often the bar redraws by itself, so the elapsed time and ETA move while requests are
+/// slow to come back.
+const TICK: Duration = Duration::from_millis(200);
+
 impl TermProgress {
     pub fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(ProgressBar::hidden);
+        let bar = io::stderr().is_terminal().then(|| Mutex::new(ProgressBar::hidden()));
         let now = Instant::now();
         TermProgress {
             bar,
@@ -135,6 +371,12 @@ impl TermProgress {
                 last_line: now,
             }),
         }
+    }
+
+    fn with_bar(&self, f: impl FnOnce(&ProgressBar)) -> bool {
+        let Some(bar) = &self.bar else { return false };
+        f(&bar.lock().unwrap_or_else(|e| e.into_inner()));
+        true
     }
 
     fn plain_line(s: &PlainState) {
@@ -164,20 +406,22 @@ impl Default for TermProgress {
 
 impl exp::progress::Progress for TermProgress {
     fn start(&self, what: &str, total: u64, bytes: bool) {
-        if let Some(bar) = &self.bar {
+        if let Some(current) = &self.bar {
             let template = if bytes {
-                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
+                "{prefix} {bar:20} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {wide_msg}"
             } else {
-                "{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}"
+                "{prefix} {bar:20} {pos}/{len} {per_sec} ETA {eta} {wide_msg}"
             };
+            let bar =
+                ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             bar.set_prefix(what.to_string());
-            bar.set_length(total);
-            bar.set_position(0);
-            bar.reset_eta();
+            bar.enable_steady_tick(TICK);
+            let mut current = current.lock().unwrap_or_else(|e| e.into_inner());
+            current.finish_and_clear();
+            *current = bar;
             return;
         }
         let mut s = self.plain.lock().unwrap_or_else(|e| e.into_inner());
@@ -193,8 +437,7 @@ impl exp::progress::Progress for TermProgress {
     }
 
     fn advance(&self, n: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc(n);
+        if self.with_bar(|bar| bar.inc(n)) {
             return;
         }
         let mut s = self.plain.lock().unwrap_or_else(|e| e.into_inner());
@@ -206,16 +449,14 @@ impl exp::progress::Progress for TermProgress {
     }
 
     fn status(&self, msg: &str) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(msg.to_string());
+        if self.with_bar(|bar| bar.set_message(msg.to_string())) {
             return;
         }
         self.plain.lock().unwrap_or_else(|e| e.into_inner()).status = msg.to_string();
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        if self.with_bar(ProgressBar::finish_and_clear) {
             return;
         }
         // A closing line only for work long enough to have been worth watching: a log of many
@@ -225,6 +466,14 @@ impl exp::progress::Progress for TermProgress {
             Self::plain_line(&s);
         }
     }
+}
+
+/// A commit's RFC 3339 time as `2025-11-27 13:05` (UTC), short enough for a table column and
+/// breakable between date and time; anything else as it is.
+pub fn time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|_| rfc3339.to_string())
 }
 
 /// 1536 -> "1.5 KiB".
@@ -237,4 +486,67 @@ pub fn human_bytes(n: u64) -> String {
         unit += 1;
     }
     if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_table() -> Table {
+        let mut t = table(["commit", "time", "status", "message"]).cut(["message"]);
+        t.add_row(["3fa9c2d81b0e", "2025-11-27 13:05", "complete", &"why ".repeat(30)]);
+        t.add_row(["77b01c9e2f4a", "2025-11-28 09:00", "incomplete", "short"]);
+        t
+    }
+
+    #[test]
+    fn a_table_that_fits_is_left_alone_with_one_rule_under_the_header() {
+        let lines = log_table().lines(None);
+        assert_eq!(lines.len(), 4);
+        assert!(lines[1].chars().all(|c| c == '─'));
+        assert!(lines[2].ends_with(&"why ".repeat(30).trim_end().to_string()));
+    }
+
+    #[test]
+    fn free_text_is_cut_first_and_ids_stay_whole() {
+        let lines = log_table().lines(Some(60));
+        assert!(lines.iter().all(|l| l.chars().count() <= 60), "{lines:#?}");
+        assert!(
+            lines[2].starts_with("3fa9c2d81b0e  2025-11-27 13:05  complete")
+                && lines[2].ends_with('…')
+        );
+        assert_eq!(lines.len(), 4, "no row grew: {lines:#?}");
+    }
+
+    #[test]
+    fn then_cells_wrap_between_words_and_the_gap_narrows() {
+        let lines = log_table().lines(Some(42));
+        assert!(lines.iter().all(|l| l.chars().count() <= 42), "{lines:#?}");
+        let text = lines.join("\n");
+        for whole in ["3fa9c2d81b0e", "77b01c9e2f4a", "2025-11-27", "13:05", "incomplete"] {
+            assert!(text.contains(whole), "{whole} split in\n{text}");
+        }
+    }
+
+    #[test]
+    fn what_cannot_fit_otherwise_is_cut_short_never_wrapped_mid_word() {
+        let mut t = table(["id", "n"]);
+        t.add_row(["0123456789abcdef0123", "7"]);
+        assert_eq!(t.lines(Some(12)), ["id         n", "────────────", "012345678… 7"]);
+    }
+
+    #[test]
+    fn prose_wraps_between_words_with_a_hanging_indent() {
+        assert_eq!(wrap("  one two three four", 12, 2), ["  one two", "    three", "    four"]);
+        assert_eq!(wrap("short", 12, 2), ["short"]);
+        assert_eq!(cut("abcdefgh", 5), "abcd…");
+        assert_eq!(cut("abc", 5), "abc");
+    }
+
+    #[test]
+    fn commit_times_read_as_minutes_in_utc() {
+        assert_eq!(time("2025-11-27T13:05:01Z"), "2025-11-27 13:05");
+        assert_eq!(time("2025-11-27T14:05:01+01:00"), "2025-11-27 13:05");
+        assert_eq!(time("yesterday"), "yesterday");
+    }
 }
