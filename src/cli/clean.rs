@@ -70,7 +70,13 @@ pub fn run(ctx: &Context, args: &CleanArgs) -> super::Result<()> {
         ui::outln!("{verb} {p}/")?;
     }
     for (path, why) in &r.kept {
-        ui::outln!("kept {path}: {why} (commit it with `exp commit {path}`, or use --force)")?;
+        ui::outln!("kept {path}: {why}")?;
+    }
+    if !r.kept.is_empty() {
+        ui::outln!(
+            "commit a kept folder with `exp commit FOLDER`, or use --force to save and remove \
+             modified and uncommitted ones (a folder whose stored copy is damaged always stays)"
+        )?;
     }
     if r.removed.is_empty() && r.kept.is_empty() && r.prepared.is_none() {
         ui::outln!("nothing to clean")?;

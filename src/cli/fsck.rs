@@ -6,7 +6,8 @@ use exp::store::fsck;
 use super::init::open_repo;
 use super::{Context, ui};
 
-/// Check the store: re-hash every object and check that everything refs name is there.
+/// Check the store: re-hash every object, check every pack, every ref, and that everything refs
+/// name is there and of the kind that names it.
 #[derive(Args, Debug)]
 #[command(
     after_help = "Examples:\n  exp fsck\n  exp fsck --quick   # parse commits and trees, check blobs exist; no re-hash"
@@ -49,11 +50,11 @@ pub fn run(ctx: &Context, args: &FsckArgs) -> super::Result<()> {
         )?;
     }
     if !r.is_ok() {
-        let first = r.problems[0].object.map(|o| o.to_hex()).unwrap_or_default();
         return Err(Hinted::new(
             format!(
-                "the store has {} damaged or missing, first {first}",
-                plural(r.problems.len() as u64, "object")
+                "the store has {}, first: {}",
+                plural(r.problems.len() as u64, "problem"),
+                r.problems[0].message
             ),
             "restore the objects from a remote (`exp fetch`) or re-commit the run folders they came from",
         )

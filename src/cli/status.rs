@@ -43,6 +43,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> super::Result<()> {
             State::Clean => "clean",
             State::Modified => "modified",
             State::Untracked => "untracked",
+            State::Damaged => "damaged in store",
         };
         let mut changes: Vec<String> = r
             .changes
@@ -60,6 +61,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> super::Result<()> {
         if r.changes.len() > 5 {
             changes.push(format!("… and {} more", r.changes.len() - 5));
         }
+        changes.extend(r.damaged.iter().take(5).map(|p| format!("! {p}")));
         let refn = match (&r.ref_name, r.commit) {
             (Some(n), Some(c)) => format!("{n} ({})", c.short()),
             _ => "-".into(),
@@ -67,5 +69,11 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> super::Result<()> {
         t.add_row(vec![r.path.clone(), state.into(), refn, changes.join("\n")]);
     }
     ui::outln!("{t}")?;
+    if runs.iter().any(|r| r.state == State::Damaged) {
+        ui::outln!(
+            "! = the store's copy fails verification; the folder may be the only good one: \
+             `exp commit FOLDER` stores it again (`exp fsck` lists all damage)"
+        )?;
+    }
     Ok(())
 }

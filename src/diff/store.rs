@@ -118,7 +118,9 @@ pub fn diff_revs(
                 return Err(Error::NoHead);
             }
             let (ia, ca) = resolve(repo, "HEAD")?;
-            let dir = repo.checkout_dir(&ca);
+            let dir = repo
+                .checkout_dir(&ia, &ca)
+                .map_err(|e| Error::Store { path: ia.short(), source: e })?;
             if !dir.is_dir() {
                 return Err(Error::NotCheckedOut { path: dir.display().to_string() });
             }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Error, Result};
 use crate::store::ObjectId;
-use crate::store::atomic::create_dirs;
+use crate::store::atomic::{create_dirs, temp_file_in};
 use crate::store::object::{self, Kind, Object};
 use crate::store::odb::{Odb, StreamError, stream_verified};
 
@@ -120,8 +120,7 @@ pub fn cache_dir(store_dir: &Path, remote: &str) -> PathBuf {
 /// checksum, and a damaged or missing copy is simply downloaded again.
 pub fn cache_index(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     create_dirs(dir)?;
-    let mut tmp =
-        tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = temp_file_in(dir, ".tmp-")?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
     let dest = dir.join(format!("{name}.idx"));
     tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;

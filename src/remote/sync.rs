@@ -651,6 +651,8 @@ async fn download(
     progress: &dyn Progress,
 ) -> Result<Transfer> {
     let mut transfer = Transfer::default();
+    // Before the first look at what the store has: gc must not delete what this reuses.
+    odb.hold_for_writing()?;
     // Everything a fetch brings goes into one new pack.
     let pack = Arc::new(odb.new_pack());
     let mut staged: Vec<Staged> = Vec::new();

@@ -216,6 +216,12 @@ impl Transport for FolderTransport {
         let short = self.transport_err("read", key, "file is shorter than its index says");
         Box::pin(blocking(move || {
             let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            // The range comes from the remote's index: check it against the file before
+            // allocating for it (a forged index may claim a terabyte).
+            let size = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+            if range.end > size || range.start > range.end {
+                return Err(short);
+            }
             f.seek(SeekFrom::Start(range.start)).map_err(|e| Error::io(&path, e))?;
             let len = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX);
             let mut buf = vec![0u8; len];

@@ -9,10 +9,12 @@
 //!   silently, because we cannot tell a slow writer from a dead one.
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, SystemTime};
+
+use tempfile::NamedTempFile;
 
 use super::error::{Error, IoContext, Result};
 
@@ -83,11 +85,22 @@ pub fn create_dirs(path: &Path) -> Result<()> {
     }
 }
 
+/// A new temp file in `dir` whose name starts with `prefix`, created with the permissions the
+/// umask allows (`0666 & !umask`, as `open` gives) rather than tempfile's private 0600: objects,
+/// packs and refs become files of the store, and a folder remote is shared with teammates.
+pub fn temp_file_in(dir: &Path, prefix: &str) -> Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .at(dir)
+}
+
 /// Replace `path` with `bytes` atomically and durably.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_dirs(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).at(dir)?;
+    let mut tmp = temp_file_in(dir, ".tmp-")?;
     tmp.write_all(bytes).at(tmp.path())?;
     tmp.as_file().sync_all().at(tmp.path())?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
@@ -111,7 +124,7 @@ impl LockFile {
         }
         let deadline = std::time::Instant::now() + wait;
         loop {
-            match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&lock) {
+            match OpenOptions::new().write(true).create_new(true).mode(0o666).open(&lock) {
                 Ok(file) => {
                     return Ok(LockFile { target: target.to_path_buf(), lock, file: Some(file) });
                 }

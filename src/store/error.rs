@@ -61,6 +61,18 @@ pub enum Error {
     TagExists { name: String, id: ObjectId },
     #[error("bad run id {id:?}: {reason}")]
     BadRunId { id: String, reason: &'static str },
+    #[error("commit {commit} names run {id:?}, which cannot name a folder: {reason}")]
+    CommitRunId { commit: ObjectId, id: String, reason: &'static str },
+    #[error("{path}: folders nested more than {limit} deep")]
+    TooDeep { path: String, limit: usize },
+    #[error("{path}: the tree says {mode}, but object {id} is a {actual}")]
+    EntryKind { path: String, mode: &'static str, id: ObjectId, actual: &'static str },
+    #[error("{path} is or holds the store (.exprepo); a checkout never writes there")]
+    StoreDestination { path: PathBuf },
+    #[error("{path} is not the folder of run {run}; --force only replaces a run's own folder")]
+    ForeignFolder { path: PathBuf, run: String },
+    #[error("another exp process is writing to the store (it holds {lock})")]
+    StoreBusy { lock: PathBuf },
 }
 
 impl Error {
@@ -123,6 +135,27 @@ impl Hint for Error {
                 format!("pick another name, or delete the old tag first: exp tag -d {name}")
             }
             Error::NotADirectory { .. } => "pass a run folder".to_string(),
+            Error::CommitRunId { .. } | Error::EntryKind { .. } => {
+                "the commit was not made by exp (forged or damaged): `exp fsck` lists what is \
+                 wrong; `exp checkout REV --to NEW_DIR` still materializes a commit whose run id is bad"
+                    .to_string()
+            }
+            Error::TooDeep { limit, .. } => format!(
+                "exp keeps at most {limit} levels of folders (docs/FORMAT.md); flatten the \
+                 folder, or if this tree came from a remote, it was not made by exp"
+            ),
+            Error::StoreDestination { .. } => {
+                "check the run out into its own folder: leave out --to, or pass --to NEW_DIR"
+                    .to_string()
+            }
+            Error::ForeignFolder { .. } => {
+                "check it out into a new folder (--to NEW_DIR), or move that folder away first"
+                    .to_string()
+            }
+            Error::StoreBusy { .. } => {
+                "a commit, fetch or import is storing objects; run gc again when it has finished"
+                    .to_string()
+            }
             _ => return None,
         })
     }

@@ -46,6 +46,15 @@ pub fn fsck(repo: &Repo, quick: bool) -> Result<FsckReport> {
     for (path, reason) in repo.odb.damaged_pack_indexes()? {
         problems.push(problem(None, &Error::DamagedPackIndex { path, reason }));
     }
+    for (path, reason) in repo.odb.damaged_packs()? {
+        problems.push(Problem {
+            object: None,
+            message: format!("pack {} is damaged: {reason}", path.display()),
+        });
+    }
+    for (id, message) in repo.refs.problems()? {
+        problems.push(Problem { object: id, message });
+    }
     let ids = repo.odb.iter_ids()?;
     if !quick {
         let bad: Vec<Problem> = ids
@@ -54,15 +63,22 @@ pub fn fsck(repo: &Repo, quick: bool) -> Result<FsckReport> {
                 let r = match repo.odb.verify(id) {
                     Ok((Kind::Blob, _)) => Ok(()),
                     Ok(_) => repo.odb.read(id).map(|_| ()),
+                    // Listed a moment ago, gone now: gc deleted it as unreachable. Whether
+                    // anything still needs it is for the connectivity walk below to say.
+                    Err(Error::MissingObject { .. }) => Ok(()),
                     Err(e) => Err(e),
                 };
                 r.err().map(|e| problem(Some(*id), &e))
             })
             .collect();
+        // Everything was just verified: the damaged list becomes exactly what failed (an object
+        // restored by hand is usable again). It is a hint; a read-only store keeps its old one.
+        let _ = repo.odb.set_damaged(bad.iter().filter_map(|p| p.object).collect());
         problems.extend(bad);
     }
     let already_bad: HashSet<ObjectId> = problems.iter().filter_map(|p| p.object).collect();
-    // Connectivity: walk from every ref; each object is visited once.
+    // Connectivity: walk from every ref; each object is visited once, and must be of the kind
+    // that names it expects (a ref: a commit; a tree entry: what its mode says).
     let mut tips: Vec<(String, ObjectId)> =
         repo.refs.list("")?.into_iter().map(|(n, id)| (n.to_string(), id)).collect();
     match repo.refs.read(&RefName::head()) {
@@ -76,13 +92,29 @@ pub fn fsck(repo: &Repo, quick: bool) -> Result<FsckReport> {
         stack.push((*id, Kind::Commit, format!("ref {name}")));
     }
     while let Some((id, kind, from)) = stack.pop() {
-        if !seen.insert(id) || already_bad.contains(&id) {
+        // Keyed by kind too: an object named as a commit by a ref and as a file by a tree is
+        // checked both ways.
+        if !seen.insert((id, kind)) || already_bad.contains(&id) {
             continue;
         }
-        if !repo.odb.has(&id) {
+        let found = match repo.odb.header(&id) {
+            Ok((found, _)) => found,
+            Err(Error::MissingObject { .. }) => {
+                problems.push(Problem {
+                    object: Some(id),
+                    message: format!("object {id} is missing (named by {from})"),
+                });
+                continue;
+            }
+            Err(e) => {
+                problems.push(named(id, &e, &from));
+                continue;
+            }
+        };
+        if found != kind {
             problems.push(Problem {
                 object: Some(id),
-                message: format!("object {id} is missing (named by {from})"),
+                message: format!("object {id} is a {found}, but {from} needs a {kind}"),
             });
             continue;
         }
@@ -92,10 +124,10 @@ pub fn fsck(repo: &Repo, quick: bool) -> Result<FsckReport> {
                 Ok(t) => {
                     for e in t.entries {
                         let k = if e.mode == Mode::Tree { Kind::Tree } else { Kind::Blob };
-                        stack.push((e.id, k, format!("tree {}", id.short())));
+                        stack.push((e.id, k, format!("entry {:?} of tree {}", e.name, id.short())));
                     }
                 }
-                Err(e) => problems.push(problem(Some(id), &e)),
+                Err(e) => problems.push(named(id, &e, &from)),
             },
             Kind::Commit => match repo.read_commit(&id) {
                 Ok(c) => {
@@ -104,7 +136,7 @@ pub fn fsck(repo: &Repo, quick: bool) -> Result<FsckReport> {
                         stack.push((p, Kind::Commit, format!("commit {}", id.short())));
                     }
                 }
-                Err(e) => problems.push(problem(Some(id), &e)),
+                Err(e) => problems.push(named(id, &e, &from)),
             },
         }
     }
@@ -118,4 +150,9 @@ pub fn fsck(repo: &Repo, quick: bool) -> Result<FsckReport> {
         locks: repo.refs.lock_files()?,
         temp_files: repo.odb.temp_files()?.len() as u64,
     })
+}
+
+/// A problem with object `id`, saying what named it.
+fn named(id: ObjectId, e: &Error, from: &str) -> Problem {
+    Problem { object: Some(id), message: format!("{e} (named by {from})") }
 }

@@ -2,9 +2,11 @@
 //!
 //! Roots: every ref, HEAD, every reflog entry younger than the grace period (so what `exp rm`
 //! dropped, or a ref moved away from, stays recoverable until then), and every blob the index
-//! names. The reflog of a deleted ref is removed once the deletion is older than the grace period. An unreachable object is deleted only when it is
-//! older than the grace period too: a concurrent `exp commit` writes objects before any ref
-//! names them, and must not see them vanish. Stale temp files (interrupted writes) older than
+//! names. The reflog of a deleted ref is removed once the deletion is older than the grace
+//! period. An unreachable object is deleted only when it is older than the grace period too.
+//! A concurrent `exp commit` writes objects before any ref names them; it holds the gc lock
+//! (`odb::GC_LOCK`) shared until it exits and gc holds it exclusively, so whatever the grace
+//! period, gc never sees a writer's objects unnamed. Stale temp files (interrupted writes) older than
 //! the grace period go as well. Packs holding unreachable objects are rewritten without them.
 use std::collections::HashSet;
 use std::fs;
@@ -42,7 +44,15 @@ pub const MAX_PACKS: usize = 8;
 /// More loose objects than this are moved into a pack by gc.
 pub const MAX_LOOSE: usize = 256;
 
+/// How long gc waits for processes that are storing objects (commit, fetch, import) to finish.
+pub const WRITERS_WAIT: Duration = Duration::from_secs(30);
+
 pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
+    // Writers hold the gc lock shared from before they look at the store until their refs name
+    // what they wrote: with it held exclusively, nothing unreachable here is about to be named.
+    if !dry_run {
+        repo.odb.lock_for_gc(WRITERS_WAIT)?;
+    }
     let now = SystemTime::now();
     let cutoff = now.checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
     let cutoff_secs =

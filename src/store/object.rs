@@ -13,8 +13,16 @@ use super::ObjectId;
 use super::error::{Error, Result};
 use crate::provenance::Provenance;
 
+/// Folders nest at most this deep in a tree: deeper ones are refused on commit, checkout,
+/// status and fsck, so walking a tree from a remote can never exhaust the stack. (Linux paths
+/// end at 4096 bytes, so a real folder rarely nests deeper than a few dozen levels.)
+pub const MAX_TREE_DEPTH: usize = 256;
+/// A tree or commit payload is read into memory whole: at most this many bytes (a tree of a
+/// million files is about 80 MB less than that). Blobs stream and have no limit.
+pub const MAX_PARSED_PAYLOAD: u64 = 256 << 20;
+
 /// What an object is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Blob,
@@ -125,6 +133,8 @@ pub fn check_name(name: &str) -> Result<()> {
         "contains '/' (or is an absolute path)"
     } else if name.contains('\0') {
         "contains NUL"
+    } else if name == super::STORE_DIR {
+        "'.exprepo' is the store's folder, never part of a tree"
     } else {
         return Ok(());
     };

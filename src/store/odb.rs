@@ -8,16 +8,17 @@
 //! then visible, so a name in `objects/` always holds complete bytes. Reads verify: every read
 //! re-hashes what it decompressed, and a mismatch is `Error::CorruptObject` naming the object
 //! and the file holding it, never wrong data.
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tempfile::TempPath;
 
 use super::ObjectId;
-use super::atomic::{create_dirs, fsync_dir, start_writeback, wait_writeback};
+use super::atomic::{create_dirs, fsync_dir, start_writeback, temp_file_in, wait_writeback};
 use super::error::{Error, IoContext, Result, read_dir_if_exists};
 use super::object::{self, Commit, Kind, Object, Tree};
 use super::pack::{self, PackFile, PackSet, PackWriter, Packed};
@@ -39,11 +40,37 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Handle on `.exprepo/objects`. Clones share what they know of the packs.
+/// `objects/gc-lock`: an empty file locked with `flock`. A process that stores objects holds it
+/// shared from before its first look at what the store has until it exits (by then its refs
+/// name what it wrote); gc holds it exclusively. So gc never judges objects a writer has made
+/// or counted on but not yet named, whatever the grace period.
+pub const GC_LOCK: &str = "gc-lock";
+/// `objects/damaged`: ids of objects a verified read found corrupt, one hex id per line. `has`
+/// says no to them, so the next commit (or fetch) that holds a good copy stores it again, and
+/// publishing that copy deletes the bad one. Only a hint: deleting the file is always safe.
+pub const DAMAGED: &str = "damaged";
+/// How often a read that finds an object gone re-reads the pack folder: gc publishes a merged
+/// pack before it deletes the old ones, so one re-read finds the object again; a few cover gcs
+/// that follow one another.
+const READ_ATTEMPTS: usize = 4;
+
+/// Handle on `.exprepo/objects`. Clones share what they know of the packs, and the gc lock.
 #[derive(Debug, Clone)]
 pub struct Odb {
     dir: PathBuf,
     packs: Arc<RwLock<PackSet>>,
+    hold: Arc<Mutex<Hold>>,
+    /// `DAMAGED`, read on first use.
+    damaged: Arc<RwLock<Option<HashSet<ObjectId>>>>,
+}
+
+/// What this process holds of `GC_LOCK` (released when the file closes).
+#[derive(Debug, Default)]
+enum Hold {
+    #[default]
+    Nothing,
+    Shared(File),
+    Exclusive(File),
 }
 
 /// Where `stage_*` puts an object the store does not have yet.
@@ -106,7 +133,70 @@ enum Location {
 
 impl Odb {
     pub fn new(dir: PathBuf) -> Odb {
-        Odb { dir, packs: Arc::default() }
+        Odb { dir, packs: Arc::default(), hold: Arc::default(), damaged: Arc::default() }
+    }
+
+    fn open_gc_lock(&self) -> Result<(File, PathBuf)> {
+        create_dirs(&self.dir)?;
+        let path = self.dir.join(GC_LOCK);
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .at(&path)?;
+        Ok((file, path))
+    }
+
+    /// Take `GC_LOCK` shared for the rest of this process (waiting while a gc runs), unless
+    /// already held: called before a writer first asks what the store has, so the objects it
+    /// reuses and the ones it writes stay until its refs name them.
+    pub fn hold_for_writing(&self) -> Result<()> {
+        let mut hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*hold, Hold::Nothing) {
+            let (file, path) = self.open_gc_lock()?;
+            file.lock_shared().at(&path)?;
+            *hold = Hold::Shared(file);
+        }
+        Ok(())
+    }
+
+    /// Take `GC_LOCK` exclusively (gc), waiting up to `wait` for writers to finish.
+    pub fn lock_for_gc(&self, wait: Duration) -> Result<()> {
+        let mut hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        let (file, was_shared) = match std::mem::take(&mut *hold) {
+            Hold::Exclusive(f) => {
+                *hold = Hold::Exclusive(f);
+                return Ok(());
+            }
+            Hold::Shared(f) => (f, true),
+            Hold::Nothing => (self.open_gc_lock()?.0, false),
+        };
+        let path = self.dir.join(GC_LOCK);
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => {
+                    *hold = Hold::Exclusive(file);
+                    return Ok(());
+                }
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    // A failed upgrade may have dropped the shared lock: take it back.
+                    if was_shared {
+                        file.lock_shared().at(&path)?;
+                        *hold = Hold::Shared(file);
+                    }
+                    return Err(match e {
+                        std::fs::TryLockError::WouldBlock => Error::StoreBusy { lock: path },
+                        std::fs::TryLockError::Error(e) => Error::io(path, e),
+                    });
+                }
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -127,8 +217,63 @@ impl Odb {
         self.dir.join("pack")
     }
 
+    /// Whether the store holds a usable copy of `id` (one known to be corrupt does not count).
     pub fn has(&self, id: &ObjectId) -> bool {
-        self.packed(id).is_some() || self.path_of(id).is_file()
+        !self.is_damaged(id) && (self.packed(id).is_some() || self.path_of(id).is_file())
+    }
+
+    fn is_damaged(&self, id: &ObjectId) -> bool {
+        if let Some(set) = self.damaged.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            return set.contains(id);
+        }
+        let mut d = self.damaged.write().unwrap_or_else(PoisonError::into_inner);
+        d.get_or_insert_with(|| self.load_damaged()).contains(id)
+    }
+
+    fn load_damaged(&self) -> HashSet<ObjectId> {
+        let text = fs::read_to_string(self.dir.join(DAMAGED)).unwrap_or_default();
+        text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+
+    /// Remember that the stored copy of `id` failed verification. Best effort: a read-only
+    /// store cannot remember it, and then only the repair shortcut is lost.
+    fn mark_damaged(&self, id: &ObjectId) {
+        let mut d = self.damaged.write().unwrap_or_else(PoisonError::into_inner);
+        if d.get_or_insert_with(|| self.load_damaged()).insert(*id) {
+            let path = self.dir.join(DAMAGED);
+            let line = format!("{id}\n");
+            let _ = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(line.as_bytes()));
+        }
+    }
+
+    /// Take `ids` off the damaged list (good copies of them are published now).
+    fn unmark_damaged(&self, ids: &HashSet<ObjectId>) -> Result<()> {
+        let known = self.damaged.write().unwrap_or_else(PoisonError::into_inner).take();
+        let mut set = known.unwrap_or_else(|| self.load_damaged());
+        set.retain(|id| !ids.contains(id));
+        self.set_damaged(set)
+    }
+
+    /// Make the damaged list exactly `ids` (fsck, having verified every object).
+    pub fn set_damaged(&self, ids: HashSet<ObjectId>) -> Result<()> {
+        let mut d = self.damaged.write().unwrap_or_else(PoisonError::into_inner);
+        let path = self.dir.join(DAMAGED);
+        let mut lines: Vec<String> = ids.iter().map(|id| format!("{id}\n")).collect();
+        lines.sort();
+        let result = if lines.is_empty() {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io(&path, e)),
+                _ => Ok(()),
+            }
+        } else {
+            super::atomic::atomic_write(&path, lines.concat().as_bytes())
+        };
+        *d = Some(ids);
+        result
     }
 
     /// Where `id` sits in a pack, reading the pack indexes on first use.
@@ -178,7 +323,7 @@ impl Odb {
     fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
         let tmp = self.tmp_dir();
         create_dirs(&tmp)?;
-        tempfile::Builder::new().prefix("obj-").tempfile_in(&tmp).at(&tmp)
+        temp_file_in(&tmp, "obj-")
     }
 
     /// A pack for the objects of one batch (`StageTo::Pack`), worth it from a few dozen objects.
@@ -244,6 +389,7 @@ impl Odb {
     /// Put the stored bytes of a new object where `to` says: into the pack (unless it holds
     /// them already) or a loose temp file whose writeback starts now.
     fn place(&self, staged: &mut Staged, stored: &[u8], to: StageTo) -> Result<()> {
+        self.hold_for_writing()?;
         match to {
             StageTo::Pack(pack) => {
                 if pack.append(staged.id, stored)? {
@@ -279,6 +425,7 @@ impl Odb {
         let mut encoder = if matches!(to, StageTo::HashOnly) {
             None
         } else {
+            self.hold_for_writing()?;
             let tmp = self.temp_file()?;
             let mut enc = zstd::stream::write::Encoder::new(tmp, LEVEL).at(origin)?;
             enc.write_all(&head).at(origin)?;
@@ -327,11 +474,62 @@ impl Odb {
     /// loose objects wait for each file's writeback and then pay for one journal commit (fsync
     /// of `objects/tmp/`), instead of one fsync per file.
     pub fn publish(&self, staged: Vec<Staged>, pack: Option<&NewPack>) -> Result<()> {
+        let repaired: Vec<(ObjectId, bool)> = staged
+            .iter()
+            .filter(|s| s.is_new() && self.is_damaged(&s.id))
+            .map(|s| (s.id, matches!(s.place, Place::Packed)))
+            .collect();
+        let new_pack = self.publish_staged(staged, pack)?;
+        if !repaired.is_empty() {
+            self.drop_bad_copies(&repaired, new_pack.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// After good copies of damaged objects were published (`repaired`: id, whether the good
+    /// copy went into `new_pack`): delete the bad copies, which readers would otherwise still
+    /// find first (a loose file the good copy did not replace; entries of other packs, by
+    /// rewriting those packs without them), and take the ids off the damaged list.
+    fn drop_bad_copies(
+        &self,
+        repaired: &[(ObjectId, bool)],
+        new_pack: Option<&Path>,
+    ) -> Result<()> {
+        for (id, packed) in repaired {
+            if *packed {
+                self.remove(id)?;
+            }
+        }
+        let ids: HashSet<ObjectId> = repaired.iter().map(|r| r.0).collect();
+        let rewrite: Vec<(PackFile, Vec<pack::Entry>)> = self
+            .packs()?
+            .into_iter()
+            .filter(|f| Some(f.pack.as_path()) != new_pack)
+            .filter(|f| f.entries.iter().any(|e| ids.contains(&e.id)))
+            .map(|f| {
+                let keep = f.entries.iter().filter(|e| !ids.contains(&e.id)).copied().collect();
+                (f, keep)
+            })
+            .collect();
+        if !rewrite.is_empty() {
+            self.repack(&rewrite, &[])?;
+        }
+        self.unmark_damaged(&ids)
+    }
+
+    /// `publish` without the repair: returns the new pack's path, if one was written.
+    fn publish_staged(
+        &self,
+        staged: Vec<Staged>,
+        pack: Option<&NewPack>,
+    ) -> Result<Option<PathBuf>> {
         let writer =
             pack.and_then(|p| p.writer.lock().unwrap_or_else(PoisonError::into_inner).take());
+        let mut new_pack = None;
         if let Some(writer) = writer.filter(|w| !w.is_empty()) {
             let (path, entries) = writer.finish(&self.pack_dir())?;
             self.packs.write().unwrap_or_else(PoisonError::into_inner).add(&path, &entries);
+            new_pack = Some(path);
         }
         let pending: Vec<(ObjectId, TempPath)> = staged
             .into_iter()
@@ -341,7 +539,7 @@ impl Odb {
             })
             .collect();
         if pending.is_empty() {
-            return Ok(());
+            return Ok(new_pack);
         }
         let batch = pending.len() > 8;
         if batch {
@@ -380,7 +578,7 @@ impl Odb {
             fsync_dir(&d)?;
         }
         tracing::debug!("names durable");
-        Ok(())
+        Ok(new_pack)
     }
 
     /// The blob id the file at `path` would get, without any store (streaming; `hash-object`).
@@ -413,8 +611,30 @@ impl Odb {
         self.write(&Object::Commit(Box::new(commit.clone())))
     }
 
-    /// A reader of object `id`'s stored bytes, and the file they come from.
+    /// A reader of object `id`'s stored bytes, and the file they come from. An object that
+    /// vanished between finding and opening it (gc moved it into a new pack and deleted the old
+    /// file) is looked up again in a fresh read of the pack folder.
     fn open(&self, id: &ObjectId) -> Result<(Box<dyn Read + Send>, PathBuf)> {
+        let mut attempt = 1;
+        loop {
+            match self.open_once(id) {
+                Err(Error::MissingObject { .. }) if attempt < READ_ATTEMPTS => {
+                    attempt += 1;
+                    self.rescan()?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Forget what is known of the packs and read their indexes again.
+    fn rescan(&self) -> Result<()> {
+        let mut set = self.packs.write().unwrap_or_else(PoisonError::into_inner);
+        set.forget();
+        set.refresh(&self.pack_dir())
+    }
+
+    fn open_once(&self, id: &ObjectId) -> Result<(Box<dyn Read + Send>, PathBuf)> {
         let not_found = |path: PathBuf, e: std::io::Error| match e.kind() {
             ErrorKind::NotFound => Error::MissingObject { id: *id },
             _ => Error::io(path, e),
@@ -447,7 +667,11 @@ impl Odb {
     /// `CorruptObject` the caller must discard what was written.
     pub fn read_to(&self, id: &ObjectId, out: &mut dyn Write) -> Result<(Kind, u64)> {
         let (file, path) = self.open(id)?;
-        decode_verified(id, file, &path, out)
+        let r = decode_verified(id, file, &path, out);
+        if let Err(Error::CorruptObject { .. }) = &r {
+            self.mark_damaged(id);
+        }
+        r
     }
 
     /// Re-hash object `id` without keeping its bytes (fsck).
@@ -629,6 +853,11 @@ impl Odb {
         Ok(set.damaged().to_vec())
     }
 
+    /// Packs whose header or length contradicts their index, with why (fsck).
+    pub fn damaged_packs(&self) -> Result<Vec<(PathBuf, String)>> {
+        pack::check_packs(&self.pack_dir())
+    }
+
     /// Replace `sources` and the `loose` objects by one new pack holding the given entries of
     /// each source and every loose object (gc). The new pack is published before anything old
     /// is deleted (a pack's index first), so every object kept stays readable throughout; a
@@ -650,10 +879,16 @@ impl Odb {
             let path = self.path_of(id);
             pack.append(*id, &fs::read(&path).at(&path)?)?;
         }
-        self.publish(Vec::new(), Some(&pack))?;
-        for (file, _) in sources {
+        let new_pack = self.publish_staged(Vec::new(), Some(&pack))?;
+        // Sources holding exactly the objects kept give a pack of the same name: that one stays.
+        for (file, _) in sources.iter().filter(|(f, _)| Some(&f.pack) != new_pack.as_ref()) {
             for path in [&file.index, &file.pack] {
-                fs::remove_file(path).at(path)?;
+                match fs::remove_file(path) {
+                    Ok(()) => {}
+                    // Another process repairing the same pack removed it first.
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(path, e)),
+                }
             }
         }
         for id in loose {
@@ -671,7 +906,12 @@ impl Odb {
         if let Some(rd) = read_dir_if_exists(&dir)? {
             for entry in rd {
                 let entry = entry.at(&dir)?;
-                let md = entry.metadata().at(&entry.path())?;
+                let md = match entry.metadata() {
+                    Ok(md) => md,
+                    // Renamed into place (or removed) by its writer since the listing.
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(entry.path(), e)),
+                };
                 if md.is_file() {
                     out.push((entry.path(), md.modified().at(&entry.path())?));
                 }
@@ -733,6 +973,13 @@ pub(crate) fn stream_verified(
         }
     }
     let (kind, len, _) = object::parse_header(&head).ok_or_else(|| corrupt("bad header".into()))?;
+    // Trees and commits are parsed in memory: refuse an absurd size before reading any of it.
+    if kind != Kind::Blob && len > object::MAX_PARSED_PAYLOAD {
+        return Err(corrupt(format!(
+            "a {kind} of {len} bytes, more than the {} exp reads",
+            object::MAX_PARSED_PAYLOAD
+        )));
+    }
     let mut hasher = blake3::Hasher::new();
     hasher.update(&head);
     let mut buf = vec![0u8; CHUNK];

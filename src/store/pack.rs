@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use tempfile::NamedTempFile;
 
 use super::ObjectId;
-use super::atomic::{create_dirs, fsync_dir, start_writeback};
+use super::atomic::{create_dirs, fsync_dir, start_writeback, temp_file_in};
 use super::error::{Error, IoContext, Result, read_dir_if_exists};
 
 /// First bytes of every pack.
@@ -142,11 +142,22 @@ impl PackSet {
     pub fn refresh(&mut self, dir: &Path) -> Result<()> {
         self.scanned = true;
         for file in list(dir)? {
-            if file.index.exists() && !self.seen.contains(&file.index) {
-                self.seen.insert(file.index.clone());
-                match read_index(&file.index) {
-                    Ok(entries) => self.add(&file.pack, &entries),
-                    Err(reason) => self.damaged.push((file.index, reason)),
+            if self.seen.contains(&file.index) {
+                continue;
+            }
+            match fs::read(&file.index) {
+                Ok(bytes) => {
+                    self.seen.insert(file.index.clone());
+                    match decode_index(&bytes) {
+                        Ok(entries) => self.add(&file.pack, &entries),
+                        Err(reason) => self.damaged.push((file.index, reason)),
+                    }
+                }
+                // No index yet (a pack being published) or no more (gc just replaced it).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    self.seen.insert(file.index.clone());
+                    self.damaged.push((file.index, e.to_string()));
                 }
             }
         }
@@ -170,11 +181,6 @@ impl PackSet {
     }
 }
 
-fn read_index(path: &Path) -> std::result::Result<Vec<Entry>, String> {
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
-    decode_index(&bytes)
-}
-
 /// Every `pack-*.pack` in `dir` with its index path (which may not exist: an interrupted write).
 fn list(dir: &Path) -> Result<Vec<PackFile>> {
     let mut out = Vec::new();
@@ -183,7 +189,12 @@ fn list(dir: &Path) -> Result<Vec<PackFile>> {
         let entry = entry.at(dir)?;
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "pack") {
-            let modified = entry.metadata().and_then(|m| m.modified()).at(&path)?;
+            let modified = match entry.metadata().and_then(|m| m.modified()) {
+                Ok(t) => t,
+                // Deleted since the listing (gc replaced it): not there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(path, e)),
+            };
             let index = path.with_extension("idx");
             out.push(PackFile { pack: path, index, modified, entries: Vec::new() });
         }
@@ -200,6 +211,44 @@ pub fn list_packs(dir: &Path) -> Result<Vec<PackFile>> {
         file.entries = decode_index(&bytes)
             .map_err(|reason| Error::DamagedPackIndex { path: file.index.clone(), reason })?;
         out.push(file);
+    }
+    Ok(out)
+}
+
+/// Why the pack at `path` cannot hold what its index says: a wrong magic, or entries past its
+/// end (fsck). None when it looks whole; the objects themselves are checked one by one.
+pub fn check_pack(path: &Path, entries: &[Entry]) -> Option<String> {
+    let mut magic = [0u8; 8];
+    let read = File::open(path).and_then(|mut f| {
+        std::io::Read::read_exact(&mut f, &mut magic)?;
+        f.metadata()
+    });
+    let size = match read {
+        Ok(m) => m.len(),
+        // Deleted since it was listed (gc replaced it).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(format!("cannot read its header: {e}")),
+    };
+    if &magic != PACK_MAGIC {
+        return Some(format!(
+            "bad magic {:?} (expected {:?})",
+            String::from_utf8_lossy(&magic),
+            "EXPPACK1"
+        ));
+    }
+    let end = entries.iter().map(|e| e.offset + e.len).max().unwrap_or(8);
+    (end > size).then(|| format!("its index names bytes up to {end}, the pack has {size}"))
+}
+
+/// Every pack in `dir` with a readable index that `check_pack` finds wrong, with why. Damaged
+/// indexes are `PackSet::damaged`'s to report.
+pub fn check_packs(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    for file in list(dir)? {
+        let Ok(entries) = fs::read(&file.index).map(|b| decode_index(&b)) else { continue };
+        if let Some(why) = entries.ok().and_then(|entries| check_pack(&file.pack, &entries)) {
+            out.push((file.pack, why));
+        }
     }
     Ok(out)
 }
@@ -224,7 +273,7 @@ impl PackWriter {
     /// A new pack in a temp file under `tmp_dir`.
     pub fn new(tmp_dir: &Path) -> Result<PackWriter> {
         create_dirs(tmp_dir)?;
-        let tmp = tempfile::Builder::new().prefix("pack-").tempfile_in(tmp_dir).at(tmp_dir)?;
+        let tmp = temp_file_in(tmp_dir, "pack-")?;
         let mut out = BufWriter::with_capacity(1 << 20, tmp);
         out.write_all(PACK_MAGIC).at(tmp_dir)?;
         Ok(PackWriter {
@@ -270,8 +319,7 @@ impl PackWriter {
         pack_tmp.as_file().sync_all().at(pack_tmp.path())?;
         let index = encode_index(&self.entries);
         let name = format!("pack-{}", blake3::hash(&index).to_hex());
-        let mut index_tmp =
-            tempfile::Builder::new().prefix("idx-").tempfile_in(&tmp_dir).at(&tmp_dir)?;
+        let mut index_tmp = temp_file_in(&tmp_dir, "idx-")?;
         index_tmp.write_all(&index).at(index_tmp.path())?;
         index_tmp.as_file().sync_all().at(index_tmp.path())?;
         create_dirs(dir)?;
@@ -284,9 +332,17 @@ impl PackWriter {
     }
 }
 
-/// Read `len` bytes at `offset` of `file` (a packed object's stored bytes).
+/// Read `len` bytes at `offset` of `file` (a packed object's stored bytes). A range beyond the
+/// end of the file (a damaged or forged index) is an error before anything is allocated.
 pub fn read_at(file: &File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
+    let size = file.metadata()?.len();
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the index names bytes {offset}..+{len}, past the pack's end ({size} bytes)"),
+        ));
+    }
     let mut buf = vec![0u8; len as usize];
     file.read_exact_at(&mut buf, offset)?;
     Ok(buf)

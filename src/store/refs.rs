@@ -326,6 +326,63 @@ impl Refs {
         }
     }
 
+    /// What is wrong with the refs themselves (fsck): a ref that its reflog says exists but
+    /// is gone (deleted by hand, not by `exp rm`) or is not a file; a folder where a run or
+    /// tag ref belongs; HEAD naming a ref that does not exist.
+    pub fn problems(&self) -> Result<Vec<(Option<ObjectId>, String)>> {
+        let mut out = Vec::new();
+        let mut named = std::collections::HashSet::new();
+        for (name, log, _) in self.all_reflogs()? {
+            let Some(last) = log.last().filter(|e| e.new.is_some() && !name.is_head()) else {
+                continue;
+            };
+            let id = last.new;
+            let path = self.path(&name);
+            let what = match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => continue,
+                Ok(_) => "is not a file",
+                // An update killed between its reflog line and its rename leaves the ref as it
+                // was: a creation (no old value) then leaves no file, which is no damage. A ref
+                // that had a value before its last update has a file unless someone deleted it.
+                Err(e) if e.kind() == ErrorKind::NotFound && last.old.is_none() => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => "is missing",
+                Err(e) => return Err(Error::io(path, e)),
+            };
+            out.push((
+                id,
+                format!(
+                    "ref {name} {what} ({}); its reflog says it names {} and no `exp rm` \
+                     deleted it",
+                    path.display(),
+                    id.map(|i| i.to_hex()).unwrap_or_default()
+                ),
+            ));
+            named.insert(name);
+        }
+        for kind in ["runs", "tags"] {
+            let dir = self.root.join("refs").join(kind);
+            let Some(rd) = read_dir_if_exists(&dir)? else { continue };
+            for entry in rd {
+                let entry = entry.at(&dir)?;
+                let name = format!("{kind}/{}", entry.file_name().to_string_lossy());
+                let known = RefName::new(&name).is_ok_and(|n| named.contains(&n));
+                if entry.file_type().at(&entry.path())?.is_dir() && !known {
+                    let path = entry.path();
+                    out.push((
+                        None,
+                        format!("ref {name} is a folder ({}), not a ref", path.display()),
+                    ));
+                }
+            }
+        }
+        if let Head::Symbolic(target) = self.head()?
+            && self.read(&target)?.is_none()
+        {
+            out.push((None, format!("HEAD names {target}, which does not exist")));
+        }
+        Ok(out)
+    }
+
     /// Lock files present right now (fsck reports them as possibly stale).
     pub fn lock_files(&self) -> Result<Vec<PathBuf>> {
         let mut out = Vec::new();

@@ -249,7 +249,9 @@ impl Repo {
                 candidates.push((n.to_string(), id, Some(n)));
             }
         }
-        if base.len() >= 4 && ObjectId::is_hex_prefix(base) {
+        // A ref wins over a hex prefix, as in git: a run named `c108` is that run even when some
+        // object's id starts with c108 (with thousands of objects, most short names collide).
+        if candidates.is_empty() && base.len() >= 4 && ObjectId::is_hex_prefix(base) {
             for id in self.odb.ids_with_prefix(base)? {
                 if !candidates.iter().any(|c| c.1 == id) {
                     candidates.push((id.to_hex(), id, None));
@@ -380,18 +382,16 @@ impl Repo {
         self.experiments.join(format!("run_{run_id}"))
     }
 
-    /// Where `commit` is checked out by default: the folder it was committed from.
-    pub fn checkout_dir(&self, commit: &Commit) -> PathBuf {
-        match &commit.path {
-            Some(p)
-                if !p.is_empty()
-                    && !Path::new(p).is_absolute()
-                    && !p.split('/').any(|c| c == "..") =>
-            {
-                self.workspace.join(p)
-            }
-            _ => self.default_run_dir(&commit.run_id),
-        }
+    /// Where commit `id` is checked out by default: `experiments/run_<ID>` of its run id. Only
+    /// the run id, checked to be one safe name, chooses the folder: a commit's other fields
+    /// (`path`) are free text that a forged commit from a remote could point anywhere.
+    pub fn checkout_dir(&self, id: &ObjectId, commit: &Commit) -> Result<PathBuf> {
+        super::refs::check_component(&commit.run_id).map_err(|reason| Error::CommitRunId {
+            commit: *id,
+            id: commit.run_id.clone(),
+            reason,
+        })?;
+        Ok(self.default_run_dir(&commit.run_id))
     }
 
     /// Commit the run folder `run_dir` to `runs/<ID>` (see `CommitOptions`), saying of the run
@@ -579,8 +579,9 @@ impl Repo {
         let commit = self.read_commit(&resolved.id)?;
         let dest = match to {
             Some(d) => absolute(d)?,
-            None => self.checkout_dir(&commit),
+            None => self.checkout_dir(&resolved.id, &commit)?,
         };
+        super::workspace::check_destination(self, &dest, &commit.run_id, force)?;
         let (key, _) = self.workspace_key(&dest)?;
         let mut index = self.load_index();
         let done =

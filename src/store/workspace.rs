@@ -46,6 +46,9 @@ pub enum State {
     Modified,
     /// No commit of this run exists.
     Untracked,
+    /// The store's copy of some of the run's files fails verification (`damaged` lists them):
+    /// the folder may hold their only good copy, and `exp commit` stores them again.
+    Damaged,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +63,8 @@ pub struct RunStatus {
     pub ref_name: Option<String>,
     pub commit: Option<ObjectId>,
     pub changes: Vec<Change>,
+    /// Files of the run's commit whose stored copy is corrupt or missing.
+    pub damaged: Vec<String>,
 }
 
 /// Status of every folder directly under `folders.experiments`, sorted by path.
@@ -107,11 +112,21 @@ fn status_of(repo: &Repo, index: &mut super::index::Index, dir: &Path) -> Result
             ref_name: None,
             commit: None,
             changes: vec![],
+            damaged: vec![],
         });
     };
     let tree = repo.read_commit(&commit)?.tree;
     let changes = worktree::diff_dir(&repo.odb, index, &tree, dir, &path)?;
-    let state = if changes.is_empty() { State::Clean } else { State::Modified };
+    // "Clean" promises the store can give the folder back, and `exp clean` deletes on that
+    // promise: so the stored copies are verified, not just assumed from the stat cache.
+    let damaged = worktree::damaged_files(&repo.odb, &tree)?;
+    let state = if !damaged.is_empty() {
+        State::Damaged
+    } else if changes.is_empty() {
+        State::Clean
+    } else {
+        State::Modified
+    };
     Ok(RunStatus {
         path,
         dir: dir.to_path_buf(),
@@ -120,7 +135,61 @@ fn status_of(repo: &Repo, index: &mut super::index::Index, dir: &Path) -> Result
         ref_name: name.map(|n| n.to_string()),
         commit: Some(commit),
         changes,
+        damaged,
     })
+}
+
+/// Refuse a checkout destination that is, lies inside, or holds a store (`.exprepo`): the
+/// workspace itself, say, whose config and data a checkout would otherwise replace. With
+/// `force`, which replaces changes the store does not hold, `dest` must moreover be run
+/// `run_id`'s own folder (named `run_<ID>`, or its run.json says so) when it holds anything.
+pub fn check_destination(repo: &Repo, dest: &Path, run_id: &str, force: bool) -> Result<()> {
+    let refuse = || Error::StoreDestination { path: dest.to_path_buf() };
+    let store = fs::canonicalize(repo.store_dir()).unwrap_or(repo.store_dir().to_path_buf());
+    let real = resolve_existing(dest);
+    if real.starts_with(&store) || store.starts_with(&real) || real.join(super::STORE_DIR).exists()
+    {
+        return Err(refuse());
+    }
+    let empty = match fs::read_dir(dest) {
+        Ok(mut rd) => rd.next().is_none(),
+        Err(e) if e.kind() == ErrorKind::NotFound => true,
+        Err(e) => return Err(Error::io(dest, e)),
+    };
+    if force && !empty && !belongs_to(dest, run_id) {
+        return Err(Error::ForeignFolder { path: dest.to_path_buf(), run: run_id.to_string() });
+    }
+    Ok(())
+}
+
+/// `path` with symlinks resolved as far as it exists (the rest appended as it is), so a link
+/// to the store is seen for what it is.
+fn resolve_existing(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut p = path;
+    loop {
+        if let Ok(real) = fs::canonicalize(p) {
+            return rest.iter().rev().fold(real, |acc, c| acc.join(c));
+        }
+        match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                p = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// Whether `dir` is run `run_id`'s folder: named `run_<ID>`, or its run.json names the run.
+fn belongs_to(dir: &Path, run_id: &str) -> bool {
+    if dir.file_name().is_some_and(|n| n.to_string_lossy() == format!("run_{run_id}")) {
+        return true;
+    }
+    fs::read(dir.join("run.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("run_id").and_then(|r| r.as_str()) == Some(run_id))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,6 +257,15 @@ pub fn clean(
                 report.kept.push((st.path, format!("{n} change(s) not committed")));
             }
             State::Untracked => report.kept.push((st.path, "never committed".into())),
+            State::Damaged => {
+                let first = st.damaged.first().cloned().unwrap_or_default();
+                let why = format!(
+                    "the store's copy of {first} and {} other file(s) is damaged; this folder \
+                     may be the only good copy",
+                    st.damaged.len() - 1
+                );
+                report.kept.push((st.path, why));
+            }
         }
     }
     let mut index = repo.load_index();

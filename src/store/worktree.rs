@@ -26,6 +26,10 @@ use crate::progress::Progress;
 
 /// Folders with at least this many files are committed into one new pack (see `pack`).
 const PACK_FROM: usize = 32;
+/// Checkout writes each file to a temp file of this prefix beside it, then renames it. A killed
+/// checkout leaves one behind: never part of a run, so status and commit skip it and the next
+/// checkout of the folder deletes it.
+pub const TEMP_PREFIX: &str = ".exp-tmp-";
 
 /// A folder as found on disk.
 #[derive(Debug)]
@@ -52,7 +56,19 @@ fn name_of(path: &Path, name: &OsStr) -> Result<String> {
     Ok(s.to_string())
 }
 
-fn scan(dir: &Path, rel: &str, files: &mut Vec<ScannedFile>) -> Result<Node> {
+/// What a scan found besides the tree: regular files to hash, and temp files a killed checkout
+/// left behind (see `TEMP_PREFIX`).
+#[derive(Default)]
+struct Found {
+    files: Vec<ScannedFile>,
+    temps: Vec<PathBuf>,
+}
+
+fn scan(dir: &Path, rel: &str, found: &mut Found) -> Result<Node> {
+    // The same bound checkout applies: a folder exp could not check out is not committed.
+    if rel.split('/').count() > object::MAX_TREE_DEPTH {
+        return Err(Error::TooDeep { path: rel.to_string(), limit: object::MAX_TREE_DEPTH });
+    }
     let mut children = Vec::new();
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
@@ -68,14 +84,18 @@ fn scan(dir: &Path, rel: &str, files: &mut Vec<ScannedFile>) -> Result<Node> {
         let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
         let meta = fs::symlink_metadata(&path).at(&path)?;
         let ft = meta.file_type();
+        if ft.is_file() && name.starts_with(TEMP_PREFIX) {
+            found.temps.push(path);
+            continue;
+        }
         let node = if ft.is_symlink() {
             Node::Symlink(fs::read_link(&path).at(&path)?.as_os_str().as_bytes().to_vec())
         } else if ft.is_dir() {
-            scan(&path, &child_rel, files)?
+            scan(&path, &child_rel, found)?
         } else if ft.is_file() {
             let executable = meta.permissions().mode() & 0o111 != 0;
-            files.push(ScannedFile { rel: child_rel, abs: path, meta, executable });
-            Node::File(files.len() - 1)
+            found.files.push(ScannedFile { rel: child_rel, abs: path, meta, executable });
+            Node::File(found.files.len() - 1)
         } else {
             return Err(Error::UnsupportedFileType { path });
         };
@@ -121,8 +141,13 @@ pub fn store_dir(
     if !meta.is_dir() {
         return Err(Error::NotADirectory { path: dir.to_path_buf() });
     }
-    let mut files = Vec::new();
-    let root = scan(dir, "", &mut files)?;
+    if !dry_run {
+        // Before the first look at what the store has: gc must not delete what this reuses.
+        odb.hold_for_writing()?;
+    }
+    let mut found = Found::default();
+    let root = scan(dir, "", &mut found)?;
+    let files = found.files;
     let total: u64 = files.iter().map(|f| f.meta.len()).sum();
     tracing::debug!(files = files.len(), bytes = total, "scanned; hashing");
     // A pack costs two files; loose objects cost one each. From a few dozen on, a pack wins.
@@ -229,22 +254,78 @@ pub struct FlatEntry {
     pub id: ObjectId,
 }
 
-/// Every entry under `tree`, folders before their contents.
+/// Every entry under `tree`, folders before their contents. Trees nest at most
+/// `MAX_TREE_DEPTH` deep (a forged tree could otherwise exhaust the stack), and an entry whose
+/// mode says folder must name a tree: either is an error naming the path.
 pub fn flatten(odb: &Odb, tree: &ObjectId) -> Result<Vec<FlatEntry>> {
     let mut out = Vec::new();
-    flatten_into(odb, tree, "", &mut out)?;
+    flatten_into(odb, tree, "", 0, &mut out)?;
     Ok(out)
 }
 
-fn flatten_into(odb: &Odb, tree: &ObjectId, prefix: &str, out: &mut Vec<FlatEntry>) -> Result<()> {
-    for e in odb.read_tree(tree)?.entries {
+fn flatten_into(
+    odb: &Odb,
+    tree: &ObjectId,
+    prefix: &str,
+    depth: usize,
+    out: &mut Vec<FlatEntry>,
+) -> Result<()> {
+    if depth > object::MAX_TREE_DEPTH {
+        return Err(Error::TooDeep { path: prefix.to_string(), limit: object::MAX_TREE_DEPTH });
+    }
+    let shown = if prefix.is_empty() { "the top folder" } else { prefix };
+    let entries = odb.read_tree(tree).map_err(|e| entry_error(e, shown, Mode::Tree))?.entries;
+    for e in entries {
         let path = if prefix.is_empty() { e.name.clone() } else { format!("{prefix}/{}", e.name) };
         out.push(FlatEntry { path: path.clone(), mode: e.mode, id: e.id });
         if e.mode == Mode::Tree {
-            flatten_into(odb, &e.id, &path, out)?;
+            flatten_into(odb, &e.id, &path, depth + 1, out)?;
         }
     }
     Ok(())
+}
+
+/// What a mode promises, for messages.
+fn mode_words(mode: Mode) -> &'static str {
+    match mode {
+        Mode::File => "a file",
+        Mode::Executable => "an executable file",
+        Mode::Symlink => "a symlink",
+        Mode::Tree => "a folder",
+    }
+}
+
+/// A wrong-kind read of the object a tree entry names, said as what is wrong with the entry.
+fn entry_error(e: Error, path: &str, mode: Mode) -> Error {
+    match e {
+        Error::WrongKind { id, actual, .. } => {
+            Error::EntryKind { path: path.to_string(), mode: mode_words(mode), id, actual }
+        }
+        e => e,
+    }
+}
+
+/// Paths of the files under `tree` whose stored copy is corrupt or missing (each object
+/// re-hashed once, in parallel).
+pub fn damaged_files(odb: &Odb, tree: &ObjectId) -> Result<Vec<String>> {
+    let flat = flatten(odb, tree)?;
+    let mut ids: Vec<ObjectId> =
+        flat.iter().filter(|e| e.mode != Mode::Tree).map(|e| e.id).collect();
+    ids.sort();
+    ids.dedup();
+    let bad: std::collections::HashSet<ObjectId> = ids
+        .par_iter()
+        .filter_map(|id| match odb.verify(id) {
+            Ok(_) => None,
+            Err(Error::CorruptObject { .. } | Error::MissingObject { .. }) => Some(Ok(*id)),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_>>()?;
+    Ok(flat
+        .into_iter()
+        .filter(|e| e.mode != Mode::Tree && bad.contains(&e.id))
+        .map(|e| e.path)
+        .collect())
 }
 
 /// How a path in a folder differs from a tree.
@@ -266,22 +347,21 @@ pub struct Change {
     pub disk_id: Option<ObjectId>,
 }
 
-/// What is on disk, path -> (mode, id); folders have a zero id.
-fn disk_state(
-    odb: &Odb,
-    index: &mut Index,
-    dir: &Path,
-    key: &str,
-) -> Result<BTreeMap<String, (Mode, ObjectId)>> {
+/// What is on disk: path -> (mode, id), folders with a zero id; and the temp files of killed
+/// checkouts, which are not part of it.
+type DiskState = (BTreeMap<String, (Mode, ObjectId)>, Vec<PathBuf>);
+
+fn disk_state(odb: &Odb, index: &mut Index, dir: &Path, key: &str) -> Result<DiskState> {
     let mut state = BTreeMap::new();
     match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(Error::NotADirectory { path: dir.to_path_buf() }),
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(state),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok((state, Vec::new())),
         Err(e) => return Err(Error::io(dir, e)),
     }
-    let mut files = Vec::new();
-    let root = scan(dir, "", &mut files)?;
+    let mut found = Found::default();
+    let root = scan(dir, "", &mut found)?;
+    let files = found.files;
     let ids: Vec<ObjectId> = files
         .par_iter()
         .map(|f| match index.lookup(&format!("{key}/{}", f.rel), &f.meta) {
@@ -318,7 +398,7 @@ fn disk_state(
         }
     }
     walk(&root, "", &files, &ids, &mut state);
-    Ok(state)
+    Ok((state, found.temps))
 }
 
 /// How the folder `dir` differs from `tree` (files and links; folders only when they are
@@ -332,7 +412,7 @@ pub fn diff_dir(
 ) -> Result<Vec<Change>> {
     let target: BTreeMap<String, (Mode, ObjectId)> =
         flatten(odb, tree)?.into_iter().map(|e| (e.path, (e.mode, e.id))).collect();
-    let disk = disk_state(odb, index, dir, key)?;
+    let (disk, _) = disk_state(odb, index, dir, key)?;
     Ok(compare(&target, &disk))
 }
 
@@ -395,20 +475,21 @@ pub fn checkout(
     let flat = flatten(odb, tree)?;
     let target: BTreeMap<String, (Mode, ObjectId)> =
         flat.iter().map(|e| (e.path.clone(), (e.mode, e.id))).collect();
-    let disk = disk_state(odb, index, dest, key)?;
+    let (disk, temps) = disk_state(odb, index, dest, key)?;
     let changes = compare(&target, &disk);
     let unsaved: Vec<String> = changes
         .iter()
         .filter(|c| c.kind != ChangeKind::Deleted)
         .filter(|c| c.disk_id.is_some_and(|id| !odb.has(&id)))
-        // Half-written temp files of a killed checkout are ours, in the way, and removed below.
-        .filter(|c| !c.path.rsplit('/').next().is_some_and(|n| n.starts_with(TEMP_PREFIX)))
         .map(|c| c.path.clone())
         .collect();
     if !unsaved.is_empty() && !force {
         return Err(Error::WouldOverwrite { path: dest.to_path_buf(), changes: unsaved });
     }
     let mut out = CheckedOut::default();
+    for t in &temps {
+        remove_path(t)?;
+    }
     // Remove what is in the way: extra paths and type changes (deepest first is not needed:
     // removing a folder removes its contents, and later removals of those are no-ops).
     for c in &changes {
@@ -444,13 +525,14 @@ pub fn checkout(
             let r = match e.mode {
                 Mode::Tree => Ok(None),
                 Mode::Symlink => {
-                    let target = odb.read_blob(&e.id)?;
+                    let target =
+                        odb.read_blob(&e.id).map_err(|err| entry_error(err, &e.path, e.mode))?;
                     remove_path(&path)?;
                     symlink(OsStr::from_bytes(&target), &path).at(&path)?;
                     Ok(None)
                 }
                 Mode::File | Mode::Executable => {
-                    let meta = write_file(odb, &e.id, &path, e.mode == Mode::Executable)?;
+                    let meta = write_file(odb, e, &path)?;
                     written_bytes.fetch_add(meta.len(), std::sync::atomic::Ordering::Relaxed);
                     Ok(Some((format!("{key}/{}", e.path), meta, e.id)))
                 }
@@ -470,20 +552,56 @@ pub fn checkout(
     Ok(out)
 }
 
-/// How the temp files `write_file` makes begin.
-const TEMP_PREFIX: &str = ".exp-tmp-";
+/// A file being written by checkout that remembers whether writing failed, so that an error
+/// (a full disk) names the file checkout could not write, not the object it was reading.
+struct DestFile<W> {
+    inner: W,
+    failed: bool,
+}
 
-/// Stream blob `id` into a temp file beside `path`, verify it, set its mode, rename it into
-/// place (replacing a link rather than following it).
-fn write_file(odb: &Odb, id: &ObjectId, path: &Path, executable: bool) -> Result<Metadata> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).at(dir)?;
-    {
-        let mut w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
-        odb.read_to(id, &mut w)?;
-        w.flush().at(tmp.path())?;
+impl<W: Write> Write for DestFile<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.failed |= r.is_err();
+        r
     }
-    let mode = if executable { 0o755 } else { 0o644 };
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.failed |= r.is_err();
+        r
+    }
+}
+
+/// Stream blob `e.id` into a temp file beside `path`, verify it, set its mode, rename it into
+/// place (replacing a link rather than following it). The entry must name a blob.
+fn write_file(odb: &Odb, e: &FlatEntry, path: &Path) -> Result<Metadata> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = super::atomic::temp_file_in(dir, TEMP_PREFIX)?;
+    let mut w =
+        DestFile { inner: BufWriter::with_capacity(256 * 1024, tmp.as_file()), failed: false };
+    let kind = match odb.read_to(&e.id, &mut w).and_then(|(kind, _)| {
+        w.flush().at(path)?;
+        Ok(kind)
+    }) {
+        Ok(kind) => kind,
+        Err(Error::Io { source, .. }) if w.failed => return Err(Error::io(path, source)),
+        Err(err) => return Err(err),
+    };
+    drop(w);
+    if kind != Kind::Blob {
+        let actual = kind.as_str();
+        return Err(Error::EntryKind {
+            path: e.path.clone(),
+            mode: mode_words(e.mode),
+            id: e.id,
+            actual,
+        });
+    }
+    // Created with the umask's permissions; an executable gets x wherever it may be read.
+    let created = tmp.as_file().metadata().at(tmp.path())?.permissions().mode() & 0o777;
+    let mode =
+        if e.mode == Mode::Executable { created | ((created & 0o444) >> 2) } else { created };
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode)).at(tmp.path())?;
     if fs::symlink_metadata(path).map(|m| m.is_dir()).unwrap_or(false) {
         fs::remove_dir_all(path).at(path)?;
