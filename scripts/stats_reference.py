@@ -7,6 +7,11 @@ quantities (bootstrap intervals, sampled permutation p-values) within Monte-Carl
 this script also measures. Inputs are generated here from fixed seeds and stored next to the
 expected values, so the Rust side needs nothing but the JSON.
 
+Where exp uses a search or a closed form (exact power, the interval inverting the sign-flip test),
+the reference is computed the slow, obvious way: exact power by enumerating every discordant
+count and every split with scipy's binomtest deciding rejection; interval ends by bisection on
+scipy's permutation_test applied to shifted data.
+
 Run:  python3 scripts/stats_reference.py   (scipy >= 1.11, statsmodels >= 0.14, numpy)
 """
 import json
@@ -17,7 +22,7 @@ import numpy as np
 import scipy
 import statsmodels
 import statsmodels.api as sm
-from scipy import stats
+from scipy import special, stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
@@ -100,10 +105,16 @@ def paired_case(name, control, treatment, clusters, alpha, binary):
         se = case["se_iid"]
         case["se_cluster"] = None
         case["n_clusters"] = None
-    case["ci_lo"] = float(d.mean() - z * se)
-    case["ci_hi"] = float(d.mean() + z * se)
+    # Clustered intervals use Student t on G - 1 degrees of freedom (CR1 + t, Cameron & Miller).
+    crit = z if clusters is None else stats.t.ppf(1 - alpha / 2, len(set(clusters)) - 1)
+    case["ci_lo"] = float(d.mean() - crit * se)
+    case["ci_hi"] = float(d.mean() + crit * se)
     se0 = null_se(d, clusters)
-    case["mde_80"] = float((z + stats.norm.ppf(POWER)) * se0)
+    case["mde_normal_80"] = float((z + stats.norm.ppf(POWER)) * se0)
+    if binary and clusters is None:
+        b = int(np.sum((control == 1) & (treatment == 0)))
+        c = int(np.sum((control == 0) & (treatment == 1)))
+        case["mde_exact_80"] = exact_mde(n, (b + c) / n, alpha)
     per = {}
     for cond, x in (("control", control), ("treatment", treatment)):
         entry = {"mean": float(x.mean())}
@@ -113,7 +124,7 @@ def paired_case(name, control, treatment, clusters, alpha, binary):
             entry.update(se=float(np.sqrt(x.mean() * (1 - x.mean()) / n)), lo=float(lo), hi=float(hi))
         else:
             s = cluster_se(x, clusters) if clusters is not None else float(x.std(ddof=1) / np.sqrt(n))
-            entry.update(se=s, lo=float(x.mean() - z * s), hi=float(x.mean() + z * s))
+            entry.update(se=s, lo=float(x.mean() - crit * s), hi=float(x.mean() + crit * s))
         per[cond] = entry
     case["conditions"] = per
     if binary:
@@ -247,6 +258,188 @@ def clt_cases():
     return out
 
 
+def t_cases():
+    return [{"q": q, "df": df, "x": float(stats.t.ppf(q, df))}
+            for q, df in [(0.975, 1), (0.975, 2), (0.975, 9), (0.995, 4), (0.9, 29), (0.975, 200),
+                          (0.6, 3), (0.025, 9)]]
+
+
+def binom_cases():
+    out = []
+    for k, n, p in [(0, 10, 0.3), (3, 10, 0.3), (9, 10, 0.3), (40, 100, 0.5), (10, 1000, 0.004),
+                    (480, 1000, 0.52), (5, 5, 0.9)]:
+        out.append({"k": k, "n": n, "p": p, "cdf": float(stats.binom.cdf(k, n, p)),
+                    "pmf": float(stats.binom.pmf(k, n, p))})
+    return out
+
+
+def clopper_pearson_cases():
+    out = []
+    for x, n, alpha in [(0, 5, 0.05), (5, 5, 0.05), (3, 10, 0.05), (12, 16, 0.05), (5, 1100, 0.05),
+                        (0, 1100, 0.05), (40, 120, 0.1)]:
+        lo, hi = proportion_confint(x, n, alpha=alpha, method="beta")
+        out.append({"x": x, "n": n, "alpha": alpha, "lo": float(lo), "hi": float(hi)})
+    return out
+
+
+def mcnemar_interval(b, c, n, alpha):
+    """The interval exp reports beside exact McNemar: each end of (2*pi - 1), pi from
+    Clopper-Pearson of c out of b + c, scaled by the Clopper-Pearson end of the discordance
+    (b + c)/n that widens it. Both pieces are statsmodels' proportion_confint(method="beta")."""
+    if b + c == 0:
+        pi_lo, pi_hi = 0.0, 1.0
+    else:
+        pi_lo, pi_hi = proportion_confint(c, b + c, alpha=alpha, method="beta")
+    w_lo, w_hi = proportion_confint(b + c, n, alpha=alpha, method="beta")
+    lo = 2 * pi_lo - 1
+    hi = 2 * pi_hi - 1
+    lo *= w_hi if lo < 0 else w_lo
+    hi *= w_hi if hi > 0 else w_lo
+    return float(lo), float(hi)
+
+
+def mcnemar_interval_cases():
+    out = []
+    for b, c, n in [(0, 5, 1100), (1, 1, 1100), (4, 12, 120), (12, 4, 120), (0, 0, 50), (30, 55, 400),
+                    (0, 9, 40)]:
+        lo, hi = mcnemar_interval(b, c, n, 0.05)
+        p = mcnemar([[0, b], [c, 0]], exact=True).pvalue
+        out.append({"b": b, "c": c, "n": n, "alpha": 0.05, "lo": lo, "hi": hi, "p": float(p)})
+    return out
+
+
+def exact_mcnemar_power(n, pd, effect, alpha):
+    """P(exact McNemar rejects) by enumeration: m discordant ~ Binomial(n, pd); of them x favour
+    treatment ~ Binomial(m, pi), pi = (1 + effect/pd)/2; rejection decided by scipy's binomtest."""
+    pi = (1 + effect / pd) / 2
+    power = 0.0
+    for m in range(n + 1):
+        w = stats.binom.pmf(m, n, pd)
+        if m == 0 or w < 1e-17:
+            if m > n * pd:
+                break
+            continue
+        xs = np.arange(m + 1)
+        reject = np.array([stats.binomtest(int(x), m, 0.5).pvalue < alpha for x in xs])
+        power += w * float(np.sum(stats.binom.pmf(xs, m, pi)[reject]))
+    return power
+
+
+def mcnemar_power_cases():
+    out = []
+    for n, b, c, alpha in [(1100, 0, 5, 0.05), (1100, 1, 1, 0.05), (120, 4, 12, 0.05),
+                           (400, 30, 50, 0.05), (60, 3, 9, 0.1)]:
+        pd = (b + c) / n
+        at_max = exact_mcnemar_power(n, pd, pd, alpha)
+        case = {"n": n, "b": b, "c": c, "alpha": alpha, "discordance": pd,
+                "power_at_max": at_max, "mde": None}
+        case["mde"] = exact_mde(n, pd, alpha)
+        out.append(case)
+    return out
+
+
+def exact_mde(n, pd, alpha):
+    """Smallest effect the exact McNemar test detects with probability POWER, by bisection on
+    the enumerated power; None when even the whole discordance favouring one side falls short."""
+    if pd == 0 or exact_mcnemar_power(n, pd, pd, alpha) < POWER:
+        return None
+    lo, hi = 0.0, pd
+    while hi - lo > 1e-7:
+        mid = (lo + hi) / 2
+        if exact_mcnemar_power(n, pd, mid, alpha) >= POWER:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def shifted_p(sums, sizes, delta):
+    x = np.asarray(sums, float) - delta * np.asarray(sizes, float)
+    if np.all(x == 0):
+        return 1.0
+    res = stats.permutation_test((x,), np.sum, permutation_type="samples", n_resamples=np.inf,
+                                 alternative="two-sided")
+    return float(res.pvalue)
+
+
+def sign_flip_interval_cases():
+    """Ends of {delta : p(delta) >= alpha} for the exact sign-flip test, by bisection on scipy's
+    permutation_test of the shifted unit sums (sum_u - delta * size_u)."""
+    rng = np.random.default_rng(17)
+    out = []
+    samples = [
+        ([0.5, 1.0, 0.25, 0.75, -0.25, 1.0, 0.5, 0.0, 0.75], [1] * 9, 0.05),
+        ((rng.integers(-3, 4, 12) / 3).tolist(), [1] * 12, 0.05),
+        (rng.normal(0.3, 1, 11).round(3).tolist(), [1] * 11, 0.1),
+        # cluster sums with unequal cluster sizes
+        ([3.0, -1.0, 2.0, 4.0, 0.0, 1.0, 2.5, -0.5, 3.0, 1.0], [4, 2, 3, 5, 1, 2, 4, 2, 3, 2], 0.05),
+    ]
+    for sums, sizes, alpha in samples:
+        mean = sum(sums) / sum(sizes)
+        p0 = shifted_p(sums, sizes, 0.0)
+        ends = []
+        for direction in (-1, 1):
+            inside, step = mean, 0.5
+            while shifted_p(sums, sizes, mean + direction * step) >= alpha:
+                step *= 2
+            outside = mean + direction * step
+            for _ in range(60):
+                mid = (inside + outside) / 2
+                if shifted_p(sums, sizes, mid) >= alpha:
+                    inside = mid
+                else:
+                    outside = mid
+            ends.append(inside)
+        out.append({"sums": [float(v) for v in sums], "sizes": sizes, "alpha": alpha,
+                    "p": p0, "lo": ends[0], "hi": ends[1]})
+    return out
+
+
+def repeat_cases():
+    """pass@k (Chen et al. 2021), pass^k and the one-way ANOVA variance split, with pandas."""
+    import pandas as pd
+    rng = np.random.default_rng(23)
+    items, k = 40, 4
+    p = rng.random(items)
+    rows = [(i, int(rng.random() < p[i])) for i in range(items) for _ in range(k)]
+    df = pd.DataFrame(rows, columns=["item", "score"])
+    g = df.groupby("item")["score"]
+    n_i, c_i = g.count(), g.sum()
+    pass_at_k = float(np.mean(1 - special.comb(n_i - c_i, k) / special.comb(n_i, k)))
+    pass_all_k = float(np.mean(special.comb(c_i, k) / special.comb(n_i, k)))
+    N, I = len(df), items
+    msw = float(((df["score"] - g.transform("mean")) ** 2).sum() / (N - I))
+    msb = float((n_i * (g.mean() - df["score"].mean()) ** 2).sum() / (I - 1))
+    n0 = (N - float((n_i ** 2).sum()) / N) / (I - 1)
+    between = max(0.0, (msb - msw) / n0)
+    return [{"item_scores": [g.get_group(i).tolist() for i in range(items)], "k": k,
+             "pass_at_k": pass_at_k, "pass_all_k": pass_all_k, "within": msw,
+             "between": between, "within_share": msw / (msw + between)}]
+
+
+def cluster_regression_case():
+    """The issue's first case: 10 clusters of 40 items whose outcomes flip together (six
+    clusters wrong -> right, four right -> wrong). The item-level McNemar p (what exp used to
+    print), and the cluster sign-flip p (scipy, exact) that must be the headline."""
+    control, treatment, clusters = [], [], []
+    for g in range(10):
+        up = g < 6
+        for _ in range(40):
+            control.append(0 if up else 1)
+            treatment.append(1 if up else 0)
+            clusters.append(f"k{g}")
+    control, treatment = np.array(control), np.array(treatment)
+    d = treatment - control
+    b = int(np.sum((control == 1) & (treatment == 0)))
+    c = int(np.sum((control == 0) & (treatment == 1)))
+    _, inv = np.unique(np.asarray(clusters), return_inverse=True)
+    sums = np.bincount(inv, weights=d)
+    res = stats.permutation_test((sums,), np.sum, permutation_type="samples", n_resamples=np.inf,
+                                 alternative="two-sided")
+    return {"control": control.tolist(), "treatment": treatment.tolist(), "clusters": clusters,
+            "item_mcnemar_p": float(mcnemar([[0, b], [c, 0]], exact=True).pvalue),
+            "cluster_sign_flip_p": float(res.pvalue)}
+
 def main():
     paired = paired_cases()
     doc = {
@@ -263,6 +456,14 @@ def main():
         "permutation_mc": perm_mc_cases(),
         "bootstrap": bootstrap_cases(paired),
         "holm": holm_cases(),
+        "t_ppf": t_cases(),
+        "binom": binom_cases(),
+        "clopper_pearson": clopper_pearson_cases(),
+        "mcnemar_interval": mcnemar_interval_cases(),
+        "mcnemar_power": mcnemar_power_cases(),
+        "sign_flip_interval": sign_flip_interval_cases(),
+        "repeats": repeat_cases(),
+        "cluster_regression": cluster_regression_case(),
     }
     with open(OUT, "w") as f:
         json.dump(doc, f, indent=1)

@@ -270,7 +270,7 @@ fn worse(i: usize, cond: &str, r: usize) -> Option<f64> {
 }
 
 #[test]
-fn aggregate_adds_holm_to_every_trial_and_the_manifest_and_keeps_what_was_there() {
+fn aggregate_adds_holm_to_every_trial_and_the_manifest_and_the_one_headline_effect() {
     let (_tmp, run) = run_dir();
     let specs = [
         BETTER,
@@ -282,7 +282,8 @@ fn aggregate_adds_holm_to_every_trial_and_the_manifest_and_keeps_what_was_there(
         write_trial_report(d, &settings()).unwrap();
     }
     let slugs: Vec<&str> = specs.iter().map(|s| s.slug).collect();
-    // The orchestrator already wrote an effect for the first trial: it must stay.
+    // The orchestrator already wrote an effect for the first trial (say, the difference of
+    // unpaired accuracies): significance.json's paired effect replaces it, other keys stay.
     write_manifest(&run, &slugs, |s| {
         if s == slugs[0] { json!({"effect": 0.5, "custom": "kept"}) } else { json!({}) }
     });
@@ -297,7 +298,8 @@ fn aggregate_adds_holm_to_every_trial_and_the_manifest_and_keeps_what_was_there(
         assert_eq!(manifest["trials"][i]["holm_p"].as_f64(), want[i]);
         assert_eq!(manifest["trials"][i]["p_value"].as_f64(), p[i]);
     }
-    assert_eq!(manifest["trials"][0]["effect"], 0.5);
+    assert_eq!(manifest["trials"][0]["effect"].as_f64(), significance(&dirs[0]).effect);
+    assert_ne!(manifest["trials"][0]["effect"], 0.5);
     assert_eq!(manifest["trials"][0]["custom"], "kept");
     assert_eq!(manifest["trials"][1]["effect"].as_f64(), Some(0.0));
     assert_eq!(manifest["totals"]["requests"], 480);

@@ -1,8 +1,13 @@
 //! exp's statistics against numbers computed independently with scipy, statsmodels and numpy
 //! (tests/data/stats_reference.json, written by scripts/stats_reference.py). Closed forms must
 //! agree to 1e-9; Monte-Carlo figures within their Monte-Carlo error.
+use exp::stats::headline::Test;
+use exp::stats::significance::Tally;
 use exp::stats::significance::{CONTROL, ScoreKind, TREATMENT};
-use exp::stats::{ScoreRow, Settings, Significance, analyze, dist, estimate, holm, paired};
+use exp::stats::{
+    ScoreRow, Settings, Significance, analyze, between, dist, estimate, holm, paired, power,
+    signflip,
+};
 use serde_json::Value;
 
 const CLOSE: f64 = 1e-9;
@@ -105,7 +110,19 @@ fn paired_differences_match_statsmodels_including_cluster_robust_se() {
         let ci = d.ci.unwrap();
         close(&format!("{name} ci lo"), ci[0], f(&case["ci_lo"]), CLOSE);
         close(&format!("{name} ci hi"), ci[1], f(&case["ci_hi"]), CLOSE);
-        close(&format!("{name} mde"), sig.mde.as_ref().unwrap().value, f(&case["mde_80"]), CLOSE);
+        match case.get("mde_exact_80") {
+            Some(Value::Null) => {
+                assert!(sig.mde.is_none(), "{name}: no MDE within the discordance")
+            }
+            Some(m) => {
+                close(&format!("{name} exact mde"), sig.mde.as_ref().unwrap().value, f(m), 1e-6)
+            }
+            None => {
+                // Simulated power: never an MDE beyond the largest effect the data allow.
+                let pa = sig.power_analysis.as_ref().unwrap();
+                assert!(pa.mde.is_none_or(|m| m > 0.0 && m <= pa.max_effect), "{name}: {pa:?}");
+            }
+        }
         assert_eq!(
             sig.clusters,
             case["n_clusters"].as_u64().map(|n| n as usize),
@@ -119,20 +136,27 @@ fn paired_differences_match_statsmodels_including_cluster_robust_se() {
             close(&format!("{name} {cond} lo"), got.ci.unwrap()[0], f(&want["lo"]), CLOSE);
             close(&format!("{name} {cond} hi"), got.ci.unwrap()[1], f(&want["hi"]), CLOSE);
         }
+        let head = sig.headline.as_ref().unwrap_or_else(|| panic!("{name}: no headline"));
+        assert_eq!(sig.p_value, Some(head.p_value), "{name}: p_value is the headline's");
+        let real_clusters = case["n_clusters"].as_u64().is_some_and(|g| g < d.n as u64);
         if case["binary"].as_bool().unwrap() {
             let m = sig.mcnemar.as_ref().unwrap_or_else(|| panic!("{name}: no McNemar"));
             close(&format!("{name} mcnemar"), m.p_value, f(&case["mcnemar_p"]), CLOSE);
-            assert_eq!(sig.p_value, Some(m.p_value), "{name}: McNemar is the headline test");
             assert_eq!(sig.score_kind, Some(ScoreKind::Binary));
+            if !real_clusters {
+                assert_eq!(head.test, Test::ExactMcnemar, "{name}");
+                assert_eq!(head.p_value, m.p_value, "{name}: McNemar is the headline test");
+            }
         } else {
             assert!(sig.mcnemar.is_none(), "{name}: no McNemar on continuous scores");
-            assert_eq!(sig.p_value, Some(sig.permutation.as_ref().unwrap().p_value));
         }
-        if let Some(p) = case.get("perm_p_clusters") {
+        if let (Some(p), true) = (case.get("perm_p_clusters"), real_clusters) {
             let perm = sig.permutation.as_ref().unwrap();
             assert_eq!(perm.unit, "clusters");
             assert!(perm.exact, "{name}: few enough clusters to enumerate");
             close(&format!("{name} cluster sign-flip p"), perm.p_value, f(p), CLOSE);
+            assert_eq!(head.test, Test::SignFlipClusters, "{name}: clusters are the unit");
+            close(&format!("{name} headline p"), head.p_value, f(p), CLOSE);
         }
     }
 }
@@ -353,7 +377,8 @@ fn repeats_use_item_means_and_the_sign_flip_test() {
     assert_eq!(sig.repeats, 3);
     assert!(sig.mcnemar.is_none());
     assert!(reason(&sig, "mcnemar").contains("repeats"));
-    assert!(sig.p_method.as_deref().unwrap().starts_with("sign-flip"));
+    assert!(sig.p_method.as_deref().unwrap().contains("sign-flip"));
+    assert_eq!(sig.headline.as_ref().unwrap().test, Test::SignFlipItems);
     close("repeats sign-flip p", sig.p_value.unwrap(), p_want, CLOSE);
     close("effect", sig.effect.unwrap(), d_want.iter().sum::<f64>() / d_want.len() as f64, 1e-12);
     assert!(sig.conditions[CONTROL].method.as_deref().unwrap().contains("item means over repeats"));
@@ -391,4 +416,451 @@ fn the_same_seed_gives_the_same_significance_and_another_seed_another_bootstrap(
     assert_eq!(a, b);
     let c = analyze(&rows_of(case), &Settings { seed: 1, ..settings(0.05) });
     assert_ne!(a.bootstrap.unwrap().ci, c.bootstrap.unwrap().ci);
+}
+
+// ---- distributions, intervals and power against scipy/statsmodels ----
+
+#[test]
+fn student_t_quantiles_match_scipy() {
+    for case in reference()["t_ppf"].as_array().unwrap() {
+        let (q, df) = (f(&case["q"]), f(&case["df"]));
+        close(&format!("t_ppf({q}, {df})"), dist::t_ppf(q, df), f(&case["x"]), 1e-9);
+    }
+}
+
+#[test]
+fn binomial_distribution_matches_scipy() {
+    for case in reference()["binom"].as_array().unwrap() {
+        let (k, n, p) = (case["k"].as_u64().unwrap(), case["n"].as_u64().unwrap(), f(&case["p"]));
+        close(&format!("binom cdf {k}/{n}@{p}"), dist::binom_cdf(k, n, p), f(&case["cdf"]), 1e-12);
+        let pmf = f(&case["pmf"]);
+        close(
+            &format!("binom pmf {k}/{n}@{p}"),
+            dist::binom_pmf(k, n, p),
+            pmf,
+            1e-12 + pmf * 1e-10,
+        );
+    }
+}
+
+#[test]
+fn clopper_pearson_intervals_match_statsmodels() {
+    for case in reference()["clopper_pearson"].as_array().unwrap() {
+        let (x, n) = (case["x"].as_u64().unwrap(), case["n"].as_u64().unwrap());
+        let (lo, hi) = estimate::clopper_pearson(x, n, f(&case["alpha"]));
+        close(&format!("cp lo {x}/{n}"), lo, f(&case["lo"]), CLOSE);
+        close(&format!("cp hi {x}/{n}"), hi, f(&case["hi"]), CLOSE);
+    }
+}
+
+#[test]
+fn the_mcnemar_interval_matches_statsmodels_pieces_and_excludes_zero_only_when_p_is_below_alpha() {
+    for case in reference()["mcnemar_interval"].as_array().unwrap() {
+        let (b, c, n) =
+            (case["b"].as_u64().unwrap(), case["c"].as_u64().unwrap(), case["n"].as_u64().unwrap());
+        let alpha = f(&case["alpha"]);
+        let (lo, hi) = paired::mcnemar_interval(b, c, n, alpha).unwrap();
+        close(&format!("mcnemar ci lo ({b},{c})/{n}"), lo, f(&case["lo"]), CLOSE);
+        close(&format!("mcnemar ci hi ({b},{c})/{n}"), hi, f(&case["hi"]), CLOSE);
+        let p = paired::mcnemar_exact(b, c);
+        close("p", p, f(&case["p"]), CLOSE);
+        assert_eq!(p < alpha, lo > 0.0 || hi < 0.0, "({b},{c}): p {p}, [{lo}, {hi}]");
+    }
+}
+
+#[test]
+fn exact_mcnemar_power_matches_enumeration_with_scipy_binomtest() {
+    for case in reference()["mcnemar_power"].as_array().unwrap() {
+        let n = case["n"].as_u64().unwrap();
+        let (pd, alpha) = (f(&case["discordance"]), f(&case["alpha"]));
+        let got = power::mcnemar_power(n, pd, pd, alpha);
+        close(&format!("power at max n={n} pd={pd}"), got, f(&case["power_at_max"]), 1e-9);
+        match case["mde"].as_f64() {
+            None => assert_eq!(power::mcnemar_mde(n, pd, alpha, 0.8), None, "n={n} pd={pd}"),
+            Some(m) => close("mde", power::mcnemar_mde(n, pd, alpha, 0.8).unwrap(), m, 1e-6),
+        }
+    }
+}
+
+#[test]
+fn the_sign_flip_interval_matches_bisection_on_scipy_permutation_test() {
+    for case in reference()["sign_flip_interval"].as_array().unwrap() {
+        let (sums, sizes) = (floats(&case["sums"]), floats(&case["sizes"]));
+        let r = signflip::test_and_interval(&sums, &sizes, f(&case["alpha"]), 0, 0);
+        assert!(r.exact);
+        close(&format!("sign-flip p {sums:?}"), r.p_value, f(&case["p"]), CLOSE);
+        let (lo, hi) = r.ci.unwrap();
+        close(&format!("sign-flip ci lo {sums:?}"), lo, f(&case["lo"]), 1e-8);
+        close(&format!("sign-flip ci hi {sums:?}"), hi, f(&case["hi"]), 1e-8);
+    }
+}
+
+#[test]
+fn repeat_statistics_match_pandas() {
+    let reference = reference();
+    let case = &reference["repeats"][0];
+    let k = case["k"].as_u64().unwrap() as usize;
+    let mut rows = Vec::new();
+    for (i, scores) in case["item_scores"].as_array().unwrap().iter().enumerate() {
+        for s in floats(scores) {
+            rows.push(row(&i.to_string(), CONTROL, Some(s)));
+            rows.push(row(&i.to_string(), TREATMENT, Some(s)));
+        }
+    }
+    let sig = analyze(&rows, &settings(0.05));
+    let r = &sig.repeats_by_condition[CONTROL];
+    assert_eq!(r.k, k);
+    close("pass@k", r.pass_at_k.unwrap(), f(&case["pass_at_k"]), 1e-12);
+    close("pass^k", r.pass_all_k.unwrap(), f(&case["pass_all_k"]), 1e-12);
+    close("within", r.within_item_variance.unwrap(), f(&case["within"]), 1e-12);
+    close("between", r.between_item_variance.unwrap(), f(&case["between"]), 1e-12);
+    close("within share", r.within_share.unwrap(), f(&case["within_share"]), 1e-12);
+}
+
+// ---- the five cases of issue 11, with the corrected figures ----
+
+fn binary_rows(control: &[f64], treatment: &[f64], clusters: Option<&[String]>) -> Vec<ScoreRow> {
+    let mut rows = Vec::new();
+    for (i, (c, t)) in control.iter().zip(treatment).enumerate() {
+        let cluster = clusters.map(|k| k[i].clone());
+        rows.push(ScoreRow { cluster: cluster.clone(), ..row(&i.to_string(), CONTROL, Some(*c)) });
+        rows.push(ScoreRow { cluster, ..row(&i.to_string(), TREATMENT, Some(*t)) });
+    }
+    rows
+}
+
+#[test]
+fn clusters_flipping_together_make_the_cluster_the_unit_of_the_headline() {
+    // 10 clusters of 40 items, six wrong -> right and four right -> wrong as a block: the
+    // item-level McNemar says p < 0.001, the clusters say there is nothing to see.
+    let reference = reference();
+    let case = &reference["cluster_regression"];
+    let clusters: Vec<String> =
+        case["clusters"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
+    let rows = binary_rows(&floats(&case["control"]), &floats(&case["treatment"]), Some(&clusters));
+    let sig = analyze(&rows, &settings(0.05));
+    let head = sig.headline.as_ref().unwrap();
+    assert_eq!(head.test, Test::SignFlipClusters);
+    assert_eq!((head.unit.as_str(), head.n_units), ("clusters", 10));
+    assert!(head.why.contains("cluster"));
+    close("cluster sign-flip p", head.p_value, f(&case["cluster_sign_flip_p"]), CLOSE);
+    close("the issue's figure", head.p_value, 0.754, 5e-4);
+    assert_eq!(sig.p_value, Some(head.p_value));
+    let [lo, hi] = head.ci.unwrap();
+    assert!(lo < 0.0 && hi > 0.0, "interval agrees with p = {}: [{lo}, {hi}]", head.p_value);
+    // McNemar stays in the file for reference, labelled, and is what used to be the headline.
+    let m = sig.mcnemar.as_ref().unwrap();
+    close("item-level McNemar", m.p_value, f(&case["item_mcnemar_p"]), CLOSE);
+    assert!(m.p_value < 0.001);
+    assert!(reason(&sig, "clustered McNemar").contains("reference only"));
+    // The secondary CR1 interval is on t with 9 df, not z.
+    assert!(sig.difference.as_ref().unwrap().method.contains("t on 9 df"));
+}
+
+#[test]
+fn a_diff_pairs_items_not_repeats_so_identical_repeats_change_nothing() {
+    // 200 items; run B fixes 15 and breaks 5. With 3 identical repeats per item the old
+    // pairing by repeat counted 600 pairs and (15, 45) flips: p fell from 0.041 to 1.3e-4.
+    let build = |repeats: usize| {
+        let mut t = Tally::new();
+        for i in 0..200 {
+            let a = f64::from(u8::from(i % 2 == 0 || (15..20).contains(&i)));
+            let b = if i < 15 {
+                1.0
+            } else if (15..20).contains(&i) {
+                0.0
+            } else {
+                a
+            };
+            let a = if i < 15 { 0.0 } else { a };
+            for _ in 0..repeats {
+                t.add(&format!("d:{i}"), between::RUN_A, Some(a), None);
+                t.add(&format!("d:{i}"), between::RUN_B, Some(b), None);
+            }
+        }
+        between::compare(&t, &settings(0.05))
+    };
+    let (one, three) = (build(1), build(3));
+    assert_eq!(three.items_paired, 200);
+    let o = one.outcomes.unwrap();
+    assert_eq!((o.fixed, o.broken), (15, 5));
+    let p_one = one.headline.as_ref().unwrap().p_value;
+    close("single repeat p", p_one, paired::mcnemar_exact(5, 15), 1e-15);
+    close("three identical repeats p", three.headline.as_ref().unwrap().p_value, p_one, 1e-12);
+    assert!(paired::mcnemar_exact(15, 45) < 2e-4, "what counting repeats as items gave");
+}
+
+#[test]
+fn the_effect_is_the_paired_one_with_failures_reported_beside_it() {
+    // 300 items; 8 treatment requests failed on items control got right. The unpaired
+    // difference of accuracies mixes those items in; the paired effect leaves them out.
+    let mut rows = Vec::new();
+    for i in 0..300 {
+        let c = f64::from(u8::from(i % 3 != 0));
+        let t = if i % 10 == 1 {
+            1.0 - c
+        } else if i % 3 == 0 && i % 2 == 0 {
+            1.0
+        } else {
+            c
+        };
+        rows.push(row(&i.to_string(), CONTROL, Some(c)));
+        let failed = i % 25 == 2 && c == 1.0;
+        rows.push(row(&i.to_string(), TREATMENT, if failed { None } else { Some(t) }));
+    }
+    let sig = analyze(&rows, &settings(0.05));
+    let fails = sig.failures.as_ref().unwrap();
+    assert_eq!((fails.control_failed, fails.treatment_failed, fails.unpaired_items), (0, 8, 8));
+    let (c, t) = (&sig.conditions[CONTROL], &sig.conditions[TREATMENT]);
+    let unpaired = t.mean.unwrap() - c.mean.unwrap();
+    let d = sig.difference.as_ref().unwrap();
+    assert_eq!(sig.effect, Some(d.mean));
+    assert_eq!(sig.headline.as_ref().unwrap().effect, d.mean);
+    assert_eq!(d.n, 292);
+    assert!((unpaired - d.mean).abs() > 0.003, "the two differ: {unpaired} vs {}", d.mean);
+}
+
+#[test]
+fn power_is_the_exact_tests_and_never_promises_more_than_the_discordance_allows() {
+    for (b, c, power_at_max) in
+        [(0usize, 5usize, 0.384_039_041_674_592_8), (1, 1, 0.016_465_202_930_523_54)]
+    {
+        let mut control = vec![0.0; 1100];
+        let mut treatment = vec![0.0; 1100];
+        control[..b].iter_mut().for_each(|v| *v = 1.0);
+        treatment[b..b + c].iter_mut().for_each(|v| *v = 1.0);
+        let sig = analyze(&binary_rows(&control, &treatment, None), &settings(0.05));
+        let pa = sig.power_analysis.as_ref().unwrap();
+        assert_eq!(pa.test, Test::ExactMcnemar);
+        close("largest effect the data allow", pa.max_effect, (b + c) as f64 / 1100.0, 1e-15);
+        close(&format!("power at ({b}, {c})"), pa.power_at_max, power_at_max, 1e-9);
+        assert_eq!(pa.mde, None);
+        assert!(sig.mde.is_none());
+        assert!(
+            reason(&sig, "minimum detectable effect").contains("largest effect the data allow")
+        );
+        if b != c {
+            // Underpowered: how many items it would take at the observed effect.
+            let needed = pa.items_needed.unwrap();
+            assert!(needed > 1100, "{needed}");
+            let e = pa.needed_for_effect.unwrap();
+            assert!(power::mcnemar_power(needed, e, e, 0.05) >= 0.8);
+        }
+    }
+}
+
+#[test]
+fn the_headline_interval_agrees_with_the_exact_test_at_zero_and_five() {
+    let mut control = vec![0.0; 1100];
+    let mut treatment = vec![0.0; 1100];
+    control[..600].iter_mut().for_each(|v| *v = 1.0);
+    treatment[..605].iter_mut().for_each(|v| *v = 1.0);
+    let sig = analyze(&binary_rows(&control, &treatment, None), &settings(0.05));
+    let head = sig.headline.as_ref().unwrap();
+    assert_eq!(head.p_value, 0.0625);
+    let [lo, hi] = head.ci.unwrap();
+    assert!(lo < 0.0 && hi > 5.0 / 1100.0, "[{lo}, {hi}]");
+    assert!(head.ci_method.contains("inverting the McNemar test"));
+    // The normal interval, still listed as secondary, is what disagreed.
+    let wald = sig.difference.as_ref().unwrap().ci.unwrap();
+    assert!(wald[0] > 0.0 && sig.difference.as_ref().unwrap().method.contains("secondary"));
+}
+
+// ---- calibration: simulated experiments where nothing changes ----
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const SIMULATIONS: usize = 2000;
+
+/// Rejection rate at alpha = 0.05 and coverage of the true effect 0 by the headline interval,
+/// over [`SIMULATIONS`] simulated null experiments.
+fn calibrate(seed: u64, simulate: impl Fn(&mut ChaCha8Rng) -> Tally) -> (f64, f64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let s = Settings { alpha: 0.05, bootstrap_resamples: 199, seed: 0 };
+    let (mut rejected, mut covered) = (0, 0);
+    for k in 0..SIMULATIONS {
+        let tally = simulate(&mut rng);
+        let head = headline_of(&tally, &Settings { seed: k as u64, ..s });
+        rejected += usize::from(head.p_value < 0.05);
+        covered += usize::from(head.ci.is_some_and(|[lo, hi]| lo <= 0.0 && 0.0 <= hi));
+    }
+    (rejected as f64 / SIMULATIONS as f64, covered as f64 / SIMULATIONS as f64)
+}
+
+fn headline_of(tally: &Tally, s: &Settings) -> exp::stats::headline::Headline {
+    between::compare(tally, s).headline.expect("a headline")
+}
+
+fn in_band(what: &str, (rejection, coverage): (f64, f64)) {
+    assert!((0.03..=0.07).contains(&rejection), "{what}: rejection rate {rejection}");
+    assert!((0.93..=0.97).contains(&coverage), "{what}: coverage {coverage}");
+}
+
+/// One paired 0/1 outcome per item: a correct control and treatment each with probability
+/// `p_i` (the item's difficulty), drawn independently: no effect, 300 items, about 40% of them
+/// discordant, so exact McNemar's discreteness leaves its level inside the band (with few
+/// discordant items it is conservative, below 0.03, by design).
+#[test]
+fn the_exact_mcnemar_headline_is_calibrated_on_independent_items() {
+    let rates = calibrate(11, |rng| {
+        let mut t = Tally::new();
+        for i in 0..300 {
+            let p: f64 = rng.gen_range(0.2..0.8);
+            for slot in [CONTROL, TREATMENT] {
+                t.add(&i.to_string(), slot, Some(f64::from(u8::from(rng.gen_bool(p)))), None);
+            }
+        }
+        t
+    });
+    in_band("exact McNemar, independent items", rates);
+}
+
+/// Ten clusters of 30 items; within a cluster both conditions share a cluster shift that
+/// favours one condition or the other at random (items flip together), so the null holds on
+/// average but items are not independent.
+fn clustered_null(rng: &mut ChaCha8Rng, slots: [&str; 2]) -> Tally {
+    let mut t = Tally::new();
+    for g in 0..10 {
+        let shift: f64 = rng.gen_range(-0.35..0.35);
+        for i in 0..30 {
+            let p: f64 = rng.gen_range(0.3..0.7);
+            let key = format!("{g}:{i}");
+            let cluster = format!("c{g}");
+            let (pc, pt) = ((p - shift).clamp(0.0, 1.0), (p + shift).clamp(0.0, 1.0));
+            t.add(&key, slots[0], Some(f64::from(u8::from(rng.gen_bool(pc)))), Some(&cluster));
+            t.add(&key, slots[1], Some(f64::from(u8::from(rng.gen_bool(pt)))), Some(&cluster));
+        }
+    }
+    t
+}
+
+#[test]
+fn the_cluster_headline_is_calibrated_when_clusters_flip_together() {
+    in_band("cluster sign-flip", calibrate(12, |rng| clustered_null(rng, [CONTROL, TREATMENT])));
+    // What the item-level test does on the same data: far too many rejections.
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let rejected = (0..400)
+        .filter(|_| {
+            let t = clustered_null(&mut rng, [CONTROL, TREATMENT]);
+            let d: Vec<f64> = (0..t.len())
+                .map(|i| t.item_mean(i, TREATMENT).unwrap() - t.item_mean(i, CONTROL).unwrap())
+                .collect();
+            let (b, c) = exp::stats::headline::discordant(&d);
+            paired::mcnemar_exact(b, c) < 0.05
+        })
+        .count();
+    assert!(rejected as f64 / 400.0 > 0.3, "item-level McNemar rejected {rejected} of 400");
+}
+
+/// Three repeats per item at temperature > 0: each repeat is correct with the item's
+/// probability, the same in both conditions; 60 items, sampled sign patterns.
+fn repeats_null(rng: &mut ChaCha8Rng, slots: [&str; 2]) -> Tally {
+    let mut t = Tally::new();
+    for i in 0..60 {
+        let p: f64 = rng.gen_range(0.05..0.95);
+        for slot in slots {
+            for _ in 0..3 {
+                t.add(&i.to_string(), slot, Some(f64::from(u8::from(rng.gen_bool(p)))), None);
+            }
+        }
+    }
+    t
+}
+
+#[test]
+fn the_item_mean_headline_is_calibrated_with_repeats_at_temperature_above_zero() {
+    in_band(
+        "sign-flip on item means",
+        calibrate(13, |rng| repeats_null(rng, [CONTROL, TREATMENT])),
+    );
+}
+
+#[test]
+fn the_between_run_test_of_exp_diff_is_calibrated_with_repeats_and_with_clusters() {
+    let runs = [between::RUN_A, between::RUN_B];
+    in_band("diff, repeats", calibrate(14, |rng| repeats_null(rng, runs)));
+    in_band("diff, clusters", calibrate(15, |rng| clustered_null(rng, runs)));
+}
+
+#[test]
+fn the_change_in_effect_between_runs_is_calibrated() {
+    // Two runs, both conditions, 3 repeats, no change in anything: run B's treatment effect
+    // minus run A's is tested per item (80 items, 399 sampled sign patterns).
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let s = Settings { alpha: 0.05, bootstrap_resamples: 399, seed: 0 };
+    let (mut rejected, mut covered) = (0, 0);
+    for k in 0..SIMULATIONS {
+        let mut by_condition = [Tally::new(), Tally::new()];
+        for i in 0..80 {
+            let base: f64 = rng.gen_range(0.1..0.9);
+            let effect: f64 = rng.gen_range(-0.1..0.1);
+            for (cond, p) in [(0, base), (1, (base + effect).clamp(0.0, 1.0))] {
+                for run in [between::RUN_A, between::RUN_B] {
+                    for _ in 0..3 {
+                        let score = f64::from(u8::from(rng.gen_bool(p)));
+                        by_condition[cond].add(&i.to_string(), run, Some(score), None);
+                    }
+                }
+            }
+        }
+        let [c, t] = &by_condition;
+        let change = between::effect_change(c, t, &Settings { seed: k as u64, ..s }).unwrap();
+        rejected += usize::from(change.headline.p_value < 0.05);
+        covered += usize::from(change.headline.ci.is_some_and(|[lo, hi]| lo <= 0.0 && 0.0 <= hi));
+    }
+    in_band(
+        "difference in effects",
+        (rejected as f64 / SIMULATIONS as f64, covered as f64 / SIMULATIONS as f64),
+    );
+}
+
+// ---- exp power: a stored pilot run, read through the store ----
+
+mod common;
+
+#[test]
+fn exp_power_reads_a_stored_pilot_and_says_how_many_items_each_trial_needs() {
+    let ws = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    common::copy_dir(&root.join("config"), &ws.path().join("config"));
+    common::copy_dir(&root.join("data"), &ws.path().join("data"));
+    common::exp(ws.path())
+        .args(["run", "--config", "config/eval_config.yaml", "--archive", "--run-id", "pilot"])
+        .assert()
+        .success();
+    // The store is enough: no checkout needed.
+    std::fs::remove_dir_all(ws.path().join("experiments")).unwrap();
+    let out = common::exp(ws.path())
+        .args(["power", "pilot", "--effect", "0.05", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let trials = plan["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2, "the demo has two temperatures");
+    for t in trials {
+        let p = &t["plan"];
+        assert_eq!(p["test"], "exact_mcnemar");
+        let discordance = f(&p["pilot_discordance"]).max(0.05);
+        let want = power::mcnemar_items_needed(discordance, 0.05, 0.05, 0.8).unwrap();
+        assert_eq!(p["items_needed"].as_u64(), Some(want), "{t}");
+        assert!(power::mcnemar_power(want, discordance, 0.05, 0.05) >= 0.8);
+    }
+    let text = common::exp(ws.path()).args(["power", "pilot"]).assert().success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).to_string();
+    assert!(text.contains("Items needed per trial to detect +2.0 points with 80% power"), "{text}");
+    assert!(text.contains("exact McNemar"), "{text}");
+}
+
+#[test]
+fn exp_power_errors_say_what_to_do() {
+    let ws = tempfile::tempdir().unwrap();
+    common::exp(ws.path()).arg("init").assert().success();
+    let bad = common::exp(ws.path()).args(["power", "x", "--power", "1.5"]).assert().code(2);
+    let err = String::from_utf8_lossy(&bad.get_output().stderr).to_string();
+    assert!(err.contains("between 0 and 1"), "{err}");
+    let missing = common::exp(ws.path()).args(["power", "nosuchrun"]).assert().code(1);
+    let err = String::from_utf8_lossy(&missing.get_output().stderr).to_string();
+    assert!(err.contains("error:") && err.contains("hint:"), "{err}");
 }

@@ -84,6 +84,7 @@ fn render(d: &RunDiff, stat: bool, items: bool) -> String {
     trials_section(&mut o, d);
     metrics_section(&mut o, d);
     paired_section(&mut o, d);
+    effect_changes_section(&mut o, d);
     costs_section(&mut o, d);
     if !d.lacks.is_empty() {
         let _ = writeln!(o, "\nNot compared (one side lacks it)");
@@ -169,15 +170,34 @@ fn metrics_section(o: &mut String, d: &RunDiff) {
     let _ = writeln!(o, "{t}");
 }
 
+/// `+1.2 pp [-0.3, +2.7]`, or what there is of it.
+fn change_ci(change: Option<f64>, ci: Option<[f64; 2]>) -> String {
+    let mut s = change.map(points).unwrap_or_default();
+    if let Some([lo, hi]) = ci {
+        s.push_str(&format!(" [{:+.1}, {:+.1}]", lo * 100.0, hi * 100.0));
+    }
+    s
+}
+
 fn paired_section(o: &mut String, d: &RunDiff) {
     if d.paired.is_empty() {
         return;
     }
-    let _ =
-        writeln!(o, "\nPaired test between the runs (items scored in both; fixed = wrong → right)");
-    let mut t =
-        ui::table(["trial", "condition", "paired", "fixed", "broken", "p (exact McNemar)", "note"])
-            .cut(["trial", "note"]);
+    let _ = writeln!(
+        o,
+        "\nPaired test between the runs (items scored in both, repeats averaged; fixed = wrong → right)"
+    );
+    let mut t = ui::table([
+        "trial",
+        "condition",
+        "items paired",
+        "fixed",
+        "broken",
+        "change (95% CI)",
+        "p",
+        "test / note",
+    ])
+    .cut(["trial", "test / note"]);
     for r in &d.paired {
         t.add_row([
             r.trial.clone(),
@@ -185,8 +205,32 @@ fn paired_section(o: &mut String, d: &RunDiff) {
             count(r.paired),
             count(r.fixed),
             count(r.broken),
+            change_ci(r.change, r.ci),
             or_missing(r.p_value, p_value),
-            r.not_computed.clone().unwrap_or_default(),
+            r.not_computed.clone().or_else(|| r.test.clone()).unwrap_or_default(),
+        ]);
+    }
+    let _ = writeln!(o, "{t}");
+}
+
+/// How much the treatment effect moved between the runs, per trial.
+fn effect_changes_section(o: &mut String, d: &RunDiff) {
+    if d.effect_changes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\nChange in the treatment effect (treatment − control in {} minus in {})",
+        d.b.label, d.a.label
+    );
+    let mut t = ui::table(["trial", "items", "effect", "change (95% CI)", "p"]);
+    for r in &d.effect_changes {
+        t.add_row([
+            r.trial.clone(),
+            count(r.items as u64),
+            format!("{} → {}", points(r.effect_a), points(r.effect_b)),
+            change_ci(Some(r.change), r.ci),
+            p_value(r.p_value),
         ]);
     }
     let _ = writeln!(o, "{t}");

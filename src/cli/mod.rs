@@ -23,6 +23,7 @@ mod import;
 mod init;
 mod list;
 mod log;
+mod power;
 mod pull;
 mod push;
 mod remote;
@@ -59,6 +60,7 @@ pub enum Command {
     List(list::ListArgs),
     Show(show::ShowArgs),
     Diff(diff::DiffArgs),
+    Power(power::PowerArgs),
     Checkout(checkout::CheckoutArgs),
     Status(status::StatusArgs),
     Clean(clean::CleanArgs),
@@ -104,6 +106,7 @@ fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::List(a) => list::run(ctx, a),
         Command::Show(a) => show::run(ctx, a),
         Command::Diff(a) => diff::run(ctx, a),
+        Command::Power(a) => power::run(ctx, a),
         Command::Checkout(a) => checkout::run(ctx, a),
         Command::Status(a) => status::run(ctx, a),
         Command::Clean(a) => clean::run(ctx, a),

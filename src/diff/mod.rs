@@ -2,14 +2,16 @@
 //! subtree whose id is equal on both sides, plus semantic diffs of the artifacts it knows
 //! (docs/RUN_FILES.md and the old `run_all.py` layout): the resolved config key by key, trials
 //! present in one run only, metrics side by side per trial and condition, a paired test between
-//! the runs on the items both scored (exact McNemar, fixed/broken flips), costs, and the files.
+//! the runs on the items both scored (the headline test of the design, see [`paired`]), the
+//! change in the treatment effect, costs, and the files.
 //!
 //! Owns: reading two snapshots through [`Source`] (and `crate::runfiles`) and returning a [`RunDiff`]. Never
 //! prints, never writes, never needs a checkout. An artifact that cannot be parsed is reported
 //! in [`RunDiff::lacks`], never a reason to fail: the point of a diff of an old run is to show
 //! what it has. Only store errors (a missing or corrupt object) fail a diff.
 pub mod config;
-pub mod mcnemar;
+pub mod paired;
+pub mod pilot;
 pub mod store;
 pub mod tree;
 
@@ -101,6 +103,8 @@ pub struct RunDiff {
     pub trials: Trials,
     pub metrics: Vec<MetricsRow>,
     pub paired: Vec<PairedRow>,
+    /// Per trial: did the treatment's effect change between the runs?
+    pub effect_changes: Vec<EffectChangeRow>,
     pub costs: Vec<CostRow>,
     /// What one side has not got, so cannot be compared.
     pub lacks: Vec<Lack>,
@@ -184,23 +188,43 @@ pub struct MetricsRow {
 pub struct PairedRow {
     pub trial: String,
     pub condition: String,
-    /// Items scored on both sides.
+    /// Items scored on both sides (an item's repeats count once).
     pub paired: u64,
+    /// With one 0/1 outcome per item; 0 otherwise.
     pub both_correct: u64,
     pub both_wrong: u64,
-    /// Wrong in a, right in b.
+    /// Wrong in a, right in b (with repeats or non-0/1 scores: items whose mean rose).
     pub fixed: u64,
-    /// Right in a, wrong in b.
+    /// Right in a, wrong in b (with repeats or non-0/1 scores: items whose mean fell).
     pub broken: u64,
     /// Items present on both sides but failed (no score) on at least one.
     pub failed_either: u64,
     /// Items present on one side only.
     pub unmatched: u64,
-    /// Exact McNemar on fixed vs broken.
+    /// Mean per-item change, b − a.
+    pub change: Option<f64>,
+    /// The interval inverting the test.
+    pub ci: Option<[f64; 2]>,
+    /// The headline test of the design on the per-item changes.
     pub p_value: Option<f64>,
-    pub method: &'static str,
+    pub test: Option<String>,
+    pub method: String,
     /// Why the test was not computed, when it was not.
     pub not_computed: Option<String>,
+}
+
+/// The change in one trial's treatment effect: (treatment − control in b) − (the same in a),
+/// per item over items scored in all four cells.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectChangeRow {
+    pub trial: String,
+    pub items: usize,
+    pub effect_a: f64,
+    pub effect_b: f64,
+    pub change: f64,
+    pub ci: Option<[f64; 2]>,
+    pub p_value: f64,
+    pub method: String,
 }
 
 /// Costs of one trial and condition (or `total`), both sides.
@@ -262,6 +286,7 @@ pub fn diff_runs(
         trials: Trials::default(),
         metrics: Vec::new(),
         paired: Vec::new(),
+        effect_changes: Vec::new(),
         costs: Vec::new(),
         lacks: Vec::new(),
         files,
@@ -283,6 +308,7 @@ pub fn diff_runs(
         out.trials.paired.push(pair);
         out.metrics.extend(r.metrics);
         out.paired.extend(r.paired);
+        out.effect_changes.extend(r.effect);
         out.costs.extend(r.costs);
         out.lacks.extend(r.lacks);
         out.items.extend(r.items);
@@ -487,6 +513,7 @@ fn pair_trials<'r>(
 struct TrialDiff {
     metrics: Vec<MetricsRow>,
     paired: Vec<PairedRow>,
+    effect: Option<EffectChangeRow>,
     costs: Vec<CostRow>,
     lacks: Vec<Lack>,
     items: Vec<FlippedItem>,
@@ -584,9 +611,10 @@ fn compare_trial(
         out.costs = cost_rows(&name, Some(ca), Some(cb));
     }
     if !scores_same && let (Some(sa), Some(sb)) = (pa.scores, pb.scores) {
-        let (rows, items) = paired_rows(&name, &sa, &sb, opts.items);
+        let (rows, items, effect) = paired::paired_rows(&name, &sa, &sb, opts.items);
         out.paired = rows;
         out.items = items;
+        out.effect = effect;
     }
     Ok(out)
 }
@@ -702,29 +730,43 @@ fn parse_side(
         }
     }
     if need.scores {
-        if let Some(e) = &t.scores {
-            match tables::scores(&src.read(e)?, None) {
-                Ok(s) => parsed.scores = Some(s),
-                Err(r) => bad("per-item scores", file(e), r),
-            }
-        } else if !t.legacy_scores.is_empty() {
-            let mut all = ScoreTable::default();
-            let mut ok = true;
-            for (cond, e) in &t.legacy_scores {
-                match tables::add_scores(&mut all, &src.read(e)?, Some(cond)) {
-                    Ok(()) => {}
-                    Err(r) => {
-                        ok = false;
-                        bad("per-item scores", file(e), r)
-                    }
-                }
-            }
-            if ok {
-                parsed.scores = Some(all);
-            }
+        let (table, problems) = read_scores(src, t)?;
+        for (path, reason) in problems {
+            bad("per-item scores", path, reason);
         }
+        parsed.scores = table;
     }
     Ok((parsed, lacks))
+}
+
+/// A score file that did not parse: its path in the run and why.
+pub(crate) type Unreadable = (String, String);
+
+/// A trial's per-item scores: today's `per_item_scores.csv`, or the old per-condition
+/// prediction files together. The table only when every file parsed; each file that did not,
+/// with why (`results_path/file`, reason).
+pub(crate) fn read_scores(
+    src: &dyn Source,
+    t: &TrialFiles,
+) -> Result<(Option<ScoreTable>, Vec<Unreadable>), Error> {
+    let file = |e: &Entry| format!("{}/{}", t.results_path, e.name);
+    if let Some(e) = &t.scores {
+        return Ok(match tables::scores(&src.read(e)?, None) {
+            Ok(s) => (Some(s), Vec::new()),
+            Err(r) => (None, vec![(file(e), r)]),
+        });
+    }
+    if t.legacy_scores.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let mut all = ScoreTable::default();
+    let mut problems = Vec::new();
+    for (cond, e) in &t.legacy_scores {
+        if let Err(r) = tables::add_scores(&mut all, &src.read(e)?, Some(cond)) {
+            problems.push((file(e), r));
+        }
+    }
+    Ok((problems.is_empty().then_some(all), problems))
 }
 
 /// What a trial without results has, for the lacks section: requests per condition, responses.
@@ -745,170 +787,6 @@ fn what_it_has(src: &dyn Source, t: &TrialFiles) -> Result<String, Error> {
         (true, false) => "responses but no inputs and no scored results".to_string(),
         (true, true) => "no inputs, responses or results".to_string(),
     })
-}
-
-/// Pairs items by (condition, dataset, item, repeat), counts flips and runs exact McNemar.
-/// Counts one item scored on both sides into `r`: the flip it is (`fixed`, `broken`), if any.
-/// A failure on either side counts as that, never as a wrong answer.
-fn count_pair(
-    r: &mut PairedRow,
-    non_binary: &mut bool,
-    a: Option<f64>,
-    b: Option<f64>,
-) -> Option<&'static str> {
-    let (Some(p), Some(q)) = (a, b) else {
-        r.failed_either += 1;
-        return None;
-    };
-    r.paired += 1;
-    let binary = |s: f64| s == 0.0 || s == 1.0;
-    if !binary(p) || !binary(q) {
-        *non_binary = true;
-    }
-    match (p >= 0.5, q >= 0.5) {
-        (true, true) => {
-            r.both_correct += 1;
-            None
-        }
-        (false, false) => {
-            r.both_wrong += 1;
-            None
-        }
-        (false, true) => {
-            r.fixed += 1;
-            Some("fixed")
-        }
-        (true, false) => {
-            r.broken += 1;
-            Some("broken")
-        }
-    }
-}
-
-impl PairedRow {
-    fn new(trial: &str, condition: &str) -> PairedRow {
-        PairedRow {
-            trial: trial.to_string(),
-            condition: condition.to_string(),
-            paired: 0,
-            both_correct: 0,
-            both_wrong: 0,
-            fixed: 0,
-            broken: 0,
-            failed_either: 0,
-            unmatched: 0,
-            p_value: None,
-            method: "exact McNemar",
-            not_computed: None,
-        }
-    }
-
-    /// The exact McNemar test on the counts, or why it was not computed.
-    fn tested(mut self, non_binary: bool) -> PairedRow {
-        if non_binary {
-            self.not_computed = Some(
-                "scores are not binary (0/1): flips count scores ≥ 0.5 as correct, McNemar needs 0/1"
-                    .into(),
-            );
-        } else if self.paired == 0 {
-            self.not_computed = Some("no item was scored on both sides".into());
-        } else {
-            self.p_value = mcnemar::exact_p(self.broken, self.fixed);
-            if self.p_value.is_none() {
-                self.not_computed = Some("no item flipped: nothing to test".into());
-            }
-        }
-        self
-    }
-}
-
-fn paired_rows(
-    trial: &str,
-    ta: &ScoreTable,
-    tb: &ScoreTable,
-    want_items: bool,
-) -> (Vec<PairedRow>, Vec<FlippedItem>) {
-    use std::cmp::Ordering;
-    // Runs written by the same code list items in the same order: then rows pair up one to one
-    // with no sorting at all. Otherwise both sides are sorted by key and merged.
-    let same_order = ta.rows.len() == tb.rows.len()
-        && ta.rows.iter().zip(&tb.rows).all(|(x, y)| ta.key(x) == tb.key(y));
-    let order = |t: &ScoreTable| -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..t.rows.len()).collect();
-        if !same_order {
-            idx.sort_by(|&x, &y| t.key(&t.rows[x]).cmp(&t.key(&t.rows[y])));
-        }
-        idx
-    };
-    let (ia, ib) = (order(ta), order(tb));
-    // Few conditions: a short list beats a map lookup per row.
-    let mut rows: Vec<(PairedRow, bool)> = Vec::new();
-    let at = |rows: &mut Vec<(PairedRow, bool)>, cond: &str| -> usize {
-        if let Some(k) = rows.iter().position(|(r, _)| r.condition == cond) {
-            return k;
-        }
-        rows.push((PairedRow::new(trial, cond), false));
-        rows.len() - 1
-    };
-    let mut items = Vec::new();
-    let mut last: Option<(String, usize)> = None;
-    let (mut i, mut j) = (0, 0);
-    while i < ia.len() || j < ib.len() {
-        let (x, y) = (ia.get(i).map(|&k| &ta.rows[k]), ib.get(j).map(|&k| &tb.rows[k]));
-        let ord = match (x, y) {
-            (Some(x), Some(y)) => ta.key(x).cmp(&tb.key(y)),
-            (Some(_), None) => Ordering::Less,
-            _ => Ordering::Greater,
-        };
-        let cond = match (ord, x, y) {
-            (Ordering::Greater, _, Some(y)) => tb.condition(y),
-            (_, Some(x), _) => ta.condition(x),
-            _ => break,
-        };
-        let k = match &last {
-            Some((c, k)) if c == cond => *k,
-            _ => {
-                let k = at(&mut rows, cond);
-                last = Some((cond.to_string(), k));
-                k
-            }
-        };
-        let (r, non_binary) = &mut rows[k];
-        match (ord, x, y) {
-            (Ordering::Less, ..) => {
-                r.unmatched += 1;
-                i += 1;
-            }
-            (Ordering::Greater, ..) => {
-                r.unmatched += 1;
-                j += 1;
-            }
-            (Ordering::Equal, Some(x), Some(y)) => {
-                let flip = count_pair(r, non_binary, x.score, y.score);
-                if let (Some(change), true) = (flip, want_items) {
-                    let gold = if tb.gold(y).is_empty() { ta.gold(x) } else { tb.gold(y) };
-                    items.push(FlippedItem {
-                        trial: trial.to_string(),
-                        condition: cond.to_string(),
-                        dataset: tb.dataset(y).to_string(),
-                        item: tb.item(y).to_string(),
-                        repeat: y.repeat,
-                        gold: gold.to_string(),
-                        prediction_a: ta.prediction(x).to_string(),
-                        prediction_b: tb.prediction(y).to_string(),
-                        change,
-                    });
-                }
-                i += 1;
-                j += 1;
-            }
-            _ => break,
-        }
-    }
-    let mut out: Vec<PairedRow> =
-        rows.into_iter().map(|(r, non_binary)| r.tested(non_binary)).collect();
-    out.sort_by(|x, y| x.condition.cmp(&y.condition));
-    (out, items)
 }
 
 #[cfg(test)]

@@ -214,6 +214,8 @@ pub struct ScoreRow {
     pub repeat: u32,
     gold: (usize, usize),
     prediction: (usize, usize),
+    /// Empty when the item has no cluster.
+    cluster: (usize, usize),
     /// None when the request failed: a failure, never a wrong answer.
     pub score: Option<f64>,
 }
@@ -233,6 +235,9 @@ impl ScoreTable {
     }
     pub fn prediction(&self, r: &ScoreRow) -> &str {
         &self.text[r.prediction.0..r.prediction.1]
+    }
+    pub fn cluster(&self, r: &ScoreRow) -> &str {
+        &self.text[r.cluster.0..r.cluster.1]
     }
     /// What pairs a row with its counterpart in another run.
     pub fn key<'t>(&'t self, r: &ScoreRow) -> (&'t str, &'t str, &'t str, u32) {
@@ -297,6 +302,7 @@ struct TolerantColumns {
     condition: Option<usize>,
     gold: Option<usize>,
     prediction: Option<usize>,
+    cluster: Option<usize>,
     /// The condition of every row, when the file has no condition column.
     fixed_condition: Option<u32>,
     no_dataset: u32,
@@ -327,6 +333,7 @@ impl TolerantColumns {
             condition: cond,
             gold: col(&["gold", "label"]),
             prediction: col(&["prediction", "pred"]),
+            cluster: col(&["cluster"]),
             fixed_condition,
             no_dataset: table.intern(""),
         })
@@ -371,6 +378,7 @@ impl ScoreTable {
             repeat,
             gold: self.push_text(c.gold.and_then(|i| rec.get(i)).unwrap_or_default()),
             prediction: self.push_text(c.prediction.and_then(|i| rec.get(i)).unwrap_or_default()),
+            cluster: self.push_text(c.cluster.and_then(|i| rec.get(i)).unwrap_or_default()),
             score,
         };
         self.rows.push(row);

@@ -1,5 +1,5 @@
-//! One-sample estimators: a proportion with its Wilson interval, a mean with its CLT interval,
-//! and the cluster-robust standard error of a mean.
+//! One-sample estimators: a proportion with its Wilson or Clopper–Pearson interval, a mean
+//! with its CLT interval, and the cluster-robust standard error of a mean.
 
 /// A mean with its standard error and two-sided (1 − alpha) confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,6 +34,26 @@ pub fn wilson(successes: f64, n: usize, alpha: f64) -> Option<(f64, f64)> {
     let lo = if successes <= 0.0 { 0.0 } else { (center - half).max(0.0) };
     let hi = if successes >= n { 1.0 } else { (center + half).min(1.0) };
     Some((lo, hi))
+}
+
+/// The Clopper–Pearson ("exact") interval for `successes` out of `n`, as statsmodels'
+/// `proportion_confint(method="beta")`: the Beta quantiles that invert the two one-sided
+/// binomial tests. [0, 1] when n = 0.
+pub fn clopper_pearson(successes: u64, n: u64, alpha: f64) -> (f64, f64) {
+    let (x, n_f) = (successes as f64, n as f64);
+    let lo =
+        if successes == 0 { 0.0 } else { super::dist::beta_ppf(alpha / 2.0, x, n_f - x + 1.0) };
+    let hi = if successes >= n {
+        1.0
+    } else {
+        super::dist::beta_ppf(1.0 - alpha / 2.0, x + 1.0, n_f - x)
+    };
+    (lo, hi)
+}
+
+/// t_{1 − alpha/2} on `df` degrees of freedom.
+pub fn t_crit(alpha: f64, df: f64) -> f64 {
+    super::dist::t_ppf(1.0 - alpha / 2.0, df)
 }
 
 /// A proportion of 0/1 outcomes: the mean, the binomial SE sqrt(p(1 − p)/n) and the Wilson
@@ -86,16 +106,18 @@ pub fn se_cluster(x: &[f64], groups: &[usize], n_groups: usize) -> Option<f64> {
     Some((g / (g - 1.0) * meat).sqrt() / n)
 }
 
-/// Mean, SE and normal (CLT) interval mean ± z·SE. With `groups`, the SE is cluster-robust.
+/// Mean, SE and normal (CLT) interval mean ± z·SE. With `groups`, the SE is cluster-robust
+/// (CR1) and the critical value is Student t on G − 1 degrees of freedom (Cameron & Miller
+/// 2015, "A practitioner's guide to cluster-robust inference", §VI): with 10 clusters z
+/// rejects a true null about 9% of the time at the 5% level.
 /// `None` when the SE cannot be estimated (fewer than two values or clusters).
 pub fn clt(x: &[f64], groups: Option<(&[usize], usize)>, alpha: f64) -> Option<MeanEstimate> {
     let m = mean(x)?;
-    let se = match groups {
-        Some((g, n_groups)) => se_cluster(x, g, n_groups)?,
-        None => se_iid(x)?,
+    let (se, crit) = match groups {
+        Some((g, n_groups)) => (se_cluster(x, g, n_groups)?, t_crit(alpha, n_groups as f64 - 1.0)),
+        None => (se_iid(x)?, z_crit(alpha)),
     };
-    let z = z_crit(alpha);
-    Some(MeanEstimate { mean: m, se, lo: m - z * se, hi: m + z * se })
+    Some(MeanEstimate { mean: m, se, lo: m - crit * se, hi: m + crit * se })
 }
 
 /// Maps labels to dense indices 0..n in order of first appearance, for [`se_cluster`] and the

@@ -15,6 +15,10 @@ pub const EXACT_PERMUTATION_LIMIT: usize = 20;
 /// one configured seed, and adding draws to one never changes the other.
 const BOOTSTRAP_STREAM: u64 = 1;
 const PERMUTATION_STREAM: u64 = 2;
+/// The headline sign-flip test and its interval (`super::signflip`).
+pub(super) const HEADLINE_STREAM: u64 = 3;
+/// Simulated experiments of the power analysis (`super::power`).
+pub(super) const POWER_STREAM: u64 = 4;
 
 /// Resamples are drawn in chunks, each from its own ChaCha stream, so they can run in parallel
 /// and still give the same numbers for a seed whatever the number of threads.
@@ -27,7 +31,7 @@ fn chunk_rng(seed: u64, kind: u64, chunk: u32) -> ChaCha8Rng {
 }
 
 /// Runs `per_resample` `resamples` times, chunk by chunk in parallel, in a fixed order.
-fn resample<T: Send>(
+pub(super) fn resample<T: Send>(
     resamples: u32,
     seed: u64,
     kind: u64,
@@ -50,6 +54,29 @@ fn resample<T: Send>(
 /// gives p = 1: nothing contradicts "no difference".
 pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
     (2.0 * binom_half_cdf(b.min(c), b + c)).min(1.0)
+}
+
+/// The interval of the paired difference that inverts the exact McNemar test, so it excludes
+/// 0 exactly when `mcnemar_exact(b, c) < alpha`. The difference is (c − b)/n = (2π − 1)·δ,
+/// where π is the share of discordant items favouring treatment and δ the discordance. π gets
+/// the Clopper–Pearson interval of c out of b + c (the conditional exact test, inverted:
+/// it holds 1/2 iff the two-sided exact binomial test does not reject), and δ its own
+/// Clopper–Pearson interval of b + c out of n; each end of (2π − 1) is scaled by the end of
+/// δ that widens it, so the sign of each bound (hence the agreement with the test) is that of
+/// the conditional interval and the uncertainty of the discordance is not ignored
+/// (cf. the conditional approach of Agresti & Min 2005, "Simple improved confidence intervals
+/// for comparing matched proportions", Statistics in Medicine 24:729–740). `None` when n = 0.
+pub fn mcnemar_interval(b: u64, c: u64, n: u64, alpha: f64) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    let (pi_lo, pi_hi) = super::estimate::clopper_pearson(c, b + c, alpha);
+    let (w_lo, w_hi) = super::estimate::clopper_pearson(b + c, n, alpha);
+    let scale = |x: f64, widen_up: bool| {
+        let w = if (x > 0.0) == widen_up { w_hi } else { w_lo };
+        x * w
+    };
+    Some((scale(2.0 * pi_lo - 1.0, false), scale(2.0 * pi_hi - 1.0, true)))
 }
 
 /// The q-quantile of sorted values with linear interpolation between order statistics

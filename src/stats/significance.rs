@@ -4,15 +4,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::dist::norm_ppf;
 use super::estimate::{self, MeanEstimate};
+use super::headline::{self, Design, Headline, Paired, Test};
 use super::paired::{self, Units};
+use super::plan::{self, Plan};
+use super::power;
+use super::repeats::{self, ItemRepeats, RepeatStats};
 
 pub const CONTROL: &str = "control";
 pub const TREATMENT: &str = "treatment";
 /// The power the minimum detectable effect is computed for.
 pub const POWER: f64 = 0.8;
-/// Version of the significance.json shape.
-pub const FORMAT: u32 = 1;
+/// Version of the significance.json shape (2: `headline`, `failures`, `power_analysis`,
+/// `repeats_by_condition`; every field of 1 kept).
+pub const FORMAT: u32 = 2;
 
 /// One row of `per_item_scores.csv`, reduced to what the statistics need.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +120,38 @@ pub struct Permutation {
     pub method: String,
 }
 
+/// Failed requests, reported beside the paired effect (which is over items scored in both
+/// conditions only: a failure is never counted as a wrong answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failures {
+    /// Failed rows (requests without a score) per condition.
+    pub control_failed: usize,
+    pub treatment_failed: usize,
+    /// Items scored in one condition only, so left out of the paired effect.
+    pub unpaired_items: usize,
+}
+
+/// What the headline test can detect with this many items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerAnalysis {
+    pub test: Test,
+    /// The power aimed for.
+    pub target: f64,
+    /// The largest effect the data allow: the discordance for McNemar (every discordant item
+    /// favouring one side), the score range around the control mean otherwise.
+    pub max_effect: f64,
+    /// Probability that the headline test rejects at `max_effect`.
+    pub power_at_max: f64,
+    /// Smallest effect detected with probability `target`; `None` when not even `max_effect` is.
+    pub mde: Option<f64>,
+    /// When the observed effect is below what can be detected: the items (and, with clusters,
+    /// the clusters) needed to detect an effect of its size with probability `target`.
+    pub needed_for_effect: Option<f64>,
+    pub items_needed: Option<u64>,
+    pub clusters_needed: Option<u64>,
+    pub method: String,
+}
+
 /// Minimum detectable effect at `power`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mde {
@@ -131,7 +169,7 @@ pub struct Significance {
     pub format: u32,
     /// Headline: the paired mean difference, treatment − control.
     pub effect: Option<f64>,
-    /// Headline test: exact McNemar for 0/1 scores with one repeat, sign-flip otherwise.
+    /// Headline test, chosen by the design (see [`headline`]): `headline.p_value`.
     pub p_value: Option<f64>,
     pub p_method: Option<String>,
     /// Holm-adjusted p-value across the run's trials (written by the aggregate step).
@@ -156,6 +194,16 @@ pub struct Significance {
     pub bootstrap: Option<Bootstrap>,
     pub permutation: Option<Permutation>,
     pub mde: Option<Mde>,
+    /// The headline test and the interval that inverts it (format 2).
+    #[serde(default)]
+    pub headline: Option<Headline>,
+    #[serde(default)]
+    pub failures: Option<Failures>,
+    #[serde(default)]
+    pub power_analysis: Option<PowerAnalysis>,
+    /// With more than one repeat: pass@k, pass^k, per-item pass rates, variance split.
+    #[serde(default)]
+    pub repeats_by_condition: BTreeMap<String, RepeatStats>,
     pub not_computed: Vec<NotComputed>,
 }
 
@@ -172,11 +220,13 @@ struct Cell {
     /// Sum of the scores in row order. It starts at −0.0, the start of `Iterator::sum` for
     /// floats, so the item mean is bit for bit the mean of the collected scores.
     sum: f64,
+    /// Sum of squared scores, for the within-item variance of repeats.
+    sum_sq: f64,
 }
 
 impl Default for Cell {
     fn default() -> Self {
-        Cell { rows: 0, scored: 0, sum: -0.0 }
+        Cell { rows: 0, scored: 0, sum: -0.0, sum_sq: 0.0 }
     }
 }
 
@@ -209,6 +259,8 @@ pub struct Tally {
     other_conditions: Vec<String>,
     any_score: bool,
     binary: bool,
+    /// Smallest and largest score seen: the range that bounds any effect.
+    score_range: Option<(f64, f64)>,
 }
 
 impl Default for Tally {
@@ -228,6 +280,7 @@ impl Tally {
             any_score: false,
             // Binary until a score other than 0 or 1 is seen.
             binary: true,
+            score_range: None,
         }
     }
 
@@ -271,7 +324,10 @@ impl Tally {
             Some(s) => {
                 cell.scored += 1;
                 cell.sum += s;
+                cell.sum_sq += s * s;
                 self.any_score = true;
+                let (lo, hi) = self.score_range.unwrap_or((s, s));
+                self.score_range = Some((lo.min(s), hi.max(s)));
                 self.binary &= s == 0.0 || s == 1.0;
             }
             None => count.failed += 1,
@@ -301,6 +357,48 @@ impl Tally {
         (cell.scored > 0).then(|| cell.sum / f64::from(cell.scored))
     }
 
+    /// Item keys in index order.
+    pub fn keys(&self) -> Vec<&str> {
+        let mut keys = vec![""; self.items.len()];
+        for (k, &i) in &self.item_index {
+            keys[i] = k;
+        }
+        keys
+    }
+
+    /// The cluster label index of item `idx`, if it has one.
+    pub fn cluster_of(&self, idx: usize) -> Option<usize> {
+        self.items.get(idx)?.cluster
+    }
+
+    /// Rows and scored rows of item `idx` in control and in treatment.
+    pub fn rows_and_scored(&self, idx: usize) -> [(u32, u32); 2] {
+        self.items.get(idx).map_or([(0, 0); 2], |i| i.cells.map(|c| (c.rows, c.scored)))
+    }
+
+    /// Whether every score seen is 0 or 1.
+    pub fn is_binary(&self) -> bool {
+        self.binary
+    }
+
+    /// The most rows of one item in one condition.
+    pub fn repeats(&self) -> usize {
+        self.items.iter().flat_map(|i| i.cells.iter().map(|c| c.rows as usize)).max().unwrap_or(0)
+    }
+
+    /// Items needed for the headline test to detect `effect` with probability `power` at
+    /// level `alpha`, with this tally as the pilot (`exp power`); `None` when no item is
+    /// scored in both conditions.
+    pub fn plan(&self, effect: f64, power: f64, alpha: f64) -> Option<Plan> {
+        let settings = Settings { alpha, bootstrap_resamples: 0, seed: 0 };
+        let ctx = Ctx::new(self, &settings);
+        let mut notes = Notes::default();
+        let (_, means) = condition_section(&ctx, &mut notes);
+        let pairs = paired_items(&ctx, &means, &mut notes)?;
+        let p = Paired { d: &pairs.d, groups: pairs.groups(ctx.clustered) };
+        Some(plan::plan(ctx.design(), &p, effect, power, alpha))
+    }
+
     /// Computes every figure of the trial, exactly as [`analyze`] does for the same rows.
     pub fn analyze(&self, settings: &Settings) -> Significance {
         analyze_tally(self, settings)
@@ -320,62 +418,183 @@ pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
     tally.analyze(settings)
 }
 
-fn analyze_tally(tally: &Tally, settings: &Settings) -> Significance {
-    let mut not_computed = Vec::new();
-    let mut skip = |what: &str, reason: String| {
-        not_computed.push(NotComputed { what: what.to_string(), reason });
-    };
-    let alpha = settings.alpha;
-    let level = fmt_pct(1.0 - alpha);
+/// What every section of the analysis needs to know about the trial.
+struct Ctx<'t> {
+    tally: &'t Tally,
+    settings: &'t Settings,
+    /// "95%" for alpha = 0.05.
+    level: String,
+    repeats: usize,
+    binary: bool,
+    single: bool,
+    clustered: bool,
+}
 
+impl<'t> Ctx<'t> {
+    fn new(tally: &'t Tally, settings: &'t Settings) -> Ctx<'t> {
+        let repeats = tally.repeats();
+        Ctx {
+            tally,
+            settings,
+            level: fmt_pct(1.0 - settings.alpha),
+            repeats,
+            binary: tally.binary,
+            single: repeats <= 1,
+            clustered: tally.items.iter().any(|i| i.cluster.is_some()),
+        }
+    }
+
+    /// Items without a cluster label are their own cluster (the conservative choice: it never
+    /// pools unrelated items).
+    fn unit_of(&self, i: usize) -> Unit {
+        match self.tally.items[i].cluster {
+            Some(c) => Unit::Cluster(c),
+            None => Unit::Item(i),
+        }
+    }
+
+    /// Dense cluster indices for a subset of items, in order of first appearance.
+    fn groups_for(&self, items: &[usize]) -> (Vec<usize>, usize) {
+        dense_units(items, |i| self.unit_of(i))
+    }
+
+    fn se_method(&self, n_groups: usize) -> String {
+        if self.clustered {
+            format!("cluster-robust SE (CR1, {n_groups} clusters), t on {} df", n_groups.max(1) - 1)
+        } else {
+            "SE of independent items".to_string()
+        }
+    }
+
+    fn design(&self) -> Design {
+        Design { binary: self.binary, repeats: self.repeats, clustered: self.clustered }
+    }
+}
+
+/// The items scored in both conditions and their differences.
+struct PairedItems {
+    items: Vec<usize>,
+    /// treatment − control per item (means over repeats).
+    d: Vec<f64>,
+    /// Control mean per item, for the largest effect the data allow.
+    control: Vec<f64>,
+    g: Vec<usize>,
+    n_groups: usize,
+}
+
+impl PairedItems {
+    fn groups(&self, clustered: bool) -> Option<(&[usize], usize)> {
+        clustered.then_some((self.g.as_slice(), self.n_groups))
+    }
+}
+
+/// Notes of what could not be computed, in order.
+#[derive(Default)]
+struct Notes(Vec<NotComputed>);
+
+impl Notes {
+    fn skip(&mut self, what: &str, reason: String) {
+        self.0.push(NotComputed { what: what.to_string(), reason });
+    }
+}
+
+fn analyze_tally(tally: &Tally, settings: &Settings) -> Significance {
+    let ctx = Ctx::new(tally, settings);
+    let repeats = ctx.repeats;
+    let mut notes = Notes::default();
     for c in &tally.other_conditions {
-        skip(
+        notes.skip(
             &format!("{c} condition"),
             format!("only {CONTROL} and {TREATMENT} are compared; rows of {c:?} are ignored"),
         );
     }
-    let n_items = tally.items.len();
-    let repeats =
-        tally.items.iter().flat_map(|i| i.cells.iter().map(|c| c.rows as usize)).max().unwrap_or(0);
-    let binary = tally.binary;
-    let score_kind =
-        tally.any_score.then_some(if binary { ScoreKind::Binary } else { ScoreKind::Continuous });
-    let single = repeats <= 1;
-
-    // Clusters: items without a label are their own cluster (the conservative choice: it never
-    // pools unrelated items).
-    let clustered = tally.items.iter().any(|i| i.cluster.is_some());
-    let unit_of = |i: usize| match tally.items[i].cluster {
-        Some(c) => Unit::Cluster(c),
-        None => Unit::Item(i),
-    };
-    let clusters = clustered.then(|| {
-        let all: Vec<usize> = (0..n_items).collect();
-        dense_units(&all, unit_of).1
-    });
-    // Dense cluster indices for a subset of items, in order of first appearance.
-    let groups_for = |items: &[usize]| dense_units(items, unit_of);
-    let se_method = |n_groups: usize| {
-        if clustered {
-            format!("cluster-robust SE (CR1, {n_groups} clusters)")
+    let (conditions, means_by_arm) = condition_section(&ctx, &mut notes);
+    let mut sig = Significance {
+        format: FORMAT,
+        effect: None,
+        p_value: None,
+        p_method: None,
+        holm_p: None,
+        alpha: settings.alpha,
+        seed: settings.seed,
+        bootstrap_resamples: settings.bootstrap_resamples,
+        power: POWER,
+        score_kind: tally.any_score.then_some(if ctx.binary {
+            ScoreKind::Binary
         } else {
-            "SE of independent items".to_string()
-        }
+            ScoreKind::Continuous
+        }),
+        repeats,
+        n_items: tally.items.len(),
+        n_paired: 0,
+        clusters: ctx.clustered.then(|| {
+            let all: Vec<usize> = (0..tally.items.len()).collect();
+            ctx.groups_for(&all).1
+        }),
+        conditions,
+        difference: None,
+        mcnemar: None,
+        bootstrap: None,
+        permutation: None,
+        mde: None,
+        headline: None,
+        failures: None,
+        power_analysis: None,
+        repeats_by_condition: repeats_section(&ctx),
+        not_computed: Vec::new(),
     };
+    if let Some(pairs) = paired_items(&ctx, &means_by_arm, &mut notes) {
+        sig.n_paired = pairs.items.len();
+        sig.failures = Some(failures(&ctx, &sig, &pairs));
+        sig.difference = Some(difference_section(&ctx, &pairs, &mut notes));
+        sig.mcnemar = mcnemar_section(&ctx, &pairs, &mut notes);
+        sig.permutation = Some(permutation_section(&ctx, &pairs));
+        let head = headline::headline(
+            ctx.design(),
+            &Paired { d: &pairs.d, groups: pairs.groups(ctx.clustered) },
+            settings.alpha,
+            settings.bootstrap_resamples,
+            settings.seed,
+        );
+        if let Some(note) = &head.ci_note {
+            notes.skip("headline interval", note.clone());
+        }
+        let head_test = head.test;
+        sig.effect = Some(head.effect);
+        sig.p_value = Some(head.p_value);
+        sig.p_method = Some(head.method.clone());
+        sig.headline = Some(head);
+        sig.bootstrap = bootstrap_section(&ctx, &pairs, &mut notes);
+        let (analysis, mde) = power_section(&ctx, &pairs, head_test, &mut notes);
+        sig.power_analysis = analysis;
+        sig.mde = mde;
+    }
+    sig.not_computed = notes.0;
+    sig
+}
 
-    // Each condition on its own.
+/// Per condition, each item's mean score (`None` where it has none), by item index.
+type ItemMeans = BTreeMap<&'static str, Vec<Option<f64>>>;
+
+/// Each condition on its own: mean, SE and interval over its items. Also returns each
+/// condition's item means, by item index.
+fn condition_section(
+    ctx: &Ctx,
+    notes: &mut Notes,
+) -> (BTreeMap<String, ConditionStats>, ItemMeans) {
+    let tally = ctx.tally;
+    let n_items = tally.items.len();
     let mut conditions = BTreeMap::new();
-    let mut means_by_arm: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+    let mut means_by_arm = BTreeMap::new();
     // BTreeMap order: control before treatment, as the names sort.
     for (a, name) in ARMS.iter().enumerate() {
         let Some(arm) = tally.arms[a] else { continue };
         let means: Vec<Option<f64>> = (0..n_items).map(|i| tally.item_mean(i, name)).collect();
         let items: Vec<usize> = (0..n_items).filter(|&i| means[i].is_some()).collect();
         let values: Vec<f64> = items.iter().filter_map(|&i| means[i]).collect();
-        let scored = arm.rows - arm.failed;
         let mut stats = ConditionStats {
             rows: arm.rows,
-            scored,
+            scored: arm.rows - arm.failed,
             failed: arm.failed,
             items: items.len(),
             mean: estimate::mean(&values),
@@ -384,65 +603,71 @@ fn analyze_tally(tally: &Tally, settings: &Settings) -> Significance {
             method: None,
         };
         if values.is_empty() {
-            skip(
+            notes.skip(
                 &format!("{name} mean"),
                 format!("every request failed ({} of {} rows have no score)", arm.failed, arm.rows),
             );
-        } else if binary && single && !clustered {
-            if let Some(MeanEstimate { se, lo, hi, .. }) = estimate::proportion(&values, alpha) {
+        } else if ctx.binary && ctx.single && !ctx.clustered {
+            if let Some(MeanEstimate { se, lo, hi, .. }) =
+                estimate::proportion(&values, ctx.settings.alpha)
+            {
                 stats.se = Some(se);
                 stats.ci = Some([lo, hi]);
-                stats.method = Some(format!("{level} Wilson score interval"));
+                stats.method = Some(format!("{} Wilson score interval", ctx.level));
             }
         } else {
-            let (g, n_groups) = groups_for(&items);
-            let groups = clustered.then_some((g.as_slice(), n_groups));
-            match estimate::clt(&values, groups, alpha) {
+            let (g, n_groups) = ctx.groups_for(&items);
+            let groups = ctx.clustered.then_some((g.as_slice(), n_groups));
+            match estimate::clt(&values, groups, ctx.settings.alpha) {
                 Some(e) => {
                     stats.se = Some(e.se);
                     stats.ci = Some([e.lo, e.hi]);
-                    let unit = if single { "items" } else { "item means over repeats" };
+                    let unit = if ctx.single { "items" } else { "item means over repeats" };
                     stats.method = Some(format!(
-                        "{level} normal (CLT) interval on {unit}, {}",
-                        se_method(n_groups)
+                        "{} normal (CLT) interval on {unit}, {}",
+                        ctx.level,
+                        ctx.se_method(n_groups)
                     ));
                 }
-                None => skip(
+                None => notes.skip(
                     &format!("{name} confidence interval"),
-                    too_few(values.len(), n_groups, clustered),
+                    too_few(values.len(), n_groups, ctx.clustered),
                 ),
             }
         }
         conditions.insert(name.to_string(), stats);
-        means_by_arm.insert(name, means);
+        means_by_arm.insert(*name, means);
     }
+    (conditions, means_by_arm)
+}
 
-    let mut sig = Significance {
-        format: FORMAT,
-        effect: None,
-        p_value: None,
-        p_method: None,
-        holm_p: None,
-        alpha,
-        seed: settings.seed,
-        bootstrap_resamples: settings.bootstrap_resamples,
-        power: POWER,
-        score_kind,
-        repeats,
-        n_items,
-        n_paired: 0,
-        clusters,
-        conditions,
-        difference: None,
-        mcnemar: None,
-        bootstrap: None,
-        permutation: None,
-        mde: None,
-        not_computed: Vec::new(),
-    };
+/// With more than one repeat, what the repeats show per condition.
+fn repeats_section(ctx: &Ctx) -> BTreeMap<String, RepeatStats> {
+    let mut out = BTreeMap::new();
+    if ctx.single {
+        return out;
+    }
+    for (a, name) in ARMS.iter().enumerate() {
+        if ctx.tally.arms[a].is_none() {
+            continue;
+        }
+        let items: Vec<ItemRepeats> = ctx
+            .tally
+            .items
+            .iter()
+            .map(|i| {
+                let c = i.cells[a];
+                ItemRepeats { scored: c.scored, sum: c.sum, sum_sq: c.sum_sq }
+            })
+            .collect();
+        out.insert(name.to_string(), repeats::repeat_stats(&items, ctx.repeats, ctx.binary));
+    }
+    out
+}
 
-    // The paired comparison.
-    let (control, treatment) = match (means_by_arm.get(CONTROL), means_by_arm.get(TREATMENT)) {
+/// The items scored in both conditions; `None` (with the reason noted) when there are none.
+fn paired_items(ctx: &Ctx, means: &ItemMeans, notes: &mut Notes) -> Option<PairedItems> {
+    let (control, treatment) = match (means.get(CONTROL), means.get(TREATMENT)) {
         (Some(c), Some(t)) => (c, t),
         (c, t) => {
             let reason = match (c.is_some(), t.is_some()) {
@@ -455,106 +680,122 @@ fn analyze_tally(tally: &Tally, settings: &Settings) -> Significance {
                 ),
                 _ => "no scored rows".to_string(),
             };
-            skip("paired comparison", reason);
-            sig.not_computed = not_computed;
-            return sig;
+            notes.skip("paired comparison", reason);
+            return None;
         }
     };
-    let paired_items: Vec<usize> =
-        (0..n_items).filter(|&i| control[i].is_some() && treatment[i].is_some()).collect();
-    sig.n_paired = paired_items.len();
-    if paired_items.is_empty() {
-        skip(
+    let mut pairs = PairedItems {
+        items: Vec::new(),
+        d: Vec::new(),
+        control: Vec::new(),
+        g: Vec::new(),
+        n_groups: 0,
+    };
+    for (i, (c, t)) in control.iter().zip(treatment).enumerate() {
+        if let (Some(c), Some(t)) = (c, t) {
+            pairs.items.push(i);
+            pairs.d.push(t - c);
+            pairs.control.push(*c);
+        }
+    }
+    if pairs.items.is_empty() {
+        notes.skip(
             "paired comparison",
             "no item has a score in both conditions (every request failed in at least one)".into(),
         );
-        sig.not_computed = not_computed;
-        return sig;
+        return None;
     }
-    let mean_of = |m: &[Option<f64>], i: usize| m[i].unwrap_or(0.0);
-    let d: Vec<f64> =
-        paired_items.iter().map(|&i| mean_of(treatment, i) - mean_of(control, i)).collect();
+    (pairs.g, pairs.n_groups) = ctx.groups_for(&pairs.items);
+    Some(pairs)
+}
+
+fn failures(ctx: &Ctx, sig: &Significance, pairs: &PairedItems) -> Failures {
+    let failed = |c: &str| sig.conditions.get(c).map_or(0, |s| s.failed);
+    let scored_somewhere =
+        ctx.tally.items.iter().filter(|i| i.cells.iter().any(|c| c.scored > 0)).count();
+    Failures {
+        control_failed: failed(CONTROL),
+        treatment_failed: failed(TREATMENT),
+        unpaired_items: scored_somewhere - pairs.items.len(),
+    }
+}
+
+/// The paired mean difference with its normal (clusters: CR1 with t) interval, a secondary
+/// figure beside the headline.
+fn difference_section(ctx: &Ctx, pairs: &PairedItems, notes: &mut Notes) -> Difference {
+    let d = &pairs.d;
     let n = d.len();
-    let (g, n_groups) = groups_for(&paired_items);
-    let groups = clustered.then_some((g.as_slice(), n_groups));
     let mean_d = d.iter().sum::<f64>() / n as f64;
-    let se = match groups {
-        Some((g, k)) => estimate::se_cluster(&d, g, k),
-        None => estimate::se_iid(&d),
+    let (se, crit) = match pairs.groups(ctx.clustered) {
+        Some((g, k)) => {
+            (estimate::se_cluster(d, g, k), estimate::t_crit(ctx.settings.alpha, k as f64 - 1.0))
+        }
+        None => (estimate::se_iid(d), estimate::z_crit(ctx.settings.alpha)),
     };
     if se.is_none() {
-        skip("difference standard error", too_few(n, n_groups, clustered));
+        notes.skip("difference standard error", too_few(n, pairs.n_groups, ctx.clustered));
     }
-    let z = estimate::z_crit(alpha);
-    sig.difference = Some(Difference {
+    Difference {
         n,
         mean: mean_d,
         se,
-        ci: se.map(|s| [mean_d - z * s, mean_d + z * s]),
+        ci: se.map(|s| [mean_d - crit * s, mean_d + crit * s]),
         method: format!(
-            "paired mean difference (treatment − control) over {}, {}; {level} normal interval",
-            if single { "items" } else { "item means over repeats" },
-            se_method(n_groups)
+            "paired mean difference (treatment − control) over {}, {}; {} {} interval \
+             (secondary: the headline interval inverts the headline test)",
+            if ctx.single { "items" } else { "item means over repeats" },
+            ctx.se_method(pairs.n_groups),
+            ctx.level,
+            if ctx.clustered { "t" } else { "normal" }
         ),
         improved: d.iter().filter(|v| **v > 0.0).count(),
         worsened: d.iter().filter(|v| **v < 0.0).count(),
         unchanged: d.iter().filter(|v| **v == 0.0).count(),
-    });
-    sig.effect = Some(mean_d);
+    }
+}
 
-    // Exact McNemar: only when each item has one 0/1 outcome per condition.
-    if binary && single {
-        let b = paired_items
-            .iter()
-            .filter(|&&i| mean_of(control, i) == 1.0 && mean_of(treatment, i) == 0.0)
-            .count() as u64;
-        let c = paired_items
-            .iter()
-            .filter(|&&i| mean_of(control, i) == 0.0 && mean_of(treatment, i) == 1.0)
-            .count() as u64;
-        let p = paired::mcnemar_exact(b, c);
-        sig.mcnemar = Some(McNemar {
-            control_only: b,
-            treatment_only: c,
-            n_discordant: b + c,
-            p_value: p,
-            method: "exact McNemar (two-sided binomial test on discordant pairs)".into(),
-        });
-        if clustered {
-            skip(
-                "clustered McNemar",
-                "exact McNemar assumes independent items; with clusters read it next to the \
-                 cluster-robust interval and the cluster sign-flip test"
-                    .into(),
-            );
-        }
-    } else {
-        let why = if !binary {
+/// Exact McNemar, whenever each item has one 0/1 outcome per condition (the headline only
+/// without clusters).
+fn mcnemar_section(ctx: &Ctx, pairs: &PairedItems, notes: &mut Notes) -> Option<McNemar> {
+    if !(ctx.binary && ctx.single) {
+        let why = if !ctx.binary {
             "scores are not all 0/1"
         } else {
             "items have several repeats, so an item has no single 0/1 outcome"
         };
-        skip(
+        notes.skip(
             "mcnemar",
             format!("{why}; the sign-flip permutation test on item means is used instead"),
         );
+        return None;
     }
+    let (b, c) = headline::discordant(&pairs.d);
+    if ctx.clustered {
+        notes.skip(
+            "clustered McNemar",
+            "exact McNemar assumes independent items; with clusters the headline is the \
+             cluster sign-flip test, and McNemar is shown for reference only"
+                .into(),
+        );
+    }
+    Some(McNemar {
+        control_only: b,
+        treatment_only: c,
+        n_discordant: b + c,
+        p_value: paired::mcnemar_exact(b, c),
+        method: "exact McNemar (two-sided binomial test on discordant pairs)".into(),
+    })
+}
 
-    // Sign-flip permutation test on items, or whole clusters.
-    let units = Units::new(&d, groups);
-    let unit_sums: Vec<f64> = match groups {
-        Some((g, k)) => {
-            let mut s = vec![0.0; k];
-            for (v, &j) in d.iter().zip(g) {
-                s[j] += v;
-            }
-            s
-        }
-        None => d.clone(),
-    };
-    let unit_name = if clustered { "clusters" } else { "items" };
-    let flip = paired::sign_flip_test(&unit_sums, settings.bootstrap_resamples, settings.seed);
-    let flip_method = if flip.exact && flip.n_nonzero > paired::EXACT_PERMUTATION_LIMIT {
+/// The sign-flip permutation test on items or clusters with zero differences dropped (exact up
+/// to 20 non-zero units), as scipy's `permutation_test` computes it.
+fn permutation_section(ctx: &Ctx, pairs: &PairedItems) -> Permutation {
+    let (sums, _) =
+        headline::unit_sums(&Paired { d: &pairs.d, groups: pairs.groups(ctx.clustered) });
+    let unit_name = if ctx.clustered { "clusters" } else { "items" };
+    let s = ctx.settings;
+    let flip = paired::sign_flip_test(&sums, s.bootstrap_resamples, s.seed);
+    let method = if flip.exact && flip.n_nonzero > paired::EXACT_PERMUTATION_LIMIT {
         format!(
             "sign-flip permutation test on {unit_name}, exact (equal-sized differences: \
              binomial count of the {} sign flips)",
@@ -568,68 +809,172 @@ fn analyze_tally(tally: &Tally, settings: &Settings) -> Significance {
     } else {
         format!(
             "sign-flip permutation test on {unit_name}, {} seeded random sign patterns",
-            settings.bootstrap_resamples
+            s.bootstrap_resamples
         )
     };
-    sig.permutation = Some(Permutation {
+    Permutation {
         p_value: flip.p_value,
         n_nonzero: flip.n_nonzero,
         exact: flip.exact,
         resamples: flip.resamples,
-        seed: (!flip.exact).then_some(settings.seed),
+        seed: (!flip.exact).then_some(s.seed),
         unit: unit_name.into(),
-        method: flip_method.clone(),
-    });
-
-    // Headline test.
-    if let Some(m) = &sig.mcnemar {
-        sig.p_value = Some(m.p_value);
-        sig.p_method = Some(m.method.clone());
-    } else {
-        sig.p_value = Some(flip.p_value);
-        sig.p_method = Some(flip_method);
+        method,
     }
+}
 
-    match paired::bootstrap_ci(&units, alpha, settings.bootstrap_resamples, settings.seed) {
-        Some((lo, hi)) => {
-            sig.bootstrap = Some(Bootstrap {
-                ci: [lo, hi],
-                resamples: settings.bootstrap_resamples,
-                seed: settings.seed,
-                unit: unit_name.into(),
-                method: format!("{level} paired percentile bootstrap, resampling {unit_name}"),
-            })
-        }
-        None if settings.bootstrap_resamples == 0 => {
-            skip("bootstrap", "bootstrap_resamples is 0 in the config".into())
+fn bootstrap_section(ctx: &Ctx, pairs: &PairedItems, notes: &mut Notes) -> Option<Bootstrap> {
+    let units = Units::new(&pairs.d, pairs.groups(ctx.clustered));
+    let unit_name = if ctx.clustered { "clusters" } else { "items" };
+    let s = ctx.settings;
+    match paired::bootstrap_ci(&units, s.alpha, s.bootstrap_resamples, s.seed) {
+        Some((lo, hi)) => Some(Bootstrap {
+            ci: [lo, hi],
+            resamples: s.bootstrap_resamples,
+            seed: s.seed,
+            unit: unit_name.into(),
+            method: format!(
+                "{} paired percentile bootstrap, resampling {unit_name} (secondary)",
+                ctx.level
+            ),
+        }),
+        None if s.bootstrap_resamples == 0 => {
+            notes.skip("bootstrap", "bootstrap_resamples is 0 in the config".into());
+            None
         }
         None => {
-            skip("bootstrap", format!("needs at least 2 {unit_name}, there is {}", units.len()))
+            notes.skip(
+                "bootstrap",
+                format!("needs at least 2 {unit_name}, there is {}", units.len()),
+            );
+            None
         }
     }
+}
 
+/// Power of the headline test: exact for McNemar, simulated for the sign-flip test. Returns
+/// the analysis and, when one exists, the minimum detectable effect in the format-1 shape.
+fn power_section(
+    ctx: &Ctx,
+    pairs: &PairedItems,
+    test: Test,
+    notes: &mut Notes,
+) -> (Option<PowerAnalysis>, Option<Mde>) {
+    let d = &pairs.d;
+    let n = d.len();
     let discordance = d.iter().filter(|v| **v != 0.0).count() as f64 / n as f64;
-    match paired::minimum_detectable_effect(&units, alpha, POWER) {
-        Some(v) => {
-            sig.mde = Some(Mde {
-                value: v,
-                power: POWER,
-                discordance,
-                method: format!(
-                    "(z(1−α/2) + z(power))·SE under no effect, from the observed discordance, \
-                     over {unit_name}"
-                ),
-            })
-        }
-        None => skip(
+    if discordance == 0.0 {
+        notes.skip(
             "minimum detectable effect",
             "no item scored differently between conditions, so the variance of the \
              difference is unknown"
                 .into(),
+        );
+        return (None, None);
+    }
+    let alpha = ctx.settings.alpha;
+    let observed = (d.iter().sum::<f64>() / n as f64).abs();
+    let analysis = if test == Test::ExactMcnemar {
+        mcnemar_power_analysis(n as u64, discordance, observed, alpha)
+    } else {
+        sign_flip_power_analysis(ctx, pairs, test, observed)
+    };
+    let mde = match analysis.mde {
+        Some(value) => {
+            Some(Mde { value, power: POWER, discordance, method: analysis.method.clone() })
+        }
+        None => {
+            notes.skip(
+                "minimum detectable effect",
+                format!(
+                    "even the largest effect the data allow ({:+.2} pp) would be detected only \
+                     {:.0}% of the time by the {}",
+                    analysis.max_effect * 100.0,
+                    analysis.power_at_max * 100.0,
+                    test.label()
+                ),
+            );
+            None
+        }
+    };
+    (Some(analysis), mde)
+}
+
+fn mcnemar_power_analysis(n: u64, discordance: f64, observed: f64, alpha: f64) -> PowerAnalysis {
+    let mde = power::mcnemar_mde(n, discordance, alpha, POWER);
+    let underpowered = observed > 0.0 && mde.is_none_or(|m| observed < m * (1.0 - 1e-6));
+    PowerAnalysis {
+        test: Test::ExactMcnemar,
+        target: POWER,
+        max_effect: discordance,
+        power_at_max: power::mcnemar_power(n, discordance, discordance, alpha),
+        mde,
+        needed_for_effect: underpowered.then_some(observed),
+        items_needed: underpowered
+            .then(|| power::mcnemar_items_needed(discordance, observed, alpha, POWER))
+            .flatten(),
+        clusters_needed: None,
+        method: "exact power of the exact McNemar test: discordant items Binomial(n, observed \
+                 discordance), those favouring treatment conditionally Binomial"
+            .into(),
+    }
+}
+
+fn sign_flip_power_analysis(
+    ctx: &Ctx,
+    pairs: &PairedItems,
+    test: Test,
+    observed: f64,
+) -> PowerAnalysis {
+    let alpha = ctx.settings.alpha;
+    let clustered = test == Test::SignFlipClusters;
+    let (sums, sizes) =
+        headline::unit_sums(&Paired { d: &pairs.d, groups: pairs.groups(clustered) });
+    let g = sums.len();
+    let n_items: f64 = sizes.iter().sum();
+    let mean_size = n_items / g as f64;
+    let control_mean = pairs.control.iter().sum::<f64>() / pairs.control.len() as f64;
+    let (lo, hi) = ctx.tally.score_range.unwrap_or((0.0, 1.0));
+    let max_effect = (hi - control_mean).max(control_mean - lo);
+    let mean = pairs.d.iter().sum::<f64>() / n_items;
+    let unit_var =
+        sums.iter().zip(&sizes).map(|(s, m)| (s - mean * m).powi(2)).sum::<f64>() / g as f64;
+    let (power_at_max, mde, how) = if g <= power::SIMULATION_UNITS_LIMIT {
+        let sim = power::SignFlipPower::new(&sums, &sizes, alpha, ctx.settings.seed);
+        (
+            sim.power(max_effect),
+            sim.mde(max_effect, POWER),
+            format!(
+                "power of the sign-flip test by simulation: {} seeded experiments of {g} units \
+                 drawn with replacement from the observed ones, centered, shifted by the effect",
+                power::POWER_SIMULATIONS
+            ),
+        )
+    } else {
+        let at = |e: f64| power::normal_power(g as f64, unit_var, mean_size, e, alpha);
+        let z = norm_ppf(1.0 - alpha / 2.0) + norm_ppf(POWER);
+        let mde = Some(z * unit_var.sqrt() / (mean_size * (g as f64).sqrt()))
+            .filter(|m| *m <= max_effect);
+        (at(max_effect), mde, format!("normal approximation of the sign-flip test ({g} units)"))
+    };
+    let underpowered = observed > 0.0 && mde.is_none_or(|m| observed < m * (1.0 - 1e-6));
+    let units_needed = underpowered
+        .then(|| power::normal_units_needed(unit_var, mean_size, observed, alpha, POWER))
+        .flatten();
+    PowerAnalysis {
+        test,
+        target: POWER,
+        max_effect,
+        power_at_max,
+        mde,
+        needed_for_effect: underpowered.then_some(observed),
+        items_needed: units_needed.map(|u| (u as f64 * mean_size).ceil() as u64),
+        clusters_needed: if clustered { units_needed } else { None },
+        method: format!(
+            "{how}; units needed by the normal approximation ((z(1−α/2) + z(power))·σ_unit / \
+             effect)²"
         ),
     }
-    sig.not_computed = not_computed;
-    sig
 }
 
 /// What the statistics resample and cluster by: a labelled cluster, or an item without one

@@ -255,14 +255,11 @@ pub fn write_aggregate(run_dir: &Path, settings: &SignificanceSettings) -> Resul
         for (entry, t) in list.iter_mut().zip(&trials) {
             let Some(obj) = entry.as_object_mut() else { continue };
             obj.insert("holm_p".into(), t.holm_p.into());
-            let sig = t.sig.as_ref();
-            for (key, value) in
-                [("effect", sig.and_then(|s| s.effect)), ("p_value", sig.and_then(|s| s.p_value))]
-            {
-                if obj.get(key).is_none_or(|v| v.is_null()) {
-                    obj.insert(key.into(), value.into());
-                }
-            }
+            // significance.json is the one headline (the paired effect and the test the
+            // design calls for); the orchestrator's own figures stand only without it.
+            let Some(sig) = t.sig.as_ref() else { continue };
+            obj.insert("effect".into(), sig.effect.into());
+            obj.insert("p_value".into(), sig.p_value.into());
         }
     }
     runfiles::write_json(&manifest_path, &manifest)?;
