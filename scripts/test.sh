@@ -36,7 +36,7 @@ cargo clippy --all-targets --quiet -- -D warnings
 # The tests build with the `fault-injection` feature (Cargo.toml); lint the release build too.
 cargo clippy --quiet -- -D warnings
 
-# The parser fuzzers run EXP_FUZZ_SECS per target (11 targets, two at a time) and the kill-point
+# The parser fuzzers run EXP_FUZZ_SECS per target (12 targets, two at a time) and the kill-point
 # suite EXP_CRASH_ROUNDS kills per command: about a minute each. scripts/soak.sh runs them longer.
 log "cargo test"
 EXP_TEST_STRICT=1 EXP_FUZZ_SECS="${EXP_FUZZ_SECS:-10}" EXP_CRASH_ROUNDS="${EXP_CRASH_ROUNDS:-6}" \

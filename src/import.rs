@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 
+use crate::error::Hint;
 use crate::progress::Progress;
 use crate::runfiles::headline;
 use crate::runfiles::layout::{self, Layout};
@@ -48,8 +49,8 @@ pub enum Error {
     Store(#[from] crate::store::Error),
 }
 
-impl Error {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         match self {
             Error::NotADir { .. } => Some("give the run folders themselves, e.g. `exp import examples/legacy/*`".into()),
             Error::Io { .. } => Some("check the folder exists and is readable".into()),

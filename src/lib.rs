@@ -6,6 +6,7 @@
 //! layers (docs/DEVELOPING.md).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod diff;
+pub mod display;
 pub mod error;
 pub mod eval;
 pub mod history;

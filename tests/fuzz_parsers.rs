@@ -1343,8 +1343,6 @@ fn fuzz_response_journals() {
 }
 
 #[test]
-#[ignore = "until store's bound lands: a folder remote's index claiming a 1 TiB object makes \
-            `exp clone` allocate it and abort (seed remote/bad-index-lengths-huge)"]
 fn fuzz_remotes_through_exp_clone() {
     fuzz("remote");
 }

@@ -72,7 +72,7 @@ fn log_lines_carry_best_and_worst_effects_with_p_and_take_since_and_ranges() {
     archived_run(ws.path(), "b", &["-S", "decoding.temps=[0.0, 1.0]"]);
     let out = stdout(exp(ws.path()).arg("log"));
     let b_line = out.lines().find(|l| l.contains(" b ")).expect("a line for run b");
-    assert!(b_line.matches("pp p=").count() == 2, "best and worst with p: {b_line}");
+    assert!(b_line.matches(" pp (p ").count() == 2, "best and worst with p: {b_line}");
     let range = json(exp(ws.path()).args(["log", "a..b", "--json"]));
     assert_eq!(range.as_array().unwrap().len(), 1, "a..b is what b adds");
     let future = json(exp(ws.path()).args(["log", "--since", "2999-01-01", "--json"]));

@@ -5,8 +5,8 @@ use exp::error::Hinted;
 use exp::history::{self, Filter, Row};
 
 use super::init::open_repo;
-use super::show::{p_str, pct, usd_str};
 use super::{Context, ui};
+use exp::display::{MISSING, or_missing, p_value, percent, points, points_range, usd};
 
 /// The cross-run table: one row per run × trial, with the parameters that define each trial
 /// (model, prompt set and a short hash of each prompt, decoding, dataset hash) and its results
@@ -47,7 +47,7 @@ pub struct ListArgs {
 
 const RESULT_COLUMNS: [&str; 7] = ["control", "treatment", "effect", "ci", "p", "holm_p", "cost"];
 
-pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &ListArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let runs = history::runs(&repo)?;
     let mut rows: Vec<(Row, Vec<String>)> = Vec::new();
@@ -116,10 +116,11 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
         .map(|&i| shown.iter().map(|c| cells[i].get(*c).cloned().unwrap_or_default()).collect())
         .collect();
     if args.csv {
+        // csv's errors carry the io::Error of a closed pipe, which the writer reports quietly.
         let mut w = csv::Writer::from_writer(ui::stdout());
-        w.write_record(&shown)?;
+        w.write_record(&shown).map_err(std::io::Error::from)?;
         for r in &table {
-            w.write_record(r)?;
+            w.write_record(r).map_err(std::io::Error::from)?;
         }
         w.flush()?;
     } else if args.md {
@@ -186,7 +187,7 @@ fn columns(verbose: bool) -> Vec<&'static str> {
 
 fn display_cells(r: &Row, refs: &[String]) -> BTreeMap<String, String> {
     let mut m = r.params.clone();
-    let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
+    let dash = |s: String| if s.is_empty() { MISSING.to_string() } else { s };
     for v in m.values_mut() {
         *v = dash(std::mem::take(v));
     }
@@ -194,20 +195,13 @@ fn display_cells(r: &Row, refs: &[String]) -> BTreeMap<String, String> {
     m.insert("commit".into(), r.commit.clone());
     m.insert("time".into(), r.time.clone());
     m.insert("trial".into(), dash(r.trial.clone()));
-    m.insert("control".into(), pct(r.control));
-    m.insert("treatment".into(), pct(r.treatment));
-    m.insert(
-        "effect".into(),
-        r.effect.map(|e| format!("{:+.1} pp", e * 100.0)).unwrap_or("-".into()),
-    );
-    m.insert(
-        "ci".into(),
-        r.ci.map(|[lo, hi]| format!("{:+.1}..{:+.1}", lo * 100.0, hi * 100.0))
-            .unwrap_or("-".into()),
-    );
-    m.insert("p".into(), p_str(r.p));
-    m.insert("holm_p".into(), p_str(r.holm_p));
-    m.insert("cost".into(), usd_str(r.usd));
+    m.insert("control".into(), or_missing(r.control, percent));
+    m.insert("treatment".into(), or_missing(r.treatment, percent));
+    m.insert("effect".into(), or_missing(r.effect, points));
+    m.insert("ci".into(), or_missing(r.ci, |[lo, hi]| points_range(lo, hi)));
+    m.insert("p".into(), or_missing(r.p, p_value));
+    m.insert("holm_p".into(), or_missing(r.holm_p, p_value));
+    m.insert("cost".into(), or_missing(r.usd, usd));
     m.insert("refs".into(), refs.join(", "));
     m
 }
@@ -228,7 +222,7 @@ fn sort_rows(
     column: &str,
     descending: bool,
 ) {
-    let key = |i: usize| cells[i].get(column).filter(|v| v.as_str() != "-").cloned();
+    let key = |i: usize| cells[i].get(column).filter(|v| v.as_str() != MISSING).cloned();
     order.sort_by(|&a, &b| {
         let (ka, kb) = (key(a), key(b));
         match (ka, kb) {

@@ -5,8 +5,9 @@ use exp::history;
 use exp::store::{Commit, ObjectId, Repo, TrialSummary};
 
 use super::init::open_repo;
-use super::show::{headline_table, p_str, usd_str};
+use super::show::headline_table;
 use super::{Context, ui};
+use exp::display::{or_missing, p_eq, points, usd};
 
 /// Run history, newest first: every run of the store (local and fetched) with its best and worst
 /// headline effect, p-value and cost, or the history of one revision, or a range `A..B`.
@@ -36,7 +37,7 @@ pub struct LogArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &LogArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let mut commits = match args.rev.as_deref() {
         Some(rev) if !args.all => select(&repo, rev)?,
@@ -93,9 +94,9 @@ pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
             ui::time(&c.time),
             c.run_id.clone(),
             c.summary.trials.len().to_string(),
-            best.map(effect_with_p).unwrap_or("-".into()),
+            or_missing(best, effect_with_p),
             worst.map(effect_with_p).unwrap_or_default(),
-            usd_str(c.summary.usd),
+            or_missing(c.summary.usd, usd),
             format!("{refs}{}", c.message),
         ]);
     }
@@ -104,7 +105,7 @@ pub fn run(ctx: &Context, args: &LogArgs) -> anyhow::Result<()> {
 }
 
 /// The commits `rev` names: a range `A..B` or one revision's history.
-fn select(repo: &Repo, rev: &str) -> anyhow::Result<Vec<(ObjectId, Commit)>> {
+fn select(repo: &Repo, rev: &str) -> super::Result<Vec<(ObjectId, Commit)>> {
     if let Some((from, to)) = rev.split_once("..") {
         let to = repo.resolve(if to.is_empty() { "HEAD" } else { to })?;
         let exclude: HashSet<ObjectId> = if from.is_empty() {
@@ -127,7 +128,7 @@ fn print_verbose(id: &ObjectId, c: &Commit, refs: &[String]) -> std::io::Result<
         c.time,
         c.run_id,
         c.status.as_deref().unwrap_or("-"),
-        usd_str(c.summary.usd),
+        or_missing(c.summary.usd, usd),
         c.message
     )?;
     if !c.summary.trials.is_empty() {
@@ -150,9 +151,9 @@ fn extremes(trials: &[TrialSummary]) -> (Option<&TrialSummary>, Option<&TrialSum
 }
 
 fn effect_with_p(t: &TrialSummary) -> String {
-    let e = t.effect.map(|e| format!("{:+.1}pp", e * 100.0)).unwrap_or("-".into());
+    let e = or_missing(t.effect, points);
     match t.p_value {
-        Some(_) => format!("{e} p={}", p_str(t.p_value)),
+        Some(p) => format!("{e} ({})", p_eq(p)),
         None => e,
     }
 }

@@ -30,6 +30,8 @@ use crate::runfiles::source::{self, Entry, Source};
 use crate::runfiles::tables::{self, ScoreTable};
 use crate::runfiles::trial;
 
+use crate::error::Hint;
+
 /// Errors of a diff: only what stops it (unreadable objects, revisions that do not resolve).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,8 +55,8 @@ pub enum Error {
     NotCheckedOut { path: String },
 }
 
-impl Error {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         match self {
             Error::Source(e) => e.hint(),
             Error::Store { source, .. } | Error::Rev(source) => source.hint(),

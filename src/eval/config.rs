@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::overrides::{self, Override, OverrideError};
+use crate::error::Hint;
 
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +32,8 @@ fn line_suffix(line: Option<usize>) -> String {
     line.map(|l| format!(", line {l}")).unwrap_or_default()
 }
 
-impl ConfigError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ConfigError {
+    fn hint(&self) -> Option<String> {
         match self {
             ConfigError::Read { .. } => Some(
                 "pass an existing file with --config (the demo is config/eval_config.yaml)".into(),

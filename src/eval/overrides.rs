@@ -7,6 +7,7 @@
 //! snapshots the overridden text, so `exp log` and `exp diff` show what really ran.
 //!
 //! Overrides come from the command line, so every failure names the `-S` argument it came from.
+use crate::error::Hint;
 use serde_yaml::{Mapping, Value};
 
 /// The most path segments one key may have: configs are a few levels deep, and a bound keeps a
@@ -27,8 +28,8 @@ pub enum OverrideError {
     OutOfRange { arg: String, at: String, len: usize, index: usize },
 }
 
-impl OverrideError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for OverrideError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             OverrideError::NoEquals { .. } | OverrideError::BadKey { .. } => {
                 "write overrides as -S section.key=VALUE, e.g. -S decoding.temps=[0.7] or \

@@ -10,6 +10,7 @@
 //! Comparisons are numeric when both sides parse as numbers (`0.50` equals `0.5`), else text.
 //! A row without the column never matches a comparison. The expression comes from the command
 //! line, so its length and nesting are bounded and every error points at the offending token.
+use crate::error::Hint;
 use std::collections::BTreeMap;
 
 const MAX_LEN: usize = 4096;
@@ -22,8 +23,8 @@ pub struct FilterError {
     pub problem: String,
 }
 
-impl FilterError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for FilterError {
+    fn hint(&self) -> Option<String> {
         Some(
             "write COLUMN OP VALUE joined by and/or, e.g. --where 'model=gpt-4o and temp>0.5'; \
              OP is one of = != > >= < <= ~ (contains); `exp list --json` shows the column names"
@@ -82,7 +83,11 @@ impl Filter {
             Filter::And(v) => v.iter().all(|f| f.matches(row)),
             Filter::Not(f) => !f.matches(row),
             Filter::Compare { column, op, value } => match row.get(column) {
-                Some(cell) if !cell.is_empty() && cell != "-" => compare(cell, *op, value),
+                Some(cell)
+                    if !cell.is_empty() && cell != "-" && cell != crate::display::MISSING =>
+                {
+                    compare(cell, *op, value)
+                }
                 _ => false,
             },
         }
@@ -112,6 +117,7 @@ fn compare(cell: &str, op: Op, value: &str) -> bool {
 /// A cell as a number: plain numbers, and the table's own spellings `12.5%`, `+3.1 pp`, `$0.02`.
 pub fn number(s: &str) -> Option<f64> {
     let t = s.trim().trim_start_matches('$').trim_end_matches('%').trim_end_matches(" pp");
+    let t = t.trim_start_matches("< ").replace(',', "");
     t.trim_start_matches('+').parse::<f64>().ok().filter(|v| v.is_finite())
 }
 

@@ -6,6 +6,7 @@
 //! each trial's significance.json), never the big files, and never writes.
 pub mod filter;
 
+use crate::error::Hint;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
@@ -81,8 +82,8 @@ pub struct SinceError {
     pub text: String,
 }
 
-impl SinceError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for SinceError {
+    fn hint(&self) -> Option<String> {
         Some("write a date (2026-11-01), an RFC 3339 time (2026-11-01T12:00:00Z) or an age (12h, 7d, 2w)".into())
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::ObjectId;
+use crate::error::Hint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -78,8 +79,10 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
+}
 
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             Error::NotARepo { .. } => {
                 "run `exp init` in the workspace, or pass `--repo DIR`".to_string()
