@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 
+use crate::error::Hint;
 use crate::progress::Progress;
 use crate::runfiles::headline;
 use crate::runfiles::layout::{self, Layout};
@@ -48,8 +49,8 @@ pub enum Error {
     Store(#[from] crate::store::Error),
 }
 
-impl Error {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         match self {
             Error::NotADir { .. } => Some("give the run folders themselves, e.g. `exp import examples/legacy/*`".into()),
             Error::Io { .. } => Some("check the folder exists and is readable".into()),
@@ -432,7 +433,7 @@ pub fn import(
                     tree: stored.tree,
                     parents: parent.into_iter().collect(),
                     time: p.date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    message: format!("import {} from {}", p.name, p.dir.display()),
+                    message: format!("import {}", p.name),
                     run_id: p.name.clone(),
                     status: Some("imported".into()),
                     config_hash: inspection.config_hash.clone(),

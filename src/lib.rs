@@ -6,8 +6,10 @@
 //! layers (docs/DEVELOPING.md).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod diff;
+pub mod display;
 pub mod error;
 pub mod eval;
+pub mod history;
 pub mod import;
 pub mod progress;
 pub mod provenance;

@@ -2,9 +2,8 @@
 //! and against a real S3 server (s3s-fs) on 127.0.0.1.
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -12,85 +11,8 @@ use predicates::prelude::*;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use common::s3::S3Server;
 use common::{exp, exp_process};
-
-/// A real S3 server with files on disk and SigV4 auth, killed when dropped.
-struct S3Server {
-    child: Child,
-    port: u16,
-    root: TempDir,
-}
-
-const KEY: &str = "exptestkey";
-const SECRET: &str = "exptestsecret";
-const BUCKET: &str = "team";
-
-impl S3Server {
-    fn start() -> Option<S3Server> {
-        if !common::require_tool(common::on_path("s3s-fs"), "s3s-fs") {
-            return None;
-        }
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-        let mut child = StdCommand::new("s3s-fs")
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--access-key",
-                KEY,
-                "--secret-key",
-                SECRET,
-            ])
-            .arg(root.path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs starts");
-        // The server logs the address it bound; port 0 lets the OS pick a free one.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
-                    let port: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-                    let _ = tx.send(port.parse::<u16>().unwrap());
-                }
-            }
-        });
-        let port = rx.recv_timeout(Duration::from_secs(30)).expect("s3s-fs reports its address");
-        Some(S3Server { child, port, root })
-    }
-
-    fn url(&self, prefix: &str) -> String {
-        format!("s3://{BUCKET}/{prefix}")
-    }
-
-    /// Where the server keeps the files of `prefix`.
-    fn dir(&self, prefix: &str) -> PathBuf {
-        self.root.path().join(BUCKET).join(prefix)
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", KEY.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
-            ("AWS_ALLOW_HTTP", "true".to_string()),
-        ]
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Where a test's remote lives: a folder, or a prefix on the S3 server.
 struct Where<'a> {

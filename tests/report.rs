@@ -1,6 +1,8 @@
 //! The trial and run reports, from run folders written by the test itself in the shapes of
 //! docs/RUN_FILES.md: significance.json, report.md, Holm in the manifest, the aggregate
 //! Markdown/HTML and its SVG charts, the edge cases, and every error a user can hit.
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use exp::eval::report::{ReportError, SignificanceSettings, write_aggregate, write_trial_report};
@@ -431,7 +433,7 @@ fn repeats_and_clusters_are_reported_with_item_means_and_cluster_robust_interval
 // ---- errors a user can hit ----
 
 fn hint(e: &ReportError) -> String {
-    exp::error::hint_for(e).unwrap_or_else(|| panic!("no hint for {e}"))
+    exp::error::Hint::hint(e).unwrap_or_else(|| panic!("no hint for {e}"))
 }
 
 #[test]
@@ -536,4 +538,76 @@ fn continuous_scores_are_reported_as_mean_scores_not_percentages() {
     assert!(md.contains("Treatment scored 0.0"), "{md}");
     assert!(md.contains("higher than control") && md.contains("sign-flip test p"), "{md}");
     assert!(!md.contains(" pp"), "continuous scores must not be shown in percentage points:\n{md}");
+}
+
+// ---- one spelling per figure, in every command and report ----
+
+/// `$0.00381`: three significant digits, at least cents.
+fn dollars(x: f64) -> String {
+    let decimals = (2 - x.log10().floor() as i32).max(2) as usize;
+    format!("${x:.decimals$}")
+}
+
+#[test]
+fn run_show_log_and_the_reports_spell_each_figure_the_same_way() {
+    let ws = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    common::write_files(
+        ws.path(),
+        &[
+            ("config/eval_config.yaml", &read(&root.join("config/eval_config.yaml"))),
+            (
+                "config/prompts/control_system.txt",
+                &read(&root.join("config/prompts/control_system.txt")),
+            ),
+            (
+                "config/prompts/operational_only_system.md",
+                &read(&root.join("config/prompts/operational_only_system.md")),
+            ),
+            ("data/demo_sentiment.jsonl", &read(&root.join("data/demo_sentiment.jsonl"))),
+        ],
+    );
+    let out = common::exp(ws.path())
+        .args(["run", "--config", "config/eval_config.yaml", "--run-id", "demo", "--archive"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ran = String::from_utf8(out.stdout).unwrap();
+    let shown =
+        String::from_utf8(common::exp(ws.path()).args(["show", "demo"]).output().unwrap().stdout)
+            .unwrap();
+    let logged =
+        String::from_utf8(common::exp(ws.path()).args(["log", "-v"]).output().unwrap().stdout)
+            .unwrap();
+    let run = ws.path().join("experiments/run_demo");
+    let aggregate = read(&run.join("aggregate_report.md"));
+    let manifest: Value =
+        serde_json::from_str(&read(&run.join("multi_trial_manifest.json"))).unwrap();
+    for t in manifest["trials"].as_array().unwrap() {
+        let report = read(&run.join(t["slug"].as_str().unwrap()).join("reports/report.md"));
+        let effect = t["effect"].as_f64().unwrap();
+        let p = t["p_value"].as_f64().unwrap();
+        assert!(p >= 0.001, "the demo's p-values print as three decimals: {p}");
+        let control = t["metrics"]["control"]["accuracy"].as_f64().unwrap();
+        let figures = [
+            format!("{:+.1} pp", effect * 100.0),
+            format!("{p:.3}"),
+            format!("{:.1}%", control * 100.0),
+            dollars(t["usd"].as_f64().unwrap()),
+        ];
+        for want in &figures {
+            for (name, text) in [
+                ("exp run", &ran),
+                ("exp show", &shown),
+                ("exp log -v", &logged),
+                ("aggregate_report.md", &aggregate),
+            ] {
+                assert!(text.contains(want.as_str()), "{name} lacks {want:?}:\n{text}");
+            }
+        }
+        assert!(report.contains(&figures[0]) && report.contains(&figures[2]), "{report}");
+    }
+    for (name, text) in [("exp run", &ran), ("exp show", &shown)] {
+        assert!(!text.contains(" pts"), "{name} spells percentage points `pp`:\n{text}");
+    }
 }

@@ -25,7 +25,7 @@ pub struct CatObjectArgs {
     pub pretty: bool,
 }
 
-pub fn run(ctx: &Context, args: &CatObjectArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &CatObjectArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let id = repo.resolve(&args.object)?;
     if args.kind || args.size {
@@ -45,7 +45,9 @@ pub fn run(ctx: &Context, args: &CatObjectArgs) -> anyhow::Result<()> {
                 writeln!(out, "{} {}\t{}", e.mode.as_octal(), e.id, e.name)?;
             }
         }
-        Object::Commit(c) => writeln!(out, "{}", serde_json::to_string_pretty(&c)?)?,
+        Object::Commit(c) => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&c).map_err(std::io::Error::from)?)?
+        }
     }
     Ok(out.flush()?)
 }

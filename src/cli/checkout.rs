@@ -28,7 +28,7 @@ pub struct CheckoutArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &CheckoutArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &CheckoutArgs) -> super::Result<()> {
     let repo = open_repo_for_runs(ctx)?;
     let progress = ui::TermProgress::new();
     let o = repo.checkout(&args.rev, args.to.as_deref(), args.force, &progress)?;

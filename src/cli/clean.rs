@@ -36,7 +36,7 @@ pub struct CleanArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &CleanArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &CleanArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let folders = exp::eval::config::workspace_folders(args.config.as_deref(), repo.workspace())?;
     let progress = ui::TermProgress::new();

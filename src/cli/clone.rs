@@ -24,7 +24,7 @@ pub struct CloneArgs {
     pub json: bool,
 }
 
-pub fn run(_ctx: &Context, args: &CloneArgs) -> anyhow::Result<()> {
+pub fn run(_ctx: &Context, args: &CloneArgs) -> super::Result<()> {
     let cwd = std::env::current_dir()?;
     let dir = match &args.dir {
         Some(d) => cwd.join(d),
@@ -48,7 +48,7 @@ pub fn run(_ctx: &Context, args: &CloneArgs) -> anyhow::Result<()> {
             .count()
     };
     let t = &report.fetch.transfer;
-    let plural = super::fetch::plural;
+    let plural = exp::display::plural;
     ui::outln!(
         "cloned {} into {}: {}, {} ({}, {}, {})",
         report.fetch.url,

@@ -39,7 +39,7 @@ pub struct CommitArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &CommitArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &CommitArgs) -> super::Result<()> {
     let repo = open_repo_for_runs(ctx)?;
     let dir = match (&args.run_dir, &args.run) {
         (Some(d), _) => d.clone(),

@@ -15,7 +15,7 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-pub fn run(_ctx: &Context, args: &CompletionsArgs) -> anyhow::Result<()> {
+pub fn run(_ctx: &Context, args: &CompletionsArgs) -> super::Result<()> {
     // Into memory first: clap_complete panics when its writer fails (a closed pipe).
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "exp", &mut script);

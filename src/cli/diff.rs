@@ -1,7 +1,11 @@
+use std::fmt::Write;
+use std::io::IsTerminal;
+
 use clap::Args;
 
 use super::{Context, ui};
 use exp::diff::{self, RunDiff};
+use exp::display::{MISSING, count, or_missing, p_value, percent, plural, points, usd, usd_change};
 
 /// Compare two runs: config, trials, metrics, a paired test between the runs, costs, files
 ///
@@ -41,7 +45,7 @@ pub struct DiffArgs {
     pub exit_code: bool,
 }
 
-pub fn run(ctx: &Context, args: &DiffArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &DiffArgs) -> super::Result<()> {
     let rev1 = args.rev1.clone().or_else(|| args.run1.clone());
     let rev2 = args.rev2.clone().or_else(|| args.run2.clone());
     let repo = exp::store::Repo::locate(ctx.repo.as_deref(), &std::env::current_dir()?)?;
@@ -58,58 +62,15 @@ pub fn run(ctx: &Context, args: &DiffArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pct(x: Option<f64>) -> String {
-    x.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_else(|| "–".into())
-}
-
-fn signed_pts(x: Option<f64>) -> String {
-    x.map(|x| format!("{:+.1} pts", x * 100.0)).unwrap_or_default()
-}
-
-fn usd(x: f64) -> String {
-    if x == 0.0 {
-        "$0".into()
-    } else if x.abs() >= 0.01 {
-        format!("${x:.4}")
-    } else {
-        // Three significant digits, in plain decimals: $0.0000920, not $9.2e-5.
-        let decimals = (2 - x.abs().log10().floor() as i64).clamp(2, 12) as usize;
-        format!("${x:.decimals$}")
-    }
-}
-
-/// `a → b` for a value shown from both runs, `–` on the side that lacks it: every column of the
+/// `a → b` for a value shown from both runs, `—` on the side that lacks it: every column of the
 /// metrics and costs tables reads the same way.
 fn before_after<T>(a: &Option<T>, b: &Option<T>, show: impl Fn(&T) -> String) -> String {
-    let side = |x: &Option<T>| x.as_ref().map(&show).unwrap_or_else(|| "–".into());
+    let side = |x: &Option<T>| x.as_ref().map(&show).unwrap_or_else(|| MISSING.into());
     format!("{} → {}", side(a), side(b))
-}
-
-/// `+1.2 pts [-0.3, +2.7]`, or what there is of it.
-fn change_ci(change: Option<f64>, ci: Option<[f64; 2]>) -> String {
-    let mut s = signed_pts(change);
-    if let Some([lo, hi]) = ci {
-        s.push_str(&format!(" [{:+.1}, {:+.1}]", lo * 100.0, hi * 100.0));
-    }
-    s
-}
-
-fn p(x: Option<f64>) -> String {
-    match x {
-        Some(p) if p < 0.0001 => format!("{p:.1e}"),
-        Some(p) => format!("{p:.4}"),
-        None => "–".into(),
-    }
-}
-
-fn side_name(d: &RunDiff, side: &str) -> String {
-    let s = if side == "a" { &d.a } else { &d.b };
-    s.label.clone()
 }
 
 /// The human rendering: sections only when they have something.
 fn render(d: &RunDiff, stat: bool, items: bool) -> String {
-    use std::fmt::Write;
     let mut o = String::new();
     let head = |s: &diff::Side| match &s.commit {
         Some(c) => format!("{} ({})", s.label, &c[..c.len().min(12)]),
@@ -120,185 +81,220 @@ fn render(d: &RunDiff, stat: bool, items: bool) -> String {
         let _ = writeln!(o, "\nNo differences: both sides hold the same files.");
         return o;
     }
-    if !d.config.is_empty() {
-        let _ = writeln!(o, "\nConfiguration");
-        for c in &d.config {
-            let line = match c.change {
-                diff::config::ChangeKind::Changed => format!(
-                    "  ~ {}: {} -> {}",
-                    c.key,
-                    c.old.as_deref().unwrap_or(""),
-                    c.new.as_deref().unwrap_or("")
-                ),
-                diff::config::ChangeKind::Added => {
-                    format!("  + {}: {}", c.key, c.new.as_deref().unwrap_or(""))
-                }
-                diff::config::ChangeKind::Removed => {
-                    format!("  - {}: {}", c.key, c.old.as_deref().unwrap_or(""))
-                }
-            };
-            let _ = writeln!(o, "{}", clip(&line, 160));
-        }
-    }
-    let renamed: Vec<_> = d.trials.paired.iter().filter(|t| t.matched_by == "parameters").collect();
-    let unchanged = d.trials.paired.iter().filter(|t| t.unchanged).count();
-    if !renamed.is_empty()
-        || !d.trials.only_a.is_empty()
-        || !d.trials.only_b.is_empty()
-        || unchanged > 0
-    {
-        let _ = writeln!(o, "\nTrials");
-        for t in &renamed {
-            let changes: Vec<String> =
-                t.changes.iter().map(|c| format!("{} {} -> {}", c.key, c.a, c.b)).collect();
-            let _ = writeln!(
-                o,
-                "  = {}  (compared by parameters: {})",
-                t.name,
-                if changes.is_empty() { "none differ".into() } else { changes.join(", ") }
-            );
-        }
-        for t in &d.trials.only_a {
-            let _ = writeln!(o, "  - {t}  (only in {})", d.a.label);
-        }
-        for t in &d.trials.only_b {
-            let _ = writeln!(o, "  + {t}  (only in {})", d.b.label);
-        }
-        if unchanged > 0 {
-            let _ = writeln!(o, "  {unchanged} trial(s) unchanged");
-        }
-    }
-    if !d.metrics.is_empty() {
-        let _ = writeln!(o, "\nMetrics ({} → {})", d.a.label, d.b.label);
-        let mut t =
-            ui::table(["trial", "condition", "n", "failed", "accuracy", "change"]).cut(["trial"]);
-        for r in &d.metrics {
-            t.add_row([
-                r.trial.clone(),
-                r.condition.clone(),
-                before_after(&r.a, &r.b, |m| m.n.to_string()),
-                before_after(&r.a, &r.b, |m| m.failed.to_string()),
-                before_after(&r.a, &r.b, |m| pct(m.accuracy)),
-                signed_pts(r.accuracy_change),
-            ]);
-        }
-        let _ = writeln!(o, "{t}");
-    }
-    if !d.paired.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nPaired test between the runs (items scored in both, repeats averaged; fixed = wrong → right)"
-        );
-        let mut t = ui::table([
-            "trial",
-            "condition",
-            "items paired",
-            "fixed",
-            "broken",
-            "change (95% CI)",
-            "p",
-            "test / note",
-        ])
-        .cut(["trial", "test / note"]);
-        for r in &d.paired {
-            t.add_row([
-                r.trial.clone(),
-                r.condition.clone(),
-                r.paired.to_string(),
-                r.fixed.to_string(),
-                r.broken.to_string(),
-                change_ci(r.change, r.ci),
-                p(r.p_value),
-                r.not_computed.clone().or_else(|| r.test.clone()).unwrap_or_default(),
-            ]);
-        }
-        let _ = writeln!(o, "{t}");
-    }
-    if !d.effect_changes.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nChange in the treatment effect (treatment − control in {} minus in {})",
-            d.b.label, d.a.label
-        );
-        let mut t = ui::table(["trial", "items", "effect", "change (95% CI)", "p"]);
-        for r in &d.effect_changes {
-            t.add_row([
-                r.trial.clone(),
-                r.items.to_string(),
-                format!("{} → {}", signed_pts(Some(r.effect_a)), signed_pts(Some(r.effect_b))),
-                change_ci(Some(r.change), r.ci),
-                p(Some(r.p_value)),
-            ]);
-        }
-        let _ = writeln!(o, "{t}");
-    }
-    if !d.costs.is_empty() {
-        let _ = writeln!(o, "\nCosts ({} → {})", d.a.label, d.b.label);
-        let mut t = ui::table([
-            "trial",
-            "scope",
-            "input tokens",
-            "output tokens",
-            "USD",
-            "change",
-            "USD per correct",
-        ])
-        .cut(["trial"]);
-        for r in &d.costs {
-            t.add_row([
-                r.trial.clone(),
-                r.scope.clone(),
-                before_after(&r.a, &r.b, |c| c.input_tokens.to_string()),
-                before_after(&r.a, &r.b, |c| c.output_tokens.to_string()),
-                before_after(&r.a, &r.b, |c| usd(c.usd)),
-                r.usd_change
-                    .map(|c| format!("{}{}", if c >= 0.0 { "+" } else { "-" }, usd(c.abs())))
-                    .unwrap_or_default(),
-                before_after(&r.a, &r.b, |c| c.usd_per_correct.map(usd).unwrap_or("–".into())),
-            ]);
-        }
-        let _ = writeln!(o, "{t}");
-    }
+    config_section(&mut o, d);
+    trials_section(&mut o, d);
+    metrics_section(&mut o, d);
+    paired_section(&mut o, d);
+    effect_changes_section(&mut o, d);
+    costs_section(&mut o, d);
     if !d.lacks.is_empty() {
         let _ = writeln!(o, "\nNot compared (one side lacks it)");
         for l in &d.lacks {
+            let side = if l.side == "a" { &d.a.label } else { &d.b.label };
             let trial = l.trial.as_ref().map(|t| format!("{t}: ")).unwrap_or_default();
-            let _ = writeln!(o, "  {}: {trial}{}: {}", side_name(d, l.side), l.what, l.detail);
+            let _ = writeln!(o, "  {side}: {trial}{}: {}", l.what, l.detail);
         }
     }
-    if items && !d.items.is_empty() {
-        let _ = writeln!(o, "\nFlipped items");
-        let mut t = ui::table([
-            "trial",
-            "condition",
-            "item",
-            "gold",
-            d.a.label.as_str(),
-            d.b.label.as_str(),
-            "change",
-        ])
-        .cut(["trial", d.a.label.as_str(), d.b.label.as_str()]);
-        for i in &d.items {
-            let item = if i.dataset.is_empty() {
-                i.item.clone()
-            } else {
-                format!("{}:{}", i.dataset, i.item)
-            };
-            let item = if i.repeat > 0 { format!("{item} r{}", i.repeat) } else { item };
-            t.add_row([
-                i.trial.clone(),
-                i.condition.clone(),
-                item,
-                i.gold.clone(),
-                clip(&i.prediction_a, 40),
-                clip(&i.prediction_b, 40),
-                i.change.to_string(),
-            ]);
-        }
-        let _ = writeln!(o, "{t}");
-    } else if items {
+    if items {
+        items_section(&mut o, d);
+    }
+    files_section(&mut o, d, stat);
+    o
+}
+
+fn config_section(o: &mut String, d: &RunDiff) {
+    if d.config.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\nConfiguration");
+    for c in &d.config {
+        let (old, new) = (c.old.as_deref().unwrap_or(""), c.new.as_deref().unwrap_or(""));
+        let line = match c.change {
+            diff::config::ChangeKind::Changed => format!("  ~ {}: {old} -> {new}", c.key),
+            diff::config::ChangeKind::Added => format!("  + {}: {new}", c.key),
+            diff::config::ChangeKind::Removed => format!("  - {}: {old}", c.key),
+        };
+        let _ = writeln!(o, "{}", clip(&line, 160));
+    }
+}
+
+/// Trials compared by parameters (their names differ), trials on one side only, unchanged ones.
+fn trials_section(o: &mut String, d: &RunDiff) {
+    let renamed: Vec<_> = d.trials.paired.iter().filter(|t| t.matched_by == "parameters").collect();
+    let unchanged = d.trials.paired.iter().filter(|t| t.unchanged).count() as u64;
+    if renamed.is_empty()
+        && d.trials.only_a.is_empty()
+        && d.trials.only_b.is_empty()
+        && unchanged == 0
+    {
+        return;
+    }
+    let _ = writeln!(o, "\nTrials");
+    for t in &renamed {
+        let changes: Vec<String> =
+            t.changes.iter().map(|c| format!("{} {} -> {}", c.key, c.a, c.b)).collect();
+        let _ = writeln!(
+            o,
+            "  = {}  (compared by parameters: {})",
+            t.name,
+            if changes.is_empty() { "none differ".into() } else { changes.join(", ") }
+        );
+    }
+    for t in &d.trials.only_a {
+        let _ = writeln!(o, "  - {t}  (only in {})", d.a.label);
+    }
+    for t in &d.trials.only_b {
+        let _ = writeln!(o, "  + {t}  (only in {})", d.b.label);
+    }
+    if unchanged > 0 {
+        let _ = writeln!(o, "  {} unchanged", plural(unchanged, "trial"));
+    }
+}
+
+fn metrics_section(o: &mut String, d: &RunDiff) {
+    if d.metrics.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\nMetrics ({} → {})", d.a.label, d.b.label);
+    let mut t =
+        ui::table(["trial", "condition", "n", "failed", "accuracy", "change"]).cut(["trial"]);
+    for r in &d.metrics {
+        t.add_row([
+            r.trial.clone(),
+            r.condition.clone(),
+            before_after(&r.a, &r.b, |m| count(m.n)),
+            before_after(&r.a, &r.b, |m| count(m.failed)),
+            before_after(&r.a, &r.b, |m| or_missing(m.accuracy, percent)),
+            r.accuracy_change.map(points).unwrap_or_default(),
+        ]);
+    }
+    let _ = writeln!(o, "{t}");
+}
+
+/// `+1.2 pp [-0.3, +2.7]`, or what there is of it.
+fn change_ci(change: Option<f64>, ci: Option<[f64; 2]>) -> String {
+    let mut s = change.map(points).unwrap_or_default();
+    if let Some([lo, hi]) = ci {
+        s.push_str(&format!(" [{:+.1}, {:+.1}]", lo * 100.0, hi * 100.0));
+    }
+    s
+}
+
+fn paired_section(o: &mut String, d: &RunDiff) {
+    if d.paired.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\nPaired test between the runs (items scored in both, repeats averaged; fixed = wrong → right)"
+    );
+    let mut t = ui::table([
+        "trial",
+        "condition",
+        "items paired",
+        "fixed",
+        "broken",
+        "change (95% CI)",
+        "p",
+        "test / note",
+    ])
+    .cut(["trial", "test / note"]);
+    for r in &d.paired {
+        t.add_row([
+            r.trial.clone(),
+            r.condition.clone(),
+            count(r.paired),
+            count(r.fixed),
+            count(r.broken),
+            change_ci(r.change, r.ci),
+            or_missing(r.p_value, p_value),
+            r.not_computed.clone().or_else(|| r.test.clone()).unwrap_or_default(),
+        ]);
+    }
+    let _ = writeln!(o, "{t}");
+}
+
+/// How much the treatment effect moved between the runs, per trial.
+fn effect_changes_section(o: &mut String, d: &RunDiff) {
+    if d.effect_changes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\nChange in the treatment effect (treatment − control in {} minus in {})",
+        d.b.label, d.a.label
+    );
+    let mut t = ui::table(["trial", "items", "effect", "change (95% CI)", "p"]);
+    for r in &d.effect_changes {
+        t.add_row([
+            r.trial.clone(),
+            count(r.items as u64),
+            format!("{} → {}", points(r.effect_a), points(r.effect_b)),
+            change_ci(Some(r.change), r.ci),
+            p_value(r.p_value),
+        ]);
+    }
+    let _ = writeln!(o, "{t}");
+}
+
+fn costs_section(o: &mut String, d: &RunDiff) {
+    if d.costs.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\nCosts ({} → {})", d.a.label, d.b.label);
+    let mut t = ui::table([
+        "trial",
+        "scope",
+        "input tokens",
+        "output tokens",
+        "USD",
+        "change",
+        "USD per correct",
+    ])
+    .cut(["trial"]);
+    for r in &d.costs {
+        t.add_row([
+            r.trial.clone(),
+            r.scope.clone(),
+            before_after(&r.a, &r.b, |c| count(c.input_tokens)),
+            before_after(&r.a, &r.b, |c| count(c.output_tokens)),
+            before_after(&r.a, &r.b, |c| usd(c.usd)),
+            r.usd_change.map(usd_change).unwrap_or_default(),
+            before_after(&r.a, &r.b, |c| or_missing(c.usd_per_correct, usd)),
+        ]);
+    }
+    let _ = writeln!(o, "{t}");
+}
+
+/// `--items`: every item whose score changed between the runs.
+fn items_section(o: &mut String, d: &RunDiff) {
+    if d.items.is_empty() {
         let _ = writeln!(o, "\nFlipped items: none");
+        return;
     }
+    let _ = writeln!(o, "\nFlipped items");
+    let (a, b) = (d.a.label.as_str(), d.b.label.as_str());
+    let mut t =
+        ui::table(["trial", "condition", "item", "gold", a, b, "change"]).cut(["trial", a, b]);
+    for i in &d.items {
+        let item =
+            if i.dataset.is_empty() { i.item.clone() } else { format!("{}:{}", i.dataset, i.item) };
+        let item = if i.repeat > 0 { format!("{item} r{}", i.repeat) } else { item };
+        t.add_row([
+            i.trial.clone(),
+            i.condition.clone(),
+            item,
+            i.gold.clone(),
+            clip(&i.prediction_a, 40),
+            clip(&i.prediction_b, 40),
+            i.change.to_string(),
+        ]);
+    }
+    let _ = writeln!(o, "{t}");
+}
+
+/// `--stat`'s file list, and always the count of changed files.
+fn files_section(o: &mut String, d: &RunDiff, stat: bool) {
     let (added, removed, modified) =
         d.files.iter().fold((0, 0, 0), |(a, r, m), f| match f.status {
             diff::tree::Status::Added => (a + 1, r, m),
@@ -336,12 +332,42 @@ fn render(d: &RunDiff, stat: bool, items: bool) -> String {
             let _ = writeln!(o, " {mark} {:<width$} | {sizes}", clip(path, room));
         }
     }
+    if !stat {
+        o.push_str(&text_section(d, std::io::stdout().is_terminal()));
+    }
     let _ = writeln!(
         o,
-        "\n{} file(s) changed: {added} added, {removed} removed, {modified} modified{}",
-        d.files.len(),
+        "\n{} changed: {added} added, {removed} removed, {modified} modified{}",
+        plural(d.files.len() as u64, "file"),
         if stat { "" } else { " (--stat lists them)" }
     );
+}
+
+/// The unified diffs of changed prompts, config and notes, colored like `git diff` on a terminal.
+fn text_section(d: &RunDiff, color: bool) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    for t in &d.text {
+        let _ = writeln!(o);
+        for line in t.unified.lines() {
+            let code = match line.as_bytes().first() {
+                _ if !color => None,
+                Some(b'+') if !line.starts_with("+++") => Some("32"),
+                Some(b'-') if !line.starts_with("---") => Some("31"),
+                Some(b'@') => Some("36"),
+                Some(b'-' | b'+') => Some("1"),
+                _ => None,
+            };
+            match code {
+                Some(c) => {
+                    let _ = writeln!(o, "\x1b[{c}m{line}\x1b[0m");
+                }
+                None => {
+                    let _ = writeln!(o, "{line}");
+                }
+            }
+        }
+    }
     o
 }
 

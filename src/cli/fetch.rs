@@ -1,6 +1,7 @@
 //! `exp fetch`: bring a remote's runs and tags here, as remote-tracking refs.
 use clap::Args;
 
+use exp::display::plural;
 use exp::remote::{self, RefStatus, RefUpdate};
 use exp::store::Repo;
 
@@ -21,7 +22,7 @@ pub struct FetchArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &FetchArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &FetchArgs) -> super::Result<()> {
     let cwd = std::env::current_dir()?;
     let repo = Repo::locate(ctx.repo.as_deref(), &cwd)?;
     let target = remote::resolve_remote(&repo, args.remote.as_deref())?;
@@ -45,11 +46,6 @@ pub fn print_received(report: &remote::FetchReport) -> std::io::Result<()> {
         report.url,
         plural(t.requests, "request")
     )
-}
-
-/// `1 object`, `2 objects`.
-pub fn plural(n: u64, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
 /// The ref table every remote command prints: name, what happened, old and new commit.

@@ -1,4 +1,5 @@
 use clap::Args;
+use exp::display::plural;
 use exp::error::Hinted;
 use exp::store::fsck;
 
@@ -19,7 +20,7 @@ pub struct FsckArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &FsckArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &FsckArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let r = fsck::fsck(&repo, args.quick)?;
     if args.json {
@@ -36,21 +37,25 @@ pub fn run(ctx: &Context, args: &FsckArgs) -> anyhow::Result<()> {
         }
         if r.temp_files > 0 {
             ui::outln!(
-                "note: {} leftover temp file(s) from interrupted writes; `exp gc` removes them",
-                r.temp_files
+                "note: {} left over from interrupted writes; `exp gc` removes them",
+                plural(r.temp_files, "temp file")
             )?;
         }
         ui::outln!(
-            "checked {} objects from {} refs{}: {}",
-            r.objects,
-            r.refs,
+            "checked {} from {}{}: {}",
+            plural(r.objects, "object"),
+            plural(r.refs, "ref"),
             if r.quick { " (quick)" } else { "" },
-            if r.is_ok() { "ok".to_string() } else { format!("{} problem(s)", r.problems.len()) }
+            if r.is_ok() { "ok".to_string() } else { plural(r.problems.len() as u64, "problem") }
         )?;
     }
     if !r.is_ok() {
         return Err(Hinted::new(
-            format!("the store has {} problem(s), first: {}", r.problems.len(), r.problems[0].message),
+            format!(
+                "the store has {}, first: {}",
+                plural(r.problems.len() as u64, "problem"),
+                r.problems[0].message
+            ),
             "restore the objects from a remote (`exp fetch`) or re-commit the run folders they came from",
         )
         .into());

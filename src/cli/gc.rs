@@ -1,4 +1,5 @@
 use clap::Args;
+use exp::display::plural;
 use exp::store::gc;
 
 use super::init::open_repo;
@@ -21,7 +22,7 @@ pub struct GcArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &GcArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &GcArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let r = gc::gc(&repo, args.grace, args.dry_run)?;
     if args.json {
@@ -45,11 +46,11 @@ pub fn run(ctx: &Context, args: &GcArgs) -> anyhow::Result<()> {
         ui::outln!("{verb} the history of deleted ref {n}")?;
     }
     if r.temp_files_removed > 0 {
-        ui::outln!("{verb} {} stale temp file(s)", r.temp_files_removed)?;
+        ui::outln!("{verb} {}", plural(r.temp_files_removed, "stale temp file"))?;
     }
     if r.packs_merged > 0 {
         let merged = if r.dry_run { "would merge" } else { "merged" };
-        ui::outln!("{merged} {} packs into one", r.packs_merged)?;
+        ui::outln!("{merged} {} into one", plural(r.packs_merged, "pack"))?;
     }
     if r.loose_packed > 0 {
         let moved = if r.dry_run { "would move" } else { "moved" };

@@ -19,7 +19,7 @@ pub struct HashObjectArgs {
     pub write: bool,
 }
 
-pub fn run(ctx: &Context, args: &HashObjectArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &HashObjectArgs) -> super::Result<()> {
     if args.write {
         let repo = open_repo(ctx)?;
         for f in &args.files {

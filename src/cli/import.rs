@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
+use exp::display::{MISSING, plural};
 
 use super::{Context, ui};
 
@@ -31,7 +32,7 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &ImportArgs) -> super::Result<()> {
     let cwd = std::env::current_dir()?;
     let (repo, created) = exp::store::Repo::open_or_init(ctx.repo.as_deref(), &cwd)?;
     if created && !args.json {
@@ -58,7 +59,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
         }
         let trials = i.inspection.trials.len();
         if trials > 0 {
-            recognized.push(format!("{trials} trial(s), {results} with metrics"));
+            recognized.push(format!("{}, {results} with metrics", plural(trials as u64, "trial")));
         }
         let batch = |of: fn(&exp::import::TrialHeadline) -> &BTreeMap<String, u64>, what| {
             let with = i.inspection.trials.iter().filter(|t| !of(t).is_empty()).count();
@@ -78,7 +79,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
             i.name.clone(),
             i.commit.short(),
             date,
-            i.parent.map(|p| p.short()).unwrap_or_else(|| "–".into()),
+            i.parent.map(|p| p.short()).unwrap_or_else(|| MISSING.into()),
             format!("{} ({})", i.files, ui::human_bytes(i.bytes)),
             if recognized.is_empty() { "nothing".into() } else { recognized.join(", ") },
             if i.unchanged { "already imported, unchanged".into() } else { "imported".into() },

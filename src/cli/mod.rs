@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use exp::error::{Failure, Hint};
 
 mod cat_object;
 mod checkout;
@@ -85,14 +86,18 @@ pub struct Context {
     pub repo: Option<PathBuf>,
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// What every command returns. Its error converts (by `?`) from any error implementing
+/// `exp::error::Hint`, capturing the hint; add words with `exp::error::Context`.
+pub type Result<T> = std::result::Result<T, Failure>;
+
+pub fn run(cli: Cli) -> Result<()> {
     let ctx = Context { repo: cli.repo };
     dispatch(&ctx, &cli.command)?;
     // What is still buffered must reach the reader now, where a closed pipe can be noticed.
     Ok(ui::stdout().flush()?)
 }
 
-fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<()> {
+fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
     match command {
         Command::Init(a) => init::run(ctx, a),
         Command::Run(a) => run::run(ctx, a),
@@ -128,13 +133,20 @@ fn dispatch(ctx: &Context, command: &Command) -> anyhow::Result<()> {
 #[error("exit {0}")]
 pub struct SilentExit(pub u8);
 
+impl Hint for SilentExit {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
 /// Prints `error: …` (the chain, joined) and `hint: …`, and picks the exit code.
-pub fn report_error(err: &anyhow::Error) -> ExitCode {
+pub fn report_error(failure: &Failure) -> ExitCode {
     // The reader of stdout left (`exp log | head`): it has what it wanted. Whatever error the
     // failed write turned into is not the user's problem, so nothing is printed.
     if ui::stdout_closed() {
         return ExitCode::SUCCESS;
     }
+    let err = failure.error();
     if let Some(SilentExit(code)) = err.downcast_ref::<SilentExit>() {
         return ExitCode::from(*code);
     }
@@ -149,7 +161,7 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
     // A closed stderr has nobody to tell; the exit code still says it failed.
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "error: {message}");
-    if let Some(hint) = err.chain().find_map(exp::error::hint_for) {
+    if let Some(hint) = failure.hint() {
         let _ = writeln!(stderr, "hint: {hint}");
     }
     ExitCode::FAILURE

@@ -42,7 +42,7 @@ fn effect(s: &str) -> Result<f64, String> {
     }
 }
 
-pub fn run(ctx: &Context, args: &PowerArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &PowerArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let plan = pilot::plan_run(&repo, &args.rev, args.effect, args.power, args.alpha)?;
     if args.json {

@@ -21,7 +21,7 @@ pub struct PullArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &PullArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &PullArgs) -> super::Result<()> {
     let cwd = std::env::current_dir()?;
     let repo = Repo::locate(ctx.repo.as_deref(), &cwd)?;
     let target = remote::resolve_remote(&repo, args.remote.as_deref())?;

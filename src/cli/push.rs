@@ -28,7 +28,7 @@ pub struct PushArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &PushArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &PushArgs) -> super::Result<()> {
     let cwd = std::env::current_dir()?;
     let repo = Repo::locate(ctx.repo.as_deref(), &cwd)?;
     // `exp push RUN_ID`: a first word that names no remote is a ref, pushed to the default one.
@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, args: &PushArgs) -> anyhow::Result<()> {
     } else {
         super::fetch::print_refs(&report.refs, "")?;
         let t = &report.transfer;
-        let plural = super::fetch::plural;
+        let plural = exp::display::plural;
         ui::outln!(
             "sent {} ({}, {}) to {} ({}) in {}",
             plural(t.objects, "object"),

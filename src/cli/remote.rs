@@ -41,7 +41,7 @@ pub enum RemoteCommand {
     },
 }
 
-pub fn run(ctx: &Context, args: &RemoteArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &RemoteArgs) -> super::Result<()> {
     let cwd = std::env::current_dir()?;
     let repo = Repo::locate(ctx.repo.as_deref(), &cwd)?;
     match &args.command {

@@ -12,7 +12,7 @@ pub struct RmArgs {
     pub rev: String,
 }
 
-pub fn run(ctx: &Context, args: &RmArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &RmArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let (name, old) = repo.remove_ref(&args.rev)?;
     ui::outln!("removed {name} (was {old})")?;

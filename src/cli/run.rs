@@ -1,10 +1,11 @@
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use super::Result;
 use clap::{Args, ValueEnum};
 
 use super::Context;
 use super::ui;
+use exp::display::{count, or_missing, p_value, percent, plural, points, usd};
 use exp::eval::archive::Archived;
 use exp::eval::plan::Condition;
 use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary};
@@ -19,6 +20,7 @@ use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary
   exp run --config config/eval_config.yaml --dry-run   # the plan and its cost, nothing sent
   exp run --config cfg.yaml --condition treatment --baseline runs/20251127-130501
   exp run --config cfg.yaml --resume                   # continue the latest unfinished run
+  exp run -S decoding.temps=[0.7] -S models[0].max_connections=8 -m 'warmer'  # one-off changes
   exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID")]
 pub struct RunArgs {
     /// The experiment definition (YAML)
@@ -70,6 +72,11 @@ pub struct RunArgs {
     #[arg(short = 'm', long, value_name = "MSG")]
     pub message: Option<String>,
 
+    /// Override a config value for this run without editing the file: a dotted key and a YAML
+    /// value, validated like the file and recorded in the run's config snapshot (repeatable)
+    #[arg(short = 'S', long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
     /// Print the summary (or the --dry-run plan) as JSON
     #[arg(long)]
     pub json: bool,
@@ -102,11 +109,14 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         baseline: args.baseline.clone(),
         dry_run: args.dry_run,
         stop_on_ctrl_c: true,
+        overrides: args
+            .set
+            .iter()
+            .map(|s| exp::eval::overrides::Override::parse(s))
+            .collect::<std::result::Result<_, _>>()?,
     };
     let progress = ui::TermProgress::new();
-    let open_baseline = |reference: &str| -> Result<_, runner::BoxError> {
-        Ok(exp::eval::archive::open_baseline(&workspace, reference)?)
-    };
+    let open_baseline = |reference: &str| exp::eval::archive::open_baseline(&workspace, reference);
     match runner::run(&opts, &open_baseline, &progress)? {
         Outcome::Planned(plan) => render_plan(&plan, args.json),
         Outcome::Ran(summary) => {
@@ -155,20 +165,6 @@ fn workspace(ctx: &Context) -> Result<PathBuf> {
     Ok(cwd.ancestors().find(|d| d.join(".exprepo").is_dir()).unwrap_or(&cwd).to_path_buf())
 }
 
-fn pct(x: Option<f64>) -> String {
-    x.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "-".into())
-}
-
-fn usd(x: f64) -> String {
-    if x == 0.0 {
-        "$0".into()
-    } else if x < 0.01 {
-        format!("${x:.6}")
-    } else {
-        format!("${x:.4}")
-    }
-}
-
 /// `--json`: one document on stdout, shaped like a finished run's (id, folder, status, trials,
 /// totals), so a script reads both the same way.
 fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
@@ -198,10 +194,10 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
         t.add_row(vec![
             tr.slug.clone(),
             tr.provider.clone(),
-            tr.jobs.to_string(),
-            tr.requests.to_string(),
-            tr.est_input_tokens.to_string(),
-            tr.max_output_tokens.to_string(),
+            count(tr.jobs as u64),
+            count(tr.requests),
+            count(tr.est_input_tokens),
+            count(tr.max_output_tokens),
             format!("{} – {}", usd(tr.est_input_usd), usd(tr.max_usd)),
         ]);
     }
@@ -209,17 +205,17 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
     let conds: Vec<&str> = plan.conditions.iter().map(|c| c.as_str()).collect();
     let tot = &plan.totals;
     ui::outln!(
-        "dry run: {} trials × {} · {} jobs ({} parts per dataset) · {} requests",
-        plan.trials.len(),
+        "dry run: {} × {} · {} ({} per dataset) · {}",
+        plural(plan.trials.len() as u64, "trial"),
         conds.join("+"),
-        tot.jobs,
-        plan.parts_per_dataset,
-        tot.requests
+        plural(tot.jobs as u64, "job"),
+        plural(plan.parts_per_dataset as u64, "part"),
+        plural(tot.requests, "request")
     )?;
     ui::outln!(
         "estimated input tokens {} (about 4 characters a token); output at most {} (max_tokens)",
-        tot.est_input_tokens,
-        tot.max_output_tokens
+        count(tot.est_input_tokens),
+        count(tot.max_output_tokens)
     )?;
     ui::outln!(
         "estimated cost: {} for input, at most {} in all",
@@ -282,43 +278,43 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
     .cut(["trial"]);
     for tr in &s.manifest.trials {
         let cell = |c: &str| {
-            tr.metrics
-                .get(c)
-                .map(|m| format!("{} (n={})", pct(m.accuracy), m.n))
-                .unwrap_or_else(|| "-".into())
+            or_missing(tr.metrics.get(c), |m| {
+                format!("{} (n={})", or_missing(m.accuracy, percent), count(m.n))
+            })
         };
         t.add_row(vec![
             tr.slug.clone(),
             tr.status.clone(),
             cell("control"),
             cell("treatment"),
-            tr.effect.map(|e| format!("{:+.1} pts", e * 100.0)).unwrap_or_else(|| "-".into()),
-            tr.p_value.map(|p| format!("{p:.3}")).unwrap_or_else(|| "-".into()),
-            tr.holm_p.map(|p| format!("{p:.3}")).unwrap_or_else(|| "-".into()),
-            tr.failures.to_string(),
+            or_missing(tr.effect, points),
+            or_missing(tr.p_value, p_value),
+            or_missing(tr.holm_p, p_value),
+            count(tr.failures),
             usd(tr.usd),
         ]);
     }
     ui::outln!("{t}")?;
     let tot = &s.manifest.totals;
     let resumed = if s.resumed {
-        format!(" (resumed; {} answered earlier)", s.already_done)
+        format!(" (resumed; {} answered earlier)", count(s.already_done))
     } else {
         String::new()
     };
     ui::outln!(
-        "run {}: {}{resumed} · {} requests sent now, {} failed · {} input / {} output tokens · {}",
+        "run {}: {}{resumed} · {} sent now, {} failed · {} input / {} output tokens · {}",
         s.run_id,
         s.status.as_str(),
-        s.outcome.sent,
-        s.outcome.failures,
-        tot.input_tokens,
-        tot.output_tokens,
+        plural(s.outcome.sent, "request"),
+        count(s.outcome.failures),
+        count(tot.input_tokens),
+        count(tot.output_tokens),
         usd(tot.usd)
     )?;
     for (name, n, written) in &s.datasets {
         ui::outln!(
-            "dataset {name}: {n} items ({})",
+            "dataset {name}: {} ({})",
+            plural(*n as u64, "item"),
             if *written { "prepared" } else { "reused from prepared/" }
         )?;
     }

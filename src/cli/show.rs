@@ -1,6 +1,7 @@
 use std::io::Write;
 
 use clap::Args;
+use exp::display::{count, or_missing, p_value, percent, points, usd};
 use exp::store::{Commit, Mode, Summary};
 
 use super::init::open_repo;
@@ -21,7 +22,7 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &ShowArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let (id, commit) = repo.resolve_commit(&args.rev)?;
     if let Some(path) = &args.path {
@@ -91,8 +92,8 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<()> {
         ui::outln!("\n(no results in this run)")?;
     } else {
         ui::outln!("\n{}", headline_table(&commit.summary))?;
-        if let Some(usd) = commit.summary.usd {
-            ui::outln!("total cost {}", usd_str(Some(usd)))?;
+        if let Some(total) = commit.summary.usd {
+            ui::outln!("total cost {}", usd(total))?;
         }
     }
     Ok(())
@@ -113,45 +114,18 @@ pub(crate) fn headline_table(s: &Summary) -> ui::Table {
     ])
     .cut(["trial"]);
     for tr in &s.trials {
-        let acc = |c: &str| pct(tr.conditions.get(c).and_then(|c| c.accuracy));
-        let n = tr
-            .conditions
-            .values()
-            .filter_map(|c| c.n)
-            .max()
-            .map(|n| n.to_string())
-            .unwrap_or("-".into());
+        let acc = |c: &str| or_missing(tr.conditions.get(c).and_then(|c| c.accuracy), percent);
         t.add_row(vec![
             tr.slug.clone(),
-            n,
+            or_missing(tr.conditions.values().filter_map(|c| c.n).max(), count),
             acc("control"),
             acc("treatment"),
-            tr.effect.map(|e| format!("{:+.1} pp", e * 100.0)).unwrap_or("-".into()),
-            p_str(tr.p_value),
-            p_str(tr.holm_p),
-            usd_str(tr.usd),
-            tr.failures.map(|f| f.to_string()).unwrap_or("-".into()),
+            or_missing(tr.effect, points),
+            or_missing(tr.p_value, p_value),
+            or_missing(tr.holm_p, p_value),
+            or_missing(tr.usd, usd),
+            or_missing(tr.failures, count),
         ]);
     }
     t
-}
-
-pub(crate) fn pct(v: Option<f64>) -> String {
-    v.map(|a| format!("{:.1}%", a * 100.0)).unwrap_or_else(|| "-".into())
-}
-
-pub(crate) fn p_str(v: Option<f64>) -> String {
-    match v {
-        Some(p) if p < 0.001 => "<0.001".into(),
-        Some(p) => format!("{p:.3}"),
-        None => "-".into(),
-    }
-}
-
-pub(crate) fn usd_str(v: Option<f64>) -> String {
-    match v {
-        Some(u) if u < 0.01 && u > 0.0 => format!("${u:.4}"),
-        Some(u) => format!("${u:.2}"),
-        None => "-".into(),
-    }
 }

@@ -25,7 +25,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &StatusArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let folders = exp::eval::config::workspace_folders(args.config.as_deref(), repo.workspace())?;
     let runs = workspace::status(&repo, &folders)?;

@@ -25,7 +25,7 @@ pub struct TagArgs {
     pub json: bool,
 }
 
-pub fn run(ctx: &Context, args: &TagArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &TagArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     if args.list || args.name.is_none() {
         let tags = repo.refs.list("tags/")?;

@@ -323,9 +323,9 @@ pub fn write_text(text: fmt::Arguments) -> io::Result<()> {
 }
 
 /// Pretty JSON on stdout, for `--json`.
-pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub fn print_json<T: serde::Serialize>(value: &T) -> super::Result<()> {
     let mut out = stdout();
-    serde_json::to_writer_pretty(&mut out, value)?;
+    serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from)?;
     out.write_all(b"\n")?;
     Ok(out.flush()?)
 }

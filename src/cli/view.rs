@@ -33,7 +33,7 @@ pub struct ViewArgs {
     pub export: Option<PathBuf>,
 }
 
-pub fn run(ctx: &Context, args: &ViewArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, args: &ViewArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     if let Some(dir) = &args.export {
         let done = view::export::export(repo, dir, &ui::TermProgress::new())?;
@@ -65,6 +65,6 @@ pub fn run(ctx: &Context, args: &ViewArgs) -> anyhow::Result<()> {
             eprintln!("warning: {e}");
         }
         server::serve(listener, Site::new(repo)).await?;
-        anyhow::Ok(())
+        Ok::<_, exp::error::Failure>(())
     })
 }

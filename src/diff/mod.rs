@@ -13,6 +13,7 @@ pub mod config;
 pub mod paired;
 pub mod pilot;
 pub mod store;
+pub mod text;
 pub mod tree;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,8 @@ use crate::runfiles::layout::{self, Layout, RunFiles, TrialFiles};
 use crate::runfiles::source::{self, Entry, Source};
 use crate::runfiles::tables::{self, ScoreTable};
 use crate::runfiles::trial;
+
+use crate::error::Hint;
 
 /// Errors of a diff: only what stops it (unreadable objects, revisions that do not resolve).
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +55,8 @@ pub enum Error {
     NotCheckedOut { path: String },
 }
 
-impl Error {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         match self {
             Error::Source(e) => e.hint(),
             Error::Store { source, .. } | Error::Rev(source) => source.hint(),
@@ -107,6 +110,8 @@ pub struct RunDiff {
     /// What one side has not got, so cannot be compared.
     pub lacks: Vec<Lack>,
     pub files: Vec<FileChange>,
+    /// Unified diffs of the changed prompts, config and other authored text files.
+    pub text: Vec<text::TextDiff>,
     /// Flipped items, when asked for (`--items`).
     pub items: Vec<FlippedItem>,
 }
@@ -288,11 +293,13 @@ pub fn diff_runs(
         costs: Vec::new(),
         lacks: Vec::new(),
         files,
+        text: Vec::new(),
         items: Vec::new(),
     };
     if out.identical {
         return Ok(out);
     }
+    out.text = text::diffs(a, b, &out.files)?;
     compare_config(a, &ra, b, &rb, &mut out)?;
 
     let (pairs, only_a, only_b) = pair_trials(a, &ra, b, &rb)?;
@@ -302,6 +309,15 @@ pub fn diff_runs(
         .par_iter()
         .map(|(ta, tb, pair)| compare_trial(a, ta, b, tb, pair, opts))
         .collect::<Result<_, _>>()?;
+    // A trial only one run has still shows its figures (beside an empty column).
+    let mut one_sided_trials = Vec::new();
+    for (side, src, trials) in [("a", a, &only_a), ("b", b, &only_b)] {
+        for t in trials.iter().filter(|t| t.has_results()) {
+            let mut r = TrialDiff::default();
+            one_side_figures(src, t, &t.slug, side, &mut r)?;
+            one_sided_trials.push(r);
+        }
+    }
     for ((_, _, pair), r) in pairs.into_iter().zip(results) {
         out.trials.paired.push(pair);
         out.metrics.extend(r.metrics);
@@ -310,6 +326,11 @@ pub fn diff_runs(
         out.costs.extend(r.costs);
         out.lacks.extend(r.lacks);
         out.items.extend(r.items);
+    }
+    for r in one_sided_trials {
+        out.metrics.extend(r.metrics);
+        out.costs.extend(r.costs);
+        out.lacks.extend(r.lacks);
     }
     Ok(out)
 }
@@ -568,20 +589,9 @@ fn compare_trial(
     if !ta.has_results() || !tb.has_results() {
         // Show what the side with results says, beside an empty column: a batch-only run is
         // diffed for what it has.
-        let need = Need { metrics: true, costs: true, scores: false };
         let (side, src, t) = if ta.has_results() { ("a", a, ta) } else { ("b", b, tb) };
-        if !t.has_results() {
-            return Ok(out);
-        }
-        let (parsed, lacks) = parse_side(src, t, need, &name, side)?;
-        out.lacks.extend(lacks);
-        if let Some(m) = &parsed.metrics {
-            let (x, y) = one_sided(side, m);
-            out.metrics = metrics_rows(&name, x, y);
-        }
-        if let Some(c) = &parsed.costs {
-            let (x, y) = one_sided(side, c);
-            out.costs = cost_rows(&name, x, y);
+        if t.has_results() {
+            one_side_figures(src, t, &name, side, &mut out)?;
         }
         return Ok(out);
     }
@@ -615,6 +625,28 @@ fn compare_trial(
         out.effect = effect;
     }
     Ok(out)
+}
+
+/// The metrics and costs of trial `t`, found on `side` only, beside an empty column.
+fn one_side_figures(
+    src: &dyn Source,
+    t: &TrialFiles,
+    name: &str,
+    side: &'static str,
+    out: &mut TrialDiff,
+) -> Result<(), Error> {
+    let need = Need { metrics: true, costs: true, scores: false };
+    let (parsed, lacks) = parse_side(src, t, need, name, side)?;
+    out.lacks.extend(lacks);
+    if let Some(m) = &parsed.metrics {
+        let (x, y) = one_sided(side, m);
+        out.metrics = metrics_rows(name, x, y);
+    }
+    if let Some(c) = &parsed.costs {
+        let (x, y) = one_sided(side, c);
+        out.costs = cost_rows(name, x, y);
+    }
+    Ok(())
 }
 
 /// A row per condition either side has; a side without it (or without metrics at all) shows an

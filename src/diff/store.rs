@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::{Error, Options, RunDiff, Side};
+use crate::error::Hint;
 use crate::runfiles::source::{self, Entry, FsSource, Kind, Source};
 use crate::store::{Commit, Head, Mode, ObjectId, Odb, Repo};
 

@@ -10,6 +10,9 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::overrides::{self, Override, OverrideError};
+use crate::error::Hint;
+
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -21,20 +24,23 @@ pub enum ConfigError {
     Invalid { path: PathBuf, key: String, line: Option<usize>, problem: String, fix: String },
     #[error("{path}{}: `{key}` names {file}, which does not exist", line_suffix(*line))]
     MissingFile { path: PathBuf, key: String, line: Option<usize>, file: PathBuf },
+    #[error(transparent)]
+    Override(#[from] OverrideError),
 }
 
 fn line_suffix(line: Option<usize>) -> String {
     line.map(|l| format!(", line {l}")).unwrap_or_default()
 }
 
-impl ConfigError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ConfigError {
+    fn hint(&self) -> Option<String> {
         match self {
             ConfigError::Read { .. } => Some(
                 "pass an existing file with --config (the demo is config/eval_config.yaml)".into(),
             ),
             ConfigError::Parse { message, .. } => Some(parse_hint(message)),
             ConfigError::Invalid { fix, .. } => Some(fix.clone()),
+            ConfigError::Override(e) => e.hint(),
             ConfigError::MissingFile { .. } => Some(
                 "create the file or fix the path; paths are relative to the workspace folder \
                  (the one holding .exprepo/, else the current folder)"
@@ -353,6 +359,8 @@ pub struct LoadedConfig {
     pub path: PathBuf,
     /// The folder relative paths in the config are resolved against.
     pub workspace: PathBuf,
+    /// The `-S KEY=VALUE` overrides applied, as given (recorded in the run's config snapshot).
+    pub overrides: Vec<String>,
     text: String,
 }
 
@@ -410,10 +418,35 @@ impl LoadedConfig {
 
 /// Reads and validates `path`; relative paths inside resolve against `workspace`.
 pub fn load(path: &Path, workspace: &Path) -> Result<LoadedConfig, ConfigError> {
+    load_with(path, workspace, &[])
+}
+
+/// `load` with `-S KEY=VALUE` overrides applied to the document before it is validated, so an
+/// overridden value is checked exactly like one written in the file.
+pub fn load_with(
+    path: &Path,
+    workspace: &Path,
+    overrides: &[Override],
+) -> Result<LoadedConfig, ConfigError> {
     let text = read(path)?;
-    let config: Config = parse(path, &text)?;
-    let loaded =
-        LoadedConfig { config, path: path.to_path_buf(), workspace: workspace.to_path_buf(), text };
+    let config: Config = if overrides.is_empty() {
+        parse(path, &text)?
+    } else {
+        let mut doc: serde_yaml::Value = parse(path, &text)?;
+        overrides::apply_all(&mut doc, overrides)?;
+        serde_yaml::from_value(doc).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("{} (after the -S overrides)", strip_location(&e.to_string())),
+        })?
+    };
+    let loaded = LoadedConfig {
+        config,
+        path: path.to_path_buf(),
+        workspace: workspace.to_path_buf(),
+        overrides: overrides.iter().map(|o| o.arg.clone()).collect(),
+        text,
+    };
     validate(&loaded)?;
     Ok(loaded)
 }

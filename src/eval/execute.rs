@@ -26,6 +26,7 @@ use super::journal::{self, Entry, JournalError, Status, Syncer};
 use super::plan::Condition;
 use super::prepare::Item;
 use super::providers::{Failure, Provider, RequestContext};
+use crate::error::Hint;
 use crate::progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +43,8 @@ pub enum ExecuteError {
     Task(String),
 }
 
-impl ExecuteError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ExecuteError {
+    fn hint(&self) -> Option<String> {
         match self {
             ExecuteError::Journal(e) => e.hint(),
             ExecuteError::Inputs { .. } => Some(
@@ -178,10 +179,11 @@ async fn run_all(
         }
         let usd = *counters.usd.lock().unwrap_or_else(|e| e.into_inner());
         progress.status(&format!(
-            "jobs {}/{} · {} errors · ${usd:.4}",
+            "jobs {}/{} · {} errors · {}",
             counters.jobs_done.load(Ordering::Relaxed),
             total_jobs,
             counters.failures.load(Ordering::Relaxed),
+            crate::display::usd(usd),
         ));
     };
     loop {

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use serde::{Deserialize, Serialize};
 
 use super::providers::MAX_TOKENS_PER_REQUEST;
+use crate::error::Hint;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,8 +54,8 @@ pub enum JournalError {
     Corrupt { path: PathBuf, line: usize, problem: String },
 }
 
-impl JournalError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for JournalError {
+    fn hint(&self) -> Option<String> {
         match self {
             JournalError::Io { .. } => Some("check the disk has space and the run folder is writable".into()),
             JournalError::Corrupt { .. } => Some(

@@ -6,6 +6,7 @@ pub mod build;
 pub mod config;
 pub mod execute;
 pub mod journal;
+pub mod overrides;
 pub mod plan;
 pub mod prepare;
 pub mod providers;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::DatasetConfig;
+use crate::error::Hint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -26,8 +27,8 @@ pub enum PrepareError {
     NotPrepared { dataset: String, dir: PathBuf },
 }
 
-impl PrepareError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for PrepareError {
+    fn hint(&self) -> Option<String> {
         match self {
             PrepareError::Read { .. } => Some("check the dataset's `path` in the config".into()),
             PrepareError::Row { fix, .. } => Some(fix.clone()),

@@ -11,6 +11,7 @@ use super::journal::{self, JournalError, Status};
 use super::plan::Condition;
 use super::prepare::Item;
 use super::score::Scorer;
+use crate::error::Hint;
 use crate::runfiles::results::{ConditionMetrics, CostLine, Costs, Metrics};
 use crate::runfiles::tables::{PREDICTIONS_HEADER, SCORES_HEADER, TableWriter};
 use crate::runfiles::{self, COSTS, METRICS, PREDICTIONS, RESULTS_DIR, SCORES};
@@ -26,8 +27,8 @@ pub enum ResultsError {
     Baseline { what: String, problem: String },
 }
 
-impl ResultsError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ResultsError {
+    fn hint(&self) -> Option<String> {
         match self {
             ResultsError::Journal(e) => e.hint(),
             ResultsError::Files(e) => e.hint(),

@@ -1,5 +1,9 @@
-//! The orchestrator behind `exp run`: config -> plan -> prepare -> build -> execute -> score ->
-//! results, run.json and the manifest, and the resume of an unfinished run.
+//! The orchestrator behind `exp run`, and the resume of an unfinished run. [`run`] reads as its
+//! pipeline, one function per stage with explicit inputs and outputs: `load` (config, command
+//! line, which run) -> `prepare_and_plan` (datasets, trial matrix, jobs, prompts) -> `dry_run`
+//! stops here -> `start` (the run folder, new or resumed; the baseline) -> `build_requests` ->
+//! `queue` (what is still to send) -> `execute::execute` -> `score` (results and trial reports)
+//! -> `finish` (manifest, aggregate report, run.json). Committing it is `archive`'s job.
 //!
 //! It owns the run folder's life cycle: `run.json` says `running` from the first write until the
 //! end, then `complete`, `incomplete` (stopped; resumable) or `failed`. A resume recomputes the
@@ -9,7 +13,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -23,6 +27,7 @@ use super::providers::{Provider, ProviderError};
 use super::report::{self, SignificanceSettings};
 use super::results::{self, BaselineRows, ResultJob, ResultsError};
 use super::score::Scorer;
+use crate::error::Hint;
 use crate::progress::Progress;
 use crate::runfiles::{self, TrialJson};
 pub use crate::runfiles::{
@@ -76,14 +81,14 @@ pub enum RunError {
     BaselineOpen {
         reference: String,
         #[source]
-        source: BoxError,
+        source: crate::store::Error,
     },
     #[error("run `{run_id}` is being run by another exp process (pid {pid})")]
     Locked { run_id: String, pid: u32 },
 }
 
-impl RunError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for RunError {
+    fn hint(&self) -> Option<String> {
         match self {
             RunError::Config(e) => e.hint(),
             RunError::Prepare(e) => e.hint(),
@@ -121,8 +126,8 @@ impl RunError {
             RunError::Baseline { .. } => {
                 Some("pick a baseline from `exp log` that ran the same trials, or drop --baseline".into())
             }
-            // The store's own error (the source) has the better hint.
-            RunError::BaselineOpen { .. } => None,
+            // The store's own error has the better hint.
+            RunError::BaselineOpen { source, .. } => source.hint(),
             RunError::Locked { pid, .. } => Some(format!(
                 "wait for it to finish, or stop it (kill {pid}) and resume with `exp run --resume`"
             )),
@@ -147,6 +152,8 @@ pub struct RunOptions {
     pub baseline: Option<String>,
     pub dry_run: bool,
     pub stop_on_ctrl_c: bool,
+    /// `-S KEY=VALUE` overrides, applied to the config before it is validated.
+    pub overrides: Vec<super::overrides::Override>,
 }
 
 /// Reads files of a baseline run (from the store); `Ok(None)` when the path does not exist.
@@ -157,9 +164,8 @@ pub trait BaselineSource {
 }
 
 /// Opens a baseline by reference (`archive::open_baseline` does it with the store).
-pub type OpenBaseline<'a> = &'a dyn Fn(&str) -> Result<Box<dyn BaselineSource>, BoxError>;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub type OpenBaseline<'a> =
+    &'a dyn Fn(&str) -> Result<Box<dyn BaselineSource>, crate::store::Error>;
 
 /// What a finished (or stopped) run reports back.
 #[derive(Debug, Clone)]
@@ -220,13 +226,125 @@ pub enum Outcome {
     Ran(RunSummary),
 }
 
-/// The whole of `exp run`.
+/// The whole of `exp run`, one stage after another, each taking what the earlier ones produced.
+/// Committing the run (`--archive`) is the caller's next step (`archive::commit_run`).
 pub fn run(
     opts: &RunOptions,
     open_baseline: OpenBaseline<'_>,
     progress: &dyn Progress,
 ) -> Result<Outcome, RunError> {
-    let mut loaded = config::load(&opts.config, &opts.workspace)?;
+    let setup = load(opts)?;
+    let mut plan = prepare_and_plan(opts, &setup)?;
+    let users = render_users(&setup.loaded, &plan.datasets)?;
+    if opts.dry_run {
+        return Ok(Outcome::Planned(dry_run(opts, &setup, &plan, &users)));
+    }
+    keep_item_keys(&mut plan.datasets);
+    let mut run = start(opts, &setup, &plan, open_baseline)?;
+    let _lock = RunLock::take(&run.dir, &run.rj.run_id)?;
+    write_run_json(&run.dir, &run.rj)?;
+    // Stage timings go to the log (`EXP_LOG=info`), for finding where a slow run spends its time.
+    let clock = Instant::now();
+    tracing::info!(elapsed_ms = ms(clock), "prepared; building");
+    build_requests(opts, &setup, &plan, users, &run.dir, progress)?;
+    let queue = queue(&setup.loaded.config, &plan, &run.dir)?;
+    let already_done = queue.already_done;
+    let models = exec_models(&setup.loaded.config)?;
+    tracing::info!(elapsed_ms = ms(clock), pending = queue.pending, "built; sending");
+    let settings = exec_settings(opts, &setup.loaded.config);
+    let outcome = match execute::execute(queue.jobs, models, &settings, queue.pending, progress) {
+        Ok(outcome) => outcome,
+        Err(err) => return Err(run.fail(err.into())),
+    };
+    let scored = score(&run, &setup.loaded, &plan, clock)?;
+    let manifest = finish(&mut run, &setup.loaded.config, scored, &outcome, clock)?;
+    Ok(Outcome::Ran(RunSummary {
+        run_id: run.rj.run_id.clone(),
+        run_dir: run.dir,
+        status: run.rj.status,
+        resumed: !run.rj.resumed_at.is_empty(),
+        already_done,
+        outcome,
+        manifest,
+        datasets: plan
+            .datasets
+            .iter()
+            .map(|d| (d.name.clone(), d.items.len(), d.written))
+            .collect(),
+        warnings: run.warnings,
+    }))
+}
+
+/// Stage `load`'s output: the config with the command line applied, and which run this is.
+struct Setup {
+    loaded: LoadedConfig,
+    experiments: PathBuf,
+    /// The config's path relative to the workspace, recorded in run.json so `--resume` picks
+    /// a run of this config.
+    config_key: String,
+    /// The run being resumed, as its run.json was before this invocation.
+    previous: Option<RunJson>,
+    conditions: Vec<Condition>,
+    /// The run to take control rows from (`--baseline`, or the resumed run's).
+    baseline: Option<String>,
+}
+
+/// Stages `prepare` and `plan`: what will be asked, of which items, with which prompts.
+struct Plan {
+    datasets: Vec<Prepared>,
+    trials: Vec<Trial>,
+    jobs: Vec<Job>,
+    /// Prompt texts keyed by their path as written in the config.
+    prompts: BTreeMap<PathBuf, String>,
+}
+
+/// The run folder this invocation writes (new or resumed), with its baseline opened.
+struct Started {
+    dir: PathBuf,
+    rj: RunJson,
+    baseline: Option<(String, Box<dyn BaselineSource>)>,
+    warnings: Vec<String>,
+}
+
+impl Started {
+    /// Records in run.json that the run failed, and hands `err` back (or the error writing it).
+    fn fail(&mut self, err: RunError) -> RunError {
+        self.rj.status = RunStatus::Failed;
+        self.rj.finished_at = Some(now());
+        match write_run_json(&self.dir, &self.rj) {
+            Ok(()) => err,
+            Err(write) => write,
+        }
+    }
+}
+
+/// Stage `execute`'s input: every job with the requests it has answered already.
+struct Queue {
+    jobs: Vec<ExecJob>,
+    /// Requests still to send.
+    pending: u64,
+    /// Requests answered in an earlier invocation (resume).
+    already_done: u64,
+}
+
+/// Stage `score`'s output: each trial's line of the manifest and what they add up to.
+#[derive(Default)]
+struct Scored {
+    trials: Vec<ManifestTrial>,
+    totals: Totals,
+    /// Some request of some trial got an answer.
+    any_answer: bool,
+    /// Some trial still lacks answers.
+    any_missing: bool,
+    /// Trials the baseline had no results for.
+    baseline_missing: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Stage `load`: the config, the run to resume (if any), the conditions, and the command line's
+/// overrides; every usage error is found here, before anything is read or written.
+fn load(opts: &RunOptions) -> Result<Setup, RunError> {
+    let mut loaded = config::load_with(&opts.config, &opts.workspace, &opts.overrides)?;
     if opts.baseline.is_some() && opts.condition != Some(Condition::Treatment) {
         return Err(RunError::Usage {
             what: "--baseline takes the control rows from an earlier run, so it needs --condition treatment".into(),
@@ -238,24 +356,46 @@ pub fn run(
     }
     let experiments = loaded.resolve(&loaded.config.paths.experiments_dir);
     let config_key = runfiles::run::config_key(&opts.config, &opts.workspace);
-
-    // Which run: a new one, or the one being resumed (whose own settings win over defaults).
+    // A resumed run's own settings win over the config's defaults.
     let previous = if opts.resume {
-        let id = match &opts.run_id {
-            Some(id) => id.clone(),
-            None => latest_unfinished(&experiments, &config_key)?,
-        };
-        let dir = run_dir(&experiments, &id);
-        let rj = read_run_json(&dir)
-            .map_err(|_| RunError::NoSuchRun { run_id: id.clone(), path: dir.join("run.json") })?;
-        if !has_work_left(&dir, &rj) {
-            return Err(RunError::AlreadyComplete { run_id: id });
-        }
-        Some(rj)
+        Some(resumable(&experiments, opts.run_id.as_deref(), &config_key)?)
     } else {
         None
     };
-    let conditions: Vec<Condition> = match (&previous, opts.condition) {
+    let conditions = conditions(previous.as_ref(), opts.condition)?;
+    if let Some(n) = opts.parts_per_dataset.or(previous.as_ref().map(|p| p.parts_per_dataset)) {
+        loaded.config.execution.parts_per_dataset =
+            within("--parts-per-dataset", n, config::MAX_PARTS_PER_DATASET)?;
+    }
+    if let Some(n) = opts.max_concurrent_jobs {
+        loaded.config.execution.max_concurrent_jobs =
+            within("--max-concurrent-jobs", n, config::MAX_CONCURRENT_JOBS)?;
+    }
+    let baseline = opts.baseline.clone().or(previous.as_ref().and_then(|p| p.baseline.clone()));
+    Ok(Setup { loaded, experiments, config_key, previous, conditions, baseline })
+}
+
+/// The run `--resume` continues: `--run-id`, else the newest unfinished one of this config.
+fn resumable(experiments: &Path, run_id: Option<&str>, config: &str) -> Result<RunJson, RunError> {
+    let id = match run_id {
+        Some(id) => id.to_string(),
+        None => latest_unfinished(experiments, config)?,
+    };
+    let dir = run_dir(experiments, &id);
+    let rj = read_run_json(&dir)
+        .map_err(|_| RunError::NoSuchRun { run_id: id.clone(), path: dir.join("run.json") })?;
+    if !has_work_left(&dir, &rj) {
+        return Err(RunError::AlreadyComplete { run_id: id });
+    }
+    Ok(rj)
+}
+
+/// The conditions to run: `--condition`, else both; a resumed run keeps its own.
+fn conditions(
+    previous: Option<&RunJson>,
+    asked: Option<Condition>,
+) -> Result<Vec<Condition>, RunError> {
+    Ok(match (previous, asked) {
         (Some(p), Some(c)) if p.conditions != vec![c] => {
             return Err(RunError::Usage {
                 what: format!(
@@ -269,18 +409,13 @@ pub fn run(
         (Some(p), _) => p.conditions.clone(),
         (None, Some(c)) => vec![c],
         (None, None) => Condition::BOTH.to_vec(),
-    };
-    if let Some(n) = opts.parts_per_dataset.or(previous.as_ref().map(|p| p.parts_per_dataset)) {
-        loaded.config.execution.parts_per_dataset =
-            within("--parts-per-dataset", n, config::MAX_PARTS_PER_DATASET)?;
-    }
-    if let Some(n) = opts.max_concurrent_jobs {
-        loaded.config.execution.max_concurrent_jobs =
-            within("--max-concurrent-jobs", n, config::MAX_CONCURRENT_JOBS)?;
-    }
-    let baseline_ref = opts.baseline.clone().or(previous.as_ref().and_then(|p| p.baseline.clone()));
+    })
+}
 
-    // Prepare: a dry run reads and checks the datasets but writes nothing.
+/// Stages `prepare` and `plan`: the datasets (a dry run reads and checks them but writes nothing),
+/// the trial matrix and its jobs, and the prompt files.
+fn prepare_and_plan(opts: &RunOptions, setup: &Setup) -> Result<Plan, RunError> {
+    let loaded = &setup.loaded;
     let prepared_dir = loaded.resolve(&loaded.config.paths.prepared_dir);
     let mut datasets = Vec::new();
     for ds in &loaded.config.datasets {
@@ -295,28 +430,16 @@ pub fn run(
     }
     let trials = plan::trials(&loaded.config);
     let sizes: Vec<usize> = datasets.iter().map(|d| d.items.len()).collect();
-    let jobs =
-        plan::jobs(trials.len(), &conditions, &sizes, loaded.config.execution.parts_per_dataset);
-    let prompts = read_prompts(&loaded)?;
-    let users = render_users(&loaded, &datasets)?;
+    let parts = loaded.config.execution.parts_per_dataset;
+    let jobs = plan::jobs(trials.len(), &setup.conditions, &sizes, parts);
+    let prompts = read_prompts(loaded)?;
+    Ok(Plan { datasets, trials, jobs, prompts })
+}
 
-    if opts.dry_run {
-        let run_id = previous.as_ref().map(|p| p.run_id.clone()).or(opts.run_id.clone());
-        return Ok(Outcome::Planned(dry_run(
-            &loaded,
-            run_id.map(|id| (run_dir(&experiments, &id), id)),
-            &trials,
-            &jobs,
-            &conditions,
-            &datasets,
-            &prompts,
-            &users,
-        )));
-    }
-
-    // From here on an item is its id, gold label and cluster: the other columns were only needed
-    // for the user messages, already rendered, and would otherwise stay in memory all run long.
-    for d in &mut datasets {
+/// From here on an item is its id, gold label and cluster: the other columns were only needed
+/// for the user messages, already rendered, and would otherwise stay in memory all run long.
+fn keep_item_keys(datasets: &mut [Prepared]) {
+    for d in datasets {
         d.items = Arc::new(
             d.items
                 .iter()
@@ -329,127 +452,160 @@ pub fn run(
                 .collect(),
         );
     }
-    let fingerprint = fingerprint(&loaded.config, &prompts, &datasets);
+}
+
+/// Stage `start`: the run folder. A resumed run must have the inputs it started with; a new one
+/// gets its folder, run.json and a copy of its config. The baseline is opened first, so a wrong
+/// REF costs nothing.
+fn start(
+    opts: &RunOptions,
+    setup: &Setup,
+    plan: &Plan,
+    open_baseline: OpenBaseline<'_>,
+) -> Result<Started, RunError> {
+    let fingerprint = fingerprint(&setup.loaded.config, &plan.prompts, &plan.datasets);
     let config_hash = blake3::hash(fingerprint.to_string().as_bytes()).to_hex().to_string();
-    // The baseline is opened before anything is sent, so a wrong REF costs nothing.
     let mut warnings = Vec::new();
-    let baseline = match &baseline_ref {
+    let baseline = match &setup.baseline {
         Some(reference) => {
             let src = open_baseline(reference).map_err(|source| RunError::BaselineOpen {
                 reference: reference.clone(),
                 source,
             })?;
-            warnings.extend(baseline_checks(reference, src.as_ref(), &loaded, &prompts, &datasets));
+            let (l, prompts, datasets) = (&setup.loaded, &plan.prompts, &plan.datasets);
+            warnings.extend(baseline_checks(reference, src.as_ref(), l, prompts, datasets));
             Some((reference.clone(), src))
         }
         None => None,
     };
-    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (run_id, dir, mut rj) = match previous {
-        Some(mut rj) => {
-            let dir = run_dir(&experiments, &rj.run_id);
-            if rj.config_hash != config_hash {
-                let old = stored_fingerprint(&dir, &rj)?;
-                let mut changes = diff_fingerprints(&old, &fingerprint);
-                if changes.is_empty() {
-                    changes.push("the resolved config differs in a way exp cannot itemize".into());
-                }
-                return Err(RunError::ConfigChanged { run_id: rj.run_id, changes });
-            }
-            rj.status = RunStatus::Running;
-            rj.finished_at = None;
-            rj.resumed_at.push(now());
-            rj.config.get_or_insert_with(|| config_key.clone());
-            (rj.run_id.clone(), dir, rj)
+    let rj = match &setup.previous {
+        Some(previous) => {
+            let mut rj = resume_run(&setup.experiments, previous, &config_hash, &fingerprint)?;
+            rj.config.get_or_insert_with(|| setup.config_key.clone());
+            rj
         }
-        None => {
-            let run_id = match &opts.run_id {
-                Some(id) => id.clone(),
-                None => fresh_run_id(&experiments),
-            };
-            let dir = run_dir(&experiments, &run_id);
-            if dir.exists() {
-                return Err(RunError::RunExists { run_id, path: dir });
-            }
-            if opts.skip_build {
-                return Err(RunError::Usage {
-                    what: "--skip-build reuses the request files of a run being resumed, and this is a new run".into(),
-                    fix: "add --resume (with --run-id ID) to continue a run, or drop --skip-build".into(),
-                });
-            }
-            let rj = RunJson {
-                format: 1,
-                run_id: run_id.clone(),
-                status: RunStatus::Running,
-                started_at: now(),
-                finished_at: None,
-                config_hash: config_hash.clone(),
-                provenance: crate::eval::provenance_of(&loaded.workspace),
-                exp_version: env!("CARGO_PKG_VERSION").to_string(),
-                conditions: conditions.clone(),
-                parts_per_dataset: loaded.config.execution.parts_per_dataset,
-                baseline: baseline_ref.clone(),
-                baseline_detail: None,
-                trials: trials.iter().map(|t| t.slug.to_string()).collect(),
-                datasets: datasets
-                    .iter()
-                    .map(|d| DatasetRecord {
-                        name: d.name.clone(),
-                        items: d.items.len(),
-                        hash: d.hash.clone(),
-                        prepared: d
-                            .path
-                            .file_name()
-                            .map(|n| n.to_string_lossy().to_string())
-                            .unwrap_or_default(),
-                    })
-                    .collect(),
-                resumed_at: Vec::new(),
-                config: Some(config_key.clone()),
-            };
-            std::fs::create_dir_all(&dir)
-                .map_err(|source| RunError::Write { path: dir.clone(), source })?;
-            snapshot_config(&loaded, &prompts, &dir)?;
-            (run_id, dir, rj)
-        }
+        None => new_run(opts, setup, plan, config_hash)?,
     };
-    let _lock = RunLock::take(&dir, &run_id)?;
-    let resumed = !rj.resumed_at.is_empty();
-    write_run_json(&dir, &rj)?;
+    Ok(Started { dir: run_dir(&setup.experiments, &rj.run_id), rj, baseline, warnings })
+}
 
-    // Build (or reuse) the request files, then count what is still to send.
-    let items: Vec<Arc<Vec<prepare::Item>>> = datasets.iter().map(|d| d.items.clone()).collect();
-    for t in &trials {
-        write_trial_json(&dir, t, &loaded.config, &conditions, &datasets)?;
+/// The resumed run's run.json, `running` again, once its inputs are known to be unchanged.
+fn resume_run(
+    experiments: &Path,
+    previous: &RunJson,
+    config_hash: &str,
+    fingerprint: &serde_json::Value,
+) -> Result<RunJson, RunError> {
+    if previous.config_hash != config_hash {
+        let old = stored_fingerprint(&run_dir(experiments, &previous.run_id), previous)?;
+        let mut changes = diff_fingerprints(&old, fingerprint);
+        if changes.is_empty() {
+            changes.push("the resolved config differs in a way exp cannot itemize".into());
+        }
+        return Err(RunError::ConfigChanged { run_id: previous.run_id.clone(), changes });
     }
-    // Phase timings go to the log (`EXP_LOG=info`), for finding where a slow run spends its time.
-    let phase = std::time::Instant::now();
-    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, "prepared; building");
-    progress.start("build", jobs.len() as u64, false);
-    for job in &jobs {
-        let path = inputs_path(&dir, &trials[job.trial], job);
+    let mut rj = previous.clone();
+    rj.status = RunStatus::Running;
+    rj.finished_at = None;
+    rj.resumed_at.push(now());
+    Ok(rj)
+}
+
+/// A new run's folder with its copy of the config and prompts, and its run.json (not yet written).
+fn new_run(
+    opts: &RunOptions,
+    setup: &Setup,
+    plan: &Plan,
+    config_hash: String,
+) -> Result<RunJson, RunError> {
+    let run_id = match &opts.run_id {
+        Some(id) => id.clone(),
+        None => fresh_run_id(&setup.experiments),
+    };
+    let dir = run_dir(&setup.experiments, &run_id);
+    if dir.exists() {
+        return Err(RunError::RunExists { run_id, path: dir });
+    }
+    if opts.skip_build {
+        return Err(RunError::Usage {
+            what: "--skip-build reuses the request files of a run being resumed, and this is a new run".into(),
+            fix: "add --resume (with --run-id ID) to continue a run, or drop --skip-build".into(),
+        });
+    }
+    let loaded = &setup.loaded;
+    let rj = RunJson {
+        format: 1,
+        run_id,
+        status: RunStatus::Running,
+        started_at: now(),
+        finished_at: None,
+        config_hash,
+        provenance: crate::eval::provenance_of(&loaded.workspace),
+        exp_version: env!("CARGO_PKG_VERSION").to_string(),
+        conditions: setup.conditions.clone(),
+        parts_per_dataset: loaded.config.execution.parts_per_dataset,
+        baseline: setup.baseline.clone(),
+        baseline_detail: None,
+        trials: plan.trials.iter().map(|t| t.slug.to_string()).collect(),
+        datasets: plan.datasets.iter().map(dataset_record).collect(),
+        resumed_at: Vec::new(),
+        config: Some(setup.config_key.clone()),
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|source| RunError::Write { path: dir.clone(), source })?;
+    snapshot_config(loaded, &plan.prompts, &dir)?;
+    Ok(rj)
+}
+
+fn dataset_record(d: &Prepared) -> DatasetRecord {
+    DatasetRecord {
+        name: d.name.clone(),
+        items: d.items.len(),
+        hash: d.hash.clone(),
+        prepared: d.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+    }
+}
+
+/// Stage `build`: each trial's trial.json and the request files (`--skip-build` insists they are
+/// there). Takes the rendered user messages so they are freed once written.
+fn build_requests(
+    opts: &RunOptions,
+    setup: &Setup,
+    plan: &Plan,
+    users: Vec<Vec<String>>,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<(), RunError> {
+    let config = &setup.loaded.config;
+    for t in &plan.trials {
+        write_trial_json(dir, t, config, &setup.conditions, &plan.datasets)?;
+    }
+    progress.start("build", plan.jobs.len() as u64, false);
+    for job in &plan.jobs {
+        let path = inputs_path(dir, &plan.trials[job.trial], job);
         if !path.is_file() {
             if opts.skip_build {
                 return Err(RunError::NotBuilt { path });
             }
-            let lines =
-                build_job(&trials[job.trial], job, &datasets, &prompts, &users, &loaded.config);
+            let trial = &plan.trials[job.trial];
+            let lines = build_job(trial, job, &plan.datasets, &plan.prompts, &users, config);
             build::write_lines(&path, lines)
                 .map_err(|source| RunError::Write { path: path.clone(), source })?;
         }
         progress.advance(1);
     }
     progress.finish();
-    drop(users);
+    Ok(())
+}
 
-    let mut exec_jobs = Vec::new();
-    let mut pending = 0u64;
-    let mut already_done = 0u64;
+/// What every job still has to send: the requests its journal holds no `ok` answer for.
+fn queue(config: &Config, plan: &Plan, dir: &Path) -> Result<Queue, RunError> {
+    let mut queue = Queue { jobs: Vec::new(), pending: 0, already_done: 0 };
     let model_index: BTreeMap<&str, usize> =
-        loaded.config.models.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
-    for job in &jobs {
-        let trial = &trials[job.trial];
-        let journal_path = journal_path(&dir, trial, job);
+        config.models.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
+    for job in &plan.jobs {
+        let trial = &plan.trials[job.trial];
+        let journal_path = journal_path(dir, trial, job);
         let done: HashSet<String> = journal::read(&journal_path)
             .map_err(ExecuteError::from)?
             .into_values()
@@ -457,58 +613,59 @@ pub fn run(
             .map(|e| e.custom_id)
             .collect();
         let expected = (job.end - job.start) as u64 * trial.repeats as u64;
-        already_done += done.len() as u64;
-        pending += expected.saturating_sub(done.len() as u64);
-        exec_jobs.push(ExecJob {
-            inputs: inputs_path(&dir, trial, job),
+        queue.already_done += done.len() as u64;
+        queue.pending += expected.saturating_sub(done.len() as u64);
+        queue.jobs.push(ExecJob {
+            inputs: inputs_path(dir, trial, job),
             journal: journal_path,
             model: model_index.get(trial.model.name.as_str()).copied().unwrap_or(0),
             condition: job.condition,
-            dataset: datasets[job.dataset].name.clone(),
-            items: items[job.dataset].clone(),
+            dataset: plan.datasets[job.dataset].name.clone(),
+            items: plan.datasets[job.dataset].items.clone(),
             start: job.start,
             end: job.end,
             repeats: trial.repeats,
             done,
         });
     }
+    Ok(queue)
+}
 
-    let e = &loaded.config.execution;
-    let labels = loaded.config.scoring.labels.clone();
+/// A provider for every model of the config, in its order (`ExecJob::model` indexes it).
+fn exec_models(config: &Config) -> Result<Vec<ExecModel>, RunError> {
+    let timeout = Duration::from_secs_f64(config.execution.timeout_s);
+    let labels = &config.scoring.labels;
     let mut models = Vec::new();
-    for m in &loaded.config.models {
+    for m in &config.models {
         models.push(ExecModel {
-            provider: Provider::new(
-                m,
-                Duration::from_secs_f64(e.timeout_s),
-                e.max_response_bytes,
-                &labels,
-            )?,
+            provider: Provider::new(m, timeout, config.execution.max_response_bytes, labels)?,
             max_connections: m.max_connections,
             pricing: m.pricing,
         });
     }
-    let settings = ExecSettings {
+    Ok(models)
+}
+
+fn exec_settings(opts: &RunOptions, config: &Config) -> ExecSettings {
+    let e = &config.execution;
+    ExecSettings {
         max_concurrent_jobs: e.max_concurrent_jobs,
         max_retries: e.max_retries,
         backoff_base: Duration::from_secs_f64(e.backoff_base_s),
         backoff_max: Duration::from_secs_f64(e.backoff_max_s),
         fsync: e.fsync,
         stop_on_ctrl_c: opts.stop_on_ctrl_c,
-    };
-    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, pending, "built; sending");
-    let outcome = match execute::execute(exec_jobs, models, &settings, pending, progress) {
-        Ok(o) => o,
-        Err(err) => {
-            rj.status = RunStatus::Failed;
-            rj.finished_at = Some(now());
-            write_run_json(&dir, &rj)?;
-            return Err(err.into());
-        }
-    };
+    }
+}
 
-    let mut baseline_missing = Vec::new();
-
+/// Stages `score`, `results` and `reports`: every trial's results files and report.md, and its
+/// line of the manifest.
+fn score(
+    run: &Started,
+    loaded: &LoadedConfig,
+    plan: &Plan,
+    clock: Instant,
+) -> Result<Scored, RunError> {
     let scorer = Scorer::new(&loaded.config.scoring).map_err(|e| ConfigError::Invalid {
         path: loaded.path.clone(),
         key: "scoring.extract".into(),
@@ -517,77 +674,86 @@ pub fn run(
         fix: "fix the pattern".into(),
     })?;
     let settings = significance_settings(&loaded.config);
-    let mut manifest_trials = Vec::new();
-    let mut totals = Totals::default();
-    let mut any_answer = false;
-    let mut any_missing = false;
-    for (ti, trial) in trials.iter().enumerate() {
-        let trial_dir = dir.join(trial.slug.as_str());
-        let rjobs: Vec<ResultJob<'_>> = jobs
+    let mut scored = Scored::default();
+    for (ti, trial) in plan.trials.iter().enumerate() {
+        let slug = trial.slug.as_str();
+        let trial_dir = run.dir.join(slug);
+        let rjobs: Vec<ResultJob<'_>> = plan
+            .jobs
             .iter()
             .filter(|j| j.trial == ti)
             .map(|j| ResultJob {
                 condition: j.condition,
                 part: j.part,
-                dataset: &datasets[j.dataset].name,
-                items: &datasets[j.dataset].items[j.start..j.end],
-                journal: journal_path(&dir, trial, j),
+                dataset: &plan.datasets[j.dataset].name,
+                items: &plan.datasets[j.dataset].items[j.start..j.end],
+                journal: journal_path(&run.dir, trial, j),
             })
             .collect();
-        let rows = match &baseline {
+        let rows = match &run.baseline {
             Some((reference, src)) => {
-                let slug = trial.slug.as_str();
-                let read = |name: &str| {
-                    src.read(&format!("{slug}/results/{name}")).map_err(|problem| {
-                        RunError::Baseline { reference: reference.clone(), problem }
-                    })
-                };
-                match (read("predictions.csv")?, read("per_item_scores.csv")?) {
-                    (Some(predictions), Some(scores)) => {
-                        Some(BaselineRows { predictions, scores, condition: Condition::Control })
-                    }
-                    _ => {
-                        warnings.push(format!(
-                            "baseline `{reference}` has no results for trial {slug}: it holds treatment rows only, so no paired statistics"
-                        ));
-                        baseline_missing.push(slug.to_string());
-                        None
-                    }
+                let rows = baseline_rows(reference, src.as_ref(), slug)?;
+                if rows.is_none() {
+                    scored.warnings.push(format!(
+                        "baseline `{reference}` has no results for trial {slug}: it holds treatment rows only, so no paired statistics"
+                    ));
+                    scored.baseline_missing.push(slug.to_string());
                 }
+                rows
             }
             None => None,
         };
-        tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, trial = %trial.slug, "scoring");
-        let r = results::write(
-            &trial_dir,
-            &rjobs,
-            trial.repeats,
-            &scorer,
-            trial.model.pricing,
-            rows.as_ref(),
-        )?;
-        tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, trial = %trial.slug, "reporting");
+        tracing::info!(elapsed_ms = ms(clock), trial = %trial.slug, "scoring");
+        let pricing = trial.model.pricing;
+        let r = results::write(&trial_dir, &rjobs, trial.repeats, &scorer, pricing, rows.as_ref())?;
+        tracing::info!(elapsed_ms = ms(clock), trial = %trial.slug, "reporting");
         report::write_trial_report(&trial_dir, &settings)?;
-        let status = trial_status(&r);
-        any_answer |= r.costs.conditions.values().any(|c| c.requests > c.failures);
-        any_missing |= r.incomplete;
-        totals.requests += r.costs.total.requests;
-        totals.failures += r.costs.total.failures;
-        totals.input_tokens += r.costs.total.input_tokens;
-        totals.output_tokens += r.costs.total.output_tokens;
-        totals.usd += r.costs.total.usd;
+        scored.add(trial, &r, &trial_dir);
+    }
+    Ok(scored)
+}
+
+/// A trial's control rows from the baseline run; `None` when it has no results for the trial.
+fn baseline_rows(
+    reference: &str,
+    src: &dyn BaselineSource,
+    slug: &str,
+) -> Result<Option<BaselineRows>, RunError> {
+    let read = |name: &str| {
+        src.read(&format!("{slug}/results/{name}"))
+            .map_err(|problem| RunError::Baseline { reference: reference.to_string(), problem })
+    };
+    Ok(match (read("predictions.csv")?, read("per_item_scores.csv")?) {
+        (Some(predictions), Some(scores)) => {
+            Some(BaselineRows { predictions, scores, condition: Condition::Control })
+        }
+        _ => None,
+    })
+}
+
+impl Scored {
+    /// Adds a scored trial: its manifest line, its costs to the totals.
+    fn add(&mut self, trial: &Trial, r: &results::TrialResults, trial_dir: &Path) {
+        self.any_answer |= r.costs.conditions.values().any(|c| c.requests > c.failures);
+        self.any_missing |= r.incomplete;
+        let total = &r.costs.total;
+        self.totals.requests += total.requests;
+        self.totals.failures += total.failures;
+        self.totals.input_tokens += total.input_tokens;
+        self.totals.output_tokens += total.output_tokens;
+        self.totals.usd += total.usd;
         let acc = |c: &str| r.metrics.conditions.get(c).and_then(|m| m.accuracy);
         let effect = match (acc("treatment"), acc("control")) {
             (Some(t), Some(c)) => Some(t - c),
             _ => None,
         };
-        manifest_trials.push(ManifestTrial {
+        self.trials.push(ManifestTrial {
             slug: trial.slug.to_string(),
             model: trial.model.name.clone(),
             provider: trial.model.provider.as_str().into(),
             prompt_set: trial.prompt_set.clone(),
             decoding: trial.decoding,
-            status: status.into(),
+            status: trial_status(r).into(),
             path: format!("{}/", trial.slug),
             metrics: r
                 .metrics
@@ -596,49 +762,62 @@ pub fn run(
                 .map(|(k, m)| (k.clone(), HeadlineMetrics { n: m.n, accuracy: m.accuracy }))
                 .collect(),
             effect,
-            p_value: read_p_value(&trial_dir),
+            p_value: read_p_value(trial_dir),
             holm_p: None,
-            usd: r.costs.total.usd,
-            failures: r.costs.total.failures,
+            usd: total.usd,
+            failures: total.failures,
         });
     }
-    let status = if outcome.interrupted || any_missing {
+}
+
+/// Stage `finish`: how the run ended, the manifest and aggregate report, and run.json saying so.
+/// Returns the manifest as written (the aggregate step adds Holm p-values to it).
+fn finish(
+    run: &mut Started,
+    config: &Config,
+    scored: Scored,
+    outcome: &ExecOutcome,
+    clock: Instant,
+) -> Result<Manifest, RunError> {
+    let status = if outcome.interrupted || scored.any_missing {
         RunStatus::Incomplete
-    } else if !any_answer && totals.requests > 0 {
+    } else if !scored.any_answer && scored.totals.requests > 0 {
         RunStatus::Failed
     } else {
         RunStatus::Complete
     };
-    if let Some((reference, src)) = &baseline {
-        rj.baseline_detail = Some(BaselineRecord {
+    if let Some((reference, src)) = &run.baseline {
+        run.rj.baseline_detail = Some(BaselineRecord {
             reference: reference.clone(),
             commit: src.commit(),
             condition: Condition::Control,
-            missing_trials: baseline_missing,
+            missing_trials: scored.baseline_missing,
         });
     }
-    let manifest =
-        Manifest { format: 1, run_id: run_id.clone(), status, trials: manifest_trials, totals };
-    runfiles::write_json(&dir.join(runfiles::MANIFEST), &manifest)?;
-    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, "aggregating");
-    report::write_aggregate(&dir, &settings)?;
-    tracing::info!(elapsed_ms = phase.elapsed().as_millis() as u64, "done");
-    rj.status = status;
-    rj.finished_at = Some(now());
-    write_run_json(&dir, &rj)?;
-    // The aggregate step may have added Holm p-values: report what is on disk.
-    let manifest = read_manifest(&dir).unwrap_or(manifest);
-    Ok(Outcome::Ran(RunSummary {
-        run_id,
-        run_dir: dir,
+    run.warnings.extend(scored.warnings);
+    let manifest = Manifest {
+        format: 1,
+        run_id: run.rj.run_id.clone(),
         status,
-        resumed,
-        already_done,
-        outcome,
-        manifest,
-        datasets: datasets.iter().map(|d| (d.name.clone(), d.items.len(), d.written)).collect(),
-        warnings,
-    }))
+        trials: scored.trials,
+        totals: scored.totals,
+    };
+    runfiles::write_json(&run.dir.join(runfiles::MANIFEST), &manifest)?;
+    tracing::info!(elapsed_ms = ms(clock), "aggregating");
+    report::write_aggregate(&run.dir, &significance_settings(config))?;
+    tracing::info!(elapsed_ms = ms(clock), "done");
+    run.rj.status = status;
+    run.rj.finished_at = Some(now());
+    write_run_json(&run.dir, &run.rj)?;
+    Ok(read_manifest(&run.dir).unwrap_or(manifest))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
 }
 
 /// `n` from the command line, or a usage error naming `flag` when it is outside [1, max]: zero
@@ -981,8 +1160,12 @@ fn snapshot_config(
         path: dir.join("config"),
         source: std::io::Error::other(e),
     })?;
-    let header =
-        "# The resolved config of this run (defaults filled in, command-line overrides applied).\n";
+    let mut header =
+        "# The resolved config of this run (defaults filled in, command-line overrides applied).\n"
+            .to_string();
+    for o in &l.overrides {
+        header.push_str(&format!("# -S {o}\n"));
+    }
     let path = dir.join("config").join("eval_config.yaml");
     runfiles::atomic_write(&path, format!("{header}{yaml}").as_bytes())
         .map_err(|source| RunError::Write { path, source })?;
@@ -1105,17 +1288,11 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn dry_run(
-    l: &LoadedConfig,
-    run: Option<(PathBuf, String)>,
-    trials: &[Trial],
-    jobs: &[Job],
-    conditions: &[Condition],
-    datasets: &[Prepared],
-    prompts: &BTreeMap<PathBuf, String>,
-    users: &[Vec<String>],
-) -> DryRun {
+/// `--dry-run`: what the plan would send and cost, per trial and in all.
+fn dry_run(opts: &RunOptions, setup: &Setup, plan: &Plan, users: &[Vec<String>]) -> DryRun {
+    let (l, conditions) = (&setup.loaded, &setup.conditions);
+    let (trials, jobs, datasets, prompts) =
+        (&plan.trials, &plan.jobs, &plan.datasets, &plan.prompts);
     // The user message's tokens do not depend on the trial: count them once per item.
     let user_tokens: Vec<u64> =
         users.iter().map(|d| d.iter().map(|u| build::estimate_tokens(u)).sum()).collect();
@@ -1154,10 +1331,11 @@ fn dry_run(
             max_usd,
         });
     }
-    let (run_dir, run_id) = run.unzip();
+    // The run a `--resume` would continue, else `--run-id`'s.
+    let run_id = setup.previous.as_ref().map(|p| p.run_id.clone()).or(opts.run_id.clone());
     DryRun {
+        run_dir: run_id.as_ref().map(|id| run_dir(&setup.experiments, id)),
         run_id,
-        run_dir,
         conditions: conditions.to_vec(),
         parts_per_dataset: l.config.execution.parts_per_dataset,
         totals: DryTotals {

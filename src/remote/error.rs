@@ -2,6 +2,7 @@
 //! object a person needs to act on, and `hint()` says what to do next.
 use std::path::PathBuf;
 
+use crate::error::Hint;
 use crate::store::ObjectId;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +75,10 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
+}
 
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             Error::BadUrl { .. } => {
                 "use a folder (/mnt/team/exp or file:///mnt/team/exp) or s3://bucket/prefix"

@@ -31,6 +31,8 @@ pub mod trial;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::error::Hint;
+
 pub use manifest::{Decoding, HeadlineMetrics, Manifest, ManifestTrial, Totals};
 pub use run::{BaselineRecord, Condition, DatasetRecord, RunHeader, RunJson, RunStatus};
 pub use trial::{TrialInfo, TrialJson};
@@ -79,8 +81,8 @@ pub enum Error {
     Csv { path: PathBuf, line: Option<u64>, message: String },
 }
 
-impl Error {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             Error::Io { .. } => "check that the run folder exists and is readable".into(),
             Error::Write { .. } => "check the disk has space and the run folder is writable".into(),

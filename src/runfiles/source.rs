@@ -3,6 +3,8 @@
 //! diffs and imports read runs through it.
 use serde::Serialize;
 
+use crate::error::Hint;
+
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,8 +27,8 @@ pub enum Error {
     },
 }
 
-impl Error {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         match self {
             Error::Missing { .. } => Some("run `exp fsck` to check the store".into()),
             Error::Read { .. } => Some("check the file is readable".into()),

@@ -194,6 +194,7 @@ pub fn lock_path(target: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Hint;
 
     #[test]
     fn a_second_lock_waits_then_reports_the_lock_path() {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::ObjectId;
+use crate::error::Hint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -78,8 +79,10 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
+}
 
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             Error::NotARepo { .. } => {
                 "run `exp init` in the workspace, or pass `--repo DIR`".to_string()
@@ -115,6 +118,10 @@ impl Error {
                     .to_string()
             }
             Error::ReflogOutOfRange { .. } => "`exp log -v REF` shows its history".to_string(),
+            Error::NoParent { .. } => {
+                "it is the first commit of its history: `exp log` shows every run, and                  `exp diff A B` compares any two"
+                    .to_string()
+            }
             Error::PathNotFound { rev, .. } => format!("`exp show {rev}` lists its files"),
             Error::UnsupportedFileType { .. } => {
                 "move the special file (fifo, socket, device) out of the run folder".to_string()

@@ -1,6 +1,6 @@
 //! `Repo`: one workspace and its store (`<workspace>/.exprepo`). Opening, revision syntax,
 //! reading files at a commit, reachability, and committing a run folder.
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -476,6 +476,11 @@ impl Repo {
             .clone()
             .or_else(|| meta.message.clone())
             .unwrap_or_else(|| format!("commit run {run_id}"));
+        // Lineage, as in git: a re-commit follows the run's own previous commit; a run's first
+        // commit follows the commit HEAD names (the workspace's previous run), so `HEAD~1` is
+        // the previous run and `exp log` reads as history. Saved snapshots (`set_head` false)
+        // are side branches and keep no such parent.
+        let head_commit = if set_head { self.refs.read(&RefName::head())? } else { None };
         let mut attempts = 0;
         let commit_id = loop {
             attempts += 1;
@@ -494,7 +499,7 @@ impl Repo {
             });
             let commit = Commit {
                 tree,
-                parents: current.into_iter().collect(),
+                parents: current.or(head_commit).into_iter().collect(),
                 time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 message: message.clone(),
                 run_id: run_id.clone(),
@@ -545,7 +550,15 @@ impl Repo {
             stack.extend(c.parents.iter().copied());
             out.push((id, c));
         }
-        out.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(a.0.cmp(&b.0)));
+        // Times have one-second resolution, so a run and the one before it can tie: within a
+        // tie a commit comes before its ancestors (higher generation first), as git's log does.
+        let generation = generations(&out);
+        out.sort_by(|a, b| {
+            b.1.time
+                .cmp(&a.1.time)
+                .then(generation[&b.0].cmp(&generation[&a.0]))
+                .then(a.0.cmp(&b.0))
+        });
         if let Some(n) = limit {
             out.truncate(n);
         }
@@ -669,6 +682,46 @@ pub struct CheckoutOutcome {
 }
 
 /// The run id a folder name implies: `run_<ID>` -> ID, anything else -> the name itself.
+/// Each commit's distance from its oldest ancestor within `commits` (parents outside the set
+/// count as nothing), computed without recursion so a long history cannot overflow the stack.
+fn generations(commits: &[(ObjectId, Commit)]) -> HashMap<ObjectId, usize> {
+    let parents: HashMap<ObjectId, &[ObjectId]> =
+        commits.iter().map(|(id, c)| (*id, c.parents.as_slice())).collect();
+    let mut generation: HashMap<ObjectId, usize> = HashMap::with_capacity(commits.len());
+    for (start, _) in commits {
+        let mut stack = vec![*start];
+        // Ids can't form a cycle (a commit's id covers its parents' ids), but a forged store
+        // must not make this loop forever: a commit already on the stack counts as done.
+        let mut visiting: HashSet<ObjectId> = HashSet::new();
+        while let Some(&id) = stack.last() {
+            if generation.contains_key(&id) {
+                stack.pop();
+                continue;
+            }
+            visiting.insert(id);
+            let pending: Vec<ObjectId> = parents[&id]
+                .iter()
+                .filter(|p| {
+                    parents.contains_key(p) && !generation.contains_key(p) && !visiting.contains(p)
+                })
+                .copied()
+                .collect();
+            if pending.is_empty() {
+                let g = parents[&id]
+                    .iter()
+                    .filter_map(|p| generation.get(p))
+                    .max()
+                    .map_or(0, |g| g + 1);
+                generation.insert(id, g);
+                stack.pop();
+            } else {
+                stack.extend(pending);
+            }
+        }
+    }
+    generation
+}
+
 pub fn run_id_of(dir: &Path) -> String {
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     match name.strip_prefix("run_") {

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::Page;
+use crate::display;
 
 /// `s` as HTML text: every character that could start markup or end an attribute is escaped,
 /// so a model's output is shown, never interpreted.
@@ -92,13 +93,14 @@ pub(crate) fn assets() -> impl Iterator<Item = (&'static str, &'static [u8])> {
     ASSETS.iter().map(|(n, _, b)| (*n, b.as_bytes()))
 }
 
+/// The figures as `crate::display` spells them, `—` where there is none.
 pub(crate) fn pct(x: Option<f64>) -> String {
-    x.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_else(|| "–".into())
+    display::or_missing(x, display::percent)
 }
 
 /// A difference in percentage points.
 pub(crate) fn pp(x: Option<f64>) -> String {
-    x.map(|x| format!("{:+.1} pp", x * 100.0)).unwrap_or_else(|| "–".into())
+    display::or_missing(x, display::points)
 }
 
 pub(crate) fn ci_pct(ci: Option<[f64; 2]>) -> String {
@@ -106,24 +108,11 @@ pub(crate) fn ci_pct(ci: Option<[f64; 2]>) -> String {
 }
 
 pub(crate) fn p(x: Option<f64>) -> String {
-    match x {
-        Some(p) if p < 0.001 => "<0.001".into(),
-        Some(p) => format!("{p:.3}"),
-        None => "–".into(),
-    }
+    display::or_missing(x, display::p_value)
 }
 
 pub(crate) fn usd(x: Option<f64>) -> String {
-    match x {
-        None => "–".into(),
-        Some(0.0) => "$0".into(),
-        Some(x) if x.abs() >= 0.01 => format!("${x:.4}"),
-        Some(x) => {
-            // Three significant digits in plain decimals: $0.0000920, not $9.2e-5.
-            let decimals = (2 - x.abs().log10().floor() as i64).clamp(2, 12) as usize;
-            format!("${x:.decimals$}")
-        }
-    }
+    display::or_missing(x, display::usd)
 }
 
 /// A sortable cell: the text shown, and the number the history table sorts by.
@@ -163,7 +152,7 @@ mod tests {
     #[test]
     fn money_keeps_three_significant_digits() {
         assert_eq!(usd(Some(0.000092)), "$0.0000920");
-        assert_eq!(usd(Some(1.5)), "$1.5000");
-        assert_eq!(usd(None), "–");
+        assert_eq!(usd(Some(1.5)), "$1.50");
+        assert_eq!(usd(None), "—");
     }
 }

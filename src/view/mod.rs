@@ -20,6 +20,7 @@ mod read;
 pub mod server;
 mod textdiff;
 
+use crate::error::Hint;
 use crate::store::{ObjectId, Repo};
 
 pub use items::{Filter, PAGE_SIZE};
@@ -50,8 +51,8 @@ pub enum Error {
     Browser(std::io::Error),
 }
 
-impl Error {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
         match self {
             Error::NotFound { .. } => Some("start from the history page, `/`".into()),
             Error::Store(e) => e.hint(),
@@ -66,7 +67,9 @@ impl Error {
             Error::Browser(_) => Some("open the printed address in a browser yourself".into()),
         }
     }
+}
 
+impl Error {
     fn not_found(what: impl Into<String>) -> Error {
         Error::NotFound { what: what.into() }
     }

@@ -8,6 +8,7 @@ use super::items::{self, Filter, ItemRow, ItemsPage, PAGE_SIZE};
 use super::read::{self, Run};
 use super::{Error, Result, Site, paths, textdiff};
 use crate::diff::{self, FlippedItem, RunDiff};
+use crate::error::Hint;
 use crate::eval::report::{AggTrial, charts};
 use crate::store::{Commit, ObjectId};
 

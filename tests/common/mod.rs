@@ -1,6 +1,8 @@
 //! Helpers shared by the black-box tests.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::collections::HashMap;
 use std::path::Path;
 

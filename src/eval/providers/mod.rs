@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::config::{ModelConfig, ProviderKind};
 use super::plan::Condition;
+use crate::error::Hint;
 
 /// More tokens than any model reads or writes in one request: usage above it is a lie or a bug
 /// of the endpoint, refused before anything adds it up (totals of u64s and USD stay exact and
@@ -58,8 +59,8 @@ pub enum ProviderError {
     Client { model: String, message: String },
 }
 
-impl ProviderError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ProviderError {
+    fn hint(&self) -> Option<String> {
         match self {
             ProviderError::MissingKey { var, .. } => Some(format!(
                 "export {var}=… before running (the key is read from the environment and never written anywhere)"

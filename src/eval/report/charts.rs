@@ -8,8 +8,9 @@ use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::types::RangedCoordi32;
 use plotters::prelude::*;
 
-use super::format::{self, Num};
+use super::format::Num;
 use super::{AggTrial, Aggregate, ReportError};
+use crate::display;
 use crate::stats::significance::{CONTROL, TREATMENT};
 
 /// One drawn chart.
@@ -216,7 +217,7 @@ pub(crate) fn forest_runs(runs: &[(String, &Aggregate)]) -> Result<Chart, String
         }
         root.present().map_err(s)?;
     }
-    let level = format!("{:.0}%", (1.0 - alpha) * 100.0);
+    let level = super::markdown::ci_level(alpha);
     let caption = if several {
         format!(
             "Each dot is a trial's paired effect (treatment − control) in one run, with its {level} \
@@ -365,7 +366,7 @@ pub(crate) fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
             .map_err(s)?;
         root.present().map_err(s)?;
     }
-    let level = format!("{:.0}%", (1.0 - agg.alpha) * 100.0);
+    let level = super::markdown::ci_level(agg.alpha);
     Ok(Chart {
         file: "accuracy.svg",
         title: format!("{} per condition", cap(num.level_name())),
@@ -507,7 +508,7 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
                 .find(|t| t.0 == *xi)
                 .map(|t| t.1)
                 .unwrap_or(x0 + f64::from(*xi) / STEPS * (x1 - x0));
-            format::usd(if log { 10f64.powf(x) } else { x })
+            display::usd(if log { 10f64.powf(x) } else { x })
         };
         let y_fmt =
             |y: &f64| if num.pct { format!("{:.0}%", y * 100.0) } else { format!("{y:.2}") };

@@ -1,5 +1,6 @@
-//! How numbers read in the reports (Markdown and HTML alike). Rounding happens only here: the
-//! JSON files keep exact figures.
+//! Report text besides the figures themselves (those read as `crate::display` says): scores as
+//! percentages or plain numbers, decoding settings, Markdown cells and HTML escapes.
+use crate::display;
 use crate::stats::significance::ScoreKind;
 
 /// Scores are shown as percentages when they are 0/1 (accuracy) and as plain numbers otherwise.
@@ -15,13 +16,12 @@ impl Num {
 
     /// A level: "69.2%" or "0.692".
     pub fn level(&self, x: f64) -> String {
-        if self.pct { format!("{:.1}%", x * 100.0) } else { format!("{x:.3}") }
+        if self.pct { display::percent(x) } else { format!("{x:.3}") }
     }
 
     /// A difference: "+6.7 pp" or "+0.067".
     pub fn diff(&self, x: f64) -> String {
-        let x = if x == 0.0 { 0.0 } else { x }; // never "-0.0"
-        if self.pct { format!("{:+.1} pp", x * 100.0) } else { format!("{x:+.3}") }
+        if self.pct { display::points(x) } else { format!("{:+.3}", x + 0.0) }
     }
 
     /// A level interval: "60.4% to 76.7%".
@@ -32,7 +32,7 @@ impl Num {
     /// A difference interval: "+1.1 to +12.2 pp" or "-0.013 to +0.059".
     pub fn diff_ci(&self, ci: [f64; 2]) -> String {
         if self.pct {
-            format!("{:+.1} to {:+.1} pp", ci[0] * 100.0 + 0.0, ci[1] * 100.0 + 0.0)
+            display::points_range(ci[0], ci[1])
         } else {
             format!("{:+.3} to {:+.3}", ci[0] + 0.0, ci[1] + 0.0)
         }
@@ -46,38 +46,6 @@ impl Num {
     pub fn level_name(&self) -> &'static str {
         if self.pct { "accuracy" } else { "mean score" }
     }
-}
-
-/// A p-value: three decimals, or "< 0.001".
-pub fn p(x: f64) -> String {
-    if x < 0.001 { "< 0.001".into() } else { format!("{x:.3}") }
-}
-
-/// "p = 0.012" or "p < 0.001".
-pub fn p_eq(x: f64) -> String {
-    if x < 0.001 { "p < 0.001".into() } else { format!("p = {x:.3}") }
-}
-
-/// US dollars with three significant digits: "$0.00841", "$12.3", "$0".
-pub fn usd(x: f64) -> String {
-    if x == 0.0 {
-        return "$0".into();
-    }
-    let digits = (2 - x.abs().log10().floor() as i32).clamp(2, 10) as usize;
-    format!("${x:.digits$}")
-}
-
-/// 51234 -> "51,234".
-pub fn int(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// "temperature 0, top_k 50, top_p 1, max_tokens 1024".
@@ -102,7 +70,7 @@ pub fn cell(s: &str, max: usize) -> String {
         t.push('…');
     }
     let t = t.replace('|', "\\|");
-    if t.is_empty() { "—".into() } else { t }
+    if t.is_empty() { display::MISSING.into() } else { t }
 }
 
 /// Text for HTML.
@@ -131,13 +99,7 @@ mod tests {
         assert_eq!(n.level(0.6917), "69.2%");
         assert_eq!(n.diff(0.0667), "+6.7 pp");
         assert_eq!(n.diff(-0.0), "+0.0 pp");
-        assert_eq!(p(0.0004), "< 0.001");
-        assert_eq!(p(0.0386), "0.039");
-        assert_eq!(usd(0.0084123), "$0.00841");
-        assert_eq!(usd(12.3456), "$12.35");
-        assert_eq!(usd(0.0), "$0");
-        assert_eq!(int(51234), "51,234");
-        assert_eq!(int(12), "12");
+        assert_eq!(Num { pct: false }.diff(-0.0), "+0.000");
         assert_eq!(cell("a|b\nc", 10), "a\\|b c");
         assert_eq!(html("<a & 'b'>"), "&lt;a &amp; &#39;b&#39;&gt;");
     }

@@ -6,8 +6,10 @@ use super::charts::Chart;
 use super::format::{self, Num, cell};
 use super::scan::{ItemView, SHOW_FAILURES, SHOW_ITEMS};
 use super::{AggTrial, Aggregate, TrialData};
+use crate::display::{self, MISSING};
+use crate::runfiles::figures::Costs;
 use crate::stats::Significance;
-use crate::stats::significance::{CONTROL, TREATMENT};
+use crate::stats::significance::{CONTROL, Difference, TREATMENT};
 
 /// The reason recorded for `what`, if any.
 fn reason<'a>(sig: &'a Significance, what: &str) -> Option<&'a str> {
@@ -24,7 +26,7 @@ pub(crate) fn effect_sentences(sig: &Significance) -> Vec<String> {
         out.push(format!("No paired comparison: {why}."));
         return out;
     };
-    let level = format!("{:.0}%", (1.0 - sig.alpha) * 100.0);
+    let level = ci_level(sig.alpha);
     let size = num.diff(d.mean.abs()).trim_start_matches('+').to_string();
     let mut first = if d.mean > 0.0 {
         format!("Treatment scored {size} higher than control")
@@ -39,7 +41,7 @@ pub(crate) fn effect_sentences(sig: &Significance) -> Vec<String> {
     }
     if let (Some(p), Some(m)) = (sig.p_value, &sig.p_method) {
         let short = if m.starts_with("exact McNemar") { "exact McNemar" } else { "sign-flip test" };
-        brackets.push(format!("{short} {}", format::p_eq(p)));
+        brackets.push(format!("{short} {}", display::p_eq(p)));
     }
     if !brackets.is_empty() {
         let _ = write!(first, " ({})", brackets.join("; "));
@@ -63,7 +65,7 @@ pub(crate) fn effect_sentences(sig: &Significance) -> Vec<String> {
     if let Some(h) = sig.holm_p {
         out.push(format!(
             "After Holm's correction across the run's trials, {}{}.",
-            format::p_eq(h),
+            display::p_eq(h),
             if h < sig.alpha { " (still significant)" } else { "" }
         ));
     }
@@ -117,19 +119,44 @@ impl ItemView {
     }
 }
 
-/// `reports/report.md` of one trial.
+/// `reports/report.md` of one trial, section by section.
 pub(crate) fn trial_report(data: &TrialData) -> String {
-    let sig = &data.sig;
-    let num = Num::for_kind(sig.score_kind);
-    let info = &data.info;
-    let level = format!("{:.0}%", (1.0 - sig.alpha) * 100.0);
     let mut md = String::new();
     let _ = writeln!(md, "# {}\n", data.slug);
     if let Some(run) = &data.run_id {
         let _ = writeln!(md, "Trial of run `{run}`. Treatment − control, paired by item.\n");
     }
+    setup_section(&mut md, data);
+    md.push_str("\n## Result\n\n");
+    let _ = writeln!(md, "{}\n", effect_sentences(&data.sig).join(" "));
+    conditions_section(&mut md, data);
+    if let Some(d) = &data.sig.difference {
+        effect_section(&mut md, &data.sig, d);
+    }
+    costs_section(&mut md, data.costs.as_ref());
+    discordant_section(&mut md, data);
+    failures_section(&mut md, data);
+    if !data.sig.not_computed.is_empty() {
+        md.push_str("\n## Not computed\n\n");
+        for n in &data.sig.not_computed {
+            let _ = writeln!(md, "- **{}**: {}", n.what, n.reason);
+        }
+    }
+    md.push_str(
+        "\n---\nEvery figure above is in `results/significance.json`, `results/metrics.json` and \
+         `results/costs.json`, computed from `results/per_item_scores.csv`.\n",
+    );
+    md
+}
 
-    // Setup.
+/// "95%" for α = 0.05: the confidence level of the intervals.
+pub(crate) fn ci_level(alpha: f64) -> String {
+    format!("{:.0}%", (1.0 - alpha) * 100.0)
+}
+
+/// What was run: model, prompts, decoding, data, scoring, statistics settings.
+fn setup_section(md: &mut String, data: &TrialData) {
+    let (sig, info) = (&data.sig, &data.info);
     md.push_str("## Setup\n\n| | |\n|---|---|\n");
     let model = match (&info.model, &info.provider, &info.model_id) {
         (Some(m), Some(p), Some(id)) if id != m => format!("{m} ({p}, `{id}`)"),
@@ -153,7 +180,7 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
             format!(
                 "α = {}, {} bootstrap resamples, seed {}{}",
                 sig.alpha,
-                format::int(u64::from(sig.bootstrap_resamples)),
+                display::count(u64::from(sig.bootstrap_resamples)),
                 sig.seed,
                 sig.clusters.map(|c| format!(", {c} clusters")).unwrap_or_default()
             ),
@@ -162,12 +189,13 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
     for (k, v) in rows {
         let _ = writeln!(md, "| {k} | {} |", cell(&v, 200));
     }
+}
 
-    // Headline.
-    md.push_str("\n## Result\n\n");
-    let _ = writeln!(md, "{}\n", effect_sentences(sig).join(" "));
-
-    // Per condition.
+/// Accuracy (or mean score) per condition, with its interval and counts.
+fn conditions_section(md: &mut String, data: &TrialData) {
+    let sig = &data.sig;
+    let num = Num::for_kind(sig.score_kind);
+    let level = ci_level(sig.alpha);
     let _ = writeln!(md, "## {} per condition\n", capitalize(num.level_name()));
     let _ = writeln!(
         md,
@@ -183,18 +211,18 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
             .and_then(|m| m.conditions.get(name))
             .and_then(|c| c.correct)
             .map(|c| if c.fract() == 0.0 { format!("{c:.0}") } else { format!("{c:.2}") })
-            .unwrap_or_else(|| "—".into());
+            .unwrap_or_else(|| MISSING.into());
         match sig.conditions.get(name) {
             Some(c) => {
                 let _ = writeln!(
                     md,
                     "| {name} | {} | {} | {} | {correct} | {} | {} | {} |",
-                    c.mean.map(|m| num.level(m)).unwrap_or_else(|| "—".into()),
-                    c.ci.map(|ci| num.level_ci(ci)).unwrap_or_else(|| "—".into()),
-                    c.se.map(|s| num.level(s)).unwrap_or_else(|| "—".into()),
+                    c.mean.map(|m| num.level(m)).unwrap_or_else(|| MISSING.into()),
+                    c.ci.map(|ci| num.level_ci(ci)).unwrap_or_else(|| MISSING.into()),
+                    c.se.map(|s| num.level(s)).unwrap_or_else(|| MISSING.into()),
                     c.scored,
                     c.failed,
-                    c.method.as_deref().unwrap_or("—"),
+                    c.method.as_deref().unwrap_or(MISSING),
                 );
             }
             None => {
@@ -202,88 +230,93 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
             }
         }
     }
+}
 
-    // Paired effect.
-    if let Some(d) = &sig.difference {
-        md.push_str("\n## Paired effect (treatment − control)\n\n| Estimate | Value | Method |\n|---|---|---|\n");
-        let _ =
-            writeln!(md, "| Mean difference | {} | paired over {} items |", num.diff(d.mean), d.n);
+/// The paired difference: estimate, intervals, tests, Holm, minimum detectable effect.
+fn effect_section(md: &mut String, sig: &Significance, d: &Difference) {
+    let num = Num::for_kind(sig.score_kind);
+    let level = ci_level(sig.alpha);
+    md.push_str("\n## Paired effect (treatment − control)\n\n| Estimate | Value | Method |\n|---|---|---|\n");
+    let _ = writeln!(md, "| Mean difference | {} | paired over {} items |", num.diff(d.mean), d.n);
+    let _ = writeln!(
+        md,
+        "| {level} CI | {} | {} |",
+        d.ci.map(|c| num.diff_ci(c)).unwrap_or_else(|| MISSING.into()),
+        cell(&d.method, 200)
+    );
+    if let Some(b) = &sig.bootstrap {
         let _ = writeln!(
             md,
-            "| {level} CI | {} | {} |",
-            d.ci.map(|c| num.diff_ci(c)).unwrap_or_else(|| "—".into()),
-            cell(&d.method, 200)
+            "| {level} CI, bootstrap | {} | {} ({} resamples, seed {}) |",
+            num.diff_ci(b.ci),
+            b.method,
+            display::count(u64::from(b.resamples)),
+            b.seed
         );
-        if let Some(b) = &sig.bootstrap {
-            let _ = writeln!(
-                md,
-                "| {level} CI, bootstrap | {} | {} ({} resamples, seed {}) |",
-                num.diff_ci(b.ci),
-                b.method,
-                format::int(u64::from(b.resamples)),
-                b.seed
-            );
-        }
-        if let Some(m) = &sig.mcnemar {
-            let _ = writeln!(
-                md,
-                "| McNemar p | {} | {}; {} right only with treatment, {} only with control |",
-                format::p(m.p_value),
-                m.method,
-                m.treatment_only,
-                m.control_only
-            );
-        }
-        if let Some(p) = &sig.permutation {
-            let _ = writeln!(md, "| Sign-flip p | {} | {} |", format::p(p.p_value), p.method);
-        }
-        if let Some(h) = sig.holm_p {
-            let _ =
-                writeln!(md, "| Holm-adjusted p | {} | across the run's trials |", format::p(h));
-        }
-        if let Some(m) = &sig.mde {
-            let _ = writeln!(
-                md,
-                "| Minimum detectable effect | {} | at {:.0}% power; {} |",
-                num.diff(m.value).trim_start_matches('+'),
-                m.power * 100.0,
-                m.method
-            );
-        }
     }
+    if let Some(m) = &sig.mcnemar {
+        let _ = writeln!(
+            md,
+            "| McNemar p | {} | {}; {} right only with treatment, {} only with control |",
+            display::p_value(m.p_value),
+            m.method,
+            m.treatment_only,
+            m.control_only
+        );
+    }
+    if let Some(p) = &sig.permutation {
+        let _ = writeln!(md, "| Sign-flip p | {} | {} |", display::p_value(p.p_value), p.method);
+    }
+    if let Some(h) = sig.holm_p {
+        let _ =
+            writeln!(md, "| Holm-adjusted p | {} | across the run's trials |", display::p_value(h));
+    }
+    if let Some(m) = &sig.mde {
+        let _ = writeln!(
+            md,
+            "| Minimum detectable effect | {} | at {:.0}% power; {} |",
+            num.diff(m.value).trim_start_matches('+'),
+            m.power * 100.0,
+            m.method
+        );
+    }
+}
 
-    // Costs.
+/// Requests, tokens and dollars per condition and in all.
+fn costs_section(md: &mut String, costs: Option<&Costs>) {
     md.push_str("\n## Costs\n\n");
-    match &data.costs {
-        Some(c) => {
-            md.push_str("| Condition | Requests | Failures | Input tokens | Output tokens | USD | USD per correct |\n|---|---:|---:|---:|---:|---:|---:|\n");
-            let opt_int = |v: Option<u64>| v.map(format::int).unwrap_or_else(|| "—".into());
-            let opt_usd = |v: Option<f64>| v.map(format::usd).unwrap_or_else(|| "—".into());
-            let rows = c
-                .conditions
-                .iter()
-                .map(|(n, f)| (n.clone(), f))
-                .chain([("**total**".to_string(), &c.total)]);
-            for (name, f) in rows {
-                let _ = writeln!(
-                    md,
-                    "| {name} | {} | {} | {} | {} | {} | {} |",
-                    opt_int(f.requests),
-                    opt_int(f.failures),
-                    opt_int(f.input_tokens),
-                    opt_int(f.output_tokens),
-                    opt_usd(f.usd),
-                    opt_usd(f.usd_per_correct)
-                );
-            }
-            if c.total.usd == Some(0.0) {
-                md.push_str("\nThe model has no pricing in the config, so costs are shown as $0; token counts are exact.\n");
-            }
-        }
-        None => md.push_str("No costs.json was written for this trial.\n"),
+    let Some(c) = costs else {
+        md.push_str("No costs.json was written for this trial.\n");
+        return;
+    };
+    md.push_str("| Condition | Requests | Failures | Input tokens | Output tokens | USD | USD per correct |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    let opt_int = |v: Option<u64>| v.map(display::count).unwrap_or_else(|| MISSING.into());
+    let opt_usd = |v: Option<f64>| v.map(display::usd).unwrap_or_else(|| MISSING.into());
+    let rows = c
+        .conditions
+        .iter()
+        .map(|(n, f)| (n.clone(), f))
+        .chain([("**total**".to_string(), &c.total)]);
+    for (name, f) in rows {
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            opt_int(f.requests),
+            opt_int(f.failures),
+            opt_int(f.input_tokens),
+            opt_int(f.output_tokens),
+            opt_usd(f.usd),
+            opt_usd(f.usd_per_correct)
+        );
     }
+    if c.total.usd == Some(0.0) {
+        md.push_str("\nThe model has no pricing in the config, so costs are shown as $0; token counts are exact.\n");
+    }
+}
 
-    // Discordant items.
+/// The items that scored differently under the two prompts, the biggest changes first.
+fn discordant_section(md: &mut String, data: &TrialData) {
+    let num = Num::for_kind(data.sig.score_kind);
     let dis = &data.discordant;
     md.push_str("\n## Most telling discordant items\n\n");
     if dis.fixed == 0 && dis.broken == 0 {
@@ -316,55 +349,45 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
         }
         md.push('\n');
     }
+}
 
-    // Failures.
+/// Requests without a score, which count as failures rather than wrong answers.
+fn failures_section(md: &mut String, data: &TrialData) {
     md.push_str("## Failures\n\n");
     let failures = &data.failures;
     if failures.total == 0 {
         md.push_str("None: every request returned a scored answer.\n");
-    } else {
-        let parts: Vec<String> =
-            failures.by_condition.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        return;
+    }
+    let parts: Vec<String> =
+        failures.by_condition.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    let _ = writeln!(
+        md,
+        "{} of {} requests have no score ({}). They count as failures, not as wrong answers, and are left out of the {}.\n",
+        failures.total,
+        data.rows,
+        parts.join(", "),
+        Num::for_kind(data.sig.score_kind).level_name()
+    );
+    md.push_str("| Condition | Item | Repeat | Error |\n|---|---|---:|---|\n");
+    for f in &failures.shown {
+        let err = f.error.as_deref().unwrap_or("not recorded");
         let _ = writeln!(
             md,
-            "{} of {} requests have no score ({}). They count as failures, not as wrong answers, and are left out of the {}.\n",
-            failures.total,
-            data.rows,
-            parts.join(", "),
-            num.level_name()
+            "| {} | {} | {} | {} |",
+            f.condition,
+            cell(&f.item_id, 40),
+            f.repeat.map(|r| r.to_string()).unwrap_or_default(),
+            cell(err, 120)
         );
-        md.push_str("| Condition | Item | Repeat | Error |\n|---|---|---:|---|\n");
-        for f in &failures.shown {
-            let err = f.error.as_deref().unwrap_or("not recorded");
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} |",
-                f.condition,
-                cell(&f.item_id, 40),
-                f.repeat.map(|r| r.to_string()).unwrap_or_default(),
-                cell(err, 120)
-            );
-        }
-        if failures.total > SHOW_FAILURES {
-            let _ = writeln!(
-                md,
-                "\n…and {} more in results/predictions.csv.",
-                failures.total - SHOW_FAILURES
-            );
-        }
     }
-
-    if !sig.not_computed.is_empty() {
-        md.push_str("\n## Not computed\n\n");
-        for n in &sig.not_computed {
-            let _ = writeln!(md, "- **{}**: {}", n.what, n.reason);
-        }
+    if failures.total > SHOW_FAILURES {
+        let _ = writeln!(
+            md,
+            "\n…and {} more in results/predictions.csv.",
+            failures.total - SHOW_FAILURES
+        );
     }
-    md.push_str(
-        "\n---\nEvery figure above is in `results/significance.json`, `results/metrics.json` and \
-         `results/costs.json`, computed from `results/per_item_scores.csv`.\n",
-    );
-    md
 }
 
 fn scoring(s: Option<&serde_json::Value>, sig: &Significance) -> String {
@@ -393,7 +416,7 @@ fn capitalize(s: &str) -> String {
 
 /// A trial's per-condition figure for the side-by-side table.
 pub(crate) fn level_cell(t: &AggTrial, cond: &str, with_ci: bool) -> String {
-    let Some(sig) = &t.sig else { return "—".into() };
+    let Some(sig) = &t.sig else { return MISSING.into() };
     let num = Num::for_kind(sig.score_kind);
     match sig.conditions.get(cond).and_then(|c| c.mean.map(|m| (m, c.ci))) {
         Some((m, Some(ci))) if with_ci => {
@@ -404,7 +427,7 @@ pub(crate) fn level_cell(t: &AggTrial, cond: &str, with_ci: bool) -> String {
             }
         }
         Some((m, _)) => num.level(m),
-        None => "—".into(),
+        None => MISSING.into(),
     }
 }
 
@@ -436,11 +459,11 @@ pub(crate) fn row(t: &AggTrial, alpha: f64) -> Row {
     Row {
         control: level_cell(t, CONTROL, true),
         treatment: level_cell(t, TREATMENT, true),
-        effect: d.map(|d| num.diff(d.mean)).unwrap_or_else(|| "—".into()),
-        ci: d.and_then(|d| d.ci).map(|c| num.diff_ci(c)).unwrap_or_else(|| "—".into()),
-        p: sig.and_then(|s| s.p_value).map(format::p).unwrap_or_else(|| "—".into()),
-        holm: t.holm_p.map(format::p).unwrap_or_else(|| "—".into()),
-        usd: t.usd().map(format::usd).unwrap_or_else(|| "—".into()),
+        effect: d.map(|d| num.diff(d.mean)).unwrap_or_else(|| MISSING.into()),
+        ci: d.and_then(|d| d.ci).map(|c| num.diff_ci(c)).unwrap_or_else(|| MISSING.into()),
+        p: sig.and_then(|s| s.p_value).map(display::p_value).unwrap_or_else(|| MISSING.into()),
+        holm: t.holm_p.map(display::p_value).unwrap_or_else(|| MISSING.into()),
+        usd: t.usd().map(display::usd).unwrap_or_else(|| MISSING.into()),
         significant: t.holm_p.is_some_and(|h| h < alpha),
         note,
     }
@@ -488,7 +511,7 @@ pub(crate) fn run_summary(agg: &Aggregate) -> String {
             let _ = write!(s, ": {}. ", names.join(", "));
         }
     }
-    let _ = write!(s, "Total cost {}.", format::usd(total_usd));
+    let _ = write!(s, "Total cost {}.", display::usd(total_usd));
     s
 }
 
@@ -500,7 +523,7 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         let _ = writeln!(md, "Status: **{status}**.\n");
     }
     let _ = writeln!(md, "{}\n", run_summary(agg));
-    let level = format!("{:.0}%", (1.0 - agg.alpha) * 100.0);
+    let level = ci_level(agg.alpha);
     md.push_str("## Trials side by side\n\n");
     let _ = writeln!(
         md,
@@ -526,8 +549,8 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
                 Some(s) if s != "complete" => format!(" *({s})*"),
                 _ => String::new(),
             },
-            cell(t.model.as_deref().unwrap_or("—"), 40),
-            cell(t.prompt_set.as_deref().unwrap_or("—"), 40),
+            cell(t.model.as_deref().unwrap_or(MISSING), 40),
+            cell(t.prompt_set.as_deref().unwrap_or(MISSING), 40),
             cell(&format::decoding(t.decoding.as_ref()), 80),
             r.control,
             r.treatment,
@@ -550,10 +573,13 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
     }
     if let Some(t) = &agg.totals {
         let get = |k: &str| {
-            t.get(k).and_then(|v| v.as_u64()).map(format::int).unwrap_or_else(|| "—".into())
+            t.get(k).and_then(|v| v.as_u64()).map(display::count).unwrap_or_else(|| MISSING.into())
         };
-        let usd =
-            t.get("usd").and_then(|v| v.as_f64()).map(format::usd).unwrap_or_else(|| "—".into());
+        let usd = t
+            .get("usd")
+            .and_then(|v| v.as_f64())
+            .map(display::usd)
+            .unwrap_or_else(|| MISSING.into());
         let _ = writeln!(
             md,
             "\n**Totals:** {} requests, {} failures, {} input and {} output tokens, {usd}.",

@@ -8,6 +8,7 @@
 //! `aggregate_report.html`. Never prints; never touches the network.
 use std::path::{Path, PathBuf};
 
+use crate::error::Hint;
 use crate::runfiles::figures::{self, Costs, Metrics};
 use crate::runfiles::{self, COSTS, MANIFEST, METRICS, PREDICTIONS, SCORES, SIGNIFICANCE};
 use crate::stats::{self, Significance};
@@ -53,8 +54,8 @@ pub enum ReportError {
     Chart { path: PathBuf, message: String },
 }
 
-impl ReportError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ReportError {
+    fn hint(&self) -> Option<String> {
         match self {
             ReportError::Files(e) | ReportError::Csv(e) => e.hint(),
             ReportError::Manifest { .. } => Some(

@@ -1,0 +1,209 @@
+//! The daily loop: run, look back (`exp log`), compare runs (`exp list`, the cross-run table),
+//! read what changed (`exp diff`), with one-off config overrides (`-S`).
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::exp;
+use predicates::prelude::*;
+use serde_json::Value;
+
+/// A workspace holding the repository's demo config, prompts and dataset (sim model, offline).
+fn demo() -> tempfile::TempDir {
+    let ws = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["config", "data"] {
+        copy_dir(&root.join(dir), &ws.path().join(dir));
+    }
+    ws
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn stdout(cmd: &mut assert_cmd::Command) -> String {
+    String::from_utf8(cmd.assert().success().get_output().stdout.clone()).unwrap()
+}
+
+fn json(cmd: &mut assert_cmd::Command) -> Value {
+    serde_json::from_str(&stdout(cmd)).unwrap()
+}
+
+/// One archived demo run with a fixed id; `extra` are more arguments (e.g. `-S …`).
+fn archived_run(ws: &Path, id: &str, extra: &[&str]) {
+    let mut args = vec!["run", "--archive", "--run-id", id, "-S", "decoding.temps=[0.0]"];
+    args.extend_from_slice(extra);
+    exp(ws).args(&args).assert().success();
+}
+
+#[test]
+fn two_archived_runs_make_a_history_where_head_1_is_the_previous_run() {
+    let ws = demo();
+    archived_run(ws.path(), "first", &[]);
+    archived_run(ws.path(), "second", &["-S", "decoding.temps=[1.0]", "-m", "warmer"]);
+    let log = json(exp(ws.path()).args(["log", "--json"]));
+    let runs: Vec<&str> =
+        log.as_array().unwrap().iter().map(|c| c["commit"]["run_id"].as_str().unwrap()).collect();
+    assert_eq!(runs, ["second", "first"], "newest first");
+    let second = &log[0]["commit"];
+    assert_eq!(second["parents"][0], log[1]["id"], "the first commit of a run follows HEAD");
+    assert_eq!(second["message"], "warmer");
+    let out = stdout(exp(ws.path()).args(["diff", "HEAD~1", "HEAD"]));
+    assert!(out.contains("decoding.temps: [0.0] -> [1.0]"), "{out}");
+    // A re-commit of the same run follows its own previous commit, not HEAD.
+    let shown = json(exp(ws.path()).args(["show", "first", "--json"]));
+    assert!(shown["parents"].as_array().unwrap().is_empty(), "{shown}");
+}
+
+#[test]
+fn log_lines_carry_best_and_worst_effects_with_p_and_take_since_and_ranges() {
+    let ws = demo();
+    archived_run(ws.path(), "a", &[]);
+    archived_run(ws.path(), "b", &["-S", "decoding.temps=[0.0, 1.0]"]);
+    let out = stdout(exp(ws.path()).arg("log"));
+    let b_line = out.lines().find(|l| l.contains(" b ")).expect("a line for run b");
+    assert!(b_line.matches(" pp (p ").count() == 2, "best and worst with p: {b_line}");
+    let range = json(exp(ws.path()).args(["log", "a..b", "--json"]));
+    assert_eq!(range.as_array().unwrap().len(), 1, "a..b is what b adds");
+    let future = json(exp(ws.path()).args(["log", "--since", "2999-01-01", "--json"]));
+    assert!(future.as_array().unwrap().is_empty());
+    exp(ws.path())
+        .args(["log", "--since", "last tuesday"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--since `last tuesday`"))
+        .stderr(predicate::str::contains("hint: write a date"));
+}
+
+#[test]
+fn the_cross_run_table_filters_sorts_and_shows_only_what_changed() {
+    let ws = demo();
+    archived_run(ws.path(), "cold", &[]);
+    archived_run(ws.path(), "warm", &["-S", "decoding.temps=[1.0]"]);
+    let rows = json(exp(ws.path()).args(["list", "--json"]));
+    assert_eq!(rows.as_array().unwrap().len(), 2, "one row per run x trial: {rows}");
+    assert_eq!(rows[0]["params"]["model"], "sim-demo");
+    assert!(rows[0]["params"]["prompts"].as_str().unwrap().contains('/'), "{rows}");
+    let warm = json(exp(ws.path()).args(["list", "--where", "temp>0.5", "--json"]));
+    assert_eq!(warm.as_array().unwrap().len(), 1);
+    assert_eq!(warm[0]["run"], "warm");
+    let either = json(exp(ws.path()).args(["list", "--where", "run=cold or temp=1", "--json"]));
+    assert_eq!(either.as_array().unwrap().len(), 2);
+    let sorted = json(exp(ws.path()).args(["list", "--sort-by=-temp", "--json"]));
+    assert_eq!(sorted[0]["run"], "warm");
+    let out = stdout(exp(ws.path()).args(["list", "--only-changed", "--md"]));
+    let header = out.lines().next().unwrap();
+    assert!(header.contains("temp") && !header.contains("model"), "{header}");
+    let csv = stdout(exp(ws.path()).args(["list", "--csv"]));
+    assert!(csv.starts_with("run,trial,model,"), "{csv}");
+    assert_eq!(csv.lines().count(), 3);
+    exp(ws.path())
+        .args(["list", "--where", "temperature>1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no column `temperature`"))
+        .stderr(predicate::str::contains("hint: columns: run"));
+}
+
+#[test]
+fn a_changed_prompt_is_diffed_as_text_and_stat_shows_sizes_only() {
+    let ws = demo();
+    archived_run(ws.path(), "v1", &[]);
+    let prompt = ws.path().join("config/prompts/operational_only_system.md");
+    let text = fs::read_to_string(&prompt).unwrap();
+    fs::write(&prompt, format!("{text}Answer with exactly one word.\n")).unwrap();
+    archived_run(ws.path(), "v2", &[]);
+    let out = stdout(exp(ws.path()).args(["diff", "v1", "v2"]));
+    assert!(out.contains("+++ b/config/prompts/operational_only_system.md"), "{out}");
+    assert!(out.contains("+Answer with exactly one word."), "{out}");
+    let stat = stdout(exp(ws.path()).args(["diff", "v1", "v2", "--stat"]));
+    assert!(!stat.contains("+Answer with exactly one word."), "{stat}");
+    let j = json(exp(ws.path()).args(["diff", "v1", "v2", "--json"]));
+    assert_eq!(j["text"][0]["path"], "config/prompts/operational_only_system.md");
+}
+
+#[test]
+fn a_trial_only_one_run_has_still_shows_its_figures() {
+    let ws = demo();
+    archived_run(ws.path(), "one", &[]);
+    archived_run(ws.path(), "two", &["-S", "decoding.temps=[0.0, 1.0]"]);
+    let j = json(exp(ws.path()).args(["diff", "one", "two", "--json"]));
+    let only_b = j["trials"]["only_b"][0].as_str().expect("a trial only run two has").to_string();
+    let rows: Vec<&Value> =
+        j["metrics"].as_array().unwrap().iter().filter(|r| r["trial"] == only_b.as_str()).collect();
+    assert_eq!(rows.len(), 2, "control and treatment of {only_b}: {j}");
+    assert!(rows.iter().all(|r| r["a"].is_null() && r["b"]["accuracy"].is_number()));
+}
+
+#[test]
+fn overrides_are_validated_like_the_file_and_recorded_in_the_snapshot() {
+    let ws = demo();
+    exp(ws.path())
+        .args(["run", "--dry-run", "-S", "decoding.temps"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("-S decoding.temps: expected KEY=VALUE"))
+        .stderr(predicate::str::contains("hint:"));
+    exp(ws.path())
+        .args(["run", "--dry-run", "-S", "models[5].name=x"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("index 5 does not exist"));
+    exp(ws.path())
+        .args(["run", "--dry-run", "-S", "decoding.temperature=[1]"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unknown field `temperature`"))
+        .stderr(predicate::str::contains("after the -S overrides"));
+    exp(ws.path()).args(["run", "--run-id", "o", "-S", "decoding.temps=[0.5]"]).assert().success();
+    let snap =
+        fs::read_to_string(ws.path().join("experiments/run_o/config/eval_config.yaml")).unwrap();
+    assert!(snap.contains("# -S decoding.temps=[0.5]"), "{snap}");
+    assert!(snap.contains("- 0.5"), "{snap}");
+    let tracked = fs::read_to_string(ws.path().join("config/eval_config.yaml")).unwrap();
+    assert!(!tracked.contains("0.5"), "the tracked file is untouched");
+}
+
+#[test]
+fn a_first_commit_has_no_parent_and_the_error_says_what_to_do() {
+    let ws = demo();
+    archived_run(ws.path(), "only", &[]);
+    exp(ws.path())
+        .args(["diff", "HEAD~1", "HEAD"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("has no parent"))
+        .stderr(predicate::str::contains("hint: it is the first commit"));
+}
+
+#[test]
+fn the_same_legacy_folder_imported_from_two_places_is_the_same_commit() {
+    let legacy = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/legacy/t1_r20250821");
+    let ids: Vec<Value> = ["here", "elsewhere/deeper"]
+        .iter()
+        .map(|place| {
+            let ws = tempfile::tempdir().unwrap();
+            let src = ws.path().join(place).join("t1_r20250821");
+            copy_dir(&legacy, &src);
+            exp(ws.path()).arg("import").arg(&src).assert().success();
+            let shown = json(exp(ws.path()).args(["show", "t1_r20250821", "--json"]));
+            let message = shown["message"].as_str().unwrap();
+            assert!(
+                !message.contains(&*ws.path().to_string_lossy()),
+                "no absolute path: {message}"
+            );
+            shown["id"].clone()
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+}
