@@ -8,18 +8,7 @@ use crate::display;
 /// `s` as HTML text: every character that could start markup or end an attribute is escaped,
 /// so a model's output is shown, never interpreted.
 pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::eval::report::format::html(s)
 }
 
 /// `s` for a URL query value.

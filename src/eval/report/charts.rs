@@ -109,14 +109,7 @@ pub(crate) fn forest_runs(runs: &[(String, &Aggregate)]) -> Result<Chart, String
     let first = runs.first().map(|r| r.1).ok_or("no run to draw")?;
     let num = pct_trials(first);
     let alpha = first.alpha;
-    let mut slugs: Vec<&str> = Vec::new();
-    for (_, agg) in runs {
-        for t in &agg.trials {
-            if !slugs.contains(&t.slug.as_str()) {
-                slugs.push(&t.slug);
-            }
-        }
-    }
+    let slugs = union_slugs(runs);
     let n = slugs.len().max(1);
     let effect = |t: &AggTrial| t.sig.as_ref()?.difference.as_ref().map(|d| (d.mean, d.ci));
     let all = runs.iter().flat_map(|(_, a)| a.trials.iter().filter_map(effect));
@@ -217,8 +210,26 @@ pub(crate) fn forest_runs(runs: &[(String, &Aggregate)]) -> Result<Chart, String
         }
         root.present().map_err(s)?;
     }
+    let caption = forest_caption(several, alpha);
+    Ok(Chart { file: "effects.svg", title: "Effect per trial".into(), caption, svg })
+}
+
+/// Every trial slug of `runs`, in first-seen order: the forest plot's rows.
+fn union_slugs<'a>(runs: &'a [(String, &Aggregate)]) -> Vec<&'a str> {
+    let mut slugs: Vec<&str> = Vec::new();
+    for (_, agg) in runs {
+        for t in &agg.trials {
+            if !slugs.contains(&t.slug.as_str()) {
+                slugs.push(&t.slug);
+            }
+        }
+    }
+    slugs
+}
+
+fn forest_caption(several: bool, alpha: f64) -> String {
     let level = super::markdown::ci_level(alpha);
-    let caption = if several {
+    if several {
         format!(
             "Each dot is a trial's paired effect (treatment − control) in one run, with its {level} \
              confidence interval; filled dots are significant after Holm's correction, rings are \
@@ -230,8 +241,7 @@ pub(crate) fn forest_runs(runs: &[(String, &Aggregate)]) -> Result<Chart, String
              interval; teal marks trials significant after Holm's correction. An interval that \
              crosses the vertical line at 0 is consistent with no effect."
         )
-    };
-    Ok(Chart { file: "effects.svg", title: "Effect per trial".into(), caption, svg })
+    }
 }
 
 /// The house style of every chart's grid and axes: light grid, grey axes, dark labels.
@@ -455,31 +465,9 @@ fn place_labels(points: &[(i32, i32)], labels: &[String]) -> Vec<(i32, i32)> {
 /// from control to treatment; a log cost axis when costs spread over 10x.
 pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
     let num = pct_trials(agg);
-    let point = |t: &AggTrial, c: &str| {
-        let stats = t.sig.as_ref()?.conditions.get(c)?;
-        let usd = t.costs.as_ref()?.conditions.get(c)?.usd?;
-        Some(CostPoint { usd, level: stats.mean?, ci: stats.ci })
-    };
-    let pts: Vec<[Option<CostPoint>; 2]> =
-        agg.trials.iter().map(|t| [point(t, CONTROL), point(t, TREATMENT)]).collect();
-    let all: Vec<CostPoint> = pts.iter().flatten().flatten().copied().collect();
-    let costs: Vec<f64> = all.iter().map(|p| p.usd).collect();
-    let any_cost = costs.iter().any(|c| *c > 0.0);
-    let log = log_costs(&costs);
+    let pts = cost_points(agg);
+    let CostAxes { any_cost, log, x: (x0, x1), y: (y0, y1) } = cost_axes(&pts);
     let to_x = |usd: f64| if log { usd.log10() } else { usd };
-    let (x0, x1) = if log {
-        span(costs.iter().map(|c| c.log10()), false, 0.15, 0.5)
-    } else if any_cost {
-        (0.0, span(costs.iter().copied(), true, 0.15, 1e-6).1)
-    } else {
-        (0.0, 1.0)
-    };
-    let levels = all.iter().flat_map(|p| {
-        [Some(p.level), p.ci.map(|c| c[0]), p.ci.map(|c| c[1])].into_iter().flatten()
-    });
-    let (mut y0, mut y1) = span(levels, false, 0.2, 0.05);
-    y0 = y0.max(0.0);
-    y1 = y1.min(1.0).max(y0 + 0.01);
     // The cost axis runs in integer steps over [x0, x1] (plotters labels only integer axes
     // with chosen ticks); each tick keeps its exact value for its label.
     const STEPS: f64 = 100_000.0;
@@ -582,19 +570,57 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
     Ok(Chart {
         file: "cost_accuracy.svg",
         title: format!("Cost against {}", num.level_name()),
-        caption: format!(
-            "Each trial's control (grey) and treatment (blue) condition: what it cost and the {} it \
-             reached, with its confidence interval as an error bar; a line joins the two \
-             conditions of a trial (labelled T1, T2, … as in the table).{}",
-            num.level_name(),
-            if log {
-                " Costs spread over more than 10x, so the cost axis is logarithmic."
-            } else {
-                ""
-            }
-        ),
+        caption: cost_caption(num, log),
         svg,
     })
+}
+
+fn cost_caption(num: Num, log: bool) -> String {
+    format!(
+        "Each trial's control (grey) and treatment (blue) condition: what it cost and the {} it \
+         reached, with its confidence interval as an error bar; a line joins the two \
+         conditions of a trial (labelled T1, T2, … as in the table).{}",
+        num.level_name(),
+        if log { " Costs spread over more than 10x, so the cost axis is logarithmic." } else { "" }
+    )
+}
+
+/// The ranges of the cost chart's axes: cost (log10 of it when costs spread over 10x) and level.
+struct CostAxes {
+    any_cost: bool,
+    log: bool,
+    x: (f64, f64),
+    y: (f64, f64),
+}
+
+fn cost_axes(pts: &[[Option<CostPoint>; 2]]) -> CostAxes {
+    let all: Vec<CostPoint> = pts.iter().flatten().flatten().copied().collect();
+    let costs: Vec<f64> = all.iter().map(|p| p.usd).collect();
+    let any_cost = costs.iter().any(|c| *c > 0.0);
+    let log = log_costs(&costs);
+    let x = if log {
+        span(costs.iter().map(|c| c.log10()), false, 0.15, 0.5)
+    } else if any_cost {
+        (0.0, span(costs.iter().copied(), true, 0.15, 1e-6).1)
+    } else {
+        (0.0, 1.0)
+    };
+    let levels = all.iter().flat_map(|p| {
+        [Some(p.level), p.ci.map(|c| c[0]), p.ci.map(|c| c[1])].into_iter().flatten()
+    });
+    let (y0, y1) = span(levels, false, 0.2, 0.05);
+    let y0 = y0.max(0.0);
+    CostAxes { any_cost, log, x, y: (y0, y1.min(1.0).max(y0 + 0.01)) }
+}
+
+/// Each trial's control and treatment as (cost, level, interval), where both are known.
+fn cost_points(agg: &Aggregate) -> Vec<[Option<CostPoint>; 2]> {
+    let point = |t: &AggTrial, c: &str| {
+        let stats = t.sig.as_ref()?.conditions.get(c)?;
+        let usd = t.costs.as_ref()?.conditions.get(c)?.usd?;
+        Some(CostPoint { usd, level: stats.mean?, ci: stats.ci })
+    };
+    agg.trials.iter().map(|t| [point(t, CONTROL), point(t, TREATMENT)]).collect()
 }
 
 fn cap(s: &str) -> String {

@@ -14,7 +14,7 @@ use crate::runfiles::{self, COSTS, MANIFEST, METRICS, PREDICTIONS, SCORES, SIGNI
 use crate::stats::{self, Significance};
 
 pub(crate) mod charts;
-mod format;
+pub(crate) mod format;
 mod html;
 mod markdown;
 mod scan;
