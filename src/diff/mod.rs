@@ -53,6 +53,8 @@ pub enum Error {
     NoHead,
     #[error("the run HEAD names ({path}) is not in the workspace")]
     NotCheckedOut { path: String },
+    #[error("{path}: folders nested deeper than {limit} levels")]
+    TooDeep { path: String, limit: usize },
 }
 
 impl Hint for Error {
@@ -70,6 +72,11 @@ impl Hint for Error {
             Error::NotCheckedOut { .. } => {
                 Some("`exp checkout HEAD` restores it, or name two runs: `exp diff A B`".into())
             }
+            Error::TooDeep { .. } => Some(
+                "no run exp writes nests that deep: the commit was forged or damaged; \
+                 `exp fsck` names it"
+                    .into(),
+            ),
         }
     }
 }

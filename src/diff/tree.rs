@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::Error;
 use crate::runfiles::source::{Entry, Kind, Source};
+use crate::store::object::MAX_TREE_DEPTH;
 
 /// How a path differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,6 +44,7 @@ fn diff_dirs(
     if da.same_as(db) {
         return Ok(Vec::new());
     }
+    too_deep(prefix)?;
     let la = a.list(da)?;
     let lb = b.list(db)?;
     // Merge the two sorted listings into (left, right) pairs by name.
@@ -139,6 +141,7 @@ fn side(src: &dyn Source, e: &Entry, path: &str, old: bool) -> Result<Vec<FileCh
             }
         }]);
     }
+    too_deep(path)?;
     let mut out = Vec::new();
     for child in src.list(e)? {
         out.extend(side(src, &child, &format!("{path}/{}", child.name), old)?);
@@ -146,10 +149,30 @@ fn side(src: &dyn Source, e: &Entry, path: &str, old: bool) -> Result<Vec<FileCh
     Ok(out)
 }
 
+/// A forged tree nested deeper than any store tree may be is refused before the recursion that
+/// walks it could exhaust the stack (checkout and fsck refuse the same depth).
+fn too_deep(path: &str) -> Result<(), Error> {
+    let depth = if path.is_empty() { 0 } else { path.split('/').count() };
+    if depth >= MAX_TREE_DEPTH {
+        return Err(Error::TooDeep { path: path.to_string(), limit: MAX_TREE_DEPTH });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runfiles::source::{self, MemSource};
+
+    #[test]
+    fn a_tree_nested_deeper_than_the_store_allows_is_refused_not_walked() {
+        let deep = vec!["d"; MAX_TREE_DEPTH + 5].join("/");
+        let mut a = MemSource::new();
+        a.insert(&format!("{deep}/f"), "x");
+        let b = MemSource::new();
+        let err = diff(&a, &b).expect_err("too deep");
+        assert!(matches!(err, Error::TooDeep { .. }), "{err}");
+    }
 
     #[test]
     fn lists_added_removed_and_modified_files_with_sizes() {
