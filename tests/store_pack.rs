@@ -155,8 +155,18 @@ fn a_damaged_pack_index_is_reported_by_fsck_with_a_hint() {
 #[test]
 fn gc_rewrites_a_pack_without_the_objects_of_a_removed_run() {
     let ws = workspace();
+    // A first run both a and b descend from (lineage: a run's first commit follows HEAD), so
+    // that b does not descend from a and removing a's ref leaves a unreachable.
+    let base = ws.path().join("experiments/run_base");
+    fs::create_dir_all(&base).unwrap();
+    fs::write(base.join("notes.txt"), "base\n").unwrap();
+    exp(ws.path()).args(["commit", "experiments/run_base"]).assert().success();
+    let base_packs = pack_files(ws.path(), "pack");
     many_files(ws.path(), "a", 40, "a");
     exp(ws.path()).args(["commit", "experiments/run_a"]).assert().success();
+    let a_pack = pack_files(ws.path(), "pack").into_iter().find(|p| !base_packs.contains(p));
+    let a_pack = a_pack.expect("a's commit wrote a pack");
+    exp(ws.path()).args(["checkout", "base", "--to", "base-copy"]).assert().success();
     // Run b shares half of a's files, so a's pack holds objects b still needs.
     let b = ws.path().join("experiments/run_b");
     fs::create_dir_all(&b).unwrap();
@@ -169,8 +179,7 @@ fn gc_rewrites_a_pack_without_the_objects_of_a_removed_run() {
         fs::write(b.join(format!("own-{i}.txt")), format!("b {i}\n")).unwrap();
     }
     exp(ws.path()).args(["commit", "experiments/run_b"]).assert().success();
-    let old_packs = pack_files(ws.path(), "pack");
-    assert_eq!(old_packs.len(), 2);
+    assert_eq!(pack_files(ws.path(), "pack").len(), base_packs.len() + 2, "a's and b's packs");
     fs::remove_dir_all(ws.path().join("experiments")).unwrap();
     fs::remove_file(ws.path().join(".exprepo/index")).unwrap();
     exp(ws.path()).args(["rm", "a"]).assert().success();
@@ -183,8 +192,12 @@ fn gc_rewrites_a_pack_without_the_objects_of_a_removed_run() {
     // a's 20 unshared files, its trees and commit, and its large file (loose).
     assert!(g["removed"].as_array().unwrap().len() >= 22, "{g}");
     let packs = pack_files(ws.path(), "pack");
-    assert_eq!(packs.len(), 2, "a's pack is replaced by one holding what b needs");
-    assert!(!packs.contains(&old_packs[0]) || !packs.contains(&old_packs[1]));
+    assert_eq!(
+        packs.len(),
+        base_packs.len() + 2,
+        "a's pack is replaced by one holding what b needs"
+    );
+    assert!(!packs.contains(&a_pack));
     exp(ws.path()).arg("fsck").assert().success();
     exp(ws.path()).args(["checkout", "b", "--to", "out"]).assert().success();
     assert_eq!(fs::read(ws.path().join("out/own-3.txt")).unwrap(), b"b 3\n");
