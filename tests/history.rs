@@ -207,3 +207,30 @@ fn the_same_legacy_folder_imported_from_two_places_is_the_same_commit() {
         .collect();
     assert_eq!(ids[0], ids[1]);
 }
+
+#[test]
+fn a_clone_shows_every_run_it_received_once_in_log_and_list() {
+    let ws = demo();
+    archived_run(ws.path(), "one", &[]);
+    archived_run(ws.path(), "two", &["-S", "decoding.temps=[1.0]"]);
+    let remote = tempfile::tempdir().unwrap();
+    let url = remote.path().join("shared");
+    exp(ws.path()).args(["remote", "add", "origin"]).arg(&url).assert().success();
+    exp(ws.path()).args(["push", "--all"]).assert().success();
+    let elsewhere = tempfile::tempdir().unwrap();
+    exp(elsewhere.path()).arg("clone").arg(&url).arg("b").assert().success();
+    let b = elsewhere.path().join("b");
+    let log = json(exp(&b).args(["log", "--json"]));
+    let runs: Vec<&str> =
+        log.as_array().unwrap().iter().map(|c| c["commit"]["run_id"].as_str().unwrap()).collect();
+    assert_eq!(runs, ["two", "one"], "the clone's history is the pushed one");
+    let rows = json(exp(&b).args(["list", "--json"]));
+    let listed: Vec<&str> =
+        rows.as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap()).collect();
+    assert_eq!(
+        listed.len(),
+        2,
+        "each run once, though runs/ and remotes/origin/ both name it: {rows}"
+    );
+    assert!(listed.contains(&"one") && listed.contains(&"two"));
+}
