@@ -50,15 +50,8 @@ const RESULT_COLUMNS: [&str; 7] = ["control", "treatment", "effect", "ci", "p", 
 pub fn run(ctx: &Context, args: &ListArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let runs = history::runs(&repo)?;
-    let mut rows: Vec<(Row, Vec<String>)> = Vec::new();
-    for tip in &runs {
-        let refs: Vec<String> = tip.refs.iter().map(|r| r.to_string()).collect();
-        for row in history::table(&repo, std::slice::from_ref(tip))? {
-            rows.push((row, refs.clone()));
-        }
-    }
-    let cells: Vec<BTreeMap<String, String>> =
-        rows.iter().map(|(r, refs)| display_cells(r, refs)).collect();
+    let rows = history::table(&repo, &runs);
+    let cells: Vec<BTreeMap<String, String>> = rows.iter().map(display_cells).collect();
     let all_columns = columns(true);
     let mut order: Vec<usize> = (0..rows.len()).collect();
     if let Some(expr) = &args.filter {
@@ -87,15 +80,7 @@ pub fn run(ctx: &Context, args: &ListArgs) -> super::Result<()> {
         sort_rows(&mut order, &cells, column, descending);
     }
     if args.json {
-        let out: Vec<serde_json::Value> = order
-            .iter()
-            .map(|&i| {
-                let (row, refs) = &rows[i];
-                let mut v = serde_json::to_value(row).unwrap_or_default();
-                v["refs"] = serde_json::json!(refs);
-                v
-            })
-            .collect();
+        let out: Vec<&Row> = order.iter().map(|&i| &rows[i]).collect();
         return ui::print_json(&out);
     }
     if rows.is_empty() {
@@ -185,7 +170,7 @@ fn columns(verbose: bool) -> Vec<&'static str> {
     c
 }
 
-fn display_cells(r: &Row, refs: &[String]) -> BTreeMap<String, String> {
+fn display_cells(r: &Row) -> BTreeMap<String, String> {
     let mut m = r.params.clone();
     let dash = |s: String| if s.is_empty() { MISSING.to_string() } else { s };
     for v in m.values_mut() {
@@ -202,7 +187,7 @@ fn display_cells(r: &Row, refs: &[String]) -> BTreeMap<String, String> {
     m.insert("p".into(), or_missing(r.p, p_value));
     m.insert("holm_p".into(), or_missing(r.holm_p, p_value));
     m.insert("cost".into(), or_missing(r.usd, usd));
-    m.insert("refs".into(), refs.join(", "));
+    m.insert("refs".into(), r.refs.join(", "));
     m
 }
 

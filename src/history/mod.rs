@@ -106,6 +106,8 @@ pub const PARAM_COLUMNS: [&str; 8] =
 pub struct Row {
     pub run: String,
     pub commit: String,
+    /// Every ref naming the run's commit (local first).
+    pub refs: Vec<String>,
     pub time: String,
     pub trial: String,
     /// PARAM_COLUMNS → value as text ("" when the run does not say).
@@ -121,14 +123,16 @@ pub struct Row {
 }
 
 /// The cross-run table of `runs`, one row per trial of each (a run without trials: one row).
-pub fn table(repo: &Repo, runs: &[RunTip]) -> crate::store::Result<Vec<Row>> {
+pub fn table(repo: &Repo, runs: &[RunTip]) -> Vec<Row> {
     let mut rows = Vec::new();
     for tip in runs {
-        let files = RunFiles::read(repo, &tip.commit)?;
+        let files = RunFiles::read(repo, &tip.commit);
+        let refs: Vec<String> = tip.refs.iter().map(|r| r.to_string()).collect();
         if tip.commit.summary.trials.is_empty() {
             rows.push(Row {
                 run: tip.commit.run_id.clone(),
                 commit: tip.id.short(),
+                refs: refs.clone(),
                 time: tip.commit.time.clone(),
                 trial: String::new(),
                 params: BTreeMap::new(),
@@ -148,6 +152,7 @@ pub fn table(repo: &Repo, runs: &[RunTip]) -> crate::store::Result<Vec<Row>> {
                 commit: tip.id.short(),
                 time: tip.commit.time.clone(),
                 trial: t.slug.clone(),
+                refs: refs.clone(),
                 params: files.params(repo, &t.slug),
                 control: acc("control"),
                 treatment: acc("treatment"),
@@ -159,7 +164,7 @@ pub fn table(repo: &Repo, runs: &[RunTip]) -> crate::store::Result<Vec<Row>> {
             });
         }
     }
-    Ok(rows)
+    rows
 }
 
 /// The few small files of one run the table reads, fetched lazily from its tree.
@@ -175,7 +180,7 @@ struct RunFiles {
 const MAX_SMALL_FILE: u64 = 16 << 20;
 
 impl RunFiles {
-    fn read(repo: &Repo, commit: &Commit) -> crate::store::Result<RunFiles> {
+    fn read(repo: &Repo, commit: &Commit) -> RunFiles {
         let root = repo.odb.read_tree(&commit.tree).ok();
         let mut files = RunFiles { root, manifest: None, run_json: None, config: None };
         files.manifest = files.json(repo, "multi_trial_manifest.json");
@@ -183,7 +188,7 @@ impl RunFiles {
         files.config = files
             .bytes(repo, "config/eval_config.yaml")
             .and_then(|b| serde_yaml::from_slice(&b).ok());
-        Ok(files)
+        files
     }
 
     fn entry(&self, repo: &Repo, path: &str) -> Option<crate::store::TreeEntry> {

@@ -480,7 +480,6 @@ impl Repo {
         // commit follows the commit HEAD names (the workspace's previous run), so `HEAD~1` is
         // the previous run and `exp log` reads as history. Saved snapshots (`set_head` false)
         // are side branches and keep no such parent.
-        let head_commit = if set_head { self.refs.read(&RefName::head())? } else { None };
         let mut attempts = 0;
         let commit_id = loop {
             attempts += 1;
@@ -499,7 +498,11 @@ impl Repo {
             });
             let commit = Commit {
                 tree,
-                parents: current.or(head_commit).into_iter().collect(),
+                parents: match current {
+                    Some(previous) => vec![previous],
+                    None if set_head => self.refs.read(&RefName::head())?.into_iter().collect(),
+                    None => Vec::new(),
+                },
                 time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 message: message.clone(),
                 run_id: run_id.clone(),
