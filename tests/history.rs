@@ -113,6 +113,12 @@ fn the_cross_run_table_filters_sorts_and_shows_only_what_changed() {
         .code(1)
         .stderr(predicate::str::contains("no column `temperature`"))
         .stderr(predicate::str::contains("hint: columns: run"));
+    exp(ws.path())
+        .args(["list", "--sort-by", "speed"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--sort-by: there is no column `speed`"))
+        .stderr(predicate::str::contains("hint: columns: run"));
 }
 
 #[test]
