@@ -447,7 +447,7 @@ fn keep_item_keys(datasets: &mut [Prepared]) {
                     id: i.id.clone(),
                     label: i.label.clone(),
                     cluster: i.cluster.clone(),
-                    fields: BTreeMap::new(),
+                    fields: prepare::Fields::default(),
                 })
                 .collect(),
         );
