@@ -181,7 +181,7 @@ fn file_mode_writes_batch_inputs_and_ingesting_openai_outputs_completes_the_run(
     write_lines(&ws.path().join("batch_68f_output.jsonl"), &outputs);
     write_lines(&ws.path().join("batch_68f_error.jsonl"), &[openai_error(&refused[0], 99)]);
     let out = exp(ws.path())
-        .args(["ingest", "batch_68f_output.jsonl", "batch_68f_error.jsonl"])
+        .args(["ingest", "batch_68f_output.jsonl", "batch_68f_error.jsonl", "--archive"])
         .assert()
         .success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
@@ -200,12 +200,23 @@ fn file_mode_writes_batch_inputs_and_ingesting_openai_outputs_completes_the_run(
     let usd = manifest["totals"]["usd"].as_f64().unwrap();
     assert!((usd - 23.0 * (100.0 * 0.5 + 10.0 * 1.0) / 1e6).abs() < 1e-12, "{usd}");
     assert!(run.join("aggregate_report.md").is_file());
+    // --archive committed it, answers included.
+    let run_id = read_json(&run.join("run.json"))["run_id"].as_str().unwrap().to_string();
+    let out = exp(ws.path()).args(["log", "--json"]).assert().success();
+    let log = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(log.contains(&run_id) && log.contains("complete"), "{log}");
 }
 
 #[test]
 fn ingest_reads_vllm_run_batch_output_and_a_partial_ingest_keeps_the_run_awaiting() {
     let ws = workspace(3, &model(NOWHERE, ""), "");
-    exp(ws.path()).args(["run", "--backend", "files", "--run-id", "v1"]).assert().success();
+    exp(ws.path())
+        .args(["run", "--backend", "files", "--run-id", "v1", "--archive"])
+        .assert()
+        .success();
+    let out = exp(ws.path()).args(["show", "v1"]).assert().success();
+    let shown = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(shown.contains("awaiting_outputs"), "the awaiting run is committed as such: {shown}");
     let run = only_run(ws.path());
     let requests = batch_requests(&run);
     let outputs: Vec<Value> = requests.iter().enumerate().map(|(n, r)| vllm_output(r, n)).collect();
