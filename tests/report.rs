@@ -80,7 +80,11 @@ fn write_trial(run: &Path, spec: &Spec) -> PathBuf {
                     Some(_) => wrong,
                     None => "",
                 };
-                let cluster = if spec.clusters { format!("doc{}", i / spec.cluster_size) } else { String::new() };
+                let cluster = if spec.clusters {
+                    format!("doc{}", i / spec.cluster_size)
+                } else {
+                    String::new()
+                };
                 let score = s.map(|v| v.to_string()).unwrap_or_default();
                 scores.push_str(&format!(
                     "item-{i:03},demo_sentiment,{cond},{r},{},{pred},{score},{cluster}\n",
@@ -701,7 +705,9 @@ fn clusters_flipping_together_are_significant_nowhere_a_person_reads_the_verdict
 
     let md = read(&dirs[0].join("reports/report.md"));
     assert!(md.contains("this is not statistically significant"), "{md}");
-    assert!(md.contains(&format!("sign-flip test on clusters {}", exp::display::p_eq(head.p_value))));
+    assert!(
+        md.contains(&format!("sign-flip test on clusters {}", exp::display::p_eq(head.p_value)))
+    );
     let manifest: Value =
         serde_json::from_str(&read(&run.join("multi_trial_manifest.json"))).unwrap();
     assert_eq!(manifest["trials"][0]["p_value"].as_f64(), Some(head.p_value));
@@ -728,7 +734,7 @@ fn with_failed_requests_the_manifest_and_exp_show_print_the_paired_effect() {
     // the manifest and `exp show` used to print, beside the p-value of the paired difference)
     // leaves them out of one side only: +23.3 pp against the paired +30.0 pp.
     fn failing(i: usize, cond: &str, r: usize) -> Option<f64> {
-        if cond == "treatment" && i % 3 != 0 && i < 15 { None } else { better(i, cond, r) }
+        if cond == "treatment" && !i.is_multiple_of(3) && i < 15 { None } else { better(i, cond, r) }
     }
     let (tmp, run) = run_dir();
     let spec = Spec { score: failing, ..BETTER };

@@ -896,5 +896,8 @@ fn exp_diff_tests_at_the_alpha_of_the_runs_config_and_says_so() {
     }
     let text = common::exp(ws.path()).args(["diff", "a", "b"]).assert().success();
     let text = String::from_utf8_lossy(&text.get_output().stdout).to_string();
-    assert!(text.contains("α = 0.2, from b's config") && text.contains("change (80% CI)"), "{text}");
+    assert!(
+        text.contains("α = 0.2, from b's config") && text.contains("change (80% CI)"),
+        "{text}"
+    );
 }
