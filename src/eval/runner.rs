@@ -341,9 +341,28 @@ fn deliver(
         };
         return Ok(Delivered::Answers(outcome, Some(i)));
     }
-    let models = exec_models(config)?;
-    let settings = exec_settings(opts, config);
-    let outcome = execute::execute(queue.jobs, models, &settings, queue.pending, progress)?;
+    let mut outcome = ExecOutcome::default();
+    if !queue.jobs.is_empty() {
+        let models = exec_models(config)?;
+        let settings = exec_settings(opts, config);
+        outcome = execute::execute(queue.jobs, models, &settings, queue.pending, progress)?;
+    }
+    if !batch_jobs.is_empty() && !outcome.interrupted {
+        let settings = batch::backend::Settings {
+            poll: Duration::from_secs_f64(e.batch_poll_s),
+            limits,
+            max_retries: e.max_retries,
+            timeout: Duration::from_secs_f64(e.timeout_s),
+            max_response_bytes: e.max_response_bytes,
+            fsync: e.fsync,
+            stop_on_ctrl_c: opts.stop_on_ctrl_c,
+        };
+        let b = batch::backend::run(&run.dir, batch_jobs, &config.models, &settings, progress)?;
+        outcome.sent += b.journaled;
+        outcome.responses += b.journaled - b.failures;
+        outcome.failures += b.failures;
+        outcome.interrupted |= b.interrupted;
+    }
     Ok(Delivered::Answers(outcome, None))
 }
 
