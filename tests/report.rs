@@ -734,7 +734,11 @@ fn with_failed_requests_the_manifest_and_exp_show_print_the_paired_effect() {
     // the manifest and `exp show` used to print, beside the p-value of the paired difference)
     // leaves them out of one side only: +23.3 pp against the paired +30.0 pp.
     fn failing(i: usize, cond: &str, r: usize) -> Option<f64> {
-        if cond == "treatment" && !i.is_multiple_of(3) && i < 15 { None } else { better(i, cond, r) }
+        if cond == "treatment" && !i.is_multiple_of(3) && i < 15 {
+            None
+        } else {
+            better(i, cond, r)
+        }
     }
     let (tmp, run) = run_dir();
     let spec = Spec { score: failing, ..BETTER };
