@@ -331,6 +331,8 @@ enum Fate {
     Expire { answered: usize },
     /// Stays in_progress until `release` is called.
     Hold,
+    /// validating → failed, with a validation error.
+    Fail,
 }
 
 const KEY: &str = "sk-test-4f9a1c";
@@ -577,12 +579,17 @@ async fn retrieve(
         Fate::Expire { .. } => &["validating", "in_progress", "expired"],
         Fate::Hold if st.released => &["validating", "in_progress", "completed"],
         Fate::Hold => &["validating", "in_progress", "in_progress"],
+        Fate::Fail => &["validating", "failed"],
     };
     let step = (st.steps[i] + 1).min(path.len() - 1);
     st.steps[i] = step;
     let status = path[step];
     if st.batches[i]["status"] != status && matches!(status, "completed" | "expired") {
         finish(&mut st, i, status);
+    }
+    if status == "failed" {
+        st.batches[i]["errors"] = json!({"object": "list", "data": [{"code": "invalid_request", "message": format!("model not found; sent with Authorization: Bearer {KEY}"), "param": null, "line": 1}]});
+        st.batches[i]["failed_at"] = json!(1_700_000_050);
     }
     st.batches[i]["status"] = json!(status);
     ok(st.batches[i].clone())
@@ -754,4 +761,48 @@ fn a_run_killed_while_polling_resumes_by_polling_the_same_batch() {
     assert_eq!(status(&run), "complete");
     assert_eq!(predictions(&run).len(), 12);
     assert_no_key(ws.path());
+}
+
+#[test]
+fn a_failed_batch_is_resubmitted_and_after_max_retries_its_requests_are_recorded_failures() {
+    let server = Server::start(vec![Fate::Fail]);
+    let ws = batch_workspace(&server, 3, "");
+    run_batch(ws.path()).success();
+    let ids = server.batch_ids();
+    assert_eq!(ids.len(), 2, "the failed batch, then all of it again");
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(status(&only_run(ws.path())), "complete");
+
+    let server = Server::start(vec![Fate::Fail, Fate::Fail]);
+    let model = model(&server.url, ", backend: batch, api_key_env: BATCH_TEST_KEY");
+    let ws = workspace(3, &model, "batch_poll_s: 1, max_retries: 1");
+    let out = run_batch(ws.path()).failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("every request failed"), "{err}");
+    assert_eq!(server.creates(), 2, "max_retries: 1 allows one resubmission");
+    let rows = predictions(&only_run(ws.path()));
+    assert_eq!(rows.len(), 12);
+    for r in &rows {
+        assert!(
+            r["error"].contains("batch batch_2 failed: invalid_request: model not found"),
+            "{r:?}"
+        );
+        assert!(r["error"].contains("Bearer [redacted]") && !r["error"].contains(KEY), "{r:?}");
+    }
+    assert_no_key(ws.path());
+}
+
+#[test]
+fn the_dry_run_estimates_batch_models_at_batch_prices() {
+    let ws = workspace(3, &model(NOWHERE, ", backend: batch"), "");
+    let out = exp(ws.path()).args(["run", "--dry-run", "--json"]).assert().success();
+    let plan: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let live = workspace(3, &model(NOWHERE, ""), "");
+    let out = exp(live.path()).args(["run", "--dry-run", "--json"]).assert().success();
+    let live_plan: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let (b, l) = (
+        plan["totals"]["max_usd"].as_f64().unwrap(),
+        live_plan["totals"]["max_usd"].as_f64().unwrap(),
+    );
+    assert!(l > 0.0 && (b - l / 2.0).abs() < 1e-12, "batch {b}, live {l}");
 }

@@ -1466,7 +1466,9 @@ fn dry_run(opts: &RunOptions, setup: &Setup, plan: &Plan, users: &[Vec<String>])
             input += t.repeats as u64 * (user_tokens.iter().sum::<u64>() + items * (system + 11));
         }
         let max_output = requests * t.decoding.max_tokens as u64;
-        let (est_input_usd, max_usd) = match t.model.pricing {
+        let batch = opts.backend_files || t.model.backend == Backend::Batch;
+        let pricing = t.model.pricing.map(|p| if batch { p.batch() } else { p });
+        let (est_input_usd, max_usd) = match pricing {
             Some(p) => (p.usd(input, 0), p.usd(input, max_output)),
             None => {
                 if t.model.provider == ProviderKind::Openai && !unpriced.contains(&t.model.name) {
