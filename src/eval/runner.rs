@@ -893,11 +893,9 @@ impl Scored {
         self.totals.input_tokens += total.input_tokens;
         self.totals.output_tokens += total.output_tokens;
         self.totals.usd += total.usd;
-        let acc = |c: &str| r.metrics.conditions.get(c).and_then(|m| m.accuracy);
-        let effect = match (acc("treatment"), acc("control")) {
-            (Some(t), Some(c)) => Some(t - c),
-            _ => None,
-        };
+        // The one headline: the paired effect and its test from significance.json, never the
+        // difference of the two accuracies (which mixes in items failed on one side).
+        let headline = read_headline(trial_dir);
         self.trials.push(ManifestTrial {
             slug: trial.slug.to_string(),
             model: trial.model.name.clone(),
@@ -912,8 +910,8 @@ impl Scored {
                 .iter()
                 .map(|(k, m)| (k.clone(), HeadlineMetrics { n: m.n, accuracy: m.accuracy }))
                 .collect(),
-            effect,
-            p_value: read_p_value(trial_dir),
+            effect: headline.effect,
+            p_value: headline.p_value,
             holm_p: None,
             usd: total.usd,
             failures: total.failures,
@@ -1098,9 +1096,10 @@ pub fn significance_settings(c: &Config) -> SignificanceSettings {
     }
 }
 
-fn read_p_value(trial_dir: &Path) -> Option<f64> {
+/// The headline of the trial's significance.json (empty when it could not be read).
+fn read_headline(trial_dir: &Path) -> runfiles::figures::SignificanceHeadline {
     let path = runfiles::result_file(trial_dir, runfiles::SIGNIFICANCE);
-    runfiles::figures::read_significance(&path).ok()??.p_value
+    runfiles::figures::read_significance(&path).ok().flatten().unwrap_or_default()
 }
 
 pub fn read_manifest(run_dir: &Path) -> Option<Manifest> {
