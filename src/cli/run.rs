@@ -135,9 +135,6 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     let open_baseline = |reference: &str| exp::eval::archive::open_baseline(&workspace, reference);
     match runner::run(&opts, &open_baseline, &progress)? {
         Outcome::Planned(plan) => render_plan(&plan, args.json),
-        Outcome::Ran(summary) if summary.status == RunStatus::AwaitingOutputs => {
-            render_awaiting(&summary, args.json)
-        }
         Outcome::Ran(summary) => {
             // An interrupted run is committed too (its run.json says incomplete): history keeps
             // what was paid for, and a later resume commits on top of it.
@@ -151,6 +148,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
             } else {
                 None
             };
+            if summary.status == RunStatus::AwaitingOutputs {
+                return render_awaiting(&summary, archived.as_ref(), args.json);
+            }
             render_summary(&summary, archived.as_ref(), args.json)?;
             if summary.status == RunStatus::Incomplete {
                 return Err(exp::error::Hinted::new(
@@ -355,7 +355,7 @@ pub(super) fn render_summary(
 }
 
 /// File mode: where the batch input files are, and what to do with their outputs.
-fn render_awaiting(s: &RunSummary, json: bool) -> Result<()> {
+fn render_awaiting(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Result<()> {
     let files: Vec<serde_json::Value> = s
         .batch_files
         .iter()
@@ -367,6 +367,7 @@ fn render_awaiting(s: &RunSummary, json: bool) -> Result<()> {
     if json {
         return ui::print_json(&serde_json::json!({
             "run_id": s.run_id, "run_dir": s.run_dir, "status": s.status, "batch_files": files,
+            "archived": archived.map(|a| a.commit.clone()),
         }));
     }
     let mut t =
@@ -386,6 +387,9 @@ fn render_awaiting(s: &RunSummary, json: bool) -> Result<()> {
     ui::outln!(
         "next: run them (OpenAI Batch API, vllm run-batch, …), then `exp ingest OUTPUT.jsonl…` completes the run"
     )?;
+    if let Some(a) = archived {
+        ui::outln!("archived: runs/{} -> {}", s.run_id, a.commit.get(..12).unwrap_or(&a.commit))?;
+    }
     Ok(())
 }
 
