@@ -2,7 +2,9 @@
 //! orchestrator (`runner`) that strings them together for `exp run`. Reports and statistics of a
 //! finished run live in `report` (and `crate::stats`).
 pub mod archive;
+pub mod budget;
 pub mod build;
+pub mod cache;
 pub mod config;
 pub mod execute;
 pub mod journal;

@@ -2,7 +2,8 @@
 //! pipeline, one function per stage with explicit inputs and outputs: `load` (config, command
 //! line, which run) -> `prepare_and_plan` (datasets, trial matrix, jobs, prompts) -> `dry_run`
 //! stops here -> `start` (the run folder, new or resumed; the baseline) -> `build_requests` ->
-//! `queue` (what is still to send) -> `execute::execute` -> `score` (results and trial reports)
+//! `queue` (what is still to send) -> `reuse` (answers the response cache has, `cache`) ->
+//! `execute::execute` (within the budget, `budget`) -> `score` (results and trial reports)
 //! -> `finish` (manifest, aggregate report, run.json). Committing it is `archive`'s job.
 //!
 //! It owns the run folder's life cycle: `run.json` says `running` from the first write until the
@@ -17,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::budget::Budget;
 use super::build::{self, RequestLine};
+use super::cache::{self, CacheError};
 use super::config::{self, Config, ConfigError, LoadedConfig, ProviderKind};
 use super::execute::{self, ExecJob, ExecModel, ExecOutcome, ExecSettings, ExecuteError};
 use super::journal::{self, Status};
@@ -47,6 +50,8 @@ pub enum RunError {
     Execute(#[from] ExecuteError),
     #[error(transparent)]
     Results(#[from] ResultsError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
     #[error(transparent)]
@@ -95,6 +100,7 @@ impl Hint for RunError {
             RunError::Provider(e) => e.hint(),
             RunError::Execute(e) => e.hint(),
             RunError::Results(e) => e.hint(),
+            RunError::Cache(e) => e.hint(),
             RunError::Report(e) => e.hint(),
             RunError::Files(e) => e.hint(),
             RunError::Write { .. } => Some("check the disk has space and the folder is writable".into()),
@@ -154,6 +160,10 @@ pub struct RunOptions {
     pub stop_on_ctrl_c: bool,
     /// `-S KEY=VALUE` overrides, applied to the config before it is validated.
     pub overrides: Vec<super::overrides::Override>,
+    /// `--no-cache`: `execution.cache: off` for this run.
+    pub no_cache: bool,
+    /// `--max-usd`: `execution.max_usd` for this run.
+    pub max_usd: Option<f64>,
 }
 
 /// Reads files of a baseline run (from the store); `Ok(None)` when the path does not exist.
@@ -177,6 +187,10 @@ pub struct RunSummary {
     /// Requests answered in an earlier invocation (resume).
     pub already_done: u64,
     pub outcome: ExecOutcome,
+    /// Answers reused from earlier runs instead of sent (the response cache).
+    pub reused: u64,
+    /// The budget, when there is one: (cap, spent by the run in all its invocations).
+    pub budget: Option<(f64, f64)>,
     pub manifest: Manifest,
     pub datasets: Vec<(String, usize, bool)>,
     pub warnings: Vec<String>,
@@ -195,6 +209,8 @@ pub struct DryRun {
     pub trials: Vec<DryTrial>,
     pub totals: DryTotals,
     pub unpriced_models: Vec<String>,
+    /// `execution.max_usd`, to set against `totals.max_usd`.
+    pub max_usd: Option<f64>,
 }
 
 /// The plan's sums over its trials.
@@ -247,11 +263,14 @@ pub fn run(
     let clock = Instant::now();
     tracing::info!(elapsed_ms = ms(clock), "prepared; building");
     build_requests(opts, &setup, &plan, users, &run.dir, progress)?;
-    let queue = queue(&setup.loaded.config, &plan, &run.dir)?;
+    let mut queue = queue(&setup.loaded.config, &plan, &run.dir)?;
     let already_done = queue.already_done;
+    let reused = reuse(&setup, &plan, &mut queue, progress)?;
     let models = exec_models(&setup.loaded.config)?;
-    tracing::info!(elapsed_ms = ms(clock), pending = queue.pending, "built; sending");
-    let settings = exec_settings(opts, &setup.loaded.config);
+    tracing::info!(elapsed_ms = ms(clock), pending = queue.pending, reused, "built; sending");
+    let mut settings = exec_settings(opts, &setup.loaded.config);
+    settings.budget =
+        setup.loaded.config.execution.max_usd.map(|cap| Arc::new(Budget::new(cap, queue.spent)));
     let outcome = match execute::execute(queue.jobs, models, &settings, queue.pending, progress) {
         Ok(outcome) => outcome,
         Err(err) => return Err(run.fail(err.into())),
@@ -265,6 +284,8 @@ pub fn run(
         resumed: !run.rj.resumed_at.is_empty(),
         already_done,
         outcome,
+        reused,
+        budget: settings.budget.as_ref().map(|b| (b.cap(), b.spent())),
         manifest,
         datasets: plan
             .datasets
@@ -325,6 +346,8 @@ struct Queue {
     pending: u64,
     /// Requests answered in an earlier invocation (resume).
     already_done: u64,
+    /// What the run paid in earlier invocations (the budget counts it).
+    spent: f64,
 }
 
 /// Stage `score`'s output: each trial's line of the manifest and what they add up to.
@@ -366,6 +389,18 @@ fn load(opts: &RunOptions) -> Result<Setup, RunError> {
     if let Some(n) = opts.parts_per_dataset.or(previous.as_ref().map(|p| p.parts_per_dataset)) {
         loaded.config.execution.parts_per_dataset =
             within("--parts-per-dataset", n, config::MAX_PARTS_PER_DATASET)?;
+    }
+    if opts.no_cache {
+        loaded.config.execution.cache = config::CacheMode::Off;
+    }
+    if let Some(cap) = opts.max_usd {
+        if !(cap.is_finite() && cap >= 0.0) {
+            return Err(RunError::Usage {
+                what: format!("--max-usd is {cap}, not an amount of USD"),
+                fix: "give the most the run may spend, e.g. --max-usd 5".into(),
+            });
+        }
+        loaded.config.execution.max_usd = Some(cap);
     }
     if let Some(n) = opts.max_concurrent_jobs {
         loaded.config.execution.max_concurrent_jobs =
@@ -600,18 +635,22 @@ fn build_requests(
 
 /// What every job still has to send: the requests its journal holds no `ok` answer for.
 fn queue(config: &Config, plan: &Plan, dir: &Path) -> Result<Queue, RunError> {
-    let mut queue = Queue { jobs: Vec::new(), pending: 0, already_done: 0 };
+    let mut queue = Queue { jobs: Vec::new(), pending: 0, already_done: 0, spent: 0.0 };
     let model_index: BTreeMap<&str, usize> =
         config.models.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
     for job in &plan.jobs {
         let trial = &plan.trials[job.trial];
         let journal_path = journal_path(dir, trial, job);
-        let done: HashSet<String> = journal::read(&journal_path)
-            .map_err(ExecuteError::from)?
-            .into_values()
-            .filter(|e| e.status == Status::Ok)
-            .map(|e| e.custom_id)
-            .collect();
+        let entries = journal::read(&journal_path).map_err(ExecuteError::from)?.into_values();
+        let mut done = HashSet::new();
+        for e in entries {
+            if let (Some(p), None) = (trial.model.pricing, &e.reused) {
+                queue.spent += p.usd(e.input_tokens, e.output_tokens);
+            }
+            if e.status == Status::Ok {
+                done.insert(e.custom_id);
+            }
+        }
         let expected = (job.end - job.start) as u64 * trial.repeats as u64;
         queue.already_done += done.len() as u64;
         queue.pending += expected.saturating_sub(done.len() as u64);
@@ -625,6 +664,7 @@ fn queue(config: &Config, plan: &Plan, dir: &Path) -> Result<Queue, RunError> {
             start: job.start,
             end: job.end,
             repeats: trial.repeats,
+            max_tokens: u64::from(trial.decoding.max_tokens),
             done,
         });
     }
@@ -655,7 +695,30 @@ fn exec_settings(opts: &RunOptions, config: &Config) -> ExecSettings {
         backoff_max: Duration::from_secs_f64(e.backoff_max_s),
         fsync: e.fsync,
         stop_on_ctrl_c: opts.stop_on_ctrl_c,
+        budget: None,
     }
+}
+
+/// Stage `reuse`: answers to identical earlier requests, journaled instead of sent (the
+/// response cache, unless `execution.cache: off`); how many.
+fn reuse(
+    setup: &Setup,
+    plan: &Plan,
+    queue: &mut Queue,
+    progress: &dyn Progress,
+) -> Result<u64, RunError> {
+    let c = &setup.loaded.config;
+    if !c.execution.cache.reads() || queue.pending == 0 {
+        return Ok(0);
+    }
+    let input = cache::ReuseInput {
+        workspace: &setup.loaded.workspace,
+        experiments: &setup.experiments,
+        keyers: c.models.iter().map(|m| cache::Keyer::new(m, &c.scoring.labels)).collect(),
+        datasets: plan.datasets.iter().map(|d| (d.name.clone(), d.hash.clone())).collect(),
+        fsync: c.execution.fsync,
+    };
+    Ok(cache::reuse(&input, &mut queue.jobs, &mut queue.pending, progress)?)
 }
 
 /// Stages `score`, `results` and `reports`: every trial's results files and report.md, and its
@@ -688,6 +751,7 @@ fn score(
                 dataset: &plan.datasets[j.dataset].name,
                 items: &plan.datasets[j.dataset].items[j.start..j.end],
                 journal: journal_path(&run.dir, trial, j),
+                reused: false,
             })
             .collect();
         let rows = match &run.baseline {
@@ -734,7 +798,7 @@ fn baseline_rows(
 impl Scored {
     /// Adds a scored trial: its manifest line, its costs to the totals.
     fn add(&mut self, trial: &Trial, r: &results::TrialResults, trial_dir: &Path) {
-        self.any_answer |= r.costs.conditions.values().any(|c| c.requests > c.failures);
+        self.any_answer |= answered(&r.costs);
         self.any_missing |= r.incomplete;
         let total = &r.costs.total;
         self.totals.requests += total.requests;
@@ -742,6 +806,8 @@ impl Scored {
         self.totals.input_tokens += total.input_tokens;
         self.totals.output_tokens += total.output_tokens;
         self.totals.usd += total.usd;
+        self.totals.reused += total.reused;
+        self.totals.usd_saved += total.usd_saved;
         let acc = |c: &str| r.metrics.conditions.get(c).and_then(|m| m.accuracy);
         let effect = match (acc("treatment"), acc("control")) {
             (Some(t), Some(c)) => Some(t - c),
@@ -925,8 +991,7 @@ fn baseline_checks(
 }
 
 fn trial_status(r: &results::TrialResults) -> &'static str {
-    let answered = r.costs.conditions.values().any(|c| c.requests > c.failures)
-        || !r.costs.from_baseline.is_empty();
+    let answered = answered(&r.costs) || !r.costs.from_baseline.is_empty();
     if r.incomplete {
         "incomplete"
     } else if !answered {
@@ -934,6 +999,11 @@ fn trial_status(r: &results::TrialResults) -> &'static str {
     } else {
         "complete"
     }
+}
+
+/// Some request of the trial got an answer, sent now or reused.
+fn answered(costs: &runfiles::results::Costs) -> bool {
+    costs.conditions.values().any(|c| c.requests + c.reused > c.failures)
 }
 
 pub fn significance_settings(c: &Config) -> SignificanceSettings {
@@ -1179,7 +1249,7 @@ fn snapshot_config(
 
 /// Execution settings that do not change what is asked or how it is scored, so a resume may
 /// change them (e.g. more concurrency after a rate-limit talk with the provider).
-const VOLATILE: [&str; 7] = [
+const VOLATILE: [&str; 9] = [
     "max_concurrent_jobs",
     "max_retries",
     "timeout_s",
@@ -1187,6 +1257,8 @@ const VOLATILE: [&str; 7] = [
     "backoff_max_s",
     "fsync",
     "max_response_bytes",
+    "cache",
+    "max_usd",
 ];
 
 fn fingerprint(
@@ -1348,6 +1420,7 @@ fn dry_run(opts: &RunOptions, setup: &Setup, plan: &Plan, users: &[Vec<String>])
         },
         trials: out,
         unpriced_models: unpriced,
+        max_usd: l.config.execution.max_usd,
     }
 }
 
