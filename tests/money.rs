@@ -85,10 +85,13 @@ fn serve(sock: TcpStream, seen: &Mutex<Vec<Value>>, fails: &Fails) {
             ("400 Bad Request", serde_json::json!({"error": {"message": "refused by the test"}}))
         } else {
             let answer = if user.contains("happy") { "positive" } else { "negative" };
-            ("200 OK", serde_json::json!({
-                "choices": [{"message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 2}
-            }))
+            (
+                "200 OK",
+                serde_json::json!({
+                    "choices": [{"message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 2}
+                }),
+            )
         };
         let json = json.to_string();
         let out = format!(
@@ -210,9 +213,8 @@ fn a_second_run_of_the_same_config_sends_nothing_and_says_where_each_answer_came
         assert_eq!(l["reused"], serde_json::json!({"run": "first", "commit": null}), "{l}");
     }
     // The same answers, so the same scores.
-    let scores = |id| {
-        std::fs::read(trials(ws.path(), id)[0].join("results/per_item_scores.csv")).unwrap()
-    };
+    let scores =
+        |id| std::fs::read(trials(ws.path(), id)[0].join("results/per_item_scores.csv")).unwrap();
     assert_eq!(scores("first"), scores("second"));
     // Costs separate what was sent from what was reused, and state what reuse saved.
     let (first, second) = (totals(ws.path(), "first"), totals(ws.path(), "second"));
@@ -378,7 +380,8 @@ fn the_budget_stops_sending_before_the_cap_and_resume_with_a_higher_cap_finishes
     let server = Server::start();
     // One connection: requests go one at a time, each reserved at its maximum cost.
     let ws = workspace(20, &server.url, 1);
-    let out = exp(ws.path()).args(["run", "--run-id", "capped", "--max-usd", "0.5"]).output().unwrap();
+    let out =
+        exp(ws.path()).args(["run", "--run-id", "capped", "--max-usd", "0.5"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("stopped at its budget"), "{stderr}");

@@ -24,7 +24,8 @@ use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary
   exp run --config cfg.yaml --resume --max-usd 10      # raise the cap and finish the run
   exp run --config cfg.yaml --no-cache                 # send every request, reuse nothing
   exp run -S decoding.temps=[0.7] -S models[0].max_connections=8 -m 'warmer'  # one-off changes
-  exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID")]
+  exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID
+  exp run --backend files                              # write batch input files, then: exp ingest OUT.jsonl")]
 pub struct RunArgs {
     /// The experiment definition (YAML)
     #[arg(long, short = 'c', value_name = "FILE", default_value = exp::eval::config::DEFAULT_CONFIG)]
@@ -91,9 +92,22 @@ pub struct RunArgs {
     #[arg(long, alias = "no_cache")]
     pub no_cache: bool,
 
+    /// How requests are delivered: as each model's `backend` says (live, or the Batch API), or
+    /// `files`: write the batch input files and stop; `exp ingest` reads their outputs back
+    #[arg(long, value_enum, default_value = "config")]
+    pub backend: BackendArg,
+
     /// Print the summary (or the --dry-run plan) as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+pub enum BackendArg {
+    /// Each model's `backend` from the config
+    Config,
+    /// Batch input files only, for any batch runner (OpenAI, vllm run-batch)
+    Files,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -130,11 +144,16 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
             .collect::<std::result::Result<_, _>>()?,
         no_cache: args.no_cache,
         max_usd: args.max_usd,
+        backend_files: args.backend == BackendArg::Files,
+        ingest: Vec::new(),
     };
     let progress = ui::TermProgress::new();
     let open_baseline = |reference: &str| exp::eval::archive::open_baseline(&workspace, reference);
     match runner::run(&opts, &open_baseline, &progress)? {
         Outcome::Planned(plan) => render_plan(&plan, args.json),
+        Outcome::Ran(summary) if summary.status == RunStatus::AwaitingOutputs => {
+            render_awaiting(&summary, args.json)
+        }
         Outcome::Ran(summary) => {
             // An interrupted run is committed too (its run.json says incomplete): history keeps
             // what was paid for, and a later resume commits on top of it.
@@ -149,7 +168,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
                 None
             };
             render_summary(&summary, archived.as_ref(), args.json)?;
-            if let Some((cap, spent)) = summary.budget
+            if let Some((cap, spent)) = summary.outcome.budget
                 && summary.outcome.budget_stopped
             {
                 return Err(exp::error::Hinted::new(
@@ -192,7 +211,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
 }
 
 /// `--repo`, else the nearest folder upward holding `.exprepo/`, else the current folder.
-fn workspace(ctx: &Context) -> Result<PathBuf> {
+pub(super) fn workspace(ctx: &Context) -> Result<PathBuf> {
     if let Some(r) = &ctx.repo {
         return Ok(r.clone());
     }
@@ -283,7 +302,11 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
 
 /// `--json`: one document on stdout (progress, warnings and errors go to stderr), also for an
 /// incomplete or failed run, whose exit code still says so.
-fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Result<()> {
+pub(super) fn render_summary(
+    s: &RunSummary,
+    archived: Option<&Archived>,
+    json: bool,
+) -> Result<()> {
     let warn = || {
         for w in &s.warnings {
             eprintln!("warning: {w}");
@@ -301,7 +324,7 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
             "reused": s.reused,
             "failures": s.outcome.failures,
             "interrupted": s.outcome.interrupted,
-            "budget": s.budget.map(|(cap, spent)| serde_json::json!({
+            "budget": s.outcome.budget.map(|(cap, spent)| serde_json::json!({
                 "max_usd": cap, "spent_usd": spent, "stopped": s.outcome.budget_stopped,
             })),
             "trials": s.manifest.trials,
@@ -372,7 +395,7 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
             usd(tot.usd_saved)
         )?;
     }
-    if let Some((cap, spent)) = s.budget {
+    if let Some((cap, spent)) = s.outcome.budget {
         ui::outln!("budget: {} spent of {} (execution.max_usd)", usd(spent), usd(cap))?;
     }
     for (name, n, written) in &s.datasets {
@@ -401,7 +424,42 @@ fn next_cap(cap: f64) -> String {
     format!("{}", (next * 100.0).ceil() / 100.0)
 }
 
-fn display_rel(p: &Path) -> String {
+/// File mode: where the batch input files are, and what to do with their outputs.
+fn render_awaiting(s: &RunSummary, json: bool) -> Result<()> {
+    let files: Vec<serde_json::Value> = s
+        .batch_files
+        .iter()
+        .map(|c| {
+            serde_json::json!({"path": s.run_dir.join(&c.path), "model": c.model,
+                "requests": c.requests, "bytes": c.bytes})
+        })
+        .collect();
+    if json {
+        return ui::print_json(&serde_json::json!({
+            "run_id": s.run_id, "run_dir": s.run_dir, "status": s.status, "batch_files": files,
+        }));
+    }
+    let mut t =
+        ui::table(["batch input file", "model", "requests", "bytes"]).cut(["batch input file"]);
+    for c in &s.batch_files {
+        let path = display_rel(&s.run_dir.join(&c.path));
+        t.add_row(vec![path, c.model.clone(), count(c.requests as u64), count(c.bytes)]);
+    }
+    ui::outln!("{t}")?;
+    let requests: usize = s.batch_files.iter().map(|c| c.requests).sum();
+    ui::outln!(
+        "run {}: awaiting outputs · {} in {}",
+        s.run_id,
+        plural(requests as u64, "request"),
+        plural(s.batch_files.len() as u64, "batch input file")
+    )?;
+    ui::outln!(
+        "next: run them (OpenAI Batch API, vllm run-batch, …), then `exp ingest OUTPUT.jsonl…` completes the run"
+    )?;
+    Ok(())
+}
+
+pub(super) fn display_rel(p: &Path) -> String {
     std::env::current_dir()
         .ok()
         .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))

@@ -93,7 +93,8 @@ mod tests {
 
     #[test]
     fn the_maximum_cost_is_body_bytes_in_and_max_tokens_out() {
-        let p = Pricing { input_per_mtok: 1.0, output_per_mtok: 2.0 };
+        let p: Pricing =
+            serde_yaml::from_str("{input_per_mtok: 1.0, output_per_mtok: 2.0}").unwrap();
         assert!((max_cost(Some(p), 1_000_000, 1_000_000) - 3.0).abs() < 1e-12);
         assert_eq!(max_cost(None, 10, 10), 0.0);
     }

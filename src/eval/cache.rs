@@ -435,9 +435,8 @@ impl Cache {
         let mut contexts: HashMap<String, Option<RunContext>> = HashMap::new();
         for ((run, path), (len, mtime)) in &todo {
             let files = RunFiles::Folder(crate::runfiles::run_dir(&self.experiments, run));
-            let ctx = contexts
-                .entry(run.clone())
-                .or_insert_with(|| run_context(&files).map(|(_, c)| c));
+            let ctx =
+                contexts.entry(run.clone()).or_insert_with(|| run_context(&files).map(|(_, c)| c));
             let Some(ctx) = ctx else { continue };
             let source = SourceFile {
                 run: run.clone(),
@@ -649,23 +648,29 @@ mod tests {
         let other = Keyer::new(&model("{name: m, provider: openai, base_url: 'http://o/v1'}"), &[]);
         assert_ne!(key(&k, a, 0), key(&other, a, 0));
         // Which key variable the endpoint reads from is not part of the request.
-        let keyed = model(
-            "{name: m, provider: openai, base_url: 'http://h/v1/', api_key_env: SECRET_VAR}",
-        );
+        let keyed =
+            model("{name: m, provider: openai, base_url: 'http://h/v1/', api_key_env: SECRET_VAR}");
         assert_eq!(key(&k, a, 0), key(&Keyer::new(&keyed, &[]), a, 0));
         assert!(k.key(b"not json", 0, "c", "h").is_none());
     }
 
     #[test]
     fn sim_keys_depend_on_the_item_and_the_simulation() {
-        let m = model("{name: s, provider: sim, sim: {accuracy: {control: 0.5, treatment: 0.6}, seed: 1}}");
+        let m = model(
+            "{name: s, provider: sim, sim: {accuracy: {control: 0.5, treatment: 0.6}, seed: 1}}",
+        );
         let k = Keyer::new(&m, &["a".into()]);
         let body = br#"{"model":"s"}"#;
         let base = k.key(body, 0, "d:1:control:r0", "h1").unwrap();
         assert_ne!(base, k.key(body, 0, "d:2:control:r0", "h1").unwrap());
         assert_ne!(base, k.key(body, 0, "d:1:control:r0", "h2").unwrap());
-        let reseeded = model("{name: s, provider: sim, sim: {accuracy: {control: 0.5, treatment: 0.6}, seed: 2}}");
-        assert_ne!(base, Keyer::new(&reseeded, &["a".into()]).key(body, 0, "d:1:control:r0", "h1").unwrap());
+        let reseeded = model(
+            "{name: s, provider: sim, sim: {accuracy: {control: 0.5, treatment: 0.6}, seed: 2}}",
+        );
+        assert_ne!(
+            base,
+            Keyer::new(&reseeded, &["a".into()]).key(body, 0, "d:1:control:r0", "h1").unwrap()
+        );
     }
 
     #[test]

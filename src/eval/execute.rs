@@ -107,6 +107,8 @@ pub struct ExecOutcome {
     pub interrupted: bool,
     /// The budget held requests back.
     pub budget_stopped: bool,
+    /// With a budget: its cap, and what the run has spent in all its invocations.
+    pub budget: Option<(f64, f64)>,
 }
 
 #[derive(Default)]
@@ -228,8 +230,15 @@ async fn run_all(
     }
     let done = counters.done.load(Ordering::Relaxed);
     let failures = counters.failures.load(Ordering::Relaxed);
-    let budget_stopped = settings.budget.as_ref().is_some_and(|b| b.exhausted());
-    Ok(ExecOutcome { sent: done, responses: done - failures, failures, interrupted, budget_stopped })
+    let b = settings.budget.as_ref();
+    Ok(ExecOutcome {
+        sent: done,
+        responses: done - failures,
+        failures,
+        interrupted,
+        budget_stopped: b.is_some_and(|b| b.exhausted()),
+        budget: b.map(|b| (b.cap(), b.spent())),
+    })
 }
 
 struct JobCtx {
@@ -352,7 +361,7 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
 /// build time: for a line in the layout `build` writes (`body` last), they are sliced out
 /// without building a JSON tree, which matters at tens of thousands of requests a second;
 /// any other valid layout (a hand-edited file) goes through a full parse.
-pub(crate) fn parse_request(line: &str) -> Result<(String, bytes::Bytes), serde_json::Error> {
+pub fn parse_request(line: &str) -> Result<(String, bytes::Bytes), serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Head {
         custom_id: String,

@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::batch::{self, BatchError, BatchJob};
 use super::budget::Budget;
 use super::build::{self, RequestLine};
 use super::cache::{self, CacheError};
-use super::config::{self, Config, ConfigError, LoadedConfig, ProviderKind};
+use super::config::{self, Backend, Config, ConfigError, LoadedConfig, ProviderKind};
 use super::execute::{self, ExecJob, ExecModel, ExecOutcome, ExecSettings, ExecuteError};
 use super::journal::{self, Status};
 use super::plan::{self, Condition, Job, Trial};
@@ -52,6 +53,8 @@ pub enum RunError {
     Results(#[from] ResultsError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
     #[error(transparent)]
@@ -101,6 +104,7 @@ impl Hint for RunError {
             RunError::Execute(e) => e.hint(),
             RunError::Results(e) => e.hint(),
             RunError::Cache(e) => e.hint(),
+            RunError::Batch(e) => e.hint(),
             RunError::Report(e) => e.hint(),
             RunError::Files(e) => e.hint(),
             RunError::Write { .. } => Some("check the disk has space and the folder is writable".into()),
@@ -164,6 +168,10 @@ pub struct RunOptions {
     pub no_cache: bool,
     /// `--max-usd`: `execution.max_usd` for this run.
     pub max_usd: Option<f64>,
+    /// `--backend files`: write batch input files and stop, awaiting their outputs.
+    pub backend_files: bool,
+    /// `exp ingest`: these batch output files answer the run's requests; nothing is sent.
+    pub ingest: Vec<PathBuf>,
 }
 
 /// Reads files of a baseline run (from the store); `Ok(None)` when the path does not exist.
@@ -189,11 +197,13 @@ pub struct RunSummary {
     pub outcome: ExecOutcome,
     /// Answers reused from earlier runs instead of sent (the response cache).
     pub reused: u64,
-    /// The budget, when there is one: (cap, spent by the run in all its invocations).
-    pub budget: Option<(f64, f64)>,
     pub manifest: Manifest,
     pub datasets: Vec<(String, usize, bool)>,
     pub warnings: Vec<String>,
+    /// `--backend files`: the batch input files written, awaiting their outputs.
+    pub batch_files: Vec<batch::chunks::Chunk>,
+    /// `exp ingest`: what the output files held.
+    pub ingested: Option<batch::ingest::Ingested>,
 }
 
 /// `--dry-run`: the plan and what it would cost, with nothing written or sent.
@@ -265,18 +275,34 @@ pub fn run(
     build_requests(opts, &setup, &plan, users, &run.dir, progress)?;
     let mut queue = queue(&setup.loaded.config, &plan, &run.dir)?;
     let already_done = queue.already_done;
-    let reused = reuse(&setup, &plan, &mut queue, progress)?;
-    let models = exec_models(&setup.loaded.config)?;
+    // Answers the cache has are journaled first, so batch files and the live queue skip them.
+    let reused =
+        if opts.ingest.is_empty() { reuse(&setup, &plan, &mut queue, progress)? } else { 0 };
+    let batch_jobs = take_batch_jobs(opts, &plan, &mut queue);
     tracing::info!(elapsed_ms = ms(clock), pending = queue.pending, reused, "built; sending");
-    let mut settings = exec_settings(opts, &setup.loaded.config);
-    settings.budget =
-        setup.loaded.config.execution.max_usd.map(|cap| Arc::new(Budget::new(cap, queue.spent)));
-    let outcome = match execute::execute(queue.jobs, models, &settings, queue.pending, progress) {
-        Ok(outcome) => outcome,
-        Err(err) => return Err(run.fail(err.into())),
+    let delivered = match deliver(opts, &setup.loaded.config, queue, &batch_jobs, &run, progress) {
+        Ok(delivered) => delivered,
+        // Output files that cannot be ingested leave the run as it was: nothing was journaled.
+        Err(err) if !opts.ingest.is_empty() => {
+            if let Some(previous) = &setup.previous {
+                write_run_json(&run.dir, previous)?;
+            }
+            return Err(err);
+        }
+        Err(err) => return Err(run.fail(err)),
     };
-    let scored = score(&run, &setup.loaded, &plan, clock)?;
-    let manifest = finish(&mut run, &setup.loaded.config, scored, &outcome, clock)?;
+    let (outcome, ingested) = match delivered {
+        Delivered::Answers(outcome, ingested) => (outcome, ingested),
+        Delivered::Files(chunks) => {
+            return Ok(Outcome::Ran(await_outputs(run, &plan, chunks, reused)?));
+        }
+    };
+    if let Some(i) = &ingested {
+        run.warnings.extend(i.warnings.iter().cloned());
+    }
+    let batched = !opts.ingest.is_empty();
+    let scored = score(&run, &setup.loaded, &plan, batched, clock)?;
+    let manifest = finish(&mut run, &setup.loaded.config, scored, &outcome, batched, clock)?;
     Ok(Outcome::Ran(RunSummary {
         run_id: run.rj.run_id.clone(),
         run_dir: run.dir,
@@ -285,7 +311,6 @@ pub fn run(
         already_done,
         outcome,
         reused,
-        budget: settings.budget.as_ref().map(|b| (b.cap(), b.spent())),
         manifest,
         datasets: plan
             .datasets
@@ -293,7 +318,113 @@ pub fn run(
             .map(|d| (d.name.clone(), d.items.len(), d.written))
             .collect(),
         warnings: run.warnings,
+        batch_files: Vec::new(),
+        ingested,
     }))
+}
+
+/// What the delivery stage got: answers (live, from batches, or ingested), or, in file mode,
+/// the batch input files written for someone else to run.
+enum Delivered {
+    Answers(ExecOutcome, Option<batch::ingest::Ingested>),
+    Files(Vec<batch::chunks::Chunk>),
+}
+
+/// Stage `deliver`: the live requests through `execute`, then, by how the run is delivered,
+/// file mode's batch input files, `exp ingest`'s output files, or the Batch API backend.
+fn deliver(
+    opts: &RunOptions,
+    config: &Config,
+    queue: Queue,
+    batch_jobs: &[BatchJob],
+    run: &Started,
+    progress: &dyn Progress,
+) -> Result<Delivered, RunError> {
+    let e = &config.execution;
+    let limits = batch::Limits { max_requests: e.batch_max_requests, max_bytes: e.batch_max_bytes };
+    if opts.backend_files {
+        return Ok(Delivered::Files(batch::files::write(&run.dir, batch_jobs, limits)?));
+    }
+    if !opts.ingest.is_empty() {
+        let i = batch::ingest::ingest(
+            &run.rj.run_id,
+            &opts.ingest,
+            batch_jobs,
+            e.max_response_bytes,
+            e.fsync,
+        )?;
+        let outcome = ExecOutcome {
+            sent: 0,
+            responses: i.journaled - i.failures,
+            failures: i.failures,
+            ..ExecOutcome::default()
+        };
+        return Ok(Delivered::Answers(outcome, Some(i)));
+    }
+    let models = exec_models(config)?;
+    let mut settings = exec_settings(opts, config);
+    settings.budget = e.max_usd.map(|cap| Arc::new(Budget::new(cap, queue.spent)));
+    let outcome = execute::execute(queue.jobs, models, &settings, queue.pending, progress)?;
+    Ok(Delivered::Answers(outcome, None))
+}
+
+/// Jobs delivered through batch files, taken out of the live queue: every job in file mode and
+/// for `exp ingest`, else those of models with `backend: batch`.
+fn take_batch_jobs(opts: &RunOptions, plan: &Plan, queue: &mut Queue) -> Vec<BatchJob> {
+    let all = opts.backend_files || !opts.ingest.is_empty();
+    let mut out = Vec::new();
+    for (job, ej) in plan.jobs.iter().zip(std::mem::take(&mut queue.jobs)) {
+        let trial = &plan.trials[job.trial];
+        if !all && trial.model.backend != Backend::Batch {
+            queue.jobs.push(ej);
+            continue;
+        }
+        let expected = (ej.end - ej.start) as u64 * u64::from(ej.repeats);
+        queue.pending -= expected.saturating_sub(ej.done.len() as u64);
+        out.push(BatchJob {
+            slug: trial.slug.to_string(),
+            model: trial.model.name.clone(),
+            inputs: ej.inputs,
+            journal: ej.journal,
+            done: ej.done,
+        });
+    }
+    out
+}
+
+/// File mode's end: run.json says the run awaits the outputs of the batch files just written.
+fn await_outputs(
+    mut run: Started,
+    plan: &Plan,
+    chunks: Vec<batch::chunks::Chunk>,
+    reused: u64,
+) -> Result<RunSummary, RunError> {
+    run.rj.status = RunStatus::AwaitingOutputs;
+    write_run_json(&run.dir, &run.rj)?;
+    Ok(RunSummary {
+        run_id: run.rj.run_id.clone(),
+        manifest: Manifest {
+            format: 1,
+            run_id: run.rj.run_id.clone(),
+            status: RunStatus::AwaitingOutputs,
+            trials: Vec::new(),
+            totals: Totals::default(),
+        },
+        run_dir: run.dir,
+        status: RunStatus::AwaitingOutputs,
+        resumed: !run.rj.resumed_at.is_empty(),
+        already_done: 0,
+        outcome: ExecOutcome::default(),
+        reused,
+        datasets: plan
+            .datasets
+            .iter()
+            .map(|d| (d.name.clone(), d.items.len(), d.written))
+            .collect(),
+        warnings: run.warnings,
+        batch_files: chunks,
+        ingested: None,
+    })
 }
 
 /// Stage `load`'s output: the config with the command line applied, and which run this is.
@@ -727,6 +858,7 @@ fn score(
     run: &Started,
     loaded: &LoadedConfig,
     plan: &Plan,
+    batched: bool,
     clock: Instant,
 ) -> Result<Scored, RunError> {
     let scorer = Scorer::new(&loaded.config.scoring).map_err(|e| ConfigError::Invalid {
@@ -768,7 +900,9 @@ fn score(
             None => None,
         };
         tracing::info!(elapsed_ms = ms(clock), trial = %trial.slug, "scoring");
-        let pricing = trial.model.pricing;
+        // Answers obtained through batches cost the batch prices.
+        let batch = batched || trial.model.backend == Backend::Batch;
+        let pricing = trial.model.pricing.map(|p| if batch { p.batch() } else { p });
         let r = results::write(&trial_dir, &rjobs, trial.repeats, &scorer, pricing, rows.as_ref())?;
         tracing::info!(elapsed_ms = ms(clock), trial = %trial.slug, "reporting");
         report::write_trial_report(&trial_dir, &settings)?;
@@ -843,9 +977,12 @@ fn finish(
     config: &Config,
     scored: Scored,
     outcome: &ExecOutcome,
+    ingest: bool,
     clock: Instant,
 ) -> Result<Manifest, RunError> {
-    let status = if outcome.interrupted || scored.any_missing {
+    let status = if ingest && scored.any_missing {
+        RunStatus::AwaitingOutputs
+    } else if outcome.interrupted || scored.any_missing {
         RunStatus::Incomplete
     } else if !scored.any_answer && scored.totals.requests > 0 {
         RunStatus::Failed
@@ -1249,7 +1386,7 @@ fn snapshot_config(
 
 /// Execution settings that do not change what is asked or how it is scored, so a resume may
 /// change them (e.g. more concurrency after a rate-limit talk with the provider).
-const VOLATILE: [&str; 9] = [
+const VOLATILE: [&str; 12] = [
     "max_concurrent_jobs",
     "max_retries",
     "timeout_s",
@@ -1259,6 +1396,9 @@ const VOLATILE: [&str; 9] = [
     "max_response_bytes",
     "cache",
     "max_usd",
+    "batch_poll_s",
+    "batch_max_requests",
+    "batch_max_bytes",
 ];
 
 fn fingerprint(
