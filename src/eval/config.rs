@@ -1051,14 +1051,6 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
                         "write it as http://host:port/v1".into(),
                     ));
                 }
-                if m.backend == Backend::Batch {
-                    return Err(l.invalid(
-                        &format!("{key}.backend"),
-                        "backend:",
-                        "is batch, which this version of exp cannot poll yet".into(),
-                        "use `exp run --backend files` and `exp ingest` for now".into(),
-                    ));
-                }
                 if m.sim.is_some() {
                     return Err(l.invalid(
                         &format!("{key}.sim"),

@@ -361,10 +361,29 @@ fn deliver(
         };
         return Ok(Delivered::Answers(outcome, Some(i)));
     }
-    let models = exec_models(config)?;
-    let mut settings = exec_settings(opts, config);
-    settings.budget = e.max_usd.map(|cap| Arc::new(Budget::new(cap, queue.spent)));
-    let outcome = execute::execute(queue.jobs, models, &settings, queue.pending, progress)?;
+    let mut outcome = ExecOutcome::default();
+    if !queue.jobs.is_empty() {
+        let models = exec_models(config)?;
+        let mut settings = exec_settings(opts, config);
+        settings.budget = e.max_usd.map(|cap| Arc::new(Budget::new(cap, queue.spent)));
+        outcome = execute::execute(queue.jobs, models, &settings, queue.pending, progress)?;
+    }
+    if !batch_jobs.is_empty() && !outcome.interrupted {
+        let settings = batch::backend::Settings {
+            poll: Duration::from_secs_f64(e.batch_poll_s),
+            limits,
+            max_retries: e.max_retries,
+            timeout: Duration::from_secs_f64(e.timeout_s),
+            max_response_bytes: e.max_response_bytes,
+            fsync: e.fsync,
+            stop_on_ctrl_c: opts.stop_on_ctrl_c,
+        };
+        let b = batch::backend::run(&run.dir, batch_jobs, &config.models, &settings, progress)?;
+        outcome.sent += b.journaled;
+        outcome.responses += b.journaled - b.failures;
+        outcome.failures += b.failures;
+        outcome.interrupted |= b.interrupted;
+    }
     Ok(Delivered::Answers(outcome, None))
 }
 
@@ -942,11 +961,9 @@ impl Scored {
         self.totals.usd += total.usd;
         self.totals.reused += total.reused;
         self.totals.usd_saved += total.usd_saved;
-        let acc = |c: &str| r.metrics.conditions.get(c).and_then(|m| m.accuracy);
-        let effect = match (acc("treatment"), acc("control")) {
-            (Some(t), Some(c)) => Some(t - c),
-            _ => None,
-        };
+        // The one headline: the paired effect and its test from significance.json, never the
+        // difference of the two accuracies (which mixes in items failed on one side).
+        let headline = read_headline(trial_dir);
         self.trials.push(ManifestTrial {
             slug: trial.slug.to_string(),
             model: trial.model.name.clone(),
@@ -961,8 +978,8 @@ impl Scored {
                 .iter()
                 .map(|(k, m)| (k.clone(), HeadlineMetrics { n: m.n, accuracy: m.accuracy }))
                 .collect(),
-            effect,
-            p_value: read_p_value(trial_dir),
+            effect: headline.effect,
+            p_value: headline.p_value,
             holm_p: None,
             usd: total.usd,
             failures: total.failures,
@@ -1151,9 +1168,10 @@ pub fn significance_settings(c: &Config) -> SignificanceSettings {
     }
 }
 
-fn read_p_value(trial_dir: &Path) -> Option<f64> {
+/// The headline of the trial's significance.json (empty when it could not be read).
+fn read_headline(trial_dir: &Path) -> runfiles::figures::SignificanceHeadline {
     let path = runfiles::result_file(trial_dir, runfiles::SIGNIFICANCE);
-    runfiles::figures::read_significance(&path).ok()??.p_value
+    runfiles::figures::read_significance(&path).ok().flatten().unwrap_or_default()
 }
 
 pub fn read_manifest(run_dir: &Path) -> Option<Manifest> {
@@ -1522,7 +1540,9 @@ fn dry_run(opts: &RunOptions, setup: &Setup, plan: &Plan, users: &[Vec<String>])
             input += t.repeats as u64 * (user_tokens.iter().sum::<u64>() + items * (system + 11));
         }
         let max_output = requests * t.decoding.max_tokens as u64;
-        let (est_input_usd, max_usd) = match t.model.pricing {
+        let batch = opts.backend_files || t.model.backend == Backend::Batch;
+        let pricing = t.model.pricing.map(|p| if batch { p.batch() } else { p });
+        let (est_input_usd, max_usd) = match pricing {
             Some(p) => (p.usd(input, 0), p.usd(input, max_output)),
             None => {
                 if t.model.provider == ProviderKind::Openai && !unpriced.contains(&t.model.name) {

@@ -10,9 +10,12 @@
 //!
 //! Never here: printing, sending a key anywhere but the `Authorization` header, trusting an
 //! output file's sizes or nesting.
+pub mod api;
+pub mod backend;
 pub mod chunks;
 pub mod files;
 pub mod ingest;
+pub mod ledger;
 pub mod lines;
 pub mod outputs;
 
@@ -26,6 +29,8 @@ use crate::eval::journal::JournalError;
 pub enum BatchError {
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Provider(#[from] crate::eval::providers::ProviderError),
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
@@ -48,6 +53,7 @@ impl Hint for BatchError {
     fn hint(&self) -> Option<String> {
         match self {
             BatchError::Journal(e) => e.hint(),
+            BatchError::Provider(e) => e.hint(),
             BatchError::Read { .. } => Some("check the path and its permissions".into()),
             BatchError::Write { .. } => {
                 Some("check the disk has space and the run folder is writable".into())
