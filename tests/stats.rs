@@ -676,8 +676,17 @@ const SIMULATIONS: usize = 2000;
 /// Rejection rate at alpha = 0.05 and coverage of the true effect 0 by the headline interval,
 /// over [`SIMULATIONS`] simulated null experiments.
 fn calibrate(seed: u64, simulate: impl Fn(&mut ChaCha8Rng) -> Tally) -> (f64, f64) {
+    calibrate_with(seed, 199, simulate)
+}
+
+/// [`calibrate`] with `resamples` sampled sign patterns (0: the t test stands in).
+fn calibrate_with(
+    seed: u64,
+    resamples: u32,
+    simulate: impl Fn(&mut ChaCha8Rng) -> Tally,
+) -> (f64, f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let s = Settings { alpha: 0.05, bootstrap_resamples: 199, seed: 0 };
+    let s = Settings { alpha: 0.05, bootstrap_resamples: resamples, seed: 0 };
     let (mut rejected, mut covered) = (0, 0);
     for k in 0..SIMULATIONS {
         let tally = simulate(&mut rng);
@@ -774,6 +783,31 @@ fn the_item_mean_headline_is_calibrated_with_repeats_at_temperature_above_zero()
         "sign-flip on item means",
         calibrate(13, |rng| repeats_null(rng, [CONTROL, TREATMENT])),
     );
+}
+
+#[test]
+fn without_resamples_the_t_stand_in_for_thirty_clusters_is_calibrated() {
+    // bootstrap_resamples: 0 and 30 clusters of 10 items flipping together: the headline is
+    // the CR1 t test on 29 df, not a sampled sign-flip test (and never a p of 1).
+    let thirty_clusters = |rng: &mut ChaCha8Rng| {
+        let mut t = Tally::new();
+        for g in 0..30 {
+            let shift: f64 = rng.gen_range(-0.3..0.3);
+            for i in 0..10 {
+                let p: f64 = rng.gen_range(0.3..0.7);
+                let (key, cluster) = (format!("{g}:{i}"), format!("c{g}"));
+                for (slot, q) in [(CONTROL, p - shift), (TREATMENT, p + shift)] {
+                    let score = f64::from(u8::from(rng.gen_bool(q.clamp(0.0, 1.0))));
+                    t.add(&key, slot, Some(score), Some(&cluster));
+                }
+            }
+        }
+        t
+    };
+    let one = thirty_clusters(&mut ChaCha8Rng::seed_from_u64(0));
+    let s = Settings { alpha: 0.05, bootstrap_resamples: 0, seed: 0 };
+    assert_eq!(headline_of(&one, &s).test, Test::TClusters);
+    in_band("CR1 t on clusters", calibrate_with(17, 0, thirty_clusters));
 }
 
 #[test]

@@ -20,7 +20,7 @@ use exp::eval::runner::{self, Outcome, RunOptions, RunStatus};
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   exp run --backend files                     # writes experiments/run_<ID>/batch_inputs/…
-  exp ingest ~/Downloads/batch_abc_output.jsonl ~/Downloads/batch_abc_error.jsonl
+  exp ingest ~/Downloads/batch_abc_output.jsonl ~/Downloads/batch_abc_error.jsonl --archive
   vllm run-batch -i in.jsonl -o out.jsonl --model M && exp ingest out.jsonl --run-id 20251127-130501")]
 pub struct IngestArgs {
     /// Batch output files (JSONL)
@@ -34,6 +34,14 @@ pub struct IngestArgs {
     /// The run's config [default: the one the run was started with]
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Commit the run into the store (.exprepo/, created when missing) when done
+    #[arg(long)]
+    pub archive: bool,
+
+    /// Commit message for --archive
+    #[arg(short = 'm', long, value_name = "MSG")]
+    pub message: Option<String>,
 
     /// Print the summary as JSON
     #[arg(long)]
@@ -81,7 +89,17 @@ pub fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
             count(i.not_run)
         )?;
     }
-    render_summary(&summary, None, args.json)?;
+    let archived = if args.archive {
+        Some(exp::eval::archive::commit_run(
+            &workspace,
+            &summary,
+            args.message.as_deref(),
+            &progress,
+        )?)
+    } else {
+        None
+    };
+    render_summary(&summary, archived.as_ref(), args.json)?;
     if summary.status == RunStatus::AwaitingOutputs {
         ui::outln!("run {} still awaits outputs for its unanswered requests", summary.run_id)?;
     }

@@ -151,9 +151,6 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     let open_baseline = |reference: &str| exp::eval::archive::open_baseline(&workspace, reference);
     match runner::run(&opts, &open_baseline, &progress)? {
         Outcome::Planned(plan) => render_plan(&plan, args.json),
-        Outcome::Ran(summary) if summary.status == RunStatus::AwaitingOutputs => {
-            render_awaiting(&summary, args.json)
-        }
         Outcome::Ran(summary) => {
             // An interrupted run is committed too (its run.json says incomplete): history keeps
             // what was paid for, and a later resume commits on top of it.
@@ -167,6 +164,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
             } else {
                 None
             };
+            if summary.status == RunStatus::AwaitingOutputs {
+                return render_awaiting(&summary, archived.as_ref(), args.json);
+            }
             render_summary(&summary, archived.as_ref(), args.json)?;
             if let Some((cap, spent)) = summary.outcome.budget
                 && summary.outcome.budget_stopped
@@ -425,7 +425,7 @@ fn next_cap(cap: f64) -> String {
 }
 
 /// File mode: where the batch input files are, and what to do with their outputs.
-fn render_awaiting(s: &RunSummary, json: bool) -> Result<()> {
+fn render_awaiting(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Result<()> {
     let files: Vec<serde_json::Value> = s
         .batch_files
         .iter()
@@ -437,6 +437,7 @@ fn render_awaiting(s: &RunSummary, json: bool) -> Result<()> {
     if json {
         return ui::print_json(&serde_json::json!({
             "run_id": s.run_id, "run_dir": s.run_dir, "status": s.status, "batch_files": files,
+            "archived": archived.map(|a| a.commit.clone()),
         }));
     }
     let mut t =
@@ -456,6 +457,9 @@ fn render_awaiting(s: &RunSummary, json: bool) -> Result<()> {
     ui::outln!(
         "next: run them (OpenAI Batch API, vllm run-batch, …), then `exp ingest OUTPUT.jsonl…` completes the run"
     )?;
+    if let Some(a) = archived {
+        ui::outln!("archived: runs/{} -> {}", s.run_id, a.commit.get(..12).unwrap_or(&a.commit))?;
+    }
     Ok(())
 }
 
