@@ -220,10 +220,18 @@ fn ingest_reads_vllm_run_batch_output_and_a_partial_ingest_keeps_the_run_awaitin
     let run = only_run(ws.path());
     let requests = batch_requests(&run);
     let outputs: Vec<Value> = requests.iter().enumerate().map(|(n, r)| vllm_output(r, n)).collect();
-    write_lines(&ws.path().join("first.jsonl"), &outputs[..5]);
+    // The first file answers five requests; a sixth expired, so it is still to answer.
+    let mut first = outputs[..5].to_vec();
+    first.push(json!({"id": "x", "custom_id": requests[5]["custom_id"], "response": null,
+                      "error": {"code": "batch_expired", "message": "too late"}}));
+    write_lines(&ws.path().join("first.jsonl"), &first);
     write_lines(&ws.path().join("rest.jsonl"), &outputs[5..]);
     let out = exp(ws.path()).args(["ingest", "first.jsonl"]).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        text.contains("ingested 5 answers (0 failed)") && text.contains("1 not run by the batch"),
+        "{text}"
+    );
     assert!(text.contains("run v1 still awaits outputs"), "{text}");
     assert_eq!(status(&run), "awaiting_outputs");
     exp(ws.path()).args(["ingest", "rest.jsonl", "--run-id", "v1"]).assert().success();
