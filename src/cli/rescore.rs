@@ -18,7 +18,7 @@ use exp::eval::rescore::{self, RescoreOptions};
 #[command(after_help = "Examples:
   exp rescore HEAD -S scoring.type=regex -S 'scoring.extract=\"answer: (\\w+)\"'
   exp rescore runs/20251127-130501 --config config/eval_config.yaml   # edited scoring: section
-  exp rescore t1_r20250821 -S significance.alpha=0.01 -m 'stricter alpha'
+  exp rescore HEAD~1 -S significance.alpha=0.01 -m 'stricter alpha'
   exp diff HEAD~1 HEAD                                # what the new scoring changed")]
 pub struct RescoreArgs {
     /// The run whose answers are scored: a run id, tag, HEAD~1, commit id, …
