@@ -169,16 +169,19 @@ fn workspace(ctx: &Context) -> Result<PathBuf> {
 /// totals), so a script reads both the same way.
 fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
     if json {
-        return ui::print_json(&serde_json::json!({
-            "run_id": plan.run_id,
-            "run_dir": plan.run_dir,
-            "status": "planned",
-            "conditions": plan.conditions,
-            "parts_per_dataset": plan.parts_per_dataset,
-            "trials": plan.trials,
-            "totals": plan.totals,
-            "unpriced_models": plan.unpriced_models,
-        }));
+        return ui::print_json(
+            ui::Schema::RUN_PLAN,
+            &serde_json::json!({
+                "run_id": plan.run_id,
+                "run_dir": plan.run_dir,
+                "status": "planned",
+                "conditions": plan.conditions,
+                "parts_per_dataset": plan.parts_per_dataset,
+                "trials": plan.trials,
+                "totals": plan.totals,
+                "unpriced_models": plan.unpriced_models,
+            }),
+        );
     }
     let mut t = ui::table([
         "trial",
@@ -262,7 +265,7 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
             })),
             "warnings": s.warnings,
         });
-        return ui::print_json(&v);
+        return ui::print_json(ui::Schema::RUN, &v);
     }
     let mut t = ui::table([
         "trial",
