@@ -864,3 +864,40 @@ fn exp_power_errors_say_what_to_do() {
     let err = String::from_utf8_lossy(&missing.get_output().stderr).to_string();
     assert!(err.contains("error:") && err.contains("hint:"), "{err}");
 }
+
+// ---- exp diff tests at the level the runs chose ----
+
+#[test]
+fn exp_diff_tests_at_the_alpha_of_the_runs_config_and_says_so() {
+    let ws = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    common::copy_dir(&root.join("config"), &ws.path().join("config"));
+    common::copy_dir(&root.join("data"), &ws.path().join("data"));
+    for (id, seed) in [("a", "7"), ("b", "8")] {
+        common::exp(ws.path())
+            .args(["run", "--config", "config/eval_config.yaml", "--archive", "--run-id", id])
+            .args(["-S", "decoding.temps=[1.0]", "-S", &format!("models[0].sim.seed={seed}")])
+            .args(["-S", "significance.alpha=0.2", "-S", "significance.bootstrap_resamples=500"])
+            .assert()
+            .success();
+    }
+    let out = common::exp(ws.path()).args(["diff", "a", "b", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &d["significance"];
+    assert_eq!((f(&s["alpha"]), s["bootstrap_resamples"].as_u64()), (0.2, Some(500)));
+    assert_eq!(s["from"], "b");
+    let rows = d["paired"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for r in rows {
+        // The interval inverts the test at the runs' α: it excludes 0 exactly when p < 0.2.
+        let (p, ci) = (f(&r["p_value"]), floats(&r["ci"]));
+        assert_eq!(p < 0.2, ci[0] > 0.0 || ci[1] < 0.0, "{r}");
+    }
+    let text = common::exp(ws.path()).args(["diff", "a", "b"]).assert().success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).to_string();
+    assert!(
+        text.contains("α = 0.2, from b's config") && text.contains("change (80% CI)"),
+        "{text}"
+    );
+}

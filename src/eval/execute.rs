@@ -327,7 +327,7 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
 /// build time: for a line in the layout `build` writes (`body` last), they are sliced out
 /// without building a JSON tree, which matters at tens of thousands of requests a second;
 /// any other valid layout (a hand-edited file) goes through a full parse.
-fn parse_request(line: &str) -> Result<(String, bytes::Bytes), serde_json::Error> {
+pub fn parse_request(line: &str) -> Result<(String, bytes::Bytes), serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Head {
         custom_id: String,
