@@ -347,6 +347,7 @@ impl Schema {
     pub const REMOTE: Schema = Schema("exp.remote/1");
     pub const REMOTES: Schema = Schema("exp.remotes/1");
     pub const RUN: Schema = Schema("exp.run/1");
+    pub const RUN_AWAITING: Schema = Schema("exp.run.awaiting/1");
     pub const RUN_PLAN: Schema = Schema("exp.run.plan/1");
     pub const SHOW: Schema = Schema("exp.show/1");
     pub const SHOW_TREE: Schema = Schema("exp.show.tree/1");
