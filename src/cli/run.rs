@@ -368,10 +368,13 @@ fn render_awaiting(s: &RunSummary, archived: Option<&Archived>, json: bool) -> R
         })
         .collect();
     if json {
-        return ui::print_json(ui::Schema::RUN_AWAITING, &serde_json::json!({
-            "run_id": s.run_id, "run_dir": s.run_dir, "status": s.status, "batch_files": files,
-            "archived": archived.map(|a| a.commit.clone()),
-        }));
+        return ui::print_json(
+            ui::Schema::RUN_AWAITING,
+            &serde_json::json!({
+                "run_id": s.run_id, "run_dir": s.run_dir, "status": s.status, "batch_files": files,
+                "archived": archived.map(|a| a.commit.clone()),
+            }),
+        );
     }
     let mut t =
         ui::table(["batch input file", "model", "requests", "bytes"]).cut(["batch input file"]);
