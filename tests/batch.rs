@@ -677,7 +677,9 @@ fn assert_no_key(dir: &Path) {
 fn the_batch_backend_uploads_creates_polls_and_journals_answers_by_custom_id() {
     let server = Server::start(vec![Fate::Complete { refuse: Some(2) }]);
     let ws = batch_workspace(&server, 3, "");
-    run_batch(ws.path()).success();
+    let out = run_batch(ws.path()).success();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("batched requests: 12/12") && err.contains("batches: 1 done"), "{err}");
     assert_eq!(server.creates(), 1, "one model, under the limits: one batch");
     assert!(server.polls() >= 3, "validating → in_progress → finalizing → completed");
     let run = only_run(ws.path());
@@ -752,12 +754,25 @@ fn a_run_killed_while_polling_resumes_by_polling_the_same_batch() {
         .env("BATCH_TEST_KEY", KEY)
         .arg("run")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Waits on the server's own counters, not on time: the batch exists and is being polled.
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut pipe = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    // Waits on what the server and the progress line say, not on time: the batch exists, is
+    // being polled, and the progress shows its state.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while server.polls() < 2 {
+    while server.polls() < 2 || !stderr.lock().unwrap().contains("batches: 1 in_progress") {
         assert!(std::time::Instant::now() < deadline, "exp never polled");
         assert!(child.try_wait().unwrap().is_none(), "exp ended before it was killed");
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -816,4 +831,22 @@ fn the_dry_run_estimates_batch_models_at_batch_prices() {
         live_plan["totals"]["max_usd"].as_f64().unwrap(),
     );
     assert!(l > 0.0 && (b - l / 2.0).abs() < 1e-12, "batch {b}, live {l}");
+}
+
+#[test]
+fn batch_settings_out_of_range_and_batch_on_a_sim_model_are_refused_with_the_fix() {
+    let ws = workspace(3, &model(NOWHERE, ", backend: batch"), "batch_poll_s: 0.5");
+    let out = exp(ws.path()).args(["run", "--dry-run"]).assert().failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("`execution.batch_poll_s` is 0.5, outside [1, 3600]"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+    let sim = "  - {name: s, provider: sim, backend: batch, sim: {accuracy: {control: 0.5, treatment: 0.5}}}";
+    let ws = workspace(3, sim, "");
+    let out = exp(ws.path()).args(["run", "--dry-run"]).assert().failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("models[0].backend") && err.contains("is batch, but model `s` is simulated"),
+        "{err}"
+    );
+    assert!(err.contains("hint: the Batch API needs a real endpoint"), "{err}");
 }

@@ -1328,8 +1328,10 @@ fn baseline_control_rows_come_from_the_store_and_are_not_paid_for_again() {
     let base_trial = trial_dir(ws.path(), "base");
     let base_preds = csv_rows(&base_trial.join("results/predictions.csv"));
 
+    // --no-cache: the response cache would reuse base's treatment answers too.
     exp(ws.path())
         .args(["run", "--run-id", "t", "--condition", "treatment", "--baseline", "base"])
+        .arg("--no-cache")
         .assert()
         .success()
         .stderr(predicate::str::contains("warning").not());

@@ -661,6 +661,20 @@ fn the_headline_interval_agrees_with_the_exact_test_at_zero_and_five() {
     let [lo, hi] = head.ci.unwrap();
     assert!(lo < 0.0 && hi > 5.0 / 1100.0, "[{lo}, {hi}]");
     assert!(head.ci_method.contains("inverting the McNemar test"));
+    // The corrected figure, [-0.05, +1.06] pp, from statsmodels' Clopper–Pearson pieces.
+    let reference = reference();
+    let case = reference["mcnemar_interval"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            (c["b"].as_u64(), c["c"].as_u64(), c["n"].as_u64()) == (Some(0), Some(5), Some(1100))
+        })
+        .unwrap()
+        .clone();
+    close("headline CI low", lo, f(&case["lo"]), 1e-9);
+    close("headline CI high", hi, f(&case["hi"]), 1e-9);
+    assert_eq!(exp::display::points_range(lo, hi), "-0.0 to +1.1 pp");
     // The normal interval, still listed as secondary, is what disagreed.
     let wald = sig.difference.as_ref().unwrap().ci.unwrap();
     assert!(wald[0] > 0.0 && sig.difference.as_ref().unwrap().method.contains("secondary"));
@@ -676,8 +690,17 @@ const SIMULATIONS: usize = 2000;
 /// Rejection rate at alpha = 0.05 and coverage of the true effect 0 by the headline interval,
 /// over [`SIMULATIONS`] simulated null experiments.
 fn calibrate(seed: u64, simulate: impl Fn(&mut ChaCha8Rng) -> Tally) -> (f64, f64) {
+    calibrate_with(seed, 199, simulate)
+}
+
+/// [`calibrate`] with `resamples` sampled sign patterns (0: the t test stands in).
+fn calibrate_with(
+    seed: u64,
+    resamples: u32,
+    simulate: impl Fn(&mut ChaCha8Rng) -> Tally,
+) -> (f64, f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let s = Settings { alpha: 0.05, bootstrap_resamples: 199, seed: 0 };
+    let s = Settings { alpha: 0.05, bootstrap_resamples: resamples, seed: 0 };
     let (mut rejected, mut covered) = (0, 0);
     for k in 0..SIMULATIONS {
         let tally = simulate(&mut rng);
@@ -774,6 +797,31 @@ fn the_item_mean_headline_is_calibrated_with_repeats_at_temperature_above_zero()
         "sign-flip on item means",
         calibrate(13, |rng| repeats_null(rng, [CONTROL, TREATMENT])),
     );
+}
+
+#[test]
+fn without_resamples_the_t_stand_in_for_thirty_clusters_is_calibrated() {
+    // bootstrap_resamples: 0 and 30 clusters of 10 items flipping together: the headline is
+    // the CR1 t test on 29 df, not a sampled sign-flip test (and never a p of 1).
+    let thirty_clusters = |rng: &mut ChaCha8Rng| {
+        let mut t = Tally::new();
+        for g in 0..30 {
+            let shift: f64 = rng.gen_range(-0.3..0.3);
+            for i in 0..10 {
+                let p: f64 = rng.gen_range(0.3..0.7);
+                let (key, cluster) = (format!("{g}:{i}"), format!("c{g}"));
+                for (slot, q) in [(CONTROL, p - shift), (TREATMENT, p + shift)] {
+                    let score = f64::from(u8::from(rng.gen_bool(q.clamp(0.0, 1.0))));
+                    t.add(&key, slot, Some(score), Some(&cluster));
+                }
+            }
+        }
+        t
+    };
+    let one = thirty_clusters(&mut ChaCha8Rng::seed_from_u64(0));
+    let s = Settings { alpha: 0.05, bootstrap_resamples: 0, seed: 0 };
+    assert_eq!(headline_of(&one, &s).test, Test::TClusters);
+    in_band("CR1 t on clusters", calibrate_with(17, 0, thirty_clusters));
 }
 
 #[test]
@@ -900,4 +948,38 @@ fn exp_diff_tests_at_the_alpha_of_the_runs_config_and_says_so() {
         text.contains("α = 0.2, from b's config") && text.contains("change (80% CI)"),
         "{text}"
     );
+}
+
+#[test]
+fn exp_diff_of_runs_with_three_repeats_pairs_items_not_rows() {
+    // Before issue 11 the pairing was by (condition, dataset, item, repeat): 3 repeats of the
+    // demo's items counted three times as many pairs.
+    let ws = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    common::copy_dir(&root.join("config"), &ws.path().join("config"));
+    common::copy_dir(&root.join("data"), &ws.path().join("data"));
+    let items = std::fs::read_to_string(root.join("data/demo_sentiment.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64;
+    for (id, seed) in [("a", "7"), ("b", "8")] {
+        common::exp(ws.path())
+            .args(["run", "--config", "config/eval_config.yaml", "--archive", "--run-id", id])
+            .args(["-S", "decoding.temps=[1.0]", "-S", "decoding.repeats=3"])
+            .args(["-S", &format!("models[0].sim.seed={seed}")])
+            .assert()
+            .success();
+    }
+    let out = common::exp(ws.path()).args(["diff", "a", "b", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = d["paired"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "control and treatment: {d}");
+    for r in rows {
+        assert_eq!(r["paired"].as_u64(), Some(items), "{r}");
+        assert_eq!(r["test"], "sign-flip test on items", "{r}");
+    }
+    let change = &d["effect_changes"].as_array().unwrap()[0];
+    assert_eq!(change["items"].as_u64(), Some(items), "{change}");
 }

@@ -3,7 +3,9 @@
 //! finished run live in `report` (and `crate::stats`).
 pub mod archive;
 pub mod batch;
+pub mod budget;
 pub mod build;
+pub mod cache;
 pub mod config;
 pub mod execute;
 pub mod journal;

@@ -2,7 +2,8 @@
 //! pipeline, one function per stage with explicit inputs and outputs: `load` (config, command
 //! line, which run) -> `prepare_and_plan` (datasets, trial matrix, jobs, prompts) -> `dry_run`
 //! stops here -> `start` (the run folder, new or resumed; the baseline) -> `build_requests` ->
-//! `queue` (what is still to send) -> `execute::execute` -> `score` (results and trial reports)
+//! `queue` (what is still to send) -> `reuse` (answers the response cache has, `cache`) ->
+//! `execute::execute` (within the budget, `budget`) -> `score` (results and trial reports)
 //! -> `finish` (manifest, aggregate report, run.json). Committing it is `archive`'s job.
 //!
 //! It owns the run folder's life cycle: `run.json` says `running` from the first write until the
@@ -18,7 +19,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::batch::{self, BatchError, BatchJob};
+use super::budget::Budget;
 use super::build::{self, RequestLine};
+use super::cache::{self, CacheError};
 use super::config::{self, Backend, Config, ConfigError, LoadedConfig, ProviderKind};
 use super::execute::{self, ExecJob, ExecModel, ExecOutcome, ExecSettings, ExecuteError};
 use super::journal::{self, Status};
@@ -48,6 +51,8 @@ pub enum RunError {
     Execute(#[from] ExecuteError),
     #[error(transparent)]
     Results(#[from] ResultsError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error(transparent)]
     Batch(#[from] BatchError),
     #[error(transparent)]
@@ -98,6 +103,7 @@ impl Hint for RunError {
             RunError::Provider(e) => e.hint(),
             RunError::Execute(e) => e.hint(),
             RunError::Results(e) => e.hint(),
+            RunError::Cache(e) => e.hint(),
             RunError::Batch(e) => e.hint(),
             RunError::Report(e) => e.hint(),
             RunError::Files(e) => e.hint(),
@@ -158,6 +164,10 @@ pub struct RunOptions {
     pub stop_on_ctrl_c: bool,
     /// `-S KEY=VALUE` overrides, applied to the config before it is validated.
     pub overrides: Vec<super::overrides::Override>,
+    /// `--no-cache`: `execution.cache: off` for this run.
+    pub no_cache: bool,
+    /// `--max-usd`: `execution.max_usd` for this run.
+    pub max_usd: Option<f64>,
     /// `--backend files`: write batch input files and stop, awaiting their outputs.
     pub backend_files: bool,
     /// `exp ingest`: these batch output files answer the run's requests; nothing is sent.
@@ -185,6 +195,8 @@ pub struct RunSummary {
     /// Requests answered in an earlier invocation (resume).
     pub already_done: u64,
     pub outcome: ExecOutcome,
+    /// Answers reused from earlier runs instead of sent (the response cache).
+    pub reused: u64,
     pub manifest: Manifest,
     pub datasets: Vec<(String, usize, bool)>,
     pub warnings: Vec<String>,
@@ -207,6 +219,8 @@ pub struct DryRun {
     pub trials: Vec<DryTrial>,
     pub totals: DryTotals,
     pub unpriced_models: Vec<String>,
+    /// `execution.max_usd`, to set against `totals.max_usd`.
+    pub max_usd: Option<f64>,
 }
 
 /// The plan's sums over its trials.
@@ -261,8 +275,11 @@ pub fn run(
     build_requests(opts, &setup, &plan, users, &run.dir, progress)?;
     let mut queue = queue(&setup.loaded.config, &plan, &run.dir)?;
     let already_done = queue.already_done;
+    // Answers the cache has are journaled first, so batch files and the live queue skip them.
+    let reused =
+        if opts.ingest.is_empty() { reuse(&setup, &plan, &mut queue, progress)? } else { 0 };
     let batch_jobs = take_batch_jobs(opts, &plan, &mut queue);
-    tracing::info!(elapsed_ms = ms(clock), pending = queue.pending, "built; sending");
+    tracing::info!(elapsed_ms = ms(clock), pending = queue.pending, reused, "built; sending");
     let delivered = match deliver(opts, &setup.loaded.config, queue, &batch_jobs, &run, progress) {
         Ok(delivered) => delivered,
         // Output files that cannot be ingested leave the run as it was: nothing was journaled.
@@ -276,7 +293,9 @@ pub fn run(
     };
     let (outcome, ingested) = match delivered {
         Delivered::Answers(outcome, ingested) => (outcome, ingested),
-        Delivered::Files(chunks) => return Ok(Outcome::Ran(await_outputs(run, &plan, chunks)?)),
+        Delivered::Files(chunks) => {
+            return Ok(Outcome::Ran(await_outputs(run, &plan, chunks, reused)?));
+        }
     };
     if let Some(i) = &ingested {
         run.warnings.extend(i.warnings.iter().cloned());
@@ -291,6 +310,7 @@ pub fn run(
         resumed: !run.rj.resumed_at.is_empty(),
         already_done,
         outcome,
+        reused,
         manifest,
         datasets: plan
             .datasets
@@ -337,14 +357,15 @@ fn deliver(
             sent: 0,
             responses: i.journaled - i.failures,
             failures: i.failures,
-            interrupted: false,
+            ..ExecOutcome::default()
         };
         return Ok(Delivered::Answers(outcome, Some(i)));
     }
     let mut outcome = ExecOutcome::default();
     if !queue.jobs.is_empty() {
         let models = exec_models(config)?;
-        let settings = exec_settings(opts, config);
+        let mut settings = exec_settings(opts, config);
+        settings.budget = e.max_usd.map(|cap| Arc::new(Budget::new(cap, queue.spent)));
         outcome = execute::execute(queue.jobs, models, &settings, queue.pending, progress)?;
     }
     if !batch_jobs.is_empty() && !outcome.interrupted {
@@ -395,6 +416,7 @@ fn await_outputs(
     mut run: Started,
     plan: &Plan,
     chunks: Vec<batch::chunks::Chunk>,
+    reused: u64,
 ) -> Result<RunSummary, RunError> {
     run.rj.status = RunStatus::AwaitingOutputs;
     write_run_json(&run.dir, &run.rj)?;
@@ -412,6 +434,7 @@ fn await_outputs(
         resumed: !run.rj.resumed_at.is_empty(),
         already_done: 0,
         outcome: ExecOutcome::default(),
+        reused,
         datasets: plan
             .datasets
             .iter()
@@ -473,6 +496,8 @@ struct Queue {
     pending: u64,
     /// Requests answered in an earlier invocation (resume).
     already_done: u64,
+    /// What the run paid in earlier invocations (the budget counts it).
+    spent: f64,
 }
 
 /// Stage `score`'s output: each trial's line of the manifest and what they add up to.
@@ -514,6 +539,18 @@ fn load(opts: &RunOptions) -> Result<Setup, RunError> {
     if let Some(n) = opts.parts_per_dataset.or(previous.as_ref().map(|p| p.parts_per_dataset)) {
         loaded.config.execution.parts_per_dataset =
             within("--parts-per-dataset", n, config::MAX_PARTS_PER_DATASET)?;
+    }
+    if opts.no_cache {
+        loaded.config.execution.cache = config::CacheMode::Off;
+    }
+    if let Some(cap) = opts.max_usd {
+        if !(cap.is_finite() && cap >= 0.0) {
+            return Err(RunError::Usage {
+                what: format!("--max-usd is {cap}, not an amount of USD"),
+                fix: "give the most the run may spend, e.g. --max-usd 5".into(),
+            });
+        }
+        loaded.config.execution.max_usd = Some(cap);
     }
     if let Some(n) = opts.max_concurrent_jobs {
         loaded.config.execution.max_concurrent_jobs =
@@ -748,18 +785,22 @@ fn build_requests(
 
 /// What every job still has to send: the requests its journal holds no `ok` answer for.
 fn queue(config: &Config, plan: &Plan, dir: &Path) -> Result<Queue, RunError> {
-    let mut queue = Queue { jobs: Vec::new(), pending: 0, already_done: 0 };
+    let mut queue = Queue { jobs: Vec::new(), pending: 0, already_done: 0, spent: 0.0 };
     let model_index: BTreeMap<&str, usize> =
         config.models.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
     for job in &plan.jobs {
         let trial = &plan.trials[job.trial];
         let journal_path = journal_path(dir, trial, job);
-        let done: HashSet<String> = journal::read(&journal_path)
-            .map_err(ExecuteError::from)?
-            .into_values()
-            .filter(|e| e.status == Status::Ok)
-            .map(|e| e.custom_id)
-            .collect();
+        let entries = journal::read(&journal_path).map_err(ExecuteError::from)?.into_values();
+        let mut done = HashSet::new();
+        for e in entries {
+            if let (Some(p), None) = (trial.model.pricing, &e.reused) {
+                queue.spent += p.usd(e.input_tokens, e.output_tokens);
+            }
+            if e.status == Status::Ok {
+                done.insert(e.custom_id);
+            }
+        }
         let expected = (job.end - job.start) as u64 * trial.repeats as u64;
         queue.already_done += done.len() as u64;
         queue.pending += expected.saturating_sub(done.len() as u64);
@@ -773,6 +814,7 @@ fn queue(config: &Config, plan: &Plan, dir: &Path) -> Result<Queue, RunError> {
             start: job.start,
             end: job.end,
             repeats: trial.repeats,
+            max_tokens: u64::from(trial.decoding.max_tokens),
             done,
         });
     }
@@ -803,7 +845,30 @@ fn exec_settings(opts: &RunOptions, config: &Config) -> ExecSettings {
         backoff_max: Duration::from_secs_f64(e.backoff_max_s),
         fsync: e.fsync,
         stop_on_ctrl_c: opts.stop_on_ctrl_c,
+        budget: None,
     }
+}
+
+/// Stage `reuse`: answers to identical earlier requests, journaled instead of sent (the
+/// response cache, unless `execution.cache: off`); how many.
+fn reuse(
+    setup: &Setup,
+    plan: &Plan,
+    queue: &mut Queue,
+    progress: &dyn Progress,
+) -> Result<u64, RunError> {
+    let c = &setup.loaded.config;
+    if !c.execution.cache.reads() || queue.pending == 0 {
+        return Ok(0);
+    }
+    let input = cache::ReuseInput {
+        workspace: &setup.loaded.workspace,
+        experiments: &setup.experiments,
+        keyers: c.models.iter().map(|m| cache::Keyer::new(m, &c.scoring.labels)).collect(),
+        datasets: plan.datasets.iter().map(|d| (d.name.clone(), d.hash.clone())).collect(),
+        fsync: c.execution.fsync,
+    };
+    Ok(cache::reuse(&input, &mut queue.jobs, &mut queue.pending, progress)?)
 }
 
 /// Stages `score`, `results` and `reports`: every trial's results files and report.md, and its
@@ -837,6 +902,7 @@ fn score(
                 dataset: &plan.datasets[j.dataset].name,
                 items: &plan.datasets[j.dataset].items[j.start..j.end],
                 journal: journal_path(&run.dir, trial, j),
+                reused: false,
             })
             .collect();
         let rows = match &run.baseline {
@@ -885,7 +951,7 @@ fn baseline_rows(
 impl Scored {
     /// Adds a scored trial: its manifest line, its costs to the totals.
     fn add(&mut self, trial: &Trial, r: &results::TrialResults, trial_dir: &Path) {
-        self.any_answer |= r.costs.conditions.values().any(|c| c.requests > c.failures);
+        self.any_answer |= answered(&r.costs);
         self.any_missing |= r.incomplete;
         let total = &r.costs.total;
         self.totals.requests += total.requests;
@@ -893,6 +959,8 @@ impl Scored {
         self.totals.input_tokens += total.input_tokens;
         self.totals.output_tokens += total.output_tokens;
         self.totals.usd += total.usd;
+        self.totals.reused += total.reused;
+        self.totals.usd_saved += total.usd_saved;
         // The one headline: the paired effect and its test from significance.json, never the
         // difference of the two accuracies (which mixes in items failed on one side).
         let headline = read_headline(trial_dir);
@@ -1077,8 +1145,7 @@ fn baseline_checks(
 }
 
 fn trial_status(r: &results::TrialResults) -> &'static str {
-    let answered = r.costs.conditions.values().any(|c| c.requests > c.failures)
-        || !r.costs.from_baseline.is_empty();
+    let answered = answered(&r.costs) || !r.costs.from_baseline.is_empty();
     if r.incomplete {
         "incomplete"
     } else if !answered {
@@ -1086,6 +1153,11 @@ fn trial_status(r: &results::TrialResults) -> &'static str {
     } else {
         "complete"
     }
+}
+
+/// Some request of the trial got an answer, sent now or reused.
+fn answered(costs: &runfiles::results::Costs) -> bool {
+    costs.conditions.values().any(|c| c.requests + c.reused > c.failures)
 }
 
 pub fn significance_settings(c: &Config) -> SignificanceSettings {
@@ -1332,7 +1404,7 @@ fn snapshot_config(
 
 /// Execution settings that do not change what is asked or how it is scored, so a resume may
 /// change them (e.g. more concurrency after a rate-limit talk with the provider).
-const VOLATILE: [&str; 10] = [
+const VOLATILE: [&str; 12] = [
     "max_concurrent_jobs",
     "max_retries",
     "timeout_s",
@@ -1340,6 +1412,8 @@ const VOLATILE: [&str; 10] = [
     "backoff_max_s",
     "fsync",
     "max_response_bytes",
+    "cache",
+    "max_usd",
     "batch_poll_s",
     "batch_max_requests",
     "batch_max_bytes",
@@ -1506,6 +1580,7 @@ fn dry_run(opts: &RunOptions, setup: &Setup, plan: &Plan, users: &[Vec<String>])
         },
         trials: out,
         unpriced_models: unpriced,
+        max_usd: l.config.execution.max_usd,
     }
 }
 

@@ -343,6 +343,7 @@ impl<'a> Backend<'a> {
                 latency_ms: 0,
                 attempts: s.round + 1,
                 error: Some(why.clone()),
+                reused: None,
             };
             self.journal(&id, entry)?;
         }

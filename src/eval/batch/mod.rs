@@ -169,3 +169,45 @@ impl Routes {
         self.pending.iter().map(HashSet::len).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_custom_ids_route_by_trial_and_bare_ids_only_when_unambiguous() {
+        let d = tempfile::tempdir().unwrap();
+        let line = |id: &str| {
+            format!(
+                "{{\"custom_id\":\"{id}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{}}}}\n"
+            )
+        };
+        let job = |slug: &str, file: &str, ids: &[&str], done: &[&str]| {
+            let inputs = d.path().join(file);
+            std::fs::write(&inputs, ids.iter().map(|i| line(i)).collect::<String>()).unwrap();
+            BatchJob {
+                slug: slug.into(),
+                model: "m".into(),
+                inputs,
+                journal: d.path().join(format!("{file}.journal")),
+                done: done.iter().map(|s| s.to_string()).collect(),
+            }
+        };
+        let jobs = [
+            job("t0", "a", &["d:1:control:r0", "d:2:control:r0"], &["d:2:control:r0"]),
+            job("t0", "b", &["d:1:treatment:r0"], &[]),
+            job("t1", "c", &["d:1:control:r0", "d:9:control:r0"], &[]),
+        ];
+        let mut r = Routes::new(&jobs).unwrap();
+        assert_eq!(r.pending_count(), 4);
+        assert_eq!(r.route("t0/d:1:treatment:r0", &jobs), Some((1, "d:1:treatment:r0".into())));
+        assert_eq!(r.route("t1/d:1:control:r0", &jobs), Some((2, "d:1:control:r0".into())));
+        assert_eq!(r.route("t0/d:2:control:r0", &jobs), Some((0, "d:2:control:r0".into())));
+        assert!(!r.is_pending(0, "d:2:control:r0"), "answered before");
+        assert_eq!(r.route("t2/d:1:control:r0", &jobs), None, "no such trial");
+        assert_eq!(r.route("d:1:control:r0", &jobs), None, "two trials have it");
+        assert_eq!(r.route("d:9:control:r0", &jobs), Some((2, "d:9:control:r0".into())));
+        r.answered(2, "d:9:control:r0");
+        assert_eq!(r.pending_count(), 3);
+    }
+}

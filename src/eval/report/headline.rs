@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::format::{Num, cell};
 use crate::display::{self, MISSING};
 use crate::stats::Significance;
-use crate::stats::headline::{Headline, Test};
+use crate::stats::headline::Headline;
 use crate::stats::significance::{Failures, PowerAnalysis};
 
 /// The reason recorded for `what`, if any.
@@ -18,7 +18,7 @@ pub(crate) fn reason<'a>(sig: &'a Significance, what: &str) -> Option<&'a str> {
 /// "over 1,100 paired items" or "over 400 paired items in 10 clusters".
 fn over(h: &Headline) -> String {
     let items = display::plural(h.n_items as u64, "paired item");
-    if h.test == Test::SignFlipClusters {
+    if h.test.clustered() {
         format!("over {items} in {}", display::plural(h.n_units as u64, "cluster"))
     } else {
         format!("over {items}")
