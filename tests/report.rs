@@ -469,6 +469,18 @@ fn repeats_and_clusters_are_reported_with_item_means_and_cluster_robust_interval
         rates.mixed
     );
     assert!(md.contains("## Repeats (3 per item)") && md.contains(&want), "{want}\n{md}");
+    // The aggregate report lists them per trial too.
+    write_manifest(&run, &[BETTER.slug], |_| json!({}));
+    write_aggregate(&run, &settings()).unwrap();
+    let aggregate = read(&run.join("aggregate_report.md"));
+    let row = format!(
+        "| T1 | {} | control | 3 | {} | {} | {} |",
+        BETTER.slug,
+        pct(r.pass_at_k),
+        pct(r.pass_all_k),
+        pct(r.within_share)
+    );
+    assert!(aggregate.contains("## Repeats") && aggregate.contains(&row), "{row}\n{aggregate}");
 }
 
 // ---- errors a user can hit ----
