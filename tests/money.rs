@@ -418,3 +418,189 @@ fn a_negative_budget_is_refused_with_what_to_give() {
         .stderr(predicate::str::contains("--max-usd is -1"))
         .stderr(predicate::str::contains("hint: give the most the run may spend"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rescore
+
+/// Every object id the store holds, loose or packed.
+fn store_objects(ws: &Path) -> std::collections::HashSet<String> {
+    let objects = ws.join(".exprepo/objects");
+    let mut out = std::collections::HashSet::new();
+    for dir in std::fs::read_dir(&objects).unwrap() {
+        let dir = dir.unwrap();
+        let name = dir.file_name().to_string_lossy().to_string();
+        if name.len() == 2 {
+            for f in std::fs::read_dir(dir.path()).unwrap() {
+                out.insert(format!("{name}{}", f.unwrap().file_name().to_string_lossy()));
+            }
+        }
+    }
+    if let Ok(packs) = std::fs::read_dir(objects.join("pack")) {
+        for p in packs {
+            let p = p.unwrap().path();
+            if p.extension().is_some_and(|e| e == "idx") {
+                // EXPIDX01, u32 LE count, count x (32-byte id, u64 offset, u64 length), checksum.
+                let idx = std::fs::read(&p).unwrap();
+                let n = u32::from_le_bytes(idx[8..12].try_into().unwrap()) as usize;
+                for i in 0..n {
+                    let id = &idx[12 + i * 48..12 + i * 48 + 32];
+                    out.insert(id.iter().map(|b| format!("{b:02x}")).collect());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The blob ids of every request file and journal of a run.
+fn request_and_answer_blobs(ws: &Path, id: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    for trial in trials(ws, id) {
+        for folder in ["inputs", "responses"] {
+            for cond in ["control", "treatment"] {
+                for f in std::fs::read_dir(trial.join(folder).join(cond)).unwrap() {
+                    files.push(f.unwrap().path());
+                }
+            }
+        }
+    }
+    let out = exp(ws).arg("hash-object").args(&files).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+fn parents(ws: &Path, rev: &str) -> Vec<String> {
+    let out = exp(ws).args(["cat-object", "-p", rev]).output().unwrap();
+    let commit: Value = serde_json::from_slice(&out.stdout).unwrap();
+    commit["parents"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().into()).collect()
+}
+
+/// The commit id `rev` names, from `exp log --json -n 1 REV` (a list of commits, or a document
+/// holding one).
+fn rev(ws: &Path, rev: &str) -> String {
+    let out = exp(ws).args(["log", "--json", "-n", "1", rev]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = match &doc {
+        Value::Array(items) => items.clone(),
+        Value::Object(m) => m.values().find_map(|v| v.as_array().cloned()).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    list[0]["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn rescore_sends_nothing_adds_no_response_bytes_and_commits_on_top_of_its_run() {
+    let server = Server::start();
+    let ws = workspace(6, &server.url, 4);
+    run(ws.path(), "paid", &["--archive"]);
+    let paid = rev(ws.path(), "runs/paid");
+    let before = store_objects(ws.path());
+    let out = exp(ws.path())
+        .args(["rescore", "HEAD", "--run-id", "strict", "--json"])
+        .args(["-S", "scoring.extract=\"(negative)\""])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(server.sent(), 12, "rescore sent requests");
+    assert_eq!((doc["status"].as_str(), doc["sent"].as_u64()), (Some("rescored"), Some(0)));
+    assert_eq!(doc["rescored_from"]["commit"], paid.as_str());
+    assert_eq!(doc["rescored_from"]["run"], "paid");
+    // A commit whose parent is the run it rescored, with the status rescored.
+    let commit = doc["commit"].as_str().unwrap();
+    assert_eq!(parents(ws.path(), commit), std::slice::from_ref(&paid));
+    let run_json = read_json(&run_dir(ws.path(), "strict").join("run.json"));
+    assert_eq!(run_json["status"], "rescored");
+    // The requests and answers are REF's bytes: the store held them already.
+    let after = store_objects(ws.path());
+    let blobs = request_and_answer_blobs(ws.path(), "strict");
+    assert_eq!(blobs.len(), 4);
+    for b in &blobs {
+        assert!(before.contains(b), "request or answer file {b} is new in the store");
+    }
+    assert!(after.len() > before.len(), "the new results are stored");
+    // New scoring: only "negative" is found, so every happy item is now wrong.
+    let scores = |id| csv_column(&trials(ws.path(), id)[0].join("results/per_item_scores.csv"));
+    assert_ne!(scores("paid"), scores("strict"));
+    let costs = read_json(&trials(ws.path(), "strict")[0].join("results/costs.json"));
+    assert_eq!((costs["requests"].as_u64(), costs["reused"].as_u64()), (Some(0), Some(12)));
+    // Any revision: the run before HEAD is `paid` again.
+    exp(ws.path()).args(["rescore", "HEAD~1", "--run-id", "third"]).assert().success();
+    assert_eq!(parents(ws.path(), "runs/third"), [paid]);
+    assert_eq!(server.sent(), 12);
+}
+
+/// A results CSV's `score` column.
+fn csv_column(path: &Path) -> Vec<String> {
+    common::csv_rows(path).into_iter().map(|r| r["score"].clone()).collect()
+}
+
+#[test]
+fn rescore_works_in_a_clone_with_nothing_checked_out() {
+    let server = Server::start();
+    let ws = workspace(6, &server.url, 4);
+    run(ws.path(), "shared-run", &["--archive"]);
+    let remote = tempfile::tempdir().unwrap();
+    let url = remote.path().join("r");
+    exp(ws.path()).args(["remote", "add", "origin"]).arg(&url).assert().success();
+    exp(ws.path()).args(["push", "--all"]).assert().success();
+    let home = tempfile::tempdir().unwrap();
+    exp(home.path()).arg("clone").arg(&url).arg("c").assert().success();
+    let clone = home.path().join("c");
+    assert!(!clone.join("config").exists() && !clone.join("experiments").exists());
+    exp(&clone)
+        .args(["rescore", "shared-run", "--run-id", "alpha", "-S", "significance.alpha=0.01"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 requests sent · 12 answers reused"));
+    assert_eq!(server.sent(), 12);
+    let sig = read_json(&trials(&clone, "alpha")[0].join("results/significance.json"));
+    assert_eq!(sig["alpha"], 0.01);
+}
+
+#[test]
+fn rescore_refuses_a_config_with_other_requests_naming_the_keys() {
+    let server = Server::start();
+    let ws = workspace(4, &server.url, 4);
+    run(ws.path(), "orig", &["--archive"]);
+    let config = std::fs::read_to_string(ws.path().join("config/eval_config.yaml")).unwrap();
+    let warmer = config.replace("temps: [0.0]", "temps: [0.7]").replace(
+        "labels: [positive, negative]}",
+        "labels: [positive, negative], extract: \"(positive)\"}",
+    );
+    write_files(ws.path(), &[("config/other.yaml", &warmer)]);
+    exp(ws.path())
+        .args(["rescore", "orig", "--config", "config/other.yaml"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("decoding.temps: [0.0] -> [0.7]"))
+        .stderr(predicate::str::contains("scoring.extract").not())
+        .stderr(predicate::str::contains("hint: rescore changes scoring and statistics only"));
+    // A changed prompt file is a changed request too.
+    write_files(ws.path(), &[("config/prompts/control.txt", "Classify, please.")]);
+    exp(ws.path())
+        .args(["rescore", "orig", "--config", "config/eval_config.yaml"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "prompt file config/prompts/control.txt: content changed",
+        ));
+    exp(ws.path())
+        .args(["rescore", "no-such-run"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("`no-such-run`"))
+        .stderr(predicate::str::contains("hint:"));
+    assert_eq!(server.sent(), 8);
+}
+
+#[test]
+fn rescore_help_shows_examples() {
+    exp(Path::new("."))
+        .args(["rescore", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Examples:"))
+        .stdout(predicate::str::contains("exp rescore HEAD -S scoring.type=regex"));
+}

@@ -64,6 +64,7 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> super::Result<()> {
         message: args.message.clone(),
         tag: args.tag.clone(),
         dry_run: args.dry_run,
+        parent: None,
     };
     let progress = ui::TermProgress::new();
     let o = repo.commit_run(&dir, &RunFolder::new(repo.workspace()), &options, &progress)?;

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod prepare;
 pub mod providers;
 pub mod report;
+pub mod rescore;
 pub mod results;
 pub mod runner;
 pub mod score;

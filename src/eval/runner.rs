@@ -461,20 +461,20 @@ struct Setup {
 }
 
 /// Stages `prepare` and `plan`: what will be asked, of which items, with which prompts.
-struct Plan {
-    datasets: Vec<Prepared>,
-    trials: Vec<Trial>,
-    jobs: Vec<Job>,
+pub(super) struct Plan {
+    pub(super) datasets: Vec<Prepared>,
+    pub(super) trials: Vec<Trial>,
+    pub(super) jobs: Vec<Job>,
     /// Prompt texts keyed by their path as written in the config.
-    prompts: BTreeMap<PathBuf, String>,
+    pub(super) prompts: BTreeMap<PathBuf, String>,
 }
 
 /// The run folder this invocation writes (new or resumed), with its baseline opened.
-struct Started {
-    dir: PathBuf,
-    rj: RunJson,
-    baseline: Option<(String, Box<dyn BaselineSource>)>,
-    warnings: Vec<String>,
+pub(super) struct Started {
+    pub(super) dir: PathBuf,
+    pub(super) rj: RunJson,
+    pub(super) baseline: Option<(String, Box<dyn BaselineSource>)>,
+    pub(super) warnings: Vec<String>,
 }
 
 impl Started {
@@ -502,7 +502,7 @@ struct Queue {
 
 /// Stage `score`'s output: each trial's line of the manifest and what they add up to.
 #[derive(Default)]
-struct Scored {
+pub(super) struct Scored {
     trials: Vec<ManifestTrial>,
     totals: Totals,
     /// Some request of some trial got an answer.
@@ -735,6 +735,7 @@ fn new_run(
         datasets: plan.datasets.iter().map(dataset_record).collect(),
         resumed_at: Vec::new(),
         config: Some(setup.config_key.clone()),
+        rescored_from: None,
     };
     std::fs::create_dir_all(&dir)
         .map_err(|source| RunError::Write { path: dir.clone(), source })?;
@@ -873,7 +874,7 @@ fn reuse(
 
 /// Stages `score`, `results` and `reports`: every trial's results files and report.md, and its
 /// line of the manifest.
-fn score(
+pub(super) fn score(
     run: &Started,
     loaded: &LoadedConfig,
     plan: &Plan,
@@ -902,7 +903,8 @@ fn score(
                 dataset: &plan.datasets[j.dataset].name,
                 items: &plan.datasets[j.dataset].items[j.start..j.end],
                 journal: journal_path(&run.dir, trial, j),
-                reused: false,
+                // A rescored run's answers were all paid for by the run it rescored.
+                reused: run.rj.rescored_from.is_some(),
             })
             .collect();
         let rows = match &run.baseline {
@@ -989,7 +991,7 @@ impl Scored {
 
 /// Stage `finish`: how the run ended, the manifest and aggregate report, and run.json saying so.
 /// Returns the manifest as written (the aggregate step adds Holm p-values to it).
-fn finish(
+pub(super) fn finish(
     run: &mut Started,
     config: &Config,
     scored: Scored,
@@ -1032,7 +1034,7 @@ fn finish(
     Ok(read_manifest(&run.dir).unwrap_or(manifest))
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -1178,7 +1180,7 @@ pub fn read_manifest(run_dir: &Path) -> Option<Manifest> {
     runfiles::read_json(&run_dir.join(runfiles::MANIFEST)).ok()?
 }
 
-fn check_run_id(id: &str) -> Result<(), RunError> {
+pub(super) fn check_run_id(id: &str) -> Result<(), RunError> {
     let ok = !id.is_empty()
         && !id.starts_with('.')
         && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -1186,7 +1188,7 @@ fn check_run_id(id: &str) -> Result<(), RunError> {
 }
 
 /// `20251127-130501`, with `-2`, `-3`… when two runs start in the same second.
-fn fresh_run_id(experiments: &Path) -> String {
+pub(super) fn fresh_run_id(experiments: &Path) -> String {
     let base = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let mut id = base.clone();
     let mut n = 2;
@@ -1204,14 +1206,15 @@ pub fn read_run_json(dir: &Path) -> Result<RunJson, RunError> {
     serde_json::from_str(&text).map_err(|e| RunError::Read { path, problem: e.to_string() })
 }
 
-fn write_run_json(dir: &Path, rj: &RunJson) -> Result<(), RunError> {
+pub(super) fn write_run_json(dir: &Path, rj: &RunJson) -> Result<(), RunError> {
     Ok(runfiles::write_json(&dir.join(runfiles::RUN_JSON), rj)?)
 }
 
 /// Whether `--resume` has something to send: the run did not finish, or it finished with
 /// recorded failures (the journal keeps them, and a resume sends exactly those again).
 fn has_work_left(dir: &Path, rj: &RunJson) -> bool {
-    rj.status != RunStatus::Complete || read_manifest(dir).is_some_and(|m| m.totals.failures > 0)
+    !matches!(rj.status, RunStatus::Complete | RunStatus::Rescored)
+        || read_manifest(dir).is_some_and(|m| m.totals.failures > 0)
 }
 
 /// The newest run (by start time) of `config` with work left: not complete, or with failed
@@ -1323,7 +1326,7 @@ fn journal_path(dir: &Path, trial: &Trial, job: &Job) -> PathBuf {
         .join(job.file_name())
 }
 
-fn write_trial_json(
+pub(super) fn write_trial_json(
     dir: &Path,
     t: &Trial,
     c: &Config,
@@ -1362,7 +1365,7 @@ fn write_trial_json(
 /// (under `config/` when it is not already there). The config chooses what is read, never where
 /// the copy goes: a path climbing out with `..` is copied to `config/prompts/external/` under a
 /// name tagged with its path's hash (it would otherwise be written outside the run folder).
-fn snapshot_path(dir: &Path, rel: &Path) -> PathBuf {
+pub(super) fn snapshot_path(dir: &Path, rel: &Path) -> PathBuf {
     let prompts = dir.join("config").join("prompts");
     let name = || rel.file_name().map(|n| n.to_string_lossy().to_string());
     if rel.is_absolute() {
@@ -1376,7 +1379,7 @@ fn snapshot_path(dir: &Path, rel: &Path) -> PathBuf {
     if rel.starts_with("config") { dir.join(rel) } else { dir.join("config").join(rel) }
 }
 
-fn snapshot_config(
+pub(super) fn snapshot_config(
     l: &LoadedConfig,
     prompts: &BTreeMap<PathBuf, String>,
     dir: &Path,
@@ -1419,7 +1422,7 @@ const VOLATILE: [&str; 12] = [
     "batch_max_bytes",
 ];
 
-fn fingerprint(
+pub(super) fn fingerprint(
     c: &Config,
     prompts: &BTreeMap<PathBuf, String>,
     datasets: &[Prepared],
@@ -1470,7 +1473,7 @@ fn stored_fingerprint(dir: &Path, rj: &RunJson) -> Result<serde_json::Value, Run
 }
 
 /// "decoding.temps: [0.0] -> [0.0,1.0]", "prompt config/prompts/x.md: content changed", …
-fn diff_fingerprints(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+pub(super) fn diff_fingerprints(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
     let mut a = BTreeMap::new();
     let mut b = BTreeMap::new();
     flatten("", old, &mut a);
