@@ -278,6 +278,9 @@ fn every_json_document_names_its_schema_and_docs_json_md_documents_it() {
     assert!(!tree["entries"].as_array().unwrap().is_empty());
     schema_doc(w, &["diff", "one", "two", "--json"], "exp.diff/1");
     schema_doc(w, &["power", "one", "--json"], "exp.power/1");
+    let rescored =
+        schema_doc(w, &["rescore", "one", "--run-id", "again", "--json"], "exp.rescore/1");
+    assert_eq!(rescored["rescored_from"]["run"], "one");
     exp(w).args(["tag", "base", "one"]).assert().success();
     let tags = schema_doc(w, &["tag", "-l", "--json"], "exp.tags/1");
     assert_eq!(tags["tags"][0]["tag"], "base");

@@ -344,6 +344,7 @@ impl Schema {
     pub const POWER: Schema = Schema("exp.power/1");
     pub const PULL: Schema = Schema("exp.pull/1");
     pub const PUSH: Schema = Schema("exp.push/1");
+    pub const RESCORE: Schema = Schema("exp.rescore/1");
     pub const REMOTE: Schema = Schema("exp.remote/1");
     pub const REMOTES: Schema = Schema("exp.remotes/1");
     pub const RUN: Schema = Schema("exp.run/1");
