@@ -169,6 +169,25 @@ pub struct ModelConfig {
     pub pricing: Option<Pricing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim: Option<SimConfig>,
+    /// How requests reach the endpoint: one by one (`live`), or through the Batch API (`batch`).
+    #[serde(default, skip_serializing_if = "Backend::is_live")]
+    pub backend: Backend,
+}
+
+/// `models[].backend`. Omitted from the resolved config when `live`, so runs from before the
+/// field keep their config hash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Live,
+    Batch,
+}
+
+impl Backend {
+    pub fn is_live(&self) -> bool {
+        *self == Backend::Live
+    }
 }
 
 fn default_max_connections() -> usize {
@@ -190,10 +209,31 @@ impl ModelConfig {
 pub struct Pricing {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    /// Share taken off both prices for answers obtained through the Batch API (0.5: half price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_discount: Option<f64>,
+    /// Batch API prices, when the provider lists them separately (they win over the discount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_input_per_mtok: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_output_per_mtok: Option<f64>,
 }
 
 impl Pricing {
     /// Exact USD (unrounded) for the given token counts.
+    /// The prices of answers obtained through the Batch API: the separate batch prices where
+    /// given, else the live prices less `batch_discount`, else the live prices.
+    pub fn batch(&self) -> Pricing {
+        let keep = 1.0 - self.batch_discount.unwrap_or(0.0);
+        Pricing {
+            input_per_mtok: self.batch_input_per_mtok.unwrap_or(self.input_per_mtok * keep),
+            output_per_mtok: self.batch_output_per_mtok.unwrap_or(self.output_per_mtok * keep),
+            batch_discount: None,
+            batch_input_per_mtok: None,
+            batch_output_per_mtok: None,
+        }
+    }
+
     pub fn usd(&self, input_tokens: u64, output_tokens: u64) -> f64 {
         (input_tokens as f64 * self.input_per_mtok + output_tokens as f64 * self.output_per_mtok)
             / 1_000_000.0
@@ -334,6 +374,36 @@ pub struct Execution {
     /// The largest answer body read from an endpoint; a larger one is a recorded error for that
     /// request, so a hostile or broken server cannot make a run allocate without bound.
     pub max_response_bytes: u64,
+    /// The response cache (`eval::cache`): reuse journaled answers to identical requests.
+    pub cache: CacheMode,
+    /// Stop sending before the run's spend could pass this many USD (`eval::budget`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_usd: Option<f64>,
+    /// Seconds between two polls of a batch's state (`backend: batch`).
+    pub batch_poll_s: f64,
+    /// A batch input file holds at most this many requests and bytes (OpenAI's limits).
+    pub batch_max_requests: usize,
+    pub batch_max_bytes: u64,
+}
+
+/// `execution.cache`: whether a run reuses earlier answers, and whether its own answers may be
+/// reused by later runs.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheMode {
+    /// Reuse earlier answers; this run's answers are reused by later runs.
+    #[default]
+    ReadWrite,
+    /// Reuse earlier answers; this run's answers are never offered to later runs.
+    Read,
+    /// Send everything; this run's answers are never offered to later runs.
+    Off,
+}
+
+impl CacheMode {
+    pub fn reads(self) -> bool {
+        self != CacheMode::Off
+    }
 }
 
 impl Default for Execution {
@@ -347,6 +417,11 @@ impl Default for Execution {
             backoff_max_s: 30.0,
             fsync: true,
             max_response_bytes: 4 << 20,
+            cache: CacheMode::ReadWrite,
+            max_usd: None,
+            batch_poll_s: 30.0,
+            batch_max_requests: 50_000,
+            batch_max_bytes: 200_000_000,
         }
     }
 }
@@ -429,6 +504,31 @@ pub fn load_with(
     overrides: &[Override],
 ) -> Result<LoadedConfig, ConfigError> {
     let text = read(path)?;
+    let loaded = parse_with(path, workspace, text, overrides)?;
+    validate(&loaded)?;
+    Ok(loaded)
+}
+
+/// A run's own config snapshot (`config/eval_config.yaml`, read from the store), with `-S`
+/// overrides: parsed and its numbers checked, but not its files, which a clone may not have
+/// (`exp rescore` reads the run's requests and answers from the store, not the workspace).
+pub fn from_snapshot(
+    path: &Path,
+    workspace: &Path,
+    text: String,
+    overrides: &[Override],
+) -> Result<LoadedConfig, ConfigError> {
+    let loaded = parse_with(path, workspace, text, overrides)?;
+    check_numbers(&loaded)?;
+    Ok(loaded)
+}
+
+fn parse_with(
+    path: &Path,
+    workspace: &Path,
+    text: String,
+    overrides: &[Override],
+) -> Result<LoadedConfig, ConfigError> {
     let config: Config = if overrides.is_empty() {
         parse(path, &text)?
     } else {
@@ -440,15 +540,13 @@ pub fn load_with(
             message: format!("{} (after the -S overrides)", strip_location(&e.to_string())),
         })?
     };
-    let loaded = LoadedConfig {
+    Ok(LoadedConfig {
         config,
         path: path.to_path_buf(),
         workspace: workspace.to_path_buf(),
         overrides: overrides.iter().map(|o| o.arg.clone()).collect(),
         text,
-    };
-    validate(&loaded)?;
-    Ok(loaded)
+    })
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -707,11 +805,25 @@ fn numbers(c: &Config) -> Vec<Number> {
             Range::closed(1.0, 10_000.0),
         ));
         if let Some(p) = &m.pricing {
-            for (k, v) in
-                [("input_per_mtok", p.input_per_mtok), ("output_per_mtok", p.output_per_mtok)]
-            {
+            let prices = [
+                ("input_per_mtok", Some(p.input_per_mtok)),
+                ("output_per_mtok", Some(p.output_per_mtok)),
+                ("batch_input_per_mtok", p.batch_input_per_mtok),
+                ("batch_output_per_mtok", p.batch_output_per_mtok),
+            ];
+            for (k, v) in prices.into_iter().filter_map(|(k, v)| Some((k, v?))) {
                 let range = Range::closed(0.0, 10_000.0);
                 out.push(real(key(&format!("pricing.{k}")), at.clone(), k, v, range));
+            }
+            if let Some(d) = p.batch_discount {
+                let k = "batch_discount";
+                out.push(real(
+                    key("pricing.batch_discount"),
+                    at.clone(),
+                    k,
+                    d,
+                    Range::closed(0.0, 1.0),
+                ));
             }
         }
         if let Some(sim) = &m.sim {
@@ -802,7 +914,31 @@ fn numbers(c: &Config) -> Vec<Number> {
             e.max_response_bytes,
             Range::closed(1024.0, f64::from(1u32 << 30)),
         ),
+        real(
+            exec("batch_poll_s"),
+            None,
+            "batch_poll_s",
+            e.batch_poll_s,
+            Range::closed(1.0, 3_600.0),
+        ),
+        int(
+            exec("batch_max_requests"),
+            None,
+            "batch_max_requests",
+            e.batch_max_requests as u64,
+            Range::closed(1.0, 50_000.0),
+        ),
+        int(
+            exec("batch_max_bytes"),
+            None,
+            "batch_max_bytes",
+            e.batch_max_bytes,
+            Range::closed(1024.0, 200_000_000.0),
+        ),
     ]);
+    if let Some(cap) = e.max_usd {
+        out.push(real(exec("max_usd"), None, "max_usd", cap, Range::closed(0.0, 1e9)));
+    }
     out
 }
 
@@ -932,6 +1068,15 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
                         &at,
                         format!("is missing for model `{}` (provider sim)", m.name),
                         "add sim: {accuracy: {control: 0.7, treatment: 0.78}, seed: 7}".into(),
+                    ));
+                }
+                if m.backend == Backend::Batch {
+                    return Err(l.invalid(
+                        &format!("{key}.backend"),
+                        "backend:",
+                        format!("is batch, but model `{}` is simulated", m.name),
+                        "the Batch API needs a real endpoint (provider: openai); remove `backend:`"
+                            .into(),
                     ));
                 }
                 if c.scoring.kind == ScoringType::Exact {
@@ -1129,8 +1274,19 @@ mod tests {
 
     #[test]
     fn pricing_is_exact_per_million_tokens() {
-        let p = Pricing { input_per_mtok: 0.15, output_per_mtok: 0.60 };
+        let p = Pricing {
+            input_per_mtok: 0.15,
+            output_per_mtok: 0.60,
+            batch_discount: None,
+            batch_input_per_mtok: None,
+            batch_output_per_mtok: None,
+        };
         assert!((p.usd(1_000_000, 1_000_000) - 0.75).abs() < 1e-12);
         assert_eq!(p.usd(0, 0), 0.0);
+        assert_eq!(p.batch().usd(1_000_000, 0), 0.15, "no discount: batch costs the same");
+        let half = Pricing { batch_discount: Some(0.5), ..p };
+        assert!((half.batch().usd(1_000_000, 1_000_000) - 0.375).abs() < 1e-12);
+        let listed = Pricing { batch_output_per_mtok: Some(0.2), ..half };
+        assert!((listed.batch().usd(1_000_000, 1_000_000) - 0.275).abs() < 1e-12);
     }
 }

@@ -20,6 +20,7 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::budget::{self, Budget};
 use super::build::{RequestLine, custom_id};
 use super::config::Pricing;
 use super::journal::{self, Entry, JournalError, Status, Syncer};
@@ -71,6 +72,8 @@ pub struct ExecJob {
     pub start: usize,
     pub end: usize,
     pub repeats: u32,
+    /// The trial's `max_tokens`: what a request may cost at most (the budget).
+    pub max_tokens: u64,
     /// custom_ids already answered (resume): never sent again.
     pub done: HashSet<String>,
 }
@@ -91,6 +94,8 @@ pub struct ExecSettings {
     pub fsync: bool,
     /// Stop cleanly on Ctrl-C (the binary sets this; library callers and tests may not want it).
     pub stop_on_ctrl_c: bool,
+    /// `execution.max_usd`: stop sending before the spend could pass it.
+    pub budget: Option<Arc<Budget>>,
 }
 
 /// What happened.
@@ -100,6 +105,10 @@ pub struct ExecOutcome {
     pub responses: u64,
     pub failures: u64,
     pub interrupted: bool,
+    /// The budget held requests back.
+    pub budget_stopped: bool,
+    /// With a budget: its cap, and what the run has spent in all its invocations.
+    pub budget: Option<(f64, f64)>,
 }
 
 #[derive(Default)]
@@ -221,7 +230,15 @@ async fn run_all(
     }
     let done = counters.done.load(Ordering::Relaxed);
     let failures = counters.failures.load(Ordering::Relaxed);
-    Ok(ExecOutcome { sent: done, responses: done - failures, failures, interrupted })
+    let b = settings.budget.as_ref();
+    Ok(ExecOutcome {
+        sent: done,
+        responses: done - failures,
+        failures,
+        interrupted,
+        budget_stopped: b.is_some_and(|b| b.exhausted()),
+        budget: b.map(|b| (b.cap(), b.spent())),
+    })
 }
 
 struct JobCtx {
@@ -255,8 +272,12 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
         line,
         problem,
     };
+    // Stopped early (Ctrl-C, an error elsewhere, the budget): the job's remaining lines are
+    // left unsent, which is not a mismatch with the plan.
+    let mut cut_short = false;
     for line in std::io::BufReader::new(file).lines() {
         if ctx.stopping.load(Ordering::Relaxed) {
+            cut_short = true;
             break;
         }
         let line =
@@ -285,8 +306,16 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
             flatten(done)?;
         }
         let Ok(permit) = ctx.slots.clone().acquire_owned().await else {
+            cut_short = true;
             break;
         };
+        // Reserved once the request is sure to go out, so what is reserved is what is in flight.
+        let max_cost = budget::max_cost(ctx.pricing, body.len(), job.max_tokens);
+        let budget = ctx.settings.budget.clone();
+        if budget.as_ref().is_some_and(|b| !b.reserve(max_cost)) {
+            cut_short = true;
+            break;
+        }
         let provider = ctx.provider.clone();
         let journal = journal.clone();
         let syncer = ctx.syncer.clone();
@@ -304,9 +333,12 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
             if entry.status == Status::Error {
                 counters.failures.fetch_add(1, Ordering::Relaxed);
             }
-            if let Some(p) = pricing {
-                *counters.usd.lock().unwrap_or_else(|e| e.into_inner()) +=
-                    p.usd(entry.input_tokens, entry.output_tokens);
+            let usd = pricing.map(|p| p.usd(entry.input_tokens, entry.output_tokens));
+            if let Some(usd) = usd {
+                *counters.usd.lock().unwrap_or_else(|e| e.into_inner()) += usd;
+            }
+            if let Some(b) = budget {
+                b.settle(max_cost, usd.unwrap_or(0.0));
             }
             counters.done.fetch_add(1, Ordering::Relaxed);
             Ok::<(), ExecuteError>(())
@@ -315,7 +347,9 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
     while let Some(done) = requests.join_next().await {
         flatten(done)?;
     }
-    if index < (job.end - job.start) * job.repeats as usize && !ctx.stopping.load(Ordering::Relaxed)
+    if index < (job.end - job.start) * job.repeats as usize
+        && !cut_short
+        && !ctx.stopping.load(Ordering::Relaxed)
     {
         return Err(mismatch(index, "has fewer requests than the job's items".into()));
     }
@@ -327,7 +361,7 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
 /// build time: for a line in the layout `build` writes (`body` last), they are sliced out
 /// without building a JSON tree, which matters at tens of thousands of requests a second;
 /// any other valid layout (a hand-edited file) goes through a full parse.
-fn parse_request(line: &str) -> Result<(String, bytes::Bytes), serde_json::Error> {
+pub fn parse_request(line: &str) -> Result<(String, bytes::Bytes), serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Head {
         custom_id: String,
@@ -380,6 +414,7 @@ pub async fn send_with_retries(
                     latency_ms,
                     attempts,
                     error: None,
+                    reused: None,
                 };
             }
             Err(f) => f,
@@ -406,6 +441,7 @@ pub async fn send_with_retries(
                 latency_ms,
                 attempts,
                 error: Some(message),
+                reused: None,
             };
         }
         let wait = match &failure {

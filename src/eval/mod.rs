@@ -2,7 +2,10 @@
 //! orchestrator (`runner`) that strings them together for `exp run`. Reports and statistics of a
 //! finished run live in `report` (and `crate::stats`).
 pub mod archive;
+pub mod batch;
+pub mod budget;
 pub mod build;
+pub mod cache;
 pub mod config;
 pub mod execute;
 pub mod journal;
@@ -11,6 +14,7 @@ pub mod plan;
 pub mod prepare;
 pub mod providers;
 pub mod report;
+pub mod rescore;
 pub mod results;
 pub mod runner;
 pub mod score;

@@ -34,6 +34,17 @@ pub struct CostLine {
     pub usage_missing: u64,
     pub usd: f64,
     pub usd_per_correct: Option<f64>,
+    /// Answers reused from earlier runs (the response cache, `exp rescore`): not sent, not
+    /// paid, and not in `requests`, the token counts or `usd`.
+    #[serde(default)]
+    pub reused: u64,
+    #[serde(default)]
+    pub reused_input_tokens: u64,
+    #[serde(default)]
+    pub reused_output_tokens: u64,
+    /// What the reused answers would have cost at the trial's prices.
+    #[serde(default)]
+    pub usd_saved: f64,
 }
 
 /// `costs.json`: the trial's totals at the top level, the same per condition.

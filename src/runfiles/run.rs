@@ -45,6 +45,11 @@ pub enum RunStatus {
     Complete,
     Incomplete,
     Failed,
+    /// `exp run --backend files` wrote the batch input files; `exp ingest` completes the run.
+    #[serde(rename = "awaiting_outputs")]
+    AwaitingOutputs,
+    /// Made by `exp rescore` from another run's answers: nothing was sent.
+    Rescored,
 }
 
 impl RunStatus {
@@ -54,6 +59,8 @@ impl RunStatus {
             RunStatus::Complete => "complete",
             RunStatus::Incomplete => "incomplete",
             RunStatus::Failed => "failed",
+            RunStatus::AwaitingOutputs => "awaiting_outputs",
+            RunStatus::Rescored => "rescored",
         }
     }
 }
@@ -102,6 +109,17 @@ pub struct RunJson {
     /// lack it; their runs match any config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// `exp rescore`: the run whose answers this run scored anew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescored_from: Option<RescoredFrom>,
+}
+
+/// The run `exp rescore` took the answers from: as named, its run id, and its commit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RescoredFrom {
+    pub reference: String,
+    pub run: String,
+    pub commit: String,
 }
 
 /// How `run.json` records a config file: as given, relative to the workspace when it lies in it,
