@@ -882,3 +882,33 @@ fn batch_settings_out_of_range_and_batch_on_a_sim_model_are_refused_with_the_fix
     );
     assert!(err.contains("hint: the Batch API needs a real endpoint"), "{err}");
 }
+
+#[test]
+fn a_budget_counts_batched_requests_at_their_batch_maximum_and_holds_the_rest_back() {
+    let server = Server::start(vec![]);
+    let ws = batch_workspace(&server, 3, ", max_usd: 0.0005");
+    let out = run_batch(ws.path()).failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("stopped at its budget"), "{err}");
+    let run = only_run(ws.path());
+    assert_eq!(status(&run), "incomplete");
+    // Each batched request at most: body bytes as input tokens at $0.50/M, 16 output tokens at
+    // $1/M (the batch prices).
+    let max = |line: &Value| line["body"].to_string().len() as f64 * 0.5e-6 + 16.0 * 1e-6;
+    let batched: Vec<Value> = jsonl_files(&run.join("batches"))
+        .iter()
+        .filter(|p| {
+            !p.to_string_lossy().contains(".output") && !p.to_string_lossy().contains(".error")
+        })
+        .flat_map(|p| lines(p))
+        .collect();
+    let total: f64 = batched.iter().map(max).sum();
+    assert!(!batched.is_empty() && batched.len() < 12, "{}", batched.len());
+    assert!(total <= 0.0005, "{total}");
+    assert!(
+        total + max(&batched[0]) > 0.0005 - 20e-6,
+        "no room was left for another request: {total}"
+    );
+    let answered = predictions(&run).iter().filter(|r| !r["raw_output"].is_empty()).count();
+    assert_eq!(answered, batched.len());
+}

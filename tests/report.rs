@@ -776,3 +776,36 @@ fn with_failed_requests_the_manifest_and_exp_show_print_the_paired_effect() {
     let shown = committed_and_shown(tmp.path());
     assert!(shown.contains(&paired) && !shown.contains(&old), "{shown}");
 }
+
+/// 1,100 items, five right only with treatment and none only with control: (b, c) = (0, 5).
+fn zero_and_five(i: usize, cond: &str, _r: usize) -> Option<f64> {
+    let control = if i.is_multiple_of(2) { 1.0 } else { 0.0 };
+    Some(if cond == "treatment" && i % 2 == 1 && i < 10 { 1.0 } else { control })
+}
+
+#[test]
+fn at_zero_and_five_the_report_promises_no_power_and_prints_an_interval_that_agrees_with_p() {
+    // Before issue 11 report.md said an effect of 0.57 pp would be detected 80% of the time,
+    // and printed normal and bootstrap intervals excluding 0 beside p = 0.0625.
+    let (_tmp, run) = run_dir();
+    let trial = write_trial(&run, &Spec { n: 1100, score: zero_and_five, ..BETTER });
+    write_trial_report(&trial, &settings()).unwrap();
+    let sig = significance(&trial);
+    let pa = sig.power_analysis.as_ref().unwrap();
+    assert!((pa.power_at_max - 0.384_039_041_674_592_8).abs() < 1e-9, "{pa:?}");
+    assert_eq!(pa.mde, None);
+    let md = read(&trial.join("reports/report.md"));
+    let p = exp::display::p_eq(0.0625);
+    for want in [
+        format!("(95% CI -0.0 to +1.1 pp; exact McNemar {p}), over 1,100 paired items."),
+        "this is not statistically significant".to_string(),
+        "even the largest (0.5 pp) would be detected only 38.4% of the time".to_string(),
+        "| Minimum detectable effect | — | none: no effect the data allow reaches 80.0% power |"
+            .to_string(),
+        format!("| Items needed | {} |", exp::display::count(pa.items_needed.unwrap())),
+    ] {
+        assert!(md.contains(&want), "report.md lacks {want:?}:\n{md}");
+    }
+    assert!(pa.items_needed.unwrap() > 1100);
+    assert!(!md.contains("would be detected 80"), "{md}");
+}

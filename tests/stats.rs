@@ -799,6 +799,41 @@ fn the_item_mean_headline_is_calibrated_with_repeats_at_temperature_above_zero()
     );
 }
 
+/// Coverage of a true effect that is not 0: continuous scores, treatment = control + 0.1 +
+/// symmetric noise, per item (40 items, sampled sign patterns) or per cluster (12 clusters of 5
+/// sharing a cluster shift, exact). At the null coverage is 1 − rejection by construction;
+/// here the interval's ends are tested, not the test at 0.
+#[test]
+fn the_sign_flip_interval_covers_a_true_effect_of_ten_points() {
+    const EFFECT: f64 = 0.1;
+    let s = Settings { alpha: 0.05, bootstrap_resamples: 199, seed: 0 };
+    for (what, clusters) in [("items", false), ("clusters", true)] {
+        let mut rng = ChaCha8Rng::seed_from_u64(if clusters { 19 } else { 18 });
+        let mut covered = 0;
+        for k in 0..SIMULATIONS {
+            let mut t = Tally::new();
+            let (groups, per) = if clusters { (12, 5) } else { (40, 1) };
+            for g in 0..groups {
+                let shift: f64 = if clusters { rng.gen_range(-0.2..0.2) } else { 0.0 };
+                for i in 0..per {
+                    let key = format!("{g}:{i}");
+                    let cluster = clusters.then(|| format!("c{g}"));
+                    let control: f64 = rng.gen_range(0.2..0.6);
+                    let noise: f64 = rng.gen_range(-0.15..0.15);
+                    t.add(&key, CONTROL, Some(control), cluster.as_deref());
+                    let treated = control + EFFECT + shift + noise;
+                    t.add(&key, TREATMENT, Some(treated), cluster.as_deref());
+                }
+            }
+            let head = headline_of(&t, &Settings { seed: k as u64, ..s });
+            let [lo, hi] = head.ci.expect("an interval");
+            covered += usize::from(lo <= EFFECT && EFFECT <= hi);
+        }
+        let coverage = covered as f64 / SIMULATIONS as f64;
+        assert!((0.93..=0.97).contains(&coverage), "{what}: coverage {coverage}");
+    }
+}
+
 #[test]
 fn without_resamples_the_t_stand_in_for_thirty_clusters_is_calibrated() {
     // bootstrap_resamples: 0 and 30 clusters of 10 items flipping together: the headline is

@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> super::Result<()> {
         eprintln!("warning: {w}");
     }
     if args.json {
-        return ui::print_json(&o);
+        return ui::print_json(ui::Schema::COMMIT, &o);
     }
     let sizes = format!(
         "{} files, {}; {} new objects, {} stored",

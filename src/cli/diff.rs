@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: &DiffArgs) -> super::Result<()> {
     let opts = diff::Options { items: args.items };
     let d = exp::diff::store::diff_revs(&repo, rev1.as_deref(), rev2.as_deref(), &opts)?;
     if args.json {
-        ui::print_json(&d)?;
+        ui::print_json(ui::Schema::DIFF, &d)?;
     } else {
         ui::out!("{}", render(&d, args.stat, args.items))?;
     }

@@ -67,18 +67,21 @@ pub fn run(ctx: &Context, args: &RescoreArgs) -> Result<()> {
     }
     let tot = &r.manifest.totals;
     if args.json {
-        return ui::print_json(&serde_json::json!({
-            "run_id": r.run_id,
-            "run_dir": r.run_dir,
-            "status": "rescored",
-            "rescored_from": r.from,
-            "commit": r.commit,
-            "sent": 0,
-            "reused": tot.reused,
-            "trials": r.manifest.trials,
-            "totals": tot,
-            "warnings": r.warnings,
-        }));
+        return ui::print_json(
+            ui::Schema::RESCORE,
+            &serde_json::json!({
+                "run_id": r.run_id,
+                "run_dir": r.run_dir,
+                "status": "rescored",
+                "rescored_from": r.from,
+                "commit": r.commit,
+                "sent": 0,
+                "reused": tot.reused,
+                "trials": r.manifest.trials,
+                "totals": tot,
+                "warnings": r.warnings,
+            }),
+        );
     }
     let mut t =
         ui::table(["trial", "control", "treatment", "effect", "p", "Holm p"]).cut(["trial"]);

@@ -223,17 +223,20 @@ pub(super) fn workspace(ctx: &Context) -> Result<PathBuf> {
 /// totals), so a script reads both the same way.
 fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
     if json {
-        return ui::print_json(&serde_json::json!({
-            "run_id": plan.run_id,
-            "run_dir": plan.run_dir,
-            "status": "planned",
-            "conditions": plan.conditions,
-            "parts_per_dataset": plan.parts_per_dataset,
-            "trials": plan.trials,
-            "totals": plan.totals,
-            "unpriced_models": plan.unpriced_models,
-            "max_usd": plan.max_usd,
-        }));
+        return ui::print_json(
+            ui::Schema::RUN_PLAN,
+            &serde_json::json!({
+                "run_id": plan.run_id,
+                "run_dir": plan.run_dir,
+                "status": "planned",
+                "conditions": plan.conditions,
+                "parts_per_dataset": plan.parts_per_dataset,
+                "trials": plan.trials,
+                "totals": plan.totals,
+                "unpriced_models": plan.unpriced_models,
+                "max_usd": plan.max_usd,
+            }),
+        );
     }
     let mut t = ui::table([
         "trial",
@@ -338,7 +341,7 @@ pub(super) fn render_summary(
             })),
             "warnings": s.warnings,
         });
-        return ui::print_json(&v);
+        return ui::print_json(ui::Schema::RUN, &v);
     }
     let mut t = ui::table([
         "trial",
@@ -435,10 +438,13 @@ fn render_awaiting(s: &RunSummary, archived: Option<&Archived>, json: bool) -> R
         })
         .collect();
     if json {
-        return ui::print_json(&serde_json::json!({
-            "run_id": s.run_id, "run_dir": s.run_dir, "status": s.status, "batch_files": files,
-            "archived": archived.map(|a| a.commit.clone()),
-        }));
+        return ui::print_json(
+            ui::Schema::RUN_AWAITING,
+            &serde_json::json!({
+                "run_id": s.run_id, "run_dir": s.run_dir, "status": s.status, "batch_files": files,
+                "archived": archived.map(|a| a.commit.clone()),
+            }),
+        );
     }
     let mut t =
         ui::table(["batch input file", "model", "requests", "bytes"]).cut(["batch input file"]);

@@ -362,10 +362,12 @@ fn deliver(
         return Ok(Delivered::Answers(outcome, Some(i)));
     }
     let mut outcome = ExecOutcome::default();
+    // One budget for live and batched requests.
+    let budget = e.max_usd.map(|cap| Arc::new(Budget::new(cap, queue.spent)));
     if !queue.jobs.is_empty() {
         let models = exec_models(config)?;
         let mut settings = exec_settings(opts, config);
-        settings.budget = e.max_usd.map(|cap| Arc::new(Budget::new(cap, queue.spent)));
+        settings.budget = budget.clone();
         outcome = execute::execute(queue.jobs, models, &settings, queue.pending, progress)?;
     }
     if !batch_jobs.is_empty() && !outcome.interrupted {
@@ -377,12 +379,15 @@ fn deliver(
             max_response_bytes: e.max_response_bytes,
             fsync: e.fsync,
             stop_on_ctrl_c: opts.stop_on_ctrl_c,
+            budget: budget.clone(),
         };
         let b = batch::backend::run(&run.dir, batch_jobs, &config.models, &settings, progress)?;
         outcome.sent += b.journaled;
         outcome.responses += b.journaled - b.failures;
         outcome.failures += b.failures;
         outcome.interrupted |= b.interrupted;
+        outcome.budget_stopped |= b.budget_stopped;
+        outcome.budget = budget.map(|b| (b.cap(), b.spent()));
     }
     Ok(Delivered::Answers(outcome, None))
 }
