@@ -56,5 +56,9 @@ pub fn run(ctx: &Context, args: &GcArgs) -> super::Result<()> {
         let moved = if r.dry_run { "would move" } else { "moved" };
         ui::outln!("{moved} {} loose objects into a pack", r.loose_packed)?;
     }
+    if r.packs_recompressed > 0 {
+        let squeezed = if r.dry_run { "would recompress" } else { "recompressed" };
+        ui::outln!("{squeezed} {} at gc's denser level", plural(r.packs_recompressed, "pack"))?;
+    }
     Ok(())
 }

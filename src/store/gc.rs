@@ -35,6 +35,8 @@ pub struct GcReport {
     pub packs_merged: u64,
     /// Loose objects moved into a pack because there were more than `MAX_LOOSE`.
     pub loose_packed: u64,
+    /// Packs whose objects were recompressed at the denser gc level (`odb::DENSE_LEVEL`).
+    pub packs_recompressed: u64,
     /// Reflogs of refs deleted longer ago than the grace period.
     pub reflogs_dropped: Vec<String>,
 }
@@ -88,6 +90,7 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
         temp_files_removed: 0,
         packs_merged: 0,
         loose_packed: 0,
+        packs_recompressed: 0,
         reflogs_dropped: dropped.iter().map(|n| n.to_string()).collect(),
     };
     let mut loose_kept = Vec::new();
@@ -126,7 +129,10 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
             report.removed_bytes += garbage.iter().map(|e| e.len).sum::<u64>();
             report.removed.extend(garbage.iter().map(|e| e.id));
             rewrite.push((pack, live));
-        } else if merge_all {
+        } else if merge_all || !repo.odb.is_dense(&pack.pack) {
+            if !repo.odb.is_dense(&pack.pack) {
+                report.packs_recompressed += 1;
+            }
             let all = pack.entries.clone();
             rewrite.push((pack, all));
         }
@@ -140,7 +146,7 @@ pub fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<GcReport> {
         loose_kept.clear();
     }
     if !dry_run && (!rewrite.is_empty() || !loose_kept.is_empty()) {
-        repo.odb.repack(&rewrite, &loose_kept)?;
+        repo.odb.repack(&rewrite, &loose_kept, true)?;
     }
     report.removed.sort();
     report.removed.dedup();

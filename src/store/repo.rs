@@ -830,6 +830,35 @@ mod tests {
     }
 
     #[test]
+    fn gc_recompresses_a_pack_once_and_every_object_still_reads_back() {
+        let ws = tempfile::tempdir().unwrap();
+        let (repo, _) = Repo::init(ws.path()).unwrap();
+        let d = packed_run(ws.path(), 0);
+        let words = ["positive", "negative", "neutral", "the", "service", "was", "slow", "refund"];
+        for k in 0..39 {
+            let text: Vec<&str> = (0..4000).map(|i| words[(i * 7 + k * 3 + i / 5) % 8]).collect();
+            fs::write(d.join(format!("f{k}.csv")), text.join(" ")).unwrap();
+        }
+        repo.commit_run(&d, &Complete, &CommitOptions::default(), &NoProgress).unwrap();
+        let size = |repo: &Repo| -> u64 {
+            repo.odb.packs().unwrap().iter().map(|p| fs::metadata(&p.pack).unwrap().len()).sum()
+        };
+        let before = size(&repo);
+        let first = super::super::gc::gc(&repo, std::time::Duration::ZERO, false).unwrap();
+        assert_eq!(first.packs_recompressed, 1);
+        let after = size(&repo);
+        assert!(after < before, "{after} bytes after gc, {before} before");
+        let second = super::super::gc::gc(&repo, std::time::Duration::ZERO, false).unwrap();
+        assert_eq!(second.packs_recompressed, 0);
+        assert_eq!(size(&repo), after);
+        let repo = Repo::open(ws.path()).unwrap();
+        let tree = repo.read_commit(&repo.resolve("r0").unwrap()).unwrap().tree;
+        for e in worktree::flatten(&repo.odb, &tree).unwrap() {
+            repo.odb.read_blob(&e.id).unwrap();
+        }
+    }
+
+    #[test]
     fn commit_resolve_and_read_back() {
         let ws = tempfile::tempdir().unwrap();
         let (repo, created) = Repo::init(ws.path()).unwrap();
