@@ -882,3 +882,69 @@ fn batch_settings_out_of_range_and_batch_on_a_sim_model_are_refused_with_the_fix
     );
     assert!(err.contains("hint: the Batch API needs a real endpoint"), "{err}");
 }
+
+#[test]
+fn a_budget_counts_batched_requests_at_their_batch_maximum_and_holds_the_rest_back() {
+    let server = Server::start(vec![]);
+    let ws = batch_workspace(&server, 3, ", max_usd: 0.0005");
+    let out = run_batch(ws.path()).failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("stopped at its budget"), "{err}");
+    let run = only_run(ws.path());
+    assert_eq!(status(&run), "incomplete");
+    // Each batched request at most: body bytes as input tokens at $0.50/M, 16 output tokens at
+    // $1/M (the batch prices).
+    let max = |line: &Value| line["body"].to_string().len() as f64 * 0.5e-6 + 16.0 * 1e-6;
+    let batched: Vec<Value> = jsonl_files(&run.join("batches"))
+        .iter()
+        .filter(|p| {
+            !p.to_string_lossy().contains(".output") && !p.to_string_lossy().contains(".error")
+        })
+        .flat_map(|p| lines(p))
+        .collect();
+    let total: f64 = batched.iter().map(max).sum();
+    assert!(!batched.is_empty() && batched.len() < 12, "{}", batched.len());
+    assert!(total <= 0.0005, "{total}");
+    assert!(
+        total + max(&batched[0]) > 0.0005 - 20e-6,
+        "no room was left for another request: {total}"
+    );
+    let answered = predictions(&run).iter().filter(|r| !r["raw_output"].is_empty()).count();
+    assert_eq!(answered, batched.len());
+}
+
+#[test]
+fn file_mode_and_ingest_print_json_documents_named_by_their_schema() {
+    let documented =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/JSON.md"))
+            .unwrap();
+    let ws = workspace(3, &model(NOWHERE, ""), "");
+    let out = exp(ws.path()).args(["run", "--backend", "files", "--json"]).assert().success();
+    let doc: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(doc["schema"], "exp.run.awaiting/1");
+    assert_eq!(doc["batch_files"][0]["requests"], 12);
+    let run = only_run(ws.path());
+    let requests = batch_requests(&run);
+    let mut outputs: Vec<Value> =
+        requests.iter().enumerate().map(|(n, r)| openai_output(r, n)).collect();
+    outputs.push(json!({"id": "x", "custom_id": "stranger/x", "response": null, "error": {"code": "e", "message": "m"}}));
+    write_lines(&ws.path().join("out.jsonl"), &outputs);
+    let out = exp(ws.path()).args(["ingest", "out.jsonl", "--json"]).assert().success();
+    let doc: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(doc["schema"], "exp.ingest/1");
+    assert_eq!(
+        (doc["status"].as_str(), doc["ingested"]["journaled"].as_u64()),
+        (Some("complete"), Some(12))
+    );
+    assert_eq!(doc["ingested"]["files"], json!(["out.jsonl"]));
+    assert!(
+        doc["warnings"][0].as_str().unwrap().contains("out.jsonl:13: custom_id `stranger/x`"),
+        "{doc}"
+    );
+    for schema in ["exp.run.awaiting/1", "exp.ingest/1"] {
+        assert!(
+            documented.contains(&format!("## `{schema}`")),
+            "docs/JSON.md has no section for {schema}"
+        );
+    }
+}
