@@ -3,7 +3,9 @@
 //! finished run live in `report` (and `crate::stats`).
 pub mod archive;
 pub mod build;
+pub mod concurrency;
 pub mod config;
+pub mod endpoint;
 pub mod execute;
 pub mod journal;
 pub mod overrides;

@@ -142,7 +142,7 @@ pub fn write(
     }
     let total = price(&mut costs, &metrics, pricing);
     let metrics = Metrics { n_items: item_ids.len() as u64, repeats, conditions: metrics };
-    let costs = Costs { total, conditions: costs, from_baseline };
+    let costs = Costs { total, conditions: costs, from_baseline, endpoint: None };
     runfiles::write_json(&dir.join(METRICS), &metrics)?;
     runfiles::write_json(&dir.join(COSTS), &costs)?;
     Ok(TrialResults { metrics, costs, incomplete })
@@ -181,6 +181,9 @@ fn answer<'e>(
             c.requests += 1;
             c.input_tokens += e.input_tokens;
             c.output_tokens += e.output_tokens;
+            // Reasoning tokens are part of the output tokens; a server claiming more is
+            // counted at its output tokens, so the reasoning share never exceeds the whole.
+            c.reasoning_tokens += e.reasoning_tokens.min(e.output_tokens);
             c.usage_missing += u64::from(e.usage_missing);
             Answer {
                 prediction,
@@ -238,6 +241,7 @@ fn price(
     let mut total_correct = 0.0;
     for (cond, c) in costs.iter_mut() {
         c.usd = pricing.map(|p| p.usd(c.input_tokens, c.output_tokens)).unwrap_or(0.0);
+        c.reasoning_usd = pricing.map(|p| p.usd(0, c.reasoning_tokens)).unwrap_or(0.0);
         let correct = metrics.get(cond).map(|m| m.correct).unwrap_or(0.0);
         c.usd_per_correct = (correct > 0.0).then(|| c.usd / correct);
         total.requests += c.requests;
@@ -245,9 +249,11 @@ fn price(
         total.input_tokens += c.input_tokens;
         total.output_tokens += c.output_tokens;
         total.usage_missing += c.usage_missing;
+        total.reasoning_tokens += c.reasoning_tokens;
         total_correct += correct;
     }
     total.usd = pricing.map(|p| p.usd(total.input_tokens, total.output_tokens)).unwrap_or(0.0);
+    total.reasoning_usd = pricing.map(|p| p.usd(0, total.reasoning_tokens)).unwrap_or(0.0);
     total.usd_per_correct = (total_correct > 0.0).then(|| total.usd / total_correct);
     total
 }

@@ -3,7 +3,8 @@
 //! line, which run) -> `prepare_and_plan` (datasets, trial matrix, jobs, prompts) -> `dry_run`
 //! stops here -> `start` (the run folder, new or resumed; the baseline) -> `build_requests` ->
 //! `queue` (what is still to send) -> `execute::execute` -> `score` (results and trial reports)
-//! -> `finish` (manifest, aggregate report, run.json). Committing it is `archive`'s job.
+//! -> `record_endpoints` (replicas and concurrency into costs.json) -> `finish` (manifest,
+//! aggregate report, run.json). Committing it is `archive`'s job.
 //!
 //! It owns the run folder's life cycle: `run.json` says `running` from the first write until the
 //! end, then `complete`, `incomplete` (stopped; resumable) or `failed`. A resume recomputes the
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 use super::build::{self, RequestLine};
 use super::config::{self, Config, ConfigError, LoadedConfig, ProviderKind};
+use super::endpoint;
 use super::execute::{self, ExecJob, ExecModel, ExecOutcome, ExecSettings, ExecuteError};
 use super::journal::{self, Status};
 use super::plan::{self, Condition, Job, Trial};
@@ -29,6 +31,7 @@ use super::results::{self, BaselineRows, ResultJob, ResultsError};
 use super::score::Scorer;
 use crate::error::Hint;
 use crate::progress::Progress;
+use crate::runfiles::results::EndpointUse;
 use crate::runfiles::{self, TrialJson};
 pub use crate::runfiles::{
     BaselineRecord, DatasetRecord, HeadlineMetrics, Manifest, ManifestTrial, RunJson, RunStatus,
@@ -180,6 +183,8 @@ pub struct RunSummary {
     pub manifest: Manifest,
     pub datasets: Vec<(String, usize, bool)>,
     pub warnings: Vec<String>,
+    /// How each real model's endpoint was used: its name, replicas and concurrency.
+    pub endpoints: Vec<(String, EndpointUse)>,
 }
 
 /// `--dry-run`: the plan and what it would cost, with nothing written or sent.
@@ -257,6 +262,7 @@ pub fn run(
         Err(err) => return Err(run.fail(err.into())),
     };
     let scored = score(&run, &setup.loaded, &plan, clock)?;
+    let endpoints = record_endpoints(&run.dir, &setup.loaded.config, &plan, &outcome)?;
     let manifest = finish(&mut run, &setup.loaded.config, scored, &outcome, clock)?;
     Ok(Outcome::Ran(RunSummary {
         run_id: run.rj.run_id.clone(),
@@ -272,6 +278,7 @@ pub fn run(
             .map(|d| (d.name.clone(), d.items.len(), d.written))
             .collect(),
         warnings: run.warnings,
+        endpoints,
     }))
 }
 
@@ -633,13 +640,12 @@ fn queue(config: &Config, plan: &Plan, dir: &Path) -> Result<Queue, RunError> {
 
 /// A provider for every model of the config, in its order (`ExecJob::model` indexes it).
 fn exec_models(config: &Config) -> Result<Vec<ExecModel>, RunError> {
-    let timeout = Duration::from_secs_f64(config.execution.timeout_s);
     let labels = &config.scoring.labels;
     let mut models = Vec::new();
     for m in &config.models {
         models.push(ExecModel {
-            provider: Provider::new(m, timeout, config.execution.max_response_bytes, labels)?,
-            max_connections: m.max_connections,
+            provider: Provider::new(m, &config.execution, labels)?,
+            max_connections: endpoint::task_bound(m),
             pricing: m.pricing,
         });
     }
@@ -770,6 +776,34 @@ impl Scored {
     }
 }
 
+/// Stage `endpoints`: each real model's replica counts and concurrency go into the costs.json of
+/// its trials (which `score` just wrote), and back to the caller for the summary.
+fn record_endpoints(
+    dir: &Path,
+    config: &Config,
+    plan: &Plan,
+    outcome: &ExecOutcome,
+) -> Result<Vec<(String, EndpointUse)>, RunError> {
+    let used: Vec<(String, EndpointUse)> = config
+        .models
+        .iter()
+        .zip(&outcome.endpoints)
+        .filter_map(|(m, e)| Some((m.name.clone(), e.clone()?)))
+        .collect();
+    for trial in &plan.trials {
+        let Some((_, e)) = used.iter().find(|(name, _)| *name == trial.model.name) else {
+            continue;
+        };
+        let path = runfiles::result_file(&dir.join(trial.slug.as_str()), runfiles::COSTS);
+        let Some(mut costs) = runfiles::read_json::<runfiles::results::Costs>(&path)? else {
+            continue;
+        };
+        costs.endpoint = Some(e.clone());
+        runfiles::write_json(&path, &costs)?;
+    }
+    Ok(used)
+}
+
 /// Stage `finish`: how the run ended, the manifest and aggregate report, and run.json saying so.
 /// Returns the manifest as written (the aggregate step adds Holm p-values to it).
 fn finish(
@@ -795,6 +829,11 @@ fn finish(
         });
     }
     run.warnings.extend(scored.warnings);
+    if let Some(down) = &outcome.down {
+        run.warnings.push(format!(
+            "{down}; the run stopped with every answer so far journaled: resume it once the endpoint is back"
+        ));
+    }
     let manifest = Manifest {
         format: 1,
         run_id: run.rj.run_id.clone(),
