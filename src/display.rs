@@ -7,6 +7,7 @@
 //! | a change in dollars | signed: `+$0.00120`, `-$1.50` | [`usd_change`] |
 //! | a share (accuracy) | percent, one decimal: `69.2%` | [`percent`] |
 //! | a difference of shares | signed percentage points, one decimal: `+6.7 pp`; no difference is `+0.0 pp` | [`points`], [`points_range`] |
+//! | a confidence level | percent, a decimal only when needed: `95%`, `99.9%` | [`confidence`] |
 //! | a p-value | three decimals, `< 0.001` below that: `0.039`, `< 0.001` | [`p_value`], [`p_eq`] |
 //! | a count | digits grouped by commas: `51,234` | [`count`] |
 //! | a counted noun | `1 part`, `2 parts`, `1,200 items` | [`plural`] |
@@ -49,6 +50,13 @@ pub fn points_range(lo: f64, hi: f64) -> String {
     format!("{:+.1} to {:+.1} pp", lo * 100.0 + 0.0, hi * 100.0 + 0.0)
 }
 
+/// The confidence level of an interval at significance level `alpha`: 0.05 -> "95%",
+/// 0.001 -> "99.9%".
+pub fn confidence(alpha: f64) -> String {
+    let level = format!("{:.1}", (1.0 - alpha) * 100.0);
+    format!("{}%", level.strip_suffix(".0").unwrap_or(&level))
+}
+
 /// A p-value: "0.039", or "< 0.001" (three decimals cannot say more, and more would be noise).
 pub fn p_value(x: f64) -> String {
     if x < 0.001 { "< 0.001".into() } else { format!("{x:.3}") }
@@ -85,6 +93,13 @@ pub fn or_missing<T>(x: Option<T>, show: impl FnOnce(T) -> String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confidence_levels_show_a_decimal_only_when_needed() {
+        assert_eq!(confidence(0.05), "95%");
+        assert_eq!(confidence(0.1), "90%");
+        assert_eq!(confidence(0.001), "99.9%");
+    }
 
     #[test]
     fn dollars_have_three_significant_digits_and_at_least_cents() {

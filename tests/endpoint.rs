@@ -3,9 +3,9 @@
 //! every replica down, adaptive concurrency under a server that refuses above a hidden limit,
 //! what request bodies carry per model (token limit key, omitted parameters, top_k), reasoning
 //! tokens, and the config errors of the new keys. Assertions are on counts and bounds only.
-mod common;
 #[path = "common/chat.rs"]
 mod chat;
+mod common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -68,7 +68,10 @@ fn replicas_share_the_load_fairly_and_costs_json_counts_each_one() {
     assert_eq!(replicas[0]["url"], a.url.as_str());
     assert_eq!(replicas[1]["url"], b.url.as_str());
     for (r, n) in [(&replicas[0], na), (&replicas[1], nb)] {
-        assert_eq!((r["requests"].as_u64(), r["errors"].as_u64(), r["rests"].as_u64()), (Some(n), Some(0), Some(0)));
+        assert_eq!(
+            (r["requests"].as_u64(), r["errors"].as_u64(), r["rests"].as_u64()),
+            (Some(n), Some(0), Some(0))
+        );
     }
     assert_eq!(costs(trial)["endpoint"]["concurrency"]["mode"], "fixed");
 }
@@ -104,8 +107,12 @@ fn when_every_replica_is_down_the_run_stops_incomplete_with_every_answer_journal
         .args(["run", "--run-id", "down"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("error: run down stopped: model `m`: every replica is down"))
-        .stderr(predicate::str::contains(a.url.as_str()).and(predicate::str::contains(b.url.as_str())))
+        .stderr(predicate::str::contains(
+            "error: run down stopped: model `m`: every replica is down",
+        ))
+        .stderr(
+            predicate::str::contains(a.url.as_str()).and(predicate::str::contains(b.url.as_str())),
+        )
         .stderr(predicate::str::contains("hint: bring the endpoint back"))
         .stderr(predicate::str::contains("--resume --run-id down"));
     let run = ws.path().join("experiments/run_down");
@@ -163,7 +170,10 @@ fn adaptive_concurrency_never_passes_its_ceiling() {
     let (server, ws) = aimd_run(1000, ", max_connections_ceiling: 6", "ceiling");
     let c = &costs(&trials(ws.path(), "ceiling")[0])["endpoint"]["concurrency"];
     assert_eq!(server.rejected(), 0);
-    assert_eq!((c["peak"].as_i64(), c["limit"].as_i64(), c["ceiling"].as_i64()), (Some(6), Some(6), Some(6)));
+    assert_eq!(
+        (c["peak"].as_i64(), c["limit"].as_i64(), c["ceiling"].as_i64()),
+        (Some(6), Some(6), Some(6))
+    );
     assert_eq!(c["decreases"], 0);
     assert!(server.state.max_in_flight.load(std::sync::atomic::Ordering::SeqCst) <= 6);
 }
@@ -191,7 +201,10 @@ fn parameter_run() -> (ChatServer, tempfile::TempDir) {
 
 /// The keys of the first captured body sent for `model`, minus `model` and `messages`.
 fn keys_for(bodies: &[Value], model: &str) -> Vec<(String, Value)> {
-    let b = bodies.iter().find(|b| b["model"] == model).unwrap_or_else(|| panic!("no body for {model}"));
+    let b = bodies
+        .iter()
+        .find(|b| b["model"] == model)
+        .unwrap_or_else(|| panic!("no body for {model}"));
     assert_eq!(bodies.iter().filter(|b| b["model"] == model).count(), 6);
     b.as_object()
         .unwrap()
@@ -235,13 +248,18 @@ fn bodies_carry_the_token_limit_key_and_only_the_parameters_each_model_takes() {
 #[test]
 fn reasoning_tokens_are_journaled_per_item_and_costed_in_costs_json() {
     let server = ChatServer::start(Behaviour { reasoning_tokens: Some(30), ..Default::default() });
-    let ws = workspace(6, &model("r", &format!("\"{}\"", server.url), ", model: o4-mini"), GRID, FAST);
+    let ws =
+        workspace(6, &model("r", &format!("\"{}\"", server.url), ", model: o4-mini"), GRID, FAST);
     exp(ws.path()).args(["run", "--run-id", "think"]).assert().success();
     let trial = &trials(ws.path(), "think")[0];
     let lines = journal(trial);
     assert_eq!(lines.len(), 12);
     for l in &lines {
-        assert_eq!((l["reasoning_tokens"].as_u64(), l["output_tokens"].as_u64()), (Some(30), Some(32)), "{l}");
+        assert_eq!(
+            (l["reasoning_tokens"].as_u64(), l["output_tokens"].as_u64()),
+            (Some(30), Some(32)),
+            "{l}"
+        );
     }
     let c = costs(trial);
     assert_eq!(c["reasoning_tokens"], 360);
@@ -278,27 +296,44 @@ fn refused(m: &str, wants: &[&str]) {
 #[test]
 fn bad_endpoint_settings_are_refused_naming_the_key_and_line() {
     let m = |extra: &str| format!("  - name: m\n    provider: openai\n{extra}");
-    refused(&m("    base_url: []\n"), &["`models[0].base_url` is missing", "line 5", "list of replicas"]);
+    refused(
+        &m("    base_url: []\n"),
+        &["`models[0].base_url` is missing", "line 5", "list of replicas"],
+    );
     refused(
         &m("    base_url: [\"http://a/v1\", \"http://a/v1\"]\n"),
         &["`models[0].base_url` lists `http://a/v1` twice", "line 6"],
     );
-    refused(&m("    base_url: [\"http://a/v1\", \"ftp://b\"]\n"), &["`ftp://b` is not an http(s) URL", "line 6"]);
+    refused(
+        &m("    base_url: [\"http://a/v1\", \"ftp://b\"]\n"),
+        &["`ftp://b` is not an http(s) URL", "line 6"],
+    );
     refused(
         &m("    base_url: http://a/v1\n    max_connections: lots\n"),
         &["line 7", "a number of connections or `auto`"],
     );
     refused(
         &m("    base_url: http://a/v1\n    max_connections: 8\n    max_connections_ceiling: 64\n"),
-        &["`models[0].max_connections_ceiling` is set, but max_connections is not `auto`", "line 8", "max_connections: auto"],
+        &[
+            "`models[0].max_connections_ceiling` is set, but max_connections is not `auto`",
+            "line 8",
+            "max_connections: auto",
+        ],
     );
     refused(
-        &m("    base_url: http://a/v1\n    max_connections: auto\n    max_connections_ceiling: 0\n"),
+        &m(
+            "    base_url: http://a/v1\n    max_connections: auto\n    max_connections_ceiling: 0\n",
+        ),
         &["`models[0].max_connections_ceiling` is 0, outside [1, 10000]", "line 8"],
     );
     refused(
         &m("    base_url: http://a/v1\n    token_limit_param: max_output\n"),
-        &["line 7", "unknown variant `max_output`", "max_completion_tokens", "hint: use one of the values"],
+        &[
+            "line 7",
+            "unknown variant `max_output`",
+            "max_completion_tokens",
+            "hint: use one of the values",
+        ],
     );
     refused(
         &m("    base_url: http://a/v1\n    omit_params: [temp]\n"),

@@ -705,6 +705,40 @@ fn check_openai(_: &mut Scratch, case: &Case) -> Result<bool, String> {
     }
 }
 
+/// Batch output files (`exp ingest`, the Batch API backend's downloads): every line is an entry,
+/// a request the batch never ran, or an error naming the file and line; no entry claims more
+/// tokens than any request can use. Accepted: some line was read.
+fn check_batch_output(s: &mut Scratch, case: &Case) -> Result<bool, String> {
+    use exp::eval::batch::{lines::Outcome, outputs};
+    use exp::eval::providers::{MAX_TOKENS_PER_REQUEST, redact::Redactor};
+    let b = case.bytes();
+    let path = s.dir.path().join("batch_out.jsonl");
+    fs::write(&path, b).unwrap();
+    let bounds = outputs::Bounds::for_run(1 << 20, 1000);
+    let mut implausible = None;
+    let (r, peak) = measured("batch_output", b, || {
+        outputs::read(&path, bounds, &Redactor::new(None), |_, id, outcome| {
+            if let Outcome::Answered(e) = outcome
+                && e.input_tokens.max(e.output_tokens) > MAX_TOKENS_PER_REQUEST
+            {
+                implausible = Some(id);
+            }
+            Ok(())
+        })
+    });
+    within_budget("batch_output", peak, b.len())?;
+    if let Some(id) = implausible {
+        return Err(format!("accepted {id} claiming implausible usage"));
+    }
+    match r {
+        Ok(lines) => Ok(lines > 0),
+        Err(e) if !e.to_string().contains("batch_out.jsonl, line ") => {
+            Err(format!("an output-file error that does not name the file and line: {e}"))
+        }
+        Err(_) => Ok(false),
+    }
+}
+
 /// Address space an `exp clone` of a few-KB remote may reserve: the binary, its threads' stacks
 /// and one malloc arena each, and nothing sized by what the remote claims.
 const CLONE_ADDRESS_SPACE: u64 = 2 << 30;
@@ -770,6 +804,7 @@ const TARGETS: &[Target] = &[
     Target { name: "config", check: check_config, repair: no_repair, batch: 64 },
     Target { name: "openai", check: check_openai, repair: no_repair, batch: 256 },
     Target { name: "journal", check: check_journal, repair: no_repair, batch: 128 },
+    Target { name: "batch_output", check: check_batch_output, repair: no_repair, batch: 128 },
     Target { name: "remote", check: check_remote, repair: fix_index_files, batch: 8 },
 ];
 
@@ -1108,6 +1143,21 @@ fn write_seeds(target: &str) {
                 ("bad-deep-nesting", one(format!("{{\"custom_id\":{}}}\n", nested(10_000, "")))),
             ]
         }
+        "batch_output" => {
+            let ok = br#"{"id":"batch_req_1","custom_id":"t/d:i0:control:r0","response":{"status_code":200,"request_id":"req_1","body":{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"positive"},"finish_reason":"stop"}],"usage":{"prompt_tokens":25,"completion_tokens":1,"total_tokens":26}}},"error":null}"#;
+            let errors = br#"{"id":"batch_req_2","custom_id":"t/d:i1:control:r0","response":{"status_code":400,"request_id":"req_2","body":{"error":{"message":"bad","type":"invalid_request_error"}}},"error":null}
+{"id":"batch_req_3","custom_id":"t/d:i2:control:r0","response":null,"error":{"code":"batch_expired","message":"This request could not be executed before the completion window expired."}}
+"#;
+            let vllm = br#"{"id":"vllm-1","custom_id":"d:i0:control:r0","response":{"status_code":200,"request_id":"vllm-batch-1","body":{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"negative","tool_calls":[]},"logprobs":null,"finish_reason":"stop","stop_reason":null}],"usage":{"prompt_tokens":9,"total_tokens":10,"completion_tokens":1}}},"error":null}"#;
+            vec![
+                ("ok-openai-output", one([&ok[..], b"\n"].concat())),
+                ("ok-openai-error-file", one(&errors[..])),
+                ("ok-vllm-output", one([&vllm[..], b"\n"].concat())),
+                ("bad-not-json", one(&b"<html>502</html>\n"[..])),
+                ("bad-no-response-or-error", one(&b"{\"custom_id\":\"x\"}\n"[..])),
+                ("bad-deep-nesting", one(format!("{{\"custom_id\":\"x\",\"response\":{}}}\n", nested(10_000, "")))),
+            ]
+        }
         "remote" => {
             let files = sample_remote();
             let edit = |pick: &dyn Fn(&str) -> bool, f: &dyn Fn(&mut Vec<u8>)| -> Files {
@@ -1341,6 +1391,11 @@ fn fuzz_openai_response_bodies() {
 #[test]
 fn fuzz_response_journals() {
     fuzz("journal");
+}
+
+#[test]
+fn fuzz_batch_output_files() {
+    fuzz("batch_output");
 }
 
 #[test]

@@ -5,9 +5,9 @@
 //! parameters, top_k, extra_body. The spec's schema allows unknown keys, so bodies for OpenAI
 //! itself are also checked strictly (`unevaluatedProperties: false`: no key the spec lacks);
 //! only a model that says its server takes `top_k` sends that one extra key.
-mod common;
 #[path = "common/chat.rs"]
 mod chat;
+mod common;
 
 use std::path::Path;
 
@@ -65,7 +65,10 @@ fn models(url: &str) -> String {
             "custom",
             ", model: custom, token_limit_param: max_completion_tokens, omit_params: [temperature]",
         ),
-        m("no-sampling", ", model: gpt-4.1, omit_params: [temperature, top_p, top_k], send_top_k: true"),
+        m(
+            "no-sampling",
+            ", model: gpt-4.1, omit_params: [temperature, top_p, top_k], send_top_k: true",
+        ),
         m("legacy-key", ", model: o1, token_limit_param: max_tokens, omit_params: []"),
     ]
     .concat()
@@ -105,7 +108,10 @@ fn every_request_line_exp_writes_validates_against_the_spec() {
                 let f = f.unwrap().path();
                 for line in std::fs::read_to_string(&f).unwrap().lines() {
                     let v: Value = serde_json::from_str(line).unwrap();
-                    assert_eq!((v["method"].as_str(), v["url"].as_str()), (Some("POST"), Some("/v1/chat/completions")));
+                    assert_eq!(
+                        (v["method"].as_str(), v["url"].as_str()),
+                        (Some("POST"), Some("/v1/chat/completions"))
+                    );
                     check(&s, &v["body"], &format!("{}", f.display()));
                     lines += 1;
                 }
@@ -133,6 +139,12 @@ fn the_vendored_schema_refuses_what_the_api_refuses() {
     ] {
         assert!(!s.spec.is_valid(&body), "{what} passed: {body}");
     }
-    assert!(s.spec.is_valid(&bad(&|b| b["top_k"] = 40.into())), "the spec lets unknown keys through");
-    assert!(!s.strict.is_valid(&bad(&|b| b["top_k"] = 40.into())), "strictly, top_k is not OpenAI's");
+    assert!(
+        s.spec.is_valid(&bad(&|b| b["top_k"] = 40.into())),
+        "the spec lets unknown keys through"
+    );
+    assert!(
+        !s.strict.is_valid(&bad(&|b| b["top_k"] = 40.into())),
+        "strictly, top_k is not OpenAI's"
+    );
 }

@@ -16,6 +16,8 @@ struct Spec {
     repeats: usize,
     /// Score of (item, condition, repeat); None = failed request.
     score: fn(usize, &str, usize) -> Option<f64>,
+    /// Items per cluster (`doc0`, `doc1`, …) when `clusters`.
+    cluster_size: usize,
     clusters: bool,
     conditions: &'static [&'static str],
 }
@@ -78,7 +80,11 @@ fn write_trial(run: &Path, spec: &Spec) -> PathBuf {
                     Some(_) => wrong,
                     None => "",
                 };
-                let cluster = if spec.clusters { format!("doc{}", i / 4) } else { String::new() };
+                let cluster = if spec.clusters {
+                    format!("doc{}", i / spec.cluster_size)
+                } else {
+                    String::new()
+                };
                 let score = s.map(|v| v.to_string()).unwrap_or_default();
                 scores.push_str(&format!(
                     "item-{i:03},demo_sentiment,{cond},{r},{},{pred},{score},{cluster}\n",
@@ -169,6 +175,7 @@ const BETTER: Spec = Spec {
     n: 60,
     repeats: 1,
     score: better,
+    cluster_size: 4,
     clusters: false,
     conditions: BOTH,
 };
@@ -229,10 +236,29 @@ fn trial_report_md_covers_setup_accuracy_effect_costs_discordant_items_and_failu
         "## Failures",
         "1 of 120 requests have no score (treatment 1)",
         "| treatment | item-005 | 0 | HTTP 503 from endpoint after 6 attempts |",
+        // The test the design calls for, and why; failures beside the effect; power.
+        "The test is the exact McNemar: 0/1 scores, one repeat, no clusters",
+        "0 requests failed under control and 1 under treatment",
+        "the 1 item scored in one condition only is left out of the effect",
+        "| Test | exact McNemar |",
+        "| Failed requests | control 0, treatment 1 |",
+        "| Power at the largest effect the data allow |",
+        "Secondary figures (the headline above is the one to read)",
+        "| 95% CI, normal |",
     ] {
         assert!(md.contains(want), "report.md lacks {want:?}:\n{md}");
     }
     assert!(!md.contains("NaN"));
+    // The interval in words and in the table is the headline's (inverting the exact test),
+    // never the normal one listed as secondary.
+    let sig = significance(&trial);
+    let head = sig.headline.as_ref().unwrap();
+    let [lo, hi] = head.ci.unwrap();
+    let headline_ci = exp::display::points_range(lo, hi);
+    assert!(md.contains(&format!("(95% CI {headline_ci}; exact McNemar p")), "{md}");
+    assert!(md.contains(&format!("| 95% CI | {headline_ci} | 95% exact conditional")), "{md}");
+    let [nlo, nhi] = sig.difference.as_ref().unwrap().ci.unwrap();
+    assert_ne!(exp::display::points_range(nlo, nhi), headline_ci, "the two intervals differ here");
 }
 
 #[test]
@@ -425,9 +451,24 @@ fn repeats_and_clusters_are_reported_with_item_means_and_cluster_robust_interval
         sig.difference.as_ref().unwrap().method.contains("cluster-robust SE (CR1, 15 clusters)")
     );
     let md = read(&trial.join("reports/report.md"));
-    assert!(md.contains("sign-flip test p"), "{md}");
+    assert!(md.contains("sign-flip test on clusters p"), "{md}");
+    assert!(md.contains("over 60 paired items in 15 clusters"), "{md}");
     assert!(md.contains("item means over repeats"), "{md}");
-    assert!(md.contains("15 clusters"), "{md}");
+    assert!(md.contains("3 repeats per item are not independent items"), "{md}");
+    // Repeats as data: pass@k, pass^k, per-item pass rates and the variance split, per condition.
+    let r = &sig.repeats_by_condition["control"];
+    let rates = r.item_pass_rate.as_ref().unwrap();
+    let pct = |x: Option<f64>| exp::display::percent(x.unwrap());
+    let want = format!(
+        "| control | {} | {} | {} | {} / {} / {} |",
+        pct(r.pass_at_k),
+        pct(r.pass_all_k),
+        pct(Some(rates.mean)),
+        rates.always,
+        rates.never,
+        rates.mixed
+    );
+    assert!(md.contains("## Repeats (3 per item)") && md.contains(&want), "{want}\n{md}");
 }
 
 // ---- errors a user can hit ----
@@ -536,7 +577,7 @@ fn continuous_scores_are_reported_as_mean_scores_not_percentages() {
     let md = read(&trial.join("reports/report.md"));
     assert!(md.contains("## Mean score per condition"), "{md}");
     assert!(md.contains("Treatment scored 0.0"), "{md}");
-    assert!(md.contains("higher than control") && md.contains("sign-flip test p"), "{md}");
+    assert!(md.contains("higher than control") && md.contains("sign-flip test on items p"), "{md}");
     assert!(!md.contains(" pp"), "continuous scores must not be shown in percentage points:\n{md}");
 }
 
@@ -610,4 +651,116 @@ fn run_show_log_and_the_reports_spell_each_figure_the_same_way() {
     for (name, text) in [("exp run", &ran), ("exp show", &shown)] {
         assert!(!text.contains(" pts"), "{name} spells percentage points `pp`:\n{text}");
     }
+}
+
+// ---- issue 11's cases, end to end: the verdict a person reads ----
+
+/// Ten clusters of 40 items whose outcomes flip together: six clusters wrong -> right under
+/// treatment, four right -> wrong (the `cluster_regression` case of stats_reference.json).
+fn blocks(i: usize, cond: &str, _r: usize) -> Option<f64> {
+    let up = i / 40 < 6;
+    let control = if up { 0.0 } else { 1.0 };
+    Some(if cond == "control" { control } else { 1.0 - control })
+}
+
+/// Commits the run folder and returns what `exp show` prints for it.
+fn committed_and_shown(tmp: &Path) -> String {
+    common::exp(tmp).arg("init").assert().success();
+    common::exp(tmp)
+        .args(["commit", "experiments/run_20251127-130501", "-m", "fixture"])
+        .assert()
+        .success();
+    let out = common::exp(tmp).args(["show", "20251127-130501"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn clusters_flipping_together_are_significant_nowhere_a_person_reads_the_verdict() {
+    // Before issue 11 the item-level McNemar (p < 0.001) was the headline: Holm, report.md
+    // ("statistically significant"), the bold aggregate row and `exp show` all said so.
+    let (tmp, run) = run_dir();
+    let clustered = Spec {
+        slug: "sim-demo-clustered-t0",
+        n: 400,
+        cluster_size: 40,
+        clusters: true,
+        score: blocks,
+        ..BETTER
+    };
+    let dirs = [write_trial(&run, &clustered), write_trial(&run, &BETTER)];
+    for d in &dirs {
+        write_trial_report(d, &settings()).unwrap();
+    }
+    write_manifest(&run, &[clustered.slug, BETTER.slug], |_| json!({}));
+    write_aggregate(&run, &settings()).unwrap();
+
+    let sig = significance(&dirs[0]);
+    let head = sig.headline.as_ref().unwrap();
+    assert_eq!((head.unit.as_str(), head.n_units), ("clusters", 10));
+    assert!((head.p_value - 0.753_906_25).abs() < 1e-12, "scipy's exact p: {}", head.p_value);
+    assert!(sig.mcnemar.as_ref().unwrap().p_value < 0.001, "what used to be the headline");
+    let holm = sig.holm_p.unwrap();
+    assert!(holm >= head.p_value && holm > 0.05);
+
+    let md = read(&dirs[0].join("reports/report.md"));
+    assert!(md.contains("this is not statistically significant"), "{md}");
+    assert!(
+        md.contains(&format!("sign-flip test on clusters {}", exp::display::p_eq(head.p_value)))
+    );
+    let manifest: Value =
+        serde_json::from_str(&read(&run.join("multi_trial_manifest.json"))).unwrap();
+    assert_eq!(manifest["trials"][0]["p_value"].as_f64(), Some(head.p_value));
+
+    let aggregate = read(&run.join("aggregate_report.md"));
+    let row = aggregate.lines().find(|l| l.contains(clustered.slug)).unwrap();
+    assert!(!row.contains("**"), "not bold: {row}");
+    assert!(row.contains("sign-flip test on clusters"), "{row}");
+    let other = aggregate.lines().find(|l| l.contains(&format!("[{}]", BETTER.slug))).unwrap();
+    assert!(other.contains("**"), "the other trial is significant after Holm: {other}");
+    let html = read(&run.join("aggregate_report.html"));
+    let tr = html.lines().find(|l| l.contains("<tr") && l.contains(clustered.slug)).unwrap();
+    assert!(!tr.contains("class=\"sig\""), "{tr}");
+
+    let shown = committed_and_shown(tmp.path());
+    let line = shown.lines().find(|l| l.starts_with(clustered.slug)).unwrap();
+    assert!(line.contains(&exp::display::p_value(head.p_value)), "{line}");
+    assert!(!line.contains("< 0.001"), "{line}");
+}
+
+#[test]
+fn with_failed_requests_the_manifest_and_exp_show_print_the_paired_effect() {
+    // Treatment failed on 10 items both prompts get right: the difference of accuracies (what
+    // the manifest and `exp show` used to print, beside the p-value of the paired difference)
+    // leaves them out of one side only: +23.3 pp against the paired +30.0 pp.
+    fn failing(i: usize, cond: &str, r: usize) -> Option<f64> {
+        if cond == "treatment" && !i.is_multiple_of(3) && i < 15 {
+            None
+        } else {
+            better(i, cond, r)
+        }
+    }
+    let (tmp, run) = run_dir();
+    let spec = Spec { score: failing, ..BETTER };
+    let dir = write_trial(&run, &spec);
+    write_trial_report(&dir, &settings()).unwrap();
+    let metrics: Value = serde_json::from_str(&read(&dir.join("results/metrics.json"))).unwrap();
+    let acc = |c: &str| metrics["conditions"][c]["accuracy"].as_f64().unwrap();
+    let unpaired = acc("treatment") - acc("control");
+    write_manifest(&run, &[spec.slug], |_| json!({"effect": unpaired}));
+    write_aggregate(&run, &settings()).unwrap();
+
+    let sig = significance(&dir);
+    let effect = sig.effect.unwrap();
+    let f = sig.failures.as_ref().unwrap();
+    assert_eq!((f.control_failed, f.treatment_failed, f.unpaired_items), (0, 10, 10));
+    let (paired, old) = (exp::display::points(effect), exp::display::points(unpaired));
+    assert_eq!((paired.as_str(), old.as_str()), ("+30.0 pp", "+23.3 pp"));
+    let manifest: Value =
+        serde_json::from_str(&read(&run.join("multi_trial_manifest.json"))).unwrap();
+    assert_eq!(manifest["trials"][0]["effect"].as_f64(), Some(effect));
+    let md = read(&dir.join("reports/report.md"));
+    assert!(md.contains("| Failed requests | control 0, treatment 10 |"), "{md}");
+    let shown = committed_and_shown(tmp.path());
+    assert!(shown.contains(&paired) && !shown.contains(&old), "{shown}");
 }

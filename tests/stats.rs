@@ -676,8 +676,17 @@ const SIMULATIONS: usize = 2000;
 /// Rejection rate at alpha = 0.05 and coverage of the true effect 0 by the headline interval,
 /// over [`SIMULATIONS`] simulated null experiments.
 fn calibrate(seed: u64, simulate: impl Fn(&mut ChaCha8Rng) -> Tally) -> (f64, f64) {
+    calibrate_with(seed, 199, simulate)
+}
+
+/// [`calibrate`] with `resamples` sampled sign patterns (0: the t test stands in).
+fn calibrate_with(
+    seed: u64,
+    resamples: u32,
+    simulate: impl Fn(&mut ChaCha8Rng) -> Tally,
+) -> (f64, f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let s = Settings { alpha: 0.05, bootstrap_resamples: 199, seed: 0 };
+    let s = Settings { alpha: 0.05, bootstrap_resamples: resamples, seed: 0 };
     let (mut rejected, mut covered) = (0, 0);
     for k in 0..SIMULATIONS {
         let tally = simulate(&mut rng);
@@ -777,6 +786,31 @@ fn the_item_mean_headline_is_calibrated_with_repeats_at_temperature_above_zero()
 }
 
 #[test]
+fn without_resamples_the_t_stand_in_for_thirty_clusters_is_calibrated() {
+    // bootstrap_resamples: 0 and 30 clusters of 10 items flipping together: the headline is
+    // the CR1 t test on 29 df, not a sampled sign-flip test (and never a p of 1).
+    let thirty_clusters = |rng: &mut ChaCha8Rng| {
+        let mut t = Tally::new();
+        for g in 0..30 {
+            let shift: f64 = rng.gen_range(-0.3..0.3);
+            for i in 0..10 {
+                let p: f64 = rng.gen_range(0.3..0.7);
+                let (key, cluster) = (format!("{g}:{i}"), format!("c{g}"));
+                for (slot, q) in [(CONTROL, p - shift), (TREATMENT, p + shift)] {
+                    let score = f64::from(u8::from(rng.gen_bool(q.clamp(0.0, 1.0))));
+                    t.add(&key, slot, Some(score), Some(&cluster));
+                }
+            }
+        }
+        t
+    };
+    let one = thirty_clusters(&mut ChaCha8Rng::seed_from_u64(0));
+    let s = Settings { alpha: 0.05, bootstrap_resamples: 0, seed: 0 };
+    assert_eq!(headline_of(&one, &s).test, Test::TClusters);
+    in_band("CR1 t on clusters", calibrate_with(17, 0, thirty_clusters));
+}
+
+#[test]
 fn the_between_run_test_of_exp_diff_is_calibrated_with_repeats_and_with_clusters() {
     let runs = [between::RUN_A, between::RUN_B];
     in_band("diff, repeats", calibrate(14, |rng| repeats_null(rng, runs)));
@@ -863,4 +897,41 @@ fn exp_power_errors_say_what_to_do() {
     let missing = common::exp(ws.path()).args(["power", "nosuchrun"]).assert().code(1);
     let err = String::from_utf8_lossy(&missing.get_output().stderr).to_string();
     assert!(err.contains("error:") && err.contains("hint:"), "{err}");
+}
+
+// ---- exp diff tests at the level the runs chose ----
+
+#[test]
+fn exp_diff_tests_at_the_alpha_of_the_runs_config_and_says_so() {
+    let ws = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    common::copy_dir(&root.join("config"), &ws.path().join("config"));
+    common::copy_dir(&root.join("data"), &ws.path().join("data"));
+    for (id, seed) in [("a", "7"), ("b", "8")] {
+        common::exp(ws.path())
+            .args(["run", "--config", "config/eval_config.yaml", "--archive", "--run-id", id])
+            .args(["-S", "decoding.temps=[1.0]", "-S", &format!("models[0].sim.seed={seed}")])
+            .args(["-S", "significance.alpha=0.2", "-S", "significance.bootstrap_resamples=500"])
+            .assert()
+            .success();
+    }
+    let out = common::exp(ws.path()).args(["diff", "a", "b", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &d["significance"];
+    assert_eq!((f(&s["alpha"]), s["bootstrap_resamples"].as_u64()), (0.2, Some(500)));
+    assert_eq!(s["from"], "b");
+    let rows = d["paired"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for r in rows {
+        // The interval inverts the test at the runs' α: it excludes 0 exactly when p < 0.2.
+        let (p, ci) = (f(&r["p_value"]), floats(&r["ci"]));
+        assert_eq!(p < 0.2, ci[0] > 0.0 || ci[1] < 0.0, "{r}");
+    }
+    let text = common::exp(ws.path()).args(["diff", "a", "b"]).assert().success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).to_string();
+    assert!(
+        text.contains("α = 0.2, from b's config") && text.contains("change (80% CI)"),
+        "{text}"
+    );
 }

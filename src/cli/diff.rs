@@ -5,7 +5,10 @@ use clap::Args;
 
 use super::{Context, ui};
 use exp::diff::{self, RunDiff};
-use exp::display::{MISSING, count, or_missing, p_value, percent, plural, points, usd, usd_change};
+use exp::display::{
+    MISSING, confidence, count, or_missing, p_value, percent, plural, points, points_range, usd,
+    usd_change,
+};
 
 /// Compare two runs: config, trials, metrics, a paired test between the runs, costs, files
 ///
@@ -175,26 +178,38 @@ fn metrics_section(o: &mut String, d: &RunDiff) {
 fn change_ci(change: Option<f64>, ci: Option<[f64; 2]>) -> String {
     let mut s = change.map(points).unwrap_or_default();
     if let Some([lo, hi]) = ci {
-        s.push_str(&format!(" [{:+.1}, {:+.1}]", lo * 100.0, hi * 100.0));
+        s.push_str(&format!(" [{}]", points_range(lo, hi)));
     }
     s
+}
+
+/// "change (95% CI)" at the runs' own α.
+fn change_header(d: &RunDiff) -> String {
+    format!("change ({} CI)", confidence(d.significance.alpha))
 }
 
 fn paired_section(o: &mut String, d: &RunDiff) {
     if d.paired.is_empty() {
         return;
     }
+    let s = &d.significance;
+    let from = match s.from {
+        "default" => "the default".to_string(),
+        side => format!("from {}'s config", if side == "a" { &d.a.label } else { &d.b.label }),
+    };
     let _ = writeln!(
         o,
-        "\nPaired test between the runs (items scored in both, repeats averaged; fixed = wrong → right)"
+        "\nPaired test between the runs (items scored in both, repeats averaged; fixed = wrong → right; α = {}, {from})",
+        s.alpha
     );
+    let header = change_header(d);
     let mut t = ui::table([
         "trial",
         "condition",
         "items paired",
         "fixed",
         "broken",
-        "change (95% CI)",
+        header.as_str(),
         "p",
         "test / note",
     ])
@@ -224,7 +239,8 @@ fn effect_changes_section(o: &mut String, d: &RunDiff) {
         "\nChange in the treatment effect (treatment − control in {} minus in {})",
         d.b.label, d.a.label
     );
-    let mut t = ui::table(["trial", "items", "effect", "change (95% CI)", "p"]);
+    let header = change_header(d);
+    let mut t = ui::table(["trial", "items", "effect", header.as_str(), "p"]);
     for r in &d.effect_changes {
         t.add_row([
             r.trial.clone(),

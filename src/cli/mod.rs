@@ -20,6 +20,7 @@ mod fsck;
 mod gc;
 mod hash_object;
 mod import;
+mod ingest;
 mod init;
 mod list;
 mod log;
@@ -54,6 +55,7 @@ pub struct Cli {
 pub enum Command {
     Init(init::InitArgs),
     Run(run::RunArgs),
+    Ingest(ingest::IngestArgs),
     #[command(visible_alias = "archive")]
     Commit(commit::CommitArgs),
     Log(log::LogArgs),
@@ -101,6 +103,7 @@ fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
     match command {
         Command::Init(a) => init::run(ctx, a),
         Command::Run(a) => run::run(ctx, a),
+        Command::Ingest(a) => ingest::run(ctx, a),
         Command::Commit(a) => commit::run(ctx, a),
         Command::Log(a) => log::run(ctx, a),
         Command::List(a) => list::run(ctx, a),

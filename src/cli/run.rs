@@ -22,7 +22,8 @@ use exp::runfiles::results::EndpointUse;
   exp run --config cfg.yaml --condition treatment --baseline runs/20251127-130501
   exp run --config cfg.yaml --resume                   # continue the latest unfinished run
   exp run -S decoding.temps=[0.7] -S models[0].max_connections=8 -m 'warmer'  # one-off changes
-  exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID")]
+  exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID
+  exp run --backend files                              # write batch input files, then: exp ingest OUT.jsonl")]
 pub struct RunArgs {
     /// The experiment definition (YAML)
     #[arg(long, short = 'c', value_name = "FILE", default_value = exp::eval::config::DEFAULT_CONFIG)]
@@ -78,9 +79,22 @@ pub struct RunArgs {
     #[arg(short = 'S', long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 
+    /// How requests are delivered: as each model's `backend` says (live, or the Batch API), or
+    /// `files`: write the batch input files and stop; `exp ingest` reads their outputs back
+    #[arg(long, value_enum, default_value = "config")]
+    pub backend: BackendArg,
+
     /// Print the summary (or the --dry-run plan) as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+pub enum BackendArg {
+    /// Each model's `backend` from the config
+    Config,
+    /// Batch input files only, for any batch runner (OpenAI, vllm run-batch)
+    Files,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -115,6 +129,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
             .iter()
             .map(|s| exp::eval::overrides::Override::parse(s))
             .collect::<std::result::Result<_, _>>()?,
+        backend_files: args.backend == BackendArg::Files,
+        ingest: Vec::new(),
     };
     let progress = ui::TermProgress::new();
     let open_baseline = |reference: &str| exp::eval::archive::open_baseline(&workspace, reference);
@@ -133,6 +149,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
             } else {
                 None
             };
+            if summary.status == RunStatus::AwaitingOutputs {
+                return render_awaiting(&summary, archived.as_ref(), args.json);
+            }
             render_summary(&summary, archived.as_ref(), args.json)?;
             if summary.status == RunStatus::Incomplete {
                 let resume = format!(
@@ -165,7 +184,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
 }
 
 /// `--repo`, else the nearest folder upward holding `.exprepo/`, else the current folder.
-fn workspace(ctx: &Context) -> Result<PathBuf> {
+pub(super) fn workspace(ctx: &Context) -> Result<PathBuf> {
     if let Some(r) = &ctx.repo {
         return Ok(r.clone());
     }
@@ -242,7 +261,11 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
 
 /// `--json`: one document on stdout (progress, warnings and errors go to stderr), also for an
 /// incomplete or failed run, whose exit code still says so.
-fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Result<()> {
+pub(super) fn render_summary(
+    s: &RunSummary,
+    archived: Option<&Archived>,
+    json: bool,
+) -> Result<()> {
     let warn = || {
         for w in &s.warnings {
             eprintln!("warning: {w}");
@@ -269,9 +292,7 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
                 "store": a.store_dir,
             })),
             "warnings": s.warnings,
-            "endpoints": s.endpoints.iter().map(|(model, e)| serde_json::json!({
-                "model": model, "replicas": e.replicas, "concurrency": e.concurrency,
-            })).collect::<Vec<_>>(),
+            "endpoints": s.outcome.endpoints,
         });
         return ui::print_json(&v);
     }
@@ -329,8 +350,8 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
             if *written { "prepared" } else { "reused from prepared/" }
         )?;
     }
-    for (model, e) in &s.endpoints {
-        render_endpoint(model, e)?;
+    for e in &s.outcome.endpoints {
+        render_endpoint(e)?;
     }
     ui::outln!("results: {}", display_rel(&s.run_dir))?;
     if let Some(a) = archived {
@@ -347,8 +368,8 @@ fn render_summary(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Re
 
 /// One line per model whose endpoint is worth a word: adaptive concurrency (what it reached)
 /// or more than one replica (each one's share, errors and rests).
-fn render_endpoint(model: &str, e: &EndpointUse) -> Result<()> {
-    let c = &e.concurrency;
+fn render_endpoint(e: &EndpointUse) -> Result<()> {
+    let (model, c) = (&e.model, &e.concurrency);
     if c.mode == "auto" {
         ui::outln!(
             "model {model}: concurrency auto reached {} (ends at {}, ceiling {}; halved {} on 429/503)",
@@ -372,7 +393,46 @@ fn render_endpoint(model: &str, e: &EndpointUse) -> Result<()> {
     Ok(())
 }
 
-fn display_rel(p: &Path) -> String {
+/// File mode: where the batch input files are, and what to do with their outputs.
+fn render_awaiting(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Result<()> {
+    let files: Vec<serde_json::Value> = s
+        .batch_files
+        .iter()
+        .map(|c| {
+            serde_json::json!({"path": s.run_dir.join(&c.path), "model": c.model,
+                "requests": c.requests, "bytes": c.bytes})
+        })
+        .collect();
+    if json {
+        return ui::print_json(&serde_json::json!({
+            "run_id": s.run_id, "run_dir": s.run_dir, "status": s.status, "batch_files": files,
+            "archived": archived.map(|a| a.commit.clone()),
+        }));
+    }
+    let mut t =
+        ui::table(["batch input file", "model", "requests", "bytes"]).cut(["batch input file"]);
+    for c in &s.batch_files {
+        let path = display_rel(&s.run_dir.join(&c.path));
+        t.add_row(vec![path, c.model.clone(), count(c.requests as u64), count(c.bytes)]);
+    }
+    ui::outln!("{t}")?;
+    let requests: usize = s.batch_files.iter().map(|c| c.requests).sum();
+    ui::outln!(
+        "run {}: awaiting outputs · {} in {}",
+        s.run_id,
+        plural(requests as u64, "request"),
+        plural(s.batch_files.len() as u64, "batch input file")
+    )?;
+    ui::outln!(
+        "next: run them (OpenAI Batch API, vllm run-batch, …), then `exp ingest OUTPUT.jsonl…` completes the run"
+    )?;
+    if let Some(a) = archived {
+        ui::outln!("archived: runs/{} -> {}", s.run_id, a.commit.get(..12).unwrap_or(&a.commit))?;
+    }
+    Ok(())
+}
+
+pub(super) fn display_rel(p: &Path) -> String {
     std::env::current_dir()
         .ok()
         .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))

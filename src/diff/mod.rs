@@ -12,6 +12,7 @@
 pub mod config;
 pub mod paired;
 pub mod pilot;
+pub mod settings;
 pub mod store;
 pub mod text;
 pub mod tree;
@@ -121,6 +122,8 @@ pub struct RunDiff {
     pub text: Vec<text::TextDiff>,
     /// Flipped items, when asked for (`--items`).
     pub items: Vec<FlippedItem>,
+    /// α, sampled sign patterns and seed of the paired tests, from the runs' configs.
+    pub significance: settings::DiffSettings,
 }
 
 /// How the trials of the two runs correspond.
@@ -286,6 +289,7 @@ pub fn diff_runs(
         rayon::join(|| tree::diff(a, b), || rayon::join(|| layout::scan(a), || layout::scan(b)));
     let files = files?;
     let (ra, rb) = (scans.0?, scans.1?);
+    let significance = settings::read(a, &ra, b, &rb);
     side_a.layout = Some(ra.layout);
     side_b.layout = Some(rb.layout);
     let mut out = RunDiff {
@@ -302,6 +306,7 @@ pub fn diff_runs(
         files,
         text: Vec::new(),
         items: Vec::new(),
+        significance,
     };
     if out.identical {
         return Ok(out);
@@ -312,9 +317,10 @@ pub fn diff_runs(
     let (pairs, only_a, only_b) = pair_trials(a, &ra, b, &rb)?;
     out.trials.only_a = only_a.iter().map(|t| t.slug.clone()).collect();
     out.trials.only_b = only_b.iter().map(|t| t.slug.clone()).collect();
+    let stats = out.significance.settings();
     let results: Vec<TrialDiff> = pairs
         .par_iter()
-        .map(|(ta, tb, pair)| compare_trial(a, ta, b, tb, pair, opts))
+        .map(|(ta, tb, pair)| compare_trial((a, ta), (b, tb), pair, opts, &stats))
         .collect::<Result<_, _>>()?;
     // A trial only one run has still shows its figures (beside an empty column).
     let mut one_sided_trials = Vec::new();
@@ -553,12 +559,11 @@ struct Parsed {
 }
 
 fn compare_trial(
-    a: &dyn Source,
-    ta: &TrialFiles,
-    b: &dyn Source,
-    tb: &TrialFiles,
+    (a, ta): (&dyn Source, &TrialFiles),
+    (b, tb): (&dyn Source, &TrialFiles),
     pair: &TrialPair,
     opts: &Options,
+    stats: &crate::stats::Settings,
 ) -> Result<TrialDiff, Error> {
     let mut out = TrialDiff::default();
     if pair.unchanged {
@@ -626,7 +631,7 @@ fn compare_trial(
         out.costs = cost_rows(&name, Some(ca), Some(cb));
     }
     if !scores_same && let (Some(sa), Some(sb)) = (pa.scores, pb.scores) {
-        let (rows, items, effect) = paired::paired_rows(&name, &sa, &sb, opts.items);
+        let (rows, items, effect) = paired::paired_rows(&name, (&sa, &sb), opts.items, stats);
         out.paired = rows;
         out.items = items;
         out.effect = effect;

@@ -15,10 +15,6 @@ use crate::stats::Settings;
 use crate::stats::between::{self, RUN_A, RUN_B};
 use crate::stats::significance::{CONTROL, TREATMENT, Tally};
 
-/// A diff has no config of its own to take these from: the defaults of a run's
-/// `significance:` section.
-pub const SETTINGS: Settings = Settings { alpha: 0.05, bootstrap_resamples: 10_000, seed: 0 };
-
 /// What identifies an item across runs: its dataset and id.
 fn item_key(t: &ScoreTable, r: &ScoreRow) -> String {
     format!("{}:{}", t.dataset(r), t.item(r))
@@ -50,20 +46,21 @@ fn tallies(ta: &ScoreTable, tb: &ScoreTable) -> Vec<(String, Tally)> {
 }
 
 /// Per condition, run B against run A; the change in the treatment effect when both runs have
-/// both conditions; and, when asked for, the items whose score changed.
+/// both conditions; and, when asked for, the items whose score changed. `settings` are the
+/// runs' own (see [`super::settings`]).
 pub fn paired_rows(
     trial: &str,
-    ta: &ScoreTable,
-    tb: &ScoreTable,
+    (ta, tb): (&ScoreTable, &ScoreTable),
     want_items: bool,
+    settings: &Settings,
 ) -> (Vec<PairedRow>, Vec<FlippedItem>, Option<EffectChangeRow>) {
     let tallies = tallies(ta, tb);
     let mut rows: Vec<PairedRow> =
-        tallies.iter().map(|(cond, t)| paired_row(trial, cond, t)).collect();
+        tallies.iter().map(|(cond, t)| paired_row(trial, cond, t, settings)).collect();
     rows.sort_by(|x, y| x.condition.cmp(&y.condition));
     let of = |name: &str| tallies.iter().find(|(c, _)| c == name).map(|(_, t)| t);
     let effect = match (of(CONTROL), of(TREATMENT)) {
-        (Some(c), Some(t)) => between::effect_change(c, t, &SETTINGS).map(|e| EffectChangeRow {
+        (Some(c), Some(t)) => between::effect_change(c, t, settings).map(|e| EffectChangeRow {
             trial: trial.to_string(),
             items: e.items,
             effect_a: e.effect_a,
@@ -79,8 +76,8 @@ pub fn paired_rows(
     (rows, items, effect)
 }
 
-fn paired_row(trial: &str, condition: &str, tally: &Tally) -> PairedRow {
-    let change = between::compare(tally, &SETTINGS);
+fn paired_row(trial: &str, condition: &str, tally: &Tally, settings: &Settings) -> PairedRow {
+    let change = between::compare(tally, settings);
     let head = change.headline.as_ref();
     let (fixed, broken) = match (change.outcomes, head) {
         (Some(o), _) => (o.fixed, o.broken),
@@ -196,7 +193,8 @@ mod tests {
             ("1", "control", 1, "1", ""),
             ("2", "control", 0, "nan", ""),
         ]);
-        let (rows, items, effect) = paired_rows("t", &a, &b, true);
+        let (rows, items, effect) =
+            paired_rows("t", (&a, &b), true, &super::super::settings::DEFAULT);
         assert_eq!((rows[0].paired, rows[0].failed_either), (1, 1));
         assert_eq!(rows[0].p_value, None);
         assert!(items.is_empty() && effect.is_none());

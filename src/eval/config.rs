@@ -182,6 +182,25 @@ pub struct ModelConfig {
     pub pricing: Option<Pricing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim: Option<SimConfig>,
+    /// How requests reach the endpoint: one by one (`live`), or through the Batch API (`batch`).
+    #[serde(default, skip_serializing_if = "Backend::is_live")]
+    pub backend: Backend,
+}
+
+/// `models[].backend`. Omitted from the resolved config when `live`, so runs from before the
+/// field keep their config hash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Live,
+    Batch,
+}
+
+impl Backend {
+    pub fn is_live(&self) -> bool {
+        *self == Backend::Live
+    }
 }
 
 impl ModelConfig {
@@ -196,10 +215,31 @@ impl ModelConfig {
 pub struct Pricing {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    /// Share taken off both prices for answers obtained through the Batch API (0.5: half price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_discount: Option<f64>,
+    /// Batch API prices, when the provider lists them separately (they win over the discount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_input_per_mtok: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_output_per_mtok: Option<f64>,
 }
 
 impl Pricing {
     /// Exact USD (unrounded) for the given token counts.
+    /// The prices of answers obtained through the Batch API: the separate batch prices where
+    /// given, else the live prices less `batch_discount`, else the live prices.
+    pub fn batch(&self) -> Pricing {
+        let keep = 1.0 - self.batch_discount.unwrap_or(0.0);
+        Pricing {
+            input_per_mtok: self.batch_input_per_mtok.unwrap_or(self.input_per_mtok * keep),
+            output_per_mtok: self.batch_output_per_mtok.unwrap_or(self.output_per_mtok * keep),
+            batch_discount: None,
+            batch_input_per_mtok: None,
+            batch_output_per_mtok: None,
+        }
+    }
+
     pub fn usd(&self, input_tokens: u64, output_tokens: u64) -> f64 {
         (input_tokens as f64 * self.input_per_mtok + output_tokens as f64 * self.output_per_mtok)
             / 1_000_000.0
@@ -340,6 +380,11 @@ pub struct Execution {
     /// The largest answer body read from an endpoint; a larger one is a recorded error for that
     /// request, so a hostile or broken server cannot make a run allocate without bound.
     pub max_response_bytes: u64,
+    /// Seconds between two polls of a batch's state (`backend: batch`).
+    pub batch_poll_s: f64,
+    /// A batch input file holds at most this many requests and bytes (OpenAI's limits).
+    pub batch_max_requests: usize,
+    pub batch_max_bytes: u64,
 }
 
 impl Default for Execution {
@@ -353,6 +398,9 @@ impl Default for Execution {
             backoff_max_s: 30.0,
             fsync: true,
             max_response_bytes: 4 << 20,
+            batch_poll_s: 30.0,
+            batch_max_requests: 50_000,
+            batch_max_bytes: 200_000_000,
         }
     }
 }
@@ -719,11 +767,25 @@ fn numbers(c: &Config) -> Vec<Number> {
             out.push(int(key(needle), at.clone(), needle, n as u64, range));
         }
         if let Some(p) = &m.pricing {
-            for (k, v) in
-                [("input_per_mtok", p.input_per_mtok), ("output_per_mtok", p.output_per_mtok)]
-            {
+            let prices = [
+                ("input_per_mtok", Some(p.input_per_mtok)),
+                ("output_per_mtok", Some(p.output_per_mtok)),
+                ("batch_input_per_mtok", p.batch_input_per_mtok),
+                ("batch_output_per_mtok", p.batch_output_per_mtok),
+            ];
+            for (k, v) in prices.into_iter().filter_map(|(k, v)| Some((k, v?))) {
                 let range = Range::closed(0.0, 10_000.0);
                 out.push(real(key(&format!("pricing.{k}")), at.clone(), k, v, range));
+            }
+            if let Some(d) = p.batch_discount {
+                let k = "batch_discount";
+                out.push(real(
+                    key("pricing.batch_discount"),
+                    at.clone(),
+                    k,
+                    d,
+                    Range::closed(0.0, 1.0),
+                ));
             }
         }
         if let Some(sim) = &m.sim {
@@ -814,6 +876,27 @@ fn numbers(c: &Config) -> Vec<Number> {
             e.max_response_bytes,
             Range::closed(1024.0, f64::from(1u32 << 30)),
         ),
+        real(
+            exec("batch_poll_s"),
+            None,
+            "batch_poll_s",
+            e.batch_poll_s,
+            Range::closed(1.0, 3_600.0),
+        ),
+        int(
+            exec("batch_max_requests"),
+            None,
+            "batch_max_requests",
+            e.batch_max_requests as u64,
+            Range::closed(1.0, 50_000.0),
+        ),
+        int(
+            exec("batch_max_bytes"),
+            None,
+            "batch_max_bytes",
+            e.batch_max_bytes,
+            Range::closed(1024.0, 200_000_000.0),
+        ),
     ]);
     out
 }
@@ -861,6 +944,14 @@ fn check_base_urls(
             at,
             format!("lists {} replicas, more than {MAX_REPLICAS}", urls.len()),
             format!("list at most {MAX_REPLICAS} URLs (put a load balancer in front of more)"),
+        ));
+    }
+    if urls.len() > 1 && m.backend == Backend::Batch {
+        return Err(l.invalid(
+            &key,
+            at,
+            format!("lists {} replicas, but model `{}` has backend: batch", urls.len(), m.name),
+            "a batch goes to one Batch API: give one base_url, or use backend: live".into(),
         ));
     }
     for (i, url) in urls.iter().enumerate() {
@@ -986,6 +1077,15 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
                         &at,
                         format!("is missing for model `{}` (provider sim)", m.name),
                         "add sim: {accuracy: {control: 0.7, treatment: 0.78}, seed: 7}".into(),
+                    ));
+                }
+                if m.backend == Backend::Batch {
+                    return Err(l.invalid(
+                        &format!("{key}.backend"),
+                        "backend:",
+                        format!("is batch, but model `{}` is simulated", m.name),
+                        "the Batch API needs a real endpoint (provider: openai); remove `backend:`"
+                            .into(),
                     ));
                 }
                 if c.scoring.kind == ScoringType::Exact {
@@ -1183,8 +1283,19 @@ mod tests {
 
     #[test]
     fn pricing_is_exact_per_million_tokens() {
-        let p = Pricing { input_per_mtok: 0.15, output_per_mtok: 0.60 };
+        let p = Pricing {
+            input_per_mtok: 0.15,
+            output_per_mtok: 0.60,
+            batch_discount: None,
+            batch_input_per_mtok: None,
+            batch_output_per_mtok: None,
+        };
         assert!((p.usd(1_000_000, 1_000_000) - 0.75).abs() < 1e-12);
         assert_eq!(p.usd(0, 0), 0.0);
+        assert_eq!(p.batch().usd(1_000_000, 0), 0.15, "no discount: batch costs the same");
+        let half = Pricing { batch_discount: Some(0.5), ..p };
+        assert!((half.batch().usd(1_000_000, 1_000_000) - 0.375).abs() < 1e-12);
+        let listed = Pricing { batch_output_per_mtok: Some(0.2), ..half };
+        assert!((listed.batch().usd(1_000_000, 1_000_000) - 0.275).abs() < 1e-12);
     }
 }

@@ -107,8 +107,8 @@ pub struct ExecOutcome {
     pub interrupted: bool,
     /// Why the run stopped early when a model's every replica went down (`Failure::Down`).
     pub down: Option<String>,
-    /// How each model's endpoint was used, in the models' order (`None`: the sim model).
-    pub endpoints: Vec<Option<EndpointUse>>,
+    /// How each real (not sim) model's endpoint was used, in the models' order.
+    pub endpoints: Vec<EndpointUse>,
 }
 
 #[derive(Default)]
@@ -238,7 +238,7 @@ async fn run_all(
     let done = counters.done.load(Ordering::Relaxed);
     let failures = counters.failures.load(Ordering::Relaxed);
     let down = counters.down.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let endpoints = providers.iter().map(|p| p.report()).collect();
+    let endpoints = providers.iter().filter_map(|p| p.report()).collect();
     Ok(ExecOutcome {
         sent: done,
         responses: done - failures,
@@ -361,7 +361,7 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
 /// build time: for a line in the layout `build` writes (`body` last), they are sliced out
 /// without building a JSON tree, which matters at tens of thousands of requests a second;
 /// any other valid layout (a hand-edited file) goes through a full parse.
-fn parse_request(line: &str) -> Result<(String, bytes::Bytes), serde_json::Error> {
+pub fn parse_request(line: &str) -> Result<(String, bytes::Bytes), serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Head {
         custom_id: String,

@@ -2,6 +2,7 @@
 //! orchestrator (`runner`) that strings them together for `exp run`. Reports and statistics of a
 //! finished run live in `report` (and `crate::stats`).
 pub mod archive;
+pub mod batch;
 pub mod build;
 pub mod concurrency;
 pub mod config;

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::batch::{self, BatchError, BatchJob};
 use super::build::{self, RequestLine};
-use super::config::{self, Config, ConfigError, LoadedConfig, ProviderKind};
+use super::config::{self, Backend, Config, ConfigError, LoadedConfig, ProviderKind};
 use super::endpoint;
 use super::execute::{self, ExecJob, ExecModel, ExecOutcome, ExecSettings, ExecuteError};
 use super::journal::{self, Status};
@@ -31,7 +32,6 @@ use super::results::{self, BaselineRows, ResultJob, ResultsError};
 use super::score::Scorer;
 use crate::error::Hint;
 use crate::progress::Progress;
-use crate::runfiles::results::EndpointUse;
 use crate::runfiles::{self, TrialJson};
 pub use crate::runfiles::{
     BaselineRecord, DatasetRecord, HeadlineMetrics, Manifest, ManifestTrial, RunJson, RunStatus,
@@ -50,6 +50,8 @@ pub enum RunError {
     Execute(#[from] ExecuteError),
     #[error(transparent)]
     Results(#[from] ResultsError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
     #[error(transparent)]
@@ -98,6 +100,7 @@ impl Hint for RunError {
             RunError::Provider(e) => e.hint(),
             RunError::Execute(e) => e.hint(),
             RunError::Results(e) => e.hint(),
+            RunError::Batch(e) => e.hint(),
             RunError::Report(e) => e.hint(),
             RunError::Files(e) => e.hint(),
             RunError::Write { .. } => Some("check the disk has space and the folder is writable".into()),
@@ -157,6 +160,10 @@ pub struct RunOptions {
     pub stop_on_ctrl_c: bool,
     /// `-S KEY=VALUE` overrides, applied to the config before it is validated.
     pub overrides: Vec<super::overrides::Override>,
+    /// `--backend files`: write batch input files and stop, awaiting their outputs.
+    pub backend_files: bool,
+    /// `exp ingest`: these batch output files answer the run's requests; nothing is sent.
+    pub ingest: Vec<PathBuf>,
 }
 
 /// Reads files of a baseline run (from the store); `Ok(None)` when the path does not exist.
@@ -183,8 +190,10 @@ pub struct RunSummary {
     pub manifest: Manifest,
     pub datasets: Vec<(String, usize, bool)>,
     pub warnings: Vec<String>,
-    /// How each real model's endpoint was used: its name, replicas and concurrency.
-    pub endpoints: Vec<(String, EndpointUse)>,
+    /// `--backend files`: the batch input files written, awaiting their outputs.
+    pub batch_files: Vec<batch::chunks::Chunk>,
+    /// `exp ingest`: what the output files held.
+    pub ingested: Option<batch::ingest::Ingested>,
 }
 
 /// `--dry-run`: the plan and what it would cost, with nothing written or sent.
@@ -252,18 +261,32 @@ pub fn run(
     let clock = Instant::now();
     tracing::info!(elapsed_ms = ms(clock), "prepared; building");
     build_requests(opts, &setup, &plan, users, &run.dir, progress)?;
-    let queue = queue(&setup.loaded.config, &plan, &run.dir)?;
+    let mut queue = queue(&setup.loaded.config, &plan, &run.dir)?;
     let already_done = queue.already_done;
-    let models = exec_models(&setup.loaded.config)?;
+    let batch_jobs = take_batch_jobs(opts, &plan, &mut queue);
     tracing::info!(elapsed_ms = ms(clock), pending = queue.pending, "built; sending");
-    let settings = exec_settings(opts, &setup.loaded.config);
-    let outcome = match execute::execute(queue.jobs, models, &settings, queue.pending, progress) {
-        Ok(outcome) => outcome,
-        Err(err) => return Err(run.fail(err.into())),
+    let delivered = match deliver(opts, &setup.loaded.config, queue, &batch_jobs, &run, progress) {
+        Ok(delivered) => delivered,
+        // Output files that cannot be ingested leave the run as it was: nothing was journaled.
+        Err(err) if !opts.ingest.is_empty() => {
+            if let Some(previous) = &setup.previous {
+                write_run_json(&run.dir, previous)?;
+            }
+            return Err(err);
+        }
+        Err(err) => return Err(run.fail(err)),
     };
-    let scored = score(&run, &setup.loaded, &plan, clock)?;
-    let endpoints = record_endpoints(&run.dir, &setup.loaded.config, &plan, &outcome)?;
-    let manifest = finish(&mut run, &setup.loaded.config, scored, &outcome, clock)?;
+    let (outcome, ingested) = match delivered {
+        Delivered::Answers(outcome, ingested) => (outcome, ingested),
+        Delivered::Files(chunks) => return Ok(Outcome::Ran(await_outputs(run, &plan, chunks)?)),
+    };
+    if let Some(i) = &ingested {
+        run.warnings.extend(i.warnings.iter().cloned());
+    }
+    let batched = !opts.ingest.is_empty();
+    let scored = score(&run, &setup.loaded, &plan, batched, clock)?;
+    record_endpoints(&run.dir, &plan, &outcome)?;
+    let manifest = finish(&mut run, &setup.loaded.config, scored, &outcome, batched, clock)?;
     Ok(Outcome::Ran(RunSummary {
         run_id: run.rj.run_id.clone(),
         run_dir: run.dir,
@@ -278,8 +301,129 @@ pub fn run(
             .map(|d| (d.name.clone(), d.items.len(), d.written))
             .collect(),
         warnings: run.warnings,
-        endpoints,
+        batch_files: Vec::new(),
+        ingested,
     }))
+}
+
+/// What the delivery stage got: answers (live, from batches, or ingested), or, in file mode,
+/// the batch input files written for someone else to run.
+enum Delivered {
+    Answers(ExecOutcome, Option<batch::ingest::Ingested>),
+    Files(Vec<batch::chunks::Chunk>),
+}
+
+/// Stage `deliver`: the live requests through `execute`, then, by how the run is delivered,
+/// file mode's batch input files, `exp ingest`'s output files, or the Batch API backend.
+fn deliver(
+    opts: &RunOptions,
+    config: &Config,
+    queue: Queue,
+    batch_jobs: &[BatchJob],
+    run: &Started,
+    progress: &dyn Progress,
+) -> Result<Delivered, RunError> {
+    let e = &config.execution;
+    let limits = batch::Limits { max_requests: e.batch_max_requests, max_bytes: e.batch_max_bytes };
+    if opts.backend_files {
+        return Ok(Delivered::Files(batch::files::write(&run.dir, batch_jobs, limits)?));
+    }
+    if !opts.ingest.is_empty() {
+        let i = batch::ingest::ingest(
+            &run.rj.run_id,
+            &opts.ingest,
+            batch_jobs,
+            e.max_response_bytes,
+            e.fsync,
+        )?;
+        let outcome = ExecOutcome {
+            sent: 0,
+            responses: i.journaled - i.failures,
+            failures: i.failures,
+            ..ExecOutcome::default()
+        };
+        return Ok(Delivered::Answers(outcome, Some(i)));
+    }
+    let mut outcome = ExecOutcome::default();
+    if !queue.jobs.is_empty() {
+        let models = exec_models(config)?;
+        let settings = exec_settings(opts, config);
+        outcome = execute::execute(queue.jobs, models, &settings, queue.pending, progress)?;
+    }
+    if !batch_jobs.is_empty() && !outcome.interrupted {
+        let settings = batch::backend::Settings {
+            poll: Duration::from_secs_f64(e.batch_poll_s),
+            limits,
+            max_retries: e.max_retries,
+            timeout: Duration::from_secs_f64(e.timeout_s),
+            max_response_bytes: e.max_response_bytes,
+            fsync: e.fsync,
+            stop_on_ctrl_c: opts.stop_on_ctrl_c,
+        };
+        let b = batch::backend::run(&run.dir, batch_jobs, &config.models, &settings, progress)?;
+        outcome.sent += b.journaled;
+        outcome.responses += b.journaled - b.failures;
+        outcome.failures += b.failures;
+        outcome.interrupted |= b.interrupted;
+    }
+    Ok(Delivered::Answers(outcome, None))
+}
+
+/// Jobs delivered through batch files, taken out of the live queue: every job in file mode and
+/// for `exp ingest`, else those of models with `backend: batch`.
+fn take_batch_jobs(opts: &RunOptions, plan: &Plan, queue: &mut Queue) -> Vec<BatchJob> {
+    let all = opts.backend_files || !opts.ingest.is_empty();
+    let mut out = Vec::new();
+    for (job, ej) in plan.jobs.iter().zip(std::mem::take(&mut queue.jobs)) {
+        let trial = &plan.trials[job.trial];
+        if !all && trial.model.backend != Backend::Batch {
+            queue.jobs.push(ej);
+            continue;
+        }
+        let expected = (ej.end - ej.start) as u64 * u64::from(ej.repeats);
+        queue.pending -= expected.saturating_sub(ej.done.len() as u64);
+        out.push(BatchJob {
+            slug: trial.slug.to_string(),
+            model: trial.model.name.clone(),
+            inputs: ej.inputs,
+            journal: ej.journal,
+            done: ej.done,
+        });
+    }
+    out
+}
+
+/// File mode's end: run.json says the run awaits the outputs of the batch files just written.
+fn await_outputs(
+    mut run: Started,
+    plan: &Plan,
+    chunks: Vec<batch::chunks::Chunk>,
+) -> Result<RunSummary, RunError> {
+    run.rj.status = RunStatus::AwaitingOutputs;
+    write_run_json(&run.dir, &run.rj)?;
+    Ok(RunSummary {
+        run_id: run.rj.run_id.clone(),
+        manifest: Manifest {
+            format: 1,
+            run_id: run.rj.run_id.clone(),
+            status: RunStatus::AwaitingOutputs,
+            trials: Vec::new(),
+            totals: Totals::default(),
+        },
+        run_dir: run.dir,
+        status: RunStatus::AwaitingOutputs,
+        resumed: !run.rj.resumed_at.is_empty(),
+        already_done: 0,
+        outcome: ExecOutcome::default(),
+        datasets: plan
+            .datasets
+            .iter()
+            .map(|d| (d.name.clone(), d.items.len(), d.written))
+            .collect(),
+        warnings: run.warnings,
+        batch_files: chunks,
+        ingested: None,
+    })
 }
 
 /// Stage `load`'s output: the config with the command line applied, and which run this is.
@@ -670,6 +814,7 @@ fn score(
     run: &Started,
     loaded: &LoadedConfig,
     plan: &Plan,
+    batched: bool,
     clock: Instant,
 ) -> Result<Scored, RunError> {
     let scorer = Scorer::new(&loaded.config.scoring).map_err(|e| ConfigError::Invalid {
@@ -710,7 +855,9 @@ fn score(
             None => None,
         };
         tracing::info!(elapsed_ms = ms(clock), trial = %trial.slug, "scoring");
-        let pricing = trial.model.pricing;
+        // Answers obtained through batches cost the batch prices.
+        let batch = batched || trial.model.backend == Backend::Batch;
+        let pricing = trial.model.pricing.map(|p| if batch { p.batch() } else { p });
         let r = results::write(&trial_dir, &rjobs, trial.repeats, &scorer, pricing, rows.as_ref())?;
         tracing::info!(elapsed_ms = ms(clock), trial = %trial.slug, "reporting");
         report::write_trial_report(&trial_dir, &settings)?;
@@ -748,11 +895,9 @@ impl Scored {
         self.totals.input_tokens += total.input_tokens;
         self.totals.output_tokens += total.output_tokens;
         self.totals.usd += total.usd;
-        let acc = |c: &str| r.metrics.conditions.get(c).and_then(|m| m.accuracy);
-        let effect = match (acc("treatment"), acc("control")) {
-            (Some(t), Some(c)) => Some(t - c),
-            _ => None,
-        };
+        // The one headline: the paired effect and its test from significance.json, never the
+        // difference of the two accuracies (which mixes in items failed on one side).
+        let headline = read_headline(trial_dir);
         self.trials.push(ManifestTrial {
             slug: trial.slug.to_string(),
             model: trial.model.name.clone(),
@@ -767,8 +912,8 @@ impl Scored {
                 .iter()
                 .map(|(k, m)| (k.clone(), HeadlineMetrics { n: m.n, accuracy: m.accuracy }))
                 .collect(),
-            effect,
-            p_value: read_p_value(trial_dir),
+            effect: headline.effect,
+            p_value: headline.p_value,
             holm_p: None,
             usd: total.usd,
             failures: total.failures,
@@ -777,21 +922,10 @@ impl Scored {
 }
 
 /// Stage `endpoints`: each real model's replica counts and concurrency go into the costs.json of
-/// its trials (which `score` just wrote), and back to the caller for the summary.
-fn record_endpoints(
-    dir: &Path,
-    config: &Config,
-    plan: &Plan,
-    outcome: &ExecOutcome,
-) -> Result<Vec<(String, EndpointUse)>, RunError> {
-    let used: Vec<(String, EndpointUse)> = config
-        .models
-        .iter()
-        .zip(&outcome.endpoints)
-        .filter_map(|(m, e)| Some((m.name.clone(), e.clone()?)))
-        .collect();
+/// its trials (which `score` just wrote).
+fn record_endpoints(dir: &Path, plan: &Plan, outcome: &ExecOutcome) -> Result<(), RunError> {
     for trial in &plan.trials {
-        let Some((_, e)) = used.iter().find(|(name, _)| *name == trial.model.name) else {
+        let Some(e) = outcome.endpoints.iter().find(|e| e.model == trial.model.name) else {
             continue;
         };
         let path = runfiles::result_file(&dir.join(trial.slug.as_str()), runfiles::COSTS);
@@ -801,7 +935,7 @@ fn record_endpoints(
         costs.endpoint = Some(e.clone());
         runfiles::write_json(&path, &costs)?;
     }
-    Ok(used)
+    Ok(())
 }
 
 /// Stage `finish`: how the run ended, the manifest and aggregate report, and run.json saying so.
@@ -811,9 +945,12 @@ fn finish(
     config: &Config,
     scored: Scored,
     outcome: &ExecOutcome,
+    ingest: bool,
     clock: Instant,
 ) -> Result<Manifest, RunError> {
-    let status = if outcome.interrupted || scored.any_missing {
+    let status = if ingest && scored.any_missing {
+        RunStatus::AwaitingOutputs
+    } else if outcome.interrupted || scored.any_missing {
         RunStatus::Incomplete
     } else if !scored.any_answer && scored.totals.requests > 0 {
         RunStatus::Failed
@@ -983,9 +1120,10 @@ pub fn significance_settings(c: &Config) -> SignificanceSettings {
     }
 }
 
-fn read_p_value(trial_dir: &Path) -> Option<f64> {
+/// The headline of the trial's significance.json (empty when it could not be read).
+fn read_headline(trial_dir: &Path) -> runfiles::figures::SignificanceHeadline {
     let path = runfiles::result_file(trial_dir, runfiles::SIGNIFICANCE);
-    runfiles::figures::read_significance(&path).ok()??.p_value
+    runfiles::figures::read_significance(&path).ok().flatten().unwrap_or_default()
 }
 
 pub fn read_manifest(run_dir: &Path) -> Option<Manifest> {
@@ -1218,7 +1356,7 @@ fn snapshot_config(
 
 /// Execution settings that do not change what is asked or how it is scored, so a resume may
 /// change them (e.g. more concurrency after a rate-limit talk with the provider).
-const VOLATILE: [&str; 7] = [
+const VOLATILE: [&str; 10] = [
     "max_concurrent_jobs",
     "max_retries",
     "timeout_s",
@@ -1226,6 +1364,9 @@ const VOLATILE: [&str; 7] = [
     "backoff_max_s",
     "fsync",
     "max_response_bytes",
+    "batch_poll_s",
+    "batch_max_requests",
+    "batch_max_bytes",
 ];
 
 fn fingerprint(
@@ -1349,7 +1490,9 @@ fn dry_run(opts: &RunOptions, setup: &Setup, plan: &Plan, users: &[Vec<String>])
             input += t.repeats as u64 * (user_tokens.iter().sum::<u64>() + items * (system + 11));
         }
         let max_output = requests * t.decoding.max_tokens as u64;
-        let (est_input_usd, max_usd) = match t.model.pricing {
+        let batch = opts.backend_files || t.model.backend == Backend::Batch;
+        let pricing = t.model.pricing.map(|p| if batch { p.batch() } else { p });
+        let (est_input_usd, max_usd) = match pricing {
             Some(p) => (p.usd(input, 0), p.usd(input, max_output)),
             None => {
                 if t.model.provider == ProviderKind::Openai && !unpriced.contains(&t.model.name) {

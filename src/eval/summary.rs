@@ -91,9 +91,9 @@ fn trial_from_files(trial: &Path, slug: &str) -> Result<TrialSummary, runfiles::
     if let Some(sig) = figures::read_significance(&sig)? {
         t.p_value = sig.p_value;
         t.holm_p = sig.holm_p;
-        if let Some(e) = sig.effect {
-            t.effect = Some(e);
-        }
+        // significance.json's effect is the paired one; where it has none (no item scored in
+        // both conditions) the difference of accuracies must not stand in for it.
+        t.effect = sig.effect;
     }
     if let Some(c) = figures::read_costs(&runfiles::result_file(trial, runfiles::COSTS))? {
         t.usd = c.total.usd;

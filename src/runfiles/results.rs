@@ -68,6 +68,8 @@ pub struct Costs {
 /// One model endpoint over one `exp run` invocation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndpointUse {
+    /// The model's name in the config.
+    pub model: String,
     pub replicas: Vec<ReplicaUse>,
     pub concurrency: ConcurrencyUse,
 }

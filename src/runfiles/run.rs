@@ -45,6 +45,9 @@ pub enum RunStatus {
     Complete,
     Incomplete,
     Failed,
+    /// `exp run --backend files` wrote the batch input files; `exp ingest` completes the run.
+    #[serde(rename = "awaiting_outputs")]
+    AwaitingOutputs,
 }
 
 impl RunStatus {
@@ -54,6 +57,7 @@ impl RunStatus {
             RunStatus::Complete => "complete",
             RunStatus::Incomplete => "incomplete",
             RunStatus::Failed => "failed",
+            RunStatus::AwaitingOutputs => "awaiting_outputs",
         }
     }
 }

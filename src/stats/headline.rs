@@ -13,8 +13,7 @@
 //! more often than alpha (60% instead of 5% with 10 clusters of 40 items flipping together).
 use serde::{Deserialize, Serialize};
 
-use super::paired;
-use super::signflip;
+use super::{dist, estimate, paired, signflip};
 
 /// The headline tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +22,12 @@ pub enum Test {
     ExactMcnemar,
     SignFlipItems,
     SignFlipClusters,
+    /// The paired t test on item differences: the sign-flip test's stand-in when it would have
+    /// to sample sign patterns and `bootstrap_resamples` is 0.
+    TItems,
+    /// The t test on the mean difference with the cluster-robust (CR1) standard error and
+    /// G − 1 degrees of freedom: the same stand-in for clusters.
+    TClusters,
 }
 
 impl Test {
@@ -32,7 +37,14 @@ impl Test {
             Test::ExactMcnemar => "exact McNemar",
             Test::SignFlipItems => "sign-flip test on items",
             Test::SignFlipClusters => "sign-flip test on clusters",
+            Test::TItems => "paired t test on items",
+            Test::TClusters => "t test on clusters (CR1)",
         }
+    }
+
+    /// Whether the test's units are clusters.
+    pub fn clustered(self) -> bool {
+        matches!(self, Test::SignFlipClusters | Test::TClusters)
     }
 }
 
@@ -77,10 +89,10 @@ impl Design {
                                    independent pair of 0/1 outcomes, so the exact McNemar test \
                                    on the discordant items applies"
                 .into(),
-            Test::SignFlipItems => {
+            Test::SignFlipItems | Test::TItems => {
                 format!("{repeats}; the item is the unit of a paired sign-flip permutation test")
             }
-            Test::SignFlipClusters => {
+            Test::SignFlipClusters | Test::TClusters => {
                 let mut s = "a cluster field is set and items of one cluster are correlated, \
                              so the cluster is the unit of a sign-flip permutation test on \
                              cluster sums"
@@ -214,6 +226,9 @@ pub fn headline(design: Design, p: &Paired, alpha: f64, resamples: u32, seed: u6
     }
     let (sums, sizes) = unit_sums(p);
     let unit = if test == Test::SignFlipClusters { "clusters" } else { "items" };
+    if sums.len() > paired::EXACT_PERMUTATION_LIMIT && resamples == 0 {
+        return t_headline(test == Test::SignFlipClusters, why, unit, p, alpha);
+    }
     let r = signflip::test_and_interval(&sums, &sizes, alpha, resamples, seed);
     let how = if r.exact {
         format!("exact, all 2^{} sign patterns", r.n_units)
@@ -252,6 +267,54 @@ pub fn headline(design: Design, p: &Paired, alpha: f64, resamples: u32, seed: u6
     }
 }
 
+/// The t test and interval standing in for a sign-flip test that would have to sample sign
+/// patterns when `bootstrap_resamples` is 0 (more than [`paired::EXACT_PERMUTATION_LIMIT`]
+/// units): the paired t test on items, or with clusters the CR1 standard error on G − 1 degrees
+/// of freedom (Cameron & Miller 2015). Never a p-value of 1 standing for "not computed".
+fn t_headline(clustered: bool, why: String, unit: &str, p: &Paired, alpha: f64) -> Headline {
+    let n = p.d.len();
+    let effect = p.d.iter().sum::<f64>() / n as f64;
+    let (test, se, g) = match p.groups.filter(|_| clustered) {
+        Some((groups, k)) => (Test::TClusters, estimate::se_cluster(p.d, groups, k), k),
+        None => (Test::TItems, estimate::se_iid(p.d), n),
+    };
+    let df = (g as f64 - 1.0).max(1.0);
+    // Every unit moved by the same amount: no spread, so the data either are all 0 or leave
+    // no doubt about the sign.
+    let (p_value, ci) = match se {
+        Some(se) if se > 0.0 => {
+            let t = effect / se;
+            let half = estimate::t_crit(alpha, df) * se;
+            (2.0 * (1.0 - dist::t_cdf(t.abs(), df)), Some([effect - half, effect + half]))
+        }
+        _ => (if effect == 0.0 { 1.0 } else { 0.0 }, Some([effect, effect])),
+    };
+    let level = format!("{:.0}%", (1.0 - alpha) * 100.0);
+    let se_name = if test == Test::TClusters {
+        format!("cluster-robust (CR1) standard error, t on {g} − 1 df")
+    } else {
+        format!("standard error of {n} item differences, t on {n} − 1 df")
+    };
+    Headline {
+        test,
+        why: format!(
+            "{why}; with bootstrap_resamples 0 the sign-flip test on {g} {unit} cannot sample sign              patterns, so the t test stands in for it"
+        ),
+        unit: unit.into(),
+        n_units: g,
+        n_items: n,
+        effect,
+        p_value: p_value.clamp(0.0, 1.0),
+        ci,
+        ci_method: format!("{level} t interval, {se_name}"),
+        ci_note: None,
+        method: format!("{} ({se_name})", test.label()),
+        exact: false,
+        resamples: None,
+        seed: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +340,27 @@ mod tests {
         assert_eq!(h.p_value, 0.0625);
         let [lo, hi] = h.ci.unwrap();
         assert!(lo < 0.0 && hi > 5.0 / 1100.0, "{lo} {hi}");
+    }
+
+    #[test]
+    fn without_resamples_many_units_get_the_t_test_never_a_p_of_one() {
+        // 30 clusters of 2 items, a clear effect: the sign-flip test would need sampled
+        // patterns; the CR1 t test stands in, with an interval that agrees with it.
+        let d: Vec<f64> = (0..60).map(|i| 0.5 + f64::from(i % 3) * 0.25 - 0.25).collect();
+        let groups: Vec<usize> = (0..60).map(|i| i / 2).collect();
+        let design = Design { binary: false, repeats: 1, clustered: true };
+        let h = headline(design, &Paired { d: &d, groups: Some((&groups, 30)) }, 0.05, 0, 0);
+        assert_eq!((h.test, h.n_units, h.exact), (Test::TClusters, 30, false));
+        assert!(h.p_value < 1e-6 && h.why.contains("bootstrap_resamples 0"), "{h:?}");
+        let [lo, hi] = h.ci.unwrap();
+        assert!(lo > 0.0 && lo < h.effect && h.effect < hi);
+        let items = headline(
+            Design { clustered: false, ..design },
+            &Paired { d: &d, groups: None },
+            0.05,
+            0,
+            0,
+        );
+        assert_eq!(items.test, Test::TItems);
     }
 }

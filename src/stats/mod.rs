@@ -29,7 +29,8 @@
 //!  "alpha": 0.05, "seed": 0, "bootstrap_resamples": 10000, "power": 0.8,
 //!  "score_kind": "binary" | "continuous" | null, "repeats": 1,
 //!  "n_items": 120, "n_paired": 118, "clusters": 15 | null,
-//!  "headline": {"test": "exact_mcnemar" | "sign_flip_items" | "sign_flip_clusters",
+//!  "headline": {"test": "exact_mcnemar" | "sign_flip_items" | "sign_flip_clusters"
+//!                      | "t_items" | "t_clusters",
 //!               "why": "0/1 scores, one repeat, no clusters: …", "unit": "items", "n_units": 118,
 //!               "n_items": 118, "effect": 0.0667, "p_value": 0.0768, "ci": [-0.01, 0.18],
 //!               "ci_method": "…", "ci_note": null, "method": "…", "exact": true,

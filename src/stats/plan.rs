@@ -74,7 +74,7 @@ pub fn plan(design: Design, p: &Paired, effect: f64, target: f64, alpha: f64) ->
     out.power_at_pilot_size = power::normal_power(g, unit_var, mean_size, effect, alpha);
     let units = power::normal_units_needed(unit_var, mean_size, effect, alpha, target);
     out.items_needed = units.map(|u| (u as f64 * mean_size).ceil() as u64);
-    if out.test == Test::SignFlipClusters {
+    if out.test.clustered() {
         out.clusters_needed = units;
     }
     if unit_var == 0.0 {

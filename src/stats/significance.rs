@@ -927,7 +927,7 @@ fn sign_flip_power_analysis(
     observed: f64,
 ) -> PowerAnalysis {
     let alpha = ctx.settings.alpha;
-    let clustered = test == Test::SignFlipClusters;
+    let clustered = test.clustered();
     let (sums, sizes) =
         headline::unit_sums(&Paired { d: &pairs.d, groups: pairs.groups(clustered) });
     let g = sums.len();

@@ -210,7 +210,14 @@ fn trial_cells(t: &AggTrial) -> String {
             ci_pct(s.and_then(|s| s.ci))
         )
     };
+    // The headline effect and the interval inverting its test (format 1 files have neither:
+    // their normal interval was the headline then).
+    let head = sig.and_then(|s| s.headline.as_ref());
     let diff = sig.and_then(|s| s.difference.as_ref());
+    let effect_ci = match head {
+        Some(h) => h.ci,
+        None => diff.and_then(|d| d.ci),
+    };
     let cost = |c: &str| t.costs.as_ref().and_then(|k| k.conditions.get(c)).and_then(|l| l.usd);
     format!(
         "{}{}{}<td class=\"num\">{} <span class=\"muted\">{}</span></td>{}{}{}{}{}",
@@ -220,8 +227,8 @@ fn trial_cells(t: &AggTrial) -> String {
         ),
         level("control"),
         level("treatment"),
-        pp(diff.map(|d| d.mean).or(sig.and_then(|s| s.effect))),
-        ci_pct(diff.and_then(|d| d.ci)),
+        pp(sig.and_then(|s| s.effect).or(diff.map(|d| d.mean))),
+        ci_pct(effect_ci),
         num_cell(&p(sig.and_then(|s| s.p_value)), sig.and_then(|s| s.p_value)),
         num_cell(&p(t.holm_p), t.holm_p),
         num_cell(&usd(cost("control")), cost("control")),

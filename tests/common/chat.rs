@@ -3,6 +3,7 @@
 //! request body it reads, counts what it answered and refused, and can hold answers (so requests
 //! overlap), refuse with 429 above a hidden concurrency, report reasoning tokens, and stop
 //! listening after a number of answers (a replica going down mid-run).
+#![allow(dead_code)]
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -182,7 +183,7 @@ fn answer(body: &Value, reasoning: Option<u64>) -> Value {
 /// `models:` list is `models` (YAML lines) and whose decoding and execution sections are given.
 pub fn workspace(n: usize, models: &str, decoding: &str, execution: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let rows = super::labelled_jsonl((0..n).map(|i| {
+    let rows = crate::common::labelled_jsonl((0..n).map(|i| {
         let (text, label) =
             if i % 3 == 0 { ("a happy day", "positive") } else { ("a gloomy day", "negative") };
         (format!("i{i}"), format!("item {i} was {text}"), label)
@@ -190,7 +191,7 @@ pub fn workspace(n: usize, models: &str, decoding: &str, execution: &str) -> tem
     let config = format!(
         "datasets:\n  - {{name: d, path: data/d.jsonl}}\nmodels:\n{models}\nprompt_sets:\n  ps: {{control: config/prompts/control.txt, treatment: config/prompts/treatment.txt}}\nuser_template: \"Text: {{text}}\"\ndecoding: {{{decoding}}}\nscoring: {{type: label, labels: [positive, negative]}}\nexecution: {{{execution}}}\n"
     );
-    super::write_files(
+    crate::common::write_files(
         dir.path(),
         &[
             ("data/d.jsonl", &rows),
@@ -205,9 +206,10 @@ pub fn workspace(n: usize, models: &str, decoding: &str, execution: &str) -> tem
 /// A run's trial folders, by slug.
 pub fn trials(ws: &std::path::Path, run_id: &str) -> Vec<std::path::PathBuf> {
     let run = ws.join("experiments").join(format!("run_{run_id}"));
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("multi_trial_manifest.json")).unwrap())
-            .unwrap();
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("multi_trial_manifest.json")).unwrap(),
+    )
+    .unwrap();
     manifest["trials"]
         .as_array()
         .unwrap()

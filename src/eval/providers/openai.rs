@@ -94,18 +94,7 @@ const EXCERPT_CHARS: usize = 300;
 
 impl OpenAi {
     pub fn new(model: &ModelConfig, execution: &Execution) -> Result<OpenAi, ProviderError> {
-        let key = match &model.api_key_env {
-            Some(var) => match std::env::var(var) {
-                Ok(k) if !k.is_empty() => Some(k),
-                _ => {
-                    return Err(ProviderError::MissingKey {
-                        model: model.name.clone(),
-                        var: var.clone(),
-                    });
-                }
-            },
-            None => None,
-        };
+        let key = api_key(model)?;
         let redactor = Redactor::new(key.as_deref());
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(execution.timeout_s))
@@ -164,7 +153,11 @@ impl OpenAi {
 
     /// The model's replicas and concurrency so far.
     pub fn report(&self) -> EndpointUse {
-        EndpointUse { replicas: self.replicas.report(), concurrency: self.limiter.report() }
+        EndpointUse {
+            model: self.model.clone(),
+            replicas: self.replicas.report(),
+            concurrency: self.limiter.report(),
+        }
     }
 
     /// The adaptive limit now, for the progress line; `None` for a fixed one.
@@ -265,6 +258,18 @@ impl OpenAi {
     }
 }
 
+/// The model's API key from its `api_key_env` (none without one); an unset or empty variable
+/// is an error. Also the batch backend's key.
+pub fn api_key(model: &ModelConfig) -> Result<Option<String>, ProviderError> {
+    match &model.api_key_env {
+        Some(var) => match std::env::var(var) {
+            Ok(k) if !k.is_empty() => Ok(Some(k)),
+            _ => Err(ProviderError::MissingKey { model: model.name.clone(), var: var.clone() }),
+        },
+        None => Ok(None),
+    }
+}
+
 /// A 200 body -> completion: the pure decoder of what an endpoint answers (no I/O, no key), which
 /// the fuzz tests drive with arbitrary bytes. A body that is not the expected JSON is retryable:
 /// proxies and overloaded servers send truncated or garbage bodies that a second attempt usually
@@ -306,7 +311,7 @@ pub fn parse(bytes: &[u8]) -> Result<Completion, Failure> {
 
 /// An error body as text. JSON is re-written compactly, which also undoes escapes (`\u0073k-…`),
 /// so the redactor sees a key echoed in any JSON spelling as its plain bytes.
-fn error_text(bytes: &[u8]) -> String {
+pub fn error_text(bytes: &[u8]) -> String {
     match serde_json::from_slice::<serde_json::Value>(bytes) {
         Ok(v) => v.to_string(),
         Err(_) => String::from_utf8_lossy(bytes).into_owned(),
@@ -314,7 +319,7 @@ fn error_text(bytes: &[u8]) -> String {
 }
 
 /// An error with its sources, which hold the useful part ("connection refused").
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

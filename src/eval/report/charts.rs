@@ -111,7 +111,8 @@ pub(crate) fn forest_runs(runs: &[(String, &Aggregate)]) -> Result<Chart, String
     let alpha = first.alpha;
     let slugs = union_slugs(runs);
     let n = slugs.len().max(1);
-    let effect = |t: &AggTrial| t.sig.as_ref()?.difference.as_ref().map(|d| (d.mean, d.ci));
+    // The headline: the paired effect and the interval that inverts the trial's test.
+    let effect = |t: &AggTrial| t.sig.as_ref()?.headline.as_ref().map(|h| (h.effect, h.ci));
     let all = runs.iter().flat_map(|(_, a)| a.trials.iter().filter_map(effect));
     let (x0, x1) = span(
         all.flat_map(|(m, ci)| [Some(m), ci.map(|c| c[0]), ci.map(|c| c[1])]).flatten(),
@@ -231,14 +232,14 @@ fn forest_caption(several: bool, alpha: f64) -> String {
     let level = super::markdown::ci_level(alpha);
     if several {
         format!(
-            "Each dot is a trial's paired effect (treatment − control) in one run, with its {level} \
-             confidence interval; filled dots are significant after Holm's correction, rings are \
+            "Each dot is a trial's paired effect (treatment − control) in one run, with the {level} \
+             interval that inverts its headline test; filled dots are significant after Holm's correction, rings are \
              not. An interval that crosses the vertical line at 0 is consistent with no effect."
         )
     } else {
         format!(
-            "Each dot is a trial's paired effect (treatment − control) with its {level} confidence \
-             interval; teal marks trials significant after Holm's correction. An interval that \
+            "Each dot is a trial's paired effect (treatment − control) with the {level} interval \
+             that inverts its headline test; teal marks trials significant after Holm's correction. An interval that \
              crosses the vertical line at 0 is consistent with no effect."
         )
     }

@@ -4,7 +4,8 @@ use std::fmt::Write;
 
 use super::charts::Chart;
 use super::format::{self, html as esc};
-use super::markdown::{ci_level, effect_sentences, level_word, row, run_summary};
+use super::headline::effect_sentences;
+use super::markdown::{ci_level, level_word, row, run_summary};
 use super::{AggTrial, Aggregate};
 use crate::display::{self, MISSING};
 
@@ -121,7 +122,7 @@ fn trials_table(h: &mut String, agg: &Aggregate) {
     }
     let _ = write!(
         h,
-        "<th>{level} CI</th><th>p</th><th>Holm p</th><th>Cost</th></tr></thead>\n<tbody>\n"
+        "<th>{level} CI</th><th>p</th><th>Test</th><th>Holm p</th><th>Cost</th></tr></thead>\n<tbody>\n"
     );
     for (i, t) in agg.trials.iter().enumerate() {
         let r = row(t, agg.alpha);
@@ -129,7 +130,7 @@ fn trials_table(h: &mut String, agg: &Aggregate) {
             h,
             "<tr{}><td class=\"num\">T{}</td><td><div class=\"slug\">{}</div><div class=\"sub\">{}</div></td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num effect\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num holm\">{}</td><td class=\"num\">{}</td></tr>",
+             <td class=\"num\">{}</td><td>{}</td><td class=\"num holm\">{}</td><td class=\"num\">{}</td></tr>",
             if r.significant { " class=\"sig\"" } else { "" },
             i + 1,
             esc(&t.slug),
@@ -148,6 +149,7 @@ fn trials_table(h: &mut String, agg: &Aggregate) {
             esc(&r.effect),
             esc(&r.ci),
             esc(&r.p),
+            esc(&r.test),
             esc(&r.holm),
             esc(&r.usd)
         );
@@ -155,9 +157,10 @@ fn trials_table(h: &mut String, agg: &Aggregate) {
     h.push_str("</tbody></table></div>\n");
     let _ = writeln!(
         h,
-        "<p class=\"note\">{} with its {level} interval per condition; effect = treatment − control, \
-         paired by item; p from exact McNemar (0/1 scores) or the sign-flip permutation test; Holm p \
-         adjusted across all trials of the run. Green: significant after Holm.</p>",
+        "<p class=\"note\">{} with its {level} interval per condition; effect = treatment − control \
+         over items scored in both conditions, with the {level} interval that inverts the trial's \
+         headline test (the test its design calls for, named in the Test column); Holm p adjusted \
+         across all trials of the run. Green: significant after Holm.</p>",
         esc(&level_word(agg))
     );
 }
@@ -218,24 +221,70 @@ fn figures(sig: &crate::stats::Significance) -> String {
             rows.push((format!("{c} ({} scored, {} failed)", s.scored, s.failed), v));
         }
     }
+    let level = ci_level(sig.alpha);
+    if let Some(h) = &sig.headline {
+        let ci = h.ci.map(|c| format!(" ({})", num.diff_ci(c))).unwrap_or_default();
+        rows.push((
+            format!("effect, {level} CI of the test"),
+            format!("{}{ci}", num.diff(h.effect)),
+        ));
+        rows.push((format!("p, {}", h.test.label()), display::p_value(h.p_value)));
+    }
+    if let Some(f) = &sig.failures {
+        rows.push((
+            "failed requests (control, treatment)".into(),
+            format!(
+                "{}, {}",
+                display::count(f.control_failed as u64),
+                display::count(f.treatment_failed as u64)
+            ),
+        ));
+    }
+    if let Some(pa) = &sig.power_analysis {
+        let target = display::percent(pa.target);
+        rows.push((
+            format!("detectable at {target} power"),
+            pa.mde
+                .map(|m| num.diff(m).trim_start_matches('+').to_string())
+                .unwrap_or(MISSING.into()),
+        ));
+        rows.push((
+            "power at the largest effect possible".into(),
+            display::percent(pa.power_at_max),
+        ));
+        if let Some(items) = pa.items_needed {
+            rows.push((
+                format!("items needed for the observed effect at {target} power"),
+                display::count(items),
+            ));
+        }
+    }
+    for (c, r) in &sig.repeats_by_condition {
+        if let (Some(at), Some(all)) = (r.pass_at_k, r.pass_all_k) {
+            let k = r.k;
+            rows.push((
+                format!("{c} pass@{k} / pass^{k}"),
+                format!("{} / {}", display::percent(at), display::percent(all)),
+            ));
+        }
+        if let Some(w) = r.within_share {
+            rows.push((format!("{c} variance within items"), display::percent(w)));
+        }
+    }
     if let Some(d) = &sig.difference {
         let ci = d.ci.map(|c| format!(" ({})", num.diff_ci(c))).unwrap_or_default();
-        rows.push(("effect, normal CI".into(), format!("{}{ci}", num.diff(d.mean))));
+        rows.push((
+            format!("secondary: effect, normal {level} CI"),
+            format!("{}{ci}", num.diff(d.mean)),
+        ));
     }
     if let Some(b) = &sig.bootstrap {
-        rows.push((format!("bootstrap CI ({} resamples)", b.resamples), num.diff_ci(b.ci)));
-    }
-    if let Some(m) = &sig.mcnemar {
-        rows.push(("exact McNemar p".into(), display::p_value(m.p_value)));
-    }
-    if let Some(p) = &sig.permutation {
-        rows.push(("sign-flip p".into(), display::p_value(p.p_value)));
-    }
-    if let Some(m) = &sig.mde {
-        let v = num.diff(m.value);
         rows.push((
-            format!("detectable at {:.0}% power", m.power * 100.0),
-            v.trim_start_matches('+').into(),
+            format!(
+                "secondary: bootstrap CI ({} resamples)",
+                display::count(u64::from(b.resamples))
+            ),
+            num.diff_ci(b.ci),
         ));
     }
     let mut t = String::from("<table class=\"figures\"><tbody>");

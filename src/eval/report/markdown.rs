@@ -4,102 +4,13 @@ use std::fmt::Write;
 
 use super::charts::Chart;
 use super::format::{self, Num, cell};
+use super::headline::{effect_section, effect_sentences, reason, repeats_section};
 use super::scan::{ItemView, SHOW_FAILURES, SHOW_ITEMS};
 use super::{AggTrial, Aggregate, TrialData};
 use crate::display::{self, MISSING};
 use crate::runfiles::figures::Costs;
 use crate::stats::Significance;
-use crate::stats::significance::{CONTROL, Difference, TREATMENT};
-
-/// The reason recorded for `what`, if any.
-fn reason<'a>(sig: &'a Significance, what: &str) -> Option<&'a str> {
-    sig.not_computed.iter().find(|n| n.what == what).map(|n| n.reason.as_str())
-}
-
-/// The paired effect in plain words: direction and size, interval, test, significance, power.
-pub(crate) fn effect_sentences(sig: &Significance) -> Vec<String> {
-    let num = Num::for_kind(sig.score_kind);
-    let mut out = Vec::new();
-    let Some(d) = &sig.difference else {
-        let why =
-            reason(sig, "paired comparison").unwrap_or("no item was scored in both conditions");
-        out.push(format!("No paired comparison: {why}."));
-        return out;
-    };
-    let level = ci_level(sig.alpha);
-    let size = num.diff(d.mean.abs()).trim_start_matches('+').to_string();
-    let mut first = if d.mean > 0.0 {
-        format!("Treatment scored {size} higher than control")
-    } else if d.mean < 0.0 {
-        format!("Treatment scored {size} lower than control")
-    } else {
-        "Treatment and control scored the same on average".to_string()
-    };
-    let mut brackets = Vec::new();
-    if let Some(ci) = d.ci {
-        brackets.push(format!("{level} CI {}", num.diff_ci(ci)));
-    }
-    if let (Some(p), Some(m)) = (sig.p_value, &sig.p_method) {
-        let short = if m.starts_with("exact McNemar") { "exact McNemar" } else { "sign-flip test" };
-        brackets.push(format!("{short} {}", display::p_eq(p)));
-    }
-    if !brackets.is_empty() {
-        let _ = write!(first, " ({})", brackets.join("; "));
-    }
-    first.push_str(&format!(", over {} paired items.", d.n));
-    out.push(first);
-    if let Some(p) = sig.p_value {
-        let alpha = sig.alpha;
-        out.push(if p < alpha {
-            format!(
-                "At α = {alpha} this is statistically significant: a difference this large would \
-                 be unlikely if both prompts performed the same."
-            )
-        } else {
-            format!(
-                "At α = {alpha} this is not statistically significant: the data are consistent \
-                 with no difference between the prompts."
-            )
-        });
-    }
-    if let Some(h) = sig.holm_p {
-        out.push(format!(
-            "After Holm's correction across the run's trials, {}{}.",
-            display::p_eq(h),
-            if h < sig.alpha { " (still significant)" } else { "" }
-        ));
-    }
-    if let Some(m) = &sig.mcnemar {
-        out.push(format!(
-            "{} items were right only with the treatment prompt and {} only with the control \
-             prompt; the other {} agreed.",
-            m.treatment_only,
-            m.control_only,
-            d.n as u64 - m.n_discordant
-        ));
-    } else {
-        out.push(format!(
-            "Treatment scored higher on {} items, lower on {} and the same on {}.",
-            d.improved, d.worsened, d.unchanged
-        ));
-    }
-    match &sig.mde {
-        Some(m) => out.push(format!(
-            "With {} paired items and the observed discordance ({:.0}%), a true effect of about \
-             {} would be detected {:.0}% of the time; smaller effects can go unnoticed.",
-            d.n,
-            m.discordance * 100.0,
-            num.diff(m.value).trim_start_matches('+'),
-            m.power * 100.0
-        )),
-        None => {
-            if let Some(r) = reason(sig, "minimum detectable effect") {
-                out.push(format!("The minimum detectable effect is unknown: {r}."));
-            }
-        }
-    }
-    out
-}
+use crate::stats::significance::{CONTROL, TREATMENT};
 
 impl ItemView {
     fn shown(&self, cond: &str, pct: bool) -> String {
@@ -130,9 +41,10 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
     md.push_str("\n## Result\n\n");
     let _ = writeln!(md, "{}\n", effect_sentences(&data.sig).join(" "));
     conditions_section(&mut md, data);
-    if let Some(d) = &data.sig.difference {
-        effect_section(&mut md, &data.sig, d);
+    if let Some(h) = &data.sig.headline {
+        effect_section(&mut md, &data.sig, h);
     }
+    repeats_section(&mut md, &data.sig);
     costs_section(&mut md, data.costs.as_ref());
     discordant_section(&mut md, data);
     failures_section(&mut md, data);
@@ -151,7 +63,7 @@ pub(crate) fn trial_report(data: &TrialData) -> String {
 
 /// "95%" for α = 0.05: the confidence level of the intervals.
 pub(crate) fn ci_level(alpha: f64) -> String {
-    format!("{:.0}%", (1.0 - alpha) * 100.0)
+    display::confidence(alpha)
 }
 
 /// What was run: model, prompts, decoding, data, scoring, statistics settings.
@@ -229,56 +141,6 @@ fn conditions_section(md: &mut String, data: &TrialData) {
                 let _ = writeln!(md, "| {name} | not run | — | — | — | 0 | 0 | — |");
             }
         }
-    }
-}
-
-/// The paired difference: estimate, intervals, tests, Holm, minimum detectable effect.
-fn effect_section(md: &mut String, sig: &Significance, d: &Difference) {
-    let num = Num::for_kind(sig.score_kind);
-    let level = ci_level(sig.alpha);
-    md.push_str("\n## Paired effect (treatment − control)\n\n| Estimate | Value | Method |\n|---|---|---|\n");
-    let _ = writeln!(md, "| Mean difference | {} | paired over {} items |", num.diff(d.mean), d.n);
-    let _ = writeln!(
-        md,
-        "| {level} CI | {} | {} |",
-        d.ci.map(|c| num.diff_ci(c)).unwrap_or_else(|| MISSING.into()),
-        cell(&d.method, 200)
-    );
-    if let Some(b) = &sig.bootstrap {
-        let _ = writeln!(
-            md,
-            "| {level} CI, bootstrap | {} | {} ({} resamples, seed {}) |",
-            num.diff_ci(b.ci),
-            b.method,
-            display::count(u64::from(b.resamples)),
-            b.seed
-        );
-    }
-    if let Some(m) = &sig.mcnemar {
-        let _ = writeln!(
-            md,
-            "| McNemar p | {} | {}; {} right only with treatment, {} only with control |",
-            display::p_value(m.p_value),
-            m.method,
-            m.treatment_only,
-            m.control_only
-        );
-    }
-    if let Some(p) = &sig.permutation {
-        let _ = writeln!(md, "| Sign-flip p | {} | {} |", display::p_value(p.p_value), p.method);
-    }
-    if let Some(h) = sig.holm_p {
-        let _ =
-            writeln!(md, "| Holm-adjusted p | {} | across the run's trials |", display::p_value(h));
-    }
-    if let Some(m) = &sig.mde {
-        let _ = writeln!(
-            md,
-            "| Minimum detectable effect | {} | at {:.0}% power; {} |",
-            num.diff(m.value).trim_start_matches('+'),
-            m.power * 100.0,
-            m.method
-        );
     }
 }
 
@@ -438,6 +300,8 @@ pub(crate) struct Row {
     pub effect: String,
     pub ci: String,
     pub p: String,
+    /// The headline test's short name.
+    pub test: String,
     pub holm: String,
     pub usd: String,
     pub significant: bool,
@@ -447,21 +311,22 @@ pub(crate) struct Row {
 pub(crate) fn row(t: &AggTrial, alpha: f64) -> Row {
     let sig = t.sig.as_ref();
     let num = Num::for_kind(sig.and_then(|s| s.score_kind));
-    let d = sig.and_then(|s| s.difference.as_ref());
+    let h = sig.and_then(|s| s.headline.as_ref());
     let note = match sig {
         None => Some(
             "no statistics (significance.json missing: the trial did not finish scoring)"
                 .to_string(),
         ),
-        Some(s) if s.difference.is_none() => reason(s, "paired comparison").map(str::to_string),
+        Some(s) if s.headline.is_none() => reason(s, "paired comparison").map(str::to_string),
         _ => None,
     };
     Row {
         control: level_cell(t, CONTROL, true),
         treatment: level_cell(t, TREATMENT, true),
-        effect: d.map(|d| num.diff(d.mean)).unwrap_or_else(|| MISSING.into()),
-        ci: d.and_then(|d| d.ci).map(|c| num.diff_ci(c)).unwrap_or_else(|| MISSING.into()),
-        p: sig.and_then(|s| s.p_value).map(display::p_value).unwrap_or_else(|| MISSING.into()),
+        effect: h.map(|h| num.diff(h.effect)).unwrap_or_else(|| MISSING.into()),
+        ci: h.and_then(|h| h.ci).map(|c| num.diff_ci(c)).unwrap_or_else(|| MISSING.into()),
+        p: h.map(|h| display::p_value(h.p_value)).unwrap_or_else(|| MISSING.into()),
+        test: h.map(|h| h.test.label().to_string()).unwrap_or_else(|| MISSING.into()),
         holm: t.holm_p.map(display::p_value).unwrap_or_else(|| MISSING.into()),
         usd: t.usd().map(display::usd).unwrap_or_else(|| MISSING.into()),
         significant: t.holm_p.is_some_and(|h| h < alpha),
@@ -527,13 +392,13 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
     md.push_str("## Trials side by side\n\n");
     let _ = writeln!(
         md,
-        "{} with its {level} CI per condition; effect = treatment − control, paired by item; p from exact McNemar (0/1 scores) or the sign-flip test; Holm p adjusted across the trials below.\n",
+        "{} with its {level} CI per condition; effect = treatment − control over items scored in both conditions; its {level} CI inverts the trial's headline test, the test its design calls for (exact McNemar for one 0/1 outcome per item, a sign-flip test on items with repeats or other scores, on clusters with a cluster field); Holm p adjusted across the trials below.\n",
         level_word(agg)
     );
     md.push_str("| # | Trial | Model | Prompt set | Decoding | Control | Treatment | Effect | ");
     let _ = write!(
         md,
-        "{level} CI | p | Holm p | Cost |\n|---:|---|---|---|---|---:|---:|---:|---|---:|---:|---:|\n"
+        "{level} CI | p | Test | Holm p | Cost |\n|---:|---|---|---|---|---:|---:|---:|---|---:|---|---:|---:|\n"
     );
     let mut notes = Vec::new();
     for (i, t) in agg.trials.iter().enumerate() {
@@ -541,7 +406,7 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
         let bold = |s: &str| if r.significant { format!("**{s}**") } else { s.to_string() };
         let _ = writeln!(
             md,
-            "| T{} | [{}]({}reports/report.md){} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| T{} | [{}]({}reports/report.md){} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             i + 1,
             cell(&t.slug, 80),
             t.path,
@@ -557,6 +422,7 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
             bold(&r.effect),
             r.ci,
             r.p,
+            r.test,
             bold(&r.holm),
             r.usd
         );

@@ -15,6 +15,7 @@ use crate::stats::{self, Significance};
 
 pub(crate) mod charts;
 pub(crate) mod format;
+mod headline;
 mod html;
 mod markdown;
 mod scan;
