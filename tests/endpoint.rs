@@ -298,7 +298,7 @@ fn bad_endpoint_settings_are_refused_naming_the_key_and_line() {
     let m = |extra: &str| format!("  - name: m\n    provider: openai\n{extra}");
     refused(
         &m("    base_url: []\n"),
-        &["`models[0].base_url` is missing", "line 5", "list of replicas"],
+        &["`models[0].base_url` is missing", "line 4", "list of replicas"],
     );
     refused(
         &m("    base_url: [\"http://a/v1\", \"http://a/v1\"]\n"),
@@ -337,6 +337,6 @@ fn bad_endpoint_settings_are_refused_naming_the_key_and_line() {
     );
     refused(
         &m("    base_url: http://a/v1\n    omit_params: [temp]\n"),
-        &["line 7", "unknown variant `temp`", "temperature, top_p, top_k"],
+        &["line 7", "unknown variant `temp`", "`temperature`, `top_p`, `top_k`"],
     );
 }
