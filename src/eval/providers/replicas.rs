@@ -5,7 +5,8 @@
 //! (ties go round the list, so equal replicas get equal shares). A replica that refuses
 //! connections or times out `FAILURES_TO_REST` times in a row rests: no attempt goes to it for
 //! `backoff_base · 2^(rests in a row − 1)` (at most `backoff_max`); after a rest it gets one
-//! probing attempt at a time until one succeeds. When every replica has rested `RESTS_TO_DOWN`
+//! probing attempt at a time until one succeeds (attempts sent before a rest that fail after it,
+//! a burst timing out together, count once). When every replica has rested `RESTS_TO_DOWN`
 //! times in a row, the model is down: `pick` says so and the run stops, incomplete, with every
 //! answer so far journaled. A single `base_url` is a list of one.
 use std::sync::Mutex;
@@ -46,6 +47,9 @@ struct Health {
     /// Rests since the last answer; > 0 means probing (one attempt at a time).
     rests_in_a_row: u32,
     resting_until: Option<Instant>,
+    /// Rests so far; a lease remembers it, so attempts sent before a rest (a burst that timed
+    /// out together) cannot count as failed probes after it.
+    epoch: u64,
     last_error: String,
 }
 
@@ -62,6 +66,7 @@ pub enum Pick<'a> {
 /// One attempt on one replica.
 pub struct Lease<'a> {
     replica: &'a Replica,
+    epoch: u64,
 }
 
 /// How an attempt on a replica went, for its health.
@@ -103,7 +108,7 @@ impl Replicas {
         let now = Instant::now();
         let n = self.list.len();
         let start = self.turn.fetch_add(1, Ordering::Relaxed);
-        let mut best: Option<(&Replica, usize)> = None;
+        let mut best: Option<(&Replica, usize, u64)> = None;
         let mut soonest: Option<Duration> = None;
         let mut all_down = true;
         for i in 0..n {
@@ -122,18 +127,18 @@ impl Replicas {
                 soonest = Some(soonest.map_or(MIN_REST, |s| s.min(MIN_REST)));
                 continue;
             }
-            if best.is_none_or(|(_, b)| in_flight < b) {
-                best = Some((r, in_flight));
+            if best.is_none_or(|(_, b, _)| in_flight < b) {
+                best = Some((r, in_flight, h.epoch));
             }
         }
         if all_down {
             return Pick::Down(self.down_message());
         }
         match best {
-            Some((r, _)) => {
+            Some((r, _, epoch)) => {
                 r.in_flight.fetch_add(1, Ordering::SeqCst);
                 r.requests.fetch_add(1, Ordering::Relaxed);
-                Pick::Use(Lease { replica: r })
+                Pick::Use(Lease { replica: r, epoch })
             }
             None => Pick::Wait(soonest.unwrap_or(MIN_REST)),
         }
@@ -197,11 +202,16 @@ impl Lease<'_> {
             h.resting_until = None;
             return;
         }
+        if self.epoch != h.epoch {
+            // Sent before the replica's last rest: that rest already accounts for it.
+            return;
+        }
         h.failures += 1;
         // A probe that fails rests the replica again at once; otherwise it takes a few.
         if h.rests_in_a_row > 0 || h.failures >= FAILURES_TO_REST {
             h.failures = 0;
             h.rests_in_a_row += 1;
+            h.epoch += 1;
             h.resting_until = Some(Instant::now() + replicas.rest_for(h.rests_in_a_row));
             r.rests.fetch_add(1, Ordering::Relaxed);
         }
@@ -267,6 +277,17 @@ mod tests {
         }
         let report = r.report();
         assert_eq!((report[1].requests, report[1].errors, report[1].rests), (before, 3, 1));
+    }
+
+    #[test]
+    fn a_burst_that_timed_out_together_rests_a_replica_once() {
+        let r = replicas(1);
+        let burst: Vec<Lease<'_>> = (0..8).map(|_| lease(&r)).collect();
+        for l in burst {
+            l.finish(&r, Outcome::Unreachable, Some("timed out"));
+        }
+        assert_eq!(r.report()[0].rests, 1, "one rest, not one per attempt of the burst");
+        assert_eq!(r.report()[0].errors, 8);
     }
 
     #[test]
