@@ -220,10 +220,18 @@ fn ingest_reads_vllm_run_batch_output_and_a_partial_ingest_keeps_the_run_awaitin
     let run = only_run(ws.path());
     let requests = batch_requests(&run);
     let outputs: Vec<Value> = requests.iter().enumerate().map(|(n, r)| vllm_output(r, n)).collect();
-    write_lines(&ws.path().join("first.jsonl"), &outputs[..5]);
+    // The first file answers five requests; a sixth expired, so it is still to answer.
+    let mut first = outputs[..5].to_vec();
+    first.push(json!({"id": "x", "custom_id": requests[5]["custom_id"], "response": null,
+                      "error": {"code": "batch_expired", "message": "too late"}}));
+    write_lines(&ws.path().join("first.jsonl"), &first);
     write_lines(&ws.path().join("rest.jsonl"), &outputs[5..]);
     let out = exp(ws.path()).args(["ingest", "first.jsonl"]).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        text.contains("ingested 5 answers (0 failed)") && text.contains("1 not run by the batch"),
+        "{text}"
+    );
     assert!(text.contains("run v1 still awaits outputs"), "{text}");
     assert_eq!(status(&run), "awaiting_outputs");
     exp(ws.path()).args(["ingest", "rest.jsonl", "--run-id", "v1"]).assert().success();
@@ -746,11 +754,10 @@ fn an_expired_batch_is_resubmitted_for_its_unanswered_requests_only() {
     );
 }
 
-#[test]
-fn a_run_killed_while_polling_resumes_by_polling_the_same_batch() {
-    let server = Server::start(vec![Fate::Hold]);
-    let ws = batch_workspace(&server, 3, "");
-    let mut child = common::exp_process(ws.path())
+/// Starts `exp run` on `ws` and SIGKILLs it once the server has been polled twice and its
+/// stderr shows `progress` (waits on those, never on time).
+fn kill_while_polling(ws: &Path, server: &Server, progress: &str) {
+    let mut child = common::exp_process(ws)
         .env("BATCH_TEST_KEY", KEY)
         .arg("run")
         .stdout(std::process::Stdio::null())
@@ -769,24 +776,49 @@ fn a_run_killed_while_polling_resumes_by_polling_the_same_batch() {
             sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    // Waits on what the server and the progress line say, not on time: the batch exists, is
-    // being polled, and the progress shows its state.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while server.polls() < 2 || !stderr.lock().unwrap().contains("batches: 1 in_progress") {
+    while server.polls() < 2 || !stderr.lock().unwrap().contains(progress) {
         assert!(std::time::Instant::now() < deadline, "exp never polled");
         assert!(child.try_wait().unwrap().is_none(), "exp ended before it was killed");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let run = only_run(ws.path());
-    assert_eq!(status(&run), "running", "killed, not stopped");
+    assert_eq!(status(&only_run(ws)), "running", "killed, not stopped");
+}
+
+#[test]
+fn a_run_killed_while_polling_resumes_by_polling_the_same_batch() {
+    let server = Server::start(vec![Fate::Hold]);
+    let ws = batch_workspace(&server, 3, "");
+    // The progress line shows the batch's state while it is polled.
+    kill_while_polling(ws.path(), &server, "batches: 1 in_progress");
     server.release();
     exp(ws.path()).env("BATCH_TEST_KEY", KEY).args(["run", "--resume"]).assert().success();
     assert_eq!(server.creates(), 1, "the resume polled the journaled batch, it created none");
+    let run = only_run(ws.path());
     assert_eq!(status(&run), "complete");
     assert_eq!(predictions(&run).len(), 12);
     assert_no_key(ws.path());
+}
+
+#[test]
+fn a_batch_created_just_before_a_crash_is_found_by_its_input_file_not_created_again() {
+    let server = Server::start(vec![Fate::Hold]);
+    let ws = batch_workspace(&server, 3, "");
+    kill_while_polling(ws.path(), &server, "");
+    // The crash came between the create and its ledger record: the record is not there.
+    let run = only_run(ws.path());
+    let ledger = std::fs::read_to_string(run.join("batches.jsonl")).unwrap();
+    let kept: String =
+        ledger.lines().filter(|l| !l.contains("\"created\"")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(kept, ledger);
+    std::fs::write(run.join("batches.jsonl"), kept).unwrap();
+    server.release();
+    exp(ws.path()).env("BATCH_TEST_KEY", KEY).args(["run", "--resume"]).assert().success();
+    assert_eq!(server.creates(), 1, "found by its input file id in GET /v1/batches");
+    assert_eq!(status(&run), "complete");
+    assert_eq!(predictions(&run).len(), 12);
 }
 
 #[test]
@@ -849,4 +881,34 @@ fn batch_settings_out_of_range_and_batch_on_a_sim_model_are_refused_with_the_fix
         "{err}"
     );
     assert!(err.contains("hint: the Batch API needs a real endpoint"), "{err}");
+}
+
+#[test]
+fn a_budget_counts_batched_requests_at_their_batch_maximum_and_holds_the_rest_back() {
+    let server = Server::start(vec![]);
+    let ws = batch_workspace(&server, 3, ", max_usd: 0.0005");
+    let out = run_batch(ws.path()).failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("stopped at its budget"), "{err}");
+    let run = only_run(ws.path());
+    assert_eq!(status(&run), "incomplete");
+    // Each batched request at most: body bytes as input tokens at $0.50/M, 16 output tokens at
+    // $1/M (the batch prices).
+    let max = |line: &Value| line["body"].to_string().len() as f64 * 0.5e-6 + 16.0 * 1e-6;
+    let batched: Vec<Value> = jsonl_files(&run.join("batches"))
+        .iter()
+        .filter(|p| {
+            !p.to_string_lossy().contains(".output") && !p.to_string_lossy().contains(".error")
+        })
+        .flat_map(|p| lines(p))
+        .collect();
+    let total: f64 = batched.iter().map(max).sum();
+    assert!(!batched.is_empty() && batched.len() < 12, "{}", batched.len());
+    assert!(total <= 0.0005, "{total}");
+    assert!(
+        total + max(&batched[0]) > 0.0005 - 20e-6,
+        "no room was left for another request: {total}"
+    );
+    let answered = predictions(&run).iter().filter(|r| !r["raw_output"].is_empty()).count();
+    assert_eq!(answered, batched.len());
 }

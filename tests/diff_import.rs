@@ -158,7 +158,7 @@ fn reimporting_the_same_folders_changes_nothing_and_says_so() {
 #[test]
 fn import_keeps_crlf_empty_and_oddly_named_files_byte_exact() {
     let (ws, _t0, t1) = workspace_with_legacy();
-    let out = json(exp(ws.path()).arg("import").arg(&t1).arg("--json"));
+    let out = json(exp(ws.path()).arg("import").arg(&t1).arg("--json"))["imported"].clone();
     let commit = out[0]["commit"].as_str().unwrap().to_string();
     let unrecognized: Vec<&str> = out[0]["inspection"]["files"]
         .as_array()
@@ -620,7 +620,7 @@ fn import_dates_a_folder_without_a_date_in_its_name_by_its_mtime_and_takes_a_tag
     let ws = tempfile::tempdir().unwrap();
     let run = ws.path().join("baseline run");
     copy_tree(&examples().join("t1_r20250821"), &run);
-    let out = json(exp(ws.path()).arg("import").arg(&run).args(["--tag", "baseline", "--json"]));
+    let out = json(exp(ws.path()).arg("import").arg(&run).args(["--tag", "baseline", "--json"]))["imported"].clone();
     assert_eq!(out[0]["name"], "baseline");
     assert_eq!(out[0]["date_from"], "mtime");
     assert!(ws.path().join(".exprepo/refs/tags/baseline").is_file());
@@ -942,7 +942,7 @@ fn batch_files_in_another_layout_are_recognized_by_content_and_counted_per_condi
     assert!(text.contains(&want), "missing {want:?} in\n{text}");
     assert!(text.contains("not recognized: notes.txt\n"), "{text}");
 
-    let out = json(exp(ws.path()).arg("import").arg(&run).arg("--json"));
+    let out = json(exp(ws.path()).arg("import").arg(&run).arg("--json"))["imported"].clone();
     let role = |path: &str| {
         let files = out[0]["inspection"]["files"].as_array().unwrap();
         files.iter().find(|f| f["path"] == path).unwrap()["role"].clone()

@@ -928,6 +928,7 @@ fn sample_journal() -> Vec<u8> {
         latency_ms: 120,
         attempts: 1,
         error: error.map(str::to_string),
+        reused: None,
     };
     j.append(&entry("d-i1-control", Status::Ok, Some("positive"), None), &syncer).unwrap();
     j.append(&entry("d-i2-control", Status::Ok, Some("négative é"), None), &syncer).unwrap();

@@ -243,7 +243,9 @@ fn a_run_on_an_archived_baseline_writes_the_recorded_bytes() {
     let ws = fixture_workspace();
     let run = ["run", "--config", "config/fixture.yaml"];
     run_ok(ws.path(), &[&run[..], &["--run-id", "base", "--archive"]].concat());
-    let treatment = ["--run-id", "golden", "--condition", "treatment", "--baseline", "base"];
+    // --no-cache: the response cache would reuse base's treatment answers (tests/money.rs).
+    let treatment =
+        ["--run-id", "golden", "--condition", "treatment", "--baseline", "base", "--no-cache"];
     run_ok(ws.path(), &[&run[..], &treatment[..]].concat());
     check("baseline", &ws.path().join("experiments/run_golden"));
 }

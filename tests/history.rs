@@ -51,7 +51,7 @@ fn two_archived_runs_make_a_history_where_head_1_is_the_previous_run() {
     let ws = demo();
     archived_run(ws.path(), "first", &[]);
     archived_run(ws.path(), "second", &["-S", "decoding.temps=[1.0]", "-m", "warmer"]);
-    let log = json(exp(ws.path()).args(["log", "--json"]));
+    let log = json(exp(ws.path()).args(["log", "--json"]))["commits"].clone();
     let runs: Vec<&str> =
         log.as_array().unwrap().iter().map(|c| c["commit"]["run_id"].as_str().unwrap()).collect();
     assert_eq!(runs, ["second", "first"], "newest first");
@@ -73,9 +73,10 @@ fn log_lines_carry_best_and_worst_effects_with_p_and_take_since_and_ranges() {
     let out = stdout(exp(ws.path()).arg("log"));
     let b_line = out.lines().find(|l| l.contains(" b ")).expect("a line for run b");
     assert!(b_line.matches(" pp (p ").count() == 2, "best and worst with p: {b_line}");
-    let range = json(exp(ws.path()).args(["log", "a..b", "--json"]));
+    let range = json(exp(ws.path()).args(["log", "a..b", "--json"]))["commits"].clone();
     assert_eq!(range.as_array().unwrap().len(), 1, "a..b is what b adds");
-    let future = json(exp(ws.path()).args(["log", "--since", "2999-01-01", "--json"]));
+    let future =
+        json(exp(ws.path()).args(["log", "--since", "2999-01-01", "--json"]))["commits"].clone();
     assert!(future.as_array().unwrap().is_empty());
     exp(ws.path())
         .args(["log", "--since", "last tuesday"])
@@ -90,16 +91,18 @@ fn the_cross_run_table_filters_sorts_and_shows_only_what_changed() {
     let ws = demo();
     archived_run(ws.path(), "cold", &[]);
     archived_run(ws.path(), "warm", &["-S", "decoding.temps=[1.0]"]);
-    let rows = json(exp(ws.path()).args(["list", "--json"]));
+    let rows = json(exp(ws.path()).args(["list", "--json"]))["rows"].clone();
     assert_eq!(rows.as_array().unwrap().len(), 2, "one row per run x trial: {rows}");
     assert_eq!(rows[0]["params"]["model"], "sim-demo");
     assert!(rows[0]["params"]["prompts"].as_str().unwrap().contains('/'), "{rows}");
-    let warm = json(exp(ws.path()).args(["list", "--where", "temp>0.5", "--json"]));
+    let warm = json(exp(ws.path()).args(["list", "--where", "temp>0.5", "--json"]))["rows"].clone();
     assert_eq!(warm.as_array().unwrap().len(), 1);
     assert_eq!(warm[0]["run"], "warm");
-    let either = json(exp(ws.path()).args(["list", "--where", "run=cold or temp=1", "--json"]));
+    let either =
+        json(exp(ws.path()).args(["list", "--where", "run=cold or temp=1", "--json"]))["rows"]
+            .clone();
     assert_eq!(either.as_array().unwrap().len(), 2);
-    let sorted = json(exp(ws.path()).args(["list", "--sort-by=-temp", "--json"]));
+    let sorted = json(exp(ws.path()).args(["list", "--sort-by=-temp", "--json"]))["rows"].clone();
     assert_eq!(sorted[0]["run"], "warm");
     let out = stdout(exp(ws.path()).args(["list", "--only-changed", "--md"]));
     let header = out.lines().next().unwrap();
@@ -226,11 +229,11 @@ fn a_clone_shows_every_run_it_received_once_in_log_and_list() {
     let elsewhere = tempfile::tempdir().unwrap();
     exp(elsewhere.path()).arg("clone").arg(&url).arg("b").assert().success();
     let b = elsewhere.path().join("b");
-    let log = json(exp(&b).args(["log", "--json"]));
+    let log = json(exp(&b).args(["log", "--json"]))["commits"].clone();
     let runs: Vec<&str> =
         log.as_array().unwrap().iter().map(|c| c["commit"]["run_id"].as_str().unwrap()).collect();
     assert_eq!(runs, ["two", "one"], "the clone's history is the pushed one");
-    let rows = json(exp(&b).args(["list", "--json"]));
+    let rows = json(exp(&b).args(["list", "--json"]))["rows"].clone();
     let listed: Vec<&str> =
         rows.as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap()).collect();
     assert_eq!(
@@ -239,4 +242,67 @@ fn a_clone_shows_every_run_it_received_once_in_log_and_list() {
         "each run once, though runs/ and remotes/origin/ both name it: {rows}"
     );
     assert!(listed.contains(&"one") && listed.contains(&"two"));
+}
+
+/// Runs `args` in `dir` and returns its `--json` document after checking it names its schema
+/// (`exp.<what>/<version>`) and that docs/JSON.md documents that schema.
+fn schema_doc(dir: &Path, args: &[&str], want: &str) -> Value {
+    let out = exp(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?} printed no JSON document ({e})"));
+    assert!(doc.is_object(), "{args:?}: a document is an object: {doc}");
+    assert_eq!(doc["schema"], want, "{args:?}");
+    let documented =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/JSON.md")).unwrap();
+    assert!(documented.contains(&format!("## `{want}`")), "docs/JSON.md has no section for {want}");
+    doc
+}
+
+#[test]
+fn every_json_document_names_its_schema_and_docs_json_md_documents_it() {
+    let ws = demo();
+    let w = ws.path();
+    let plan = schema_doc(w, &["run", "--dry-run", "--json"], "exp.run.plan/1");
+    assert_eq!(plan["status"], "planned");
+    let run = schema_doc(w, &["run", "--archive", "--run-id", "one", "--json"], "exp.run/1");
+    assert_eq!(run["run_id"], "one");
+    archived_run(w, "two", &["-S", "decoding.temps=[1.0]"]);
+    let log = schema_doc(w, &["log", "--json"], "exp.log/1");
+    assert_eq!(log["commits"].as_array().unwrap().len(), 2, "{log}");
+    let list = schema_doc(w, &["list", "--json"], "exp.list/1");
+    assert!(!list["rows"].as_array().unwrap().is_empty());
+    let shown = schema_doc(w, &["show", "one", "--json"], "exp.show/1");
+    assert_eq!(shown["run_id"], "one");
+    let tree = schema_doc(w, &["show", "one", "config", "--json"], "exp.show.tree/1");
+    assert!(!tree["entries"].as_array().unwrap().is_empty());
+    schema_doc(w, &["diff", "one", "two", "--json"], "exp.diff/1");
+    schema_doc(w, &["power", "one", "--json"], "exp.power/1");
+    let rescored =
+        schema_doc(w, &["rescore", "one", "--run-id", "again", "--json"], "exp.rescore/1");
+    assert_eq!(rescored["rescored_from"]["run"], "one");
+    exp(w).args(["tag", "base", "one"]).assert().success();
+    let tags = schema_doc(w, &["tag", "-l", "--json"], "exp.tags/1");
+    assert_eq!(tags["tags"][0]["tag"], "base");
+    schema_doc(w, &["status", "--json"], "exp.status/1");
+    schema_doc(w, &["commit", "--run", "two", "--json"], "exp.commit/1");
+    schema_doc(w, &["clean", "--dry-run", "--json"], "exp.clean/1");
+    schema_doc(w, &["checkout", "one", "--force", "--json"], "exp.checkout/1");
+    let legacy = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/legacy/t1_r20250821");
+    let imported = schema_doc(w, &["import", legacy.to_str().unwrap(), "--json"], "exp.import/1");
+    assert_eq!(imported["imported"][0]["name"], "t1_r20250821");
+    let shared = tempfile::tempdir().unwrap();
+    let url = shared.path().join("shared");
+    let url = url.to_str().unwrap();
+    let added = schema_doc(w, &["remote", "add", "origin", url, "--json"], "exp.remote/1");
+    assert_eq!(added["name"], "origin");
+    let remotes = schema_doc(w, &["remote", "--json"], "exp.remotes/1");
+    assert_eq!(remotes["remotes"][0]["name"], "origin");
+    schema_doc(w, &["push", "--all", "--json"], "exp.push/1");
+    schema_doc(w, &["fetch", "--json"], "exp.fetch/1");
+    schema_doc(w, &["pull", "--json"], "exp.pull/1");
+    schema_doc(shared.path(), &["clone", url, "b", "--json"], "exp.clone/1");
+    schema_doc(w, &["fsck", "--json"], "exp.fsck/1");
+    schema_doc(w, &["gc", "--dry-run", "--json"], "exp.gc/1");
+    schema_doc(w, &["remote", "remove", "origin", "--json"], "exp.remote/1");
 }

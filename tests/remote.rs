@@ -145,7 +145,7 @@ fn remote_add_lists_with_urls_and_remove_forgets_it() {
         .stdout(predicate::str::contains("s3://team-bucket/exp"));
     exp(&ws).args(["remote", "remove", "cloud"]).assert().success();
     let out = exp(&ws).args(["remote", "--json"]).output().unwrap();
-    let list = json_of(&out.stdout);
+    let list = json_of(&out.stdout)["remotes"].clone();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["name"], "origin");
     assert_eq!(list[0]["url"], shared.as_str());

@@ -469,6 +469,18 @@ fn repeats_and_clusters_are_reported_with_item_means_and_cluster_robust_interval
         rates.mixed
     );
     assert!(md.contains("## Repeats (3 per item)") && md.contains(&want), "{want}\n{md}");
+    // The aggregate report lists them per trial too.
+    write_manifest(&run, &[BETTER.slug], |_| json!({}));
+    write_aggregate(&run, &settings()).unwrap();
+    let aggregate = read(&run.join("aggregate_report.md"));
+    let row = format!(
+        "| T1 | {} | control | 3 | {} | {} | {} |",
+        BETTER.slug,
+        pct(r.pass_at_k),
+        pct(r.pass_all_k),
+        pct(r.within_share)
+    );
+    assert!(aggregate.contains("## Repeats") && aggregate.contains(&row), "{row}\n{aggregate}");
 }
 
 // ---- errors a user can hit ----
@@ -763,4 +775,37 @@ fn with_failed_requests_the_manifest_and_exp_show_print_the_paired_effect() {
     assert!(md.contains("| Failed requests | control 0, treatment 10 |"), "{md}");
     let shown = committed_and_shown(tmp.path());
     assert!(shown.contains(&paired) && !shown.contains(&old), "{shown}");
+}
+
+/// 1,100 items, five right only with treatment and none only with control: (b, c) = (0, 5).
+fn zero_and_five(i: usize, cond: &str, _r: usize) -> Option<f64> {
+    let control = if i.is_multiple_of(2) { 1.0 } else { 0.0 };
+    Some(if cond == "treatment" && i % 2 == 1 && i < 10 { 1.0 } else { control })
+}
+
+#[test]
+fn at_zero_and_five_the_report_promises_no_power_and_prints_an_interval_that_agrees_with_p() {
+    // Before issue 11 report.md said an effect of 0.57 pp would be detected 80% of the time,
+    // and printed normal and bootstrap intervals excluding 0 beside p = 0.0625.
+    let (_tmp, run) = run_dir();
+    let trial = write_trial(&run, &Spec { n: 1100, score: zero_and_five, ..BETTER });
+    write_trial_report(&trial, &settings()).unwrap();
+    let sig = significance(&trial);
+    let pa = sig.power_analysis.as_ref().unwrap();
+    assert!((pa.power_at_max - 0.384_039_041_674_592_8).abs() < 1e-9, "{pa:?}");
+    assert_eq!(pa.mde, None);
+    let md = read(&trial.join("reports/report.md"));
+    let p = exp::display::p_eq(0.0625);
+    for want in [
+        format!("(95% CI -0.0 to +1.1 pp; exact McNemar {p}), over 1,100 paired items."),
+        "this is not statistically significant".to_string(),
+        "even the largest (0.5 pp) would be detected only 38.4% of the time".to_string(),
+        "| Minimum detectable effect | — | none: no effect the data allow reaches 80.0% power |"
+            .to_string(),
+        format!("| Items needed | {} |", exp::display::count(pa.items_needed.unwrap())),
+    ] {
+        assert!(md.contains(&want), "report.md lacks {want:?}:\n{md}");
+    }
+    assert!(pa.items_needed.unwrap() > 1100);
+    assert!(!md.contains("would be detected 80"), "{md}");
 }

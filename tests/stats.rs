@@ -661,6 +661,20 @@ fn the_headline_interval_agrees_with_the_exact_test_at_zero_and_five() {
     let [lo, hi] = head.ci.unwrap();
     assert!(lo < 0.0 && hi > 5.0 / 1100.0, "[{lo}, {hi}]");
     assert!(head.ci_method.contains("inverting the McNemar test"));
+    // The corrected figure, [-0.05, +1.06] pp, from statsmodels' Clopper–Pearson pieces.
+    let reference = reference();
+    let case = reference["mcnemar_interval"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            (c["b"].as_u64(), c["c"].as_u64(), c["n"].as_u64()) == (Some(0), Some(5), Some(1100))
+        })
+        .unwrap()
+        .clone();
+    close("headline CI low", lo, f(&case["lo"]), 1e-9);
+    close("headline CI high", hi, f(&case["hi"]), 1e-9);
+    assert_eq!(exp::display::points_range(lo, hi), "-0.0 to +1.1 pp");
     // The normal interval, still listed as secondary, is what disagreed.
     let wald = sig.difference.as_ref().unwrap().ci.unwrap();
     assert!(wald[0] > 0.0 && sig.difference.as_ref().unwrap().method.contains("secondary"));
@@ -783,6 +797,41 @@ fn the_item_mean_headline_is_calibrated_with_repeats_at_temperature_above_zero()
         "sign-flip on item means",
         calibrate(13, |rng| repeats_null(rng, [CONTROL, TREATMENT])),
     );
+}
+
+/// Coverage of a true effect that is not 0: continuous scores, treatment = control + 0.1 +
+/// symmetric noise, per item (40 items, sampled sign patterns) or per cluster (12 clusters of 5
+/// sharing a cluster shift, exact). At the null coverage is 1 − rejection by construction;
+/// here the interval's ends are tested, not the test at 0.
+#[test]
+fn the_sign_flip_interval_covers_a_true_effect_of_ten_points() {
+    const EFFECT: f64 = 0.1;
+    let s = Settings { alpha: 0.05, bootstrap_resamples: 199, seed: 0 };
+    for (what, clusters) in [("items", false), ("clusters", true)] {
+        let mut rng = ChaCha8Rng::seed_from_u64(if clusters { 19 } else { 18 });
+        let mut covered = 0;
+        for k in 0..SIMULATIONS {
+            let mut t = Tally::new();
+            let (groups, per) = if clusters { (12, 5) } else { (40, 1) };
+            for g in 0..groups {
+                let shift: f64 = if clusters { rng.gen_range(-0.2..0.2) } else { 0.0 };
+                for i in 0..per {
+                    let key = format!("{g}:{i}");
+                    let cluster = clusters.then(|| format!("c{g}"));
+                    let control: f64 = rng.gen_range(0.2..0.6);
+                    let noise: f64 = rng.gen_range(-0.15..0.15);
+                    t.add(&key, CONTROL, Some(control), cluster.as_deref());
+                    let treated = control + EFFECT + shift + noise;
+                    t.add(&key, TREATMENT, Some(treated), cluster.as_deref());
+                }
+            }
+            let head = headline_of(&t, &Settings { seed: k as u64, ..s });
+            let [lo, hi] = head.ci.expect("an interval");
+            covered += usize::from(lo <= EFFECT && EFFECT <= hi);
+        }
+        let coverage = covered as f64 / SIMULATIONS as f64;
+        assert!((0.93..=0.97).contains(&coverage), "{what}: coverage {coverage}");
+    }
 }
 
 #[test]
@@ -934,4 +983,38 @@ fn exp_diff_tests_at_the_alpha_of_the_runs_config_and_says_so() {
         text.contains("α = 0.2, from b's config") && text.contains("change (80% CI)"),
         "{text}"
     );
+}
+
+#[test]
+fn exp_diff_of_runs_with_three_repeats_pairs_items_not_rows() {
+    // Before issue 11 the pairing was by (condition, dataset, item, repeat): 3 repeats of the
+    // demo's items counted three times as many pairs.
+    let ws = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    common::copy_dir(&root.join("config"), &ws.path().join("config"));
+    common::copy_dir(&root.join("data"), &ws.path().join("data"));
+    let items = std::fs::read_to_string(root.join("data/demo_sentiment.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64;
+    for (id, seed) in [("a", "7"), ("b", "8")] {
+        common::exp(ws.path())
+            .args(["run", "--config", "config/eval_config.yaml", "--archive", "--run-id", id])
+            .args(["-S", "decoding.temps=[1.0]", "-S", "decoding.repeats=3"])
+            .args(["-S", &format!("models[0].sim.seed={seed}")])
+            .assert()
+            .success();
+    }
+    let out = common::exp(ws.path()).args(["diff", "a", "b", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = d["paired"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "control and treatment: {d}");
+    for r in rows {
+        assert_eq!(r["paired"].as_u64(), Some(items), "{r}");
+        assert_eq!(r["test"], "sign-flip test on items", "{r}");
+    }
+    let change = &d["effect_changes"].as_array().unwrap()[0];
+    assert_eq!(change["items"].as_u64(), Some(items), "{change}");
 }

@@ -255,7 +255,7 @@ fn recommitting_an_unchanged_run_makes_no_commit_and_reads_nothing() {
     let third = json(exp(ws.path()).args(["commit", "experiments/run_r1", "--json"]));
     assert_eq!(third["unchanged"], false);
     assert_eq!(third["hashed_files"], 1, "{third}");
-    let log = json(exp(ws.path()).args(["log", "--json"]));
+    let log = json(exp(ws.path()).args(["log", "--json"]))["commits"].clone();
     assert_eq!(log.as_array().unwrap().len(), 2, "unchanged re-commit made a commit");
 }
 
@@ -362,7 +362,7 @@ fn log_list_and_show_render_the_summary_and_json() {
     );
     let out = stdout(exp(ws.path()).args(["list", "-v"]));
     assert!(out.contains("runs/r1"), "-v names the refs:\n{out}");
-    let list = json(exp(ws.path()).args(["list", "--json"]));
+    let list = json(exp(ws.path()).args(["list", "--json"]))["rows"].clone();
     assert_eq!(list[0]["refs"][0], "runs/r1");
     assert_eq!(list[0]["run"], "r1");
     assert_eq!(list[0]["holm_p"], 0.024);
@@ -443,7 +443,7 @@ fn status_tells_clean_modified_and_untracked_runs_apart() {
     exp(ws.path()).args(["commit", "experiments/run_a"]).assert().success();
     exp(ws.path()).args(["commit", "experiments/run_b"]).assert().success();
     fs::write(d1.join("run.json"), "{}").unwrap();
-    let st = json(exp(ws.path()).args(["status", "--json"]));
+    let st = json(exp(ws.path()).args(["status", "--json"]))["runs"].clone();
     let states: Vec<(&str, &str)> = st
         .as_array()
         .unwrap()
@@ -487,7 +487,7 @@ fn clean_removes_only_what_the_store_holds_and_force_saves_first() {
     assert!(out.contains("saved experiments/run_b as saved/b-"), "{out}");
     assert!(!db.exists() && !dc.exists());
     // The saved ref gives the modified folder back exactly.
-    let saved = json(exp(ws.path()).args(["list", "--json"]))
+    let saved = json(exp(ws.path()).args(["list", "--json"]))["rows"]
         .as_array()
         .unwrap()
         .iter()
@@ -763,7 +763,7 @@ fn two_concurrent_committers_both_succeed_or_one_says_locked() {
     }
     exp(ws.path()).arg("fsck").assert().success();
     // Every successful commit is in runs/r1's history.
-    let log = json(exp(ws.path()).args(["log", "r1", "--json"]));
+    let log = json(exp(ws.path()).args(["log", "r1", "--json"]))["commits"].clone();
     let successes = [&oa, &ob].iter().filter(|o| o.status.success()).count();
     assert_eq!(log.as_array().unwrap().len(), 1 + successes);
 }
@@ -863,7 +863,7 @@ fn status_and_clean_look_where_the_default_config_puts_runs_and_prepared_data() 
         .assert()
         .code(1)
         .stderr(predicate::str::contains("runs/run_nope"));
-    let st = json(exp(ws.path()).args(["status", "--json"]));
+    let st = json(exp(ws.path()).args(["status", "--json"]))["runs"].clone();
     let states: Vec<(&str, &str)> = st
         .as_array()
         .unwrap()
@@ -898,10 +898,11 @@ fn status_and_clean_take_a_config_flag_and_runs_outside_the_workspace() {
     plain_run(&ws.path().join("experiments/run_near"));
     exp(ws.path()).arg("commit").arg(runs.join("run_far")).assert().success();
     // Without the flag: the workspace has no config, so experiments/ it is.
-    let st = json(exp(ws.path()).args(["status", "--json"]));
+    let st = json(exp(ws.path()).args(["status", "--json"]))["runs"].clone();
     assert_eq!(st[0]["path"], "experiments/run_near");
     assert_eq!(st.as_array().unwrap().len(), 1);
-    let st = json(exp(ws.path()).args(["status", "--json", "--config", "other.yaml"]));
+    let st =
+        json(exp(ws.path()).args(["status", "--json", "--config", "other.yaml"]))["runs"].clone();
     assert_eq!(st[0]["path"], runs.join("run_far").display().to_string());
     assert_eq!(st[0]["state"], "clean");
     let out = stdout(exp(ws.path()).args(["clean", "-c", "other.yaml"]));
@@ -954,7 +955,7 @@ fn the_lock_of_a_killed_run_is_never_committed() {
     exp(ws.path()).args(["checkout", "r1", "--to", "out"]).assert().success();
     assert!(!ws.path().join("out/.exp-run.lock").exists());
     assert!(ws.path().join("out/sim-demo-ops-t0/.exp-run.lock").is_file());
-    let st = json(exp(ws.path()).args(["status", "--json"]));
+    let st = json(exp(ws.path()).args(["status", "--json"]))["runs"].clone();
     assert_eq!(st[0]["state"], "clean", "{st}");
 }
 

@@ -375,7 +375,7 @@ fn damaged_blob_is_kept_then_repaired(files: usize) {
     let repo = Repo::open(ws.path()).unwrap();
     let blob = repo.lookup_path(&repo.resolve("r1").unwrap(), "results/part-002.csv").unwrap().id;
     damage(&repo, &blob);
-    let st = json(exp(ws.path()).args(["status", "--json"]));
+    let st = json(exp(ws.path()).args(["status", "--json"]))["runs"].clone();
     assert_eq!(st[0]["state"], "damaged", "{st}");
     assert_eq!(st[0]["damaged"][0], "results/part-002.csv", "{st}");
     exp(ws.path())
@@ -392,7 +392,7 @@ fn damaged_blob_is_kept_then_repaired(files: usize) {
     // Committing the folder again stores a good copy in place of the bad one.
     exp(ws.path()).args(["commit", "experiments/run_r1"]).assert().success();
     exp(ws.path()).arg("fsck").assert().success();
-    assert_eq!(json(exp(ws.path()).args(["status", "--json"]))[0]["state"], "clean");
+    assert_eq!(json(exp(ws.path()).args(["status", "--json"]))["runs"][0]["state"], "clean");
     exp(ws.path()).arg("clean").assert().success();
     assert!(!d.exists());
     exp(ws.path()).args(["checkout", "r1"]).assert().success();
@@ -492,7 +492,7 @@ fn a_killed_checkouts_temp_file_is_ignored_by_status_and_commit_and_removed_by_t
     // What a checkout killed while writing results/part-001.csv leaves beside it.
     let temp = d.join("results/.exp-tmp-Ab12Cd");
     fs::write(&temp, "half a fi").unwrap();
-    assert_eq!(json(exp(ws.path()).args(["status", "--json"]))[0]["state"], "clean");
+    assert_eq!(json(exp(ws.path()).args(["status", "--json"]))["runs"][0]["state"], "clean");
     let o = json(exp(ws.path()).args(["commit", "experiments/run_r1", "--json"]));
     assert_eq!(o["unchanged"], true, "{o}");
     exp(ws.path()).args(["checkout", "r1"]).assert().success();

@@ -281,6 +281,7 @@ fn at_80_and_120_columns_no_line_is_longer_and_no_id_is_split() {
         let log: serde_json::Value =
             serde_json::from_str(&stdout_of(exp(ws.path()).args(["log", "--all", "--json"])))
                 .unwrap();
+        let log = &log["commits"];
         let slug = stdout_of(exp(ws.path()).args(["show", "second", "--json"]));
         let slug: serde_json::Value = serde_json::from_str(&slug).unwrap();
         let slug = slug["summary"]["trials"][0]["slug"].as_str().unwrap().to_string();

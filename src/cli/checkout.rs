@@ -33,7 +33,7 @@ pub fn run(ctx: &Context, args: &CheckoutArgs) -> super::Result<()> {
     let progress = ui::TermProgress::new();
     let o = repo.checkout(&args.rev, args.to.as_deref(), args.force, &progress)?;
     if args.json {
-        return ui::print_json(&o);
+        return ui::print_json(ui::Schema::CHECKOUT, &o);
     }
     let dest = o.dest.strip_prefix(repo.workspace()).unwrap_or(&o.dest);
     ui::outln!(

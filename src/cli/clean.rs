@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, args: &CleanArgs) -> super::Result<()> {
         &progress,
     )?;
     if args.json {
-        return ui::print_json(&r);
+        return ui::print_json(ui::Schema::CLEAN, &r);
     }
     let verb = if r.dry_run { "would remove" } else { "removed" };
     for (path, refn, id) in &r.saved {

@@ -38,7 +38,7 @@ pub fn run(_ctx: &Context, args: &CloneArgs) -> super::Result<()> {
     let progress = ui::TermProgress::new();
     let report = remote::clone(&args.url, &dir, &cwd, &progress)?;
     if args.json {
-        return ui::print_json(&report);
+        return ui::print_json(ui::Schema::CLONE, &report);
     }
     let count = |prefix: &str| {
         report

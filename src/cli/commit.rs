@@ -64,6 +64,7 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> super::Result<()> {
         message: args.message.clone(),
         tag: args.tag.clone(),
         dry_run: args.dry_run,
+        parent: None,
     };
     let progress = ui::TermProgress::new();
     let o = repo.commit_run(&dir, &RunFolder::new(repo.workspace()), &options, &progress)?;
@@ -71,7 +72,7 @@ pub fn run(ctx: &Context, args: &CommitArgs) -> super::Result<()> {
         eprintln!("warning: {w}");
     }
     if args.json {
-        return ui::print_json(&o);
+        return ui::print_json(ui::Schema::COMMIT, &o);
     }
     let sizes = format!(
         "{} files, {}; {} new objects, {} stored",

@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: &DiffArgs) -> super::Result<()> {
     let opts = diff::Options { items: args.items };
     let d = exp::diff::store::diff_revs(&repo, rev1.as_deref(), rev2.as_deref(), &opts)?;
     if args.json {
-        ui::print_json(&d)?;
+        ui::print_json(ui::Schema::DIFF, &d)?;
     } else {
         ui::out!("{}", render(&d, args.stat, args.items))?;
     }
@@ -240,7 +240,7 @@ fn effect_changes_section(o: &mut String, d: &RunDiff) {
         d.b.label, d.a.label
     );
     let header = change_header(d);
-    let mut t = ui::table(["trial", "items", "effect", header.as_str(), "p"]);
+    let mut t = ui::table(["trial", "items", "effect", header.as_str(), "p", "test"]);
     for r in &d.effect_changes {
         t.add_row([
             r.trial.clone(),
@@ -248,6 +248,7 @@ fn effect_changes_section(o: &mut String, d: &RunDiff) {
             format!("{} → {}", points(r.effect_a), points(r.effect_b)),
             change_ci(Some(r.change), r.ci),
             p_value(r.p_value),
+            r.test.clone(),
         ]);
     }
     let _ = writeln!(o, "{t}");

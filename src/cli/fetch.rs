@@ -29,7 +29,7 @@ pub fn run(ctx: &Context, args: &FetchArgs) -> super::Result<()> {
     let progress = ui::TermProgress::new();
     let report = remote::fetch(&repo, &target, &progress)?;
     if args.json {
-        return ui::print_json(&report);
+        return ui::print_json(ui::Schema::FETCH, &report);
     }
     print_refs(&report.refs, &format!("remotes/{}/", report.remote))?;
     print_received(&report)?;

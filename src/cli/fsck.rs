@@ -24,7 +24,7 @@ pub fn run(ctx: &Context, args: &FsckArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let r = fsck::fsck(&repo, args.quick)?;
     if args.json {
-        ui::print_json(&r)?;
+        ui::print_json(ui::Schema::FSCK, &r)?;
     } else {
         for p in &r.problems {
             ui::outln!("problem: {}", p.message)?;

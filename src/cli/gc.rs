@@ -26,7 +26,7 @@ pub fn run(ctx: &Context, args: &GcArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let r = gc::gc(&repo, args.grace, args.dry_run)?;
     if args.json {
-        return ui::print_json(&r);
+        return ui::print_json(ui::Schema::GC, &r);
     }
     let verb = if r.dry_run { "would remove" } else { "removed" };
     ui::outln!(

@@ -41,7 +41,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> super::Result<()> {
     let progress = ui::TermProgress::new();
     let imported = exp::import::import(&repo, &args.dirs, args.tag.as_deref(), &progress)?;
     if args.json {
-        return ui::print_json(&imported);
+        return ui::print_json(ui::Schema::IMPORT, &ui::Named("imported", &imported));
     }
     let mut t = ui::table(["run", "commit", "date", "parent", "files", "recognized", "result"])
         .cut(["recognized"]);

@@ -81,7 +81,7 @@ pub fn run(ctx: &Context, args: &ListArgs) -> super::Result<()> {
     }
     if args.json {
         let out: Vec<&Row> = order.iter().map(|&i| &rows[i]).collect();
-        return ui::print_json(&out);
+        return ui::print_json(ui::Schema::LIST, &ui::Named("rows", &out));
     }
     if rows.is_empty() {
         ui::outln!(

@@ -59,7 +59,7 @@ pub fn run(ctx: &Context, args: &LogArgs) -> super::Result<()> {
             .iter()
             .map(|(id, c)| serde_json::json!({"id": id, "refs": decorate(id), "commit": c}))
             .collect();
-        return ui::print_json(&rows);
+        return ui::print_json(ui::Schema::LOG, &ui::Named("commits", &rows));
     }
     if commits.is_empty() {
         let empty = args.rev.is_none() && args.since.is_none();

@@ -28,6 +28,7 @@ mod power;
 mod pull;
 mod push;
 mod remote;
+mod rescore;
 mod rm;
 mod run;
 mod show;
@@ -56,6 +57,7 @@ pub enum Command {
     Init(init::InitArgs),
     Run(run::RunArgs),
     Ingest(ingest::IngestArgs),
+    Rescore(rescore::RescoreArgs),
     #[command(visible_alias = "archive")]
     Commit(commit::CommitArgs),
     Log(log::LogArgs),
@@ -104,6 +106,7 @@ fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Init(a) => init::run(ctx, a),
         Command::Run(a) => run::run(ctx, a),
         Command::Ingest(a) => ingest::run(ctx, a),
+        Command::Rescore(a) => rescore::run(ctx, a),
         Command::Commit(a) => commit::run(ctx, a),
         Command::Log(a) => log::run(ctx, a),
         Command::List(a) => list::run(ctx, a),

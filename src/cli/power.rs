@@ -46,7 +46,7 @@ pub fn run(ctx: &Context, args: &PowerArgs) -> super::Result<()> {
     let repo = open_repo(ctx)?;
     let plan = pilot::plan_run(&repo, &args.rev, args.effect, args.power, args.alpha)?;
     if args.json {
-        return ui::print_json(&plan);
+        return ui::print_json(ui::Schema::POWER, &plan);
     }
     ui::outln!(
         "Items needed per trial to detect {:+.1} points with {:.0}% power (α = {}), from run {}",

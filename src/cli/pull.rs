@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, args: &PullArgs) -> super::Result<()> {
     let progress = ui::TermProgress::new();
     let report = remote::pull(&repo, &target, &progress)?;
     if args.json {
-        ui::print_json(&report)?;
+        ui::print_json(ui::Schema::PULL, &report)?;
     } else {
         super::fetch::print_refs(&report.refs, "")?;
         let pruned = report.fetch.refs.iter().filter(|u| u.status == RefStatus::Pruned);

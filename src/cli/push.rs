@@ -53,7 +53,7 @@ pub fn run(ctx: &Context, args: &PushArgs) -> super::Result<()> {
     let progress = ui::TermProgress::new();
     let report = remote::push(&repo, &target, &opts, &progress)?;
     if args.json {
-        ui::print_json(&report)?;
+        ui::print_json(ui::Schema::PUSH, &report)?;
     } else {
         super::fetch::print_refs(&report.refs, "")?;
         let t = &report.transfer;

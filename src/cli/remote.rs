@@ -17,8 +17,8 @@ pub struct RemoteArgs {
     /// Show each remote's URL
     #[arg(short, long)]
     pub verbose: bool,
-    /// Print the remotes as JSON
-    #[arg(long)]
+    /// Print the remotes (or the remote added or removed) as JSON
+    #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
     pub command: Option<RemoteCommand>,
@@ -48,21 +48,21 @@ pub fn run(ctx: &Context, args: &RemoteArgs) -> super::Result<()> {
         Some(RemoteCommand::Add { name, url }) => {
             let r = remote::add_remote(&repo, name, url, &cwd)?;
             if args.json {
-                return ui::print_json(&r);
+                return ui::print_json(ui::Schema::REMOTE, &r);
             }
             ui::outln!("added remote {} -> {}", r.name, r.url)?;
         }
         Some(RemoteCommand::Remove { name }) => {
             let r = remote::remove_remote(&repo, name)?;
             if args.json {
-                return ui::print_json(&r);
+                return ui::print_json(ui::Schema::REMOTE, &r);
             }
             ui::outln!("removed remote {} ({})", r.name, r.url)?;
         }
         None => {
             let remotes = remote::list_remotes(&repo)?;
             if args.json {
-                return ui::print_json(&remotes);
+                return ui::print_json(ui::Schema::REMOTES, &ui::Named("remotes", &remotes));
             }
             if args.verbose {
                 let mut t = ui::table(["NAME", "URL"]).cut(["URL"]);

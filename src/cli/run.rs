@@ -21,6 +21,9 @@ use exp::runfiles::results::EndpointUse;
   exp run --config config/eval_config.yaml --dry-run   # the plan and its cost, nothing sent
   exp run --config cfg.yaml --condition treatment --baseline runs/20251127-130501
   exp run --config cfg.yaml --resume                   # continue the latest unfinished run
+  exp run --config cfg.yaml --max-usd 5                # stop sending before $5 could be spent
+  exp run --config cfg.yaml --resume --max-usd 10      # raise the cap and finish the run
+  exp run --config cfg.yaml --no-cache                 # send every request, reuse nothing
   exp run -S decoding.temps=[0.7] -S models[0].max_connections=8 -m 'warmer'  # one-off changes
   exp run --config cfg.yaml --parts_per_dataset=24 --max_concurrent_jobs=4 --resume --run-id ID
   exp run --backend files                              # write batch input files, then: exp ingest OUT.jsonl")]
@@ -79,6 +82,17 @@ pub struct RunArgs {
     #[arg(short = 'S', long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 
+    /// Stop sending before the run's spend could pass X USD (in-flight requests count at
+    /// their maximum cost); the run ends incomplete and `--resume --max-usd` raises the cap
+    /// [default: execution.max_usd]
+    #[arg(long, alias = "max_usd", value_name = "X")]
+    pub max_usd: Option<f64>,
+
+    /// Send every request: reuse no earlier answer, and offer none of this run's to later runs
+    /// (execution.cache: off)
+    #[arg(long, alias = "no_cache")]
+    pub no_cache: bool,
+
     /// How requests are delivered: as each model's `backend` says (live, or the Batch API), or
     /// `files`: write the batch input files and stop; `exp ingest` reads their outputs back
     #[arg(long, value_enum, default_value = "config")]
@@ -129,6 +143,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
             .iter()
             .map(|s| exp::eval::overrides::Override::parse(s))
             .collect::<std::result::Result<_, _>>()?,
+        no_cache: args.no_cache,
+        max_usd: args.max_usd,
         backend_files: args.backend == BackendArg::Files,
         ingest: Vec::new(),
     };
@@ -153,13 +169,33 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
                 return render_awaiting(&summary, archived.as_ref(), args.json);
             }
             render_summary(&summary, archived.as_ref(), args.json)?;
+            if let Some((cap, spent)) = summary.outcome.budget
+                && summary.outcome.budget_stopped
+            {
+                return Err(exp::error::Hinted::new(
+                    format!(
+                        "run {} stopped at its budget: {} spent of the {} cap (execution.max_usd), before every request was answered",
+                        summary.run_id,
+                        usd(spent),
+                        usd(cap)
+                    ),
+                    format!(
+                        "raise the cap and continue: `exp run --config {} --resume --run-id {} --max-usd {}`",
+                        args.config.display(),
+                        summary.run_id,
+                        next_cap(cap)
+                    ),
+                )
+                .into());
+            }
             if summary.status == RunStatus::Incomplete {
                 let resume = format!(
                     "`exp run --config {} --resume --run-id {}`",
                     args.config.display(),
                     summary.run_id
                 );
-                return Err(match &summary.outcome.down {
+                let down = summary.outcome.endpoints.iter().find_map(|e| e.down.as_ref());
+                return Err(match down {
                     Some(down) => exp::error::Hinted::new(
                         format!("run {} stopped: {down}", summary.run_id),
                         format!("bring the endpoint back (or fix base_url), then {resume}"),
@@ -196,16 +232,20 @@ pub(super) fn workspace(ctx: &Context) -> Result<PathBuf> {
 /// totals), so a script reads both the same way.
 fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
     if json {
-        return ui::print_json(&serde_json::json!({
-            "run_id": plan.run_id,
-            "run_dir": plan.run_dir,
-            "status": "planned",
-            "conditions": plan.conditions,
-            "parts_per_dataset": plan.parts_per_dataset,
-            "trials": plan.trials,
-            "totals": plan.totals,
-            "unpriced_models": plan.unpriced_models,
-        }));
+        return ui::print_json(
+            ui::Schema::RUN_PLAN,
+            &serde_json::json!({
+                "run_id": plan.run_id,
+                "run_dir": plan.run_dir,
+                "status": "planned",
+                "conditions": plan.conditions,
+                "parts_per_dataset": plan.parts_per_dataset,
+                "trials": plan.trials,
+                "totals": plan.totals,
+                "unpriced_models": plan.unpriced_models,
+                "max_usd": plan.max_usd,
+            }),
+        );
     }
     let mut t = ui::table([
         "trial",
@@ -249,6 +289,19 @@ fn render_plan(plan: &DryRun, json: bool) -> Result<()> {
         usd(tot.est_input_usd),
         usd(tot.max_usd)
     )?;
+    if let Some(cap) = plan.max_usd {
+        // The budget counts a request in flight at its body's bytes as input tokens, more than
+        // this estimate, so near the cap it may stop a little earlier than these figures say.
+        let fits = if tot.max_usd <= cap {
+            "the plan fits even at its maximum".to_string()
+        } else {
+            format!(
+                "the plan may cost up to {}, so the run may stop sending before the end (resume it with a higher --max-usd)",
+                usd(tot.max_usd)
+            )
+        };
+        ui::outln!("budget: {} (execution.max_usd): {fits}", usd(cap))?;
+    }
     if !plan.unpriced_models.is_empty() {
         ui::outln!(
             "note: no pricing for {}: their cost counts as $0",
@@ -280,8 +333,12 @@ pub(super) fn render_summary(
             "resumed": s.resumed,
             "already_done": s.already_done,
             "sent": s.outcome.sent,
+            "reused": s.reused,
             "failures": s.outcome.failures,
             "interrupted": s.outcome.interrupted,
+            "budget": s.outcome.budget.map(|(cap, spent)| serde_json::json!({
+                "max_usd": cap, "spent_usd": spent, "stopped": s.outcome.budget_stopped,
+            })),
             "trials": s.manifest.trials,
             "totals": s.manifest.totals,
             "datasets": s.datasets.iter().map(|(name, items, prepared)| serde_json::json!({
@@ -294,7 +351,7 @@ pub(super) fn render_summary(
             "warnings": s.warnings,
             "endpoints": s.outcome.endpoints,
         });
-        return ui::print_json(&v);
+        return ui::print_json(ui::Schema::RUN, &v);
     }
     let mut t = ui::table([
         "trial",
@@ -343,6 +400,17 @@ pub(super) fn render_summary(
         count(tot.output_tokens),
         usd(tot.usd)
     )?;
+    if s.reused > 0 || tot.reused > 0 {
+        ui::outln!(
+            "cache: {} reused now ({} in all), not sent · {} saved",
+            plural(s.reused, "answer"),
+            count(tot.reused),
+            usd(tot.usd_saved)
+        )?;
+    }
+    if let Some((cap, spent)) = s.outcome.budget {
+        ui::outln!("budget: {} spent of {} (execution.max_usd)", usd(spent), usd(cap))?;
+    }
     for (name, n, written) in &s.datasets {
         ui::outln!(
             "dataset {name}: {} ({})",
@@ -393,6 +461,12 @@ fn render_endpoint(e: &EndpointUse) -> Result<()> {
     Ok(())
 }
 
+/// A cap to suggest after the run stopped at `cap`: twice as much, as a plain number.
+fn next_cap(cap: f64) -> String {
+    let next = if cap > 0.0 { cap * 2.0 } else { 1.0 };
+    format!("{}", (next * 100.0).ceil() / 100.0)
+}
+
 /// File mode: where the batch input files are, and what to do with their outputs.
 fn render_awaiting(s: &RunSummary, archived: Option<&Archived>, json: bool) -> Result<()> {
     let files: Vec<serde_json::Value> = s
@@ -404,10 +478,13 @@ fn render_awaiting(s: &RunSummary, archived: Option<&Archived>, json: bool) -> R
         })
         .collect();
     if json {
-        return ui::print_json(&serde_json::json!({
-            "run_id": s.run_id, "run_dir": s.run_dir, "status": s.status, "batch_files": files,
-            "archived": archived.map(|a| a.commit.clone()),
-        }));
+        return ui::print_json(
+            ui::Schema::RUN_AWAITING,
+            &serde_json::json!({
+                "run_id": s.run_id, "run_dir": s.run_dir, "status": s.status, "batch_files": files,
+                "archived": archived.map(|a| a.commit.clone()),
+            }),
+        );
     }
     let mut t =
         ui::table(["batch input file", "model", "requests", "bytes"]).cut(["batch input file"]);

@@ -30,7 +30,10 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> super::Result<()> {
         if entry.mode == Mode::Tree {
             let tree = repo.odb.read_tree(&entry.id)?;
             if args.json {
-                return ui::print_json(&tree.entries);
+                return ui::print_json(
+                    ui::Schema::SHOW_TREE,
+                    &serde_json::json!({ "path": path, "entries": tree.entries }),
+                );
             }
             let mut t = ui::table(["mode", "name", "object"]).cut(["name"]);
             for e in &tree.entries {
@@ -55,7 +58,7 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> super::Result<()> {
             commit: &'a Commit,
         }
         let refs = repo.refs_pointing_at(&id)?.iter().map(|r| r.to_string()).collect();
-        return ui::print_json(&Shown { id: id.to_hex(), refs, commit: &commit });
+        return ui::print_json(ui::Schema::SHOW, &Shown { id: id.to_hex(), refs, commit: &commit });
     }
     let refs: Vec<String> = repo.refs_pointing_at(&id)?.iter().map(|r| r.to_string()).collect();
     ui::outln!(

@@ -30,7 +30,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> super::Result<()> {
     let folders = exp::eval::config::workspace_folders(args.config.as_deref(), repo.workspace())?;
     let runs = workspace::status(&repo, &folders)?;
     if args.json {
-        return ui::print_json(&runs);
+        return ui::print_json(ui::Schema::STATUS, &ui::Named("runs", &runs));
     }
     if runs.is_empty() {
         let (shown, _) = repo.workspace_key(&folders.experiments)?;

@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: &TagArgs) -> super::Result<()> {
                 .iter()
                 .map(|(n, id)| serde_json::json!({"tag": n.short(), "id": id}))
                 .collect();
-            return ui::print_json(&rows);
+            return ui::print_json(ui::Schema::TAGS, &ui::Named("tags", &rows));
         }
         let mut t = ui::table(["tag", "commit", "run", "message"]).cut(["message"]);
         for (n, id) in &tags {

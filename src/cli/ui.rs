@@ -322,10 +322,68 @@ pub fn write_text(text: fmt::Arguments) -> io::Result<()> {
     out.flush()
 }
 
-/// Pretty JSON on stdout, for `--json`.
-pub fn print_json<T: serde::Serialize>(value: &T) -> super::Result<()> {
+/// What a `--json` document is, named and versioned (`exp.log/1`), so a script can check it reads
+/// the shape it was written for. The version goes up when a field is removed, renamed or changes
+/// meaning; new fields keep it. Each one is documented in docs/JSON.md (tests/history.rs checks
+/// every command's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schema(&'static str);
+
+impl Schema {
+    pub const CHECKOUT: Schema = Schema("exp.checkout/1");
+    pub const CLEAN: Schema = Schema("exp.clean/1");
+    pub const CLONE: Schema = Schema("exp.clone/1");
+    pub const COMMIT: Schema = Schema("exp.commit/1");
+    pub const DIFF: Schema = Schema("exp.diff/1");
+    pub const FETCH: Schema = Schema("exp.fetch/1");
+    pub const FSCK: Schema = Schema("exp.fsck/1");
+    pub const GC: Schema = Schema("exp.gc/1");
+    pub const IMPORT: Schema = Schema("exp.import/1");
+    pub const LIST: Schema = Schema("exp.list/1");
+    pub const LOG: Schema = Schema("exp.log/1");
+    pub const POWER: Schema = Schema("exp.power/1");
+    pub const PULL: Schema = Schema("exp.pull/1");
+    pub const PUSH: Schema = Schema("exp.push/1");
+    pub const RESCORE: Schema = Schema("exp.rescore/1");
+    pub const REMOTE: Schema = Schema("exp.remote/1");
+    pub const REMOTES: Schema = Schema("exp.remotes/1");
+    pub const RUN: Schema = Schema("exp.run/1");
+    pub const RUN_AWAITING: Schema = Schema("exp.run.awaiting/1");
+    pub const RUN_PLAN: Schema = Schema("exp.run.plan/1");
+    pub const SHOW: Schema = Schema("exp.show/1");
+    pub const SHOW_TREE: Schema = Schema("exp.show.tree/1");
+    pub const STATUS: Schema = Schema("exp.status/1");
+    pub const TAGS: Schema = Schema("exp.tags/1");
+}
+
+/// A `--json` document: `schema` first, then the fields of the body, which must serialize as
+/// an object (a struct or a map; a list goes into a named field), so every document can grow
+/// new fields without breaking a script.
+#[derive(serde::Serialize)]
+struct Document<'a, T> {
+    schema: &'static str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// A body that is one named list, `{"commits": […]}`, serialized as it is written.
+pub struct Named<'a, T: ?Sized>(pub &'static str, pub &'a T);
+
+impl<T: serde::Serialize + ?Sized> serde::Serialize for Named<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(self.0, self.1)?;
+        map.end()
+    }
+}
+
+/// Pretty JSON on stdout, for `--json`: one document of the given `schema`. Streamed, so a
+/// large document (a diff with every item) is never held whole as text.
+pub fn print_json<T: serde::Serialize>(schema: Schema, body: &T) -> super::Result<()> {
     let mut out = stdout();
-    serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from)?;
+    let doc = Document { schema: schema.0, body };
+    serde_json::to_writer_pretty(&mut out, &doc).map_err(io::Error::from)?;
     out.write_all(b"\n")?;
     Ok(out.flush()?)
 }
@@ -541,6 +599,18 @@ mod tests {
         assert_eq!(wrap("short", 12, 2), ["short"]);
         assert_eq!(cut("abcdefgh", 5), "abcd…");
         assert_eq!(cut("abc", 5), "abc");
+    }
+
+    #[test]
+    fn a_json_document_starts_with_its_schema_and_a_list_body_is_refused() {
+        let body = serde_json::json!({"runs": [1, 2]});
+        let doc = Document { schema: Schema::STATUS.0, body: &body };
+        assert_eq!(
+            serde_json::to_string(&doc).unwrap(),
+            r#"{"schema":"exp.status/1","runs":[1,2]}"#
+        );
+        let list = vec![1, 2];
+        assert!(serde_json::to_string(&Document { schema: "x/1", body: &list }).is_err());
     }
 
     #[test]

@@ -237,6 +237,8 @@ pub struct EffectChangeRow {
     pub change: f64,
     pub ci: Option<[f64; 2]>,
     pub p_value: f64,
+    /// The test's short name (`sign-flip test on items`, …).
+    pub test: String,
     pub method: String,
 }
 

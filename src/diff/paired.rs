@@ -68,6 +68,7 @@ pub fn paired_rows(
             change: e.headline.effect,
             ci: e.headline.ci,
             p_value: e.headline.p_value,
+            test: e.headline.test.label().to_string(),
             method: e.headline.method,
         }),
         _ => None,

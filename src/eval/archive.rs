@@ -106,6 +106,7 @@ pub fn commit_run(
         message: message.map(str::to_string),
         tag: None,
         dry_run: false,
+        parent: None,
     };
     let describe = RunFolder::new(repo.workspace());
     let outcome = repo.commit_run(&summary.run_dir, &describe, &options, progress)?;

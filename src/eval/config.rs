@@ -380,11 +380,36 @@ pub struct Execution {
     /// The largest answer body read from an endpoint; a larger one is a recorded error for that
     /// request, so a hostile or broken server cannot make a run allocate without bound.
     pub max_response_bytes: u64,
+    /// The response cache (`eval::cache`): reuse journaled answers to identical requests.
+    pub cache: CacheMode,
+    /// Stop sending before the run's spend could pass this many USD (`eval::budget`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_usd: Option<f64>,
     /// Seconds between two polls of a batch's state (`backend: batch`).
     pub batch_poll_s: f64,
     /// A batch input file holds at most this many requests and bytes (OpenAI's limits).
     pub batch_max_requests: usize,
     pub batch_max_bytes: u64,
+}
+
+/// `execution.cache`: whether a run reuses earlier answers, and whether its own answers may be
+/// reused by later runs.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheMode {
+    /// Reuse earlier answers; this run's answers are reused by later runs.
+    #[default]
+    ReadWrite,
+    /// Reuse earlier answers; this run's answers are never offered to later runs.
+    Read,
+    /// Send everything; this run's answers are never offered to later runs.
+    Off,
+}
+
+impl CacheMode {
+    pub fn reads(self) -> bool {
+        self != CacheMode::Off
+    }
 }
 
 impl Default for Execution {
@@ -398,6 +423,8 @@ impl Default for Execution {
             backoff_max_s: 30.0,
             fsync: true,
             max_response_bytes: 4 << 20,
+            cache: CacheMode::ReadWrite,
+            max_usd: None,
             batch_poll_s: 30.0,
             batch_max_requests: 50_000,
             batch_max_bytes: 200_000_000,
@@ -483,6 +510,31 @@ pub fn load_with(
     overrides: &[Override],
 ) -> Result<LoadedConfig, ConfigError> {
     let text = read(path)?;
+    let loaded = parse_with(path, workspace, text, overrides)?;
+    validate(&loaded)?;
+    Ok(loaded)
+}
+
+/// A run's own config snapshot (`config/eval_config.yaml`, read from the store), with `-S`
+/// overrides: parsed and its numbers checked, but not its files, which a clone may not have
+/// (`exp rescore` reads the run's requests and answers from the store, not the workspace).
+pub fn from_snapshot(
+    path: &Path,
+    workspace: &Path,
+    text: String,
+    overrides: &[Override],
+) -> Result<LoadedConfig, ConfigError> {
+    let loaded = parse_with(path, workspace, text, overrides)?;
+    check_numbers(&loaded)?;
+    Ok(loaded)
+}
+
+fn parse_with(
+    path: &Path,
+    workspace: &Path,
+    text: String,
+    overrides: &[Override],
+) -> Result<LoadedConfig, ConfigError> {
     let config: Config = if overrides.is_empty() {
         parse(path, &text)?
     } else {
@@ -494,15 +546,13 @@ pub fn load_with(
             message: format!("{} (after the -S overrides)", strip_location(&e.to_string())),
         })?
     };
-    let loaded = LoadedConfig {
+    Ok(LoadedConfig {
         config,
         path: path.to_path_buf(),
         workspace: workspace.to_path_buf(),
         overrides: overrides.iter().map(|o| o.arg.clone()).collect(),
         text,
-    };
-    validate(&loaded)?;
-    Ok(loaded)
+    })
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -898,6 +948,9 @@ fn numbers(c: &Config) -> Vec<Number> {
             Range::closed(1024.0, 200_000_000.0),
         ),
     ]);
+    if let Some(cap) = e.max_usd {
+        out.push(real(exec("max_usd"), None, "max_usd", cap, Range::closed(0.0, 1e9)));
+    }
     out
 }
 

@@ -24,6 +24,7 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::budget::{self, Budget};
 use super::build::{RequestLine, custom_id};
 use super::config::Pricing;
 use super::journal::{self, Entry, JournalError, Status, Syncer};
@@ -76,6 +77,8 @@ pub struct ExecJob {
     pub start: usize,
     pub end: usize,
     pub repeats: u32,
+    /// The trial's `max_tokens`: what a request may cost at most (the budget).
+    pub max_tokens: u64,
     /// custom_ids already answered (resume): never sent again.
     pub done: HashSet<String>,
 }
@@ -96,6 +99,8 @@ pub struct ExecSettings {
     pub fsync: bool,
     /// Stop cleanly on Ctrl-C (the binary sets this; library callers and tests may not want it).
     pub stop_on_ctrl_c: bool,
+    /// `execution.max_usd`: stop sending before the spend could pass it.
+    pub budget: Option<Arc<Budget>>,
 }
 
 /// What happened.
@@ -105,10 +110,12 @@ pub struct ExecOutcome {
     pub responses: u64,
     pub failures: u64,
     pub interrupted: bool,
-    /// Why the run stopped early when a model's every replica went down (`Failure::Down`).
-    pub down: Option<String>,
     /// How each real (not sim) model's endpoint was used, in the models' order.
     pub endpoints: Vec<EndpointUse>,
+    /// The budget held requests back.
+    pub budget_stopped: bool,
+    /// With a budget: its cap, and what the run has spent in all its invocations.
+    pub budget: Option<(f64, f64)>,
 }
 
 #[derive(Default)]
@@ -117,7 +124,6 @@ struct Counters {
     failures: AtomicU64,
     jobs_done: AtomicU64,
     usd: Mutex<f64>,
-    down: Mutex<Option<String>>,
 }
 
 /// Runs `jobs` to completion (or until stopped); `pending` is the number of requests to send, for
@@ -237,15 +243,16 @@ async fn run_all(
     }
     let done = counters.done.load(Ordering::Relaxed);
     let failures = counters.failures.load(Ordering::Relaxed);
-    let down = counters.down.lock().unwrap_or_else(|e| e.into_inner()).take();
     let endpoints = providers.iter().filter_map(|p| p.report()).collect();
+    let b = settings.budget.as_ref();
     Ok(ExecOutcome {
         sent: done,
         responses: done - failures,
         failures,
         interrupted,
-        down,
         endpoints,
+        budget_stopped: b.is_some_and(|b| b.exhausted()),
+        budget: b.map(|b| (b.cap(), b.spent())),
     })
 }
 
@@ -280,8 +287,12 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
         line,
         problem,
     };
+    // Stopped early (Ctrl-C, an error elsewhere, the budget): the job's remaining lines are
+    // left unsent, which is not a mismatch with the plan.
+    let mut cut_short = false;
     for line in std::io::BufReader::new(file).lines() {
         if ctx.stopping.load(Ordering::Relaxed) {
+            cut_short = true;
             break;
         }
         let line =
@@ -310,8 +321,16 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
             flatten(done)?;
         }
         let Ok(permit) = ctx.slots.clone().acquire_owned().await else {
+            cut_short = true;
             break;
         };
+        // Reserved once the request is sure to go out, so what is reserved is what is in flight.
+        let max_cost = budget::max_cost(ctx.pricing, body.len(), job.max_tokens);
+        let budget = ctx.settings.budget.clone();
+        if budget.as_ref().is_some_and(|b| !b.reserve(max_cost)) {
+            cut_short = true;
+            break;
+        }
         let provider = ctx.provider.clone();
         let journal = journal.clone();
         let syncer = ctx.syncer.clone();
@@ -327,9 +346,9 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
             let rc = RequestContext { custom_id: &id, condition, gold: &gold };
             let entry = match send_with_retries(&provider, &body, &rc, &settings).await {
                 Ok(entry) => entry,
-                Err(down) => {
-                    // Unanswered, so not journaled: the run stops and a resume sends it.
-                    counters.down.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(down);
+                Err(_down) => {
+                    // Unanswered, so not journaled: the run stops (the endpoint's report says
+                    // why) and a resume sends it.
                     stopping.store(true, Ordering::SeqCst);
                     return Ok(());
                 }
@@ -338,9 +357,12 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
             if entry.status == Status::Error {
                 counters.failures.fetch_add(1, Ordering::Relaxed);
             }
-            if let Some(p) = pricing {
-                *counters.usd.lock().unwrap_or_else(|e| e.into_inner()) +=
-                    p.usd(entry.input_tokens, entry.output_tokens);
+            let usd = pricing.map(|p| p.usd(entry.input_tokens, entry.output_tokens));
+            if let Some(usd) = usd {
+                *counters.usd.lock().unwrap_or_else(|e| e.into_inner()) += usd;
+            }
+            if let Some(b) = budget {
+                b.settle(max_cost, usd.unwrap_or(0.0));
             }
             counters.done.fetch_add(1, Ordering::Relaxed);
             Ok::<(), ExecuteError>(())
@@ -349,7 +371,9 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
     while let Some(done) = requests.join_next().await {
         flatten(done)?;
     }
-    if index < (job.end - job.start) * job.repeats as usize && !ctx.stopping.load(Ordering::Relaxed)
+    if index < (job.end - job.start) * job.repeats as usize
+        && !cut_short
+        && !ctx.stopping.load(Ordering::Relaxed)
     {
         return Err(mismatch(index, "has fewer requests than the job's items".into()));
     }
@@ -416,6 +440,7 @@ pub async fn send_with_retries(
                     latency_ms,
                     attempts,
                     error: None,
+                    reused: None,
                 });
             }
             Err(Failure::Down { message }) => return Err(message),
@@ -444,6 +469,7 @@ pub async fn send_with_retries(
                 latency_ms,
                 attempts,
                 error: Some(message),
+                reused: None,
             });
         }
         let wait = match &failure {

@@ -46,6 +46,18 @@ pub struct Entry {
     pub latency_ms: u64,
     pub attempts: u32,
     pub error: Option<String>,
+    /// Set when the answer was not sent for but reused from an earlier run (the response
+    /// cache): where it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused: Option<Reused>,
+}
+
+/// Where a reused answer came from: the run, and the commit it was read from (`None`: the
+/// run's folder in the workspace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reused {
+    pub run: String,
+    pub commit: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -76,8 +88,18 @@ impl Hint for JournalError {
 /// The entries of a journal, last word per custom_id: a response beats an earlier failure
 /// (a resumed run retries failures), and a missing file is an empty journal.
 pub fn read(path: &Path) -> Result<HashMap<String, Entry>, JournalError> {
+    Ok(last_words(read_entries(path)?))
+}
+
+/// [`read`] of a journal's bytes read elsewhere (from the store); `path` names it in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<HashMap<String, Entry>, JournalError> {
+    let text = String::from_utf8_lossy(bytes);
+    Ok(last_words(parse_entries(&text, path)?))
+}
+
+fn last_words(entries: Vec<Entry>) -> HashMap<String, Entry> {
     let mut map: HashMap<String, Entry> = HashMap::new();
-    for entry in read_entries(path)? {
+    for entry in entries {
         match map.get(&entry.custom_id) {
             Some(old) if old.status == Status::Ok && entry.status != Status::Ok => {}
             _ => {
@@ -85,7 +107,7 @@ pub fn read(path: &Path) -> Result<HashMap<String, Entry>, JournalError> {
             }
         }
     }
-    Ok(map)
+    map
 }
 
 /// Every complete entry, in file order.
@@ -99,6 +121,10 @@ pub fn read_entries(path: &Path) -> Result<Vec<Entry>, JournalError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(JournalError::Io { path: path.to_path_buf(), source }),
     }
+    parse_entries(&text, path)
+}
+
+fn parse_entries(text: &str, path: &Path) -> Result<Vec<Entry>, JournalError> {
     let complete = match text.rfind('\n') {
         Some(i) => &text[..=i],
         None => "",
@@ -269,6 +295,7 @@ mod tests {
             latency_ms: 3,
             attempts: 1,
             error: None,
+            reused: None,
         }
     }
 

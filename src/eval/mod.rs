@@ -3,7 +3,9 @@
 //! finished run live in `report` (and `crate::stats`).
 pub mod archive;
 pub mod batch;
+pub mod budget;
 pub mod build;
+pub mod cache;
 pub mod concurrency;
 pub mod config;
 pub mod endpoint;
@@ -14,6 +16,7 @@ pub mod plan;
 pub mod prepare;
 pub mod providers;
 pub mod report;
+pub mod rescore;
 pub mod results;
 pub mod runner;
 pub mod score;

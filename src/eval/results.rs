@@ -46,6 +46,8 @@ pub struct ResultJob<'a> {
     pub dataset: &'a str,
     pub items: &'a [Item],
     pub journal: PathBuf,
+    /// Every answer of the journal was reused, not paid for by this run (`exp rescore`).
+    pub reused: bool,
 }
 
 /// Control rows taken from a baseline run instead of being paid for again.
@@ -95,7 +97,7 @@ pub fn write(
             for repeat in 0..repeats {
                 let id = custom_id(job.dataset, &item.id, job.condition, repeat);
                 let cluster = item.cluster.as_deref().unwrap_or_default();
-                let a = answer(entries.get(&id), &item.label, scorer, m, c);
+                let a = answer(entries.get(&id), job.reused, &item.label, scorer, m, c);
                 incomplete |= a.missing;
                 let repeat_s = repeat.to_string();
                 let part_s = job.part.to_string();
@@ -166,6 +168,7 @@ struct Answer<'e> {
 /// scored answer, a recorded failure (no score: a failure, never a wrong answer), or none.
 fn answer<'e>(
     entry: Option<&'e journal::Entry>,
+    reused: bool,
     label: &str,
     scorer: &Scorer,
     m: &mut ConditionMetrics,
@@ -178,12 +181,18 @@ fn answer<'e>(
             let (prediction, score) = scorer.score(raw, label);
             m.scored += 1;
             m.correct += score;
-            c.requests += 1;
-            c.input_tokens += e.input_tokens;
-            c.output_tokens += e.output_tokens;
-            // Reasoning tokens are part of the output tokens; a server claiming more is
-            // counted at its output tokens, so the reasoning share never exceeds the whole.
-            c.reasoning_tokens += e.reasoning_tokens.min(e.output_tokens);
+            if reused || e.reused.is_some() {
+                c.reused += 1;
+                c.reused_input_tokens += e.input_tokens;
+                c.reused_output_tokens += e.output_tokens;
+            } else {
+                c.requests += 1;
+                c.input_tokens += e.input_tokens;
+                c.output_tokens += e.output_tokens;
+                // Reasoning tokens are part of the output tokens; a server claiming more is
+                // counted at its output tokens, so the reasoning share never exceeds the whole.
+                c.reasoning_tokens += e.reasoning_tokens.min(e.output_tokens);
+            }
             c.usage_missing += u64::from(e.usage_missing);
             Answer {
                 prediction,
@@ -231,7 +240,9 @@ fn answer<'e>(
     }
 }
 
-/// Puts USD on each condition's line (and per correct answer) and returns the trial's total.
+/// Puts USD on each condition's line (paid, and saved by reused answers) and returns the
+/// trial's total. `usd_per_correct` is at list price (paid + saved), so a run that reused its
+/// answers reads like one that paid for them.
 fn price(
     costs: &mut BTreeMap<String, CostLine>,
     metrics: &BTreeMap<String, ConditionMetrics>,
@@ -239,22 +250,29 @@ fn price(
 ) -> CostLine {
     let mut total = CostLine::default();
     let mut total_correct = 0.0;
+    let usd = |i, o| pricing.map(|p| p.usd(i, o)).unwrap_or(0.0);
     for (cond, c) in costs.iter_mut() {
-        c.usd = pricing.map(|p| p.usd(c.input_tokens, c.output_tokens)).unwrap_or(0.0);
-        c.reasoning_usd = pricing.map(|p| p.usd(0, c.reasoning_tokens)).unwrap_or(0.0);
+        c.usd = usd(c.input_tokens, c.output_tokens);
+        c.usd_saved = usd(c.reused_input_tokens, c.reused_output_tokens);
+        c.reasoning_usd = usd(0, c.reasoning_tokens);
         let correct = metrics.get(cond).map(|m| m.correct).unwrap_or(0.0);
-        c.usd_per_correct = (correct > 0.0).then(|| c.usd / correct);
+        c.usd_per_correct = (correct > 0.0).then(|| (c.usd + c.usd_saved) / correct);
         total.requests += c.requests;
         total.failures += c.failures;
         total.input_tokens += c.input_tokens;
         total.output_tokens += c.output_tokens;
         total.usage_missing += c.usage_missing;
         total.reasoning_tokens += c.reasoning_tokens;
+        total.reused += c.reused;
+        total.reused_input_tokens += c.reused_input_tokens;
+        total.reused_output_tokens += c.reused_output_tokens;
         total_correct += correct;
     }
-    total.usd = pricing.map(|p| p.usd(total.input_tokens, total.output_tokens)).unwrap_or(0.0);
-    total.reasoning_usd = pricing.map(|p| p.usd(0, total.reasoning_tokens)).unwrap_or(0.0);
-    total.usd_per_correct = (total_correct > 0.0).then(|| total.usd / total_correct);
+    total.usd = usd(total.input_tokens, total.output_tokens);
+    total.usd_saved = usd(total.reused_input_tokens, total.reused_output_tokens);
+    total.reasoning_usd = usd(0, total.reasoning_tokens);
+    total.usd_per_correct =
+        (total_correct > 0.0).then(|| (total.usd + total.usd_saved) / total_correct);
     total
 }
 

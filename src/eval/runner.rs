@@ -2,7 +2,8 @@
 //! pipeline, one function per stage with explicit inputs and outputs: `load` (config, command
 //! line, which run) -> `prepare_and_plan` (datasets, trial matrix, jobs, prompts) -> `dry_run`
 //! stops here -> `start` (the run folder, new or resumed; the baseline) -> `build_requests` ->
-//! `queue` (what is still to send) -> `execute::execute` -> `score` (results and trial reports)
+//! `queue` (what is still to send) -> `reuse` (answers the response cache has, `cache`) ->
+//! `execute::execute` (within the budget, `budget`) -> `score` (results and trial reports)
 //! -> `record_endpoints` (replicas and concurrency into costs.json) -> `finish` (manifest,
 //! aggregate report, run.json). Committing it is `archive`'s job.
 //!
@@ -19,7 +20,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::batch::{self, BatchError, BatchJob};
+use super::budget::Budget;
 use super::build::{self, RequestLine};
+use super::cache::{self, CacheError};
 use super::config::{self, Backend, Config, ConfigError, LoadedConfig, ProviderKind};
 use super::endpoint;
 use super::execute::{self, ExecJob, ExecModel, ExecOutcome, ExecSettings, ExecuteError};
@@ -50,6 +53,8 @@ pub enum RunError {
     Execute(#[from] ExecuteError),
     #[error(transparent)]
     Results(#[from] ResultsError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error(transparent)]
     Batch(#[from] BatchError),
     #[error(transparent)]
@@ -100,6 +105,7 @@ impl Hint for RunError {
             RunError::Provider(e) => e.hint(),
             RunError::Execute(e) => e.hint(),
             RunError::Results(e) => e.hint(),
+            RunError::Cache(e) => e.hint(),
             RunError::Batch(e) => e.hint(),
             RunError::Report(e) => e.hint(),
             RunError::Files(e) => e.hint(),
@@ -160,6 +166,10 @@ pub struct RunOptions {
     pub stop_on_ctrl_c: bool,
     /// `-S KEY=VALUE` overrides, applied to the config before it is validated.
     pub overrides: Vec<super::overrides::Override>,
+    /// `--no-cache`: `execution.cache: off` for this run.
+    pub no_cache: bool,
+    /// `--max-usd`: `execution.max_usd` for this run.
+    pub max_usd: Option<f64>,
     /// `--backend files`: write batch input files and stop, awaiting their outputs.
     pub backend_files: bool,
     /// `exp ingest`: these batch output files answer the run's requests; nothing is sent.
@@ -187,6 +197,8 @@ pub struct RunSummary {
     /// Requests answered in an earlier invocation (resume).
     pub already_done: u64,
     pub outcome: ExecOutcome,
+    /// Answers reused from earlier runs instead of sent (the response cache).
+    pub reused: u64,
     pub manifest: Manifest,
     pub datasets: Vec<(String, usize, bool)>,
     pub warnings: Vec<String>,
@@ -209,6 +221,8 @@ pub struct DryRun {
     pub trials: Vec<DryTrial>,
     pub totals: DryTotals,
     pub unpriced_models: Vec<String>,
+    /// `execution.max_usd`, to set against `totals.max_usd`.
+    pub max_usd: Option<f64>,
 }
 
 /// The plan's sums over its trials.
@@ -263,8 +277,11 @@ pub fn run(
     build_requests(opts, &setup, &plan, users, &run.dir, progress)?;
     let mut queue = queue(&setup.loaded.config, &plan, &run.dir)?;
     let already_done = queue.already_done;
+    // Answers the cache has are journaled first, so batch files and the live queue skip them.
+    let reused =
+        if opts.ingest.is_empty() { reuse(&setup, &plan, &mut queue, progress)? } else { 0 };
     let batch_jobs = take_batch_jobs(opts, &plan, &mut queue);
-    tracing::info!(elapsed_ms = ms(clock), pending = queue.pending, "built; sending");
+    tracing::info!(elapsed_ms = ms(clock), pending = queue.pending, reused, "built; sending");
     let delivered = match deliver(opts, &setup.loaded.config, queue, &batch_jobs, &run, progress) {
         Ok(delivered) => delivered,
         // Output files that cannot be ingested leave the run as it was: nothing was journaled.
@@ -278,7 +295,9 @@ pub fn run(
     };
     let (outcome, ingested) = match delivered {
         Delivered::Answers(outcome, ingested) => (outcome, ingested),
-        Delivered::Files(chunks) => return Ok(Outcome::Ran(await_outputs(run, &plan, chunks)?)),
+        Delivered::Files(chunks) => {
+            return Ok(Outcome::Ran(await_outputs(run, &plan, chunks, reused)?));
+        }
     };
     if let Some(i) = &ingested {
         run.warnings.extend(i.warnings.iter().cloned());
@@ -294,6 +313,7 @@ pub fn run(
         resumed: !run.rj.resumed_at.is_empty(),
         already_done,
         outcome,
+        reused,
         manifest,
         datasets: plan
             .datasets
@@ -345,9 +365,12 @@ fn deliver(
         return Ok(Delivered::Answers(outcome, Some(i)));
     }
     let mut outcome = ExecOutcome::default();
+    // One budget for live and batched requests.
+    let budget = e.max_usd.map(|cap| Arc::new(Budget::new(cap, queue.spent)));
     if !queue.jobs.is_empty() {
         let models = exec_models(config)?;
-        let settings = exec_settings(opts, config);
+        let mut settings = exec_settings(opts, config);
+        settings.budget = budget.clone();
         outcome = execute::execute(queue.jobs, models, &settings, queue.pending, progress)?;
     }
     if !batch_jobs.is_empty() && !outcome.interrupted {
@@ -359,12 +382,15 @@ fn deliver(
             max_response_bytes: e.max_response_bytes,
             fsync: e.fsync,
             stop_on_ctrl_c: opts.stop_on_ctrl_c,
+            budget: budget.clone(),
         };
         let b = batch::backend::run(&run.dir, batch_jobs, &config.models, &settings, progress)?;
         outcome.sent += b.journaled;
         outcome.responses += b.journaled - b.failures;
         outcome.failures += b.failures;
         outcome.interrupted |= b.interrupted;
+        outcome.budget_stopped |= b.budget_stopped;
+        outcome.budget = budget.map(|b| (b.cap(), b.spent()));
     }
     Ok(Delivered::Answers(outcome, None))
 }
@@ -398,6 +424,7 @@ fn await_outputs(
     mut run: Started,
     plan: &Plan,
     chunks: Vec<batch::chunks::Chunk>,
+    reused: u64,
 ) -> Result<RunSummary, RunError> {
     run.rj.status = RunStatus::AwaitingOutputs;
     write_run_json(&run.dir, &run.rj)?;
@@ -415,6 +442,7 @@ fn await_outputs(
         resumed: !run.rj.resumed_at.is_empty(),
         already_done: 0,
         outcome: ExecOutcome::default(),
+        reused,
         datasets: plan
             .datasets
             .iter()
@@ -441,20 +469,20 @@ struct Setup {
 }
 
 /// Stages `prepare` and `plan`: what will be asked, of which items, with which prompts.
-struct Plan {
-    datasets: Vec<Prepared>,
-    trials: Vec<Trial>,
-    jobs: Vec<Job>,
+pub(super) struct Plan {
+    pub(super) datasets: Vec<Prepared>,
+    pub(super) trials: Vec<Trial>,
+    pub(super) jobs: Vec<Job>,
     /// Prompt texts keyed by their path as written in the config.
-    prompts: BTreeMap<PathBuf, String>,
+    pub(super) prompts: BTreeMap<PathBuf, String>,
 }
 
 /// The run folder this invocation writes (new or resumed), with its baseline opened.
-struct Started {
-    dir: PathBuf,
-    rj: RunJson,
-    baseline: Option<(String, Box<dyn BaselineSource>)>,
-    warnings: Vec<String>,
+pub(super) struct Started {
+    pub(super) dir: PathBuf,
+    pub(super) rj: RunJson,
+    pub(super) baseline: Option<(String, Box<dyn BaselineSource>)>,
+    pub(super) warnings: Vec<String>,
 }
 
 impl Started {
@@ -476,11 +504,13 @@ struct Queue {
     pending: u64,
     /// Requests answered in an earlier invocation (resume).
     already_done: u64,
+    /// What the run paid in earlier invocations (the budget counts it).
+    spent: f64,
 }
 
 /// Stage `score`'s output: each trial's line of the manifest and what they add up to.
 #[derive(Default)]
-struct Scored {
+pub(super) struct Scored {
     trials: Vec<ManifestTrial>,
     totals: Totals,
     /// Some request of some trial got an answer.
@@ -517,6 +547,18 @@ fn load(opts: &RunOptions) -> Result<Setup, RunError> {
     if let Some(n) = opts.parts_per_dataset.or(previous.as_ref().map(|p| p.parts_per_dataset)) {
         loaded.config.execution.parts_per_dataset =
             within("--parts-per-dataset", n, config::MAX_PARTS_PER_DATASET)?;
+    }
+    if opts.no_cache {
+        loaded.config.execution.cache = config::CacheMode::Off;
+    }
+    if let Some(cap) = opts.max_usd {
+        if !(cap.is_finite() && cap >= 0.0) {
+            return Err(RunError::Usage {
+                what: format!("--max-usd is {cap}, not an amount of USD"),
+                fix: "give the most the run may spend, e.g. --max-usd 5".into(),
+            });
+        }
+        loaded.config.execution.max_usd = Some(cap);
     }
     if let Some(n) = opts.max_concurrent_jobs {
         loaded.config.execution.max_concurrent_jobs =
@@ -701,6 +743,7 @@ fn new_run(
         datasets: plan.datasets.iter().map(dataset_record).collect(),
         resumed_at: Vec::new(),
         config: Some(setup.config_key.clone()),
+        rescored_from: None,
     };
     std::fs::create_dir_all(&dir)
         .map_err(|source| RunError::Write { path: dir.clone(), source })?;
@@ -751,18 +794,22 @@ fn build_requests(
 
 /// What every job still has to send: the requests its journal holds no `ok` answer for.
 fn queue(config: &Config, plan: &Plan, dir: &Path) -> Result<Queue, RunError> {
-    let mut queue = Queue { jobs: Vec::new(), pending: 0, already_done: 0 };
+    let mut queue = Queue { jobs: Vec::new(), pending: 0, already_done: 0, spent: 0.0 };
     let model_index: BTreeMap<&str, usize> =
         config.models.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
     for job in &plan.jobs {
         let trial = &plan.trials[job.trial];
         let journal_path = journal_path(dir, trial, job);
-        let done: HashSet<String> = journal::read(&journal_path)
-            .map_err(ExecuteError::from)?
-            .into_values()
-            .filter(|e| e.status == Status::Ok)
-            .map(|e| e.custom_id)
-            .collect();
+        let entries = journal::read(&journal_path).map_err(ExecuteError::from)?.into_values();
+        let mut done = HashSet::new();
+        for e in entries {
+            if let (Some(p), None) = (trial.model.pricing, &e.reused) {
+                queue.spent += p.usd(e.input_tokens, e.output_tokens);
+            }
+            if e.status == Status::Ok {
+                done.insert(e.custom_id);
+            }
+        }
         let expected = (job.end - job.start) as u64 * trial.repeats as u64;
         queue.already_done += done.len() as u64;
         queue.pending += expected.saturating_sub(done.len() as u64);
@@ -776,6 +823,7 @@ fn queue(config: &Config, plan: &Plan, dir: &Path) -> Result<Queue, RunError> {
             start: job.start,
             end: job.end,
             repeats: trial.repeats,
+            max_tokens: u64::from(trial.decoding.max_tokens),
             done,
         });
     }
@@ -805,12 +853,35 @@ fn exec_settings(opts: &RunOptions, config: &Config) -> ExecSettings {
         backoff_max: Duration::from_secs_f64(e.backoff_max_s),
         fsync: e.fsync,
         stop_on_ctrl_c: opts.stop_on_ctrl_c,
+        budget: None,
     }
+}
+
+/// Stage `reuse`: answers to identical earlier requests, journaled instead of sent (the
+/// response cache, unless `execution.cache: off`); how many.
+fn reuse(
+    setup: &Setup,
+    plan: &Plan,
+    queue: &mut Queue,
+    progress: &dyn Progress,
+) -> Result<u64, RunError> {
+    let c = &setup.loaded.config;
+    if !c.execution.cache.reads() || queue.pending == 0 {
+        return Ok(0);
+    }
+    let input = cache::ReuseInput {
+        workspace: &setup.loaded.workspace,
+        experiments: &setup.experiments,
+        keyers: c.models.iter().map(|m| cache::Keyer::new(m, &c.scoring.labels)).collect(),
+        datasets: plan.datasets.iter().map(|d| (d.name.clone(), d.hash.clone())).collect(),
+        fsync: c.execution.fsync,
+    };
+    Ok(cache::reuse(&input, &mut queue.jobs, &mut queue.pending, progress)?)
 }
 
 /// Stages `score`, `results` and `reports`: every trial's results files and report.md, and its
 /// line of the manifest.
-fn score(
+pub(super) fn score(
     run: &Started,
     loaded: &LoadedConfig,
     plan: &Plan,
@@ -839,6 +910,8 @@ fn score(
                 dataset: &plan.datasets[j.dataset].name,
                 items: &plan.datasets[j.dataset].items[j.start..j.end],
                 journal: journal_path(&run.dir, trial, j),
+                // A rescored run's answers were all paid for by the run it rescored.
+                reused: run.rj.rescored_from.is_some(),
             })
             .collect();
         let rows = match &run.baseline {
@@ -887,7 +960,7 @@ fn baseline_rows(
 impl Scored {
     /// Adds a scored trial: its manifest line, its costs to the totals.
     fn add(&mut self, trial: &Trial, r: &results::TrialResults, trial_dir: &Path) {
-        self.any_answer |= r.costs.conditions.values().any(|c| c.requests > c.failures);
+        self.any_answer |= answered(&r.costs);
         self.any_missing |= r.incomplete;
         let total = &r.costs.total;
         self.totals.requests += total.requests;
@@ -895,6 +968,8 @@ impl Scored {
         self.totals.input_tokens += total.input_tokens;
         self.totals.output_tokens += total.output_tokens;
         self.totals.usd += total.usd;
+        self.totals.reused += total.reused;
+        self.totals.usd_saved += total.usd_saved;
         // The one headline: the paired effect and its test from significance.json, never the
         // difference of the two accuracies (which mixes in items failed on one side).
         let headline = read_headline(trial_dir);
@@ -940,7 +1015,7 @@ fn record_endpoints(dir: &Path, plan: &Plan, outcome: &ExecOutcome) -> Result<()
 
 /// Stage `finish`: how the run ended, the manifest and aggregate report, and run.json saying so.
 /// Returns the manifest as written (the aggregate step adds Holm p-values to it).
-fn finish(
+pub(super) fn finish(
     run: &mut Started,
     config: &Config,
     scored: Scored,
@@ -966,7 +1041,7 @@ fn finish(
         });
     }
     run.warnings.extend(scored.warnings);
-    if let Some(down) = &outcome.down {
+    if let Some(down) = outcome.endpoints.iter().find_map(|e| e.down.as_ref()) {
         run.warnings.push(format!(
             "{down}; the run stopped with every answer so far journaled: resume it once the endpoint is back"
         ));
@@ -988,7 +1063,7 @@ fn finish(
     Ok(read_manifest(&run.dir).unwrap_or(manifest))
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -1101,8 +1176,7 @@ fn baseline_checks(
 }
 
 fn trial_status(r: &results::TrialResults) -> &'static str {
-    let answered = r.costs.conditions.values().any(|c| c.requests > c.failures)
-        || !r.costs.from_baseline.is_empty();
+    let answered = answered(&r.costs) || !r.costs.from_baseline.is_empty();
     if r.incomplete {
         "incomplete"
     } else if !answered {
@@ -1110,6 +1184,11 @@ fn trial_status(r: &results::TrialResults) -> &'static str {
     } else {
         "complete"
     }
+}
+
+/// Some request of the trial got an answer, sent now or reused.
+fn answered(costs: &runfiles::results::Costs) -> bool {
+    costs.conditions.values().any(|c| c.requests + c.reused > c.failures)
 }
 
 pub fn significance_settings(c: &Config) -> SignificanceSettings {
@@ -1130,7 +1209,7 @@ pub fn read_manifest(run_dir: &Path) -> Option<Manifest> {
     runfiles::read_json(&run_dir.join(runfiles::MANIFEST)).ok()?
 }
 
-fn check_run_id(id: &str) -> Result<(), RunError> {
+pub(super) fn check_run_id(id: &str) -> Result<(), RunError> {
     let ok = !id.is_empty()
         && !id.starts_with('.')
         && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -1138,7 +1217,7 @@ fn check_run_id(id: &str) -> Result<(), RunError> {
 }
 
 /// `20251127-130501`, with `-2`, `-3`… when two runs start in the same second.
-fn fresh_run_id(experiments: &Path) -> String {
+pub(super) fn fresh_run_id(experiments: &Path) -> String {
     let base = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let mut id = base.clone();
     let mut n = 2;
@@ -1156,14 +1235,15 @@ pub fn read_run_json(dir: &Path) -> Result<RunJson, RunError> {
     serde_json::from_str(&text).map_err(|e| RunError::Read { path, problem: e.to_string() })
 }
 
-fn write_run_json(dir: &Path, rj: &RunJson) -> Result<(), RunError> {
+pub(super) fn write_run_json(dir: &Path, rj: &RunJson) -> Result<(), RunError> {
     Ok(runfiles::write_json(&dir.join(runfiles::RUN_JSON), rj)?)
 }
 
 /// Whether `--resume` has something to send: the run did not finish, or it finished with
 /// recorded failures (the journal keeps them, and a resume sends exactly those again).
 fn has_work_left(dir: &Path, rj: &RunJson) -> bool {
-    rj.status != RunStatus::Complete || read_manifest(dir).is_some_and(|m| m.totals.failures > 0)
+    !matches!(rj.status, RunStatus::Complete | RunStatus::Rescored)
+        || read_manifest(dir).is_some_and(|m| m.totals.failures > 0)
 }
 
 /// The newest run (by start time) of `config` with work left: not complete, or with failed
@@ -1275,7 +1355,7 @@ fn journal_path(dir: &Path, trial: &Trial, job: &Job) -> PathBuf {
         .join(job.file_name())
 }
 
-fn write_trial_json(
+pub(super) fn write_trial_json(
     dir: &Path,
     t: &Trial,
     c: &Config,
@@ -1314,7 +1394,7 @@ fn write_trial_json(
 /// (under `config/` when it is not already there). The config chooses what is read, never where
 /// the copy goes: a path climbing out with `..` is copied to `config/prompts/external/` under a
 /// name tagged with its path's hash (it would otherwise be written outside the run folder).
-fn snapshot_path(dir: &Path, rel: &Path) -> PathBuf {
+pub(super) fn snapshot_path(dir: &Path, rel: &Path) -> PathBuf {
     let prompts = dir.join("config").join("prompts");
     let name = || rel.file_name().map(|n| n.to_string_lossy().to_string());
     if rel.is_absolute() {
@@ -1328,7 +1408,7 @@ fn snapshot_path(dir: &Path, rel: &Path) -> PathBuf {
     if rel.starts_with("config") { dir.join(rel) } else { dir.join("config").join(rel) }
 }
 
-fn snapshot_config(
+pub(super) fn snapshot_config(
     l: &LoadedConfig,
     prompts: &BTreeMap<PathBuf, String>,
     dir: &Path,
@@ -1356,7 +1436,7 @@ fn snapshot_config(
 
 /// Execution settings that do not change what is asked or how it is scored, so a resume may
 /// change them (e.g. more concurrency after a rate-limit talk with the provider).
-const VOLATILE: [&str; 10] = [
+const VOLATILE: [&str; 12] = [
     "max_concurrent_jobs",
     "max_retries",
     "timeout_s",
@@ -1364,12 +1444,14 @@ const VOLATILE: [&str; 10] = [
     "backoff_max_s",
     "fsync",
     "max_response_bytes",
+    "cache",
+    "max_usd",
     "batch_poll_s",
     "batch_max_requests",
     "batch_max_bytes",
 ];
 
-fn fingerprint(
+pub(super) fn fingerprint(
     c: &Config,
     prompts: &BTreeMap<PathBuf, String>,
     datasets: &[Prepared],
@@ -1420,7 +1502,7 @@ fn stored_fingerprint(dir: &Path, rj: &RunJson) -> Result<serde_json::Value, Run
 }
 
 /// "decoding.temps: [0.0] -> [0.0,1.0]", "prompt config/prompts/x.md: content changed", …
-fn diff_fingerprints(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+pub(super) fn diff_fingerprints(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
     let mut a = BTreeMap::new();
     let mut b = BTreeMap::new();
     flatten("", old, &mut a);
@@ -1530,6 +1612,7 @@ fn dry_run(opts: &RunOptions, setup: &Setup, plan: &Plan, users: &[Vec<String>])
         },
         trials: out,
         unpriced_models: unpriced,
+        max_usd: l.config.execution.max_usd,
     }
 }
 

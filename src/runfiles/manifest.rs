@@ -55,6 +55,11 @@ pub struct Totals {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub usd: f64,
+    /// Answers reused instead of sent (the response cache, `exp rescore`).
+    #[serde(default)]
+    pub reused: u64,
+    #[serde(default)]
+    pub usd_saved: f64,
 }
 
 /// A manifest read leniently (for commit summaries of any run, old or hand-edited): a figure

@@ -40,6 +40,17 @@ pub struct CostLine {
     #[serde(default, skip_serializing_if = "is_zero_usd")]
     pub reasoning_usd: f64,
     pub usd_per_correct: Option<f64>,
+    /// Answers reused from earlier runs (the response cache, `exp rescore`): not sent, not
+    /// paid, and not in `requests`, the token counts or `usd`.
+    #[serde(default)]
+    pub reused: u64,
+    #[serde(default)]
+    pub reused_input_tokens: u64,
+    #[serde(default)]
+    pub reused_output_tokens: u64,
+    /// What the reused answers would have cost at the trial's prices.
+    #[serde(default)]
+    pub usd_saved: f64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -70,6 +81,9 @@ pub struct Costs {
 pub struct EndpointUse {
     /// The model's name in the config.
     pub model: String,
+    /// Why the run stopped: every replica was down (README "More than one endpoint").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
     pub replicas: Vec<ReplicaUse>,
     pub concurrency: ConcurrencyUse,
 }

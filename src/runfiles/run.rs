@@ -48,6 +48,8 @@ pub enum RunStatus {
     /// `exp run --backend files` wrote the batch input files; `exp ingest` completes the run.
     #[serde(rename = "awaiting_outputs")]
     AwaitingOutputs,
+    /// Made by `exp rescore` from another run's answers: nothing was sent.
+    Rescored,
 }
 
 impl RunStatus {
@@ -58,6 +60,7 @@ impl RunStatus {
             RunStatus::Incomplete => "incomplete",
             RunStatus::Failed => "failed",
             RunStatus::AwaitingOutputs => "awaiting_outputs",
+            RunStatus::Rescored => "rescored",
         }
     }
 }
@@ -106,6 +109,17 @@ pub struct RunJson {
     /// lack it; their runs match any config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// `exp rescore`: the run whose answers this run scored anew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescored_from: Option<RescoredFrom>,
+}
+
+/// The run `exp rescore` took the answers from: as named, its run id, and its commit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RescoredFrom {
+    pub reference: String,
+    pub run: String,
+    pub commit: String,
 }
 
 /// How `run.json` records a config file: as given, relative to the workspace when it lies in it,

@@ -210,7 +210,7 @@ pub struct Commit {
     pub time: String,
     pub message: String,
     pub run_id: String,
-    /// From run.json: running|complete|incomplete|failed; None when the folder has no run.json.
+    /// From run.json: running|complete|incomplete|failed|awaiting_outputs; None when the folder has no run.json.
     pub status: Option<String>,
     pub config_hash: Option<String>,
     pub provenance: Option<Provenance>,

@@ -46,6 +46,9 @@ pub struct CommitOptions {
     pub tag: Option<String>,
     /// Hash only; store and change nothing.
     pub dry_run: bool,
+    /// A run's first commit gets this parent instead of the commit HEAD names (`exp rescore`:
+    /// the run it rescored).
+    pub parent: Option<ObjectId>,
 }
 
 /// What a run states about itself, for its commit: read by the caller (the store knows nothing
@@ -500,6 +503,7 @@ impl Repo {
                 tree,
                 parents: match current {
                     Some(previous) => vec![previous],
+                    None if options.parent.is_some() => options.parent.into_iter().collect(),
                     None if set_head => self.refs.read(&RefName::head())?.into_iter().collect(),
                     None => Vec::new(),
                 },

@@ -8,6 +8,11 @@
 //! reboot) polls the batches that exist and never pays for a request twice. A batch that
 //! expired, was cancelled or failed is submitted again for the requests it left unanswered only,
 //! up to `execution.max_retries` times; then they are journaled as failures.
+//!
+//! A budget (`execution.max_usd`) counts every batched request at its maximum cost at batch
+//! prices (body bytes as input tokens, its `max_tokens` as output) from the moment it is put in a
+//! batch, open batches of earlier invocations included: a request that does not fit is not
+//! batched, and the run ends incomplete, as a live run does.
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +24,8 @@ use super::ledger::{ChunkState, Ledger, Record};
 use super::lines::Outcome;
 use super::outputs::{self, Bounds};
 use super::{BatchError, BatchJob, Limits, Routes};
-use crate::eval::config::ModelConfig;
+use crate::eval::budget::{self, Budget};
+use crate::eval::config::{ModelConfig, Pricing};
 use crate::eval::journal::{self, Entry, Journal, Status, Syncer};
 use crate::progress::Progress;
 
@@ -35,6 +41,7 @@ pub struct Settings {
     pub max_response_bytes: u64,
     pub fsync: bool,
     pub stop_on_ctrl_c: bool,
+    pub budget: Option<Arc<Budget>>,
 }
 
 /// What the backend did in this invocation.
@@ -45,6 +52,8 @@ pub struct Delivered {
     /// Batches created now (not found in the ledger).
     pub created: u64,
     pub interrupted: bool,
+    /// The budget held requests back.
+    pub budget_stopped: bool,
 }
 
 pub fn run(
@@ -63,7 +72,9 @@ pub fn run(
         for m in models.iter().filter(|m| jobs.iter().any(|j| j.model == m.name)) {
             apis.insert(m.name.clone(), Api::new(m, settings.timeout)?);
         }
-        let mut b = Backend::open(run_dir, jobs, apis, settings)?;
+        let prices: HashMap<&str, Option<Pricing>> =
+            models.iter().map(|m| (m.name.as_str(), m.pricing.map(|p| p.batch()))).collect();
+        let mut b = Backend::open(run_dir, jobs, apis, settings, &prices)?;
         b.deliver(progress).await
     })
 }
@@ -93,6 +104,7 @@ impl<'a> Backend<'a> {
         jobs: &'a [BatchJob],
         apis: HashMap<String, Api>,
         settings: &'a Settings,
+        prices: &HashMap<&str, Option<Pricing>>,
     ) -> Result<Backend<'a>, BatchError> {
         let (ledger, states) = Ledger::open(run_dir)?;
         let routes = Routes::new(jobs)?;
@@ -111,10 +123,29 @@ impl<'a> Backend<'a> {
             out: Delivered::default(),
         };
         let mut in_flight = HashSet::new();
+        let max_cost = |model: &str, body: &[u8]| {
+            budget::max_cost(prices.get(model).copied().flatten(), body.len(), max_tokens(body))
+        };
         for s in b.states.iter().filter(|s| s.ended.is_none()) {
-            in_flight.extend(chunks::ids(run_dir, &s.chunk)?);
+            chunks::for_each_request(&run_dir.join(&s.chunk), |id, body| {
+                // Submitted already: it counts whether or not it fits.
+                if let Some(budget) = &settings.budget {
+                    budget.reserve(max_cost(&s.model, &body));
+                }
+                in_flight.insert(id.to_string());
+                Ok(())
+            })?;
         }
-        let fresh = chunks::write(run_dir, FOLDER, jobs, &in_flight, settings.limits)?;
+        let mut held_back = false;
+        let mut admit = |model: &str, body: &[u8]| match &settings.budget {
+            Some(budget) if !budget.reserve(max_cost(model, body)) => {
+                held_back = true;
+                false
+            }
+            _ => true,
+        };
+        let fresh = chunks::write(run_dir, FOLDER, jobs, &in_flight, settings.limits, &mut admit)?;
+        b.out.budget_stopped = held_back;
         b.add_chunks(fresh, 0)?;
         Ok(b)
     }
@@ -344,6 +375,7 @@ impl<'a> Backend<'a> {
                 latency_ms: 0,
                 attempts: s.round + 1,
                 error: Some(why.clone()),
+                reused: None,
             };
             self.journal(&id, entry)?;
         }
@@ -389,6 +421,16 @@ impl<'a> Backend<'a> {
         let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
         format!("batches: {}", parts.join(" · "))
     }
+}
+
+/// A request body's output limit (`max_tokens`, or `max_completion_tokens` for endpoints that
+/// take that), 0 when it has none.
+fn max_tokens(body: &[u8]) -> u64 {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    ["max_tokens", "max_completion_tokens"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(serde_json::Value::as_u64))
+        .unwrap_or(0)
 }
 
 /// A step's failure: the provider's (maybe retried) or exp's own (never retried).

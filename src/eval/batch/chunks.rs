@@ -44,13 +44,14 @@ pub fn for_each_request(
 
 /// Writes the requests of `jobs` that are neither answered nor in `skip` (batch custom_ids of
 /// batches still open) into new files `<run>/<folder>/<model>/NNNN.jsonl`, numbered after the
-/// files already there.
+/// files already there; `admit(model, body)` may hold a request back (the budget).
 pub fn write(
     run_dir: &Path,
     folder: &str,
     jobs: &[BatchJob],
     skip: &HashSet<String>,
     limits: Limits,
+    admit: &mut dyn FnMut(&str, &[u8]) -> bool,
 ) -> Result<Vec<Chunk>, BatchError> {
     let mut by_model: BTreeMap<&str, Vec<&BatchJob>> = BTreeMap::new();
     for j in jobs {
@@ -62,7 +63,7 @@ pub fn write(
         for job in jobs {
             for_each_request(&job.inputs, |id, body| {
                 let bid = batch_id(&job.slug, id);
-                if job.done.contains(id) || skip.contains(&bid) {
+                if job.done.contains(id) || skip.contains(&bid) || !admit(model, &body) {
                     return Ok(());
                 }
                 w.push(&request_line(&bid, &body))
@@ -226,7 +227,8 @@ mod tests {
         };
         let limits = Limits { max_requests: 2, max_bytes: 1 << 20 };
         let skip: HashSet<String> = ["t/ds:4:control:r0".to_string()].into();
-        let chunks = write(d.path(), "b", std::slice::from_ref(&job), &skip, limits).unwrap();
+        let all = &mut |_: &str, _: &[u8]| true;
+        let chunks = write(d.path(), "b", std::slice::from_ref(&job), &skip, limits, all).unwrap();
         assert_eq!(chunks.iter().map(|c| c.requests).collect::<Vec<_>>(), [2, 1]);
         assert_eq!(chunks[0].path, "b/m/0001.jsonl");
         let first = ids(d.path(), &chunks[0].path).unwrap();
@@ -234,7 +236,7 @@ mod tests {
         // A byte limit a bit above one line puts each line in its own file, numbered on.
         let one = chunks[1].bytes;
         let tight = Limits { max_requests: 100, max_bytes: one + 10 };
-        let more = write(d.path(), "b", &[job], &HashSet::new(), tight).unwrap();
+        let more = write(d.path(), "b", &[job], &HashSet::new(), tight, all).unwrap();
         assert_eq!(more.len(), 4);
         assert_eq!(more[0].path, "b/m/0003.jsonl");
         let keep: HashSet<String> = ["t/ds:2:control:r0".to_string()].into();

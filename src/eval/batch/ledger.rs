@@ -122,13 +122,28 @@ fn read(path: &Path) -> Result<Vec<Record>, BatchError> {
             return Ok(out);
         }
         line += 1;
-        let record = serde_json::from_slice(&buf).map_err(|e| BatchError::Line {
-            path: path.to_path_buf(),
-            line,
-            problem: format!("not a batch ledger record: {e}"),
-        })?;
+        let bad = |problem: String| BatchError::Line { path: path.to_path_buf(), line, problem };
+        let record: Record = serde_json::from_slice(&buf)
+            .map_err(|e| bad(format!("not a batch ledger record: {e}")))?;
+        let (Record::Chunk { chunk, .. }
+        | Record::Uploaded { chunk, .. }
+        | Record::Created { chunk, .. }
+        | Record::Ended { chunk, .. }) = &record;
+        if !is_chunk_path(chunk) {
+            return Err(bad(format!("`{chunk}` is not a batch input file of this run")));
+        }
         out.push(record);
     }
+}
+
+/// `batches/<model>/NNNN.jsonl` and nothing else: the ledger travels with the run (commits,
+/// remotes), so its paths are untrusted and must never lead a read or a write elsewhere.
+fn is_chunk_path(chunk: &str) -> bool {
+    let parts: Vec<&str> = chunk.split('/').collect();
+    matches!(parts.as_slice(), [folder, model, file]
+        if *folder == super::backend::FOLDER
+            && crate::eval::config::is_safe_name(model)
+            && file.strip_suffix(".jsonl").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// The length of the file up to its last newline.
@@ -161,5 +176,27 @@ mod tests {
         l.append(&Record::Created { chunk: chunk.clone(), batch_id: "batch_1".into() }).unwrap();
         let (_, states) = Ledger::open(d.path()).unwrap();
         assert_eq!((states[0].batch_id.as_deref(), states[0].requests), (Some("batch_1"), 3));
+    }
+
+    #[test]
+    fn a_record_naming_a_path_outside_the_batches_folder_is_refused() {
+        assert!(is_chunk_path("batches/m/0001.jsonl"));
+        for bad in [
+            "../../etc/passwd",
+            "batches/../x/0001.jsonl",
+            "batches/m/0001.output.jsonl",
+            "/batches/m/1.jsonl",
+            "batches/m/x/1.jsonl",
+        ] {
+            assert!(!is_chunk_path(bad), "{bad}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join(LEDGER),
+            "{\"event\":\"uploaded\",\"chunk\":\"../../x.jsonl\",\"file_id\":\"f\"}\n",
+        )
+        .unwrap();
+        let err = Ledger::open(d.path()).err().unwrap().to_string();
+        assert!(err.contains("line 1: `../../x.jsonl` is not a batch input file"), "{err}");
     }
 }

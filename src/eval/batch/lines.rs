@@ -89,6 +89,7 @@ pub fn parse_output(line: &[u8], redactor: &Redactor) -> Result<(String, Outcome
         latency_ms: 0,
         attempts: 1,
         error: Some(clean(message)),
+        reused: None,
     };
     let outcome = match (&out.response, &out.error) {
         (_, Some(e)) if e.code.as_deref().is_some_and(|c| NOT_RUN.contains(&c)) => {
@@ -109,6 +110,7 @@ pub fn parse_output(line: &[u8], redactor: &Redactor) -> Result<(String, Outcome
                     latency_ms: 0,
                     attempts: 1,
                     error: None,
+                    reused: None,
                 }),
                 Err(f) => Outcome::Answered(error(f.message().to_string())),
             }

@@ -131,8 +131,7 @@ impl OpenAi {
                 Pick::Use(lease) => break lease,
                 Pick::Wait(d) => tokio::time::sleep(d).await,
                 Pick::Down(message) => {
-                    let message = format!("model `{}`: {message}", self.model);
-                    return Err(Failure::Down { message: self.redactor.clean_owned(message) });
+                    return Err(Failure::Down { message: self.down_message(message) });
                 }
             }
         };
@@ -155,9 +154,14 @@ impl OpenAi {
     pub fn report(&self) -> EndpointUse {
         EndpointUse {
             model: self.model.clone(),
+            down: self.replicas.down().map(|m| self.down_message(m)),
             replicas: self.replicas.report(),
             concurrency: self.limiter.report(),
         }
+    }
+
+    fn down_message(&self, message: String) -> String {
+        self.redactor.clean_owned(format!("model `{}`: {message}", self.model))
     }
 
     /// The adaptive limit now, for the progress line; `None` for a fixed one.

@@ -110,11 +110,12 @@ impl Replicas {
         let start = self.turn.fetch_add(1, Ordering::Relaxed);
         let mut best: Option<(&Replica, usize, u64)> = None;
         let mut soonest: Option<Duration> = None;
-        let mut all_down = true;
+        if let Some(message) = self.down() {
+            return Pick::Down(message);
+        }
         for i in 0..n {
             let r = &self.list[(start + i) % n];
             let h = r.health();
-            all_down &= h.rests_in_a_row >= RESTS_TO_DOWN;
             if let Some(until) = h.resting_until
                 && until > now
             {
@@ -131,9 +132,6 @@ impl Replicas {
                 best = Some((r, in_flight, h.epoch));
             }
         }
-        if all_down {
-            return Pick::Down(self.down_message());
-        }
         match best {
             Some((r, _, epoch)) => {
                 r.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -144,14 +142,18 @@ impl Replicas {
         }
     }
 
-    fn down_message(&self) -> String {
+    /// Why the model is down, when every replica has rested `RESTS_TO_DOWN` times in a row.
+    pub fn down(&self) -> Option<String> {
+        if !self.list.iter().all(|r| r.health().rests_in_a_row >= RESTS_TO_DOWN) {
+            return None;
+        }
         let each: Vec<String> = self
             .list
             .iter()
             .map(|r| format!("{} ({})", r.base_url, r.health().last_error))
             .collect();
         let what = if self.list.len() == 1 { "the endpoint is" } else { "every replica is" };
-        format!("{what} down after {RESTS_TO_DOWN} rests in a row: {}", each.join("; "))
+        Some(format!("{what} down after {RESTS_TO_DOWN} rests in a row: {}", each.join("; ")))
     }
 
     /// Counts per replica, in `base_url` order.

@@ -305,3 +305,38 @@ pub(crate) fn repeats_section(md: &mut String, sig: &Significance) {
         );
     }
 }
+
+/// aggregate_report.md's section on repeats: per trial with repeats and condition, pass@k,
+/// pass^k and the within-item share of the variance. Nothing when no trial has repeats.
+pub(crate) fn aggregate_repeats_section(md: &mut String, trials: &[super::AggTrial]) {
+    let with: Vec<(usize, &super::AggTrial, &Significance)> = trials
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.sig.as_ref().map(|s| (i, t, s)))
+        .filter(|(_, _, s)| !s.repeats_by_condition.is_empty())
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    md.push_str(
+        "\n## Repeats\n\npass@k: share of items solved at least once in k tries; pass^k: solved \
+         in all k; within share: the part of the score's variance that is the model's own noise \
+         between repeats (each trial's report.md has the rest).\n\n| # | Trial | Condition | k | \
+         pass@k | pass^k | Within share |\n|---:|---|---|---:|---:|---:|---:|\n",
+    );
+    let pct = |x: Option<f64>| display::or_missing(x, display::percent);
+    for (i, t, sig) in with {
+        for (cond, r) in &sig.repeats_by_condition {
+            let _ = writeln!(
+                md,
+                "| T{} | {} | {cond} | {} | {} | {} | {} |",
+                i + 1,
+                cell(&t.slug, 80),
+                r.k,
+                pct(r.pass_at_k),
+                pct(r.pass_all_k),
+                pct(r.within_share)
+            );
+        }
+    }
+}

@@ -4,7 +4,9 @@ use std::fmt::Write;
 
 use super::charts::Chart;
 use super::format::{self, Num, cell};
-use super::headline::{effect_section, effect_sentences, reason, repeats_section};
+use super::headline::{
+    aggregate_repeats_section, effect_section, effect_sentences, reason, repeats_section,
+};
 use super::scan::{ItemView, SHOW_FAILURES, SHOW_ITEMS};
 use super::{AggTrial, Aggregate, TrialData};
 use crate::display::{self, MISSING};
@@ -455,6 +457,7 @@ pub(crate) fn aggregate_report(agg: &Aggregate, charts: &[Chart]) -> String {
             get("output_tokens")
         );
     }
+    aggregate_repeats_section(&mut md, &agg.trials);
     md.push_str("\n## Charts\n\n");
     for c in charts {
         let _ =
