@@ -912,3 +912,39 @@ fn a_budget_counts_batched_requests_at_their_batch_maximum_and_holds_the_rest_ba
     let answered = predictions(&run).iter().filter(|r| !r["raw_output"].is_empty()).count();
     assert_eq!(answered, batched.len());
 }
+
+#[test]
+fn file_mode_and_ingest_print_json_documents_named_by_their_schema() {
+    let documented =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/JSON.md"))
+            .unwrap();
+    let ws = workspace(3, &model(NOWHERE, ""), "");
+    let out = exp(ws.path()).args(["run", "--backend", "files", "--json"]).assert().success();
+    let doc: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(doc["schema"], "exp.run.awaiting/1");
+    assert_eq!(doc["batch_files"][0]["requests"], 12);
+    let run = only_run(ws.path());
+    let requests = batch_requests(&run);
+    let mut outputs: Vec<Value> =
+        requests.iter().enumerate().map(|(n, r)| openai_output(r, n)).collect();
+    outputs.push(json!({"id": "x", "custom_id": "stranger/x", "response": null, "error": {"code": "e", "message": "m"}}));
+    write_lines(&ws.path().join("out.jsonl"), &outputs);
+    let out = exp(ws.path()).args(["ingest", "out.jsonl", "--json"]).assert().success();
+    let doc: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(doc["schema"], "exp.ingest/1");
+    assert_eq!(
+        (doc["status"].as_str(), doc["ingested"]["journaled"].as_u64()),
+        (Some("complete"), Some(12))
+    );
+    assert_eq!(doc["ingested"]["files"], json!(["out.jsonl"]));
+    assert!(
+        doc["warnings"][0].as_str().unwrap().contains("out.jsonl:13: custom_id `stranger/x`"),
+        "{doc}"
+    );
+    for schema in ["exp.run.awaiting/1", "exp.ingest/1"] {
+        assert!(
+            documented.contains(&format!("## `{schema}`")),
+            "docs/JSON.md has no section for {schema}"
+        );
+    }
+}

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::run::{display_rel, render_summary, workspace};
+use super::run::{display_rel, render_summary, summary_json, workspace};
 use super::{Context, Result, ui};
 use exp::display::count;
 use exp::eval::batch::ingest::latest_awaiting;
@@ -99,7 +99,20 @@ pub fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
     } else {
         None
     };
-    render_summary(&summary, archived.as_ref(), args.json)?;
+    if args.json {
+        for w in &summary.warnings {
+            eprintln!("warning: {w}");
+        }
+        let mut v = summary_json(&summary, archived.as_ref());
+        v["ingested"] = serde_json::json!({
+            "files": args.files,
+            "journaled": summary.ingested.as_ref().map_or(0, |i| i.journaled),
+            "failures": summary.ingested.as_ref().map_or(0, |i| i.failures),
+            "not_run": summary.ingested.as_ref().map_or(0, |i| i.not_run),
+        });
+        return ui::print_json(ui::Schema::INGEST, &v);
+    }
+    render_summary(&summary, archived.as_ref(), false)?;
     if summary.status == RunStatus::AwaitingOutputs {
         ui::outln!("run {} still awaits outputs for its unanswered requests", summary.run_id)?;
     }

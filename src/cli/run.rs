@@ -326,32 +326,7 @@ pub(super) fn render_summary(
     };
     if json {
         warn();
-        let v = serde_json::json!({
-            "run_id": s.run_id,
-            "run_dir": s.run_dir,
-            "status": s.status,
-            "resumed": s.resumed,
-            "already_done": s.already_done,
-            "sent": s.outcome.sent,
-            "reused": s.reused,
-            "failures": s.outcome.failures,
-            "interrupted": s.outcome.interrupted,
-            "budget": s.outcome.budget.map(|(cap, spent)| serde_json::json!({
-                "max_usd": cap, "spent_usd": spent, "stopped": s.outcome.budget_stopped,
-            })),
-            "trials": s.manifest.trials,
-            "totals": s.manifest.totals,
-            "datasets": s.datasets.iter().map(|(name, items, prepared)| serde_json::json!({
-                "name": name, "items": items, "prepared": prepared,
-            })).collect::<Vec<_>>(),
-            "archived": archived.map(|a| serde_json::json!({
-                "commit": a.commit, "created_store": a.created_store, "unchanged": a.unchanged,
-                "store": a.store_dir,
-            })),
-            "warnings": s.warnings,
-            "endpoints": s.outcome.endpoints,
-        });
-        return ui::print_json(ui::Schema::RUN, &v);
+        return ui::print_json(ui::Schema::RUN, &summary_json(s, archived));
     }
     let mut t = ui::table([
         "trial",
@@ -465,6 +440,35 @@ fn render_endpoint(e: &EndpointUse) -> Result<()> {
 fn next_cap(cap: f64) -> String {
     let next = if cap > 0.0 { cap * 2.0 } else { 1.0 };
     format!("{}", (next * 100.0).ceil() / 100.0)
+}
+
+/// The fields of `exp.run/1` (docs/JSON.md), which `exp.ingest/1` extends.
+pub(super) fn summary_json(s: &RunSummary, archived: Option<&Archived>) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": s.run_id,
+        "run_dir": s.run_dir,
+        "status": s.status,
+        "resumed": s.resumed,
+        "already_done": s.already_done,
+        "sent": s.outcome.sent,
+        "reused": s.reused,
+        "failures": s.outcome.failures,
+        "interrupted": s.outcome.interrupted,
+        "budget": s.outcome.budget.map(|(cap, spent)| serde_json::json!({
+            "max_usd": cap, "spent_usd": spent, "stopped": s.outcome.budget_stopped,
+        })),
+        "trials": s.manifest.trials,
+        "totals": s.manifest.totals,
+        "datasets": s.datasets.iter().map(|(name, items, prepared)| serde_json::json!({
+            "name": name, "items": items, "prepared": prepared,
+        })).collect::<Vec<_>>(),
+        "archived": archived.map(|a| serde_json::json!({
+            "commit": a.commit, "created_store": a.created_store, "unchanged": a.unchanged,
+            "store": a.store_dir,
+        })),
+        "warnings": s.warnings,
+        "endpoints": s.outcome.endpoints,
+    })
 }
 
 /// File mode: where the batch input files are, and what to do with their outputs.

@@ -339,6 +339,7 @@ impl Schema {
     pub const FSCK: Schema = Schema("exp.fsck/1");
     pub const GC: Schema = Schema("exp.gc/1");
     pub const IMPORT: Schema = Schema("exp.import/1");
+    pub const INGEST: Schema = Schema("exp.ingest/1");
     pub const LIST: Schema = Schema("exp.list/1");
     pub const LOG: Schema = Schema("exp.log/1");
     pub const POWER: Schema = Schema("exp.power/1");
