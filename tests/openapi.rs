@@ -1,6 +1,7 @@
 //! Every request body `exp` sends, and every request line it writes, validates against the
 //! official OpenAI OpenAPI spec's `CreateChatCompletionRequest` (vendored with everything it
 //! references in tests/data/openapi/ by scripts/vendor_openapi.py, which names the spec commit),
+//! sent live, written as request lines, or written as batch input files (`--backend files`),
 //! for each combination of the per-model parameters: token limit key, omitted sampling
 //! parameters, top_k, extra_body. The spec's schema allows unknown keys, so bodies for OpenAI
 //! itself are also checked strictly (`unevaluatedProperties: false`: no key the spec lacks);
@@ -119,6 +120,34 @@ fn every_request_line_exp_writes_validates_against_the_spec() {
         }
     }
     assert_eq!(lines, 84);
+}
+
+#[test]
+fn every_batch_input_line_of_backend_files_validates_against_the_spec() {
+    let s = schemas();
+    let grid = "temps: [0.0, 1.0], top_k: [40], top_p: [0.9], max_tokens: [16], repeats: 1";
+    // File mode sends nothing: the URL is never called.
+    let ws = workspace(3, &models("http://127.0.0.1:9/v1"), grid, "max_retries: 0");
+    let out = exp(ws.path())
+        .args(["run", "--backend", "files", "--run-id", "files", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["schema"], "exp.run.awaiting/1");
+    let mut lines = 0;
+    for f in doc["batch_files"].as_array().unwrap() {
+        let path = f["path"].as_str().unwrap();
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["url"], "/v1/chat/completions", "{path}");
+            check(&s, &v["body"], path);
+            lines += 1;
+        }
+    }
+    assert_eq!(lines, 84, "every request of every model is in a batch file");
 }
 
 #[test]
