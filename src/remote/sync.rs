@@ -421,8 +421,13 @@ async fn push_async(
         .filter(|u| matches!(u.status, RefStatus::Created | RefStatus::FastForward))
         .filter_map(|u| u.new)
         .collect();
-    let stop: HashSet<ObjectId> =
+    let mut stop: HashSet<ObjectId> =
         theirs.values().map(|(id, _)| *id).filter(|id| repo.odb.has(id)).collect();
+    // What the remote's refs named at our last fetch or push (our tracking refs) is there with
+    // its whole history too (remotes are never collected): without these stops, pushing one new
+    // run walked every run before it, since a run's first commit has the previous run as parent.
+    let prefix = format!("remotes/{name}/");
+    stop.extend(repo.refs.list(&prefix)?.into_iter().map(|(_, id)| id).filter(|id| repo.odb.has(id)));
     let odb = repo.odb.clone();
     let objects: Vec<ObjectId> = {
         let all = blocking(move || local::reachable(&odb, &sending, &stop)).await?;
@@ -582,7 +587,7 @@ async fn fetch_async(
         .filter(|(_, id, _)| !complete.contains(id))
         .map(|(n, id, _)| (*id, Arc::from(n.as_str())))
         .collect();
-    let mut transfer = download(&repo.odb, t, name, &index, roots, progress).await?;
+    let mut transfer = download(&repo.odb, t, name, &index, roots, &complete, progress).await?;
 
     let mut refs = Vec::new();
     for (ref_name, id, _) in &theirs {
@@ -641,13 +646,16 @@ fn prune(
 
 /// Downloads what is missing below `roots`, round by round (commits, then trees, then blobs):
 /// each round is a few ranged reads, merged by pack. Objects already here are walked locally,
-/// so an interrupted earlier fetch is completed rather than trusted.
+/// so an interrupted earlier fetch is completed rather than trusted, except below a commit a
+/// local ref names (`complete`: refs move only after their objects are durable): without that
+/// stop, fetching one new run walked every run before it (its parent is the previous run).
 async fn download(
     odb: &Odb,
     t: &Counting,
     remote: &str,
     index: &RemoteIndex,
     roots: Vec<(ObjectId, Arc<str>)>,
+    complete: &HashSet<ObjectId>,
     progress: &dyn Progress,
 ) -> Result<Transfer> {
     let mut transfer = Transfer::default();
@@ -661,8 +669,10 @@ async fn download(
     let mut frontier: Vec<(ObjectId, Arc<str>)> =
         roots.into_iter().filter(|(id, _)| seen.insert(*id)).collect();
     while !frontier.is_empty() {
-        let (present, absent): (Vec<_>, Vec<_>) =
-            frontier.into_iter().partition(|(id, _)| odb.has(id));
+        let (present, absent): (Vec<_>, Vec<_>) = frontier
+            .into_iter()
+            .filter(|(id, _)| !complete.contains(id))
+            .partition(|(id, _)| odb.has(id));
         let mut found: Vec<(ObjectId, Arc<str>)> = {
             let odb = odb.clone();
             blocking(move || {
