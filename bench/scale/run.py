@@ -1,6 +1,6 @@
 """Growth with history: how exp's store commands scale with the number of runs in one store.
 
-    python3 bench/scale/run.py [--runs 10,100,1000] [--items 500] [--reps 5] [--write]
+    python3 bench/scale/run.py [--runs 10,100,1000] [--items 250] [--reps 5] [--write]
     BENCH_SMOKE=1 python3 bench/scale/run.py       # CI: 2 and 6 runs of 20 items, seconds
 
 One real run is made with `exp run` (the built-in sim model, 4 trials x 2 conditions x ITEMS
@@ -136,7 +136,7 @@ def du(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", default="10,100,1000")
-    ap.add_argument("--items", type=int, default=500)
+    ap.add_argument("--items", type=int, default=250)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--work", help="work folder (default: a temp folder, removed at the end)")
