@@ -77,6 +77,11 @@ pub struct RunArgs {
     #[arg(short = 'm', long, value_name = "MSG")]
     pub message: Option<String>,
 
+    /// Name the run (a label like an id: letters, digits, '.', '_', '-'); the id stays its
+    /// identity. Kept in run.json and its commits; log, list and show print it beside the id
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
     /// Override a config value for this run without editing the file: a dotted key and a YAML
     /// value, validated like the file and recorded in the run's config snapshot (repeatable)
     #[arg(short = 'S', long = "set", value_name = "KEY=VALUE")]
@@ -147,6 +152,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         max_usd: args.max_usd,
         backend_files: args.backend == BackendArg::Files,
         ingest: Vec::new(),
+        name: args.name.clone(),
     };
     let progress = ui::TermProgress::new();
     let open_baseline = |reference: &str| exp::eval::archive::open_baseline(&workspace, reference);

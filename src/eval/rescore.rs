@@ -201,6 +201,7 @@ pub fn rescore(opts: &RescoreOptions, progress: &dyn Progress) -> Result<Rescore
         resumed_at: Vec::new(),
         config: config_key,
         rescored_from: Some(from.clone()),
+        name: None,
     };
     let mut run = Started { dir: dir.clone(), rj, baseline: None, warnings: Vec::new() };
     write_folder(&src, &loaded, &plan, &run)?;
