@@ -435,6 +435,34 @@ fn write_folder(
 mod tests {
     use super::*;
 
+    fn config(models: &str, scoring: &str) -> Config {
+        serde_yaml::from_str(&format!(
+            "datasets: [{{name: d, path: d.jsonl}}]\nmodels: [{models}]\nprompt_sets: {{p: {{control: c.txt, treatment: t.txt}}}}\nuser_template: '{{text}}'\nscoring: {scoring}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_what_changes_a_request_counts_as_a_change() {
+        let prompts = BTreeMap::from([(PathBuf::from("c.txt"), "x".to_string())]);
+        let m = "{name: m, provider: openai, base_url: 'http://a/v1'}";
+        let old = config(m, "{type: label, labels: [a, b]}");
+        // Other scoring, prices and connections: the same requests.
+        let priced = "{name: m, provider: openai, base_url: 'http://a/v1', max_connections: 2, pricing: {input_per_mtok: 1, output_per_mtok: 2}}";
+        let new = config(priced, "{type: regex, extract: '(a)'}");
+        assert!(request_changes(&old, &prompts, &new, &prompts).is_empty());
+        let moved = config("{name: m, provider: openai, base_url: 'http://b/v1'}", "{type: label}");
+        assert_eq!(
+            request_changes(&old, &prompts, &moved, &prompts),
+            ["models[0].base_url: \"http://a/v1\" -> \"http://b/v1\""]
+        );
+        let edited = BTreeMap::from([(PathBuf::from("c.txt"), "y".to_string())]);
+        assert_eq!(
+            request_changes(&old, &prompts, &old, &edited),
+            ["prompt file c.txt: content changed"]
+        );
+    }
+
     #[test]
     fn items_come_from_the_first_repeat_of_one_condition_in_order() {
         let csv = "item_id,dataset,condition,repeat,gold,prediction,score,cluster\n\
