@@ -396,7 +396,7 @@ impl Tally {
         let (_, means) = condition_section(&ctx, &mut notes);
         let pairs = paired_items(&ctx, &means, &mut notes)?;
         let p = Paired { d: &pairs.d, groups: pairs.groups(ctx.clustered) };
-        Some(plan::plan(ctx.design(), &p, effect, power, alpha))
+        Some(plan::plan(ctx.design(), &p, plan::Target { effect, power, alpha, seed: 0 }))
     }
 
     /// Computes every figure of the trial, exactly as [`analyze`] does for the same rows.
@@ -958,9 +958,12 @@ fn sign_flip_power_analysis(
         (at(max_effect), mde, format!("normal approximation of the sign-flip test ({g} units)"))
     };
     let underpowered = observed > 0.0 && mde.is_none_or(|m| observed < m * (1.0 - 1e-6));
-    let units_needed = underpowered
-        .then(|| power::normal_units_needed(unit_var, mean_size, observed, alpha, POWER))
+    let needed = underpowered
+        .then(|| {
+            power::sign_flip_units_needed(&sums, &sizes, observed, alpha, POWER, ctx.settings.seed)
+        })
         .flatten();
+    let units_needed = needed.map(|n| n.units);
     PowerAnalysis {
         test,
         target: POWER,
@@ -970,10 +973,25 @@ fn sign_flip_power_analysis(
         needed_for_effect: underpowered.then_some(observed),
         items_needed: units_needed.map(|u| (u as f64 * mean_size).ceil() as u64),
         clusters_needed: if clustered { units_needed } else { None },
-        method: format!(
-            "{how}; units needed by the normal approximation ((z(1−α/2) + z(power))·σ_unit / \
-             effect)²"
-        ),
+        method: format!("{how}; {}", units_needed_method(needed)),
+    }
+}
+
+/// How the units needed were found: simulation of the sign-flip test at each trial size, or
+/// beyond [`power::SEARCH_UNITS_LIMIT`] units the normal formula.
+pub fn units_needed_method(needed: Option<power::UnitsNeeded>) -> String {
+    if needed.is_some_and(|n| !n.simulated) {
+        format!(
+            "units needed by the normal approximation ((z(1−α/2) + z(power))·σ_unit / effect)², \
+             beyond {} units",
+            power::SEARCH_UNITS_LIMIT
+        )
+    } else {
+        format!(
+            "units needed by simulating the test at each trial size ({} seeded experiments of \
+             units drawn from these, doubling then bisection on the number of units)",
+            power::POWER_SIMULATIONS
+        )
     }
 }
 
