@@ -4,7 +4,8 @@
 #      the S3 server s3s-fs, a llama.cpp OpenAI-compatible server (llama-cpp-python), Chromium;
 #   2. checks formatting and lints;
 #   3. runs every test with EXP_TEST_STRICT=1, so a test whose server or browser is missing fails
-#      instead of skipping.
+#      instead of skipping;
+#   4. runs every benchmark of bench/ at tiny sizes (scripts/bench_smoke.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,3 +42,7 @@ cargo clippy --quiet -- -D warnings
 log "cargo test"
 EXP_TEST_STRICT=1 EXP_FUZZ_SECS="${EXP_FUZZ_SECS:-10}" EXP_CRASH_ROUNDS="${EXP_CRASH_ROUNDS:-6}" \
   cargo test 2>&1
+
+# The benchmark scripts at tiny sizes (a few minutes), so they keep working.
+log "benchmark smoke (bench/*)"
+bash scripts/bench_smoke.sh

@@ -390,7 +390,7 @@ pub fn import(
     for p in &planned {
         if let Some(id) = repo.refs.read(&RefName::run(&p.name)?)? {
             let (key, _) = repo.workspace_key(&p.dir)?;
-            let mut index = repo.load_index();
+            let mut index = repo.load_index_for(&key);
             let tree = worktree::store_dir(
                 &repo.odb,
                 &mut index,
@@ -416,7 +416,7 @@ pub fn import(
         let run_ref = RefName::run(&p.name)?;
         let tag_ref = RefName::tag(&p.name)?;
         let (key, _) = repo.workspace_key(&p.dir)?;
-        let mut index = repo.load_index();
+        let mut index = repo.load_index_for(&key);
         let stored = worktree::store_dir(&repo.odb, &mut index, &p.dir, &key, false, progress)?;
         // The index is a cache: failing to save it only costs re-hashing next time.
         let _ = index.save();

@@ -607,10 +607,12 @@ fn check_refs(s: &mut Scratch, case: &Case) -> Result<bool, String> {
 /// it then vouches for came from the file. Accepted: it holds entries.
 fn check_index(s: &mut Scratch, case: &Case) -> Result<bool, String> {
     let b = case.bytes();
-    let path = s.dir.path().join("index");
-    fs::write(&path, b).unwrap();
+    let dir = s.dir.path().join("indexes");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(exp::store::index::Index::open(&dir).file_of("experiments/run_a"), b).unwrap();
     let (ids, peak) = measured("index", b, || {
-        let index = exp::store::index::Index::load(&path);
+        let mut index = exp::store::index::Index::open(&dir);
+        index.load_all();
         index.ids().map(|id| id.to_hex()).collect::<Vec<_>>()
     });
     within_budget("index", peak, b.len())?;
@@ -1086,20 +1088,21 @@ fn write_seeds(target: &str) {
         }
         "index" => {
             let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("index");
+            let indexes = dir.path().join("indexes");
             let file = dir.path().join("f");
             fs::write(&file, b"x").unwrap();
             let meta = fs::metadata(&file).unwrap();
-            let mut index = exp::store::index::Index::load(&path);
-            index.insert("experiments/run_a/run.json".into(), &meta, oid(1));
-            index.insert("experiments/run_a/é.csv".into(), &meta, oid(2));
+            let mut index = exp::store::index::Index::open(&indexes);
+            index.insert("experiments/run_a", "run.json", &meta, oid(1));
+            index.insert("experiments/run_a", "é.csv", &meta, oid(2));
             index.save().unwrap();
+            let path = index.file_of("experiments/run_a");
             let ok = fs::read(&path).unwrap();
             let text = String::from_utf8(ok.clone()).unwrap();
             vec![
                 ("ok-two-entries", one(ok)),
-                ("bad-unknown-format", one(text.replacen("\"format\":1", "\"format\":2", 1))),
-                ("bad-deep-nesting", one(format!("{{\"format\":1,\"entries\":{}}}", nested(10_000, "")))),
+                ("bad-unknown-format", one(text.replacen("\"format\":2", "\"format\":3", 1))),
+                ("bad-deep-nesting", one(format!("{{\"format\":2,\"folder\":\"experiments/run_a\",\"entries\":{}}}", nested(10_000, "")))),
                 ("bad-huge-size", one(text.replacen("\"size\":1", "\"size\":184467440737095516150", 1))),
                 ("bad-truncated", one(text[..text.len() / 2].to_string())),
             ]

@@ -590,7 +590,7 @@ fn rm_keeps_objects_until_gc_after_the_grace_period() {
     // HEAD moves back to r1 (r2's parent: lineage), so only r2's ref and reflog keep r2.
     exp(ws.path()).args(["checkout", "r1"]).assert().success();
     // The index still names the blobs; drop it so only refs and reflogs keep them.
-    fs::remove_file(ws.path().join(".exprepo/index")).unwrap();
+    fs::remove_dir_all(ws.path().join(".exprepo/indexes")).unwrap();
     let out = stdout(exp(ws.path()).args(["rm", "r2"]));
     assert!(out.contains(&c) && out.contains("exp tag r2"), "{out}");
     exp(ws.path()).args(["show", "r2"]).assert().code(1);

@@ -49,7 +49,7 @@ fn commit_killed_at_random_moments_leaves_fsck_clean_and_the_ref_old_or_new() {
         }
         // Most rounds drop the index so the whole folder is re-hashed, as on a first commit.
         if round % 4 != 3 {
-            let _ = fs::remove_file(ws.path().join(".exprepo/index"));
+            let _ = fs::remove_dir_all(ws.path().join(".exprepo/indexes"));
         }
         let old = ref_value(ws.path());
         let expected_tree = json(exp(ws.path()).args([

@@ -181,7 +181,7 @@ fn gc_rewrites_a_pack_without_the_objects_of_a_removed_run() {
     exp(ws.path()).args(["commit", "experiments/run_b"]).assert().success();
     assert_eq!(pack_files(ws.path(), "pack").len(), base_packs.len() + 2, "a's and b's packs");
     fs::remove_dir_all(ws.path().join("experiments")).unwrap();
-    fs::remove_file(ws.path().join(".exprepo/index")).unwrap();
+    fs::remove_dir_all(ws.path().join(".exprepo/indexes")).unwrap();
     exp(ws.path()).args(["rm", "a"]).assert().success();
     // Within the grace period nothing goes.
     let g = json(exp(ws.path()).args(["gc", "--json"]));

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Push and clone a ~600 MB generated run with exp, against `dvc push` / `dvc pull`, to a folder
-# remote and to a loopback S3 server (s3s-fs) at the same endpoint, in one run; prints medians.
+# remote and to a loopback S3 server (s3s-fs) at the same endpoint, in one run; prints median
+# (min-max) of every timing, MB/s on the bytes each tool actually sent or received (what landed
+# in the remote), and the load average.
 #
-# usage: bash bench/remote/run.sh [REPEATS=3] [SIZE_MB=600]
+# usage: bash bench/remote/run.sh [REPEATS=5] [SIZE_MB=600] [--write]   (--write: the `remote` block of BENCHMARKS.md)
+#   BENCH_SMOKE=1 bash bench/remote/run.sh      # CI: a 2 MB run, 2 rounds
 #   EXP=path/to/exp   (default target/release/exp, else target/debug/exp)
-# Needs: s3s-fs (scripts/test.sh installs it), dvc with dvc-s3 (pip install 'dvc[s3]'), python3.
+# Needs: s3s-fs (scripts/test.sh installs it), dvc with dvc-s3 (pip install 'dvc[s3]'; without it
+# the DVC column says skipped), python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=$(pwd)/bench/remote
-REPEATS=${1:-3}
+REPEATS=${1:-5}
 SIZE=${2:-600}
+WRITE=${3:-}
+if [ "${BENCH_SMOKE:-}" = 1 ]; then REPEATS=2; SIZE=2; WRITE=""; fi
+HAVE_DVC=1
+command -v dvc >/dev/null 2>&1 || { HAVE_DVC=0; echo "dvc not installed (pip install 'dvc[s3]'): the DVC column is skipped" >&2; }
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 EXP=${EXP:-}
 if [ -z "$EXP" ]; then
   if [ -x "${CARGO_TARGET_DIR:-target}/release/exp" ]; then EXP="${CARGO_TARGET_DIR:-target}/release/exp"
@@ -30,9 +39,11 @@ mkdir -p "$ws/experiments"
 python3 bench/store/generate.py "$ws/experiments/run_bench" --mb "$SIZE" >/dev/null
 (cd "$ws" && "$EXP" init >/dev/null && "$EXP" commit experiments/run_bench -m bench >/dev/null)
 dv=$work/dvc
-mkdir -p "$dv"
-cp -r "$ws/experiments/run_bench" "$dv/run_bench"
-(cd "$dv" && dvc init --no-scm -q && dvc add run_bench -q >/dev/null)
+if [ "$HAVE_DVC" = 1 ]; then
+  mkdir -p "$dv"
+  cp -r "$ws/experiments/run_bench" "$dv/run_bench"
+  (cd "$dv" && dvc init --no-scm -q && dvc add run_bench -q >/dev/null)
+fi
 
 log "starting s3s-fs on 127.0.0.1"
 mkdir -p "$work/s3/bench"
@@ -87,6 +98,7 @@ for i in $(seq "$REPEATS"); do
   requests exp_clone_s3_requests
   time_it exp_checkout_s3 bash -c "cd '$work/clone-s$i' && '$EXP' checkout bench"
   echo -e "exp_s3_bytes\t$(size_of "$work/s3/bench/exp-$i")" >>"$results"
+  if [ "$HAVE_DVC" = 0 ]; then rm -rf "$work"/clone-* "$work"/exp-folder-* "$work"/s3/bench/*; continue; fi
   # DVC, local remote
   (cd "$dv" && dvc remote add "f$i" "$work/dvc-folder-$i" >/dev/null)
   time_it dvc_push_folder bash -c "cd '$dv' && dvc push -r f$i"
@@ -105,25 +117,40 @@ for i in $(seq "$REPEATS"); do
 done
 
 run_bytes=$(size_of "$ws/experiments/run_bench")
-python3 - "$results" "$run_bytes" "$REPEATS" "$SIZE" "$EXP" <<'PY'
+python3 - "$results" "$run_bytes" "$REPEATS" "$SIZE" "$EXP" "$LOAD_BEFORE" "$(cut -d' ' -f1 /proc/loadavg)" "$(dvc --version 2>/dev/null || echo none)" > "$work/table.md" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-run_bytes, repeats, size, exe = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+run_bytes, repeats, size, exe, l0, l1, dvcv = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8]
 m = {}
 for k, v in rows:
     m.setdefault(k, []).append(float(v))
 med = {k: statistics.median(v) for k, v in m.items()}
-mb = run_bytes / 1e6
-print(f"Run: {mb:.0f} MB in {repeats} rounds (medians); exp binary: {exe}\n")
+def t(k):
+    if k not in m: return "skipped"
+    v = m[k]; return f"{statistics.median(v):.2f} s ({min(v):.2f}-{max(v):.2f})"
+def ratio(dk, ek):
+    return f"{med[dk]/med[ek]:.1f}x" if dk in med and ek in med else "n/a"
+print(f"One run of {run_bytes/1e6:.0f} MB ({size} MB asked of bench/store/generate.py), committed once; {repeats} rounds, "
+      f"each against fresh remotes. Times: median (min-max). MB/s: bytes that landed in the remote (what was sent; a clone or "
+      f"pull receives the same) / median time. DVC {dvcv.strip()}; exp binary {exe}. 1-minute load average {l0} before, {l1} after.\n")
 print("| operation | remote | exp | DVC | DVC / exp |")
 print("| --- | --- | --- | --- | --- |")
 for kind, label in (("folder", "folder"), ("s3", "S3 (s3s-fs, loopback)")):
-    push, dpush = med[f"exp_push_{kind}"], med[f"dvc_push_{kind}"]
-    clone, co, dpull = med[f"exp_clone_{kind}"], med[f"exp_checkout_{kind}"], med[f"dvc_pull_{kind}"]
+    eb, db = med[f"exp_{kind}_bytes"], med.get(f"dvc_{kind}_bytes")
+    push, clone, co = med[f"exp_push_{kind}"], med[f"exp_clone_{kind}"], med[f"exp_checkout_{kind}"]
     pr, cr = int(med[f"exp_push_{kind}_requests"]), int(med[f"exp_clone_{kind}_requests"])
-    print(f"| push | {label} | {push:.2f} s ({mb/push:.0f} MB/s, {pr} requests) | {dpush:.2f} s | {dpush/push:.1f}x |")
-    print(f"| clone (store only) vs pull | {label} | {clone:.2f} s ({cr} requests) | {dpull:.2f} s | {dpull/clone:.1f}x |")
-    print(f"| clone + checkout vs pull | {label} | {clone+co:.2f} s | {dpull:.2f} s | {dpull/(clone+co):.1f}x |")
-    eb, db = med[f"exp_{kind}_bytes"], med[f"dvc_{kind}_bytes"]
-    print(f"| remote storage | {label} | {eb/1e6:.0f} MB | {db/1e6:.0f} MB | {db/eb:.1f}x |")
+    dpush = f"{t(f'dvc_push_{kind}')}" + (f", {db/1e6/med[f'dvc_push_{kind}']:.0f} MB/s" if db else "")
+    print(f"| push | {label} | {t(f'exp_push_{kind}')}, {eb/1e6/push:.0f} MB/s of {eb/1e6:.0f} MB sent, {pr} requests | {dpush} | {ratio(f'dvc_push_{kind}', f'exp_push_{kind}')} |")
+    both = [a + b for a, b in zip(m[f"exp_clone_{kind}"], m[f"exp_checkout_{kind}"])]
+    cc = f"{statistics.median(both):.2f} s ({min(both):.2f}-{max(both):.2f})"
+    dpull = t(f"dvc_pull_{kind}") + (f", {db/1e6/med[f'dvc_pull_{kind}']:.0f} MB/s" if db else "")
+    dr = f"{med[f'dvc_pull_{kind}']/statistics.median(both):.1f}x" if f"dvc_pull_{kind}" in med else "n/a"
+    print(f"| clone + checkout vs pull (both fetch and write the files) | {label} | {cc}, {eb/1e6/statistics.median(both):.0f} MB/s | {dpull} | {dr} |")
+    print(f"| clone, store only (no DVC equivalent) | {label} | {t(f'exp_clone_{kind}')}, {eb/1e6/clone:.0f} MB/s, {cr} requests | | |")
+    print(f"| remote storage | {label} | {eb/1e6:.0f} MB | {f'{db/1e6:.0f} MB' if db else 'skipped'} | {f'{db/eb:.1f}x' if db else 'n/a'} |")
 PY
+cat "$work/table.md"
+if [ "$WRITE" = "--write" ]; then
+  python3 -c 'import sys; sys.path.insert(0, "bench/lib"); import benchlib; benchlib.write_block("remote", open(sys.argv[1]).read())' "$work/table.md"
+  log "updated the remote block of BENCHMARKS.md"
+fi

@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Store benchmark: exp vs git vs DVC on the same generated ~600 MB run folder, in one run.
 #
-#   bash bench/store/run.sh            # REPS=3 MB=600 by default; writes bench/out/store/results.md
-#   REPS=5 MB=600 bash bench/store/run.sh --write   # also updates the store section of BENCHMARKS.md
+#   bash bench/store/run.sh            # REPS=5 MB=600 by default; writes bench/out/store/results.md
+#   bash bench/store/run.sh --write    # also updates the `store` block of BENCHMARKS.md
+#   BENCH_SMOKE=1 bash bench/store/run.sh   # CI: a 5 MB folder, 2 reps, seconds
 #
-# Measures (wall clock, medians over REPS fresh stores, warm page cache for every tool):
+# Measures (wall clock, median (min-max) over REPS fresh stores, warm page cache for every tool):
 #   commit      exp commit            | git add -A && git commit | dvc add
 #   recommit    the same, unchanged   | the same                 | dvc add (unchanged)
-#   checkout    exp checkout --to EMPTY | git checkout into an empty work tree | dvc checkout after rm
-#   store size  .exprepo/objects      | .git/objects             | .dvc/cache
-# Needs: cargo, python3, git, dvc (`pip install dvc`).
+#   checkout    exp checkout --to NEW | git checkout into a new work tree | (dvc cannot: n/a)
+#   checkout after the folder was deleted: exp checkout | git checkout -f | dvc checkout
+#   gc          exp gc                | git gc                   | (n/a)
+#   store size  .exprepo/objects before and after gc | .git/objects: loose, and after git gc | .dvc/cache
+# Needs: cargo, python3, git, dvc (`pip install dvc`; without it the dvc column says skipped).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 MB=${MB:-600}
+if [ "${BENCH_SMOKE:-}" = 1 ]; then REPS=2; MB=2; OUT=${OUT:-$ROOT/bench/out/store-smoke}; fi
 OUT=${OUT:-$ROOT/bench/out/store}
 WRITE=${1:-}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -22,14 +26,17 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 log() { printf '==> %s\n' "$*" >&2; }
 need() { command -v "$1" >/dev/null 2>&1 || { echo "missing: $1 ($2)" >&2; exit 1; }; }
 need git "apt-get install git"
-need dvc "pip install dvc"
+HAVE_DVC=1
+command -v dvc >/dev/null 2>&1 || { HAVE_DVC=0; echo "dvc not installed (pip install dvc): its column is skipped" >&2; }
 need python3 "apt-get install python3"
 [ -x /usr/bin/time ] || { echo "missing: /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
 # PROFILE=dev measures the dev build (dependencies are optimized there too, see Cargo.toml) when
 # a release build is not available yet.
 PROFILE=${PROFILE:-release}
-if [ "$PROFILE" = release ]; then
+if [ -n "${EXP:-}" ]; then
+  EXP=$(realpath "$EXP"); PROFILE="given (EXP=$EXP)"
+elif [ "$PROFILE" = release ]; then
   log "building exp (release)"
   cargo build --release --quiet --bin exp
   EXP=$CARGO_TARGET_DIR/release/exp
@@ -77,11 +84,12 @@ dusize() { du -sb "$1" | cut -f1; }
 if compgen -G "$OUT/ws-*" >/dev/null; then rm -rf "$OUT"/ws-*; sync; touch "$OUT/.cleaned"; fi
 if [ -f "$OUT/.cleaned" ]; then
   age=$(( $(date +%s) - $(stat -c %Y "$OUT/.cleaned") ))
-  if [ "$age" -lt 370 ]; then
+  if [ "$age" -lt 370 ] && [ "${BENCH_SMOKE:-}" != 1 ]; then
     log "waiting $((370 - age)) s for the files deleted $age s ago to stop counting as recent (ext4)"
     sleep $((370 - age))
   fi
 fi
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 declare -A R C
 for rep in $(seq 1 "$REPS"); do
   for tool in exp git dvc; do
@@ -102,6 +110,12 @@ for rep in $(seq 1 "$REPS"); do
   R[exp_size]+=" $(dusize .exprepo/objects)"
   cmp <(cd experiments/run_bench && find . -type f -exec md5sum {} + | sort) <(cd co && find . -type f -exec md5sum {} + | sort) >/dev/null \
     || { echo "exp checkout differs from the original" >&2; exit 1; }
+  # The folder deleted (untimed; each tool deletes its own, right before its own checkout).
+  mv experiments/run_bench deleted; rm -rf deleted
+  R[exp_restore]+=" $(ms "$EXP" checkout bench)"
+  C[exp_restore]+=" $(cpu)"
+  R[exp_gc]+=" $(ms "$EXP" gc)"
+  R[exp_size_gc]+=" $(dusize .exprepo/objects)"
 
   log "rep $rep/$REPS: git"
   W=$OUT/ws-git-$rep; cd "$W"; git init -q; git config user.email b@b; git config user.name bench
@@ -113,7 +127,13 @@ for rep in $(seq 1 "$REPS"); do
   R[git_checkout]+=" $(ms git --work-tree=co checkout -f HEAD -- .)"
   C[git_checkout]+=" $(cpu)"
   R[git_size]+=" $(dusize .git/objects)"
+  rm -rf experiments
+  R[git_restore]+=" $(ms git checkout -f HEAD -- .)"
+  C[git_restore]+=" $(cpu)"
+  R[git_gc]+=" $(ms git gc -q)"
+  R[git_size_gc]+=" $(dusize .git/objects)"
 
+  [ "$HAVE_DVC" = 1 ] || { cd "$ROOT"; continue; }
   log "rep $rep/$REPS: dvc"
   W=$OUT/ws-dvc-$rep; cd "$W"
   dvc init --no-scm -q; dvc config cache.type copy
@@ -123,9 +143,9 @@ for rep in $(seq 1 "$REPS"); do
   C[dvc_recommit]+=" $(cpu)"
   # dvc checks out into the folder it tracks; moving the original aside leaves it empty
   # without deleting anything.
-  mv experiments/run_bench experiments/original
-  R[dvc_checkout]+=" $(ms dvc checkout -q experiments/run_bench.dvc)"
-  C[dvc_checkout]+=" $(cpu)"
+  mv experiments/run_bench experiments/original; rm -rf experiments/original
+  R[dvc_restore]+=" $(ms dvc checkout -q experiments/run_bench.dvc)"
+  C[dvc_restore]+=" $(cpu)"
   R[dvc_size]+=" $(dusize .dvc/cache)"
   cd "$ROOT"
 done
@@ -133,49 +153,49 @@ done
 declare -A M MC
 for k in "${!R[@]}"; do M[$k]=$(median ${R[$k]}); done
 for k in "${!C[@]}"; do MC[$k]=$(median ${C[$k]}); done
-# ratio PEER EXP [better worse]: "2.5x faster" when exp took less, "1.5x slower" when it took more.
-ratio() { python3 -c "a,b=max($1,1),max($2,1); print(f'{a/b:.1f}x ${3:-faster}' if a>=b else f'{b/a:.1f}x ${4:-slower}')"; }
-mib() { python3 -c "print(f'{$1/1048576:.0f} MiB')"; }
-met() { python3 -c "print('met' if $1 else 'MISSED')"; }
+# ms KEY: "median ms (min-max)"; "skipped" when the tool did not run.
+t() { [ -n "${R[$1]:-}" ] || { echo "skipped"; return; }; python3 -c 'import sys,statistics; v=[int(x) for x in sys.argv[1:]]; print(f"{int(statistics.median(v)):,} ms ({min(v):,}-{max(v):,})")' ${R[$1]}; }
+c() { [ -n "${MC[$1]:-}" ] && echo "${MC[$1]} ms" || echo "skipped"; }
+# ratio PEER_KEY EXP_KEY [better worse] over medians: "2.5x faster" / "1.5x slower"; "" if a side is missing.
+ratio() { [ -n "${M[$1]:-}" ] && [ -n "${M[$2]:-}" ] || { echo "n/a"; return; }
+  python3 -c "a,b=max(${M[$1]},1),max(${M[$2]},1); print(f'{a/b:.1f}x ${3:-faster}' if a>=b else f'{b/a:.1f}x ${4:-slower}')"; }
+cratio() { [ -n "${MC[$1]:-}" ] && [ -n "${MC[$2]:-}" ] || { echo "n/a"; return; }
+  python3 -c "a,b=max(${MC[$1]},1),max(${MC[$2]},1); print(f'{a/b:.1f}x less' if a>=b else f'{b/a:.1f}x more')"; }
+mib() { [ -n "${M[$1]:-}" ] && python3 -c "print(f'{${M[$1]}/1048576:.0f} MiB')" || echo "skipped"; }
+of() { [ -n "${M[$1]:-}" ] && [ -n "${M[$2]:-}" ] && python3 -c "print(f'{${M[$1]}/${M[$2]}:.2f}x of')" || echo "n/a"; }
+met() { python3 -c "print('met' if $1 else '**not met**')"; }
+DVC_VERSION=$( [ "$HAVE_DVC" = 1 ] && dvc --version 2>/dev/null | head -1 || echo "not installed (skipped)")
 
 cat > "$OUT/results.md" <<MD
-Run folder: $(mib "$SIZE"), $FILES files, 12 trials of JSONL/CSV/JSON/Markdown (bench/store/generate.py).
-Medians of $REPS runs, wall clock, warm page cache for every tool, on $(nproc) cores
-(1-minute load average at the end: $(cut -d' ' -f1 /proc/loadavg); above 2 means other work shared the cores);
-$(git --version), dvc $(dvc --version 2>/dev/null | head -1), exp $PROFILE build. Reproduce: \`bash bench/store/run.sh\`.
+Run folder: $(python3 -c "print(f'{$SIZE/1048576:.0f} MiB')"), $FILES files, 12 trials of JSONL/CSV/JSON/Markdown (bench/store/generate.py).
+Median (min-max) of $REPS runs, wall clock, warm page cache for every tool, each rep in fresh folders, on
+$(nproc) cores; 1-minute load average $LOAD_BEFORE before, $(cut -d' ' -f1 /proc/loadavg) after (above 2: other work shared the cores).
+$(git --version), dvc $DVC_VERSION, exp $PROFILE build. Reproduce: \`bash bench/store/run.sh\`.
 
 | operation | exp | git | dvc | exp vs git | exp vs dvc |
 | --- | ---: | ---: | ---: | ---: | ---: |
-| commit (store the folder) | ${M[exp_commit]} ms | ${M[git_commit]} ms | ${M[dvc_commit]} ms | $(ratio "${M[git_commit]}" "${M[exp_commit]}") | $(ratio "${M[dvc_commit]}" "${M[exp_commit]}") |
-| re-commit, unchanged | ${M[exp_recommit]} ms | ${M[git_recommit]} ms | ${M[dvc_recommit]} ms | $(ratio "${M[git_recommit]}" "${M[exp_recommit]}") | $(ratio "${M[dvc_recommit]}" "${M[exp_recommit]}") |
-| checkout into an empty folder | ${M[exp_checkout]} ms | ${M[git_checkout]} ms | ${M[dvc_checkout]} ms | $(ratio "${M[git_checkout]}" "${M[exp_checkout]}") | $(ratio "${M[dvc_checkout]}" "${M[exp_checkout]}") |
-| CPU time of commit (user + sys) | ${MC[exp_commit]} ms | ${MC[git_commit]} ms | ${MC[dvc_commit]} ms | $(ratio "${MC[git_commit]}" "${MC[exp_commit]}" less more) | $(ratio "${MC[dvc_commit]}" "${MC[exp_commit]}" less more) |
-| CPU time of checkout | ${MC[exp_checkout]} ms | ${MC[git_checkout]} ms | ${MC[dvc_checkout]} ms | $(ratio "${MC[git_checkout]}" "${MC[exp_checkout]}" less more) | $(ratio "${MC[dvc_checkout]}" "${MC[exp_checkout]}" less more) |
-| store size | $(mib "${M[exp_size]}") | $(mib "${M[git_size]}") | $(mib "${M[dvc_size]}") | $(python3 -c "print(f'{${M[exp_size]}/${M[git_size]}:.2f}x')") of git | $(python3 -c "print(f'{${M[exp_size]}/${M[dvc_size]}:.2f}x')") of dvc |
+| commit (store the folder) | $(t exp_commit) | $(t git_commit) | $(t dvc_commit) | $(ratio git_commit exp_commit) | $(ratio dvc_commit exp_commit) |
+| re-commit, unchanged | $(t exp_recommit) | $(t git_recommit) | $(t dvc_recommit) | $(ratio git_recommit exp_recommit) | $(ratio dvc_recommit exp_recommit) |
+| checkout into a new folder | $(t exp_checkout) | $(t git_checkout) | n/a (dvc checks out in place only) | $(ratio git_checkout exp_checkout) | |
+| checkout after the run folder was deleted | $(t exp_restore) | $(t git_restore) | $(t dvc_restore) | $(ratio git_restore exp_restore) | $(ratio dvc_restore exp_restore) |
+| CPU time of commit (user + sys, median) | $(c exp_commit) | $(c git_commit) | $(c dvc_commit) | $(cratio git_commit exp_commit) | $(cratio dvc_commit exp_commit) |
+| CPU time of checkout into a new folder | $(c exp_checkout) | $(c git_checkout) | | $(cratio git_checkout exp_checkout) | |
+| gc (\`exp gc\` / \`git gc\`) | $(t exp_gc) | $(t git_gc) | | | |
+| store size after commit (git: loose objects) | $(mib exp_size) | $(mib git_size) | $(mib dvc_size) | $(of exp_size git_size) git | $(of exp_size dvc_size) dvc |
+| store size after gc | $(mib exp_size_gc) | $(mib git_size_gc) | | $(of exp_size_gc git_size_gc) git | |
 
-Targets (issue 2):
-- commit at least 4x faster than git: $(met "${M[git_commit]} >= 4*${M[exp_commit]}"); at least 2x faster than dvc add: $(met "${M[dvc_commit]} >= 2*${M[exp_commit]}")
-- re-commit unchanged under 100 ms: $(met "${M[exp_recommit]} < 100")
-- checkout at least 3x faster than git: $(met "${M[git_checkout]} >= 3*${M[exp_checkout]}")
-- store no larger than git's: $(met "${M[exp_size]} <= ${M[git_size]}")
+Targets (issue 15, same run): commit <= 1.5 s: $(met "${M[exp_commit]} <= 1500"); commit >= 6x git: $(met "${M[git_commit]} >= 6*${M[exp_commit]}"); commit >= 3x \`dvc add\`: $( [ "$HAVE_DVC" = 1 ] && met "${M[dvc_commit]} >= 3*${M[exp_commit]}" || echo "dvc skipped");
+checkout >= 4x git into a new folder: $(met "${M[git_checkout]} >= 4*${M[exp_checkout]}"), after a deletion: $(met "${M[git_restore]} >= 4*${M[exp_restore]}");
+store <= git's after \`git gc\`: $(met "${M[exp_size_gc]} <= ${M[git_size_gc]}").
 
-Raw (ms / bytes per rep): $(for k in $(echo "${!R[@]}" | tr ' ' '\n' | sort); do printf '%s:%s; ' "$k" "${R[$k]}"; done)
+Raw (ms or bytes per rep): $(for k in $(echo "${!R[@]}" | tr ' ' '\n' | sort); do printf '%s:%s; ' "$k" "${R[$k]}"; done)
 MD
 cat "$OUT/results.md"
 rm -rf "$OUT"/ws-*
 sync
 touch "$OUT/.cleaned"
 
-if [ "$WRITE" = "--write" ]; then
-  python3 - "$OUT/results.md" <<'PY'
-import re, sys
-body = open(sys.argv[1]).read().strip()
-p = "BENCHMARKS.md"
-s = open(p).read()
-start = "<!-- section: store (bench/store) -->"
-end = "<!-- end section: store -->"
-i, j = s.index(start) + len(start), s.index(end)
-open(p, "w").write(s[:i] + "\n\n" + body + "\n\n" + s[j:])
-PY
-  log "updated BENCHMARKS.md"
+if [ "$WRITE" = "--write" ] && [ "${BENCH_SMOKE:-}" != 1 ]; then
+  python3 -c 'import sys; sys.path.insert(0, "bench/lib"); import benchlib; benchlib.write_block("store", open(sys.argv[1]).read())' "$OUT/results.md"
+  log "updated the store block of BENCHMARKS.md"
 fi

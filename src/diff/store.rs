@@ -143,7 +143,7 @@ fn workspace_source(repo: &Repo, dir: &Path) -> Result<FsSource, Error> {
     let (key, _) = repo
         .workspace_key(dir)
         .map_err(|e| Error::Store { path: dir.display().to_string(), source: e })?;
-    let index = repo.load_index();
+    let index = repo.load_index_for(&key);
     let root = dir.to_path_buf();
     Ok(FsSource::new(dir).with_file_ids(move |path| {
         let rel = path.strip_prefix(&root).unwrap_or(path).to_string_lossy().replace('\\', "/");
@@ -151,7 +151,7 @@ fn workspace_source(repo: &Repo, dir: &Path) -> Result<FsSource, Error> {
             path: path.display().to_string(),
             source: Box::new(e),
         })?;
-        if let Some(id) = index.lookup(&format!("{key}/{rel}"), &meta) {
+        if let Some(id) = index.lookup(&key, &rel, &meta) {
             return Ok(id.to_hex());
         }
         let id = Odb::hash_file(path).map_err(|e| stored(&path.display().to_string(), e))?;

@@ -36,7 +36,7 @@ pub fn check_template(template: &str) -> Result<(), String> {
 
 /// Renders `template` with the item's fields; `Err` names a field the item lacks.
 pub fn render(template: &str, item: &Item) -> Result<String, String> {
-    render_with(template, |name| item.fields.get(name).cloned())
+    render_with(template, |name| item.fields.get(name).map(str::to_string))
 }
 
 fn render_with(
@@ -166,6 +166,7 @@ mod tests {
         let mut fields = BTreeMap::new();
         fields.insert("text".to_string(), "great".to_string());
         fields.insert("input".to_string(), "great".to_string());
+        let fields = crate::eval::prepare::Fields::new(fields, &mut Default::default());
         Item { id: "1".into(), label: "positive".into(), cluster: None, fields }
     }
 

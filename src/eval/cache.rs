@@ -98,8 +98,8 @@ impl Keyer {
         custom_id: &str,
         dataset_hash: &str,
     ) -> Option<blake3::Hash> {
+        let mut text = String::with_capacity(body.len());
         let body: Value = serde_json::from_slice(body).ok()?;
-        let mut text = String::with_capacity(body.to_string().len());
         canonical(&body, &mut text);
         let mut h = blake3::Hasher::new();
         h.update(b"exp-cache-v1\0");
@@ -477,13 +477,18 @@ impl Cache {
         changed
     }
 
+    /// Reads one source journal into the index. Its answers were just derived from the source
+    /// itself, so they are kept as verified: a hit on them needs no second read.
     fn add(&mut self, files: &RunFiles<'_>, ctx: &RunContext, source: SourceFile) {
         match keyed_answers(files, ctx, &source.path) {
             Ok(answers) => {
                 let index = self.files.len();
+                let mut by_id = HashMap::with_capacity(answers.len());
                 for (key, entry) in answers {
-                    self.map.entry(key).or_insert((index, entry.custom_id));
+                    self.map.entry(key).or_insert((index, entry.custom_id.clone()));
+                    by_id.insert(entry.custom_id.clone(), (key, entry));
                 }
+                self.verified.insert(index, by_id);
                 self.files.push(source);
             }
             Err(e) => tracing::debug!("response cache: skipping {}: {e}", source.path),

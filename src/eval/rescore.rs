@@ -404,7 +404,7 @@ fn items_of(scores: &[u8], cond: Condition) -> Result<BTreeMap<String, Vec<Item>
             id: field(id),
             label: field(gold),
             cluster,
-            fields: BTreeMap::new(),
+            fields: Default::default(),
         });
     }
     Ok(out)

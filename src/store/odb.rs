@@ -53,6 +53,8 @@ pub const DAMAGED: &str = "damaged";
 /// pack before it deletes the old ones, so one re-read finds the object again; a few cover gcs
 /// that follow one another.
 const READ_ATTEMPTS: usize = 4;
+/// Packs a store may have before a commit merges the smallest ones (`merge_small_packs`).
+pub const MAX_PACKS_BEFORE_MERGE: usize = 16;
 
 /// Handle on `.exprepo/objects`. Clones share what they know of the packs, and the gc lock.
 #[derive(Debug, Clone)]
@@ -846,6 +848,11 @@ impl Odb {
         pack::list_packs(&self.pack_dir())
     }
 
+    /// How many pack index files this handle has read so far: what its lookups cost.
+    pub fn pack_indexes_read(&self) -> usize {
+        self.packs.read().unwrap_or_else(PoisonError::into_inner).indexes_read()
+    }
+
     /// Indexes that could not be read, with why (fsck).
     pub fn damaged_pack_indexes(&self) -> Result<Vec<(PathBuf, String)>> {
         let mut set = self.packs.write().unwrap_or_else(PoisonError::into_inner);
@@ -896,6 +903,53 @@ impl Odb {
         }
         self.packs.write().unwrap_or_else(PoisonError::into_inner).forget();
         fsync_dir(&self.pack_dir())
+    }
+
+    /// Keep the number of packs logarithmic in the store's size, as git's geometric repack
+    /// does: every commit of a run of a few dozen files writes a pack, and every lookup reads
+    /// every pack's index, so without this a commit's cost grew with the number of runs before
+    /// it. Once there are more than `MAX_PACKS_BEFORE_MERGE` packs, the smallest ones are merged
+    /// into one until each remaining pack is at least twice the size of all smaller ones
+    /// together; a byte is thus copied O(log n) times over the store's life, and a commit of a
+    /// large run never copies what other large runs stored. Returns how many packs were merged.
+    pub fn merge_small_packs(&self) -> Result<usize> {
+        let mut sized: Vec<(u64, PackFile)> = Vec::new();
+        for file in pack::list(&self.pack_dir())? {
+            match fs::metadata(&file.index) {
+                Ok(_) => {}
+                // No index: being published, or garbage gc removes.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&file.index, e)),
+            }
+            match fs::metadata(&file.pack) {
+                Ok(m) => sized.push((m.len(), file)),
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&file.pack, e)),
+            }
+        }
+        if sized.len() <= MAX_PACKS_BEFORE_MERGE {
+            return Ok(0);
+        }
+        sized.sort_by_key(|(len, _)| *len);
+        let merge = geometric_split(&sized.iter().map(|(len, _)| *len).collect::<Vec<_>>());
+        if merge < 2 {
+            return Ok(0);
+        }
+        let mut sources = Vec::with_capacity(merge);
+        for (_, mut file) in sized.into_iter().take(merge) {
+            let bytes = match fs::read(&file.index) {
+                Ok(b) => b,
+                // Merged away by a concurrent commit: its objects are in that one's pack.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&file.index, e)),
+            };
+            file.entries = pack::decode_index(&bytes)
+                .map_err(|reason| Error::DamagedPackIndex { path: file.index.clone(), reason })?;
+            let keep = file.entries.clone();
+            sources.push((file, keep));
+        }
+        self.repack(&sources, &[])?;
+        Ok(sources.len())
     }
 
     /// Leftovers of interrupted writes, with their age (gc removes old ones): temp files in
@@ -1007,9 +1061,34 @@ pub(crate) fn stream_verified(
     Ok((kind, len))
 }
 
+/// How many of `sizes` (ascending) to merge so that every pack left is at least twice the size
+/// of all smaller packs together (the merged one included).
+fn geometric_split(sizes: &[u64]) -> usize {
+    let mut prefix = 0u64;
+    let mut split = 0;
+    for (i, &size) in sizes.iter().enumerate() {
+        if size < prefix.saturating_mul(2) {
+            split = i + 1;
+        }
+        prefix += size;
+    }
+    split
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_packs_merge_until_each_pack_is_twice_all_smaller_ones() {
+        assert_eq!(geometric_split(&[1, 1]), 2);
+        assert_eq!(geometric_split(&[1, 4, 16]), 0);
+        assert_eq!(geometric_split(&[1, 1, 1, 8, 100]), 3);
+        // Sixteen small runs since the last merge do not drag a much larger pack along.
+        let mut sizes = vec![1; 16];
+        sizes.push(40);
+        assert_eq!(geometric_split(&sizes), 16);
+    }
 
     fn odb() -> (tempfile::TempDir, Odb) {
         let dir = tempfile::tempdir().unwrap();

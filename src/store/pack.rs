@@ -119,6 +119,8 @@ pub struct PackSet {
     objects: HashMap<ObjectId, Packed>,
     /// Indexes that could not be read, with why (fsck reports them).
     damaged: Vec<(PathBuf, String)>,
+    /// Index files read over this set's life, `forget` included.
+    reads: usize,
 }
 
 impl PackSet {
@@ -134,6 +136,11 @@ impl PackSet {
         self.objects.keys()
     }
 
+    /// How many index files this set has read, over its whole life.
+    pub fn indexes_read(&self) -> usize {
+        self.reads
+    }
+
     pub fn damaged(&self) -> &[(PathBuf, String)] {
         &self.damaged
     }
@@ -147,6 +154,7 @@ impl PackSet {
             }
             match fs::read(&file.index) {
                 Ok(bytes) => {
+                    self.reads += 1;
                     self.seen.insert(file.index.clone());
                     match decode_index(&bytes) {
                         Ok(entries) => self.add(&file.pack, &entries),
@@ -177,12 +185,12 @@ impl PackSet {
     /// Forget everything after packs were deleted (gc): the next lookup reads the indexes
     /// again, so an object another pack also holds is found there.
     pub fn forget(&mut self) {
-        *self = PackSet::default();
+        *self = PackSet { reads: self.reads, ..PackSet::default() };
     }
 }
 
 /// Every `pack-*.pack` in `dir` with its index path (which may not exist: an interrupted write).
-fn list(dir: &Path) -> Result<Vec<PackFile>> {
+pub(crate) fn list(dir: &Path) -> Result<Vec<PackFile>> {
     let mut out = Vec::new();
     let Some(rd) = read_dir_if_exists(dir)? else { return Ok(out) };
     for entry in rd {

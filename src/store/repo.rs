@@ -200,8 +200,19 @@ impl Repo {
         &self.store
     }
 
+    /// The index with every folder's entries loaded (status, clean, gc).
     pub fn load_index(&self) -> Index {
-        Index::load(&self.store.join("index"))
+        let mut index = Index::open(&self.store.join(super::index::INDEX_DIR));
+        index.load_all();
+        index
+    }
+
+    /// The index with only the entries of the folder `key` loaded: what a commit or checkout of
+    /// one run folder needs, whatever the number of runs in the workspace.
+    pub fn load_index_for(&self, key: &str) -> Index {
+        let mut index = Index::open(&self.store.join(super::index::INDEX_DIR));
+        index.load_folder(key);
+        index
     }
 
     /// `path`'s place in the workspace (`experiments/run_X`), or its absolute path when it lies
@@ -443,7 +454,7 @@ impl Repo {
         let tag = options.tag.clone().or_else(|| meta.tag.clone());
         let tag_ref = tag.as_deref().map(RefName::tag).transpose()?;
         let (key, inside) = self.workspace_key(&run_dir)?;
-        let mut index = self.load_index();
+        let mut index = self.load_index_for(&key);
         let mut stored =
             worktree::store_dir(&self.odb, &mut index, &run_dir, &key, options.dry_run, progress)?;
         if !options.dry_run {
@@ -541,6 +552,12 @@ impl Repo {
         if set_head && self.refs.head()? != head {
             self.refs.set_head(&head, &format!("commit: run {run_id}"))?;
         }
+        // Only a lookup optimization, after the commit is safe: a failure leaves one more pack.
+        if outcome.stored.new_objects > 0
+            && let Err(e) = self.odb.merge_small_packs()
+        {
+            tracing::warn!("merging small packs: {e}");
+        }
         Ok(outcome)
     }
 
@@ -603,7 +620,7 @@ impl Repo {
         };
         super::workspace::check_destination(self, &dest, &commit.run_id, force)?;
         let (key, _) = self.workspace_key(&dest)?;
-        let mut index = self.load_index();
+        let mut index = self.load_index_for(&key);
         let done =
             worktree::checkout(&self.odb, &mut index, &commit.tree, &dest, &key, force, progress)?;
         let _ = index.save();
@@ -764,6 +781,52 @@ mod tests {
             .unwrap();
         fs::write(d.join("data.csv"), body).unwrap();
         d
+    }
+
+    /// A run of 40 files (so it is stored as a pack): one shared by every run, the rest its own.
+    fn packed_run(ws: &Path, n: usize) -> PathBuf {
+        let d = run_folder(ws, &format!("r{n}"), "shared,config\n");
+        for k in 0..39 {
+            fs::write(d.join(format!("f{k}.csv")), format!("{n},{k}\n")).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn a_commit_reads_as_much_of_the_store_after_sixty_runs_as_after_one() {
+        let ws = tempfile::tempdir().unwrap();
+        Repo::init(ws.path()).unwrap();
+        let opts = CommitOptions::default();
+        // What one commit, in a process of its own, reads: pack indexes and index entries.
+        let commit = |n: usize| {
+            let repo = Repo::open(ws.path()).unwrap();
+            repo.commit_run(&packed_run(ws.path(), n), &Complete, &opts, &NoProgress).unwrap();
+            let (key, _) = repo.workspace_key(&repo.default_run_dir(&format!("r{n}"))).unwrap();
+            (repo.odb.pack_indexes_read(), repo.load_index_for(&key).len())
+        };
+        let first = commit(0);
+        let mut last = first;
+        for n in 1..=60 {
+            last = commit(n);
+        }
+        assert_eq!(first.1, 41);
+        assert_eq!(last.1, first.1, "index entries a commit loads");
+        assert!(
+            last.0 <= crate::store::odb::MAX_PACKS_BEFORE_MERGE + 1,
+            "a commit after 60 runs read {} pack indexes",
+            last.0
+        );
+        let repo = Repo::open(ws.path()).unwrap();
+        assert!(repo.odb.packs().unwrap().len() <= crate::store::odb::MAX_PACKS_BEFORE_MERGE);
+        // Merging lost nothing: every run reads back whole.
+        for n in [0, 30, 60] {
+            let tree = repo.read_commit(&repo.resolve(&format!("r{n}")).unwrap()).unwrap().tree;
+            let flat = worktree::flatten(&repo.odb, &tree).unwrap();
+            assert_eq!(flat.len(), 41);
+            for e in flat {
+                repo.odb.read_blob(&e.id).unwrap();
+            }
+        }
     }
 
     #[test]

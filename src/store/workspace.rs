@@ -272,7 +272,7 @@ pub fn clean(
     for (dir, rel) in to_remove {
         if !dry_run {
             fs::remove_dir_all(&dir).at(&dir)?;
-            index.remove_prefix(&rel);
+            index.remove_folder(&rel);
         }
         report.removed.push(rel);
     }

@@ -145,6 +145,7 @@ pub fn store_dir(
         // Before the first look at what the store has: gc must not delete what this reuses.
         odb.hold_for_writing()?;
     }
+    index.load_folder(key);
     let mut found = Found::default();
     let root = scan(dir, "", &mut found)?;
     let files = found.files;
@@ -161,8 +162,7 @@ pub fn store_dir(
     let results: Vec<(ObjectId, Option<Staged>)> = files
         .par_iter()
         .map(|f| {
-            let k = format!("{key}/{}", f.rel);
-            if let Some(id) = index.lookup(&k, &f.meta)
+            if let Some(id) = index.lookup(key, &f.rel, &f.meta)
                 && (dry_run || odb.has(&id))
             {
                 progress.advance(f.meta.len());
@@ -189,7 +189,7 @@ pub fn store_dir(
             staged.push(s);
         }
         if !dry_run {
-            index.insert(format!("{key}/{}", f.rel), &f.meta, id);
+            index.insert(key, &f.rel, &f.meta, id);
         }
         blobs.push((id, if f.executable { Mode::Executable } else { Mode::File }));
     }
@@ -359,18 +359,19 @@ fn disk_state(odb: &Odb, index: &mut Index, dir: &Path, key: &str) -> Result<Dis
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok((state, Vec::new())),
         Err(e) => return Err(Error::io(dir, e)),
     }
+    index.load_folder(key);
     let mut found = Found::default();
     let root = scan(dir, "", &mut found)?;
     let files = found.files;
     let ids: Vec<ObjectId> = files
         .par_iter()
-        .map(|f| match index.lookup(&format!("{key}/{}", f.rel), &f.meta) {
+        .map(|f| match index.lookup(key, &f.rel, &f.meta) {
             Some(id) => Ok(id),
             None => odb.stage_file(&f.abs, StageTo::HashOnly).map(|s| s.id),
         })
         .collect::<Result<_>>()?;
     for (f, id) in files.iter().zip(&ids) {
-        index.insert(format!("{key}/{}", f.rel), &f.meta, *id);
+        index.insert(key, &f.rel, &f.meta, *id);
     }
     fn walk(
         node: &Node,
@@ -534,7 +535,7 @@ pub fn checkout(
                 Mode::File | Mode::Executable => {
                     let meta = write_file(odb, e, &path)?;
                     written_bytes.fetch_add(meta.len(), std::sync::atomic::Ordering::Relaxed);
-                    Ok(Some((format!("{key}/{}", e.path), meta, e.id)))
+                    Ok(Some((e.path.clone(), meta, e.id)))
                 }
             };
             progress.advance(1);
@@ -544,7 +545,7 @@ pub fn checkout(
     progress.finish();
     out.written = to_write.len() as u64;
     for (k, meta, id) in written.into_iter().flatten() {
-        index.insert(k, &meta, id);
+        index.insert(key, &k, &meta, id);
     }
     out.files =
         flat.iter().filter(|e| matches!(e.mode, Mode::File | Mode::Executable)).count() as u64;
@@ -628,7 +629,7 @@ mod tests {
     fn a_folder_round_trips_with_modes_links_and_empty_dirs() {
         let ws = tempfile::tempdir().unwrap();
         let odb = Odb::new(ws.path().join("objects"));
-        let mut index = Index::load(&ws.path().join("index"));
+        let mut index = Index::open(&ws.path().join("indexes"));
         let src = ws.path().join("src");
         fs::create_dir_all(src.join("a/b")).unwrap();
         fs::create_dir_all(src.join("empty")).unwrap();
