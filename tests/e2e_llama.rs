@@ -112,7 +112,7 @@ fn exp_run_against_a_real_llama_cpp_server_records_real_usage() {
         .map(|(i, (text, label))| (format!("e{i}"), text.to_string(), label)),
     );
     let config = format!(
-        "datasets:\n  - {{name: e, path: data/e.jsonl}}\nmodels:\n  - {{name: llama-tiny, provider: openai, base_url: \"http://127.0.0.1:{port}/v1\", model: tiny, max_connections: 2, pricing: {{input_per_mtok: 0.1, output_per_mtok: 0.2}}}}\nprompt_sets:\n  ps: {{control: config/prompts/c.txt, treatment: config/prompts/t.txt}}\nuser_template: \"{{text}}\"\ndecoding: {{temps: [0.0], top_k: [40], top_p: [1.0], max_tokens: [8]}}\nscoring: {{type: label, labels: [positive, negative, neutral]}}\nexecution: {{max_retries: 2, timeout_s: 60, backoff_base_s: 0.1}}\n"
+        "datasets:\n  - {{name: e, path: data/e.jsonl}}\nmodels:\n  - {{name: llama-tiny, provider: openai, base_url: \"http://127.0.0.1:{port}/v1\", model: tiny, max_connections: 2, send_top_k: true, pricing: {{input_per_mtok: 0.1, output_per_mtok: 0.2}}}}\nprompt_sets:\n  ps: {{control: config/prompts/c.txt, treatment: config/prompts/t.txt}}\nuser_template: \"{{text}}\"\ndecoding: {{temps: [0.0], top_k: [40], top_p: [1.0], max_tokens: [8]}}\nscoring: {{type: label, labels: [positive, negative, neutral]}}\nexecution: {{max_retries: 2, timeout_s: 60, backoff_base_s: 0.1}}\n"
     );
     write_files(
         p,

@@ -925,6 +925,7 @@ fn sample_journal() -> Vec<u8> {
         finish_reason: content.map(|_| "stop".to_string()),
         input_tokens: 25,
         output_tokens: 1,
+        reasoning_tokens: 0,
         usage_missing: false,
         latency_ms: 120,
         attempts: 1,

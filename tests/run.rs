@@ -636,21 +636,28 @@ fn refusing_port() -> (tokio::net::TcpSocket, u16) {
     (socket, port)
 }
 
+/// An endpoint that never answers is down (tests/endpoint.rs covers replicas): the run stops
+/// incomplete saying so, rather than record every request as failed.
 #[test]
-fn an_unreachable_endpoint_ends_as_recorded_connection_errors() {
+fn an_unreachable_endpoint_stops_the_run_incomplete_saying_it_is_down() {
     let (_socket, port) = refusing_port();
+    let url = format!("http://127.0.0.1:{port}/v1");
     let ws = workspace(
         2,
-        &openai_model(&format!("http://127.0.0.1:{port}/v1"), ""),
-        "max_retries: 1, backoff_base_s: 0.01, backoff_max_s: 0.01",
+        &openai_model(&url, ""),
+        "max_retries: 20, backoff_base_s: 0.01, backoff_max_s: 0.01",
     );
-    exp(ws.path()).args(["run", "--run-id", "down"]).assert().failure();
+    exp(ws.path())
+        .args(["run", "--run-id", "down"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "error: run down stopped: model `m`: the endpoint is down after 5 rests in a row: {url} (connection failed"
+        )))
+        .stderr(predicate::str::contains("--resume --run-id down"));
+    assert_eq!(read_json(&run_dir(ws.path(), "down").join("run.json"))["status"], "incomplete");
     let lines = journal_lines(&trial_dir(ws.path(), "down"));
-    assert_eq!(lines.len(), 4);
-    assert!(
-        lines.iter().all(|l| l["error"].as_str().unwrap().contains("connection failed")),
-        "{lines:?}"
-    );
+    assert!(lines.is_empty(), "nothing was answered, nothing is recorded as failed: {lines:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ use exp::display::{count, or_missing, p_value, percent, plural, points, usd};
 use exp::eval::archive::Archived;
 use exp::eval::plan::Condition;
 use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary};
+use exp::runfiles::results::EndpointUse;
 
 /// Run an experiment: every trial of the config's matrix, on both conditions, then score it.
 ///
@@ -188,14 +189,22 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
                 .into());
             }
             if summary.status == RunStatus::Incomplete {
-                return Err(exp::error::Hinted::new(
-                    format!("run {} stopped before every request was answered", summary.run_id),
-                    format!(
-                        "continue it with `exp run --config {} --resume --run-id {}`",
-                        args.config.display(),
-                        summary.run_id
+                let resume = format!(
+                    "`exp run --config {} --resume --run-id {}`",
+                    args.config.display(),
+                    summary.run_id
+                );
+                let down = summary.outcome.endpoints.iter().find_map(|e| e.down.as_ref());
+                return Err(match down {
+                    Some(down) => exp::error::Hinted::new(
+                        format!("run {} stopped: {down}", summary.run_id),
+                        format!("bring the endpoint back (or fix base_url), then {resume}"),
                     ),
-                )
+                    None => exp::error::Hinted::new(
+                        format!("run {} stopped before every request was answered", summary.run_id),
+                        format!("continue it with {resume}"),
+                    ),
+                }
                 .into());
             }
             if summary.status == RunStatus::Failed {
@@ -384,6 +393,9 @@ pub(super) fn render_summary(
             if *written { "prepared" } else { "reused from prepared/" }
         )?;
     }
+    for e in &s.outcome.endpoints {
+        render_endpoint(e)?;
+    }
     ui::outln!("results: {}", display_rel(&s.run_dir))?;
     if let Some(a) = archived {
         if a.created_store {
@@ -394,6 +406,33 @@ pub(super) fn render_summary(
         ui::outln!("archived: runs/{} -> {short}{note}", s.run_id)?;
     }
     warn();
+    Ok(())
+}
+
+/// One line per model whose endpoint is worth a word: adaptive concurrency (what it reached)
+/// or more than one replica (each one's share, errors and rests).
+fn render_endpoint(e: &EndpointUse) -> Result<()> {
+    let (model, c) = (&e.model, &e.concurrency);
+    if c.mode == "auto" {
+        ui::outln!(
+            "model {model}: concurrency auto reached {} (ends at {}, ceiling {}; halved {} on 429/503)",
+            count(c.peak as u64),
+            count(c.limit as u64),
+            count(c.ceiling as u64),
+            plural(c.decreases, "time"),
+        )?;
+    }
+    if e.replicas.len() > 1 {
+        for r in &e.replicas {
+            ui::outln!(
+                "model {model}: replica {}: {}, {} errors, {}",
+                r.url,
+                plural(r.requests, "request"),
+                count(r.errors),
+                plural(r.rests, "rest"),
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -428,6 +467,7 @@ pub(super) fn summary_json(s: &RunSummary, archived: Option<&Archived>) -> serde
             "store": a.store_dir,
         })),
         "warnings": s.warnings,
+        "endpoints": s.outcome.endpoints,
     })
 }
 

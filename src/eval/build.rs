@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{ModelConfig, ProviderKind};
+use super::config::ModelConfig;
+use super::endpoint;
 use super::plan::{Condition, DecodingPoint};
 use super::prepare::Item;
 
@@ -81,25 +82,32 @@ fn render_with(
     Ok(out)
 }
 
-/// The request body for one item: system + user messages, decoding, then `extra_body` merged at
-/// the top level (what the OpenAI SDK's `extra_body` does; vLLM reads `top_k` there).
+/// The request body for one item: system + user messages, the decoding parameters the model's
+/// API takes (`endpoint::body_params`: the token limit under its key, sampling parameters it does
+/// not refuse, `top_k` only where allowed), then `extra_body` merged at the top level (what the
+/// OpenAI SDK's `extra_body` does).
 pub fn body(
     model: &ModelConfig,
     decoding: &DecodingPoint,
     system: &str,
     user: &str,
 ) -> serde_json::Value {
+    let params = endpoint::body_params(model);
     let mut b = serde_json::Map::new();
     b.insert("model".into(), model.api_model().into());
     b.insert(
         "messages".into(),
         serde_json::json!([{"role": "system", "content": system}, {"role": "user", "content": user}]),
     );
-    b.insert("temperature".into(), decoding.temperature.into());
-    b.insert("top_p".into(), decoding.top_p.into());
-    b.insert("max_tokens".into(), decoding.max_tokens.into());
+    if params.temperature {
+        b.insert("temperature".into(), decoding.temperature.into());
+    }
+    if params.top_p {
+        b.insert("top_p".into(), decoding.top_p.into());
+    }
+    b.insert(params.token_limit.as_str().into(), decoding.max_tokens.into());
     if let Some(k) = decoding.top_k
-        && (model.send_top_k || model.provider == ProviderKind::Sim)
+        && params.top_k
     {
         b.insert("top_k".into(), k.into());
     }
@@ -182,7 +190,7 @@ mod tests {
     #[test]
     fn bodies_carry_decoding_and_extra_body() {
         let model: ModelConfig = serde_yaml::from_str(
-            "{name: m, provider: openai, base_url: 'http://x/v1', model: org/m, extra_body: {reasoning_effort: low}}",
+            "{name: m, provider: openai, base_url: 'http://x/v1', model: org/m, send_top_k: true, extra_body: {reasoning_effort: low}}",
         )
         .unwrap();
         let d = DecodingPoint { temperature: 0.5, top_k: Some(40), top_p: 0.9, max_tokens: 16 };

@@ -80,7 +80,11 @@ impl Keyer {
         };
         let head = serde_json::json!({
             "provider": model.provider.as_str(),
-            "base_url": model.base_url.as_deref().map(|u| u.trim_end_matches('/')),
+            // One URL keys as it always did; replicas (serving the same model) as their list.
+            "base_url": model.base_url.as_ref().map(|u| match u.0.as_slice() {
+                [one] => Value::from(one.trim_end_matches('/')),
+                many => many.iter().map(|u| u.trim_end_matches('/')).collect(),
+            }),
             "sim": sim_part,
         });
         let mut out = String::new();

@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::endpoint::{BaseUrls, DecodingParam, MaxConnections, TokenLimitParam};
 use super::overrides::{self, Override, OverrideError};
 use crate::error::Hint;
 
@@ -150,21 +151,33 @@ impl ProviderKind {
 pub struct ModelConfig {
     pub name: String,
     pub provider: ProviderKind,
+    /// One URL, or a list of replicas serving the same model (`eval::endpoint`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_url: Option<String>,
+    pub base_url: Option<BaseUrls>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
     /// The model string the API expects; defaults to `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
+    /// Requests in flight to this model (all replicas together), or `auto`.
+    #[serde(default)]
+    pub max_connections: MaxConnections,
+    /// The most `max_connections: auto` may reach (default `endpoint::DEFAULT_CEILING`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_ceiling: Option<usize>,
+    /// Which key carries `max_tokens`; default by the rule in `eval::endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_limit_param: Option<TokenLimitParam>,
+    /// Decoding parameters never sent; default by the rule in `eval::endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omit_params: Option<Vec<DecodingParam>>,
     /// Merged into the request body as is (vLLM's `top_k`, `reasoning_effort`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Whether the decoding grid's `top_k` goes into the body; OpenAI itself rejects it.
-    #[serde(default = "default_true")]
-    pub send_top_k: bool,
+    /// Whether the decoding grid's `top_k` goes into the body (vLLM, llama.cpp take it; OpenAI
+    /// rejects it). Default: only for the sim model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_top_k: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<Pricing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,13 +201,6 @@ impl Backend {
     pub fn is_live(&self) -> bool {
         *self == Backend::Live
     }
-}
-
-fn default_max_connections() -> usize {
-    32
-}
-fn default_true() -> bool {
-    true
 }
 
 impl ModelConfig {
@@ -736,6 +742,10 @@ fn strip_location(msg: &str) -> String {
 pub const MAX_PARTS_PER_DATASET: usize = 100_000;
 /// The most jobs that may be open at once.
 pub const MAX_CONCURRENT_JOBS: usize = 10_000;
+/// The most requests in flight to one model (`max_connections` and its `auto` ceiling).
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// The most replicas one model's `base_url` may list.
+pub const MAX_REPLICAS: usize = 64;
 
 /// The values a number in the config may take. Every number has one: an infinite timeout, a
 /// billion resamples or `max_tokens: 0` is a typo that would panic, eat the machine or send
@@ -797,13 +807,15 @@ fn numbers(c: &Config) -> Vec<Number> {
     for (i, m) in c.models.iter().enumerate() {
         let key = |k: &str| format!("models[{i}].{k}");
         let at = Some(format!("name: {}", m.name));
-        out.push(int(
-            key("max_connections"),
-            at.clone(),
-            "max_connections",
-            m.max_connections as u64,
-            Range::closed(1.0, 10_000.0),
-        ));
+        if let MaxConnections::Fixed(n) = m.max_connections {
+            let range = Range::closed(1.0, MAX_CONNECTIONS as f64);
+            out.push(int(key("max_connections"), at.clone(), "max_connections", n as u64, range));
+        }
+        if let Some(n) = m.max_connections_ceiling {
+            let range = Range::closed(1.0, MAX_CONNECTIONS as f64);
+            let needle = "max_connections_ceiling";
+            out.push(int(key(needle), at.clone(), needle, n as u64, range));
+        }
         if let Some(p) = &m.pricing {
             let prices = [
                 ("input_per_mtok", Some(p.input_per_mtok)),
@@ -962,6 +974,60 @@ fn check_numbers(l: &LoadedConfig) -> Result<(), ConfigError> {
     })
 }
 
+/// An openai model's `base_url`: one http(s) URL, or a list of distinct ones (its replicas).
+fn check_base_urls(
+    l: &LoadedConfig,
+    key: &str,
+    at: &str,
+    m: &ModelConfig,
+) -> Result<(), ConfigError> {
+    let key = format!("{key}.base_url");
+    let urls = m.base_url.as_ref().map(|u| u.0.as_slice()).unwrap_or_default();
+    if urls.is_empty() {
+        return Err(l.invalid(
+            &key,
+            at,
+            format!("is missing for model `{}` (provider openai)", m.name),
+            "add base_url, e.g. http://localhost:8000/v1 for vLLM (or a list of replicas)".into(),
+        ));
+    }
+    if urls.len() > MAX_REPLICAS {
+        return Err(l.invalid(
+            &key,
+            at,
+            format!("lists {} replicas, more than {MAX_REPLICAS}", urls.len()),
+            format!("list at most {MAX_REPLICAS} URLs (put a load balancer in front of more)"),
+        ));
+    }
+    if urls.len() > 1 && m.backend == Backend::Batch {
+        return Err(l.invalid(
+            &key,
+            at,
+            format!("lists {} replicas, but model `{}` has backend: batch", urls.len(), m.name),
+            "a batch goes to one Batch API: give one base_url, or use backend: live".into(),
+        ));
+    }
+    for (i, url) in urls.iter().enumerate() {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(l.invalid(
+                &key,
+                url,
+                format!("`{url}` is not an http(s) URL"),
+                "write it as http://host:port/v1".into(),
+            ));
+        }
+        if urls[..i].contains(url) {
+            return Err(l.invalid(
+                &key,
+                url,
+                format!("lists `{url}` twice"),
+                "list every replica once: a duplicate would get twice its share".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether `name` may be a path component and part of a slug or a custom_id: letters, digits,
 /// `.`, `_`, `-`, starting with a letter or digit, at most 64 characters. Dataset names become
 /// `prepared/<name>-<hash>.jsonl`, model and prompt set names a trial's folder, so a name such
@@ -1033,24 +1099,20 @@ fn validate(l: &LoadedConfig) -> Result<(), ConfigError> {
                 "give every model a distinct name".into(),
             ));
         }
+        if m.max_connections_ceiling.is_some() && m.max_connections != MaxConnections::Auto {
+            return Err(ConfigError::Invalid {
+                path: l.path.clone(),
+                key: format!("{key}.max_connections_ceiling"),
+                line: l.line_near(&at, "max_connections_ceiling"),
+                problem: "is set, but max_connections is not `auto`".into(),
+                fix: "write max_connections: auto to let exp find the concurrency, or drop the \
+                      ceiling"
+                    .into(),
+            });
+        }
         match m.provider {
             ProviderKind::Openai => {
-                let Some(url) = &m.base_url else {
-                    return Err(l.invalid(
-                        &format!("{key}.base_url"),
-                        &at,
-                        format!("is missing for model `{}` (provider openai)", m.name),
-                        "add base_url, e.g. http://localhost:8000/v1 for vLLM".into(),
-                    ));
-                };
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(l.invalid(
-                        &format!("{key}.base_url"),
-                        url,
-                        format!("`{url}` is not an http(s) URL"),
-                        "write it as http://host:port/v1".into(),
-                    ));
-                }
+                check_base_urls(l, &key, &at, m)?;
                 if m.sim.is_some() {
                     return Err(l.invalid(
                         &format!("{key}.sim"),

@@ -1,7 +1,11 @@
 //! Execution: sends every pending request of every job and journals each answer as it arrives.
 //!
 //! Concurrency has two limits, both semaphores: at most `max_concurrent_jobs` jobs are open, and
-//! at most `max_connections` requests are in flight per model (shared by all of that model's jobs).
+//! at most `max_connections` requests (the ceiling of `auto`) are open per model (shared by all
+//! of that model's jobs); within that, the provider holds each attempt to the model's own limit
+//! (`eval::concurrency`, adaptive under `auto`) and picks its replica.
+//! When every replica of a model is down, the request that found out stays unanswered (never
+//! journaled as failed) and the run stops, as after Ctrl-C, saying why.
 //! A request task holds its model permit from before it is spawned until its answer is journaled,
 //! so memory stays bounded by the in-flight count, whatever the dataset size.
 //! Retries (429, 5xx, timeouts, dropped connections, bad bodies) back off exponentially with full
@@ -29,6 +33,7 @@ use super::prepare::Item;
 use super::providers::{Failure, Provider, RequestContext};
 use crate::error::Hint;
 use crate::progress::Progress;
+use crate::runfiles::results::EndpointUse;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
@@ -105,6 +110,8 @@ pub struct ExecOutcome {
     pub responses: u64,
     pub failures: u64,
     pub interrupted: bool,
+    /// How each real (not sim) model's endpoint was used, in the models' order.
+    pub endpoints: Vec<EndpointUse>,
     /// The budget held requests back.
     pub budget_stopped: bool,
     /// With a budget: its cap, and what the run has spent in all its invocations.
@@ -187,12 +194,18 @@ async fn run_all(
             *shown = done;
         }
         let usd = *counters.usd.lock().unwrap_or_else(|e| e.into_inner());
+        let adaptive: Vec<String> = providers
+            .iter()
+            .filter_map(|p| p.adaptive_limit())
+            .map(|n| format!(" · concurrency {n}"))
+            .collect();
         progress.status(&format!(
-            "jobs {}/{} · {} errors · {}",
+            "jobs {}/{} · {} errors · {}{}",
             counters.jobs_done.load(Ordering::Relaxed),
             total_jobs,
             counters.failures.load(Ordering::Relaxed),
             crate::display::usd(usd),
+            adaptive.concat(),
         ));
     };
     loop {
@@ -230,12 +243,14 @@ async fn run_all(
     }
     let done = counters.done.load(Ordering::Relaxed);
     let failures = counters.failures.load(Ordering::Relaxed);
+    let endpoints = providers.iter().filter_map(|p| p.report()).collect();
     let b = settings.budget.as_ref();
     Ok(ExecOutcome {
         sent: done,
         responses: done - failures,
         failures,
         interrupted,
+        endpoints,
         budget_stopped: b.is_some_and(|b| b.exhausted()),
         budget: b.map(|b| (b.cap(), b.spent())),
     })
@@ -324,11 +339,20 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
         let pricing = ctx.pricing;
         let gold = item.label.clone();
         let condition = job.condition;
+        let stopping = ctx.stopping.clone();
         requests.spawn(async move {
             let _permit = permit;
             let id = want;
             let rc = RequestContext { custom_id: &id, condition, gold: &gold };
-            let entry = send_with_retries(&provider, &body, &rc, &settings).await;
+            let entry = match send_with_retries(&provider, &body, &rc, &settings).await {
+                Ok(entry) => entry,
+                Err(_down) => {
+                    // Unanswered, so not journaled: the run stops (the endpoint's report says
+                    // why) and a resume sends it.
+                    stopping.store(true, Ordering::SeqCst);
+                    return Ok(());
+                }
+            };
             journal.append(&entry, &syncer)?;
             if entry.status == Status::Error {
                 counters.failures.fetch_add(1, Ordering::Relaxed);
@@ -388,13 +412,14 @@ fn flatten(
     }
 }
 
-/// One request to its end: a response, or the last error once retries are spent.
+/// One request to its end: a response, or the last error once retries are spent; `Err` with
+/// the reason when the model's endpoint is down (the request stays unanswered).
 pub async fn send_with_retries(
     provider: &Provider,
     body: &bytes::Bytes,
     rc: &RequestContext<'_>,
     settings: &ExecSettings,
-) -> Entry {
+) -> Result<Entry, String> {
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -403,46 +428,49 @@ pub async fn send_with_retries(
         let latency_ms = started.elapsed().as_millis() as u64;
         let failure = match result {
             Ok(c) => {
-                return Entry {
+                return Ok(Entry {
                     custom_id: rc.custom_id.to_string(),
                     status: Status::Ok,
                     content: Some(c.content),
                     finish_reason: c.finish_reason,
                     input_tokens: c.usage.map(|u| u.0).unwrap_or(0),
                     output_tokens: c.usage.map(|u| u.1).unwrap_or(0),
+                    reasoning_tokens: c.reasoning_tokens,
                     usage_missing: c.usage.is_none(),
                     latency_ms,
                     attempts,
                     error: None,
                     reused: None,
-                };
+                });
             }
+            Err(Failure::Down { message }) => return Err(message),
             Err(f) => f,
         };
         let give_up = match &failure {
-            Failure::Fatal { .. } => true,
+            Failure::Fatal { .. } | Failure::Down { .. } => true,
             Failure::Retryable { .. } => attempts > settings.max_retries,
         };
         if give_up {
             let message = match &failure {
-                Failure::Fatal { message } => message.clone(),
+                Failure::Fatal { message } | Failure::Down { message } => message.clone(),
                 Failure::Retryable { message, .. } => {
                     format!("gave up after {attempts} attempts: {message}")
                 }
             };
-            return Entry {
+            return Ok(Entry {
                 custom_id: rc.custom_id.to_string(),
                 status: Status::Error,
                 content: None,
                 finish_reason: None,
                 input_tokens: 0,
                 output_tokens: 0,
+                reasoning_tokens: 0,
                 usage_missing: false,
                 latency_ms,
                 attempts,
                 error: Some(message),
                 reused: None,
-            };
+            });
         }
         let wait = match &failure {
             Failure::Retryable { retry_after: Some(d), .. } => (*d).min(settings.backoff_max),

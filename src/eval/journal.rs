@@ -38,6 +38,9 @@ pub struct Entry {
     /// As the API reported them; 0 when it reported none (`usage_missing` says so).
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// The part of `output_tokens` spent reasoning, as reported; absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
     #[serde(default)]
     pub usage_missing: bool,
     pub latency_ms: u64,
@@ -55,6 +58,10 @@ pub struct Entry {
 pub struct Reused {
     pub run: String,
     pub commit: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A journal line that cannot be read, not at the end of the file (so not a torn write).
@@ -135,7 +142,7 @@ fn parse_entries(text: &str, path: &Path) -> Result<Vec<Entry>, JournalError> {
         let entry: Entry = serde_json::from_str(line).map_err(|e| corrupt(e.to_string()))?;
         // The execute step never journals more (the endpoint's usage is checked first), so only
         // an edited file holds it; refused here, every sum over journals stays exact.
-        if let Some(n) = [entry.input_tokens, entry.output_tokens]
+        if let Some(n) = [entry.input_tokens, entry.output_tokens, entry.reasoning_tokens]
             .into_iter()
             .find(|n| *n > MAX_TOKENS_PER_REQUEST)
         {
@@ -283,6 +290,7 @@ mod tests {
             finish_reason: Some("stop".into()),
             input_tokens: 10,
             output_tokens: 2,
+            reasoning_tokens: 0,
             usage_missing: false,
             latency_ms: 3,
             attempts: 1,

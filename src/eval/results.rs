@@ -144,7 +144,7 @@ pub fn write(
     }
     let total = price(&mut costs, &metrics, pricing);
     let metrics = Metrics { n_items: item_ids.len() as u64, repeats, conditions: metrics };
-    let costs = Costs { total, conditions: costs, from_baseline };
+    let costs = Costs { total, conditions: costs, from_baseline, endpoint: None };
     runfiles::write_json(&dir.join(METRICS), &metrics)?;
     runfiles::write_json(&dir.join(COSTS), &costs)?;
     Ok(TrialResults { metrics, costs, incomplete })
@@ -189,6 +189,9 @@ fn answer<'e>(
                 c.requests += 1;
                 c.input_tokens += e.input_tokens;
                 c.output_tokens += e.output_tokens;
+                // Reasoning tokens are part of the output tokens; a server claiming more is
+                // counted at its output tokens, so the reasoning share never exceeds the whole.
+                c.reasoning_tokens += e.reasoning_tokens.min(e.output_tokens);
             }
             c.usage_missing += u64::from(e.usage_missing);
             Answer {
@@ -251,6 +254,7 @@ fn price(
     for (cond, c) in costs.iter_mut() {
         c.usd = usd(c.input_tokens, c.output_tokens);
         c.usd_saved = usd(c.reused_input_tokens, c.reused_output_tokens);
+        c.reasoning_usd = usd(0, c.reasoning_tokens);
         let correct = metrics.get(cond).map(|m| m.correct).unwrap_or(0.0);
         c.usd_per_correct = (correct > 0.0).then(|| (c.usd + c.usd_saved) / correct);
         total.requests += c.requests;
@@ -258,6 +262,7 @@ fn price(
         total.input_tokens += c.input_tokens;
         total.output_tokens += c.output_tokens;
         total.usage_missing += c.usage_missing;
+        total.reasoning_tokens += c.reasoning_tokens;
         total.reused += c.reused;
         total.reused_input_tokens += c.reused_input_tokens;
         total.reused_output_tokens += c.reused_output_tokens;
@@ -265,6 +270,7 @@ fn price(
     }
     total.usd = usd(total.input_tokens, total.output_tokens);
     total.usd_saved = usd(total.reused_input_tokens, total.reused_output_tokens);
+    total.reasoning_usd = usd(0, total.reasoning_tokens);
     total.usd_per_correct =
         (total_correct > 0.0).then(|| (total.usd + total.usd_saved) / total_correct);
     total

@@ -4,7 +4,8 @@
 //! stops here -> `start` (the run folder, new or resumed; the baseline) -> `build_requests` ->
 //! `queue` (what is still to send) -> `reuse` (answers the response cache has, `cache`) ->
 //! `execute::execute` (within the budget, `budget`) -> `score` (results and trial reports)
-//! -> `finish` (manifest, aggregate report, run.json). Committing it is `archive`'s job.
+//! -> `record_endpoints` (replicas and concurrency into costs.json) -> `finish` (manifest,
+//! aggregate report, run.json). Committing it is `archive`'s job.
 //!
 //! It owns the run folder's life cycle: `run.json` says `running` from the first write until the
 //! end, then `complete`, `incomplete` (stopped; resumable) or `failed`. A resume recomputes the
@@ -23,6 +24,7 @@ use super::budget::Budget;
 use super::build::{self, RequestLine};
 use super::cache::{self, CacheError};
 use super::config::{self, Backend, Config, ConfigError, LoadedConfig, ProviderKind};
+use super::endpoint;
 use super::execute::{self, ExecJob, ExecModel, ExecOutcome, ExecSettings, ExecuteError};
 use super::journal::{self, Status};
 use super::plan::{self, Condition, Job, Trial};
@@ -303,6 +305,7 @@ pub fn run(
     }
     let batched = !opts.ingest.is_empty();
     let scored = score(&run, &setup.loaded, &plan, batched, clock)?;
+    record_endpoints(&run.dir, &plan, &outcome)?;
     let manifest = finish(&mut run, &setup.loaded.config, scored, &outcome, batched, clock)?;
     Ok(Outcome::Ran(RunSummary {
         run_id: run.rj.run_id.clone(),
@@ -830,13 +833,12 @@ fn queue(config: &Config, plan: &Plan, dir: &Path) -> Result<Queue, RunError> {
 
 /// A provider for every model of the config, in its order (`ExecJob::model` indexes it).
 fn exec_models(config: &Config) -> Result<Vec<ExecModel>, RunError> {
-    let timeout = Duration::from_secs_f64(config.execution.timeout_s);
     let labels = &config.scoring.labels;
     let mut models = Vec::new();
     for m in &config.models {
         models.push(ExecModel {
-            provider: Provider::new(m, timeout, config.execution.max_response_bytes, labels)?,
-            max_connections: m.max_connections,
+            provider: Provider::new(m, &config.execution, labels)?,
+            max_connections: endpoint::task_bound(m),
             pricing: m.pricing,
         });
     }
@@ -995,6 +997,23 @@ impl Scored {
     }
 }
 
+/// Stage `endpoints`: each real model's replica counts and concurrency go into the costs.json of
+/// its trials (which `score` just wrote).
+fn record_endpoints(dir: &Path, plan: &Plan, outcome: &ExecOutcome) -> Result<(), RunError> {
+    for trial in &plan.trials {
+        let Some(e) = outcome.endpoints.iter().find(|e| e.model == trial.model.name) else {
+            continue;
+        };
+        let path = runfiles::result_file(&dir.join(trial.slug.as_str()), runfiles::COSTS);
+        let Some(mut costs) = runfiles::read_json::<runfiles::results::Costs>(&path)? else {
+            continue;
+        };
+        costs.endpoint = Some(e.clone());
+        runfiles::write_json(&path, &costs)?;
+    }
+    Ok(())
+}
+
 /// Stage `finish`: how the run ended, the manifest and aggregate report, and run.json saying so.
 /// Returns the manifest as written (the aggregate step adds Holm p-values to it).
 pub(super) fn finish(
@@ -1023,6 +1042,11 @@ pub(super) fn finish(
         });
     }
     run.warnings.extend(scored.warnings);
+    if let Some(down) = outcome.endpoints.iter().find_map(|e| e.down.as_ref()) {
+        run.warnings.push(format!(
+            "{down}; the run stopped with every answer so far journaled: resume it once the endpoint is back"
+        ));
+    }
     let manifest = Manifest {
         format: 1,
         run_id: run.rj.run_id.clone(),

@@ -99,7 +99,9 @@ impl Api {
                 message: redactor.clean_owned(e.to_string()),
             }
         })?;
-        let base = model.base_url.as_deref().unwrap_or_default().trim_end_matches('/').to_string();
+        // One endpoint: config validation refuses replicas for `backend: batch`.
+        let base = model.base_url.as_ref().and_then(|u| u.0.first()).map_or("", |u| u.as_str());
+        let base = base.trim_end_matches('/').to_string();
         Ok(Api { client, base, key, redactor })
     }
 

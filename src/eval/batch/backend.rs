@@ -372,6 +372,7 @@ impl<'a> Backend<'a> {
                 finish_reason: None,
                 input_tokens: 0,
                 output_tokens: 0,
+                reasoning_tokens: 0,
                 usage_missing: false,
                 latency_ms: 0,
                 attempts: s.round + 1,

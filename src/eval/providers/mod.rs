@@ -4,13 +4,15 @@
 //! differ in nothing after the answer arrives.
 pub mod openai;
 pub mod redact;
+pub mod replicas;
 pub mod sim;
 
 use std::time::Duration;
 
-use super::config::{ModelConfig, ProviderKind};
+use super::config::{Execution, ModelConfig, ProviderKind};
 use super::plan::Condition;
 use crate::error::Hint;
+use crate::runfiles::results::EndpointUse;
 
 /// More tokens than any model reads or writes in one request: usage above it is a lie or a bug
 /// of the endpoint, refused before anything adds it up (totals of u64s and USD stay exact and
@@ -24,6 +26,9 @@ pub struct Completion {
     pub finish_reason: Option<String>,
     /// Usage as reported; `None` when the endpoint sent no `usage`.
     pub usage: Option<(u64, u64)>,
+    /// `usage.completion_tokens_details.reasoning_tokens`: the part of the completion tokens a
+    /// reasoning model spent thinking (0 when not reported).
+    pub reasoning_tokens: u64,
 }
 
 /// Why one attempt failed, and whether trying again can help.
@@ -33,12 +38,17 @@ pub enum Failure {
     Retryable { message: String, retry_after: Option<Duration> },
     /// Anything another attempt would only repeat (400, 401, 404, …).
     Fatal { message: String },
+    /// Every replica of the model is down (`replicas`): the request was not sent and the run
+    /// stops rather than record it as failed.
+    Down { message: String },
 }
 
 impl Failure {
     pub fn message(&self) -> &str {
         match self {
-            Failure::Retryable { message, .. } | Failure::Fatal { message } => message,
+            Failure::Retryable { message, .. }
+            | Failure::Fatal { message }
+            | Failure::Down { message } => message,
         }
     }
 }
@@ -77,19 +87,33 @@ pub enum Provider {
 
 impl Provider {
     /// `labels` are the scorer's answers (the sim model picks wrong answers among them);
-    /// `max_response_bytes` bounds what an endpoint's answer may take in memory.
+    /// `execution` gives the timeout, the bound on an answer's size and the backoff replicas
+    /// rest by.
     pub fn new(
         model: &ModelConfig,
-        timeout: Duration,
-        max_response_bytes: u64,
+        execution: &Execution,
         labels: &[String],
     ) -> Result<Provider, ProviderError> {
         Ok(match model.provider {
-            ProviderKind::Openai => {
-                Provider::Openai(openai::OpenAi::new(model, timeout, max_response_bytes)?)
-            }
+            ProviderKind::Openai => Provider::Openai(openai::OpenAi::new(model, execution)?),
             ProviderKind::Sim => Provider::Sim(sim::Sim::new(model, labels)),
         })
+    }
+
+    /// How the model's endpoint was used (replicas, concurrency); `None` for the sim model.
+    pub fn report(&self) -> Option<EndpointUse> {
+        match self {
+            Provider::Openai(p) => Some(p.report()),
+            Provider::Sim(_) => None,
+        }
+    }
+
+    /// The adaptive concurrency limit now, when the model has one.
+    pub fn adaptive_limit(&self) -> Option<usize> {
+        match self {
+            Provider::Openai(p) => p.adaptive_limit(),
+            Provider::Sim(_) => None,
+        }
     }
 
     /// One attempt.

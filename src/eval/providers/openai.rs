@@ -1,6 +1,8 @@
 //! Any OpenAI-compatible `/v1/chat/completions` endpoint (vLLM, llama.cpp server, Ollama, OpenAI,
 //! OpenRouter) over reqwest. One attempt per call; `execute` decides about retries from the
-//! `Failure` kind. The API key is read from the environment once and only ever sent as a header.
+//! `Failure` kind. Each attempt goes to one of the model's replicas (`replicas`) under its
+//! concurrency limit (`eval::concurrency`). The API key is read from the environment once and
+//! only ever sent as a header.
 //!
 //! The endpoint is untrusted: its body is read in a stream and cut at `max_response_bytes` (an
 //! endless or huge body is a recorded error for that request, never an allocation), its `usage`
@@ -12,15 +14,36 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::redact::Redactor;
+use super::replicas::{Outcome, Pick, Replicas};
 use super::{Completion, Failure, MAX_TOKENS_PER_REQUEST, ProviderError};
-use crate::eval::config::ModelConfig;
+use crate::eval::concurrency::{Limiter, Signal};
+use crate::eval::config::{Execution, ModelConfig};
+use crate::eval::endpoint;
+use crate::runfiles::results::EndpointUse;
 
 pub struct OpenAi {
+    /// The model's name in the config, for messages.
+    model: String,
     client: reqwest::Client,
-    url: String,
+    replicas: Replicas,
+    limiter: Limiter,
     key: Option<String>,
     redactor: Redactor,
     max_response_bytes: u64,
+}
+
+/// A failed attempt, with what it says about the replica and about the load.
+struct Failed {
+    failure: Failure,
+    outcome: Outcome,
+    signal: Signal,
+}
+
+impl Failed {
+    /// A failure that says nothing about either: the server answered, just not usefully.
+    fn answered(failure: Failure) -> Failed {
+        Failed { failure, outcome: Outcome::Failed, signal: Signal::Fine }
+    }
 }
 
 #[derive(Deserialize)]
@@ -50,49 +73,106 @@ struct Usage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    fn reasoning_tokens(&self) -> u64 {
+        self.completion_tokens_details.as_ref().and_then(|d| d.reasoning_tokens).unwrap_or(0)
+    }
 }
 
 /// Characters of an error body kept in the recorded message.
 const EXCERPT_CHARS: usize = 300;
 
 impl OpenAi {
-    pub fn new(
-        model: &ModelConfig,
-        timeout: Duration,
-        max_response_bytes: u64,
-    ) -> Result<OpenAi, ProviderError> {
+    pub fn new(model: &ModelConfig, execution: &Execution) -> Result<OpenAi, ProviderError> {
         let key = api_key(model)?;
         let redactor = Redactor::new(key.as_deref());
         let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .pool_max_idle_per_host(model.max_connections)
+            .timeout(Duration::from_secs_f64(execution.timeout_s))
+            .pool_max_idle_per_host(endpoint::task_bound(model))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ProviderError::Client {
                 model: model.name.clone(),
                 message: redactor.clean_owned(e.to_string()),
             })?;
-        let base = model.base_url.as_deref().unwrap_or_default().trim_end_matches('/');
+        let urls = model.base_url.as_ref().map(|u| u.0.as_slice()).unwrap_or_default();
         Ok(OpenAi {
+            model: model.name.clone(),
             client,
-            url: format!("{base}/chat/completions"),
+            replicas: Replicas::new(
+                urls,
+                Duration::from_secs_f64(execution.backoff_base_s),
+                Duration::from_secs_f64(execution.backoff_max_s),
+            ),
+            limiter: endpoint::limiter(model),
             key,
             redactor,
-            max_response_bytes,
+            max_response_bytes: execution.max_response_bytes,
         })
     }
 
+    /// One attempt: a slot under the model's concurrency limit, the replica with the fewest in
+    /// flight (waiting while every one rests), the request; then the replica's health and the
+    /// limit learn how it went. `Failure::Down` when no replica is left.
     pub async fn send(&self, body: bytes::Bytes) -> Result<Completion, Failure> {
-        self.attempt(body)
-            .await
-            .map(|c| self.clean_completion(c))
-            .map_err(|f| self.clean_failure(f))
+        let permit = self.limiter.acquire().await;
+        let lease = loop {
+            match self.replicas.pick() {
+                Pick::Use(lease) => break lease,
+                Pick::Wait(d) => tokio::time::sleep(d).await,
+                Pick::Down(message) => {
+                    return Err(Failure::Down { message: self.down_message(message) });
+                }
+            }
+        };
+        match self.attempt(lease.url(), body).await {
+            Ok(c) => {
+                lease.finish(&self.replicas, Outcome::Answered, None);
+                permit.finish(Signal::Fine);
+                Ok(self.clean_completion(c))
+            }
+            Err(f) => {
+                let failure = self.clean_failure(f.failure);
+                lease.finish(&self.replicas, f.outcome, Some(failure.message()));
+                permit.finish(f.signal);
+                Err(failure)
+            }
+        }
     }
 
-    async fn attempt(&self, body: bytes::Bytes) -> Result<Completion, Failure> {
+    /// The model's replicas and concurrency so far.
+    pub fn report(&self) -> EndpointUse {
+        EndpointUse {
+            model: self.model.clone(),
+            down: self.replicas.down().map(|m| self.down_message(m)),
+            replicas: self.replicas.report(),
+            concurrency: self.limiter.report(),
+        }
+    }
+
+    fn down_message(&self, message: String) -> String {
+        self.redactor.clean_owned(format!("model `{}`: {message}", self.model))
+    }
+
+    /// The adaptive limit now, for the progress line; `None` for a fixed one.
+    pub fn adaptive_limit(&self) -> Option<usize> {
+        self.limiter.is_auto().then(|| self.limiter.limit())
+    }
+
+    async fn attempt(&self, url: &str, body: bytes::Bytes) -> Result<Completion, Failed> {
         let mut req = self
             .client
-            .post(&self.url)
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(key) = &self.key {
@@ -108,27 +188,31 @@ impl OpenAi {
             let text = self.redactor.clean(&text);
             let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
             let message = format!("HTTP {}: {}", status.as_u16(), excerpt.trim());
-            let retryable =
-                status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error();
-            return Err(if retryable {
+            let code = status.as_u16();
+            let retryable = code == 429 || code == 408 || status.is_server_error();
+            let signal = if code == 429 || code == 503 { Signal::Overloaded } else { Signal::Fine };
+            let failure = if retryable {
                 Failure::Retryable { message, retry_after }
             } else {
                 Failure::Fatal { message }
-            });
+            };
+            return Err(Failed { failure, outcome: Outcome::Failed, signal });
         }
-        parse(&bytes)
+        parse(&bytes).map_err(Failed::answered)
     }
 
     /// The body, read chunk by chunk and given up on at `max_response_bytes`: memory stays bounded
     /// whatever the server sends (a 10 GB or endless body), and dropping the response closes the
     /// connection. Too large is fatal: the same request would get the same answer again.
-    async fn read_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, Failure> {
+    async fn read_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, Failed> {
         let status = resp.status().as_u16();
         let limit = self.max_response_bytes;
-        let too_large = |what: String| Failure::Fatal {
-            message: format!(
-                "HTTP {status}: response body {what} is larger than execution.max_response_bytes ({limit} bytes)"
-            ),
+        let too_large = |what: String| {
+            Failed::answered(Failure::Fatal {
+                message: format!(
+                    "HTTP {status}: response body {what} is larger than execution.max_response_bytes ({limit} bytes)"
+                ),
+            })
         };
         if let Some(len) = resp.content_length()
             && len > limit
@@ -137,9 +221,14 @@ impl OpenAi {
         }
         let mut out = Vec::new();
         loop {
-            let chunk = resp.chunk().await.map_err(|e| Failure::Retryable {
-                message: format!("HTTP {status}: response body cut short: {}", chain(&e)),
-                retry_after: None,
+            let chunk = resp.chunk().await.map_err(|e| Failed {
+                failure: Failure::Retryable {
+                    message: format!("HTTP {status}: response body cut short: {}", chain(&e)),
+                    retry_after: None,
+                },
+                // A server that stops sending mid-answer until the timeout is as good as down.
+                outcome: if e.is_timeout() { Outcome::Unreachable } else { Outcome::Failed },
+                signal: Signal::Silent,
             })?;
             let Some(chunk) = chunk else { return Ok(out) };
             if (out.len() + chunk.len()) as u64 > limit {
@@ -154,6 +243,7 @@ impl OpenAi {
             content: self.redactor.clean_owned(c.content),
             finish_reason: c.finish_reason.map(|r| self.redactor.clean_owned(r)),
             usage: c.usage,
+            reasoning_tokens: c.reasoning_tokens,
         }
     }
 
@@ -164,6 +254,9 @@ impl OpenAi {
             }
             Failure::Fatal { message } => {
                 Failure::Fatal { message: self.redactor.clean_owned(message) }
+            }
+            Failure::Down { message } => {
+                Failure::Down { message: self.redactor.clean_owned(message) }
             }
         }
     }
@@ -198,9 +291,11 @@ pub fn parse(bytes: &[u8]) -> Result<Completion, Failure> {
         });
     };
     if let Some(u) = &r.usage {
-        for (field, n) in
-            [("prompt_tokens", u.prompt_tokens), ("completion_tokens", u.completion_tokens)]
-        {
+        for (field, n) in [
+            ("prompt_tokens", u.prompt_tokens),
+            ("completion_tokens", u.completion_tokens),
+            ("reasoning_tokens", u.reasoning_tokens()),
+        ] {
             if n > MAX_TOKENS_PER_REQUEST {
                 return Err(Failure::Fatal {
                     message: format!(
@@ -213,6 +308,7 @@ pub fn parse(bytes: &[u8]) -> Result<Completion, Failure> {
     Ok(Completion {
         content: choice.message.and_then(|m| m.content).unwrap_or_default(),
         finish_reason: choice.finish_reason,
+        reasoning_tokens: r.usage.as_ref().map_or(0, Usage::reasoning_tokens),
         usage: r.usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
     })
 }
@@ -237,7 +333,9 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     message
 }
 
-fn transport_failure(e: reqwest::Error) -> Failure {
+/// A request that got no answer. Refused connections and timeouts count against the replica
+/// (`Outcome::Unreachable`: enough in a row rest it); neither says anything about load.
+fn transport_failure(e: reqwest::Error) -> Failed {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -245,11 +343,15 @@ fn transport_failure(e: reqwest::Error) -> Failure {
     } else {
         "request failed"
     };
+    let outcome =
+        if e.is_timeout() || e.is_connect() { Outcome::Unreachable } else { Outcome::Failed };
     // Builder errors (a bad URL) cannot heal; everything else on the wire might.
-    if e.is_builder() {
-        return Failure::Fatal { message: format!("{what}: {e}") };
-    }
-    Failure::Retryable { message: format!("{what}: {}", chain(&e)), retry_after: None }
+    let failure = if e.is_builder() {
+        Failure::Fatal { message: format!("{what}: {e}") }
+    } else {
+        Failure::Retryable { message: format!("{what}: {}", chain(&e)), retry_after: None }
+    };
+    Failed { failure, outcome, signal: Signal::Silent }
 }
 
 /// `Retry-After` as seconds or an HTTP date, as asked (a huge value saturates instead of
@@ -277,6 +379,9 @@ mod tests {
         assert_eq!(c.content, "positive");
         assert_eq!(c.finish_reason.as_deref(), Some("stop"));
         assert_eq!(c.usage, Some((12, 3)));
+        assert_eq!(c.reasoning_tokens, 0);
+        let c = parse(br#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":5,"completion_tokens":40,"completion_tokens_details":{"reasoning_tokens":32}}}"#).unwrap();
+        assert_eq!((c.usage, c.reasoning_tokens), (Some((5, 40)), 32));
     }
 
     #[test]

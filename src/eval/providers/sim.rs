@@ -83,6 +83,7 @@ impl Sim {
             usage: Some((estimate_prompt_tokens(&system, &user), estimate_tokens(&content))),
             content,
             finish_reason: Some("stop".into()),
+            reasoning_tokens: 0,
         }
     }
 }
