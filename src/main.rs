@@ -8,9 +8,12 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
+    // A shell asking what completes the command line (`COMPLETE=bash exp -- exp diff …`):
+    // answered here, before anything else runs.
+    clap_complete::CompleteEnv::with_factory(cli::Cli::command).complete();
     let args = cli::Cli::parse();
     cli::init_tracing();
     match cli::run(args) {

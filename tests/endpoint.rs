@@ -128,6 +128,35 @@ fn when_every_replica_is_down_the_run_stops_incomplete_with_every_answer_journal
     }
 }
 
+#[test]
+fn a_resume_adds_its_replica_counts_to_the_earlier_ones() {
+    let (a, b) = (ChatServer::start(Behaviour::default()), ChatServer::start(Behaviour::default()));
+    for s in [&a, &b] {
+        s.state.refuse_happy.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    let urls = format!("[\"{}\", \"{}\"]", a.url, b.url);
+    let ws = workspace(30, &model("m", &urls, ", max_connections: 4"), GRID, FAST);
+    // 400 is not retried: the 20 "happy" requests are recorded failures of a complete run.
+    exp(ws.path()).args(["run", "--run-id", "again"]).assert().success();
+    let trial = &trials(ws.path(), "again")[0];
+    let sum = |field: &str| -> u64 {
+        let c = costs(trial);
+        c["endpoint"]["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[field].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((sum("requests"), sum("errors")), (60, 20));
+    for s in [&a, &b] {
+        s.state.refuse_happy.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+    exp(ws.path()).args(["run", "--resume", "--run-id", "again"]).assert().success();
+    assert_eq!(ok_lines(&journal(trial)), 60);
+    assert_eq!((sum("requests"), sum("errors")), (80, 20), "the resume's 20 added to the first 60");
+}
+
 /// A server refusing with 429 above `hidden` requests in flight, and a model at `auto`.
 fn aimd_run(hidden: i64, extra: &str, id: &str) -> (ChatServer, tempfile::TempDir) {
     let server = ChatServer::start(Behaviour {

@@ -306,3 +306,82 @@ fn every_json_document_names_its_schema_and_docs_json_md_documents_it() {
     schema_doc(w, &["gc", "--dry-run", "--json"], "exp.gc/1");
     schema_doc(w, &["remote", "remove", "origin", "--json"], "exp.remote/1");
 }
+
+/// What `exp` offers a shell completing the last of `words` (clap_complete's fish protocol: one
+/// candidate a line, its help after a tab), sorted; checks nothing reached stderr.
+fn completions(dir: &Path, words: &[&str]) -> Vec<String> {
+    let out = exp(dir).env("COMPLETE", "fish").args(["--", "exp"]).args(words).output().unwrap();
+    assert!(out.status.success(), "{words:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{words:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let mut got: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn completions_offer_the_repositorys_run_ids_tags_and_remote_names() {
+    let ws = demo();
+    let w = ws.path();
+    for id in ["alpha", "alps", "beta"] {
+        archived_run(w, id, &[]);
+    }
+    exp(w).args(["tag", "aloe", "alpha"]).assert().success();
+    let shared = tempfile::tempdir().unwrap();
+    for name in ["origin", "other"] {
+        let url = shared.path().join(name);
+        exp(w).args(["remote", "add", name]).arg(&url).assert().success();
+    }
+    assert_eq!(completions(w, &["diff", "al"]), ["aloe", "alpha", "alps"]);
+    assert_eq!(completions(w, &["diff", "alpha", "b"]), ["beta"]);
+    assert_eq!(completions(w, &["show", "H"]), ["HEAD"]);
+    assert_eq!(completions(w, &["log", "alpha..be"]), ["alpha..beta"]);
+    assert_eq!(completions(w, &["checkout", "tags/"]), ["tags/aloe"]);
+    assert_eq!(completions(w, &["tag", "-d", "a"]), ["aloe"]);
+    assert_eq!(completions(w, &["push", "o"]), ["origin", "other"]);
+    assert_eq!(completions(w, &["push", "origin", "be"]), ["beta"]);
+    assert_eq!(completions(w, &["fetch", "ot"]), ["other"]);
+    assert_eq!(completions(w, &["commit", "--run", "alp"]), ["alpha", "alps"]);
+    // From elsewhere, `--repo` names the repository; outside any, nothing is offered, quietly.
+    let outside = tempfile::tempdir().unwrap();
+    let repo = w.to_str().unwrap();
+    assert_eq!(completions(outside.path(), &["--repo", repo, "power", "alph"]), ["alpha"]);
+    assert!(completions(outside.path(), &["diff", "al"]).is_empty());
+}
+
+#[test]
+fn the_bash_script_completes_run_ids_through_exp_itself() {
+    if !common::require_tool(common::on_path("bash"), "bash") {
+        return;
+    }
+    let ws = demo();
+    archived_run(ws.path(), "alpha", &[]);
+    let script = stdout(exp(ws.path()).args(["completions", "bash"]));
+    fs::write(ws.path().join("exp.bash"), &script).unwrap();
+    // What bash does on `exp diff al<TAB>`: the script's function fills COMPREPLY by calling
+    // the `exp` on PATH.
+    let bin = assert_cmd::cargo::cargo_bin("exp");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .current_dir(ws.path())
+        .env("PATH", path)
+        .args([
+            "-c",
+            "source exp.bash; COMP_WORDS=(exp diff al); COMP_CWORD=2; COMP_TYPE=9; \
+                      _clap_complete_exp exp al exp; printf '%s\\n' \"${COMPREPLY[@]}\"",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>(),
+        ["alpha"]
+    );
+}

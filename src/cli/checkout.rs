@@ -17,6 +17,7 @@ exp checkout HEAD --force"
 )]
 pub struct CheckoutArgs {
     /// Revision: run id, runs/ID, tags/NAME, tag, hex prefix, HEAD, REF~N, REF@{N}
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub rev: String,
     /// Overwrite changes the store does not hold
     #[arg(long, short)]

@@ -23,7 +23,7 @@ pub struct CommitArgs {
     pub run_dir: Option<PathBuf>,
     /// Run id (or name) to commit as; alone, selects experiments/run_<ID>
     #[arg(long = "run", value_name = "ID", visible_aliases = ["run-id", "experiment-name"],
-          aliases = ["run_id", "experiment_name"])]
+          aliases = ["run_id", "experiment_name"], add = clap_complete::ArgValueCompleter::new(super::completions::run_id))]
     pub run: Option<String>,
     /// Commit message [default: run.json's "message", else "commit run <ID>"]
     #[arg(short, long)]

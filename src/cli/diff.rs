@@ -23,16 +23,16 @@ use exp::display::{
 pub struct DiffArgs {
     /// The old side: a run id, tag, `runs/ID`, hex prefix, `HEAD~1`, … (given alone: the commit to
     /// compare with its parent)
-    #[arg(value_name = "REF1")]
+    #[arg(value_name = "REF1", add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub rev1: Option<String>,
     /// The new side
-    #[arg(value_name = "REF2")]
+    #[arg(value_name = "REF2", add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub rev2: Option<String>,
     /// Same as REF1, as the old script spelled it
-    #[arg(long = "run1", conflicts_with = "rev1", hide = true)]
+    #[arg(long = "run1", conflicts_with = "rev1", hide = true, add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub run1: Option<String>,
     /// Same as REF2, as the old script spelled it
-    #[arg(long = "run2", conflicts_with = "rev2", hide = true)]
+    #[arg(long = "run2", conflicts_with = "rev2", hide = true, add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub run2: Option<String>,
     /// Everything as JSON, for scripts
     #[arg(long)]

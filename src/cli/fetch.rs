@@ -16,6 +16,7 @@ use super::{Context, ui};
     exp diff runs/ID remotes/origin/runs/ID")]
 pub struct FetchArgs {
     /// The remote [default: origin, or the only one]
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::remote))]
     pub remote: Option<String>,
     /// Print the outcome as JSON
     #[arg(long)]

@@ -20,6 +20,7 @@ use exp::display::{or_missing, p_eq, points, usd};
   exp log --json")]
 pub struct LogArgs {
     /// A revision (its history) or a range A..B (reachable from B, not from A) [default: every run]
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub rev: Option<String>,
     /// Every ref's history (the default when no revision is given; kept for old scripts)
     #[arg(long)]

@@ -13,6 +13,7 @@ use exp::diff::pilot;
 )]
 pub struct PowerArgs {
     /// The pilot run: a run id, runs/ID, tags/NAME, HEAD, …
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub rev: String,
     /// Target effect, treatment − control (0.02 = 2 percentage points of accuracy)
     #[arg(long, default_value_t = 0.02, value_parser = effect)]

@@ -15,6 +15,7 @@ use super::{Context, ui};
     Pull moves refs only: `exp checkout ID` materializes a pulled run in experiments/.")]
 pub struct PullArgs {
     /// The remote [default: origin, or the only one]
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::remote))]
     pub remote: Option<String>,
     /// Print the outcome as JSON
     #[arg(long)]

@@ -17,8 +17,10 @@ use super::{Context, ui};
     EXP_PACK_BYTES sets the pack size (default 16 MiB).")]
 pub struct PushArgs {
     /// The remote [default: origin, or the only one]
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::remote))]
     pub remote: Option<String>,
     /// Runs (ID, runs/ID) or tags (NAME, tags/NAME) to push [default: the run HEAD names]
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub refs: Vec<String>,
     /// Push every run and tag
     #[arg(long, conflicts_with = "refs")]

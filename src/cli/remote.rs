@@ -37,6 +37,7 @@ pub enum RemoteCommand {
     #[command(visible_alias = "rm")]
     Remove {
         /// Its name
+        #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::remote))]
         name: String,
     },
 }

@@ -22,7 +22,7 @@ use exp::eval::rescore::{self, RescoreOptions};
   exp diff HEAD~1 HEAD                                # what the new scoring changed")]
 pub struct RescoreArgs {
     /// The run whose answers are scored: a run id, tag, HEAD~1, commit id, …
-    #[arg(value_name = "REF")]
+    #[arg(value_name = "REF", add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub reference: String,
 
     /// A config to score with (its requests must be REF's) [default: REF's own config]

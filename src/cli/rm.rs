@@ -9,6 +9,7 @@ use super::{Context, ui};
 #[command(after_help = "Examples:\n  exp rm 20251127-130501\n  exp rm tags/old-baseline")]
 pub struct RmArgs {
     /// runs/ID, tags/NAME, or a bare run id or tag name
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub rev: String,
 }
 

@@ -66,7 +66,7 @@ pub struct RunArgs {
     pub skip_build: bool,
 
     /// With --condition treatment: take control rows from this earlier run (a REF), paired by item
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub baseline: Option<String>,
 
     /// Print the plan (trials, jobs, requests, estimated tokens and cost) and send nothing

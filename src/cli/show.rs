@@ -14,6 +14,7 @@ use super::{Context, ui};
 exp show runs/20251127-130501 multi_trial_manifest.json")]
 pub struct ShowArgs {
     /// Revision: run id, runs/ID, tags/NAME, tag, hex prefix, HEAD, REF~N, REF@{N}
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub rev: String,
     /// A file or folder inside the run, e.g. `slug/results/metrics.json`
     pub path: Option<String>,

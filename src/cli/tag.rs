@@ -12,8 +12,10 @@ use super::{Context, ui};
 )]
 pub struct TagArgs {
     /// Tag name to create (or delete with -d)
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::tag))]
     pub name: Option<String>,
     /// What to tag [default: HEAD]
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::revision))]
     pub rev: Option<String>,
     /// List tags
     #[arg(short, long, conflicts_with_all = ["delete", "rev"])]

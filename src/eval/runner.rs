@@ -35,6 +35,7 @@ use super::results::{self, BaselineRows, ResultJob, ResultsError};
 use super::score::Scorer;
 use crate::error::Hint;
 use crate::progress::Progress;
+use crate::runfiles::results::EndpointUse;
 use crate::runfiles::{self, TrialJson};
 pub use crate::runfiles::{
     BaselineRecord, DatasetRecord, HeadlineMetrics, Manifest, ManifestTrial, RunJson, RunStatus,
@@ -304,8 +305,9 @@ pub fn run(
         run.warnings.extend(i.warnings.iter().cloned());
     }
     let batched = !opts.ingest.is_empty();
+    let earlier = earlier_endpoints(&run.dir, &plan);
     let scored = score(&run, &setup.loaded, &plan, batched, clock)?;
-    record_endpoints(&run.dir, &plan, &outcome)?;
+    record_endpoints(&run.dir, &plan, &outcome, earlier)?;
     let manifest = finish(&mut run, &setup.loaded.config, scored, &outcome, batched, clock)?;
     Ok(Outcome::Ran(RunSummary {
         run_id: run.rj.run_id.clone(),
@@ -997,18 +999,43 @@ impl Scored {
     }
 }
 
-/// Stage `endpoints`: each real model's replica counts and concurrency go into the costs.json of
-/// its trials (which `score` just wrote).
-fn record_endpoints(dir: &Path, plan: &Plan, outcome: &ExecOutcome) -> Result<(), RunError> {
-    for trial in &plan.trials {
-        let Some(e) = outcome.endpoints.iter().find(|e| e.model == trial.model.name) else {
-            continue;
+/// The endpoint counts earlier invocations of this run left in each trial's costs.json (none for
+/// a new run), read before `score` rewrites the file.
+fn earlier_endpoints(dir: &Path, plan: &Plan) -> Vec<Option<EndpointUse>> {
+    plan.trials
+        .iter()
+        .map(|t| {
+            let path = runfiles::result_file(&dir.join(t.slug.as_str()), runfiles::COSTS);
+            let costs = runfiles::read_json::<runfiles::results::Costs>(&path).ok().flatten();
+            costs?.endpoint
+        })
+        .collect()
+}
+
+/// Stage `endpoints`: each real model's replica counts and concurrency, added to what earlier
+/// invocations counted, go into the costs.json of its trials (which `score` just wrote).
+fn record_endpoints(
+    dir: &Path,
+    plan: &Plan,
+    outcome: &ExecOutcome,
+    earlier: Vec<Option<EndpointUse>>,
+) -> Result<(), RunError> {
+    for (trial, earlier) in plan.trials.iter().zip(earlier) {
+        let now = outcome.endpoints.iter().find(|e| e.model == trial.model.name);
+        let total = match (earlier, now) {
+            (Some(mut e), Some(now)) => {
+                e.add(now);
+                e
+            }
+            (Some(e), None) => e,
+            (None, Some(now)) => now.clone(),
+            (None, None) => continue,
         };
         let path = runfiles::result_file(&dir.join(trial.slug.as_str()), runfiles::COSTS);
         let Some(mut costs) = runfiles::read_json::<runfiles::results::Costs>(&path)? else {
             continue;
         };
-        costs.endpoint = Some(e.clone());
+        costs.endpoint = Some(total);
         runfiles::write_json(&path, &costs)?;
     }
     Ok(())

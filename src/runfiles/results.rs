@@ -70,8 +70,8 @@ pub struct Costs {
     /// Conditions whose rows came from a baseline run: not paid for in this run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from_baseline: Vec<String>,
-    /// How the trial's model endpoint was used by the last `exp run` that sent requests (its
-    /// replicas and concurrency; shared by every trial of that model); absent for the sim model.
+    /// How the trial's model endpoint was used over every `exp run` of the run (its replicas and
+    /// concurrency; shared by every trial of that model); absent for the sim model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointUse>,
 }
@@ -86,6 +86,29 @@ pub struct EndpointUse {
     pub down: Option<String>,
     pub replicas: Vec<ReplicaUse>,
     pub concurrency: ConcurrencyUse,
+}
+
+impl EndpointUse {
+    /// `self` followed by a `later` invocation of the same run (a resume): counts add up, peaks
+    /// keep the higher, the limit and whether it is down are the later one's.
+    pub fn add(&mut self, later: &EndpointUse) {
+        for r in &later.replicas {
+            match self.replicas.iter_mut().find(|mine| mine.url == r.url) {
+                Some(mine) => {
+                    mine.requests += r.requests;
+                    mine.errors += r.errors;
+                    mine.rests += r.rests;
+                }
+                None => self.replicas.push(r.clone()),
+            }
+        }
+        let (c, l) = (&mut self.concurrency, &later.concurrency);
+        c.peak = c.peak.max(l.peak);
+        c.in_flight_peak = c.in_flight_peak.max(l.in_flight_peak);
+        c.decreases += l.decreases;
+        (c.mode, c.limit, c.ceiling) = (l.mode.clone(), l.limit, l.ceiling);
+        (self.model, self.down) = (later.model.clone(), later.down.clone());
+    }
 }
 
 /// One replica (`base_url` entry): attempts sent to it, attempts that failed (any error, a

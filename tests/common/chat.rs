@@ -34,6 +34,9 @@ pub struct State {
     pub in_flight: AtomicI64,
     pub max_in_flight: AtomicI64,
     pub stopped: AtomicBool,
+    /// While set, a request whose user message says "happy" gets 400 (a test switches it off
+    /// before a resume).
+    pub refuse_happy: AtomicBool,
 }
 
 pub struct ChatServer {
@@ -133,7 +136,10 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>, b: Arc<Behaviour>) {
             tokio::time::sleep(b.hold).await;
         }
         st.in_flight.fetch_sub(1, Ordering::SeqCst);
-        let reply = if over {
+        let user = body["messages"][1]["content"].as_str().unwrap_or("");
+        let reply = if st.refuse_happy.load(Ordering::SeqCst) && user.contains("happy") {
+            http("400 Bad Request", r#"{"error": {"message": "no"}}"#.into())
+        } else if over {
             st.rejected.fetch_add(1, Ordering::SeqCst);
             http("429 Too Many Requests", r#"{"error": {"message": "slow down"}}"#.into())
         } else {
