@@ -369,6 +369,8 @@ struct State {
     creates: usize,
     polls: usize,
     unauthorized: usize,
+    /// Files whose next download is answered with a 503.
+    failing_downloads: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -648,6 +650,11 @@ async fn content(
 ) -> Result<Vec<u8>, Reply> {
     let mut st = s.lock().unwrap();
     authorized(&mut st, &headers)?;
+    if let Some(at) = st.failing_downloads.iter().position(|f| *f == id) {
+        st.failing_downloads.remove(at);
+        let busy = json!({"error": {"message": "try later"}});
+        return Err((axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(busy)));
+    }
     st.files
         .iter()
         .find(|(f, _)| *f == id)
@@ -947,4 +954,26 @@ fn file_mode_and_ingest_print_json_documents_named_by_their_schema() {
             "docs/JSON.md has no section for {schema}"
         );
     }
+}
+
+#[test]
+fn a_failed_download_is_tried_again_at_the_next_poll() {
+    let server = Server::start(vec![Fate::Complete { refuse: Some(0) }]);
+    // file-1 is the input; when the batch completes, file-2 its output, file-3 its error file.
+    // The output file is journaled, the error file's download fails: the next poll collects
+    // both again, and the answers already journaled are not journaled twice.
+    server.state.lock().unwrap().failing_downloads = vec!["file-3".into()];
+    let ws = batch_workspace(&server, 3, "");
+    run_batch(ws.path()).success();
+    assert!(server.state.lock().unwrap().failing_downloads.is_empty(), "the 503 was sent");
+    assert_eq!(server.creates(), 1);
+    let run = only_run(ws.path());
+    assert_eq!(status(&run), "complete");
+    assert_eq!(predictions(&run).iter().filter(|r| !r["error"].is_empty()).count(), 1);
+    let journaled: usize = jsonl_files(&run)
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/responses/"))
+        .map(|p| lines(p).len())
+        .sum();
+    assert_eq!(journaled, 12, "each answer journaled once, none lost");
 }
