@@ -63,10 +63,10 @@ pub fn plan(design: Design, p: &Paired, aim: Target) -> Plan {
         let pd = discordance.max(effect);
         if pd > discordance {
             out.note = Some(format!(
-                "the pilot's discordance ({:.1}%) is below the effect: assumed {:.1}% (every \
+                "the pilot's discordance ({}) is below the effect: assumed {} (every \
                  discordant item favouring treatment)",
-                discordance * 100.0,
-                pd * 100.0
+                crate::display::percent(discordance),
+                crate::display::percent(pd)
             ));
         }
         out.power_at_pilot_size = power::mcnemar_power(n as u64, pd, effect, alpha);

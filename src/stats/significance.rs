@@ -405,10 +405,6 @@ impl Tally {
     }
 }
 
-fn fmt_pct(x: f64) -> String {
-    format!("{:.0}%", x * 100.0)
-}
-
 /// Computes every figure of one trial from its score rows.
 pub fn analyze(rows: &[ScoreRow], settings: &Settings) -> Significance {
     let mut tally = Tally::new();
@@ -436,7 +432,7 @@ impl<'t> Ctx<'t> {
         Ctx {
             tally,
             settings,
-            level: fmt_pct(1.0 - settings.alpha),
+            level: crate::display::confidence(settings.alpha),
             repeats,
             binary: tally.binary,
             single: repeats <= 1,
@@ -888,9 +884,9 @@ fn power_section(
                 "minimum detectable effect",
                 format!(
                     "even the largest effect the data allow ({:+.2} pp) would be detected only \
-                     {:.0}% of the time by the {}",
+                     {} of the time by the {}",
                     analysis.max_effect * 100.0,
-                    analysis.power_at_max * 100.0,
+                    crate::display::percent(analysis.power_at_max),
                     test.label()
                 ),
             );
