@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{exp, labelled_jsonl, write_files};
+use common::exp;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -14,25 +14,7 @@ use serde_json::{Value, json};
 /// A workspace with `n` items (every third "happy"), two temperatures (two trials, so batch
 /// custom_ids must say whose request they are) and one openai model whose YAML is `model`.
 fn workspace(n: usize, model: &str, execution: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let rows = labelled_jsonl((0..n).map(|i| {
-        let (text, label) =
-            if i % 3 == 0 { ("a happy day", "positive") } else { ("a gloomy day", "negative") };
-        (format!("i{i}"), format!("item {i} was {text}"), label)
-    }));
-    let config = format!(
-        "datasets:\n  - {{name: d, path: data/d.jsonl}}\nmodels:\n{model}\nprompt_sets:\n  ps: {{control: config/prompts/control.txt, treatment: config/prompts/treatment.md}}\nuser_template: \"Text: {{text}}\"\ndecoding: {{temps: [0.0, 1.0], top_p: [1.0], max_tokens: [16]}}\nscoring: {{type: label, labels: [positive, negative]}}\nexecution: {{{execution}}}\n"
-    );
-    write_files(
-        dir.path(),
-        &[
-            ("data/d.jsonl", &rows),
-            ("config/prompts/control.txt", "Classify the sentiment."),
-            ("config/prompts/treatment.md", "You are careful. Classify the sentiment."),
-            ("config/eval_config.yaml", &config),
-        ],
-    );
-    dir
+    common::sentiment_workspace(n, model, "[0.0, 1.0]", execution)
 }
 
 /// A model priced at $1 / $2 per million tokens, half price through batches.
