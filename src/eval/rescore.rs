@@ -157,7 +157,7 @@ pub fn rescore(opts: &RescoreOptions, progress: &dyn Progress) -> Result<Rescore
         }
     };
     let ours_prompts = match &opts.config {
-        Some(_) => workspace_prompts(&loaded)?,
+        Some(_) => super::runner::read_prompts(&loaded)?,
         None => prompts.clone(),
     };
     let changes = request_changes(&theirs.config, &prompts, &loaded.config, &ours_prompts);
@@ -266,20 +266,6 @@ fn ref_prompts(
             let rel = runner::snapshot_path(Path::new(""), p);
             let text = src.read(&rel.to_string_lossy())?;
             out.insert(p.clone(), String::from_utf8_lossy(&text).to_string());
-        }
-    }
-    Ok(out)
-}
-
-/// The prompt files a workspace config names, as they are now.
-fn workspace_prompts(l: &LoadedConfig) -> Result<BTreeMap<PathBuf, String>, RescoreError> {
-    let mut out = BTreeMap::new();
-    for set in l.config.prompt_sets.values() {
-        for p in [&set.control, &set.treatment] {
-            let full = l.resolve(p);
-            let text = std::fs::read_to_string(&full)
-                .map_err(|e| RunError::Read { path: full.clone(), problem: e.to_string() })?;
-            out.insert(p.clone(), text);
         }
     }
     Ok(out)

@@ -1327,7 +1327,7 @@ fn latest_unfinished(experiments: &Path, config: &str) -> Result<String, RunErro
 }
 
 /// Prompt texts keyed by their path as written in the config.
-fn read_prompts(l: &LoadedConfig) -> Result<BTreeMap<PathBuf, String>, RunError> {
+pub(super) fn read_prompts(l: &LoadedConfig) -> Result<BTreeMap<PathBuf, String>, RunError> {
     let mut out = BTreeMap::new();
     for set in l.config.prompt_sets.values() {
         for p in [&set.control, &set.treatment] {

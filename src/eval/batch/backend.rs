@@ -365,20 +365,7 @@ impl<'a> Backend<'a> {
             s.round + 1
         );
         for id in unanswered {
-            let entry = Entry {
-                custom_id: id.clone(),
-                status: Status::Error,
-                content: None,
-                finish_reason: None,
-                input_tokens: 0,
-                output_tokens: 0,
-                reasoning_tokens: 0,
-                usage_missing: false,
-                latency_ms: 0,
-                attempts: s.round + 1,
-                error: Some(why.clone()),
-                reused: None,
-            };
+            let entry = Entry::failed(id.clone(), s.round + 1, 0, why.clone());
             self.journal(&id, entry)?;
         }
         Ok(())
