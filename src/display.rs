@@ -53,7 +53,14 @@ pub fn points_range(lo: f64, hi: f64) -> String {
 /// The confidence level of an interval at significance level `alpha`: 0.05 -> "95%",
 /// 0.001 -> "99.9%".
 pub fn confidence(alpha: f64) -> String {
-    let level = format!("{:.1}", (1.0 - alpha) * 100.0);
+    share(1.0 - alpha)
+}
+
+/// A proportion someone chose (a target power, a level, an axis tick), in whole percent unless
+/// that would hide a digit they wrote: 0.8 -> "80%", 0.975 -> "97.5%". A measured proportion is
+/// [`percent`], whose fixed decimal says how precise it is.
+pub fn share(x: f64) -> String {
+    let level = format!("{:.1}", x * 100.0);
     format!("{}%", level.strip_suffix(".0").unwrap_or(&level))
 }
 
@@ -99,6 +106,14 @@ mod tests {
         assert_eq!(confidence(0.05), "95%");
         assert_eq!(confidence(0.1), "90%");
         assert_eq!(confidence(0.001), "99.9%");
+    }
+
+    #[test]
+    fn a_chosen_share_reads_as_written_and_a_measured_one_keeps_its_decimal() {
+        assert_eq!(share(0.8), "80%");
+        assert_eq!(share(0.975), "97.5%");
+        assert_eq!(share(0.7000000000000001), "70%");
+        assert_eq!(percent(0.8), "80.0%");
     }
 
     #[test]

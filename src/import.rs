@@ -435,6 +435,7 @@ pub fn import(
                     time: p.date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     message: format!("import {}", p.name),
                     run_id: p.name.clone(),
+                    name: None,
                     status: Some("imported".into()),
                     config_hash: inspection.config_hash.clone(),
                     provenance: None,

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{exp, labelled_jsonl, write_files};
+use common::exp;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -14,25 +14,7 @@ use serde_json::{Value, json};
 /// A workspace with `n` items (every third "happy"), two temperatures (two trials, so batch
 /// custom_ids must say whose request they are) and one openai model whose YAML is `model`.
 fn workspace(n: usize, model: &str, execution: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let rows = labelled_jsonl((0..n).map(|i| {
-        let (text, label) =
-            if i % 3 == 0 { ("a happy day", "positive") } else { ("a gloomy day", "negative") };
-        (format!("i{i}"), format!("item {i} was {text}"), label)
-    }));
-    let config = format!(
-        "datasets:\n  - {{name: d, path: data/d.jsonl}}\nmodels:\n{model}\nprompt_sets:\n  ps: {{control: config/prompts/control.txt, treatment: config/prompts/treatment.md}}\nuser_template: \"Text: {{text}}\"\ndecoding: {{temps: [0.0, 1.0], top_p: [1.0], max_tokens: [16]}}\nscoring: {{type: label, labels: [positive, negative]}}\nexecution: {{{execution}}}\n"
-    );
-    write_files(
-        dir.path(),
-        &[
-            ("data/d.jsonl", &rows),
-            ("config/prompts/control.txt", "Classify the sentiment."),
-            ("config/prompts/treatment.md", "You are careful. Classify the sentiment."),
-            ("config/eval_config.yaml", &config),
-        ],
-    );
-    dir
+    common::sentiment_workspace(n, model, "[0.0, 1.0]", execution)
 }
 
 /// A model priced at $1 / $2 per million tokens, half price through batches.
@@ -369,6 +351,8 @@ struct State {
     creates: usize,
     polls: usize,
     unauthorized: usize,
+    /// Files whose next download is answered with a 503.
+    failing_downloads: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -648,6 +632,11 @@ async fn content(
 ) -> Result<Vec<u8>, Reply> {
     let mut st = s.lock().unwrap();
     authorized(&mut st, &headers)?;
+    if let Some(at) = st.failing_downloads.iter().position(|f| *f == id) {
+        st.failing_downloads.remove(at);
+        let busy = json!({"error": {"message": "try later"}});
+        return Err((axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(busy)));
+    }
     st.files
         .iter()
         .find(|(f, _)| *f == id)
@@ -947,4 +936,26 @@ fn file_mode_and_ingest_print_json_documents_named_by_their_schema() {
             "docs/JSON.md has no section for {schema}"
         );
     }
+}
+
+#[test]
+fn a_failed_download_is_tried_again_at_the_next_poll() {
+    let server = Server::start(vec![Fate::Complete { refuse: Some(0) }]);
+    // file-1 is the input; when the batch completes, file-2 its output, file-3 its error file.
+    // The output file is journaled, the error file's download fails: the next poll collects
+    // both again, and the answers already journaled are not journaled twice.
+    server.state.lock().unwrap().failing_downloads = vec!["file-3".into()];
+    let ws = batch_workspace(&server, 3, "");
+    run_batch(ws.path()).success();
+    assert!(server.state.lock().unwrap().failing_downloads.is_empty(), "the 503 was sent");
+    assert_eq!(server.creates(), 1);
+    let run = only_run(ws.path());
+    assert_eq!(status(&run), "complete");
+    assert_eq!(predictions(&run).iter().filter(|r| !r["error"].is_empty()).count(), 1);
+    let journaled: usize = jsonl_files(&run)
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/responses/"))
+        .map(|p| lines(p).len())
+        .sum();
+    assert_eq!(journaled, 12, "each answer journaled once, none lost");
 }

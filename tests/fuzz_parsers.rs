@@ -842,6 +842,7 @@ fn sample_commit(parents: Vec<ObjectId>) -> Commit {
         time: "2025-08-21T10:00:00Z".into(),
         message: "commit run t1_r20250821".into(),
         run_id: "t1_r20250821".into(),
+        name: None,
         status: Some("complete".into()),
         config_hash: Some("ab".repeat(32)),
         provenance: Some(exp::provenance::Provenance {

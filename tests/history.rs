@@ -385,3 +385,34 @@ fn the_bash_script_completes_run_ids_through_exp_itself() {
         ["alpha"]
     );
 }
+
+#[test]
+fn a_run_name_is_kept_beside_its_id_in_run_json_log_list_and_show() {
+    let ws = demo();
+    let w = ws.path();
+    archived_run(w, "n1", &["--name", "warmer-prompt", "-m", "try it warmer"]);
+    archived_run(w, "plain", &[]);
+    let run_json: Value =
+        serde_json::from_str(&fs::read_to_string(w.join("experiments/run_n1/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(run_json["name"], "warmer-prompt");
+    let log = json(exp(w).args(["log", "--json"]))["commits"].clone();
+    let named = log.as_array().unwrap().iter().find(|c| c["commit"]["run_id"] == "n1").unwrap();
+    assert_eq!(named["commit"]["name"], "warmer-prompt");
+    assert_eq!(named["commit"]["message"], "try it warmer");
+    let shown = json(exp(w).args(["show", "plain", "--json"]));
+    assert!(shown.get("name").is_none(), "an unnamed run's commit has no name: {shown}");
+    assert!(stdout(exp(w).arg("log")).contains("n1 (warmer-prompt)"));
+    assert!(stdout(exp(w).args(["show", "n1"])).contains("run      n1 (warmer-prompt)"));
+    let rows =
+        json(exp(w).args(["list", "--where", "name=warmer-prompt", "--json"]))["rows"].clone();
+    let runs: Vec<&str> =
+        rows.as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap()).collect();
+    assert_eq!(runs, ["n1"], "{rows}");
+    exp(w)
+        .args(["run", "--name", "my run!"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("`my run!` is not a valid run name"))
+        .stderr(predicate::str::contains("hint: a name is a label like an id"));
+}

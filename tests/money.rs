@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use common::{exp, labelled_jsonl, write_files};
+use common::{exp, write_files};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -112,25 +112,10 @@ const FAST: &str = "max_retries: 0, timeout_s: 10";
 /// A workspace of `n` items (every third happy) whose one model is the server's, priced at
 /// $1,000 / $2,000 per million tokens so budgets are easy to reach.
 fn workspace(n: usize, url: &str, connections: usize) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let rows = labelled_jsonl((0..n).map(|i| {
-        let (text, label) =
-            if i % 3 == 0 { ("a happy day", "positive") } else { ("a gloomy day", "negative") };
-        (format!("i{i}"), format!("item {i} was {text}"), label)
-    }));
-    let config = format!(
-        "datasets:\n  - {{name: d, path: data/d.jsonl}}\nmodels:\n  - {{name: m, provider: openai, base_url: \"{url}\", model: test-model, max_connections: {connections}, pricing: {{input_per_mtok: 1000.0, output_per_mtok: 2000.0}}}}\nprompt_sets:\n  ps: {{control: config/prompts/control.txt, treatment: config/prompts/treatment.md}}\nuser_template: \"Text: {{text}}\"\ndecoding: {{temps: [0.0], top_p: [1.0], max_tokens: [16]}}\nscoring: {{type: label, labels: [positive, negative]}}\nexecution: {{{FAST}}}\n"
+    let model = format!(
+        "  - {{name: m, provider: openai, base_url: \"{url}\", model: test-model, max_connections: {connections}, pricing: {{input_per_mtok: 1000.0, output_per_mtok: 2000.0}}}}"
     );
-    write_files(
-        dir.path(),
-        &[
-            ("data/d.jsonl", &rows),
-            ("config/prompts/control.txt", "Classify the sentiment."),
-            ("config/prompts/treatment.md", "You are careful. Classify the sentiment."),
-            ("config/eval_config.yaml", &config),
-        ],
-    );
-    dir
+    common::sentiment_workspace(n, &model, "[0.0]", FAST)
 }
 
 /// `exp run` with `args`, expected to succeed.

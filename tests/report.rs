@@ -800,7 +800,7 @@ fn at_zero_and_five_the_report_promises_no_power_and_prints_an_interval_that_agr
         format!("(95% CI -0.0 to +1.1 pp; exact McNemar {p}), over 1,100 paired items."),
         "this is not statistically significant".to_string(),
         "even the largest (0.5 pp) would be detected only 38.4% of the time".to_string(),
-        "| Minimum detectable effect | — | none: no effect the data allow reaches 80.0% power |"
+        "| Minimum detectable effect | — | none: no effect the data allow reaches 80% power |"
             .to_string(),
         format!("| Items needed | {} |", exp::display::count(pa.items_needed.unwrap())),
     ] {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{copy_dir, csv_rows, exp, exp_process, labelled_jsonl, write_files};
+use common::{copy_dir, csv_rows, exp, exp_process};
 use predicates::prelude::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -312,25 +312,7 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>) {
 /// A workspace with `n` items (every third one "happy"), two prompts and a config whose model
 /// section is `model` (YAML lines, indented for the models list).
 fn workspace(n: usize, model: &str, execution: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let rows = labelled_jsonl((0..n).map(|i| {
-        let (text, label) =
-            if i % 3 == 0 { ("a happy day", "positive") } else { ("a gloomy day", "negative") };
-        (format!("i{i}"), format!("item {i} was {text}"), label)
-    }));
-    let config = format!(
-        "datasets:\n  - {{name: d, path: data/d.jsonl}}\nmodels:\n{model}\nprompt_sets:\n  ps: {{control: config/prompts/control.txt, treatment: config/prompts/treatment.md}}\nuser_template: \"Text: {{text}}\"\ndecoding: {{temps: [0.0], top_p: [1.0], max_tokens: [16]}}\nscoring: {{type: label, labels: [positive, negative]}}\nexecution: {{{execution}}}\n"
-    );
-    write_files(
-        dir.path(),
-        &[
-            ("data/d.jsonl", &rows),
-            ("config/prompts/control.txt", "Classify the sentiment."),
-            ("config/prompts/treatment.md", "You are careful. Classify the sentiment."),
-            ("config/eval_config.yaml", &config),
-        ],
-    );
-    dir
+    common::sentiment_workspace(n, model, "[0.0]", execution)
 }
 
 fn openai_model(url: &str, extra: &str) -> String {

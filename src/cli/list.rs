@@ -159,7 +159,7 @@ fn is_param(column: &str) -> bool {
 fn columns(verbose: bool) -> Vec<&'static str> {
     let mut c = vec!["run"];
     if verbose {
-        c.extend(["commit", "time"]);
+        c.extend(["name", "commit", "time"]);
     }
     c.push("trial");
     c.extend(history::PARAM_COLUMNS);
@@ -177,6 +177,7 @@ fn display_cells(r: &Row) -> BTreeMap<String, String> {
         *v = dash(std::mem::take(v));
     }
     m.insert("run".into(), r.run.clone());
+    m.insert("name".into(), r.name.clone().unwrap_or_default());
     m.insert("commit".into(), r.commit.clone());
     m.insert("time".into(), r.time.clone());
     m.insert("trial".into(), dash(r.trial.clone()));

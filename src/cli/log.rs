@@ -93,7 +93,7 @@ pub fn run(ctx: &Context, args: &LogArgs) -> super::Result<()> {
         t.add_row(vec![
             id.short(),
             ui::time(&c.time),
-            c.run_id.clone(),
+            c.run_label(),
             c.summary.trials.len().to_string(),
             or_missing(best, effect_with_p),
             worst.map(effect_with_p).unwrap_or_default(),
@@ -127,7 +127,7 @@ fn print_verbose(id: &ObjectId, c: &Commit, refs: &[String]) -> std::io::Result<
     ui::outln!(
         "  {} · run {} · {} · {} · {}",
         c.time,
-        c.run_id,
+        c.run_label(),
         c.status.as_deref().unwrap_or("-"),
         or_missing(c.summary.usd, usd),
         c.message

@@ -3,6 +3,7 @@ use clap::Args;
 use super::init::open_repo;
 use super::{Context, ui};
 use exp::diff::pilot;
+use exp::display;
 
 /// How many items each trial needs: from a stored pilot run, the items (and with clusters the
 /// clusters) for the trial's headline test to detect a target effect with a target power.
@@ -50,9 +51,9 @@ pub fn run(ctx: &Context, args: &PowerArgs) -> super::Result<()> {
         return ui::print_json(ui::Schema::POWER, &plan);
     }
     ui::outln!(
-        "Items needed per trial to detect {:+.1} points with {:.0}% power (α = {}), from run {}",
+        "Items needed per trial to detect {:+.1} points with {} power (α = {}), from run {}",
         plan.effect * 100.0,
-        plan.power * 100.0,
+        display::share(plan.power),
         plan.alpha,
         plan.run_id
     )?;
@@ -61,10 +62,10 @@ pub fn run(ctx: &Context, args: &PowerArgs) -> super::Result<()> {
         let Some(p) = &tp.plan else {
             t.add_row([
                 tp.trial.clone(),
-                "–".into(),
-                "–".into(),
-                "–".into(),
-                "–".into(),
+                display::MISSING.into(),
+                display::MISSING.into(),
+                display::MISSING.into(),
+                display::MISSING.into(),
                 tp.not_computed.clone().unwrap_or_default(),
             ]);
             continue;
@@ -72,13 +73,13 @@ pub fn run(ctx: &Context, args: &PowerArgs) -> super::Result<()> {
         let needed = match (p.items_needed, p.clusters_needed) {
             (Some(i), Some(c)) => format!("{i} ({c} clusters)"),
             (Some(i), None) => i.to_string(),
-            _ => "–".into(),
+            _ => display::MISSING.into(),
         };
         t.add_row([
             tp.trial.clone(),
             p.test.label().into(),
             p.pilot_items.to_string(),
-            format!("{:.0}%", p.power_at_pilot_size * 100.0),
+            display::percent(p.power_at_pilot_size),
             needed,
             p.note.clone().unwrap_or_default(),
         ]);

@@ -2,9 +2,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::run::{display_rel, workspace};
+use super::run::{condition_cell, display_rel, workspace};
 use super::{Context, Result, ui};
-use exp::display::{count, or_missing, p_value, percent, points, usd};
+use exp::display::{count, or_missing, p_value, points, usd};
 use exp::eval::rescore::{self, RescoreOptions};
 
 /// Score a run's answers anew (other scoring, new statistics and reports) without sending a
@@ -86,15 +86,10 @@ pub fn run(ctx: &Context, args: &RescoreArgs) -> Result<()> {
     let mut t =
         ui::table(["trial", "control", "treatment", "effect", "p", "Holm p"]).cut(["trial"]);
     for tr in &r.manifest.trials {
-        let cell = |c: &str| {
-            or_missing(tr.metrics.get(c), |m| {
-                format!("{} (n={})", or_missing(m.accuracy, percent), count(m.n))
-            })
-        };
         t.add_row(vec![
             tr.slug.clone(),
-            cell("control"),
-            cell("treatment"),
+            condition_cell(tr, "control"),
+            condition_cell(tr, "treatment"),
             or_missing(tr.effect, points),
             or_missing(tr.p_value, p_value),
             or_missing(tr.holm_p, p_value),

@@ -9,6 +9,7 @@ use exp::display::{count, or_missing, p_value, percent, plural, points, usd};
 use exp::eval::archive::Archived;
 use exp::eval::plan::Condition;
 use exp::eval::runner::{self, DryRun, Outcome, RunOptions, RunStatus, RunSummary};
+use exp::runfiles::manifest::ManifestTrial;
 use exp::runfiles::results::EndpointUse;
 
 /// Run an experiment: every trial of the config's matrix, on both conditions, then score it.
@@ -76,6 +77,11 @@ pub struct RunArgs {
     /// Commit message for --archive
     #[arg(short = 'm', long, value_name = "MSG")]
     pub message: Option<String>,
+
+    /// Name the run (a label like an id: letters, digits, '.', '_', '-'); the id stays its
+    /// identity. Kept in run.json and its commits; log, list and show print it beside the id
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 
     /// Override a config value for this run without editing the file: a dotted key and a YAML
     /// value, validated like the file and recorded in the run's config snapshot (repeatable)
@@ -147,6 +153,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         max_usd: args.max_usd,
         backend_files: args.backend == BackendArg::Files,
         ingest: Vec::new(),
+        name: args.name.clone(),
     };
     let progress = ui::TermProgress::new();
     let open_baseline = |reference: &str| exp::eval::archive::open_baseline(&workspace, reference);
@@ -341,16 +348,11 @@ pub(super) fn render_summary(
     ])
     .cut(["trial"]);
     for tr in &s.manifest.trials {
-        let cell = |c: &str| {
-            or_missing(tr.metrics.get(c), |m| {
-                format!("{} (n={})", or_missing(m.accuracy, percent), count(m.n))
-            })
-        };
         t.add_row(vec![
             tr.slug.clone(),
             tr.status.clone(),
-            cell("control"),
-            cell("treatment"),
+            condition_cell(tr, "control"),
+            condition_cell(tr, "treatment"),
             or_missing(tr.effect, points),
             or_missing(tr.p_value, p_value),
             or_missing(tr.holm_p, p_value),
@@ -518,4 +520,11 @@ pub(super) fn display_rel(p: &Path) -> String {
         .ok()
         .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))
         .unwrap_or_else(|| p.display().to_string())
+}
+
+/// A condition's accuracy and item count in a trial row: "69.2% (n=104)".
+pub(super) fn condition_cell(tr: &ManifestTrial, condition: &str) -> String {
+    or_missing(tr.metrics.get(condition), |m| {
+        format!("{} (n={})", or_missing(m.accuracy, percent), count(m.n))
+    })
 }

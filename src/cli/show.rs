@@ -66,7 +66,7 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> super::Result<()> {
         "commit   {id}{}",
         if refs.is_empty() { String::new() } else { format!(" ({})", refs.join(", ")) }
     )?;
-    ui::outln!("run      {}", commit.run_id)?;
+    ui::outln!("run      {}", commit.run_label())?;
     ui::outln!("status   {}", commit.status.as_deref().unwrap_or("-"))?;
     ui::outln!("time     {}", commit.time)?;
     ui::outln!("message  {}", commit.message)?;

@@ -33,6 +33,7 @@ impl DescribeRun for RunFolder {
             Ok(h) => {
                 let h = h.unwrap_or_default();
                 meta.message = h.message;
+                meta.name = h.name;
                 meta.tag = h.tag;
                 meta.status = h.status;
                 meta.config_hash = h.config_hash;

@@ -457,20 +457,7 @@ pub async fn send_with_retries(
                     format!("gave up after {attempts} attempts: {message}")
                 }
             };
-            return Ok(Entry {
-                custom_id: rc.custom_id.to_string(),
-                status: Status::Error,
-                content: None,
-                finish_reason: None,
-                input_tokens: 0,
-                output_tokens: 0,
-                reasoning_tokens: 0,
-                usage_missing: false,
-                latency_ms,
-                attempts,
-                error: Some(message),
-                reused: None,
-            });
+            return Ok(Entry::failed(rc.custom_id.to_string(), attempts, latency_ms, message));
         }
         let wait = match &failure {
             Failure::Retryable { retry_after: Some(d), .. } => (*d).min(settings.backoff_max),

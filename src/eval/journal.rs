@@ -52,6 +52,27 @@ pub struct Entry {
     pub reused: Option<Reused>,
 }
 
+impl Entry {
+    /// A request that got no answer: `error` says why, after `attempts` tries over
+    /// `latency_ms`.
+    pub fn failed(custom_id: String, attempts: u32, latency_ms: u64, error: String) -> Entry {
+        Entry {
+            custom_id,
+            status: Status::Error,
+            content: None,
+            finish_reason: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            usage_missing: false,
+            latency_ms,
+            attempts,
+            error: Some(error),
+            reused: None,
+        }
+    }
+}
+
 /// Where a reused answer came from: the run, and the commit it was read from (`None`: the
 /// run's folder in the workspace).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -157,7 +157,7 @@ pub fn rescore(opts: &RescoreOptions, progress: &dyn Progress) -> Result<Rescore
         }
     };
     let ours_prompts = match &opts.config {
-        Some(_) => workspace_prompts(&loaded)?,
+        Some(_) => super::runner::read_prompts(&loaded)?,
         None => prompts.clone(),
     };
     let changes = request_changes(&theirs.config, &prompts, &loaded.config, &ours_prompts);
@@ -201,6 +201,7 @@ pub fn rescore(opts: &RescoreOptions, progress: &dyn Progress) -> Result<Rescore
         resumed_at: Vec::new(),
         config: config_key,
         rescored_from: Some(from.clone()),
+        name: None,
     };
     let mut run = Started { dir: dir.clone(), rj, baseline: None, warnings: Vec::new() };
     write_folder(&src, &loaded, &plan, &run)?;
@@ -265,20 +266,6 @@ fn ref_prompts(
             let rel = runner::snapshot_path(Path::new(""), p);
             let text = src.read(&rel.to_string_lossy())?;
             out.insert(p.clone(), String::from_utf8_lossy(&text).to_string());
-        }
-    }
-    Ok(out)
-}
-
-/// The prompt files a workspace config names, as they are now.
-fn workspace_prompts(l: &LoadedConfig) -> Result<BTreeMap<PathBuf, String>, RescoreError> {
-    let mut out = BTreeMap::new();
-    for set in l.config.prompt_sets.values() {
-        for p in [&set.control, &set.treatment] {
-            let full = l.resolve(p);
-            let text = std::fs::read_to_string(&full)
-                .map_err(|e| RunError::Read { path: full.clone(), problem: e.to_string() })?;
-            out.insert(p.clone(), text);
         }
     }
     Ok(out)
@@ -434,6 +421,34 @@ fn write_folder(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(models: &str, scoring: &str) -> Config {
+        serde_yaml::from_str(&format!(
+            "datasets: [{{name: d, path: d.jsonl}}]\nmodels: [{models}]\nprompt_sets: {{p: {{control: c.txt, treatment: t.txt}}}}\nuser_template: '{{text}}'\nscoring: {scoring}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_what_changes_a_request_counts_as_a_change() {
+        let prompts = BTreeMap::from([(PathBuf::from("c.txt"), "x".to_string())]);
+        let m = "{name: m, provider: openai, base_url: 'http://a/v1'}";
+        let old = config(m, "{type: label, labels: [a, b]}");
+        // Other scoring, prices and connections: the same requests.
+        let priced = "{name: m, provider: openai, base_url: 'http://a/v1', max_connections: 2, pricing: {input_per_mtok: 1, output_per_mtok: 2}}";
+        let new = config(priced, "{type: regex, extract: '(a)'}");
+        assert!(request_changes(&old, &prompts, &new, &prompts).is_empty());
+        let moved = config("{name: m, provider: openai, base_url: 'http://b/v1'}", "{type: label}");
+        assert_eq!(
+            request_changes(&old, &prompts, &moved, &prompts),
+            ["models[0].base_url: \"http://a/v1\" -> \"http://b/v1\""]
+        );
+        let edited = BTreeMap::from([(PathBuf::from("c.txt"), "y".to_string())]);
+        assert_eq!(
+            request_changes(&old, &prompts, &old, &edited),
+            ["prompt file c.txt: content changed"]
+        );
+    }
 
     #[test]
     fn items_come_from_the_first_repeat_of_one_condition_in_order() {

@@ -80,6 +80,8 @@ pub enum RunError {
     ConfigChanged { run_id: String, changes: Vec<String> },
     #[error("`{value}` is not a valid run id")]
     BadRunId { value: String },
+    #[error("`{value}` is not a valid run name")]
+    BadRunName { value: String },
     #[error("{what}")]
     Usage { what: String, fix: String },
     #[error("{path}: {problem}")]
@@ -129,6 +131,9 @@ impl Hint for RunError {
             RunError::BadRunId { .. } => {
                 Some("use letters, digits, '.', '_' and '-' only, e.g. --run-id 20251127-demo".into())
             }
+            RunError::BadRunName { .. } => Some(
+                "a name is a label like an id: letters, digits, '.', '_' and '-', e.g. --name warmer-prompt (put prose in -m)".into(),
+            ),
             RunError::Usage { fix, .. } => Some(fix.clone()),
             RunError::Template { .. } => Some(
                 "user_template may only use fields every row has ({input} is the input field)".into(),
@@ -175,6 +180,8 @@ pub struct RunOptions {
     pub backend_files: bool,
     /// `exp ingest`: these batch output files answer the run's requests; nothing is sent.
     pub ingest: Vec<PathBuf>,
+    /// `--name`: a label for the run beside its id, kept in run.json and its commits.
+    pub name: Option<String>,
 }
 
 /// Reads files of a baseline run (from the store); `Ok(None)` when the path does not exist.
@@ -538,6 +545,11 @@ fn load(opts: &RunOptions) -> Result<Setup, RunError> {
     if let Some(id) = &opts.run_id {
         check_run_id(id)?;
     }
+    if let Some(name) = &opts.name
+        && check_run_id(name).is_err()
+    {
+        return Err(RunError::BadRunName { value: name.clone() });
+    }
     let experiments = loaded.resolve(&loaded.config.paths.experiments_dir);
     let config_key = runfiles::run::config_key(&opts.config, &opts.workspace);
     // A resumed run's own settings win over the config's defaults.
@@ -678,6 +690,10 @@ fn start(
         Some(previous) => {
             let mut rj = resume_run(&setup.experiments, previous, &config_hash, &fingerprint)?;
             rj.config.get_or_insert_with(|| setup.config_key.clone());
+            // `--resume --name` names (or renames) the run; without it the name stays.
+            if opts.name.is_some() {
+                rj.name = opts.name.clone();
+            }
             rj
         }
         None => new_run(opts, setup, plan, config_hash)?,
@@ -747,6 +763,7 @@ fn new_run(
         resumed_at: Vec::new(),
         config: Some(setup.config_key.clone()),
         rescored_from: None,
+        name: opts.name.clone(),
     };
     std::fs::create_dir_all(&dir)
         .map_err(|source| RunError::Write { path: dir.clone(), source })?;
@@ -1310,7 +1327,7 @@ fn latest_unfinished(experiments: &Path, config: &str) -> Result<String, RunErro
 }
 
 /// Prompt texts keyed by their path as written in the config.
-fn read_prompts(l: &LoadedConfig) -> Result<BTreeMap<PathBuf, String>, RunError> {
+pub(super) fn read_prompts(l: &LoadedConfig) -> Result<BTreeMap<PathBuf, String>, RunError> {
     let mut out = BTreeMap::new();
     for set in l.config.prompt_sets.values() {
         for p in [&set.control, &set.treatment] {

@@ -105,6 +105,8 @@ pub const PARAM_COLUMNS: [&str; 8] =
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub run: String,
+    /// The run's name (`exp run --name`).
+    pub name: Option<String>,
     pub commit: String,
     /// Every ref naming the run's commit (local first).
     pub refs: Vec<String>,
@@ -131,6 +133,7 @@ pub fn table(repo: &Repo, runs: &[RunTip]) -> Vec<Row> {
         if tip.commit.summary.trials.is_empty() {
             rows.push(Row {
                 run: tip.commit.run_id.clone(),
+                name: tip.commit.name.clone(),
                 commit: tip.id.short(),
                 refs: refs.clone(),
                 time: tip.commit.time.clone(),
@@ -149,6 +152,7 @@ pub fn table(repo: &Repo, runs: &[RunTip]) -> Vec<Row> {
             let acc = |c: &str| t.conditions.get(c).and_then(|s| s.accuracy);
             rows.push(Row {
                 run: tip.commit.run_id.clone(),
+                name: tip.commit.name.clone(),
                 commit: tip.id.short(),
                 time: tip.commit.time.clone(),
                 trial: t.slug.clone(),

@@ -112,6 +112,9 @@ pub struct RunJson {
     /// `exp rescore`: the run whose answers this run scored anew.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescored_from: Option<RescoredFrom>,
+    /// `exp run --name`: a label beside the id (the id stays the run's identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// The run `exp rescore` took the answers from: as named, its run id, and its commit.
@@ -146,6 +149,8 @@ pub struct RunHeader {
     pub message: Option<String>,
     #[serde(default, deserialize_with = "lenient::value")]
     pub tag: Option<String>,
+    #[serde(default, deserialize_with = "lenient::value")]
+    pub name: Option<String>,
     #[serde(default, deserialize_with = "lenient::value")]
     pub config_hash: Option<String>,
     /// Kept as JSON: its reader decides what it must hold.

@@ -183,7 +183,7 @@ fn equal_size(d: &[f64]) -> Option<f64> {
 pub fn headline(design: Design, p: &Paired, alpha: f64, resamples: u32, seed: u64) -> Headline {
     let n = p.d.len();
     let effect = p.d.iter().sum::<f64>() / n.max(1) as f64;
-    let level = format!("{:.0}%", (1.0 - alpha) * 100.0);
+    let level = crate::display::confidence(alpha);
     let design = effective(design, p);
     let test = design.test();
     let why = design.why();
@@ -289,7 +289,7 @@ fn t_headline(clustered: bool, why: String, unit: &str, p: &Paired, alpha: f64) 
         }
         _ => (if effect == 0.0 { 1.0 } else { 0.0 }, Some([effect, effect])),
     };
-    let level = format!("{:.0}%", (1.0 - alpha) * 100.0);
+    let level = crate::display::confidence(alpha);
     let se_name = if test == Test::TClusters {
         format!("cluster-robust (CR1) standard error, t on {g} − 1 df")
     } else {

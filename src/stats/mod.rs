@@ -13,7 +13,8 @@
 //!   differences.
 //! - [`signflip`]: the headline sign-flip test on items or clusters and the interval inverting it.
 //! - [`headline`]: the decision table — which test and interval the design calls for, and why.
-//! - [`power`]: exact power of exact McNemar, simulated power of the sign-flip test, items needed.
+//! - [`power`]: exact power of exact McNemar, simulated power of the sign-flip test, and the
+//!   items each needs (exact search; simulated search on the number of units).
 //! - [`plan`]: items a trial needs for a target effect, from a pilot (`exp power`).
 //! - [`repeats`]: pass@k, pass^k, per-item pass rates, within/between-item variance.
 //! - [`between`]: run B against run A item by item (`exp diff`), and the change in the effect.

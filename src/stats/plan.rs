@@ -4,7 +4,6 @@
 //! differences spread (sign-flip tests).
 use serde::Serialize;
 
-use super::dist::norm_ppf;
 use super::headline::{self, Design, Paired, Test};
 use super::power;
 
@@ -30,8 +29,19 @@ pub struct Plan {
     pub note: Option<String>,
 }
 
+/// What a plan aims for: an effect per item detected with probability `power` by the test at
+/// level `alpha`; `seed` seeds the simulated sign-flip tests.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub effect: f64,
+    pub power: f64,
+    pub alpha: f64,
+    pub seed: u64,
+}
+
 /// The plan for `design` from the pilot's per-item differences `p`.
-pub fn plan(design: Design, p: &Paired, effect: f64, target: f64, alpha: f64) -> Plan {
+pub fn plan(design: Design, p: &Paired, aim: Target) -> Plan {
+    let Target { effect, power: target, alpha, seed } = aim;
     let n = p.d.len();
     let design = headline::effective(design, p);
     let effect = effect.abs();
@@ -53,10 +63,10 @@ pub fn plan(design: Design, p: &Paired, effect: f64, target: f64, alpha: f64) ->
         let pd = discordance.max(effect);
         if pd > discordance {
             out.note = Some(format!(
-                "the pilot's discordance ({:.1}%) is below the effect: assumed {:.1}% (every \
+                "the pilot's discordance ({}) is below the effect: assumed {} (every \
                  discordant item favouring treatment)",
-                discordance * 100.0,
-                pd * 100.0
+                crate::display::percent(discordance),
+                crate::display::percent(pd)
             ));
         }
         out.power_at_pilot_size = power::mcnemar_power(n as u64, pd, effect, alpha);
@@ -65,14 +75,19 @@ pub fn plan(design: Design, p: &Paired, effect: f64, target: f64, alpha: f64) ->
         return out;
     }
     let (sums, sizes) = headline::unit_sums(p);
-    let g = sums.len() as f64;
+    let g = sums.len();
     let items: f64 = sizes.iter().sum();
     let mean = sums.iter().sum::<f64>() / items.max(1.0);
-    let unit_var =
-        sums.iter().zip(&sizes).map(|(s, m)| (s - mean * m).powi(2)).sum::<f64>() / g.max(1.0);
-    let mean_size = items / g.max(1.0);
-    out.power_at_pilot_size = power::normal_power(g, unit_var, mean_size, effect, alpha);
-    let units = power::normal_units_needed(unit_var, mean_size, effect, alpha, target);
+    let unit_var = sums.iter().zip(&sizes).map(|(s, m)| (s - mean * m).powi(2)).sum::<f64>()
+        / (g as f64).max(1.0);
+    let mean_size = items / (g as f64).max(1.0);
+    out.power_at_pilot_size = if g <= power::SIMULATION_UNITS_LIMIT {
+        power::SignFlipPower::new(&sums, &sizes, alpha, seed).power(effect)
+    } else {
+        power::normal_power(g as f64, unit_var, mean_size, effect, alpha)
+    };
+    let needed = power::sign_flip_units_needed(&sums, &sizes, effect, alpha, target, seed);
+    let units = needed.map(|n| n.units);
     out.items_needed = units.map(|u| (u as f64 * mean_size).ceil() as u64);
     if out.test.clustered() {
         out.clusters_needed = units;
@@ -82,11 +97,15 @@ pub fn plan(design: Design, p: &Paired, effect: f64, target: f64, alpha: f64) ->
             "the pilot's items never differ between conditions: no spread to plan from".into(),
         );
     }
+    let at_pilot = if g <= power::SIMULATION_UNITS_LIMIT {
+        "pilot power simulated"
+    } else {
+        "pilot power by the normal approximation"
+    };
     out.method = format!(
-        "normal approximation of the {}: units = ((z(1−α/2) + z(power))·σ_unit / (effect·m))², \
-         σ_unit from the pilot (z sum {:.3})",
+        "power of the {} from the pilot's {g} units resampled (seed {seed}): {at_pilot}; {}",
         out.test.label(),
-        norm_ppf(1.0 - alpha / 2.0) + norm_ppf(target)
+        super::significance::units_needed_method(needed)
     );
     out
 }
@@ -101,7 +120,8 @@ mod tests {
         d[..50].iter_mut().for_each(|v| *v = 1.0);
         d[50..80].iter_mut().for_each(|v| *v = -1.0);
         let design = Design { binary: true, repeats: 1, clustered: false };
-        let p = plan(design, &Paired { d: &d, groups: None }, 0.05, 0.8, 0.05);
+        let aim = Target { effect: 0.05, power: 0.8, alpha: 0.05, seed: 0 };
+        let p = plan(design, &Paired { d: &d, groups: None }, aim);
         let n = p.items_needed.unwrap();
         assert!(power::mcnemar_power(n, 0.2, 0.05, 0.05) >= 0.8);
         assert!(p.power_at_pilot_size < 0.8 && n > 400);

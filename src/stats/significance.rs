@@ -396,17 +396,13 @@ impl Tally {
         let (_, means) = condition_section(&ctx, &mut notes);
         let pairs = paired_items(&ctx, &means, &mut notes)?;
         let p = Paired { d: &pairs.d, groups: pairs.groups(ctx.clustered) };
-        Some(plan::plan(ctx.design(), &p, effect, power, alpha))
+        Some(plan::plan(ctx.design(), &p, plan::Target { effect, power, alpha, seed: 0 }))
     }
 
     /// Computes every figure of the trial, exactly as [`analyze`] does for the same rows.
     pub fn analyze(&self, settings: &Settings) -> Significance {
         analyze_tally(self, settings)
     }
-}
-
-fn fmt_pct(x: f64) -> String {
-    format!("{:.0}%", x * 100.0)
 }
 
 /// Computes every figure of one trial from its score rows.
@@ -436,7 +432,7 @@ impl<'t> Ctx<'t> {
         Ctx {
             tally,
             settings,
-            level: fmt_pct(1.0 - settings.alpha),
+            level: crate::display::confidence(settings.alpha),
             repeats,
             binary: tally.binary,
             single: repeats <= 1,
@@ -888,9 +884,9 @@ fn power_section(
                 "minimum detectable effect",
                 format!(
                     "even the largest effect the data allow ({:+.2} pp) would be detected only \
-                     {:.0}% of the time by the {}",
+                     {} of the time by the {}",
                     analysis.max_effect * 100.0,
-                    analysis.power_at_max * 100.0,
+                    crate::display::percent(analysis.power_at_max),
                     test.label()
                 ),
             );
@@ -958,9 +954,12 @@ fn sign_flip_power_analysis(
         (at(max_effect), mde, format!("normal approximation of the sign-flip test ({g} units)"))
     };
     let underpowered = observed > 0.0 && mde.is_none_or(|m| observed < m * (1.0 - 1e-6));
-    let units_needed = underpowered
-        .then(|| power::normal_units_needed(unit_var, mean_size, observed, alpha, POWER))
+    let needed = underpowered
+        .then(|| {
+            power::sign_flip_units_needed(&sums, &sizes, observed, alpha, POWER, ctx.settings.seed)
+        })
         .flatten();
+    let units_needed = needed.map(|n| n.units);
     PowerAnalysis {
         test,
         target: POWER,
@@ -970,10 +969,25 @@ fn sign_flip_power_analysis(
         needed_for_effect: underpowered.then_some(observed),
         items_needed: units_needed.map(|u| (u as f64 * mean_size).ceil() as u64),
         clusters_needed: if clustered { units_needed } else { None },
-        method: format!(
-            "{how}; units needed by the normal approximation ((z(1−α/2) + z(power))·σ_unit / \
-             effect)²"
-        ),
+        method: format!("{how}; {}", units_needed_method(needed)),
+    }
+}
+
+/// How the units needed were found: simulation of the sign-flip test at each trial size, or
+/// beyond [`power::SEARCH_UNITS_LIMIT`] units the normal formula.
+pub fn units_needed_method(needed: Option<power::UnitsNeeded>) -> String {
+    if needed.is_some_and(|n| !n.simulated) {
+        format!(
+            "units needed by the normal approximation ((z(1−α/2) + z(power))·σ_unit / effect)², \
+             beyond {} units",
+            power::SEARCH_UNITS_LIMIT
+        )
+    } else {
+        format!(
+            "units needed by simulating the test at each trial size ({} seeded experiments of \
+             units drawn from these, doubling then bisection on the number of units)",
+            power::POWER_SIMULATIONS
+        )
     }
 }
 

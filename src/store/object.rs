@@ -210,6 +210,10 @@ pub struct Commit {
     pub time: String,
     pub message: String,
     pub run_id: String,
+    /// The run's name (`exp run --name`); absent from commits of unnamed runs, so their ids
+    /// are what they always were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// From run.json: running|complete|incomplete|failed|awaiting_outputs; None when the folder has no run.json.
     pub status: Option<String>,
     pub config_hash: Option<String>,
@@ -254,6 +258,14 @@ pub struct ConditionSummary {
 }
 
 impl Commit {
+    /// The run as people read it: its id, and its name after it when it has one.
+    pub fn run_label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{} ({name})", self.run_id),
+            None => self.run_id.clone(),
+        }
+    }
+
     pub fn encode_payload(&self) -> Vec<u8> {
         // Serializing plain structs of strings, numbers and options cannot fail.
         serde_json::to_vec(self).unwrap_or_default()

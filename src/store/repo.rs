@@ -56,6 +56,8 @@ pub struct CommitOptions {
 #[derive(Debug, Clone, Default)]
 pub struct CommitMeta {
     pub message: Option<String>,
+    /// The run's name (`exp run --name`), beside its id.
+    pub name: Option<String>,
     pub tag: Option<String>,
     pub status: Option<String>,
     pub config_hash: Option<String>,
@@ -521,6 +523,7 @@ impl Repo {
                 time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 message: message.clone(),
                 run_id: run_id.clone(),
+                name: meta.name.clone(),
                 status: meta.status.clone(),
                 config_hash: meta.config_hash.clone(),
                 provenance: Some(provenance.clone()),

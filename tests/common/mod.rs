@@ -87,6 +87,36 @@ pub fn labelled_jsonl(rows: impl IntoIterator<Item = (String, String, &'static s
         .collect()
 }
 
+/// A sentiment workspace: `n` items (every third one "happy"), two prompts, and a config whose
+/// models list is `models` (YAML lines, indented for the list), at temperatures `temps` (a YAML
+/// list) with `execution` (the inside of a YAML flow mapping).
+pub fn sentiment_workspace(
+    n: usize,
+    models: &str,
+    temps: &str,
+    execution: &str,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = labelled_jsonl((0..n).map(|i| {
+        let (text, label) =
+            if i % 3 == 0 { ("a happy day", "positive") } else { ("a gloomy day", "negative") };
+        (format!("i{i}"), format!("item {i} was {text}"), label)
+    }));
+    let config = format!(
+        "datasets:\n  - {{name: d, path: data/d.jsonl}}\nmodels:\n{models}\nprompt_sets:\n  ps: {{control: config/prompts/control.txt, treatment: config/prompts/treatment.md}}\nuser_template: \"Text: {{text}}\"\ndecoding: {{temps: {temps}, top_p: [1.0], max_tokens: [16]}}\nscoring: {{type: label, labels: [positive, negative]}}\nexecution: {{{execution}}}\n"
+    );
+    write_files(
+        dir.path(),
+        &[
+            ("data/d.jsonl", &rows),
+            ("config/prompts/control.txt", "Classify the sentiment."),
+            ("config/prompts/treatment.md", "You are careful. Classify the sentiment."),
+            ("config/eval_config.yaml", &config),
+        ],
+    );
+    dir
+}
+
 /// The rows of a CSV file a run wrote, each as column name → value.
 pub fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
     let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -236,8 +236,12 @@ impl<'a> Backend<'a> {
             };
             if let Some(batch) = batch {
                 self.seen.insert(s.chunk.clone(), batch.status.clone());
-                if batch.ended() {
-                    self.collect(i, &batch).await?;
+                // A download that fails is tried again at the next poll: nothing is recorded as
+                // ended before both files are in, and answers already journaled are not again.
+                if batch.ended()
+                    && let Err(e) = self.collect(i, &batch).await
+                {
+                    self.call_failed(&s, e)?;
                 }
             }
         }
@@ -302,7 +306,7 @@ impl<'a> Backend<'a> {
 
     /// An ended batch: its output and error files into the journals, then what it left
     /// unanswered into a new batch (or, after `max_retries` rounds, into the journals as failures).
-    async fn collect(&mut self, i: usize, batch: &Batch) -> Result<(), BatchError> {
+    async fn collect(&mut self, i: usize, batch: &Batch) -> Result<(), ApiOrBatch> {
         let s = self.states[i].clone();
         let ids = chunks::ids(self.run_dir, &s.chunk)?;
         let mut answered = HashSet::new();
@@ -315,9 +319,7 @@ impl<'a> Backend<'a> {
             let Some(file) = file else { continue };
             let path = self.run_dir.join(format!("{stem}.{kind}.jsonl"));
             let api = self.api(&s.model)?;
-            if let Err(e) = api.download(file, &path, limit).await {
-                return Err(BatchError::Api { model: s.model.clone(), problem: e.message });
-            }
+            api.download(file, &path, limit).await?;
             let redactor = api.redactor.clone();
             let mut entries = Vec::new();
             outputs::read(&path, bounds, &redactor, |_, id, outcome| {
@@ -353,7 +355,7 @@ impl<'a> Backend<'a> {
                 bytes: 0,
             };
             let again = chunks::rewrite(self.run_dir, &chunk, &unanswered, self.settings.limits)?;
-            return self.add_chunks(again, s.round + 1);
+            return Ok(self.add_chunks(again, s.round + 1)?);
         }
         let why = format!(
             "batch {} {}: {} (submitted {} times)",
@@ -363,20 +365,7 @@ impl<'a> Backend<'a> {
             s.round + 1
         );
         for id in unanswered {
-            let entry = Entry {
-                custom_id: id.clone(),
-                status: Status::Error,
-                content: None,
-                finish_reason: None,
-                input_tokens: 0,
-                output_tokens: 0,
-                reasoning_tokens: 0,
-                usage_missing: false,
-                latency_ms: 0,
-                attempts: s.round + 1,
-                error: Some(why.clone()),
-                reused: None,
-            };
+            let entry = Entry::failed(id.clone(), s.round + 1, 0, why.clone());
             self.journal(&id, entry)?;
         }
         Ok(())

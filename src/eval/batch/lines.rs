@@ -77,20 +77,7 @@ pub fn parse_output(line: &[u8], redactor: &Redactor) -> Result<(String, Outcome
         )
     })?;
     let clean = |s: String| redactor.clean_owned(s);
-    let error = |message: String| Entry {
-        custom_id: out.custom_id.clone(),
-        status: Status::Error,
-        content: None,
-        finish_reason: None,
-        input_tokens: 0,
-        output_tokens: 0,
-        reasoning_tokens: 0,
-        usage_missing: false,
-        latency_ms: 0,
-        attempts: 1,
-        error: Some(clean(message)),
-        reused: None,
-    };
+    let error = |message: String| Entry::failed(out.custom_id.clone(), 1, 0, clean(message));
     let outcome = match (&out.response, &out.error) {
         (_, Some(e)) if e.code.as_deref().is_some_and(|c| NOT_RUN.contains(&c)) => {
             Outcome::NotRun { code: e.code.clone().unwrap_or_default() }

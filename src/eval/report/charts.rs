@@ -341,8 +341,7 @@ pub(crate) fn accuracy(agg: &Aggregate) -> Result<Chart, String> {
             .build_cartesian_2d(x0..x1, rows_with_legend(n))
             .map_err(s)?;
         let y_fmt = |y: &i32| row_label(&labels, *y);
-        let x_fmt =
-            |x: &f64| if num.pct { format!("{:.0}%", x * 100.0) } else { format!("{x:.2}") };
+        let x_fmt = |x: &f64| if num.pct { display::share(*x) } else { format!("{x:.2}") };
         house_mesh(&mut chart.configure_mesh())
             .disable_y_mesh()
             .x_desc(num.level_name())
@@ -499,8 +498,7 @@ pub(crate) fn cost(agg: &Aggregate) -> Result<Chart, String> {
                 .unwrap_or(x0 + f64::from(*xi) / STEPS * (x1 - x0));
             display::usd(if log { 10f64.powf(x) } else { x })
         };
-        let y_fmt =
-            |y: &f64| if num.pct { format!("{:.0}%", y * 100.0) } else { format!("{y:.2}") };
+        let y_fmt = |y: &f64| if num.pct { display::share(*y) } else { format!("{y:.2}") };
         house_mesh(&mut chart.configure_mesh())
             .x_desc(match (any_cost, log) {
                 (false, _) => "cost (no pricing configured: all $0)",

@@ -124,7 +124,7 @@ fn power_sentences(sig: &Significance, num: Num) -> Vec<String> {
             .map(|r| vec![format!("The power of the test is unknown: {r}.")])
             .unwrap_or_default();
     };
-    let target = display::percent(pa.target);
+    let target = display::share(pa.target);
     let mut out = vec![match pa.mde {
         Some(mde) => format!(
             "With these items the {} detects a true effect of {} {target} of the time; smaller \
@@ -193,7 +193,7 @@ pub(crate) fn effect_section(md: &mut String, sig: &Significance, h: &Headline) 
 }
 
 fn power_rows(row: &mut impl FnMut(&str, String, &str), pa: &PowerAnalysis, num: Num) {
-    let target = display::percent(pa.target);
+    let target = display::share(pa.target);
     row(
         "Power at the largest effect the data allow",
         display::percent(pa.power_at_max),
