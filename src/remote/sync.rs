@@ -427,7 +427,9 @@ async fn push_async(
     // its whole history too (remotes are never collected): without these stops, pushing one new
     // run walked every run before it, since a run's first commit has the previous run as parent.
     let prefix = format!("remotes/{name}/");
-    stop.extend(repo.refs.list(&prefix)?.into_iter().map(|(_, id)| id).filter(|id| repo.odb.has(id)));
+    stop.extend(
+        repo.refs.list(&prefix)?.into_iter().map(|(_, id)| id).filter(|id| repo.odb.has(id)),
+    );
     let odb = repo.odb.clone();
     let objects: Vec<ObjectId> = {
         let all = blocking(move || local::reachable(&odb, &sending, &stop)).await?;
