@@ -119,7 +119,8 @@ fn a_reader_closing_the_pipe_ends_every_command_quietly_with_exit_0() {
         (&["fsck", "--json"], false),
         (&["status"], false),
         (&["status", "--json"], false),
-        (&["completions", "bash"], true),
+        // The dynamic completion script is short: it asks `exp` itself for candidates.
+        (&["completions", "bash"], false),
     ];
     let mut failures = Vec::new();
     for (args, long) in cases {
