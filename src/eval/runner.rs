@@ -325,11 +325,7 @@ pub fn run(
         outcome,
         reused,
         manifest,
-        datasets: plan
-            .datasets
-            .iter()
-            .map(|d| (d.name.clone(), d.items.len(), d.written))
-            .collect(),
+        datasets: dataset_counts(&plan),
         warnings: run.warnings,
         batch_files: Vec::new(),
         ingested,
@@ -405,6 +401,11 @@ fn deliver(
     Ok(Delivered::Answers(outcome, None))
 }
 
+/// Each dataset's name, item count and whether it was prepared now, for the summary.
+fn dataset_counts(plan: &Plan) -> Vec<(String, usize, bool)> {
+    plan.datasets.iter().map(|d| (d.name.clone(), d.items.len(), d.written)).collect()
+}
+
 /// Jobs delivered through batch files, taken out of the live queue: every job in file mode and
 /// for `exp ingest`, else those of models with `backend: batch`.
 fn take_batch_jobs(opts: &RunOptions, plan: &Plan, queue: &mut Queue) -> Vec<BatchJob> {
@@ -453,11 +454,7 @@ fn await_outputs(
         already_done: 0,
         outcome: ExecOutcome::default(),
         reused,
-        datasets: plan
-            .datasets
-            .iter()
-            .map(|d| (d.name.clone(), d.items.len(), d.written))
-            .collect(),
+        datasets: dataset_counts(plan),
         warnings: run.warnings,
         batch_files: chunks,
         ingested: None,
