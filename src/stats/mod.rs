@@ -9,6 +9,7 @@
 //! - [`dist`]: normal quantile, Binomial(n, ½) tail, incomplete beta (binomial, Beta, Student t).
 //! - [`estimate`]: mean, SE and CI per condition (Wilson or Clopper–Pearson for proportions,
 //!   CLT otherwise, t on G − 1 df with clusters), cluster-robust SE.
+//! - [`classes`]: resampling by counts when units take few distinct values (0/1 scores).
 //! - [`paired`]: exact McNemar and its interval, paired bootstrap, sign-flip test on non-zero
 //!   differences.
 //! - [`signflip`]: the headline sign-flip test on items or clusters and the interval inverting it.
@@ -63,6 +64,7 @@
 //! `holm_p` is null until the run's aggregate step adjusts across trials. Any block or figure
 //! that cannot be computed is null and `not_computed` says why; no field is ever NaN.
 pub mod between;
+pub mod classes;
 pub mod dist;
 pub mod estimate;
 pub mod headline;

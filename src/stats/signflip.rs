@@ -16,6 +16,7 @@
 use rand::RngCore;
 use rayon::prelude::*;
 
+use super::classes::Classes;
 use super::paired::{EXACT_PERMUTATION_LIMIT, HEADLINE_STREAM, resample};
 
 /// The headline sign-flip test with its interval.
@@ -64,17 +65,23 @@ fn patterns(sums: &[f64], sizes: &[f64], resamples: u32, seed: u64) -> (Vec<Patt
             .collect();
         return (all, true);
     }
-    let drawn = resample(resamples, seed, HEADLINE_STREAM, |rng| {
-        let mut bits = 0u64;
-        pattern_of(sums, sizes, |u| {
-            if u % 64 == 0 {
-                bits = rng.next_u64();
-            }
-            let flip = bits & 1 == 1;
-            bits >>= 1;
-            flip
-        })
-    });
+    let drawn = match Classes::of(sums, sizes) {
+        Some(classes) => resample(resamples, seed, HEADLINE_STREAM, |rng| {
+            let (a, m) = classes.sign_flip_draw(rng);
+            Pattern { a, m }
+        }),
+        None => resample(resamples, seed, HEADLINE_STREAM, |rng| {
+            let mut bits = 0u64;
+            pattern_of(sums, sizes, |u| {
+                if u % 64 == 0 {
+                    bits = rng.next_u64();
+                }
+                let flip = bits & 1 == 1;
+                bits >>= 1;
+                flip
+            })
+        }),
+    };
     (drawn, false)
 }
 

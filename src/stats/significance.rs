@@ -897,13 +897,14 @@ fn power_section(
 }
 
 fn mcnemar_power_analysis(n: u64, discordance: f64, observed: f64, alpha: f64) -> PowerAnalysis {
-    let mde = power::mcnemar_mde(n, discordance, alpha, POWER);
+    let power = power::McnemarPower::new(n, discordance, alpha);
+    let mde = power.mde(POWER);
     let underpowered = observed > 0.0 && mde.is_none_or(|m| observed < m * (1.0 - 1e-6));
     PowerAnalysis {
         test: Test::ExactMcnemar,
         target: POWER,
         max_effect: discordance,
-        power_at_max: power::mcnemar_power(n, discordance, discordance, alpha),
+        power_at_max: power.at(discordance),
         mde,
         needed_for_effect: underpowered.then_some(observed),
         items_needed: underpowered
