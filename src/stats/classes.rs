@@ -114,8 +114,17 @@ mod tests {
     fn a_bootstrap_draw_always_holds_every_unit_once_on_average() {
         // 30% ones, 10% minus ones: a resample's mean has mean 0.2 and variance 0.56/n.
         let n = 1000;
-        let sums: Vec<f64> =
-            (0..n).map(|i| if i % 10 < 3 { 1.0 } else if i % 10 == 3 { -1.0 } else { 0.0 }).collect();
+        let sums: Vec<f64> = (0..n)
+            .map(|i| {
+                if i % 10 < 3 {
+                    1.0
+                } else if i % 10 == 3 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let c = Classes::of(&sums, &vec![1.0; n]).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let means: Vec<f64> = (0..4000)

@@ -227,9 +227,9 @@ pub fn sign_flip_test(values: &[f64], resamples: u32, seed: u64) -> SignFlip {
         };
     }
     let hits = match Classes::of(&nz, &vec![1.0; m]) {
-        Some(classes) => {
-            resample(resamples, seed, PERMUTATION_STREAM, |rng| at_least(classes.sign_flip_draw(rng).0))
-        }
+        Some(classes) => resample(resamples, seed, PERMUTATION_STREAM, |rng| {
+            at_least(classes.sign_flip_draw(rng).0)
+        }),
         None => resample(resamples, seed, PERMUTATION_STREAM, |rng| {
             // One random bit per sign, 64 signs per draw.
             let mut t = 0.0;

@@ -11,7 +11,7 @@
 //! `<hex>` is the BLAKE3 of the index. The pack is renamed into place before its index, and a
 //! reader only believes indexes, so a crash can leave a pack without an index (ignored, removed
 //! by gc) but never an index pointing at missing bytes.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -42,13 +42,16 @@ pub struct Entry {
     pub len: u64,
 }
 
-/// `magic, count (u32 LE), entries, BLAKE3 of everything before it`. The checksum catches a
-/// damaged index before it sends a reader to the wrong bytes.
+/// `magic, count (u32 LE), entries sorted by id, BLAKE3 of everything before it`. The checksum
+/// catches a damaged index before it sends a reader to the wrong bytes; the order lets a reader
+/// binary-search the entries as read ([`PackSet`]).
 pub fn encode_index(entries: &[Entry]) -> Vec<u8> {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_unstable_by_key(|e| e.id);
     let mut out = Vec::with_capacity(8 + 4 + entries.len() * ENTRY_LEN + 32);
     out.extend_from_slice(INDEX_MAGIC);
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    for e in entries {
+    for e in sorted {
         out.extend_from_slice(e.id.as_bytes());
         out.extend_from_slice(&e.offset.to_le_bytes());
         out.extend_from_slice(&e.len.to_le_bytes());
@@ -111,12 +114,18 @@ pub struct PackFile {
 
 /// The local packs, read from their indexes on first use and refreshed when an object is not
 /// found (another process may have written a pack since).
+///
+/// Each pack keeps its index entries sorted by id and a lookup binary-searches the packs, newest
+/// first. A hash map of every packed object would make each command pay for the whole store
+/// (hashing every entry of every index) before its first lookup; this costs a copy of the index
+/// bytes, and commits keep the number of packs small (`Odb::merge_small_packs`).
 #[derive(Debug, Default)]
 pub struct PackSet {
     scanned: bool,
     /// Index files already read, good or damaged.
     seen: HashSet<PathBuf>,
-    objects: HashMap<ObjectId, Packed>,
+    /// In the order they were added; each pack's entries sorted by id.
+    packs: Vec<(Arc<Path>, Vec<Entry>)>,
     /// Indexes that could not be read, with why (fsck reports them).
     damaged: Vec<(PathBuf, String)>,
     /// Index files read over this set's life, `forget` included.
@@ -124,16 +133,25 @@ pub struct PackSet {
 }
 
 impl PackSet {
-    pub fn get(&self, id: &ObjectId) -> Option<&Packed> {
-        self.objects.get(id)
+    /// Where `id` is stored; the pack added last wins when several hold it (equal bytes).
+    pub fn get(&self, id: &ObjectId) -> Option<Packed> {
+        self.packs.iter().rev().find_map(|(pack, entries)| {
+            let i = entries.binary_search_by(|e| e.id.cmp(id)).ok()?;
+            Some(Packed { pack: pack.clone(), offset: entries[i].offset, len: entries[i].len })
+        })
     }
 
     pub fn is_scanned(&self) -> bool {
         self.scanned
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = &ObjectId> {
-        self.objects.keys()
+    /// Every packed id once, sorted.
+    pub fn ids(&self) -> Vec<ObjectId> {
+        let mut ids: Vec<ObjectId> =
+            self.packs.iter().flat_map(|(_, entries)| entries.iter().map(|e| e.id)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// How many index files this set has read, over its whole life.
@@ -157,7 +175,7 @@ impl PackSet {
                     self.reads += 1;
                     self.seen.insert(file.index.clone());
                     match decode_index(&bytes) {
-                        Ok(entries) => self.add(&file.pack, &entries),
+                        Ok(entries) => self.add(&file.pack, entries),
                         Err(reason) => self.damaged.push((file.index, reason)),
                     }
                 }
@@ -174,12 +192,13 @@ impl PackSet {
 
     /// Believe the index of `pack` (read, or just written). For an object several packs hold
     /// (equal bytes), the pack added last is where it is read from.
-    pub fn add(&mut self, pack: &Path, entries: &[Entry]) {
+    pub fn add(&mut self, pack: &Path, mut entries: Vec<Entry>) {
         self.seen.insert(pack.with_extension("idx"));
-        let pack: Arc<Path> = Arc::from(pack);
-        for e in entries {
-            self.objects.insert(e.id, Packed { pack: pack.clone(), offset: e.offset, len: e.len });
+        // Written sorted by id; sorting an index another tool wrote keeps lookups right.
+        if !entries.is_sorted_by(|a, b| a.id <= b.id) {
+            entries.sort_unstable_by_key(|e| e.id);
         }
+        self.packs.push((Arc::from(pack), entries));
     }
 
     /// Forget everything after packs were deleted (gc): the next lookup reads the indexes
@@ -395,7 +414,7 @@ mod tests {
         let mut set = PackSet::default();
         set.refresh(&packs).unwrap();
         assert_eq!(set.get(&id(2)).unwrap().offset, entries[1].offset);
-        assert_eq!(set.ids().count(), 2);
+        assert_eq!(set.ids().len(), 2);
         assert_eq!(list_packs(&packs).unwrap().len(), 1);
         let orphans: Vec<PathBuf> = orphans(&packs).unwrap().into_iter().map(|o| o.0).collect();
         assert_eq!(orphans, vec![packs.join("pack-0000.pack")]);
