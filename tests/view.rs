@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const SLUG: &str = "sim-demo-operational_only-t0-tk50-tp1-mx1024";
+/// Item q5's input: a quote, an accent and an emoji, escaped in the request file.
+const QUOTED: &str = "she said \"très bien\" 😀";
 /// A model's answer that would run script if it were ever treated as HTML.
 const HOSTILE: &str =
     "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> positive";
@@ -42,7 +44,9 @@ fn write_run(dir: &Path, v: &Version) {
     let trial = dir.join(SLUG);
     write(
         &dir.join("run.json"),
-        &json!({"format": 1, "run_id": "r1", "status": "complete", "trials": [SLUG]}).to_string(),
+        &json!({"format": 1, "run_id": "r1", "name": "tone study", "status": "complete",
+                "trials": [SLUG]})
+        .to_string(),
     );
     write(&dir.join("config/eval_config.yaml"), "models:\n  - name: sim-demo\n");
     write(&dir.join("config/prompts/control_system.txt"), "Classify the sentiment.\n");
@@ -119,18 +123,21 @@ fn write_run(dir: &Path, v: &Version) {
                 ])
                 .unwrap();
             if cond == "control" {
-                let text = if i == 3 {
-                    "I <b>loved</b> it".to_string()
-                } else {
-                    format!("text of item {i}")
+                let text = match i {
+                    3 => "I <b>loved</b> it".to_string(),
+                    5 => QUOTED.to_string(),
+                    _ => format!("text of item {i}"),
                 };
-                requests.push_str(
-                    &json!({"custom_id": format!("demo:{id}:control:r0"), "method": "POST",
-                            "url": "/v1/chat/completions",
-                            "body": {"messages": [{"role": "system", "content": "Classify."},
-                                                  {"role": "user", "content": text}]}})
-                    .to_string(),
-                );
+                // Written as a writer that escapes every non-ASCII character would (Python's
+                // json.dumps): the search must find the decoded text, not the escapes.
+                let line = json!({"custom_id": format!("demo:{id}:control:r0"), "method": "POST",
+                                  "url": "/v1/chat/completions",
+                                  "body": {"messages": [{"role": "system", "content": "Classify."},
+                                                        {"role": "user", "content": text}]}})
+                .to_string()
+                .replace('é', "\\u00e9")
+                .replace('😀', "\\ud83d\\ude00");
+                requests.push_str(&line);
                 requests.push('\n');
             }
         }
@@ -603,6 +610,55 @@ async fn unknown_paths_and_ids_give_a_404_page_in_the_browser() {
             json!("404")
         );
     }
+}
+
+/// The ids of the items a trial page lists, from its HTML.
+fn listed_ids(html: &str) -> BTreeSet<String> {
+    html.split("<span class=\"id mono\">")
+        .skip(1)
+        .filter_map(|s| s.split_once('<').map(|(id, _)| id.to_string()))
+        .collect()
+}
+
+#[test]
+fn search_matches_decoded_text_with_quotes_escapes_and_emoji_in_inputs_and_outputs() {
+    let (ws, first, _) = workspace();
+    let server = Server::start(ws.path(), &[]);
+    let page = format!("/run/{first}/{SLUG}/all/1.html");
+    let found = |q: &str| {
+        let (status, body) = raw_get(&server.url, &format!("{page}?q={q}"));
+        assert_eq!(status, 200, "{q}");
+        listed_ids(&body)
+    };
+    // In the input (a JSON string with \" and \u escapes): a quote and an accent, an emoji
+    // written as a surrogate pair, upper case.
+    assert_eq!(found("%22tr%C3%A8s"), set(&["q5"]));
+    assert_eq!(found("%F0%9F%98%80"), set(&["q5"]));
+    assert_eq!(found("TR%C3%88S+BIEN%22"), set(&["q5"]));
+    // The escapes themselves are not the text.
+    assert!(found("u00e9").is_empty());
+    assert!(found("%5Cu").is_empty());
+    // In an output (a CSV field with a doubled quote), by id, by gold label.
+    assert_eq!(found("onerror%3D%22window"), set(&["q3"]));
+    assert_eq!(found("q11"), set(&["q11"]));
+    assert_eq!(found("says+negative+for+q4"), set(&["q4"]));
+    // The system prompt is not the input.
+    assert!(found("Classify.").is_empty());
+    // A search shows the whole row: input and both answers.
+    let (_, body) = raw_get(&server.url, &format!("{page}?q=%22tr%C3%A8s"));
+    assert!(body.contains("she said &quot;très bien&quot; 😀"), "{body}");
+    assert!(body.contains("[simulated] treatment says positive for q5"));
+}
+
+#[test]
+fn history_and_run_pages_show_the_runs_name() {
+    let (ws, _, second) = workspace();
+    let server = Server::start(ws.path(), &[]);
+    let (_, history) = raw_get(&server.url, "/");
+    assert!(history.contains("<td class=\"run-name\">tone study</td>"), "{history}");
+    let (_, run) = raw_get(&server.url, &format!("/run/{second}/index.html"));
+    assert!(run.contains("<dd id=\"run-name\">tone study</dd>"), "{run}");
+    assert!(run.contains("<h1>Run tone study (r1)</h1>"), "{run}");
 }
 
 #[test]

@@ -123,6 +123,8 @@ pub(crate) struct ItemRow {
     pub input: Option<String>,
     /// Keyed by condition, in the order first seen.
     pub answers: Vec<(String, Answer)>,
+    /// A search found its text in a file read for the search only (an answer or the input).
+    hit: bool,
 }
 
 impl ItemRow {
@@ -153,16 +155,13 @@ impl ItemRow {
         self.answers.iter().map(|(_, a)| a)
     }
 
-    /// Whether `re` finds the id, the input, the gold label or any answer's text.
-    fn contains(&self, re: &regex::Regex) -> bool {
-        re.is_match(&self.item)
-            || re.is_match(&self.gold)
-            || self.input.as_deref().is_some_and(|i| re.is_match(i))
-            || self.sides().any(|a| {
-                re.is_match(&a.prediction)
-                    || a.raw.as_deref().is_some_and(|r| re.is_match(r))
-                    || re.is_match(&a.error)
-            })
+    /// Whether the search finds the id, the gold label, a scored prediction, or (the hits
+    /// of [`Streams::Search`]) an answer's text or the input.
+    fn found(&self, search: &Search) -> bool {
+        self.hit
+            || search.text.is_match(&self.item)
+            || search.text.is_match(&self.gold)
+            || self.sides().any(|a| search.text.is_match(&a.prediction))
     }
 }
 
@@ -182,21 +181,33 @@ impl ItemsPage {
     }
 }
 
-/// A case-insensitive search for `q` as plain text; None for an empty query.
-pub(crate) fn search(q: &str) -> Option<regex::Regex> {
+/// A case-insensitive search for a plain text, over decoded text and over raw bytes.
+#[derive(Clone)]
+pub(crate) struct Search {
+    text: regex::Regex,
+    bytes: regex::bytes::Regex,
+}
+
+/// The search for `q`; None for an empty query.
+pub(crate) fn search(q: &str) -> Option<Search> {
     let q = q.trim();
     if q.is_empty() {
         return None;
     }
-    regex::RegexBuilder::new(&regex::escape(q)).case_insensitive(true).build().ok()
+    let pattern = regex::escape(q);
+    Some(Search {
+        text: regex::RegexBuilder::new(&pattern).case_insensitive(true).build().ok()?,
+        bytes: regex::bytes::RegexBuilder::new(&pattern).case_insensitive(true).build().ok()?,
+    })
 }
 
 /// Page `page` (from 1) of the trial's items that pass `filter` and `q`.
 ///
-/// Without a search, two passes: the scores alone give every filter's count and the page's
-/// items, then the full rows of just those items are read, stopping once they are all there
-/// (the rest of each file is still decompressed and verified, but not parsed). A search needs
-/// the texts, so it reads everything once.
+/// Two passes: the scores alone give every filter's count and the page's items, then the full
+/// rows of just those items are read, stopping once they are all there (the rest of each file
+/// is still decompressed and verified, but not parsed). A search also reads the answers and
+/// inputs in the first pass, but keeps of each row only whether the text is in it, and parses
+/// a request line only when its raw bytes may hold the text ([`may_contain`]).
 pub(crate) fn page(
     repo: &Repo,
     commit: &ObjectId,
@@ -205,14 +216,16 @@ pub(crate) fn page(
     page: u64,
     q: &str,
 ) -> Result<ItemsPage> {
-    let re = search(q);
+    let search = search(q);
     let skip = (page - 1) * PAGE_SIZE;
     let in_page = |n: u64| n > skip && n <= skip + PAGE_SIZE;
     let mut out = ItemsPage::default();
-    let streams = if re.is_some() { Streams::All } else { Streams::ScoresOnly };
-    let mut wanted: Vec<ItemRow> = Vec::new();
-    out.has_scores = scan_streams(repo, commit, trial, streams, |row| {
-        if re.as_ref().is_some_and(|re| !row.contains(re)) {
+    let streams = match &search {
+        Some(s) => Streams::Search(s),
+        None => Streams::ScoresOnly,
+    };
+    out.has_scores = scan_streams(repo, commit, trial, streams, |mut row| {
+        if search.as_ref().is_some_and(|s| !row.found(s)) {
             return ControlFlow::Continue(());
         }
         for f in Filter::EVERY {
@@ -221,16 +234,12 @@ pub(crate) fn page(
             }
         }
         if filter.matches(&row) && in_page(out.counts[filter.index()]) {
-            if re.is_some() {
-                out.rows.push(row);
-            } else {
-                wanted.push(row);
-            }
+            row.hit = false;
+            out.rows.push(row);
         }
         ControlFlow::Continue(())
     })?;
-    fill_texts(repo, commit, trial, &mut wanted)?;
-    out.rows.extend(wanted);
+    fill_texts(repo, commit, trial, &mut out.rows)?;
     Ok(out)
 }
 
@@ -266,19 +275,21 @@ pub(crate) fn scan(
 }
 
 /// Which files a scan reads.
-#[derive(Clone, Copy, PartialEq)]
-enum Streams {
+#[derive(Clone, Copy)]
+enum Streams<'a> {
     /// Scores, predictions and inputs: whole rows.
     All,
     /// Scores only: enough to filter and count.
     ScoresOnly,
+    /// Scores, and of the predictions and inputs only whether they hold the text.
+    Search(&'a Search),
 }
 
 fn scan_streams(
     repo: &Repo,
     commit: &ObjectId,
     trial: &TrialFiles,
-    streams: Streams,
+    streams: Streams<'_>,
     mut visit: impl FnMut(ItemRow) -> ControlFlow<()>,
 ) -> Result<bool> {
     let mut sources = sources(repo, commit, trial, streams)?;
@@ -316,6 +327,8 @@ enum Part {
     Score { condition: String, gold: String, prediction: String, score: Option<f64> },
     Prediction { condition: String, answer: Answer },
     Input(String),
+    /// Whether a search found its text in this row of an answers or requests file.
+    Hit(bool),
 }
 
 /// Puts what one file's row says into the item's row.
@@ -337,6 +350,7 @@ fn apply(row: &mut ItemRow, part: Part) {
             *a = Answer { score, ..answer };
         }
         Part::Input(text) => row.input = Some(text),
+        Part::Hit(found) => row.hit |= found,
     }
 }
 
@@ -415,7 +429,7 @@ fn sources(
     repo: &Repo,
     commit: &ObjectId,
     trial: &TrialFiles,
-    streams: Streams,
+    streams: Streams<'_>,
 ) -> Result<Vec<Source>> {
     let mut out: Vec<Source> = Vec::new();
     if let Some(scores) = &trial.scores {
@@ -431,16 +445,21 @@ fn sources(
             out.push(Box::new(CsvRows::open(repo, parse_id(&e.loc)?, path, Kind::Score, which)?));
         }
     }
-    if out.is_empty() || streams == Streams::ScoresOnly {
-        return Ok(out);
-    }
+    let (kind, search) = match streams {
+        _ if out.is_empty() => return Ok(out),
+        Streams::ScoresOnly => return Ok(out),
+        Streams::All => (Kind::Prediction, None),
+        Streams::Search(s) => (Kind::Hit, Some(s)),
+    };
     if let Some((id, path)) = predictions_file(repo, commit, trial)? {
         for c in conditions(trial) {
-            let which = Which::Only(c);
-            out.push(Box::new(CsvRows::open(repo, id, path.clone(), Kind::Prediction, which)?));
+            let mut rows = CsvRows::open(repo, id, path.clone(), kind, Which::Only(c))?;
+            rows.search = search.map(|s| s.text.clone());
+            out.push(Box::new(rows));
         }
     }
-    if let Some(inputs) = input_rows(repo, trial)? {
+    if let Some(mut inputs) = input_rows(repo, trial)? {
+        inputs.search = search.cloned();
         out.push(Box::new(inputs));
     }
     Ok(out)
@@ -596,6 +615,8 @@ impl Read for BlobReader {
 enum Kind {
     Score,
     Prediction,
+    /// Whether an answer's prediction, output or error holds the search's text.
+    Hit,
 }
 
 /// Column positions, found by name so reordered or extra columns do not matter.
@@ -623,6 +644,8 @@ struct CsvRows {
     which: Which,
     path: String,
     rec: csv::StringRecord,
+    /// The text a [`Kind::Hit`] stream looks for.
+    search: Option<regex::Regex>,
 }
 
 /// Which rows of a CSV a stream gives, and their condition.
@@ -666,7 +689,7 @@ impl CsvRows {
         if !matches!(which, Which::File(_)) && cols.condition.is_none() {
             return Err(bad("no condition column".into()));
         }
-        Ok(CsvRows { rdr, cols, kind, which, path, rec: csv::StringRecord::new() })
+        Ok(CsvRows { rdr, cols, kind, which, path, rec: csv::StringRecord::new(), search: None })
     }
 
     fn field(&self, i: Option<usize>) -> String {
@@ -716,6 +739,11 @@ impl CsvRows {
                     error: self.field(self.cols.error),
                 },
             },
+            Kind::Hit => Part::Hit(self.search.as_ref().is_some_and(|re| {
+                [self.cols.prediction, self.cols.raw, self.cols.error]
+                    .into_iter()
+                    .any(|i| i.and_then(|i| self.rec.get(i)).is_some_and(|f| re.is_match(f)))
+            })),
         };
         Ok((key, part))
     }
@@ -761,11 +789,13 @@ struct InputRows {
     parts: VecDeque<(String, ObjectId)>,
     current: Option<(String, BufReader<BlobReader>)>,
     line: Vec<u8>,
+    /// Set: each line gives only whether its user message holds the text ([`Part::Hit`]).
+    search: Option<Search>,
 }
 
 impl InputRows {
     fn new(repo: Repo, parts: Vec<(String, ObjectId)>) -> InputRows {
-        InputRows { repo, parts: parts.into(), current: None, line: Vec::new() }
+        InputRows { repo, parts: parts.into(), current: None, line: Vec::new(), search: None }
     }
 }
 
@@ -779,11 +809,83 @@ fn parse_custom_id(id: &str) -> Option<Key> {
 }
 
 /// The last user message of a request line.
-fn user_message(v: &Value) -> Option<String> {
+fn user_message(v: &Value) -> Option<&str> {
     let messages = v.get("body")?.get("messages")?.as_array()?;
     let m =
         messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
-    Some(capped(m.get("content")?.as_str()?))
+    m.get("content")?.as_str()
+}
+
+/// Just the id of a request line: parsed without building the rest (no allocation unless the
+/// id holds an escape).
+#[derive(serde::Deserialize)]
+struct RequestId<'a> {
+    #[serde(borrow)]
+    custom_id: std::borrow::Cow<'a, str>,
+}
+
+/// Whether the JSON text `line` may hold `search`'s text in one of its strings, as decoded: no
+/// false "no", so a line this refuses needs no parsing. Without a backslash a JSON string's
+/// decoded text is its raw bytes; with one, the escapes of the whole line are decoded first
+/// (outside strings valid JSON has none), so a string's decoded text is still one run of bytes.
+fn may_contain(line: &[u8], search: &Search) -> bool {
+    if !line.contains(&b'\\') {
+        return search.bytes.is_match(line);
+    }
+    search.bytes.is_match(&unescape_json(line))
+}
+
+/// `line` with every JSON escape (`\n`, `\"`, `\u00e9`, surrogate pairs) decoded; a malformed
+/// escape is kept as it is.
+fn unescape_json(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut i = 0;
+    let hex4 = |at: usize| -> Option<u32> {
+        u32::from_str_radix(std::str::from_utf8(line.get(at..at + 4)?).ok()?, 16).ok()
+    };
+    while i < line.len() {
+        if line[i] != b'\\' || i + 1 == line.len() {
+            out.push(line[i]);
+            i += 1;
+            continue;
+        }
+        let simple = match line[i + 1] {
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(8),
+            b'f' => Some(12),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            _ => None,
+        };
+        if let Some(b) = simple {
+            out.push(b);
+            i += 2;
+            continue;
+        }
+        let unit = if line[i + 1] == b'u' { hex4(i + 2) } else { None };
+        let (ch, len) = match unit {
+            Some(hi @ 0xD800..=0xDBFF) => {
+                let lo = (line.get(i + 6..i + 8) == Some(b"\\u")).then(|| hex4(i + 8)).flatten();
+                match lo {
+                    Some(lo @ 0xDC00..=0xDFFF) => {
+                        (char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)), 12)
+                    }
+                    _ => (None, 6),
+                }
+            }
+            Some(u) => (char::from_u32(u), 6),
+            None => (None, 2),
+        };
+        match ch {
+            Some(c) => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            None => out.extend_from_slice(&line[i..(i + len).min(line.len())]),
+        }
+        i += len;
+    }
+    out
 }
 
 impl Rows for InputRows {
@@ -823,6 +925,16 @@ impl Iterator for InputRows {
                     }));
                 }
             }
+            if let Some(search) = &self.search {
+                let Ok(req) = serde_json::from_slice::<RequestId>(&self.line) else { continue };
+                let Some(key) = parse_custom_id(&req.custom_id) else { continue };
+                let hit = may_contain(&self.line, search)
+                    && serde_json::from_slice::<Value>(&self.line)
+                        .ok()
+                        .and_then(|v| user_message(&v).map(|m| search.text.is_match(m)))
+                        .unwrap_or(false);
+                return Some(Ok((key, Part::Hit(hit))));
+            }
             // A line that is not a request of today's shape (a torn last line, an old batch
             // file) gives no input: the item is still listed, without it.
             let Ok(v) = serde_json::from_slice::<Value>(&self.line) else { continue };
@@ -831,7 +943,7 @@ impl Iterator for InputRows {
                 continue;
             };
             if let Some(text) = user_message(&v) {
-                return Some(Ok((key, Part::Input(text))));
+                return Some(Ok((key, Part::Input(capped(text)))));
             }
         }
     }

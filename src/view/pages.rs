@@ -47,10 +47,11 @@ pub(crate) fn history(site: &Site) -> Result<String> {
             opts = entries
                 .iter()
                 .map(|e| format!(
-                    "<option value=\"{}\">{} {} {}</option>",
+                    "<option value=\"{}\">{} {}{} {}</option>",
                     e.id.to_hex(),
                     e.id.short(),
                     esc(&e.commit.run_id),
+                    e.commit.name.as_deref().map(|n| format!(" ({})", esc(n))).unwrap_or_default(),
                     esc(&e.commit.time)
                 ))
                 .collect::<String>()
@@ -60,6 +61,7 @@ pub(crate) fn history(site: &Site) -> Result<String> {
         "commit",
         "time",
         "run",
+        "name",
         "refs",
         "status",
         "trial",
@@ -90,9 +92,11 @@ pub(crate) fn history(site: &Site) -> Result<String> {
             None => String::new(),
         };
         let lead = format!(
-            "<td class=\"mono\">{run_link}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            "<td class=\"mono\">{run_link}</td><td>{}</td><td>{}</td><td class=\"run-name\">{}</td>\
+             <td>{}</td><td>{}</td>",
             esc(&c.time),
             esc(&c.run_id),
+            esc(c.name.as_deref().unwrap_or("")),
             esc(&e.refs.join(" ")),
             esc(c.status.as_deref().unwrap_or("–")),
         );
@@ -139,9 +143,10 @@ fn commit_meta(b: &mut String, id: &ObjectId, c: &Commit, depth: usize) {
     let _ = write!(
         b,
         "<dl class=\"meta\"><dt>commit</dt><dd class=\"mono\">{}</dd><dt>run</dt><dd>{}</dd>\
-         <dt>status</dt><dd>{}</dd><dt>time</dt><dd>{}</dd><dt>message</dt><dd>{}</dd>",
+         {}<dt>status</dt><dd>{}</dd><dt>time</dt><dd>{}</dd><dt>message</dt><dd>{}</dd>",
         id.to_hex(),
         esc(&c.run_id),
+        c.name.as_deref().map(|n| format!("<dt>name</dt><dd id=\"run-name\">{}</dd>", esc(n))).unwrap_or_default(),
         esc(c.status.as_deref().unwrap_or("–")),
         esc(&c.time),
         esc(&c.message)
@@ -168,6 +173,14 @@ fn commit_meta(b: &mut String, id: &ObjectId, c: &Commit, depth: usize) {
         );
     }
     b.push_str("</dl>");
+}
+
+/// A run as a title names it: its name (`exp run --name`) and id, or the id alone.
+fn run_label(c: &Commit) -> String {
+    match &c.name {
+        Some(name) => format!("{name} ({})", c.run_id),
+        None => c.run_id.clone(),
+    }
 }
 
 /// Charts of a run (forest plot, accuracy, cost against accuracy), as figures.
@@ -242,7 +255,7 @@ pub(crate) fn run(site: &Site, id: &ObjectId) -> Result<String> {
     let run = read::run(&site.repo, id)?;
     let depth = 2;
     let mut b = String::new();
-    let _ = write!(b, "<h1>Run {}</h1>", esc(&run.commit.run_id));
+    let _ = write!(b, "<h1>Run {}</h1>", esc(&run_label(&run.commit)));
     commit_meta(&mut b, id, &run.commit, depth);
     b.push_str(
         "<h2>Trials</h2><table class=\"trials\"><thead><tr><th>trial</th><th>model</th>\
