@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use serde_json::Value;
@@ -125,6 +126,15 @@ pub(crate) struct ItemRow {
     pub answers: Vec<(String, Answer)>,
     /// A search found its text in a file read for the search only (an answer or the input).
     hit: bool,
+    /// What a search read of the answers and the input, decoded only if the row is shown.
+    unread: Vec<Unread>,
+}
+
+/// A row of an answers or requests file as read, for [`ItemRow::decode`].
+#[derive(Debug, Clone)]
+enum Unread {
+    Answer { condition: String, rec: csv::StringRecord, cols: Arc<Columns> },
+    Request(Vec<u8>),
 }
 
 impl ItemRow {
@@ -153,6 +163,23 @@ impl ItemRow {
 
     fn sides(&self) -> impl Iterator<Item = &Answer> {
         self.answers.iter().map(|(_, a)| a)
+    }
+
+    /// Puts what a search read of the row's answers and input into it (a shown row).
+    fn decode(&mut self) {
+        for unread in std::mem::take(&mut self.unread) {
+            let part = match unread {
+                Unread::Answer { condition, rec, cols } => {
+                    Part::Prediction { condition, answer: answer(&rec, &cols) }
+                }
+                Unread::Request(line) => match request_input(&line) {
+                    Some((_, text)) => Part::Input(text),
+                    None => continue,
+                },
+            };
+            apply(self, part);
+        }
+        self.hit = false;
     }
 
     /// Whether the search finds the id, the gold label, a scored prediction, or (the hits
@@ -234,12 +261,14 @@ pub(crate) fn page(
             }
         }
         if filter.matches(&row) && in_page(out.counts[filter.index()]) {
-            row.hit = false;
+            row.decode();
             out.rows.push(row);
         }
         ControlFlow::Continue(())
     })?;
-    fill_texts(repo, commit, trial, &mut out.rows)?;
+    if search.is_none() {
+        fill_texts(repo, commit, trial, &mut out.rows)?;
+    }
     Ok(out)
 }
 
@@ -324,11 +353,20 @@ pub(crate) type Key = (String, String, u32);
 
 /// What one row of one file says about an item.
 enum Part {
-    Score { condition: String, gold: String, prediction: String, score: Option<f64> },
-    Prediction { condition: String, answer: Answer },
+    Score {
+        condition: String,
+        gold: String,
+        prediction: String,
+        score: Option<f64>,
+    },
+    Prediction {
+        condition: String,
+        answer: Answer,
+    },
     Input(String),
-    /// Whether a search found its text in this row of an answers or requests file.
-    Hit(bool),
+    /// Whether a search found its text in this row of an answers or requests file, and the
+    /// row, undecoded.
+    Hit(bool, Unread),
 }
 
 /// Puts what one file's row says into the item's row.
@@ -350,7 +388,10 @@ fn apply(row: &mut ItemRow, part: Part) {
             *a = Answer { score, ..answer };
         }
         Part::Input(text) => row.input = Some(text),
-        Part::Hit(found) => row.hit |= found,
+        Part::Hit(found, unread) => {
+            row.hit |= found;
+            row.unread.push(unread);
+        }
     }
 }
 
@@ -620,6 +661,7 @@ enum Kind {
 }
 
 /// Column positions, found by name so reordered or extra columns do not matter.
+#[derive(Debug)]
 struct Columns {
     item: usize,
     dataset: Option<usize>,
@@ -639,7 +681,7 @@ struct Columns {
 /// The rows of one condition in a scores or predictions CSV.
 struct CsvRows {
     rdr: csv::Reader<BlobReader>,
-    cols: Columns,
+    cols: Arc<Columns>,
     kind: Kind,
     which: Which,
     path: String,
@@ -689,11 +731,19 @@ impl CsvRows {
         if !matches!(which, Which::File(_)) && cols.condition.is_none() {
             return Err(bad("no condition column".into()));
         }
-        Ok(CsvRows { rdr, cols, kind, which, path, rec: csv::StringRecord::new(), search: None })
+        Ok(CsvRows {
+            rdr,
+            cols: Arc::new(cols),
+            kind,
+            which,
+            path,
+            rec: csv::StringRecord::new(),
+            search: None,
+        })
     }
 
     fn field(&self, i: Option<usize>) -> String {
-        capped(i.and_then(|i| self.rec.get(i)).unwrap_or_default())
+        field(&self.rec, i)
     }
 
     fn row(&self) -> Result<(Key, Part)> {
@@ -726,26 +776,41 @@ impl CsvRows {
                     score,
                 }
             }
-            Kind::Prediction => Part::Prediction {
-                condition,
-                answer: Answer {
-                    prediction: self.field(self.cols.prediction),
-                    score: None,
-                    raw: self.cols.raw.map(|i| capped(self.rec.get(i).unwrap_or_default())),
-                    finish_reason: self.field(self.cols.finish),
-                    input_tokens: self.field(self.cols.input_tokens),
-                    output_tokens: self.field(self.cols.output_tokens),
-                    latency_ms: self.field(self.cols.latency),
-                    error: self.field(self.cols.error),
-                },
-            },
-            Kind::Hit => Part::Hit(self.search.as_ref().is_some_and(|re| {
-                [self.cols.prediction, self.cols.raw, self.cols.error]
-                    .into_iter()
-                    .any(|i| i.and_then(|i| self.rec.get(i)).is_some_and(|f| re.is_match(f)))
-            })),
+            Kind::Prediction => {
+                Part::Prediction { condition, answer: answer(&self.rec, &self.cols) }
+            }
+            Kind::Hit => {
+                let found = self.search.as_ref().is_some_and(|re| {
+                    [self.cols.prediction, self.cols.raw, self.cols.error]
+                        .into_iter()
+                        .any(|i| i.and_then(|i| self.rec.get(i)).is_some_and(|f| re.is_match(f)))
+                });
+                Part::Hit(
+                    found,
+                    Unread::Answer { condition, rec: self.rec.clone(), cols: self.cols.clone() },
+                )
+            }
         };
         Ok((key, part))
+    }
+}
+
+/// Field `i` of a record (cut at [`TEXT_CAP`]); empty when the column or field is missing.
+fn field(rec: &csv::StringRecord, i: Option<usize>) -> String {
+    capped(i.and_then(|i| rec.get(i)).unwrap_or_default())
+}
+
+/// The answer a predictions row gives (its score comes from the scores file).
+fn answer(rec: &csv::StringRecord, cols: &Columns) -> Answer {
+    Answer {
+        prediction: field(rec, cols.prediction),
+        score: None,
+        raw: cols.raw.map(|i| field(rec, Some(i))),
+        finish_reason: field(rec, cols.finish),
+        input_tokens: field(rec, cols.input_tokens),
+        output_tokens: field(rec, cols.output_tokens),
+        latency_ms: field(rec, cols.latency),
+        error: field(rec, cols.error),
     }
 }
 
@@ -814,6 +879,14 @@ fn user_message(v: &Value) -> Option<&str> {
     let m =
         messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
     m.get("content")?.as_str()
+}
+
+/// The item and user message of a request line. A line that is not a request of today's shape
+/// (a torn last line, an old batch file) gives none: the item is still listed, without it.
+fn request_input(line: &[u8]) -> Option<(Key, String)> {
+    let v = serde_json::from_slice::<Value>(line).ok()?;
+    let key = parse_custom_id(v.get("custom_id")?.as_str()?)?;
+    Some((key, capped(user_message(&v)?)))
 }
 
 /// Just the id of a request line: parsed without building the rest (no allocation unless the
@@ -928,22 +1001,16 @@ impl Iterator for InputRows {
             if let Some(search) = &self.search {
                 let Ok(req) = serde_json::from_slice::<RequestId>(&self.line) else { continue };
                 let Some(key) = parse_custom_id(&req.custom_id) else { continue };
-                let hit = may_contain(&self.line, search)
+                let found = may_contain(&self.line, search)
                     && serde_json::from_slice::<Value>(&self.line)
                         .ok()
                         .and_then(|v| user_message(&v).map(|m| search.text.is_match(m)))
                         .unwrap_or(false);
-                return Some(Ok((key, Part::Hit(hit))));
+                let unread = Unread::Request(self.line.clone());
+                return Some(Ok((key, Part::Hit(found, unread))));
             }
-            // A line that is not a request of today's shape (a torn last line, an old batch
-            // file) gives no input: the item is still listed, without it.
-            let Ok(v) = serde_json::from_slice::<Value>(&self.line) else { continue };
-            let Some(key) = v.get("custom_id").and_then(Value::as_str).and_then(parse_custom_id)
-            else {
-                continue;
-            };
-            if let Some(text) = user_message(&v) {
-                return Some(Ok((key, Part::Input(capped(text)))));
+            if let Some((key, text)) = request_input(&self.line) {
+                return Some(Ok((key, Part::Input(text))));
             }
         }
     }
@@ -1018,6 +1085,23 @@ mod tests {
         });
         assert_eq!(seen.len(), 2);
         assert!(Filter::Broken.matches(&seen[1]) && !Filter::Discordant.matches(&seen[0]));
+    }
+
+    #[test]
+    fn a_line_may_contain_the_text_only_as_decoded() {
+        let s = |q: &str| search(q).unwrap();
+        let line = br#"{"c":"she said \"tr\u00e9s\" \ud83d\ude00 a\\u0041 \u12"}"#;
+        assert_eq!(
+            unescape_json(line),
+            "{\"c\":\"she said \"trés\" 😀 a\\u0041 \\u12\"}".as_bytes()
+        );
+        assert!(may_contain(line, &s("\"TRÉS\"")));
+        assert!(may_contain(line, &s("😀")));
+        assert!(may_contain(line, &s("a\\u0041")));
+        assert!(!may_contain(line, &s("u00e9")));
+        assert!(!may_contain(line, &s("aA")));
+        assert!(may_contain(br#"{"c":"plain text"}"#, &s("PLAIN")));
+        assert!(!may_contain(br#"{"c":"plain text"}"#, &s("plan")));
     }
 
     #[test]

@@ -146,7 +146,10 @@ fn commit_meta(b: &mut String, id: &ObjectId, c: &Commit, depth: usize) {
          {}<dt>status</dt><dd>{}</dd><dt>time</dt><dd>{}</dd><dt>message</dt><dd>{}</dd>",
         id.to_hex(),
         esc(&c.run_id),
-        c.name.as_deref().map(|n| format!("<dt>name</dt><dd id=\"run-name\">{}</dd>", esc(n))).unwrap_or_default(),
+        c.name
+            .as_deref()
+            .map(|n| format!("<dt>name</dt><dd id=\"run-name\">{}</dd>", esc(n)))
+            .unwrap_or_default(),
         esc(c.status.as_deref().unwrap_or("–")),
         esc(&c.time),
         esc(&c.message)
