@@ -32,6 +32,7 @@ fn write(path: &Path, text: &str) {
 /// One version of a run: 12 items; `wrong[c]` are the items condition c gets wrong, `failed`
 /// the treatment requests that failed. Item q3's treatment answer is [`HOSTILE`].
 struct Version {
+    items: usize,
     control_wrong: &'static [usize],
     treatment_wrong: &'static [usize],
     treatment_failed: &'static [usize],
@@ -40,7 +41,7 @@ struct Version {
 
 /// Writes the run folder as `exp run` would (docs/RUN_FILES.md), with its statistics.
 fn write_run(dir: &Path, v: &Version) {
-    let n = 12;
+    let n = v.items;
     let trial = dir.join(SLUG);
     write(
         &dir.join("run.json"),
@@ -181,12 +182,14 @@ fn write_run(dir: &Path, v: &Version) {
 /// Run r1 in two commits. In the first, the treatment fixes q1 and q8, breaks q6, and its
 /// request for q9 failed. The second (new treatment prompt) gets q6 right and q1 wrong.
 const FIRST: Version = Version {
+    items: 12,
     control_wrong: &[1, 4, 8],
     treatment_wrong: &[4, 6],
     treatment_failed: &[9],
     treatment_prompt: "Classify the sentiment.\nAnswer with one word.\n",
 };
 const SECOND: Version = Version {
+    items: 12,
     control_wrong: &[1, 4, 8],
     treatment_wrong: &[4, 1],
     treatment_failed: &[],
@@ -195,11 +198,16 @@ const SECOND: Version = Version {
 
 /// A workspace with both commits of r1; their ids.
 fn workspace() -> (tempfile::TempDir, String, String) {
+    workspace_of(&FIRST, &SECOND)
+}
+
+/// A workspace with two commits of r1, `first` then `second`; their ids.
+fn workspace_of(first: &Version, second: &Version) -> (tempfile::TempDir, String, String) {
     let ws = tempfile::tempdir().unwrap();
     common::exp(ws.path()).arg("init").assert().success();
     let dir = ws.path().join("experiments/run_r1");
     let mut ids = Vec::new();
-    for (v, msg) in [(&FIRST, "first prompt"), (&SECOND, "second prompt")] {
+    for (v, msg) in [(first, "first prompt"), (second, "second prompt")] {
         write_run(&dir, v);
         let out = common::exp(ws.path())
             .args(["commit", "experiments/run_r1", "-m", msg, "--json"])
@@ -565,6 +573,51 @@ async fn the_compare_page_lists_the_items_that_flipped_between_two_runs() {
     if std::env::var("EXP_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
         std::fs::write(root.join("docs/img/view-compare.png"), &png).unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flipped_items_come_50_a_page_with_links_to_the_next_page_and_back() {
+    if !has_chromium() {
+        return;
+    }
+    // 130 items. The second run fixes the control's q0..q59 and breaks the treatment's
+    // q0..q9: 70 flips, q0..q9 twice (once per condition).
+    let none: &[usize] = &[];
+    let first_sixty: &'static [usize] = Vec::leak((0..60).collect());
+    let first_ten: &'static [usize] = Vec::leak((0..10).collect());
+    let a = Version {
+        items: 130,
+        control_wrong: first_sixty,
+        treatment_wrong: none,
+        treatment_failed: none,
+        treatment_prompt: "One word.\n",
+    };
+    let b = Version { control_wrong: none, treatment_wrong: first_ten, ..a };
+    let (ws, first, second) = workspace_of(&a, &b);
+    let server = Server::start(ws.path(), &[]);
+    let mut br = Browser::start().await;
+    let ids = |r: std::ops::Range<usize>| r.map(|i| format!("q{i}")).collect::<BTreeSet<_>>();
+    br.goto(&format!("{}compare/{first}/{second}/1.html", server.url)).await;
+    let count = "document.querySelectorAll('#flipped .item').length";
+    assert_eq!(br.eval(count).await, json!(50));
+    assert_eq!(item_ids(&mut br, "#flipped .item .id").await, ids(0..40));
+    let pager = br.eval("document.querySelector('nav.pager span').textContent").await;
+    assert_eq!(pager, json!("page 1 of 2 · 70 items"));
+    br.click_and_wait("nav.pager a[rel=next]").await;
+    assert!(br.eval("location.pathname").await.as_str().unwrap().ends_with("/2.html"));
+    assert_eq!(br.eval(count).await, json!(20));
+    assert_eq!(item_ids(&mut br, "#flipped .item .id").await, ids(40..60));
+    // Each flip shows both runs' answers, read for the page's rows only.
+    let text = br.eval("document.querySelector('#flipped').innerText").await;
+    assert!(text.as_str().unwrap().contains("[simulated] control says negative for q59"), "{text}");
+    assert!(text.as_str().unwrap().contains("[simulated] control says positive for q59"));
+    assert_eq!(
+        br.eval("document.querySelectorAll('nav.pager a[rel=next]').length").await,
+        json!(0)
+    );
+    br.click_and_wait("nav.pager a[rel=prev]").await;
+    assert_eq!(item_ids(&mut br, "#flipped .item .id").await, ids(0..40));
+    assert!(br.errors.is_empty(), "{:?}", br.errors);
 }
 
 #[tokio::test(flavor = "multi_thread")]

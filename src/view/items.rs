@@ -9,7 +9,7 @@
 //! one row at a time; only rows whose partners have not arrived yet are held, so an
 //! out-of-order file costs memory for its disorder, never a wrong pairing. A page keeps its own
 //! rows and a count per filter; each text field is cut at [`TEXT_CAP`] bytes.
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -138,7 +138,7 @@ enum Unread {
 }
 
 impl ItemRow {
-    fn key(&self) -> Key {
+    pub fn key(&self) -> Key {
         (self.dataset.clone(), self.item.clone(), self.repeat)
     }
 
@@ -272,25 +272,36 @@ pub(crate) fn page(
     Ok(out)
 }
 
-/// The rows of the items `wanted` names (in file order), with their texts: for a few items
-/// of a large trial (the compare page's flips), the scores are read whole, the texts only
-/// until these items are found.
-pub(crate) fn rows_for(
+/// Calls `visit` with every row (item and repeat) that both runs' trials scored, as (the
+/// row in A, the row in B), scores only, in the files' order, until it says stop. Both runs'
+/// score files are streamed side by side and joined row by row, as a trial's conditions are:
+/// what is held is the rows whose partner has not arrived yet.
+pub(crate) fn scan_runs(
     repo: &Repo,
-    commit: &ObjectId,
-    trial: &TrialFiles,
-    wanted: &HashSet<Key>,
-) -> Result<Vec<ItemRow>> {
-    let mut rows = Vec::new();
-    scan_streams(repo, commit, trial, Streams::ScoresOnly, |row| {
-        if wanted.contains(&row.key()) {
-            rows.push(row);
+    a: &TrialFiles,
+    b: &TrialFiles,
+    mut visit: impl FnMut(ItemRow, ItemRow) -> ControlFlow<()>,
+) -> Result<()> {
+    let mut streams = score_sources(repo, a, "")?;
+    streams.extend(score_sources(repo, b, SIDE_B)?);
+    join_streams(streams, |mut row| {
+        let (on_b, on_a) = std::mem::take(&mut row.answers)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(c, _)| c.starts_with(SIDE_B));
+        let mut row_b = ItemRow { answers: on_b, ..row.clone() };
+        for (c, _) in &mut row_b.answers {
+            c.drain(..SIDE_B.len());
         }
-        if rows.len() == wanted.len() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    })?;
-    fill_texts(repo, commit, trial, &mut rows)?;
-    Ok(rows)
+        row.answers = on_a;
+        if row.answers.is_empty() || row_b.answers.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        visit(row, row_b)
+    })
 }
+
+/// What the conditions of run B are labelled with while both runs' rows are joined.
+const SIDE_B: &str = "\0B:";
 
 /// Calls `visit` with every item row of the trial, in the files' order, until it says stop.
 /// False when the trial has no per-item scores (nothing was listed).
@@ -319,12 +330,21 @@ fn scan_streams(
     commit: &ObjectId,
     trial: &TrialFiles,
     streams: Streams<'_>,
-    mut visit: impl FnMut(ItemRow) -> ControlFlow<()>,
+    visit: impl FnMut(ItemRow) -> ControlFlow<()>,
 ) -> Result<bool> {
-    let mut sources = sources(repo, commit, trial, streams)?;
+    let sources = sources(repo, commit, trial, streams)?;
     if sources.is_empty() {
         return Ok(false);
     }
+    join_streams(sources, visit)?;
+    Ok(true)
+}
+
+/// Joins `sources` by key and calls `visit` with each row, until it says stop.
+fn join_streams(
+    mut sources: Vec<Source>,
+    mut visit: impl FnMut(ItemRow) -> ControlFlow<()>,
+) -> Result<()> {
     let mut join = Join::new(sources.len());
     while !join.finished() {
         for (i, src) in sources.iter_mut().enumerate() {
@@ -345,7 +365,7 @@ fn scan_streams(
             break;
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// (dataset, item id, repeat): what pairs the rows of the files.
@@ -472,20 +492,7 @@ fn sources(
     trial: &TrialFiles,
     streams: Streams<'_>,
 ) -> Result<Vec<Source>> {
-    let mut out: Vec<Source> = Vec::new();
-    if let Some(scores) = &trial.scores {
-        let id = parse_id(&scores.loc)?;
-        let path = format!("{}/{SCORES}", trial.results_path);
-        for c in conditions(trial) {
-            out.push(Box::new(CsvRows::open(repo, id, path.clone(), Kind::Score, Which::Only(c))?));
-        }
-    } else {
-        for (c, e) in &trial.legacy_scores {
-            let path = format!("{}/{}", trial.path, e.name);
-            let which = Which::File(c.clone());
-            out.push(Box::new(CsvRows::open(repo, parse_id(&e.loc)?, path, Kind::Score, which)?));
-        }
-    }
+    let mut out = score_sources(repo, trial, "")?;
     let (kind, search) = match streams {
         _ if out.is_empty() => return Ok(out),
         Streams::ScoresOnly => return Ok(out),
@@ -502,6 +509,29 @@ fn sources(
     if let Some(mut inputs) = input_rows(repo, trial)? {
         inputs.search = search.cloned();
         out.push(Box::new(inputs));
+    }
+    Ok(out)
+}
+
+/// The scores of each condition of the trial, their conditions labelled `prefix` + name.
+fn score_sources(repo: &Repo, trial: &TrialFiles, prefix: &'static str) -> Result<Vec<Source>> {
+    let mut out: Vec<Source> = Vec::new();
+    if let Some(scores) = &trial.scores {
+        let id = parse_id(&scores.loc)?;
+        let path = format!("{}/{SCORES}", trial.results_path);
+        for c in conditions(trial) {
+            let mut rows = CsvRows::open(repo, id, path.clone(), Kind::Score, Which::Only(c))?;
+            rows.prefix = prefix;
+            out.push(Box::new(rows));
+        }
+    } else {
+        for (c, e) in &trial.legacy_scores {
+            let path = format!("{}/{}", trial.path, e.name);
+            let which = Which::File(c.clone());
+            let mut rows = CsvRows::open(repo, parse_id(&e.loc)?, path, Kind::Score, which)?;
+            rows.prefix = prefix;
+            out.push(Box::new(rows));
+        }
     }
     Ok(out)
 }
@@ -535,7 +565,7 @@ fn input_rows(repo: &Repo, trial: &TrialFiles) -> Result<Option<InputRows>> {
 /// Fills in the texts of `rows` (read with their scores only): every condition's answer from
 /// `predictions.csv` and the input from the requests, each file read in its own thread until
 /// every row has its part (and then through its hash check, unparsed).
-fn fill_texts(
+pub(crate) fn fill_texts(
     repo: &Repo,
     commit: &ObjectId,
     trial: &TrialFiles,
@@ -688,6 +718,8 @@ struct CsvRows {
     rec: csv::StringRecord,
     /// The text a [`Kind::Hit`] stream looks for.
     search: Option<regex::Regex>,
+    /// Put before each row's condition (to tell two runs' rows apart in one join).
+    prefix: &'static str,
 }
 
 /// Which rows of a CSV a stream gives, and their condition.
@@ -739,6 +771,7 @@ impl CsvRows {
             path,
             rec: csv::StringRecord::new(),
             search: None,
+            prefix: "",
         })
     }
 
@@ -753,8 +786,9 @@ impl CsvRows {
             self.field(self.cols.repeat).trim().parse().unwrap_or(0),
         );
         let condition = match &self.which {
-            Which::Only(c) | Which::File(c) => c.clone(),
-            Which::Every => self.field(self.cols.condition),
+            Which::Only(c) | Which::File(c) if self.prefix.is_empty() => c.clone(),
+            Which::Only(c) | Which::File(c) => format!("{}{c}", self.prefix),
+            Which::Every => format!("{}{}", self.prefix, self.field(self.cols.condition)),
         };
         let part = match self.kind {
             Kind::Score => {
