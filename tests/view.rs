@@ -704,14 +704,16 @@ fn search_matches_decoded_text_with_quotes_escapes_and_emoji_in_inputs_and_outpu
 }
 
 #[test]
-fn history_and_run_pages_show_the_runs_name() {
-    let (ws, _, second) = workspace();
+fn history_run_and_compare_pages_show_the_runs_name() {
+    let (ws, first, second) = workspace();
     let server = Server::start(ws.path(), &[]);
     let (_, history) = raw_get(&server.url, "/");
     assert!(history.contains("<td class=\"run-name\">tone study</td>"), "{history}");
     let (_, run) = raw_get(&server.url, &format!("/run/{second}/index.html"));
     assert!(run.contains("<dd id=\"run-name\">tone study</dd>"), "{run}");
     assert!(run.contains("<h1>Run tone study (r1)</h1>"), "{run}");
+    let (_, compare) = raw_get(&server.url, &format!("/compare/{first}/{second}/1.html"));
+    assert!(compare.contains(">tone study (r1)</a> → <a"), "{compare}");
 }
 
 #[test]

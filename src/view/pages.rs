@@ -508,9 +508,9 @@ pub(crate) fn compare(site: &Site, a: &ObjectId, b_id: &ObjectId, page: u64) -> 
         b,
         "<h1>Compare <a href=\"{r}{}\">{}</a> → <a href=\"{r}{}\">{}</a></h1>",
         paths::run(a),
-        esc(&ra.commit.run_id),
+        esc(&run_label(&ra.commit)),
         paths::run(b_id),
-        esc(&rb.commit.run_id)
+        esc(&run_label(&rb.commit))
     );
     let _ = write!(
         b,
