@@ -931,6 +931,38 @@ struct RequestId<'a> {
     custom_id: std::borrow::Cow<'a, str>,
 }
 
+/// The messages of a request line, parsed without building the rest; a message whose content
+/// is not a string (parts, images) has none.
+#[derive(serde::Deserialize)]
+struct RequestMessages<'a> {
+    #[serde(borrow)]
+    body: Messages<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct Messages<'a> {
+    #[serde(borrow)]
+    messages: Vec<Message<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    role: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    content: Option<Value>,
+}
+
+/// Whether the last user message of a request line holds `search`'s text (as
+/// [`user_message`] reads it).
+fn user_message_has(line: &[u8], search: &Search) -> bool {
+    let Ok(req) = serde_json::from_slice::<RequestMessages>(line) else { return false };
+    let last_user = req.body.messages.iter().rev().find(|m| m.role.as_deref() == Some("user"));
+    last_user
+        .and_then(|m| m.content.as_ref()?.as_str())
+        .is_some_and(|text| search.text.is_match(text))
+}
+
 /// Whether the JSON text `line` may hold `search`'s text in one of its strings, as decoded: no
 /// false "no", so a line this refuses needs no parsing. Without a backslash a JSON string's
 /// decoded text is its raw bytes; with one, the escapes of the whole line are decoded first
@@ -1035,11 +1067,7 @@ impl Iterator for InputRows {
             if let Some(search) = &self.search {
                 let Ok(req) = serde_json::from_slice::<RequestId>(&self.line) else { continue };
                 let Some(key) = parse_custom_id(&req.custom_id) else { continue };
-                let found = may_contain(&self.line, search)
-                    && serde_json::from_slice::<Value>(&self.line)
-                        .ok()
-                        .and_then(|v| user_message(&v).map(|m| search.text.is_match(m)))
-                        .unwrap_or(false);
+                let found = may_contain(&self.line, search) && user_message_has(&self.line, search);
                 let unread = Unread::Request(self.line.clone());
                 return Some(Ok((key, Part::Hit(found, unread))));
             }
