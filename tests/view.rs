@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const SLUG: &str = "sim-demo-operational_only-t0-tk50-tp1-mx1024";
+/// Item q5's input: a quote, an accent and an emoji, escaped in the request file.
+const QUOTED: &str = "she said \"très bien\" 😀";
 /// A model's answer that would run script if it were ever treated as HTML.
 const HOSTILE: &str =
     "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> positive";
@@ -30,6 +32,7 @@ fn write(path: &Path, text: &str) {
 /// One version of a run: 12 items; `wrong[c]` are the items condition c gets wrong, `failed`
 /// the treatment requests that failed. Item q3's treatment answer is [`HOSTILE`].
 struct Version {
+    items: usize,
     control_wrong: &'static [usize],
     treatment_wrong: &'static [usize],
     treatment_failed: &'static [usize],
@@ -38,11 +41,13 @@ struct Version {
 
 /// Writes the run folder as `exp run` would (docs/RUN_FILES.md), with its statistics.
 fn write_run(dir: &Path, v: &Version) {
-    let n = 12;
+    let n = v.items;
     let trial = dir.join(SLUG);
     write(
         &dir.join("run.json"),
-        &json!({"format": 1, "run_id": "r1", "status": "complete", "trials": [SLUG]}).to_string(),
+        &json!({"format": 1, "run_id": "r1", "name": "tone study", "status": "complete",
+                "trials": [SLUG]})
+        .to_string(),
     );
     write(&dir.join("config/eval_config.yaml"), "models:\n  - name: sim-demo\n");
     write(&dir.join("config/prompts/control_system.txt"), "Classify the sentiment.\n");
@@ -119,18 +124,21 @@ fn write_run(dir: &Path, v: &Version) {
                 ])
                 .unwrap();
             if cond == "control" {
-                let text = if i == 3 {
-                    "I <b>loved</b> it".to_string()
-                } else {
-                    format!("text of item {i}")
+                let text = match i {
+                    3 => "I <b>loved</b> it".to_string(),
+                    5 => QUOTED.to_string(),
+                    _ => format!("text of item {i}"),
                 };
-                requests.push_str(
-                    &json!({"custom_id": format!("demo:{id}:control:r0"), "method": "POST",
-                            "url": "/v1/chat/completions",
-                            "body": {"messages": [{"role": "system", "content": "Classify."},
-                                                  {"role": "user", "content": text}]}})
-                    .to_string(),
-                );
+                // Written as a writer that escapes every non-ASCII character would (Python's
+                // json.dumps): the search must find the decoded text, not the escapes.
+                let line = json!({"custom_id": format!("demo:{id}:control:r0"), "method": "POST",
+                                  "url": "/v1/chat/completions",
+                                  "body": {"messages": [{"role": "system", "content": "Classify."},
+                                                        {"role": "user", "content": text}]}})
+                .to_string()
+                .replace('é', "\\u00e9")
+                .replace('😀', "\\ud83d\\ude00");
+                requests.push_str(&line);
                 requests.push('\n');
             }
         }
@@ -174,12 +182,14 @@ fn write_run(dir: &Path, v: &Version) {
 /// Run r1 in two commits. In the first, the treatment fixes q1 and q8, breaks q6, and its
 /// request for q9 failed. The second (new treatment prompt) gets q6 right and q1 wrong.
 const FIRST: Version = Version {
+    items: 12,
     control_wrong: &[1, 4, 8],
     treatment_wrong: &[4, 6],
     treatment_failed: &[9],
     treatment_prompt: "Classify the sentiment.\nAnswer with one word.\n",
 };
 const SECOND: Version = Version {
+    items: 12,
     control_wrong: &[1, 4, 8],
     treatment_wrong: &[4, 1],
     treatment_failed: &[],
@@ -188,11 +198,16 @@ const SECOND: Version = Version {
 
 /// A workspace with both commits of r1; their ids.
 fn workspace() -> (tempfile::TempDir, String, String) {
+    workspace_of(&FIRST, &SECOND)
+}
+
+/// A workspace with two commits of r1, `first` then `second`; their ids.
+fn workspace_of(first: &Version, second: &Version) -> (tempfile::TempDir, String, String) {
     let ws = tempfile::tempdir().unwrap();
     common::exp(ws.path()).arg("init").assert().success();
     let dir = ws.path().join("experiments/run_r1");
     let mut ids = Vec::new();
-    for (v, msg) in [(&FIRST, "first prompt"), (&SECOND, "second prompt")] {
+    for (v, msg) in [(first, "first prompt"), (second, "second prompt")] {
         write_run(&dir, v);
         let out = common::exp(ws.path())
             .args(["commit", "experiments/run_r1", "-m", msg, "--json"])
@@ -561,6 +576,51 @@ async fn the_compare_page_lists_the_items_that_flipped_between_two_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn flipped_items_come_50_a_page_with_links_to_the_next_page_and_back() {
+    if !has_chromium() {
+        return;
+    }
+    // 130 items. The second run fixes the control's q0..q59 and breaks the treatment's
+    // q0..q9: 70 flips, q0..q9 twice (once per condition).
+    let none: &[usize] = &[];
+    let first_sixty: &'static [usize] = Vec::leak((0..60).collect());
+    let first_ten: &'static [usize] = Vec::leak((0..10).collect());
+    let a = Version {
+        items: 130,
+        control_wrong: first_sixty,
+        treatment_wrong: none,
+        treatment_failed: none,
+        treatment_prompt: "One word.\n",
+    };
+    let b = Version { control_wrong: none, treatment_wrong: first_ten, ..a };
+    let (ws, first, second) = workspace_of(&a, &b);
+    let server = Server::start(ws.path(), &[]);
+    let mut br = Browser::start().await;
+    let ids = |r: std::ops::Range<usize>| r.map(|i| format!("q{i}")).collect::<BTreeSet<_>>();
+    br.goto(&format!("{}compare/{first}/{second}/1.html", server.url)).await;
+    let count = "document.querySelectorAll('#flipped .item').length";
+    assert_eq!(br.eval(count).await, json!(50));
+    assert_eq!(item_ids(&mut br, "#flipped .item .id").await, ids(0..40));
+    let pager = br.eval("document.querySelector('nav.pager span').textContent").await;
+    assert_eq!(pager, json!("page 1 of 2 · 70 items"));
+    br.click_and_wait("nav.pager a[rel=next]").await;
+    assert!(br.eval("location.pathname").await.as_str().unwrap().ends_with("/2.html"));
+    assert_eq!(br.eval(count).await, json!(20));
+    assert_eq!(item_ids(&mut br, "#flipped .item .id").await, ids(40..60));
+    // Each flip shows both runs' answers, read for the page's rows only.
+    let text = br.eval("document.querySelector('#flipped').innerText").await;
+    assert!(text.as_str().unwrap().contains("[simulated] control says negative for q59"), "{text}");
+    assert!(text.as_str().unwrap().contains("[simulated] control says positive for q59"));
+    assert_eq!(
+        br.eval("document.querySelectorAll('nav.pager a[rel=next]').length").await,
+        json!(0)
+    );
+    br.click_and_wait("nav.pager a[rel=prev]").await;
+    assert_eq!(item_ids(&mut br, "#flipped .item .id").await, ids(0..40));
+    assert!(br.errors.is_empty(), "{:?}", br.errors);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn markup_in_a_model_output_shows_as_text_and_runs_nothing() {
     if !has_chromium() {
         return;
@@ -603,6 +663,57 @@ async fn unknown_paths_and_ids_give_a_404_page_in_the_browser() {
             json!("404")
         );
     }
+}
+
+/// The ids of the items a trial page lists, from its HTML.
+fn listed_ids(html: &str) -> BTreeSet<String> {
+    html.split("<span class=\"id mono\">")
+        .skip(1)
+        .filter_map(|s| s.split_once('<').map(|(id, _)| id.to_string()))
+        .collect()
+}
+
+#[test]
+fn search_matches_decoded_text_with_quotes_escapes_and_emoji_in_inputs_and_outputs() {
+    let (ws, first, _) = workspace();
+    let server = Server::start(ws.path(), &[]);
+    let page = format!("/run/{first}/{SLUG}/all/1.html");
+    let found = |q: &str| {
+        let (status, body) = raw_get(&server.url, &format!("{page}?q={q}"));
+        assert_eq!(status, 200, "{q}");
+        listed_ids(&body)
+    };
+    // In the input (a JSON string with \" and \u escapes): a quote and an accent, an emoji
+    // written as a surrogate pair, upper case.
+    assert_eq!(found("%22tr%C3%A8s"), set(&["q5"]));
+    assert_eq!(found("%F0%9F%98%80"), set(&["q5"]));
+    assert_eq!(found("TR%C3%88S+BIEN%22"), set(&["q5"]));
+    // The escapes themselves are not the text.
+    assert!(found("u00e9").is_empty());
+    assert!(found("%5Cu").is_empty());
+    // In an output (a CSV field with a doubled quote), by id, by gold label.
+    assert_eq!(found("onerror%3D%22window"), set(&["q3"]));
+    assert_eq!(found("q11"), set(&["q11"]));
+    assert_eq!(found("says+negative+for+q4"), set(&["q4"]));
+    // The system prompt is not the input.
+    assert!(found("Classify.").is_empty());
+    // A search shows the whole row: input and both answers.
+    let (_, body) = raw_get(&server.url, &format!("{page}?q=%22tr%C3%A8s"));
+    assert!(body.contains("she said &quot;très bien&quot; 😀"), "{body}");
+    assert!(body.contains("[simulated] treatment says positive for q5"));
+}
+
+#[test]
+fn history_run_and_compare_pages_show_the_runs_name() {
+    let (ws, first, second) = workspace();
+    let server = Server::start(ws.path(), &[]);
+    let (_, history) = raw_get(&server.url, "/");
+    assert!(history.contains("<td class=\"run-name\">tone study</td>"), "{history}");
+    let (_, run) = raw_get(&server.url, &format!("/run/{second}/index.html"));
+    assert!(run.contains("<dd id=\"run-name\">tone study</dd>"), "{run}");
+    assert!(run.contains("<h1>Run tone study (r1)</h1>"), "{run}");
+    let (_, compare) = raw_get(&server.url, &format!("/compare/{first}/{second}/1.html"));
+    assert!(compare.contains(">tone study (r1)</a> → <a"), "{compare}");
 }
 
 #[test]

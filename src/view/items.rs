@@ -9,9 +9,10 @@
 //! one row at a time; only rows whose partners have not arrived yet are held, so an
 //! out-of-order file costs memory for its disorder, never a wrong pairing. A page keeps its own
 //! rows and a count per filter; each text field is cut at [`TEXT_CAP`] bytes.
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use serde_json::Value;
@@ -123,10 +124,21 @@ pub(crate) struct ItemRow {
     pub input: Option<String>,
     /// Keyed by condition, in the order first seen.
     pub answers: Vec<(String, Answer)>,
+    /// A search found its text in a file read for the search only (an answer or the input).
+    hit: bool,
+    /// What a search read of the answers and the input, decoded only if the row is shown.
+    unread: Vec<Unread>,
+}
+
+/// A row of an answers or requests file as read, for [`ItemRow::decode`].
+#[derive(Debug, Clone)]
+enum Unread {
+    Answer { condition: String, rec: csv::StringRecord, cols: Arc<Columns> },
+    Request(Vec<u8>),
 }
 
 impl ItemRow {
-    fn key(&self) -> Key {
+    pub fn key(&self) -> Key {
         (self.dataset.clone(), self.item.clone(), self.repeat)
     }
 
@@ -153,16 +165,30 @@ impl ItemRow {
         self.answers.iter().map(|(_, a)| a)
     }
 
-    /// Whether `re` finds the id, the input, the gold label or any answer's text.
-    fn contains(&self, re: &regex::Regex) -> bool {
-        re.is_match(&self.item)
-            || re.is_match(&self.gold)
-            || self.input.as_deref().is_some_and(|i| re.is_match(i))
-            || self.sides().any(|a| {
-                re.is_match(&a.prediction)
-                    || a.raw.as_deref().is_some_and(|r| re.is_match(r))
-                    || re.is_match(&a.error)
-            })
+    /// Puts what a search read of the row's answers and input into it (a shown row).
+    fn decode(&mut self) {
+        for unread in std::mem::take(&mut self.unread) {
+            let part = match unread {
+                Unread::Answer { condition, rec, cols } => {
+                    Part::Prediction { condition, answer: answer(&rec, &cols) }
+                }
+                Unread::Request(line) => match request_input(&line) {
+                    Some((_, text)) => Part::Input(text),
+                    None => continue,
+                },
+            };
+            apply(self, part);
+        }
+        self.hit = false;
+    }
+
+    /// Whether the search finds the id, the gold label, a scored prediction, or (the hits
+    /// of [`Streams::Search`]) an answer's text or the input.
+    fn found(&self, search: &Search) -> bool {
+        self.hit
+            || search.text.is_match(&self.item)
+            || search.text.is_match(&self.gold)
+            || self.sides().any(|a| search.text.is_match(&a.prediction))
     }
 }
 
@@ -182,21 +208,33 @@ impl ItemsPage {
     }
 }
 
-/// A case-insensitive search for `q` as plain text; None for an empty query.
-pub(crate) fn search(q: &str) -> Option<regex::Regex> {
+/// A case-insensitive search for a plain text, over decoded text and over raw bytes.
+#[derive(Clone)]
+pub(crate) struct Search {
+    text: regex::Regex,
+    bytes: regex::bytes::Regex,
+}
+
+/// The search for `q`; None for an empty query.
+pub(crate) fn search(q: &str) -> Option<Search> {
     let q = q.trim();
     if q.is_empty() {
         return None;
     }
-    regex::RegexBuilder::new(&regex::escape(q)).case_insensitive(true).build().ok()
+    let pattern = regex::escape(q);
+    Some(Search {
+        text: regex::RegexBuilder::new(&pattern).case_insensitive(true).build().ok()?,
+        bytes: regex::bytes::RegexBuilder::new(&pattern).case_insensitive(true).build().ok()?,
+    })
 }
 
 /// Page `page` (from 1) of the trial's items that pass `filter` and `q`.
 ///
-/// Without a search, two passes: the scores alone give every filter's count and the page's
-/// items, then the full rows of just those items are read, stopping once they are all there
-/// (the rest of each file is still decompressed and verified, but not parsed). A search needs
-/// the texts, so it reads everything once.
+/// Two passes: the scores alone give every filter's count and the page's items, then the full
+/// rows of just those items are read, stopping once they are all there (the rest of each file
+/// is still decompressed and verified, but not parsed). A search also reads the answers and
+/// inputs in the first pass, but keeps of each row only whether the text is in it, and parses
+/// a request line only when its raw bytes may hold the text ([`may_contain`]).
 pub(crate) fn page(
     repo: &Repo,
     commit: &ObjectId,
@@ -205,14 +243,16 @@ pub(crate) fn page(
     page: u64,
     q: &str,
 ) -> Result<ItemsPage> {
-    let re = search(q);
+    let search = search(q);
     let skip = (page - 1) * PAGE_SIZE;
     let in_page = |n: u64| n > skip && n <= skip + PAGE_SIZE;
     let mut out = ItemsPage::default();
-    let streams = if re.is_some() { Streams::All } else { Streams::ScoresOnly };
-    let mut wanted: Vec<ItemRow> = Vec::new();
-    out.has_scores = scan_streams(repo, commit, trial, streams, |row| {
-        if re.as_ref().is_some_and(|re| !row.contains(re)) {
+    let streams = match &search {
+        Some(s) => Streams::Search(s),
+        None => Streams::ScoresOnly,
+    };
+    out.has_scores = scan_streams(repo, commit, trial, streams, |mut row| {
+        if search.as_ref().is_some_and(|s| !row.found(s)) {
             return ControlFlow::Continue(());
         }
         for f in Filter::EVERY {
@@ -221,38 +261,47 @@ pub(crate) fn page(
             }
         }
         if filter.matches(&row) && in_page(out.counts[filter.index()]) {
-            if re.is_some() {
-                out.rows.push(row);
-            } else {
-                wanted.push(row);
-            }
+            row.decode();
+            out.rows.push(row);
         }
         ControlFlow::Continue(())
     })?;
-    fill_texts(repo, commit, trial, &mut wanted)?;
-    out.rows.extend(wanted);
+    if search.is_none() {
+        fill_texts(repo, commit, trial, &mut out.rows)?;
+    }
     Ok(out)
 }
 
-/// The rows of the items `wanted` names (in file order), with their texts: for a few items
-/// of a large trial (the compare page's flips), the scores are read whole, the texts only
-/// until these items are found.
-pub(crate) fn rows_for(
+/// Calls `visit` with every row (item and repeat) that both runs' trials scored, as (the
+/// row in A, the row in B), scores only, in the files' order, until it says stop. Both runs'
+/// score files are streamed side by side and joined row by row, as a trial's conditions are:
+/// what is held is the rows whose partner has not arrived yet.
+pub(crate) fn scan_runs(
     repo: &Repo,
-    commit: &ObjectId,
-    trial: &TrialFiles,
-    wanted: &HashSet<Key>,
-) -> Result<Vec<ItemRow>> {
-    let mut rows = Vec::new();
-    scan_streams(repo, commit, trial, Streams::ScoresOnly, |row| {
-        if wanted.contains(&row.key()) {
-            rows.push(row);
+    a: &TrialFiles,
+    b: &TrialFiles,
+    mut visit: impl FnMut(ItemRow, ItemRow) -> ControlFlow<()>,
+) -> Result<()> {
+    let mut streams = score_sources(repo, a, "")?;
+    streams.extend(score_sources(repo, b, SIDE_B)?);
+    join_streams(streams, |mut row| {
+        let (on_b, on_a) = std::mem::take(&mut row.answers)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(c, _)| c.starts_with(SIDE_B));
+        let mut row_b = ItemRow { answers: on_b, ..row.clone() };
+        for (c, _) in &mut row_b.answers {
+            c.drain(..SIDE_B.len());
         }
-        if rows.len() == wanted.len() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    })?;
-    fill_texts(repo, commit, trial, &mut rows)?;
-    Ok(rows)
+        row.answers = on_a;
+        if row.answers.is_empty() || row_b.answers.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        visit(row, row_b)
+    })
 }
+
+/// What the conditions of run B are labelled with while both runs' rows are joined.
+const SIDE_B: &str = "\0B:";
 
 /// Calls `visit` with every item row of the trial, in the files' order, until it says stop.
 /// False when the trial has no per-item scores (nothing was listed).
@@ -266,25 +315,36 @@ pub(crate) fn scan(
 }
 
 /// Which files a scan reads.
-#[derive(Clone, Copy, PartialEq)]
-enum Streams {
+#[derive(Clone, Copy)]
+enum Streams<'a> {
     /// Scores, predictions and inputs: whole rows.
     All,
     /// Scores only: enough to filter and count.
     ScoresOnly,
+    /// Scores, and of the predictions and inputs only whether they hold the text.
+    Search(&'a Search),
 }
 
 fn scan_streams(
     repo: &Repo,
     commit: &ObjectId,
     trial: &TrialFiles,
-    streams: Streams,
-    mut visit: impl FnMut(ItemRow) -> ControlFlow<()>,
+    streams: Streams<'_>,
+    visit: impl FnMut(ItemRow) -> ControlFlow<()>,
 ) -> Result<bool> {
-    let mut sources = sources(repo, commit, trial, streams)?;
+    let sources = sources(repo, commit, trial, streams)?;
     if sources.is_empty() {
         return Ok(false);
     }
+    join_streams(sources, visit)?;
+    Ok(true)
+}
+
+/// Joins `sources` by key and calls `visit` with each row, until it says stop.
+fn join_streams(
+    mut sources: Vec<Source>,
+    mut visit: impl FnMut(ItemRow) -> ControlFlow<()>,
+) -> Result<()> {
     let mut join = Join::new(sources.len());
     while !join.finished() {
         for (i, src) in sources.iter_mut().enumerate() {
@@ -305,7 +365,7 @@ fn scan_streams(
             break;
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// (dataset, item id, repeat): what pairs the rows of the files.
@@ -313,9 +373,20 @@ pub(crate) type Key = (String, String, u32);
 
 /// What one row of one file says about an item.
 enum Part {
-    Score { condition: String, gold: String, prediction: String, score: Option<f64> },
-    Prediction { condition: String, answer: Answer },
+    Score {
+        condition: String,
+        gold: String,
+        prediction: String,
+        score: Option<f64>,
+    },
+    Prediction {
+        condition: String,
+        answer: Answer,
+    },
     Input(String),
+    /// Whether a search found its text in this row of an answers or requests file, and the
+    /// row, undecoded.
+    Hit(bool, Unread),
 }
 
 /// Puts what one file's row says into the item's row.
@@ -337,6 +408,10 @@ fn apply(row: &mut ItemRow, part: Part) {
             *a = Answer { score, ..answer };
         }
         Part::Input(text) => row.input = Some(text),
+        Part::Hit(found, unread) => {
+            row.hit |= found;
+            row.unread.push(unread);
+        }
     }
 }
 
@@ -415,33 +490,48 @@ fn sources(
     repo: &Repo,
     commit: &ObjectId,
     trial: &TrialFiles,
-    streams: Streams,
+    streams: Streams<'_>,
 ) -> Result<Vec<Source>> {
+    let mut out = score_sources(repo, trial, "")?;
+    let (kind, search) = match streams {
+        _ if out.is_empty() => return Ok(out),
+        Streams::ScoresOnly => return Ok(out),
+        Streams::All => (Kind::Prediction, None),
+        Streams::Search(s) => (Kind::Hit, Some(s)),
+    };
+    if let Some((id, path)) = predictions_file(repo, commit, trial)? {
+        for c in conditions(trial) {
+            let mut rows = CsvRows::open(repo, id, path.clone(), kind, Which::Only(c))?;
+            rows.search = search.map(|s| s.text.clone());
+            out.push(Box::new(rows));
+        }
+    }
+    if let Some(mut inputs) = input_rows(repo, trial)? {
+        inputs.search = search.cloned();
+        out.push(Box::new(inputs));
+    }
+    Ok(out)
+}
+
+/// The scores of each condition of the trial, their conditions labelled `prefix` + name.
+fn score_sources(repo: &Repo, trial: &TrialFiles, prefix: &'static str) -> Result<Vec<Source>> {
     let mut out: Vec<Source> = Vec::new();
     if let Some(scores) = &trial.scores {
         let id = parse_id(&scores.loc)?;
         let path = format!("{}/{SCORES}", trial.results_path);
         for c in conditions(trial) {
-            out.push(Box::new(CsvRows::open(repo, id, path.clone(), Kind::Score, Which::Only(c))?));
+            let mut rows = CsvRows::open(repo, id, path.clone(), Kind::Score, Which::Only(c))?;
+            rows.prefix = prefix;
+            out.push(Box::new(rows));
         }
     } else {
         for (c, e) in &trial.legacy_scores {
             let path = format!("{}/{}", trial.path, e.name);
             let which = Which::File(c.clone());
-            out.push(Box::new(CsvRows::open(repo, parse_id(&e.loc)?, path, Kind::Score, which)?));
+            let mut rows = CsvRows::open(repo, parse_id(&e.loc)?, path, Kind::Score, which)?;
+            rows.prefix = prefix;
+            out.push(Box::new(rows));
         }
-    }
-    if out.is_empty() || streams == Streams::ScoresOnly {
-        return Ok(out);
-    }
-    if let Some((id, path)) = predictions_file(repo, commit, trial)? {
-        for c in conditions(trial) {
-            let which = Which::Only(c);
-            out.push(Box::new(CsvRows::open(repo, id, path.clone(), Kind::Prediction, which)?));
-        }
-    }
-    if let Some(inputs) = input_rows(repo, trial)? {
-        out.push(Box::new(inputs));
     }
     Ok(out)
 }
@@ -475,7 +565,7 @@ fn input_rows(repo: &Repo, trial: &TrialFiles) -> Result<Option<InputRows>> {
 /// Fills in the texts of `rows` (read with their scores only): every condition's answer from
 /// `predictions.csv` and the input from the requests, each file read in its own thread until
 /// every row has its part (and then through its hash check, unparsed).
-fn fill_texts(
+pub(crate) fn fill_texts(
     repo: &Repo,
     commit: &ObjectId,
     trial: &TrialFiles,
@@ -596,9 +686,12 @@ impl Read for BlobReader {
 enum Kind {
     Score,
     Prediction,
+    /// Whether an answer's prediction, output or error holds the search's text.
+    Hit,
 }
 
 /// Column positions, found by name so reordered or extra columns do not matter.
+#[derive(Debug)]
 struct Columns {
     item: usize,
     dataset: Option<usize>,
@@ -618,11 +711,15 @@ struct Columns {
 /// The rows of one condition in a scores or predictions CSV.
 struct CsvRows {
     rdr: csv::Reader<BlobReader>,
-    cols: Columns,
+    cols: Arc<Columns>,
     kind: Kind,
     which: Which,
     path: String,
     rec: csv::StringRecord,
+    /// The text a [`Kind::Hit`] stream looks for.
+    search: Option<regex::Regex>,
+    /// Put before each row's condition (to tell two runs' rows apart in one join).
+    prefix: &'static str,
 }
 
 /// Which rows of a CSV a stream gives, and their condition.
@@ -666,11 +763,20 @@ impl CsvRows {
         if !matches!(which, Which::File(_)) && cols.condition.is_none() {
             return Err(bad("no condition column".into()));
         }
-        Ok(CsvRows { rdr, cols, kind, which, path, rec: csv::StringRecord::new() })
+        Ok(CsvRows {
+            rdr,
+            cols: Arc::new(cols),
+            kind,
+            which,
+            path,
+            rec: csv::StringRecord::new(),
+            search: None,
+            prefix: "",
+        })
     }
 
     fn field(&self, i: Option<usize>) -> String {
-        capped(i.and_then(|i| self.rec.get(i)).unwrap_or_default())
+        field(&self.rec, i)
     }
 
     fn row(&self) -> Result<(Key, Part)> {
@@ -680,8 +786,9 @@ impl CsvRows {
             self.field(self.cols.repeat).trim().parse().unwrap_or(0),
         );
         let condition = match &self.which {
-            Which::Only(c) | Which::File(c) => c.clone(),
-            Which::Every => self.field(self.cols.condition),
+            Which::Only(c) | Which::File(c) if self.prefix.is_empty() => c.clone(),
+            Which::Only(c) | Which::File(c) => format!("{}{c}", self.prefix),
+            Which::Every => format!("{}{}", self.prefix, self.field(self.cols.condition)),
         };
         let part = match self.kind {
             Kind::Score => {
@@ -703,21 +810,41 @@ impl CsvRows {
                     score,
                 }
             }
-            Kind::Prediction => Part::Prediction {
-                condition,
-                answer: Answer {
-                    prediction: self.field(self.cols.prediction),
-                    score: None,
-                    raw: self.cols.raw.map(|i| capped(self.rec.get(i).unwrap_or_default())),
-                    finish_reason: self.field(self.cols.finish),
-                    input_tokens: self.field(self.cols.input_tokens),
-                    output_tokens: self.field(self.cols.output_tokens),
-                    latency_ms: self.field(self.cols.latency),
-                    error: self.field(self.cols.error),
-                },
-            },
+            Kind::Prediction => {
+                Part::Prediction { condition, answer: answer(&self.rec, &self.cols) }
+            }
+            Kind::Hit => {
+                let found = self.search.as_ref().is_some_and(|re| {
+                    [self.cols.prediction, self.cols.raw, self.cols.error]
+                        .into_iter()
+                        .any(|i| i.and_then(|i| self.rec.get(i)).is_some_and(|f| re.is_match(f)))
+                });
+                Part::Hit(
+                    found,
+                    Unread::Answer { condition, rec: self.rec.clone(), cols: self.cols.clone() },
+                )
+            }
         };
         Ok((key, part))
+    }
+}
+
+/// Field `i` of a record (cut at [`TEXT_CAP`]); empty when the column or field is missing.
+fn field(rec: &csv::StringRecord, i: Option<usize>) -> String {
+    capped(i.and_then(|i| rec.get(i)).unwrap_or_default())
+}
+
+/// The answer a predictions row gives (its score comes from the scores file).
+fn answer(rec: &csv::StringRecord, cols: &Columns) -> Answer {
+    Answer {
+        prediction: field(rec, cols.prediction),
+        score: None,
+        raw: cols.raw.map(|i| field(rec, Some(i))),
+        finish_reason: field(rec, cols.finish),
+        input_tokens: field(rec, cols.input_tokens),
+        output_tokens: field(rec, cols.output_tokens),
+        latency_ms: field(rec, cols.latency),
+        error: field(rec, cols.error),
     }
 }
 
@@ -761,11 +888,13 @@ struct InputRows {
     parts: VecDeque<(String, ObjectId)>,
     current: Option<(String, BufReader<BlobReader>)>,
     line: Vec<u8>,
+    /// Set: each line gives only whether its user message holds the text ([`Part::Hit`]).
+    search: Option<Search>,
 }
 
 impl InputRows {
     fn new(repo: Repo, parts: Vec<(String, ObjectId)>) -> InputRows {
-        InputRows { repo, parts: parts.into(), current: None, line: Vec::new() }
+        InputRows { repo, parts: parts.into(), current: None, line: Vec::new(), search: None }
     }
 }
 
@@ -779,11 +908,123 @@ fn parse_custom_id(id: &str) -> Option<Key> {
 }
 
 /// The last user message of a request line.
-fn user_message(v: &Value) -> Option<String> {
+fn user_message(v: &Value) -> Option<&str> {
     let messages = v.get("body")?.get("messages")?.as_array()?;
     let m =
         messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
-    Some(capped(m.get("content")?.as_str()?))
+    m.get("content")?.as_str()
+}
+
+/// The item and user message of a request line. A line that is not a request of today's shape
+/// (a torn last line, an old batch file) gives none: the item is still listed, without it.
+fn request_input(line: &[u8]) -> Option<(Key, String)> {
+    let v = serde_json::from_slice::<Value>(line).ok()?;
+    let key = parse_custom_id(v.get("custom_id")?.as_str()?)?;
+    Some((key, capped(user_message(&v)?)))
+}
+
+/// Just the id of a request line: parsed without building the rest (no allocation unless the
+/// id holds an escape).
+#[derive(serde::Deserialize)]
+struct RequestId<'a> {
+    #[serde(borrow)]
+    custom_id: std::borrow::Cow<'a, str>,
+}
+
+/// The messages of a request line, parsed without building the rest; a message whose content
+/// is not a string (parts, images) has none.
+#[derive(serde::Deserialize)]
+struct RequestMessages<'a> {
+    #[serde(borrow)]
+    body: Messages<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct Messages<'a> {
+    #[serde(borrow)]
+    messages: Vec<Message<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    role: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    content: Option<Value>,
+}
+
+/// Whether the last user message of a request line holds `search`'s text (as
+/// [`user_message`] reads it).
+fn user_message_has(line: &[u8], search: &Search) -> bool {
+    let Ok(req) = serde_json::from_slice::<RequestMessages>(line) else { return false };
+    let last_user = req.body.messages.iter().rev().find(|m| m.role.as_deref() == Some("user"));
+    last_user
+        .and_then(|m| m.content.as_ref()?.as_str())
+        .is_some_and(|text| search.text.is_match(text))
+}
+
+/// Whether the JSON text `line` may hold `search`'s text in one of its strings, as decoded: no
+/// false "no", so a line this refuses needs no parsing. Without a backslash a JSON string's
+/// decoded text is its raw bytes; with one, the escapes of the whole line are decoded first
+/// (outside strings valid JSON has none), so a string's decoded text is still one run of bytes.
+fn may_contain(line: &[u8], search: &Search) -> bool {
+    if !line.contains(&b'\\') {
+        return search.bytes.is_match(line);
+    }
+    search.bytes.is_match(&unescape_json(line))
+}
+
+/// `line` with every JSON escape (`\n`, `\"`, `\u00e9`, surrogate pairs) decoded; a malformed
+/// escape is kept as it is.
+fn unescape_json(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut i = 0;
+    let hex4 = |at: usize| -> Option<u32> {
+        u32::from_str_radix(std::str::from_utf8(line.get(at..at + 4)?).ok()?, 16).ok()
+    };
+    while i < line.len() {
+        if line[i] != b'\\' || i + 1 == line.len() {
+            out.push(line[i]);
+            i += 1;
+            continue;
+        }
+        let simple = match line[i + 1] {
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(8),
+            b'f' => Some(12),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            _ => None,
+        };
+        if let Some(b) = simple {
+            out.push(b);
+            i += 2;
+            continue;
+        }
+        let unit = if line[i + 1] == b'u' { hex4(i + 2) } else { None };
+        let (ch, len) = match unit {
+            Some(hi @ 0xD800..=0xDBFF) => {
+                let lo = (line.get(i + 6..i + 8) == Some(b"\\u")).then(|| hex4(i + 8)).flatten();
+                match lo {
+                    Some(lo @ 0xDC00..=0xDFFF) => {
+                        (char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)), 12)
+                    }
+                    _ => (None, 6),
+                }
+            }
+            Some(u) => (char::from_u32(u), 6),
+            None => (None, 2),
+        };
+        match ch {
+            Some(c) => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            None => out.extend_from_slice(&line[i..(i + len).min(line.len())]),
+        }
+        i += len;
+    }
+    out
 }
 
 impl Rows for InputRows {
@@ -823,14 +1064,14 @@ impl Iterator for InputRows {
                     }));
                 }
             }
-            // A line that is not a request of today's shape (a torn last line, an old batch
-            // file) gives no input: the item is still listed, without it.
-            let Ok(v) = serde_json::from_slice::<Value>(&self.line) else { continue };
-            let Some(key) = v.get("custom_id").and_then(Value::as_str).and_then(parse_custom_id)
-            else {
-                continue;
-            };
-            if let Some(text) = user_message(&v) {
+            if let Some(search) = &self.search {
+                let Ok(req) = serde_json::from_slice::<RequestId>(&self.line) else { continue };
+                let Some(key) = parse_custom_id(&req.custom_id) else { continue };
+                let found = may_contain(&self.line, search) && user_message_has(&self.line, search);
+                let unread = Unread::Request(self.line.clone());
+                return Some(Ok((key, Part::Hit(found, unread))));
+            }
+            if let Some((key, text)) = request_input(&self.line) {
                 return Some(Ok((key, Part::Input(text))));
             }
         }
@@ -906,6 +1147,23 @@ mod tests {
         });
         assert_eq!(seen.len(), 2);
         assert!(Filter::Broken.matches(&seen[1]) && !Filter::Discordant.matches(&seen[0]));
+    }
+
+    #[test]
+    fn a_line_may_contain_the_text_only_as_decoded() {
+        let s = |q: &str| search(q).unwrap();
+        let line = br#"{"c":"she said \"tr\u00e9s\" \ud83d\ude00 a\\u0041 \u12"}"#;
+        assert_eq!(
+            unescape_json(line),
+            "{\"c\":\"she said \"trés\" 😀 a\\u0041 \\u12\"}".as_bytes()
+        );
+        assert!(may_contain(line, &s("\"TRÉS\"")));
+        assert!(may_contain(line, &s("😀")));
+        assert!(may_contain(line, &s("a\\u0041")));
+        assert!(!may_contain(line, &s("u00e9")));
+        assert!(!may_contain(line, &s("aA")));
+        assert!(may_contain(br#"{"c":"plain text"}"#, &s("PLAIN")));
+        assert!(!may_contain(br#"{"c":"plain text"}"#, &s("plan")));
     }
 
     #[test]

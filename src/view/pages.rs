@@ -1,13 +1,14 @@
 //! The pages: history, run, trial, compare, and the error page. Each builds its HTML from what
 //! `read` and `items` return; every text from a run goes through [`esc`].
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write;
+use std::ops::ControlFlow;
 
 use super::html::{self, ci_pct, esc, figure, num_cell, p, pct, pp, root, url_value, usd};
 use super::items::{self, Filter, ItemRow, ItemsPage, PAGE_SIZE};
 use super::read::{self, Run};
 use super::{Error, Result, Site, paths, textdiff};
-use crate::diff::{self, FlippedItem, RunDiff};
+use crate::diff::{self, RunDiff};
 use crate::error::Hint;
 use crate::eval::report::{AggTrial, charts};
 use crate::store::{Commit, ObjectId};
@@ -47,10 +48,11 @@ pub(crate) fn history(site: &Site) -> Result<String> {
             opts = entries
                 .iter()
                 .map(|e| format!(
-                    "<option value=\"{}\">{} {} {}</option>",
+                    "<option value=\"{}\">{} {}{} {}</option>",
                     e.id.to_hex(),
                     e.id.short(),
                     esc(&e.commit.run_id),
+                    e.commit.name.as_deref().map(|n| format!(" ({})", esc(n))).unwrap_or_default(),
                     esc(&e.commit.time)
                 ))
                 .collect::<String>()
@@ -60,6 +62,7 @@ pub(crate) fn history(site: &Site) -> Result<String> {
         "commit",
         "time",
         "run",
+        "name",
         "refs",
         "status",
         "trial",
@@ -90,9 +93,11 @@ pub(crate) fn history(site: &Site) -> Result<String> {
             None => String::new(),
         };
         let lead = format!(
-            "<td class=\"mono\">{run_link}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            "<td class=\"mono\">{run_link}</td><td>{}</td><td>{}</td><td class=\"run-name\">{}</td>\
+             <td>{}</td><td>{}</td>",
             esc(&c.time),
             esc(&c.run_id),
+            esc(c.name.as_deref().unwrap_or("")),
             esc(&e.refs.join(" ")),
             esc(c.status.as_deref().unwrap_or("–")),
         );
@@ -139,9 +144,13 @@ fn commit_meta(b: &mut String, id: &ObjectId, c: &Commit, depth: usize) {
     let _ = write!(
         b,
         "<dl class=\"meta\"><dt>commit</dt><dd class=\"mono\">{}</dd><dt>run</dt><dd>{}</dd>\
-         <dt>status</dt><dd>{}</dd><dt>time</dt><dd>{}</dd><dt>message</dt><dd>{}</dd>",
+         {}<dt>status</dt><dd>{}</dd><dt>time</dt><dd>{}</dd><dt>message</dt><dd>{}</dd>",
         id.to_hex(),
         esc(&c.run_id),
+        c.name
+            .as_deref()
+            .map(|n| format!("<dt>name</dt><dd id=\"run-name\">{}</dd>", esc(n)))
+            .unwrap_or_default(),
         esc(c.status.as_deref().unwrap_or("–")),
         esc(&c.time),
         esc(&c.message)
@@ -168,6 +177,14 @@ fn commit_meta(b: &mut String, id: &ObjectId, c: &Commit, depth: usize) {
         );
     }
     b.push_str("</dl>");
+}
+
+/// A run as a title names it: its name (`exp run --name`) and id, or the id alone.
+fn run_label(c: &Commit) -> String {
+    match &c.name {
+        Some(name) => format!("{name} ({})", c.run_id),
+        None => c.run_id.clone(),
+    }
 }
 
 /// Charts of a run (forest plot, accuracy, cost against accuracy), as figures.
@@ -242,7 +259,7 @@ pub(crate) fn run(site: &Site, id: &ObjectId) -> Result<String> {
     let run = read::run(&site.repo, id)?;
     let depth = 2;
     let mut b = String::new();
-    let _ = write!(b, "<h1>Run {}</h1>", esc(&run.commit.run_id));
+    let _ = write!(b, "<h1>Run {}</h1>", esc(&run_label(&run.commit)));
     commit_meta(&mut b, id, &run.commit, depth);
     b.push_str(
         "<h2>Trials</h2><table class=\"trials\"><thead><tr><th>trial</th><th>model</th>\
@@ -482,7 +499,7 @@ pub(crate) fn compare(site: &Site, a: &ObjectId, b_id: &ObjectId, page: u64) -> 
         &site.repo,
         Some(hex_a.as_str()),
         Some(hex_b.as_str()),
-        &diff::Options { items: true },
+        &diff::Options { items: false },
     )?;
     let depth = 3;
     let r = root(depth);
@@ -491,9 +508,9 @@ pub(crate) fn compare(site: &Site, a: &ObjectId, b_id: &ObjectId, page: u64) -> 
         b,
         "<h1>Compare <a href=\"{r}{}\">{}</a> → <a href=\"{r}{}\">{}</a></h1>",
         paths::run(a),
-        esc(&ra.commit.run_id),
+        esc(&run_label(&ra.commit)),
         paths::run(b_id),
-        esc(&rb.commit.run_id)
+        esc(&run_label(&rb.commit))
     );
     let _ = write!(
         b,
@@ -643,7 +660,17 @@ fn metrics_section(b: &mut String, d: &RunDiff) {
     }
 }
 
-/// The flipped items on this page, each with both runs' transcripts.
+/// A row (item and repeat) whose score in one condition changed between the runs.
+struct Flip {
+    trial: String,
+    condition: String,
+    key: items::Key,
+    change: &'static str,
+}
+
+/// The flipped items on this page, each with both runs' transcripts. Both runs' scores are
+/// streamed side by side (pairs of trials in turn), counting every flip and keeping this
+/// page's; then the texts of just those rows are read.
 fn flips_section(
     b: &mut String,
     site: &Site,
@@ -652,76 +679,92 @@ fn flips_section(
     d: &RunDiff,
     page: u64,
 ) -> Result<()> {
-    let total = d.items.len() as u64;
+    let skip = (page - 1) * PAGE_SIZE;
+    let mut total = 0u64;
+    let mut shown: Vec<Flip> = Vec::new();
+    // The shown rows of each side, by (trial, item), with their texts once read.
+    let mut rows_a: HashMap<(String, items::Key), ItemRow> = HashMap::new();
+    let mut rows_b: HashMap<(String, items::Key), ItemRow> = HashMap::new();
+    for pair in d.trials.paired.iter().filter(|p| !p.unchanged) {
+        let (ta, tb) = (ra.trial(&pair.a)?, rb.trial(&pair.b)?);
+        let (mut page_a, mut page_b) = (Vec::new(), Vec::new());
+        items::scan_runs(&site.repo, ta, tb, |row_a, row_b| {
+            let finite = |s: Option<f64>| s.filter(|s| s.is_finite());
+            let mut on_page = false;
+            for (c, x) in &row_a.answers {
+                let y = row_b.answer(c).and_then(|y| finite(y.score));
+                let (Some(sa), Some(sb)) = (finite(x.score), y) else { continue };
+                if sa == sb {
+                    continue;
+                }
+                total += 1;
+                if total > skip && total <= skip + PAGE_SIZE {
+                    on_page = true;
+                    shown.push(Flip {
+                        trial: pair.name.clone(),
+                        condition: c.clone(),
+                        key: row_a.key(),
+                        change: if sb > sa { "fixed" } else { "broken" },
+                    });
+                }
+            }
+            if on_page {
+                page_a.push(row_a);
+                page_b.push(row_b);
+            }
+            ControlFlow::Continue(())
+        })?;
+        items::fill_texts(&site.repo, &ra.id, ta, &mut page_a)?;
+        items::fill_texts(&site.repo, &rb.id, tb, &mut page_b)?;
+        rows_a.extend(page_a.into_iter().map(|r| ((pair.name.clone(), r.key()), r)));
+        rows_b.extend(page_b.into_iter().map(|r| ((pair.name.clone(), r.key()), r)));
+    }
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     if page > pages {
         return Err(Error::not_found(format!("page {page} of the flipped items")));
     }
     let _ = write!(
         b,
-        "<h2 id=\"flips\">Flipped items <span class=\"muted\">({total}: wrong in one run, right in the other)</span></h2>"
+        "<h2 id=\"flips\">Flipped items <span class=\"muted\">({total}: scored differently in \
+         the two runs)</span></h2>"
     );
-    let start = ((page - 1) * PAGE_SIZE) as usize;
-    let shown: Vec<&FlippedItem> = d.items.iter().skip(start).take(PAGE_SIZE as usize).collect();
     let pager = pager_html(page, pages, total, "");
     if total > PAGE_SIZE {
         b.push_str(&pager);
     }
-    // The transcripts of the shown items, read from each side's trial (A under the pair's
-    // A slug, B under its B slug).
-    let mut rows_a: HashMap<(String, String, String, u32), ItemRow> = HashMap::new();
-    let mut rows_b: HashMap<(String, String, String, u32), ItemRow> = HashMap::new();
-    for pair in &d.trials.paired {
-        let wanted: HashSet<(String, String, u32)> = shown
-            .iter()
-            .filter(|f| f.trial == pair.name)
-            .map(|f| (f.dataset.clone(), f.item.clone(), f.repeat))
-            .collect();
-        if wanted.is_empty() {
-            continue;
-        }
-        for (run, slug, into) in [(ra, &pair.a, &mut rows_a), (rb, &pair.b, &mut rows_b)] {
-            for row in items::rows_for(&site.repo, &run.id, run.trial(slug)?, &wanted)? {
-                into.insert(
-                    (pair.name.clone(), row.dataset.clone(), row.item.clone(), row.repeat),
-                    row,
-                );
-            }
-        }
-    }
     b.push_str("<div id=\"flipped\">");
     for f in &shown {
-        let key = (f.trial.clone(), f.dataset.clone(), f.item.clone(), f.repeat);
+        let at = (f.trial.clone(), f.key.clone());
+        let (row_a, row_b) = (rows_a.get(&at), rows_b.get(&at));
+        let (dataset, item, _) = &f.key;
+        let gold = row_b.or(row_a).map(|r| r.gold.as_str()).unwrap_or_default();
         let _ = write!(
             b,
             "<article class=\"item flip\" data-item=\"{}\"><div class=\"head\"><span class=\"id mono\">{}</span>\
              <span class=\"muted\">{} · {} · {}</span><span>gold <code>{}</code></span>\
              <span class=\"badge {}\">{}</span></div>",
-            esc(&f.item),
-            esc(&f.item),
+            esc(item),
+            esc(item),
             esc(&f.trial),
             esc(&f.condition),
-            esc(&f.dataset),
-            esc(&f.gold),
+            esc(dataset),
+            esc(gold),
             f.change,
             f.change
         );
-        let input = rows_a.get(&key).or(rows_b.get(&key)).and_then(|r| r.input.as_deref());
-        if let Some(input) = input {
+        if let Some(input) = row_a.or(row_b).and_then(|r| r.input.as_deref()) {
             let _ = write!(b, "<div class=\"input\"><pre>{}</pre></div>", esc(input));
         }
         b.push_str("<div class=\"sides\">");
-        for (side, rows, pred, run) in
-            [("A", &rows_a, &f.prediction_a, ra), ("B", &rows_b, &f.prediction_b, rb)]
-        {
-            let answer = rows.get(&key).and_then(|r| r.answer(&f.condition));
+        for (side, row, run) in [("A", row_a, ra), ("B", row_b, rb)] {
+            let answer = row.and_then(|r| r.answer(&f.condition));
             let _ = write!(
                 b,
                 "<div class=\"side {}\"><h3>{side}: {} ({})</h3><div>prediction <code>{}</code>{}</div>",
                 if side == "A" { "control" } else { "treatment" },
                 esc(&run.commit.run_id),
                 esc(&f.condition),
-                esc(pred),
+                esc(answer.map(|a| a.prediction.as_str()).unwrap_or("–")),
                 answer.and_then(|a| a.score).map(|s| format!(" · score {s}")).unwrap_or_default()
             );
             if let Some(raw) = answer.and_then(|a| a.raw.as_deref()) {
