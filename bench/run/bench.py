@@ -96,7 +96,10 @@ def run_exp(exp, ws, run_id):
     wrapper = ("import resource,subprocess,sys;"
                "r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL);"
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode, file=sys.stderr)")
-    cmd = [sys.executable, "-c", wrapper, exp, "run", "--config", "config/eval_config.yaml", "--run-id", run_id]
+    # --no-cache: every rep sends every request (the workspace keeps the earlier reps' answers,
+    # which the response cache would otherwise reuse).
+    cmd = [sys.executable, "-c", wrapper, exp, "run", "--config", "config/eval_config.yaml", "--run-id", run_id,
+           "--no-cache"]
     start = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines, marks, phase = [], {"prepare": 0.0}, ["prepare"]
@@ -295,7 +298,7 @@ def main():
     ap.add_argument("--items", type=int, default=20000, help="items of the no-delay scenario (x2 conditions)")
     ap.add_argument("--delay-items", type=int, default=5000)
     ap.add_argument("--growth", default="10000,100000,1000000")
-    ap.add_argument("--growth-reps", type=int, default=1)
+    ap.add_argument("--growth-reps", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--wrk-seconds", type=int, default=5)
@@ -304,6 +307,7 @@ def main():
     a = ap.parse_args()
     if B.smoke():
         a.items, a.delay_items, a.growth, a.reps, a.wrk_seconds, a.write = 300, 100, "1000,2000", 2, 1, False
+        a.growth_reps = 1
     a.growth = [int(x) for x in a.growth.split(",")]
     exp, server_bin = build()
     results = {"concurrency": a.concurrency, "reps": a.reps, "growth_reps": a.growth_reps, "cpus": os.cpu_count(),
