@@ -27,7 +27,8 @@ cargo build --quiet --bin exp --example bench_server
 export BENCH_SMOKE=1 EXP=$PWD/$T/debug/exp BENCH_SERVER=$PWD/$T/debug/examples/bench_server
 case "$T" in /*) EXP=$T/debug/exp BENCH_SERVER=$T/debug/examples/bench_server ;; esac
 for b in "python3 bench/scale/run.py" "python3 bench/run/bench.py" "python3 bench/diff/run.py" \
-         "bash bench/store/run.sh" "bash bench/remote/run.sh" "python3 bench/view/run.py"; do
+         "bash bench/store/run.sh" "bash bench/remote/run.sh" "python3 bench/view/run.py" \
+         "bash bench/cache/run.sh"; do
   log "smoke: $b"
   start=$(date +%s)
   timeout 600 $b >/dev/null

@@ -5,15 +5,22 @@
 # none. Prints each repetition, min/median/max of both runs' wall times, the requests each sent
 # (from `exp run --json`), and the load average before and after, for BENCHMARKS.md.
 #
-# Usage: bash bench/cache/run.sh [ITEMS] [REPEATS]     (defaults 10000, 5)
+# Usage: bash bench/cache/run.sh [ITEMS] [REPEATS] [--write]   (defaults 10000, 5; EXP=path to
+# skip the build). --write puts the output, verbatim, into the `cache` block of BENCHMARKS.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 items=${1:-10000}
 repeats=${2:-5}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
-cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
-exp="$CARGO_TARGET_DIR/release/exp"
+write=${3:-}
+if [ "${BENCH_SMOKE:-}" = 1 ]; then items=200; repeats=2; write=""; fi
+if [ -n "${EXP:-}" ]; then
+  exp=$(realpath "$EXP")
+else
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+  cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
+  exp="$CARGO_TARGET_DIR/release/exp"
+fi
 
 work=$(mktemp -d /tmp/exp-bench-cache.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -34,6 +41,7 @@ secs() { # secs OUT CMD…: runs CMD with stdout to OUT, prints its wall time in
 stats() { sort -n | awk '{a[NR]=$1} END {printf "%.3f / %.3f / %.3f", a[1], (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2), a[NR]}'; }
 sent() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["sent"], d["reused"])' "$1"; }
 
+main() {
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "items: $items; requests per run: $((items * 4)) (2 trials x 2 conditions); exp: $("$exp" --version)"
 cold=(); warm=()
@@ -53,3 +61,10 @@ done
 echo "first run  (cold cache) min / median / max: $(printf '%s\n' "${cold[@]}" | stats) s"
 echo "second run (warm cache) min / median / max: $(printf '%s\n' "${warm[@]}" | stats) s"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+main | tee "$work/out.txt"
+if [ "$write" = "--write" ]; then
+  python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import benchlib; benchlib.write_block("cache", "```\n" + open(sys.argv[2]).read() + "```\n")' \
+    "$repo/bench/lib" "$work/out.txt"
+  echo "updated the cache block of BENCHMARKS.md" >&2
+fi
