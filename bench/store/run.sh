@@ -62,6 +62,7 @@ FILES=$(find "$DATA" -type f | wc -l)
 # another's writeback: that penalized whichever tool fsyncs (exp does, for durability).
 ms() {
   sync
+  settle "$1"
   /usr/bin/time -f "%e %U %S" -o "$OUT/.time" "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; "$@"; exit 1; }
   python3 - "$OUT/.time" "$OUT/.cpu" <<'PY'
 import sys
@@ -71,6 +72,20 @@ print(int(e * 1000))
 PY
 }
 cpu() { cat "$OUT/.cpu"; }
+# Fifteen copies of the run folder, their stores and checkouts outgrow the page cache, so a step
+# could find its inputs evicted, or pay (in its own sys time) for reclaiming pages others left.
+# Where the kernel allows it (root), every timed step therefore starts from an emptied page
+# cache with its own workspace (inputs, store, earlier outputs: the cwd) read back in: the same
+# warm cache and no reclaim for every tool. DVC, a Python program, also gets its modules read
+# back in (an untimed `dvc doctor` imports them), as exp's and git's binaries are.
+DROP=0
+if [ -w /proc/sys/vm/drop_caches ] && [ "${BENCH_SMOKE:-}" != 1 ]; then DROP=1; fi
+settle() {
+  [ "$DROP" = 1 ] || return 0
+  echo 3 > /proc/sys/vm/drop_caches
+  find . -type f -print0 | xargs -0 -r cat > /dev/null
+  if [ "$1" = dvc ]; then dvc doctor > /dev/null 2>&1 || true; else "$1" --version > /dev/null 2>&1 || true; fi
+}
 median() { python3 -c 'import sys,statistics; print(int(statistics.median(int(x) for x in sys.argv[1:])))' "$@"; }
 dusize() { du -sb "$1" | cut -f1; }
 
@@ -173,7 +188,7 @@ DVC_VERSION=$( [ "$HAVE_DVC" = 1 ] && dvc --version 2>/dev/null | head -1 || ech
 
 cat > "$OUT/results.md" <<MD
 Run folder: $(python3 -c "print(f'{$SIZE/1048576:.0f} MiB')"), $FILES files, 12 trials of JSONL/CSV/JSON/Markdown (bench/store/generate.py).
-Median (min-max) of $REPS runs, wall clock, warm page cache for every tool, each rep in fresh folders, on
+Median (min-max) of $REPS runs, wall clock, each rep in fresh folders; $( [ "$DROP" = 1 ] && echo "before every timed step the page cache is emptied and the step's workspace read back in (warm inputs, no reclaim)" || echo "page cache as it comes (not emptied: not root)"); on
 $(nproc) cores; 1-minute load average $LOAD_BEFORE before, $(cut -d' ' -f1 /proc/loadavg) after (above 2: other work shared the cores).
 $(git --version), dvc $DVC_VERSION, exp $PROFILE build. Reproduce: \`bash bench/store/run.sh\`.
 
