@@ -63,20 +63,60 @@ pub fn encode_index(entries: &[Entry]) -> Vec<u8> {
 
 /// The inverse of `encode_index`; the error says what is wrong.
 pub fn decode_index(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
-    if bytes.len() < 8 + 4 + 32 || &bytes[..8] != INDEX_MAGIC {
-        return Err("not a pack index (bad header)".to_string());
+    let raw = RawIndex::check(bytes)?;
+    Ok((0..raw.len()).map(|i| raw.entry(i)).collect())
+}
+
+/// A pack index's entry bytes, checked whole (header, checksum, every entry inside a possible
+/// pack) but not decoded: a lookup in a sorted index binary-searches them where they lie.
+#[derive(Debug)]
+struct RawIndex<'a> {
+    entries: &'a [u8],
+}
+
+impl<'a> RawIndex<'a> {
+    fn check(bytes: &'a [u8]) -> std::result::Result<RawIndex<'a>, String> {
+        if bytes.len() < 8 + 4 + 32 || &bytes[..8] != INDEX_MAGIC {
+            return Err("not a pack index (bad header)".to_string());
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(body).as_bytes() != sum {
+            return Err("checksum mismatch".to_string());
+        }
+        let count = u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize;
+        let entries = &body[12..];
+        if entries.len() != count * ENTRY_LEN {
+            return Err(format!("{count} entries announced, {} bytes present", entries.len()));
+        }
+        let raw = RawIndex { entries };
+        for i in 0..count {
+            let e = raw.entry(i);
+            // No file reaches past i64::MAX bytes (seeking there fails with a bare EINVAL).
+            let end = e.offset.checked_add(e.len).filter(|&end| end <= i64::MAX as u64);
+            if e.offset < PACK_MAGIC.len() as u64 || end.is_none() {
+                return Err(format!("entry for {} points outside its pack", e.id));
+            }
+        }
+        Ok(raw)
     }
-    let (body, sum) = bytes.split_at(bytes.len() - 32);
-    if blake3::hash(body).as_bytes() != sum {
-        return Err("checksum mismatch".to_string());
+
+    /// The entries of index file bytes that [`RawIndex::check`] accepted when they were read
+    /// (they have not changed since: a [`PackSet`] keeps them).
+    fn checked(bytes: &'a [u8]) -> RawIndex<'a> {
+        let end = bytes.len().saturating_sub(32).max(12);
+        RawIndex { entries: &bytes[12.min(end)..end] }
     }
-    let count = u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize;
-    let rest = &body[12..];
-    if rest.len() != count * ENTRY_LEN {
-        return Err(format!("{count} entries announced, {} bytes present", rest.len()));
+
+    fn len(&self) -> usize {
+        self.entries.len() / ENTRY_LEN
     }
-    let mut out = Vec::with_capacity(count);
-    for chunk in rest.chunks_exact(ENTRY_LEN) {
+
+    fn id_bytes(&self, i: usize) -> &[u8] {
+        &self.entries[i * ENTRY_LEN..i * ENTRY_LEN + 32]
+    }
+
+    fn entry(&self, i: usize) -> Entry {
+        let chunk = &self.entries[i * ENTRY_LEN..(i + 1) * ENTRY_LEN];
         let mut id = [0u8; 32];
         id.copy_from_slice(&chunk[..32]);
         let word = |r: Range<usize>| {
@@ -84,15 +124,56 @@ pub fn decode_index(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
             w.copy_from_slice(&chunk[r]);
             u64::from_le_bytes(w)
         };
-        let (offset, len) = (word(32..40), word(40..48));
-        // No file reaches past i64::MAX bytes (seeking there fails with a bare EINVAL).
-        let end = offset.checked_add(len).filter(|&end| end <= i64::MAX as u64);
-        if offset < PACK_MAGIC.len() as u64 || end.is_none() {
-            return Err(format!("entry for {} points outside its pack", hex::encode(id)));
-        }
-        out.push(Entry { id: ObjectId::from_bytes(id), offset, len });
+        Entry { id: ObjectId::from_bytes(id), offset: word(32..40), len: word(40..48) }
     }
-    Ok(out)
+
+    fn is_sorted(&self) -> bool {
+        (1..self.len()).all(|i| self.id_bytes(i - 1) <= self.id_bytes(i))
+    }
+
+    fn find(&self, id: &ObjectId) -> Option<Entry> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.id_bytes(mid).cmp(id.as_bytes().as_slice()) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.entry(mid)),
+            }
+        }
+        None
+    }
+}
+
+/// One pack's entries as a [`PackSet`] keeps them, sorted by id either way.
+#[derive(Debug)]
+enum Entries {
+    /// A whole index file whose entries were written sorted (every exp since pack indexes were
+    /// sorted): kept as read and searched in place, so no entry is decoded or allocated.
+    File(Vec<u8>),
+    /// Entries just written, or read from an unsorted index (an older exp's), sorted here.
+    Decoded(Vec<Entry>),
+}
+
+impl Entries {
+    fn find(&self, id: &ObjectId) -> Option<Entry> {
+        match self {
+            Entries::File(bytes) => RawIndex::checked(bytes).find(id),
+            Entries::Decoded(entries) => {
+                entries.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| entries[i])
+            }
+        }
+    }
+
+    fn ids(&self) -> Vec<ObjectId> {
+        match self {
+            Entries::File(bytes) => {
+                let raw = RawIndex::checked(bytes);
+                (0..raw.len()).map(|i| raw.entry(i).id).collect()
+            }
+            Entries::Decoded(entries) => entries.iter().map(|e| e.id).collect(),
+        }
+    }
 }
 
 /// Where a packed object's stored bytes are.
@@ -124,8 +205,8 @@ pub struct PackSet {
     scanned: bool,
     /// Index files already read, good or damaged.
     seen: HashSet<PathBuf>,
-    /// In the order they were added; each pack's entries sorted by id.
-    packs: Vec<(Arc<Path>, Vec<Entry>)>,
+    /// In the order they were added.
+    packs: Vec<(Arc<Path>, Entries)>,
     /// Indexes that could not be read, with why (fsck reports them).
     damaged: Vec<(PathBuf, String)>,
     /// Index files read over this set's life, `forget` included.
@@ -136,8 +217,8 @@ impl PackSet {
     /// Where `id` is stored; the pack added last wins when several hold it (equal bytes).
     pub fn get(&self, id: &ObjectId) -> Option<Packed> {
         self.packs.iter().rev().find_map(|(pack, entries)| {
-            let i = entries.binary_search_by(|e| e.id.cmp(id)).ok()?;
-            Some(Packed { pack: pack.clone(), offset: entries[i].offset, len: entries[i].len })
+            let e = entries.find(id)?;
+            Some(Packed { pack: pack.clone(), offset: e.offset, len: e.len })
         })
     }
 
@@ -148,7 +229,7 @@ impl PackSet {
     /// Every packed id once, sorted.
     pub fn ids(&self) -> Vec<ObjectId> {
         let mut ids: Vec<ObjectId> =
-            self.packs.iter().flat_map(|(_, entries)| entries.iter().map(|e| e.id)).collect();
+            self.packs.iter().flat_map(|(_, entries)| entries.ids()).collect();
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -174,8 +255,15 @@ impl PackSet {
                 Ok(bytes) => {
                     self.reads += 1;
                     self.seen.insert(file.index.clone());
-                    match decode_index(&bytes) {
-                        Ok(entries) => self.add(&file.pack, entries),
+                    match RawIndex::check(&bytes).map(|raw| raw.is_sorted()) {
+                        Ok(true) => {
+                            self.seen.insert(file.pack.with_extension("idx"));
+                            self.packs.push((Arc::from(file.pack.as_path()), Entries::File(bytes)));
+                        }
+                        Ok(false) => {
+                            let entries = decode_index(&bytes).unwrap_or_default();
+                            self.add(&file.pack, entries);
+                        }
                         Err(reason) => self.damaged.push((file.index, reason)),
                     }
                 }
@@ -194,11 +282,10 @@ impl PackSet {
     /// (equal bytes), the pack added last is where it is read from.
     pub fn add(&mut self, pack: &Path, mut entries: Vec<Entry>) {
         self.seen.insert(pack.with_extension("idx"));
-        // Written sorted by id; sorting an index another tool wrote keeps lookups right.
         if !entries.is_sorted_by(|a, b| a.id <= b.id) {
             entries.sort_unstable_by_key(|e| e.id);
         }
-        self.packs.push((Arc::from(pack), entries));
+        self.packs.push((Arc::from(pack), Entries::Decoded(entries)));
     }
 
     /// Forget everything after packs were deleted (gc): the next lookup reads the indexes
@@ -381,6 +468,30 @@ mod tests {
 
     fn id(n: u8) -> ObjectId {
         ObjectId::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn an_unsorted_index_of_an_older_exp_is_still_searched_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = [(id(9), 8u64), (id(2), 20), (id(5), 40)];
+        let mut bytes = INDEX_MAGIC.to_vec();
+        bytes.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        for (i, offset) in entries {
+            bytes.extend_from_slice(i.as_bytes());
+            bytes.extend_from_slice(&offset.to_le_bytes());
+            bytes.extend_from_slice(&4u64.to_le_bytes());
+        }
+        let sum = *blake3::hash(&bytes).as_bytes();
+        bytes.extend_from_slice(&sum);
+        fs::write(dir.path().join("pack-old.pack"), b"EXPPACK1").unwrap();
+        fs::write(dir.path().join("pack-old.idx"), &bytes).unwrap();
+        let mut set = PackSet::default();
+        set.refresh(dir.path()).unwrap();
+        for (i, offset) in entries {
+            assert_eq!(set.get(&i).map(|p| p.offset), Some(offset));
+        }
+        assert!(set.get(&id(3)).is_none());
+        assert_eq!(set.ids(), vec![id(2), id(5), id(9)]);
     }
 
     #[test]
