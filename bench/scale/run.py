@@ -139,8 +139,16 @@ def main():
     ap.add_argument("--items", type=int, default=250)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--render", action="store_true",
+                    help="measure nothing: print (with --write, write) the block from bench/out/scale/results.json")
     ap.add_argument("--work", help="work folder (default: a temp folder, removed at the end)")
     a = ap.parse_args()
+    if a.render:
+        text = render(json.loads((B.ROOT / "bench/out/scale/results.json").read_text()))
+        print(text)
+        if a.write:
+            B.write_block("scale", text)
+        return
     if B.smoke():
         a.runs, a.items, a.reps, a.write = "2,6", 20, 2, False
     checkpoints = [int(x) for x in a.runs.split(",")]
@@ -243,7 +251,24 @@ def render(r):
         for c in cps) + " |")
     lines.append("| 1-minute load average (before / after) | " + " | ".join(
         f"{c['load_before']} / {c['load_after']}" for c in cps) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", targets(cps)]) + "\n"
+
+
+def targets(cps):
+    """Issue 15's targets at the largest checkpoint, against the smallest (met / not met)."""
+    lo, hi = cps[0], cps[-1]
+    met = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    med = lambda c, k: c[k]["median"]  # noqa: E731
+    growth = med(hi, "commit") / med(lo, "commit") - 1
+    # Linear in bytes: time per stored MB at the largest checkpoint within 1.5x of the smallest's.
+    per_mb = {k: [med(c, k) / (c["store_bytes"] / 1e6) for c in (lo, hi)] for k in ("fsck", "gc")}
+    per_mb_txt = "; ".join(f"{k} {a * 1e3:.1f} then {b * 1e3:.1f} ms per stored MB: {met(b <= 1.5 * a)}"
+                           for k, (a, b) in per_mb.items())
+    return (f"Targets at {hi['runs']:,} runs (issue 15): `exp log` < 100 ms: {met(med(hi, 'log') < 0.1)}; "
+            f"commit of one more run within ±20% of its time at {lo['runs']:,} runs ({growth:+.0%}): "
+            f"{met(abs(growth) <= 0.2)}; push of one new run < 1 s: {met(med(hi, 'push_one') < 1)}, adding "
+            f"{hi['push_bytes_added']['median'] / 1e3:,.0f} kB to the remote (one run's new objects; "
+            f"{lo['push_bytes_added']['median'] / 1e3:,.0f} kB at {lo['runs']:,} runs); {per_mb_txt}.")
 
 
 def plot(r, d):
