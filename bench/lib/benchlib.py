@@ -75,6 +75,15 @@ def save_json(path, data):
     Path(path).write_text(json.dumps(data, indent=1) + "\n")
 
 
+def rerender(name, render, write):
+    """--render: measure nothing, print the block of bench NAME again from its saved
+    bench/out/NAME/results.json (after a change to how it is rendered), and write it with --write."""
+    text = render(json.loads((ROOT / "bench/out" / name / "results.json").read_text()))
+    print(text)
+    if write:
+        write_block(name, text)
+
+
 def write_block(name, text, path=BENCHMARKS):
     """Replace the generated block NAME in BENCHMARKS.md with `text` (prose outside untouched)."""
     begin, end = f"<!-- generated: {name} -->", f"<!-- end generated: {name} -->"

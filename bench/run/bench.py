@@ -316,12 +316,7 @@ def main():
                     help="measure nothing: print (and with --write, write) the block from bench/out/run/results.json")
     a = ap.parse_args()
     if a.render:
-        results = json.loads((B.ROOT / "bench/out/run/results.json").read_text())
-        text = render(results)
-        print(text)
-        if a.write:
-            B.write_block("run", text)
-        return
+        return B.rerender("run", render, a.write)
     if B.smoke():
         a.items, a.delay_items, a.growth, a.reps, a.wrk_seconds, a.write = 300, 100, "1000,2000", 2, 1, False
         a.growth_reps = 1

@@ -144,11 +144,7 @@ def main():
     ap.add_argument("--work", help="work folder (default: a temp folder, removed at the end)")
     a = ap.parse_args()
     if a.render:
-        text = render(json.loads((B.ROOT / "bench/out/scale/results.json").read_text()))
-        print(text)
-        if a.write:
-            B.write_block("scale", text)
-        return
+        return B.rerender("scale", render, a.write)
     if B.smoke():
         a.runs, a.items, a.reps, a.write = "2,6", 20, 2, False
     checkpoints = [int(x) for x in a.runs.split(",")]

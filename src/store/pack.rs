@@ -100,13 +100,6 @@ impl<'a> RawIndex<'a> {
         Ok(raw)
     }
 
-    /// The entries of index file bytes that [`RawIndex::check`] accepted when they were read
-    /// (they have not changed since: a [`PackSet`] keeps them).
-    fn checked(bytes: &'a [u8]) -> RawIndex<'a> {
-        let end = bytes.len().saturating_sub(32).max(12);
-        RawIndex { entries: &bytes[12.min(end)..end] }
-    }
-
     fn len(&self) -> usize {
         self.entries.len() / ENTRY_LEN
     }
@@ -148,17 +141,37 @@ impl<'a> RawIndex<'a> {
 /// One pack's entries as a [`PackSet`] keeps them, sorted by id either way.
 #[derive(Debug)]
 enum Entries {
-    /// A whole index file whose entries were written sorted (every exp since pack indexes were
-    /// sorted): kept as read and searched in place, so no entry is decoded or allocated.
-    File(Vec<u8>),
+    /// The entry bytes of an index whose entries were written sorted (every exp since pack
+    /// indexes were sorted), checked when read and cut of header and checksum: searched in
+    /// place, so no entry is decoded or allocated.
+    Sorted(Vec<u8>),
     /// Entries just written, or read from an unsorted index (an older exp's), sorted here.
     Decoded(Vec<Entry>),
 }
 
 impl Entries {
+    /// An index file's entries, or why the file is damaged.
+    fn read(mut bytes: Vec<u8>) -> std::result::Result<Entries, String> {
+        let raw = RawIndex::check(&bytes)?;
+        if !raw.is_sorted() {
+            return Ok(Entries::decoded((0..raw.len()).map(|i| raw.entry(i)).collect()));
+        }
+        let entries_len = raw.entries.len();
+        bytes.truncate(bytes.len() - 32);
+        bytes.drain(..bytes.len() - entries_len);
+        Ok(Entries::Sorted(bytes))
+    }
+
+    fn decoded(mut entries: Vec<Entry>) -> Entries {
+        if !entries.is_sorted_by(|a, b| a.id <= b.id) {
+            entries.sort_unstable_by_key(|e| e.id);
+        }
+        Entries::Decoded(entries)
+    }
+
     fn find(&self, id: &ObjectId) -> Option<Entry> {
         match self {
-            Entries::File(bytes) => RawIndex::checked(bytes).find(id),
+            Entries::Sorted(entries) => RawIndex { entries }.find(id),
             Entries::Decoded(entries) => {
                 entries.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| entries[i])
             }
@@ -167,8 +180,8 @@ impl Entries {
 
     fn ids(&self) -> Vec<ObjectId> {
         match self {
-            Entries::File(bytes) => {
-                let raw = RawIndex::checked(bytes);
+            Entries::Sorted(entries) => {
+                let raw = RawIndex { entries };
                 (0..raw.len()).map(|i| raw.entry(i).id).collect()
             }
             Entries::Decoded(entries) => entries.iter().map(|e| e.id).collect(),
@@ -255,15 +268,8 @@ impl PackSet {
                 Ok(bytes) => {
                     self.reads += 1;
                     self.seen.insert(file.index.clone());
-                    match RawIndex::check(&bytes).map(|raw| raw.is_sorted()) {
-                        Ok(true) => {
-                            self.seen.insert(file.pack.with_extension("idx"));
-                            self.packs.push((Arc::from(file.pack.as_path()), Entries::File(bytes)));
-                        }
-                        Ok(false) => {
-                            let entries = decode_index(&bytes).unwrap_or_default();
-                            self.add(&file.pack, entries);
-                        }
+                    match Entries::read(bytes) {
+                        Ok(entries) => self.packs.push((Arc::from(file.pack.as_path()), entries)),
                         Err(reason) => self.damaged.push((file.index, reason)),
                     }
                 }
@@ -280,12 +286,9 @@ impl PackSet {
 
     /// Believe the index of `pack` (read, or just written). For an object several packs hold
     /// (equal bytes), the pack added last is where it is read from.
-    pub fn add(&mut self, pack: &Path, mut entries: Vec<Entry>) {
+    pub fn add(&mut self, pack: &Path, entries: Vec<Entry>) {
         self.seen.insert(pack.with_extension("idx"));
-        if !entries.is_sorted_by(|a, b| a.id <= b.id) {
-            entries.sort_unstable_by_key(|e| e.id);
-        }
-        self.packs.push((Arc::from(pack), Entries::Decoded(entries)));
+        self.packs.push((Arc::from(pack), Entries::decoded(entries)));
     }
 
     /// Forget everything after packs were deleted (gc): the next lookup reads the indexes
