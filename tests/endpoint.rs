@@ -311,6 +311,86 @@ fn a_model_without_reasoning_writes_no_reasoning_fields() {
     assert!(c.get("reasoning_tokens").is_none() && c.get("reasoning_usd").is_none(), "{c}");
 }
 
+#[test]
+fn keep_alive_connections_the_server_closed_are_replaced_without_costing_an_attempt() {
+    // The server hangs up after every answer (no `Connection: close`), so nearly every request
+    // first finds its idle connection closed. None may be journaled as failed or retried.
+    let server = ChatServer::start(Behaviour { close_after_answer: true, ..Default::default() });
+    let url = format!("\"{}\"", server.url);
+    let ws = workspace(
+        40,
+        &model("m", &url, ", max_connections: 4"),
+        GRID,
+        "max_retries: 0, timeout_s: 10",
+    );
+    exp(ws.path()).args(["run", "--run-id", "closing"]).assert().success();
+    let lines = journal(&trials(ws.path(), "closing")[0]);
+    let errors: Vec<_> = lines.iter().filter(|l| l["status"] != "ok").collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(ok_lines(&lines), 80);
+    assert!(
+        lines.iter().all(|l| l["attempts"] == 1),
+        "an attempt was spent on a closed connection"
+    );
+    // A connection per answer: none was reused after its server closed it.
+    assert_eq!(server.connections(), 80);
+}
+
+#[test]
+fn idle_connections_are_reused_for_the_next_requests() {
+    let server = ChatServer::start(Behaviour::default());
+    let url = format!("\"{}\"", server.url);
+    let ws = workspace(50, &model("m", &url, ", max_connections: 3"), GRID, FAST);
+    exp(ws.path()).args(["run", "--run-id", "reuse"]).assert().success();
+    assert_eq!(server.answered(), 100);
+    assert!(server.connections() <= 3, "{} connections for 3 slots", server.connections());
+}
+
+#[test]
+fn a_redirect_is_not_followed_and_the_error_says_where_the_endpoint_went() {
+    let server = ChatServer::start(Behaviour {
+        redirect_to: Some("https://elsewhere.example/v1/chat/completions".into()),
+        ..Default::default()
+    });
+    let url = format!("\"{}\"", server.url);
+    let ws = workspace(2, &model("m", &url, ""), GRID, FAST);
+    exp(ws.path()).args(["run", "--run-id", "moved"]).assert().failure();
+    let lines = journal(&trials(ws.path(), "moved")[0]);
+    assert_eq!(lines.len(), 4);
+    for l in &lines {
+        let error = l["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("HTTP 307")
+                && error.contains(
+                    "redirects to https://elsewhere.example/v1/chat/completions: set base_url to it"
+                ),
+            "{l}"
+        );
+        assert_eq!(l["attempts"], 1, "a redirect is final, not retried: {l}");
+    }
+    assert_eq!(server.request_lines().len(), 4, "the redirect was followed");
+}
+
+#[test]
+fn an_http_proxy_from_the_environment_carries_the_requests() {
+    // The proxy is the loopback server itself: it answers whatever absolute URL it is asked
+    // for. The endpoint's name cannot resolve, so only a request through the proxy can succeed.
+    let proxy = ChatServer::start(Behaviour::default());
+    let ws = workspace(3, &model("m", "\"http://exp-endpoint.invalid/v1\"", ""), GRID, FAST);
+    let proxy_url = proxy.url.trim_end_matches("/v1");
+    exp(ws.path())
+        .args(["run", "--run-id", "proxied"])
+        .env("HTTP_PROXY", proxy_url)
+        .assert()
+        .success();
+    assert_eq!(proxy.answered(), 6);
+    let lines = proxy.request_lines();
+    assert!(
+        lines.iter().all(|l| l == "POST http://exp-endpoint.invalid/v1/chat/completions HTTP/1.1"),
+        "{lines:?}"
+    );
+}
+
 /// `exp run --dry-run` on a config whose model line is `m`: fails naming each of `wants`.
 fn refused(m: &str, wants: &[&str]) {
     let ws = workspace(1, m, GRID, FAST);

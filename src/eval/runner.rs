@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::batch::{self, BatchError, BatchJob};
@@ -792,7 +793,8 @@ fn build_requests(
         write_trial_json(dir, t, config, &setup.conditions, &plan.datasets)?;
     }
     progress.start("build", plan.jobs.len() as u64, false);
-    for job in &plan.jobs {
+    // Jobs are built on every core: each is its own file (serializing and its fsync overlap).
+    plan.jobs.par_iter().try_for_each(|job| {
         let path = inputs_path(dir, &plan.trials[job.trial], job);
         if !path.is_file() {
             if opts.skip_build {
@@ -804,7 +806,8 @@ fn build_requests(
                 .map_err(|source| RunError::Write { path: path.clone(), source })?;
         }
         progress.advance(1);
-    }
+        Ok(())
+    })?;
     progress.finish();
     Ok(())
 }

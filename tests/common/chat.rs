@@ -24,11 +24,20 @@ pub struct Behaviour {
     /// After this many answers the server stops: no new connection is accepted, and open ones
     /// are closed at their next request.
     pub stop_after: Option<u64>,
+    /// Each connection is closed right after its answer, without `Connection: close` (as a
+    /// server whose keep-alive timeout is shorter than the client's pause).
+    pub close_after_answer: bool,
+    /// Every request gets `307` to this `Location`.
+    pub redirect_to: Option<String>,
 }
 
 #[derive(Default)]
 pub struct State {
     pub bodies: Mutex<Vec<Value>>,
+    /// Each request's first line (`POST /v1/chat/completions HTTP/1.1`).
+    pub request_lines: Mutex<Vec<String>>,
+    /// Connections accepted.
+    pub connections: AtomicU64,
     pub answered: AtomicU64,
     pub rejected: AtomicU64,
     pub in_flight: AtomicI64,
@@ -73,6 +82,7 @@ impl ChatServer {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((sock, _)) = accepted else { return };
+                        st.connections.fetch_add(1, Ordering::SeqCst);
                         tokio::spawn(serve(sock, st.clone(), b.clone()));
                     }
                     _ = &mut stop => break,
@@ -103,6 +113,14 @@ impl ChatServer {
     pub fn rejected(&self) -> u64 {
         self.state.rejected.load(Ordering::SeqCst)
     }
+
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn request_lines(&self) -> Vec<String> {
+        self.state.request_lines.lock().unwrap().clone()
+    }
 }
 
 async fn serve(sock: tokio::net::TcpStream, st: Arc<State>, b: Arc<Behaviour>) {
@@ -110,6 +128,7 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>, b: Arc<Behaviour>) {
     loop {
         let mut length = 0usize;
         let mut line = String::new();
+        let mut first = true;
         loop {
             line.clear();
             match reader.read_line(&mut line).await {
@@ -118,6 +137,9 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>, b: Arc<Behaviour>) {
             }
             if line == "\r\n" {
                 break;
+            }
+            if std::mem::take(&mut first) {
+                st.request_lines.lock().unwrap().push(line.trim_end().to_string());
             }
             if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                 length = v.trim().parse().unwrap_or(0);
@@ -137,7 +159,11 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>, b: Arc<Behaviour>) {
         }
         st.in_flight.fetch_sub(1, Ordering::SeqCst);
         let user = body["messages"][1]["content"].as_str().unwrap_or("");
-        let reply = if st.refuse_happy.load(Ordering::SeqCst) && user.contains("happy") {
+        let reply = if let Some(to) = &b.redirect_to {
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n"
+            )
+        } else if st.refuse_happy.load(Ordering::SeqCst) && user.contains("happy") {
             http("400 Bad Request", r#"{"error": {"message": "no"}}"#.into())
         } else if over {
             st.rejected.fetch_add(1, Ordering::SeqCst);
@@ -153,7 +179,7 @@ async fn serve(sock: tokio::net::TcpStream, st: Arc<State>, b: Arc<Behaviour>) {
             }
             http("200 OK", answer(&body, b.reasoning_tokens).to_string())
         };
-        if reader.get_mut().write_all(reply.as_bytes()).await.is_err() {
+        if reader.get_mut().write_all(reply.as_bytes()).await.is_err() || b.close_after_answer {
             return;
         }
     }

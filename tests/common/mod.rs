@@ -8,9 +8,22 @@ use std::path::Path;
 
 use assert_cmd::Command;
 
-/// Variables of the test's own environment that would change what exp prints: its log, and
-/// the width clap wraps help text to (`COLUMNS`; tables never wrap, their stdout is a pipe).
-const UNSET: [&str; 3] = ["EXP_LOG", "COLUMNS", "LINES"];
+/// Variables of the test's own environment that would change what exp does or prints: its log,
+/// the width clap wraps help text to (`COLUMNS`; tables never wrap, their stdout is a pipe), and
+/// proxies (the loopback servers must be reached directly; the proxy test sets its own).
+const UNSET: [&str; 11] = [
+    "EXP_LOG",
+    "COLUMNS",
+    "LINES",
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
 
 /// The `exp` binary, run in `dir`, with a clean environment for the things exp reads.
 pub fn exp(dir: &Path) -> Command {

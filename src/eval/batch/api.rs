@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 use crate::eval::build::CHAT_URL;
 use crate::eval::config::ModelConfig;
 use crate::eval::providers::ProviderError;
-use crate::eval::providers::openai::{api_key, chain, error_text};
+use crate::eval::providers::http::chain;
+use crate::eval::providers::openai::{api_key, error_text};
 use crate::eval::providers::redact::Redactor;
 
 /// The largest JSON answer read (a batch object with its `errors` list, a page of batches).

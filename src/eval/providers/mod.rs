@@ -2,6 +2,7 @@
 //! (`sim`). A provider turns one built request body into a completion or a failure; retries,
 //! concurrency limits, the journal and scoring are shared code in `execute`, so the two providers
 //! differ in nothing after the answer arrives.
+pub mod http;
 pub mod openai;
 pub mod redact;
 pub mod replicas;
@@ -81,7 +82,8 @@ impl Hint for ProviderError {
 }
 
 pub enum Provider {
-    Openai(openai::OpenAi),
+    /// Boxed: its client and replicas are large beside the sim model, and there is one per model.
+    Openai(Box<openai::OpenAi>),
     Sim(sim::Sim),
 }
 
@@ -95,7 +97,9 @@ impl Provider {
         labels: &[String],
     ) -> Result<Provider, ProviderError> {
         Ok(match model.provider {
-            ProviderKind::Openai => Provider::Openai(openai::OpenAi::new(model, execution)?),
+            ProviderKind::Openai => {
+                Provider::Openai(Box::new(openai::OpenAi::new(model, execution)?))
+            }
             ProviderKind::Sim => Provider::Sim(sim::Sim::new(model, labels)),
         })
     }

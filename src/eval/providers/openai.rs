@@ -1,5 +1,5 @@
 //! Any OpenAI-compatible `/v1/chat/completions` endpoint (vLLM, llama.cpp server, Ollama, OpenAI,
-//! OpenRouter) over reqwest. One attempt per call; `execute` decides about retries from the
+//! OpenRouter) over `http::Client`. One attempt per call; `execute` decides about retries from the
 //! `Failure` kind. Each attempt goes to one of the model's replicas (`replicas`) under its
 //! concurrency limit (`eval::concurrency`). The API key is read from the environment once and
 //! only ever sent as a header.
@@ -11,8 +11,10 @@
 //! echoes the key cannot get it journaled.
 use std::time::Duration;
 
+use reqwest::header::LOCATION;
 use serde::Deserialize;
 
+use super::http;
 use super::redact::Redactor;
 use super::replicas::{Outcome, Pick, Replicas};
 use super::{Completion, Failure, MAX_TOKENS_PER_REQUEST, ProviderError};
@@ -24,12 +26,13 @@ use crate::runfiles::results::EndpointUse;
 pub struct OpenAi {
     /// The model's name in the config, for messages.
     model: String,
-    client: reqwest::Client,
+    client: http::Client,
     replicas: Replicas,
     limiter: Limiter,
-    key: Option<String>,
     redactor: Redactor,
     max_response_bytes: u64,
+    /// The whole of one attempt: connect, send and the body to its end.
+    timeout: Duration,
 }
 
 /// A failed attempt, with what it says about the replica and about the load.
@@ -96,28 +99,26 @@ impl OpenAi {
     pub fn new(model: &ModelConfig, execution: &Execution) -> Result<OpenAi, ProviderError> {
         let key = api_key(model)?;
         let redactor = Redactor::new(key.as_deref());
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs_f64(execution.timeout_s))
-            .pool_max_idle_per_host(endpoint::task_bound(model))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| ProviderError::Client {
-                model: model.name.clone(),
-                message: redactor.clean_owned(e.to_string()),
-            })?;
         let urls = model.base_url.as_ref().map(|u| u.0.as_slice()).unwrap_or_default();
+        let replicas = Replicas::new(
+            urls,
+            Duration::from_secs_f64(execution.backoff_base_s),
+            Duration::from_secs_f64(execution.backoff_max_s),
+        );
+        let client =
+            http::Client::new(&replicas.urls(), key.as_deref(), endpoint::task_bound(model))
+                .map_err(|message| ProviderError::Client {
+                    model: model.name.clone(),
+                    message: redactor.clean_owned(message),
+                })?;
         Ok(OpenAi {
             model: model.name.clone(),
             client,
-            replicas: Replicas::new(
-                urls,
-                Duration::from_secs_f64(execution.backoff_base_s),
-                Duration::from_secs_f64(execution.backoff_max_s),
-            ),
+            replicas,
             limiter: endpoint::limiter(model),
-            key,
             redactor,
             max_response_bytes: execution.max_response_bytes,
+            timeout: Duration::from_secs_f64(execution.timeout_s),
         })
     }
 
@@ -169,27 +170,43 @@ impl OpenAi {
         self.limiter.is_auto().then(|| self.limiter.limit())
     }
 
+    /// One attempt, given up on after `execution.timeout_s` whichever step hangs (a server that
+    /// accepts and never answers, or stops sending mid-body, is as good as down).
     async fn attempt(&self, url: &str, body: bytes::Bytes) -> Result<Completion, Failed> {
-        let mut req = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        if let Some(key) = &self.key {
-            req = req.bearer_auth(key);
+        match tokio::time::timeout(self.timeout, self.exchange(url, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failed {
+                failure: Failure::Retryable {
+                    message: format!("timed out after {} s", self.timeout.as_secs_f64()),
+                    retry_after: None,
+                },
+                outcome: Outcome::Unreachable,
+                signal: Signal::Silent,
+            }),
         }
-        let resp = req.send().await.map_err(transport_failure)?;
-        let status = resp.status();
-        let retry_after = retry_after(resp.headers());
+    }
+
+    async fn exchange(&self, url: &str, body: bytes::Bytes) -> Result<Completion, Failed> {
+        let resp = self.client.post(url, body).await.map_err(transport_failure)?;
+        let status = resp.status;
+        let retry_after = retry_after(&resp.headers);
+        let location =
+            resp.headers.get(LOCATION).map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
         let bytes = self.read_body(resp).await?;
-        if !status.is_success() {
+        if !(200..300).contains(&status) {
             // Cleaned before it is cut, so a key straddling the cut cannot leave a prefix behind.
             let text = error_text(&bytes);
             let text = self.redactor.clean(&text);
             let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
-            let message = format!("HTTP {}: {}", status.as_u16(), excerpt.trim());
-            let code = status.as_u16();
-            let retryable = code == 429 || code == 408 || status.is_server_error();
+            let mut message = format!("HTTP {status}: {}", excerpt.trim());
+            if let Some(location) = location {
+                // Redirects are never followed (they would take the key along): say where to.
+                let location: String =
+                    self.redactor.clean(&location).chars().take(EXCERPT_CHARS).collect();
+                message.push_str(&format!(" (redirects to {location}: set base_url to it)"));
+            }
+            let code = status;
+            let retryable = code == 429 || code == 408 || (500..600).contains(&code);
             let signal = if code == 429 || code == 503 { Signal::Overloaded } else { Signal::Fine };
             let failure = if retryable {
                 Failure::Retryable { message, retry_after }
@@ -204,8 +221,8 @@ impl OpenAi {
     /// The body, read chunk by chunk and given up on at `max_response_bytes`: memory stays bounded
     /// whatever the server sends (a 10 GB or endless body), and dropping the response closes the
     /// connection. Too large is fatal: the same request would get the same answer again.
-    async fn read_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, Failed> {
-        let status = resp.status().as_u16();
+    async fn read_body(&self, mut resp: http::Response) -> Result<Vec<u8>, Failed> {
+        let status = resp.status;
         let limit = self.max_response_bytes;
         let too_large = |what: String| {
             Failed::answered(Failure::Fatal {
@@ -223,11 +240,10 @@ impl OpenAi {
         loop {
             let chunk = resp.chunk().await.map_err(|e| Failed {
                 failure: Failure::Retryable {
-                    message: format!("HTTP {status}: response body cut short: {}", chain(&e)),
+                    message: format!("HTTP {status}: response body cut short: {}", e.message),
                     retry_after: None,
                 },
-                // A server that stops sending mid-answer until the timeout is as good as down.
-                outcome: if e.is_timeout() { Outcome::Unreachable } else { Outcome::Failed },
+                outcome: Outcome::Failed,
                 signal: Signal::Silent,
             })?;
             let Some(chunk) = chunk else { return Ok(out) };
@@ -322,34 +338,16 @@ pub fn error_text(bytes: &[u8]) -> String {
     }
 }
 
-/// An error with its sources, which hold the useful part ("connection refused").
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    message
-}
-
 /// A request that got no answer. Refused connections and timeouts count against the replica
 /// (`Outcome::Unreachable`: enough in a row rest it); neither says anything about load.
-fn transport_failure(e: reqwest::Error) -> Failed {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
+fn transport_failure(e: http::SendError) -> Failed {
+    let what = if e.connect { "connection failed" } else { "request failed" };
+    let outcome = if e.connect { Outcome::Unreachable } else { Outcome::Failed };
+    // A URL the client cannot use cannot heal; everything else on the wire might.
+    let failure = if e.fatal {
+        Failure::Fatal { message: format!("{what}: {}", e.message) }
     } else {
-        "request failed"
-    };
-    let outcome =
-        if e.is_timeout() || e.is_connect() { Outcome::Unreachable } else { Outcome::Failed };
-    // Builder errors (a bad URL) cannot heal; everything else on the wire might.
-    let failure = if e.is_builder() {
-        Failure::Fatal { message: format!("{what}: {e}") }
-    } else {
-        Failure::Retryable { message: format!("{what}: {}", chain(&e)), retry_after: None }
+        Failure::Retryable { message: format!("{what}: {}", e.message), retry_after: None }
     };
     Failed { failure, outcome, signal: Signal::Silent }
 }

@@ -103,6 +103,11 @@ impl Replicas {
         }
     }
 
+    /// Every replica's chat URL, in the config's order.
+    pub fn urls(&self) -> Vec<&str> {
+        self.list.iter().map(|r| r.chat_url.as_str()).collect()
+    }
+
     /// The replica for the next attempt (see the module doc).
     pub fn pick(&self) -> Pick<'_> {
         let now = Instant::now();

@@ -1,0 +1,316 @@
+//! The HTTP client of chat requests: one POST, its status, headers and body in chunks.
+//!
+//! Plain `http://` endpoints reached without a proxy (the local vLLM, llama.cpp or Ollama server,
+//! where a run sends tens of thousands of requests a second and the client's CPU is the limit)
+//! go over hyper HTTP/1.1 connections of our own: each endpoint keeps a stack of idle keep-alive
+//! connections, taken and put back under a mutex. Measured on loopback (bench/run), reqwest's
+//! layers over the same hyper (its pool, a URL parse per request, redirect and retry services)
+//! cost about half of the requests a second. Everything else, `https://` (TLS, the platform's
+//! roots) and any endpoint behind `HTTP_PROXY`/`ALL_PROXY`, goes through reqwest: those requests
+//! are bound by network latency and rate limits, not by the client, and reqwest does TLS and
+//! proxies right.
+//!
+//! Neither path follows redirects: an API endpoint that redirects is misconfigured, and following
+//! it would send the key somewhere the config never named. Neither path has a timeout of its own:
+//! the caller bounds the whole exchange (connect, send, body), whichever step hangs.
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
+
+/// What went wrong before an answer's end, and whether the endpoint was reached at all.
+#[derive(Debug)]
+pub struct SendError {
+    /// No connection could be made (refused, no route, name not found).
+    pub connect: bool,
+    /// The request can never succeed as built (a URL reqwest cannot use).
+    pub fatal: bool,
+    pub message: String,
+}
+
+impl SendError {
+    fn other(message: String) -> SendError {
+        SendError { connect: false, fatal: false, message }
+    }
+
+    fn connect(message: String) -> SendError {
+        SendError { connect: true, fatal: false, message }
+    }
+}
+
+/// The client of one model: a route per endpoint URL.
+pub struct Client {
+    routes: Vec<(String, Route)>,
+    reqwest: reqwest::Client,
+    /// `Authorization: Bearer …`, marked sensitive so no debug output shows it.
+    auth: Option<HeaderValue>,
+}
+
+enum Route {
+    Direct(Arc<Endpoint>),
+    Reqwest,
+}
+
+/// A plain-HTTP endpoint: where to connect, what to send as `Host` and path, and its idle
+/// connections.
+struct Endpoint {
+    /// `host:port` as `TcpStream::connect` resolves it (IPv6 literals in brackets stripped).
+    connect_to: (String, u16),
+    host: HeaderValue,
+    path: String,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// Idle connections kept at most (the model's concurrency bound): more would only be closed
+    /// later by the server.
+    max_idle: usize,
+}
+
+impl Client {
+    /// `urls` are every URL `post` will be given (the model's replicas); `max_idle` bounds the
+    /// idle connections kept per endpoint.
+    pub fn new(urls: &[&str], key: Option<&str>, max_idle: usize) -> Result<Client, String> {
+        let reqwest = reqwest::Client::builder()
+            .pool_max_idle_per_host(max_idle)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let proxied = proxy_configured();
+        let routes = urls
+            .iter()
+            .map(|url| {
+                let route = match direct_endpoint(url, max_idle) {
+                    Some(endpoint) if !proxied => Route::Direct(Arc::new(endpoint)),
+                    _ => Route::Reqwest,
+                };
+                (url.to_string(), route)
+            })
+            .collect();
+        let auth = match key {
+            Some(key) => {
+                let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+                    .map_err(|_| "the API key is not a valid header value".to_string())?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(Client { routes, reqwest, auth })
+    }
+
+    /// POSTs `body` (JSON) to `url`, one of the URLs the client was made with.
+    pub async fn post(&self, url: &str, body: Bytes) -> Result<Response, SendError> {
+        match self.routes.iter().find(|(u, _)| u == url).map(|(_, r)| r) {
+            Some(Route::Direct(endpoint)) => self.post_direct(endpoint, body).await,
+            _ => self.post_reqwest(url, body).await,
+        }
+    }
+
+    async fn post_reqwest(&self, url: &str, body: Bytes) -> Result<Response, SendError> {
+        let mut req = self.reqwest.post(url).header(CONTENT_TYPE, "application/json").body(body);
+        if let Some(auth) = &self.auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        let resp = req.send().await.map_err(|e| SendError {
+            connect: e.is_connect(),
+            fatal: e.is_builder(),
+            message: chain(&e),
+        })?;
+        Ok(Response {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: Body::Reqwest(resp),
+        })
+    }
+
+    async fn post_direct(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        body: Bytes,
+    ) -> Result<Response, SendError> {
+        // A kept-alive connection the server closed since its last answer fails before the
+        // request is written, or (the race every HTTP/1.1 client has) as it is written, with a
+        // reset. Either way no byte of answer came back, the server never took the request, so
+        // it goes out again on a fresh connection, as curl does: a closed idle connection never
+        // costs an attempt. On a fresh connection the same failure is the server's to answer for.
+        let mut reuse = true;
+        loop {
+            let idle = if reuse { endpoint.take_idle() } else { None };
+            let (mut conn, fresh) = match idle {
+                Some(conn) => (conn, false),
+                None => (endpoint.connect().await?, true),
+            };
+            let request = self.request(endpoint, body.clone());
+            let result = match conn.ready().await {
+                Ok(()) => conn.try_send_request(request).await.map_err(|e| e.into_error()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let (parts, incoming) = resp.into_parts();
+                    return Ok(Response {
+                        status,
+                        headers: parts.headers,
+                        body: Body::Direct {
+                            incoming,
+                            conn: Some(conn),
+                            endpoint: endpoint.clone(),
+                        },
+                    });
+                }
+                Err(_) if !fresh => reuse = false,
+                Err(e) => return Err(SendError::other(chain(&e))),
+            }
+        }
+    }
+
+    fn request(&self, endpoint: &Endpoint, body: Bytes) -> hyper::Request<Full<Bytes>> {
+        let mut req = hyper::Request::new(Full::new(body));
+        *req.method_mut() = hyper::Method::POST;
+        // The path was checked to be a valid URI when the endpoint was made.
+        if let Ok(uri) = endpoint.path.parse() {
+            *req.uri_mut() = uri;
+        }
+        let headers = req.headers_mut();
+        headers.insert(HOST, endpoint.host.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(auth) = &self.auth {
+            headers.insert(AUTHORIZATION, auth.clone());
+        }
+        req
+    }
+}
+
+impl Endpoint {
+    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(conn) = idle.pop() {
+            if !conn.is_closed() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn put_back(&self, conn: SendRequest<Full<Bytes>>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle && !conn.is_closed() {
+            idle.push(conn);
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
+        let (host, port) = (&self.connect_to.0, self.connect_to.1);
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| SendError::connect(format!("{host}:{port}: {e}")))?;
+        // Small requests must not wait for Nagle's acknowledgement.
+        let _ = stream.set_nodelay(true);
+        let (conn, driver) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| SendError::connect(chain(&e)))?;
+        // The connection's reads and writes run beside the requests; its error, if any, is
+        // what the request in flight reports.
+        tokio::spawn(driver);
+        Ok(conn)
+    }
+}
+
+/// A plain-HTTP URL as an endpoint; `None` for anything else (https, or what hyper cannot
+/// address, which reqwest then reports).
+fn direct_endpoint(url: &str, max_idle: usize) -> Option<Endpoint> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    if parsed.scheme() != "http" || !parsed.username().is_empty() || parsed.password().is_some() {
+        return None;
+    }
+    let host_str = parsed.host_str()?;
+    let port = parsed.port_or_known_default()?;
+    let authority = match parsed.port() {
+        Some(p) => format!("{host_str}:{p}"),
+        None => host_str.to_string(),
+    };
+    let host = host_str.trim_start_matches('[').trim_end_matches(']').to_string();
+    let path = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    path.parse::<hyper::Uri>().ok()?;
+    Some(Endpoint {
+        connect_to: (host, port),
+        host: HeaderValue::try_from(authority).ok()?,
+        path,
+        idle: Mutex::new(Vec::new()),
+        max_idle: max_idle.max(1),
+    })
+}
+
+/// Whether the environment names a proxy for plain HTTP (reqwest then decides, with `NO_PROXY`,
+/// which requests take it).
+fn proxy_configured() -> bool {
+    ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()))
+}
+
+/// An answer: status and headers, and the body still to read.
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    body: Body,
+}
+
+enum Body {
+    Direct {
+        incoming: hyper::body::Incoming,
+        /// Back to the endpoint's idle stack once the body is read to its end, never before
+        /// (a connection with half an answer unread cannot carry the next request).
+        conn: Option<SendRequest<Full<Bytes>>>,
+        endpoint: Arc<Endpoint>,
+    },
+    Reqwest(reqwest::Response),
+}
+
+impl Response {
+    /// The body's length as announced by `Content-Length`.
+    pub fn content_length(&self) -> Option<u64> {
+        self.headers.get(reqwest::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, SendError> {
+        match &mut self.body {
+            Body::Reqwest(resp) => resp.chunk().await.map_err(|e| SendError::other(chain(&e))),
+            Body::Direct { incoming, conn, endpoint } => loop {
+                match incoming.frame().await {
+                    None => {
+                        if let Some(conn) = conn.take() {
+                            endpoint.put_back(conn);
+                        }
+                        return Ok(None);
+                    }
+                    Some(Err(e)) => return Err(SendError::other(chain(&e))),
+                    Some(Ok(frame)) => {
+                        // Trailers carry nothing a chat answer needs.
+                        if let Ok(data) = frame.into_data() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// An error with its sources, which hold the useful part ("connection refused").
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    message
+}
