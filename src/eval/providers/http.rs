@@ -43,7 +43,8 @@ impl SendError {
 /// The client of one model: a route per endpoint URL.
 pub struct Client {
     routes: Vec<(String, Route)>,
-    reqwest: reqwest::Client,
+    /// For the endpoints routed through reqwest; `None` when there are none.
+    reqwest: Option<reqwest::Client>,
     /// `Authorization: Bearer …`, marked sensitive so no debug output shows it.
     auth: Option<HeaderValue>,
 }
@@ -70,14 +71,8 @@ impl Client {
     /// `urls` are every URL `post` will be given (the model's replicas); `max_idle` bounds the
     /// idle connections kept per endpoint.
     pub fn new(urls: &[&str], key: Option<&str>, max_idle: usize) -> Result<Client, String> {
-        let reqwest = reqwest::Client::builder()
-            .pool_max_idle_per_host(max_idle)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
         let proxied = proxy_configured();
-        let routes = urls
+        let routes: Vec<(String, Route)> = urls
             .iter()
             .map(|url| {
                 let route = match direct_endpoint(url, max_idle) {
@@ -87,6 +82,18 @@ impl Client {
                 (url.to_string(), route)
             })
             .collect();
+        // Only made when an endpoint needs it: it loads the platform's root certificates.
+        let reqwest = if routes.iter().any(|(_, r)| matches!(r, Route::Reqwest)) {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(max_idle)
+                .tcp_nodelay(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| e.to_string())?;
+            Some(client)
+        } else {
+            None
+        };
         let auth = match key {
             Some(key) => {
                 let mut value = HeaderValue::try_from(format!("Bearer {key}"))
@@ -101,14 +108,24 @@ impl Client {
 
     /// POSTs `body` (JSON) to `url`, one of the URLs the client was made with.
     pub async fn post(&self, url: &str, body: Bytes) -> Result<Response, SendError> {
-        match self.routes.iter().find(|(u, _)| u == url).map(|(_, r)| r) {
-            Some(Route::Direct(endpoint)) => self.post_direct(endpoint, body).await,
-            _ => self.post_reqwest(url, body).await,
+        match (self.routes.iter().find(|(u, _)| u == url).map(|(_, r)| r), &self.reqwest) {
+            (Some(Route::Direct(endpoint)), _) => self.post_direct(endpoint, body).await,
+            (Some(Route::Reqwest), Some(client)) => self.post_reqwest(client, url, body).await,
+            _ => Err(SendError {
+                connect: false,
+                fatal: true,
+                message: format!("{url} is not one of the model's endpoints"),
+            }),
         }
     }
 
-    async fn post_reqwest(&self, url: &str, body: Bytes) -> Result<Response, SendError> {
-        let mut req = self.reqwest.post(url).header(CONTENT_TYPE, "application/json").body(body);
+    async fn post_reqwest(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        body: Bytes,
+    ) -> Result<Response, SendError> {
+        let mut req = client.post(url).header(CONTENT_TYPE, "application/json").body(body);
         if let Some(auth) = &self.auth {
             req = req.header(AUTHORIZATION, auth.clone());
         }
@@ -313,4 +330,41 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(url: &str) -> Option<(String, u16, String, String)> {
+        let e = direct_endpoint(url, 4)?;
+        let host = e.host.to_str().unwrap().to_string();
+        Some((e.connect_to.0, e.connect_to.1, host, e.path))
+    }
+
+    #[test]
+    fn plain_http_urls_become_direct_endpoints_with_host_and_path() {
+        let d = |h: &str, p: u16, host: &str, path: &str| {
+            Some((h.to_string(), p, host.to_string(), path.to_string()))
+        };
+        assert_eq!(
+            direct("http://127.0.0.1:8080/v1/chat/completions"),
+            d("127.0.0.1", 8080, "127.0.0.1:8080", "/v1/chat/completions")
+        );
+        assert_eq!(
+            direct("http://gpu-box/v1/chat/completions"),
+            d("gpu-box", 80, "gpu-box", "/v1/chat/completions")
+        );
+        assert_eq!(
+            direct("http://[::1]:9000/openai/v1/chat/completions?api-version=2"),
+            d("::1", 9000, "[::1]:9000", "/openai/v1/chat/completions?api-version=2")
+        );
+    }
+
+    #[test]
+    fn tls_and_credentials_in_the_url_go_through_reqwest() {
+        assert!(direct("https://api.openai.com/v1/chat/completions").is_none());
+        assert!(direct("http://user:pw@host/v1/chat/completions").is_none());
+        assert!(direct("not a url").is_none());
+    }
 }
