@@ -23,9 +23,9 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 T=${CARGO_TARGET_DIR:-target}
-cargo build --quiet --bin exp --example bench_server
-export BENCH_SMOKE=1 EXP=$PWD/$T/debug/exp BENCH_SERVER=$PWD/$T/debug/examples/bench_server
-case "$T" in /*) EXP=$T/debug/exp BENCH_SERVER=$T/debug/examples/bench_server ;; esac
+cargo build --quiet --bin exp --example bench_server --example bare_client
+case "$T" in /*) D=$T/debug ;; *) D=$PWD/$T/debug ;; esac
+export BENCH_SMOKE=1 EXP=$D/exp BENCH_SERVER=$D/examples/bench_server BARE_CLIENT=$D/examples/bare_client
 for b in "python3 bench/scale/run.py" "python3 bench/run/bench.py" "python3 bench/diff/run.py" \
          "bash bench/store/run.sh" "bash bench/remote/run.sh" "python3 bench/view/run.py" \
          "bash bench/cache/run.sh"; do

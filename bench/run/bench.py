@@ -5,10 +5,11 @@
 
 Scenarios:
   no delay : `exp run` against bench/run/server.rs (a raw keep-alive OpenAI-compatible stub), C
-             connections, against two peers sending the very request bodies exp built: a plain
-             Python asyncio client (py_client.py, aiohttp) and `wrk` (C, one fixed body: the
-             most the stub serves). Targets: exp's whole command >= 5x Python; exp's sending
-             >= 60% of wrk.
+             connections, against peers sending the very request bodies exp built: a plain
+             Python asyncio client (py_client.py, aiohttp), a bare hyper client (bare_client.rs:
+             exp's transport and nothing else, the floor of a Rust client) and `wrk` (C, one
+             fixed body: the most the stub serves). Targets: exp's whole command >= 5x Python;
+             exp's sending >= 60% of wrk.
   50 ms    : each answer delayed 50 ms; target: sending >= 90% of C / 0.05 s.
   growth   : `exp run` of the sim model (no network, no delay) at 10k, 100k and 1M items: wall
              time and max RSS per phase. Targets: max RSS < 1 GB at 1M items; time linear.
@@ -161,6 +162,12 @@ def run_py(addr, conc, files):
     return json.loads(out.stdout)
 
 
+def run_bare(bare, addr, conc, files):
+    out = subprocess.run([bare, "--url", f"http://{addr}/v1/chat/completions", "--concurrency", str(conc)] + files,
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
 def run_wrk(addr, conc, body_file, seconds):
     """Requests/s `wrk` reaches with C connections, POSTing one of exp's bodies."""
     body = json.loads(Path(body_file).read_text().splitlines()[0])["body"]
@@ -178,15 +185,17 @@ def run_wrk(addr, conc, body_file, seconds):
 
 
 def build():
-    if os.environ.get("EXP") and os.environ.get("BENCH_SERVER"):
-        return os.environ["EXP"], os.environ["BENCH_SERVER"]
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "exp", "--example", "bench_server"],
-                   cwd=B.ROOT, check=True)
+    """exp, the stub server and the bare client (EXP, BENCH_SERVER, BARE_CLIENT to use others)."""
+    given = [os.environ.get(k) for k in ["EXP", "BENCH_SERVER", "BARE_CLIENT"]]
+    if all(given):
+        return tuple(given)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "exp", "--example", "bench_server",
+                    "--example", "bare_client"], cwd=B.ROOT, check=True)
     t = B.target_dir() / "release"
-    return str(t / "exp"), str(t / "examples/bench_server")
+    return str(t / "exp"), str(t / "examples/bench_server"), str(t / "examples/bare_client")
 
 
-def throughput(a, exp, server_bin, tmp, name, delay, items, skipped):
+def throughput(a, exp, server_bin, bare_bin, tmp, name, delay, items, skipped):
     server, addr = start_server(server_bin, delay)
     try:
         ws = workspace(Path(tmp) / name, items, served_model(addr, a.concurrency))
@@ -205,13 +214,17 @@ def throughput(a, exp, server_bin, tmp, name, delay, items, skipped):
         if not r["python"]:
             skipped.append("Python asyncio client (aiohttp not installed: pip install aiohttp)")
         if delay == 0:
+            files = inputs_of(ws, f"{name}-0")
+            bare = [run_bare(bare_bin, addr, a.concurrency, files) for _ in range(a.reps)]
+            assert all(b["errors"] == 0 and b["requests"] == r["requests"] for b in bare), bare
+            r["bare"] = [b["rps"] for b in bare]
             if shutil.which("wrk"):
                 body = inputs_of(ws, f"{name}-0")[0]
                 r["wrk"] = [run_wrk(addr, a.concurrency, body, a.wrk_seconds) for _ in range(a.reps)]
             else:
                 skipped.append("wrk (not installed: apt-get install wrk)")
         r["load_after"] = B.load()
-        for k in ["exp_wall", "exp_send", "python", "wrk", "server_cpu_share"]:
+        for k in ["exp_wall", "exp_send", "python", "bare", "wrk", "server_cpu_share"]:
             if r.get(k):
                 r[k] = B.spread(r[k])
         return r
@@ -243,10 +256,11 @@ def render(r):
     C, nd, dl = r["concurrency"], r["no_delay"], r["delay_50ms"]
     L = [f"Cells: median (min-max) of {r['reps']} runs. C = {C} connections for every client. "
          f"1-minute load average before / after each scenario is in its row.", "",
-         "| scenario | requests | exp run: sending | exp run: whole command | Python asyncio (aiohttp) | wrk (one fixed body) | load | result (target) |",
-         "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+         "| scenario | requests | exp run: sending | exp run: whole command | Python asyncio (aiohttp) | bare hyper client (sending only) | wrk (one fixed body) | load | result (target) |",
+         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     py = nd.get("python")
     wrk = nd.get("wrk")
+    bare = nd.get("bare")
     verdict = []
     if py:
         x = nd["exp_wall"]["median"] / py["median"]
@@ -255,13 +269,15 @@ def render(r):
     if wrk:
         x = nd["exp_send"]["median"] / wrk["median"]
         verdict.append(f"sending at {x:.0%} of wrk (>= 60%: {'met' if x >= 0.6 else '**not met**'})")
+    if bare:
+        verdict.append(f"sending at {nd['exp_send']['median'] / bare['median']:.0%} of the bare client")
     L.append(f"| no delay | {nd['requests']:,} | {rate(nd['exp_send'])} | {rate(nd['exp_wall'])} | "
-             f"{rate(py) if py else 'skipped'} | {rate(wrk) if wrk else 'skipped'} | "
+             f"{rate(py) if py else 'skipped'} | {rate(bare) if bare else ''} | {rate(wrk) if wrk else 'skipped'} | "
              f"{nd['load_before']} / {nd['load_after']} | {'; '.join(verdict)} |")
     ideal = C / 0.05
     x = dl["exp_send"]["median"] / ideal
     L.append(f"| 50 ms delay | {dl['requests']:,} | {rate(dl['exp_send'])} | {rate(dl['exp_wall'])} | "
-             f"{rate(dl['python']) if dl.get('python') else 'skipped'} | | {dl['load_before']} / {dl['load_after']} | "
+             f"{rate(dl['python']) if dl.get('python') else 'skipped'} | | | {dl['load_before']} / {dl['load_after']} | "
              f"sending at {x:.0%} of C/0.05 s = {ideal:,.0f} req/s (>= 90%: {'met' if x >= 0.9 else '**not met**'}) |")
     L += ["", f"The stub server used {nd['server_cpu_share']['median']:.0%} of one core while exp sent (no delay).", "",
           f"Growth with items (sim model, no delay, {r['growth_reps']} run(s) each; phases of the median run):", "",
@@ -321,13 +337,13 @@ def main():
         a.items, a.delay_items, a.growth, a.reps, a.wrk_seconds, a.write = 300, 100, "1000,2000", 2, 1, False
         a.growth_reps = 1
     a.growth = [int(x) for x in a.growth.split(",")]
-    exp, server_bin = build()
+    exp, server_bin, bare_bin = build()
     results = {"concurrency": a.concurrency, "reps": a.reps, "growth_reps": a.growth_reps, "cpus": os.cpu_count(),
                "exp": exp, "skipped": []}
     with tempfile.TemporaryDirectory(prefix="exp-bench-run-") as tmp:
         if a.only != "growth":
-            results["no_delay"] = throughput(a, exp, server_bin, tmp, "no_delay", 0, a.items, results["skipped"])
-            results["delay_50ms"] = throughput(a, exp, server_bin, tmp, "delay_50ms", 50, a.delay_items, [])
+            results["no_delay"] = throughput(a, exp, server_bin, bare_bin, tmp, "no_delay", 0, a.items, results["skipped"])
+            results["delay_50ms"] = throughput(a, exp, server_bin, bare_bin, tmp, "delay_50ms", 50, a.delay_items, [])
         if a.only != "throughput":
             results["growth"] = growth(a, exp, tmp)
     out = B.ROOT / "bench/out/run"
