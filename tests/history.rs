@@ -416,3 +416,36 @@ fn a_run_name_is_kept_beside_its_id_in_run_json_log_list_and_show() {
         .stderr(predicate::str::contains("`my run!` is not a valid run name"))
         .stderr(predicate::str::contains("hint: a name is a label like an id"));
 }
+
+#[test]
+fn the_cross_run_table_is_cached_per_commit_and_a_damaged_cache_is_rebuilt() {
+    let ws = demo();
+    archived_run(ws.path(), "cold", &[]);
+    archived_run(ws.path(), "warm", &["-S", "decoding.temps=[1.0]"]);
+    let list = || json(exp(ws.path()).args(["list", "--json"]))["rows"].clone();
+    let fresh = list();
+    let cache = ws.path().join(".exprepo/cache/list.json");
+    let written: Value = serde_json::from_slice(&fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(written["runs"].as_object().unwrap().len(), 2, "{written}");
+    assert_eq!(list(), fresh, "the table from the cache is the table from the runs");
+
+    // The cache is what the table reads: an entry's cells show as they are written.
+    let mut edited = written.clone();
+    for run in edited["runs"].as_object_mut().unwrap().values_mut() {
+        for trial in run.as_object_mut().unwrap().values_mut() {
+            trial["params"]["model"] = "from-the-cache".into();
+        }
+    }
+    fs::write(&cache, serde_json::to_vec(&edited).unwrap()).unwrap();
+    assert!(list().as_array().unwrap().iter().all(|r| r["params"]["model"] == "from-the-cache"));
+
+    // Another version of the derivation, or a damaged file, is ignored and written anew.
+    edited["version"] = 999.into();
+    fs::write(&cache, serde_json::to_vec(&edited).unwrap()).unwrap();
+    assert_eq!(list(), fresh);
+    fs::write(&cache, b"{\"version\": 1, \"runs\": {\"trunc").unwrap();
+    assert_eq!(list(), fresh);
+    let rebuilt: Value = serde_json::from_slice(&fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(rebuilt, written);
+    exp(ws.path()).arg("fsck").assert().success();
+}

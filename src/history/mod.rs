@@ -3,7 +3,9 @@
 //! which is what `dvc exp show` is to DVC users.
 //!
 //! Reads only what it needs from each run's tree (the manifest, run.json, the config snapshot and
-//! each trial's significance.json), never the big files, and never writes.
+//! each trial's significance.json), never the big files; what it derives from them is kept per
+//! commit in a cache (`cache`), the only thing it writes.
+pub mod cache;
 pub mod filter;
 
 use crate::error::Hint;
@@ -126,9 +128,10 @@ pub struct Row {
 
 /// The cross-run table of `runs`, one row per trial of each (a run without trials: one row).
 pub fn table(repo: &Repo, runs: &[RunTip]) -> Vec<Row> {
+    let mut cache = cache::ListCache::load(repo);
     let mut rows = Vec::new();
     for tip in runs {
-        let files = RunFiles::read(repo, &tip.commit);
+        let cells = cache.cells(&tip.id, || derive_cells(repo, &tip.commit));
         let refs: Vec<String> = tip.refs.iter().map(|r| r.to_string()).collect();
         if tip.commit.summary.trials.is_empty() {
             rows.push(Row {
@@ -150,6 +153,7 @@ pub fn table(repo: &Repo, runs: &[RunTip]) -> Vec<Row> {
         }
         for t in &tip.commit.summary.trials {
             let acc = |c: &str| t.conditions.get(c).and_then(|s| s.accuracy);
+            let derived = cells.get(&t.slug);
             rows.push(Row {
                 run: tip.commit.run_id.clone(),
                 name: tip.commit.name.clone(),
@@ -157,18 +161,37 @@ pub fn table(repo: &Repo, runs: &[RunTip]) -> Vec<Row> {
                 time: tip.commit.time.clone(),
                 trial: t.slug.clone(),
                 refs: refs.clone(),
-                params: files.params(repo, &t.slug),
+                params: derived.map(|d| d.params.clone()).unwrap_or_default(),
                 control: acc("control"),
                 treatment: acc("treatment"),
                 effect: t.effect,
-                ci: files.effect_ci(repo, &t.slug),
+                ci: derived.and_then(|d| d.ci),
                 p: t.p_value,
                 holm_p: t.holm_p,
                 usd: t.usd,
             });
         }
     }
+    let live: Vec<ObjectId> = runs.iter().map(|tip| tip.id).collect();
+    cache.save(&live);
     rows
+}
+
+/// What the table derives from one run's files: each trial's parameter cells and interval.
+fn derive_cells(repo: &Repo, commit: &Commit) -> cache::RunCells {
+    let files = RunFiles::read(repo, commit);
+    commit
+        .summary
+        .trials
+        .iter()
+        .map(|t| {
+            let cells = cache::TrialCells {
+                params: files.params(repo, &t.slug),
+                ci: files.effect_ci(repo, &t.slug),
+            };
+            (t.slug.clone(), cells)
+        })
+        .collect()
 }
 
 /// The few small files of one run the table reads, fetched lazily from its tree.
