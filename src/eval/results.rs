@@ -2,7 +2,7 @@
 //! and `costs.json` (docs/RUN_FILES.md). Every planned request gets a row, in plan order: a scored
 //! answer, a recorded failure (empty score, counted as a failure, never as a wrong answer), or,
 //! after an interruption, a row saying it was never answered.
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::build::custom_id;
@@ -91,11 +91,45 @@ pub fn write(
     // entries per job; reading the next one meanwhile raised the run's peak by a third).
     for job in jobs {
         let entries = journal::read(&job.journal)?;
-        let cond = job.condition.as_str().to_string();
-        let m = metrics.entry(cond.clone()).or_default();
-        let c = costs.entry(cond).or_default();
-        let mut tables = Tables { pred: &mut pred, scores: &mut scores, item_ids: &mut item_ids };
-        incomplete |= job_rows(job, &entries, repeats, scorer, m, c, &mut tables)?;
+        let cond = job.condition.as_str();
+        let m = metrics.entry(cond.to_string()).or_default();
+        let c = costs.entry(cond.to_string()).or_default();
+        let part_s = job.part.to_string();
+        for item in job.items {
+            item_ids.insert((job.dataset, item.id.as_str()));
+            let cluster = item.cluster.as_deref().unwrap_or_default();
+            for repeat in 0..repeats {
+                let id = custom_id(job.dataset, &item.id, job.condition, repeat);
+                let a = answer(entries.get(&id), job.reused, &item.label, scorer, m, c);
+                incomplete |= a.missing;
+                let repeat_s = repeat.to_string();
+                pred.row([
+                    item.id.as_str(),
+                    job.dataset,
+                    cond,
+                    &repeat_s,
+                    &part_s,
+                    &a.prediction,
+                    a.raw,
+                    a.finish,
+                    &a.input_tokens,
+                    &a.output_tokens,
+                    &a.latency,
+                    &a.error,
+                ])?;
+                let score_s = a.score.map(format_score).unwrap_or_default();
+                scores.row([
+                    item.id.as_str(),
+                    job.dataset,
+                    cond,
+                    &repeat_s,
+                    &item.label,
+                    &a.prediction,
+                    &score_s,
+                    cluster,
+                ])?;
+            }
+        }
     }
     let mut from_baseline = Vec::new();
     if let Some(b) = baseline {
@@ -116,65 +150,6 @@ pub fn write(
     runfiles::write_json(&dir.join(METRICS), &metrics)?;
     runfiles::write_json(&dir.join(COSTS), &costs)?;
     Ok(TrialResults { metrics, costs, incomplete })
-}
-
-/// Where a trial's rows go, and the distinct items seen (borrowed from the plan).
-struct Tables<'t, 'a> {
-    pred: &'t mut TableWriter,
-    scores: &'t mut TableWriter,
-    item_ids: &'t mut HashSet<(&'a str, &'a str)>,
-}
-
-/// The rows of one job, counted into its condition's metrics and costs; whether some request
-/// was never answered.
-fn job_rows<'a>(
-    job: &ResultJob<'a>,
-    entries: &HashMap<String, journal::Entry>,
-    repeats: u32,
-    scorer: &Scorer,
-    m: &mut ConditionMetrics,
-    c: &mut CostLine,
-    tables: &mut Tables<'_, 'a>,
-) -> Result<bool, ResultsError> {
-    let cond = job.condition.as_str();
-    let part_s = job.part.to_string();
-    let mut incomplete = false;
-    for item in job.items {
-        tables.item_ids.insert((job.dataset, item.id.as_str()));
-        let cluster = item.cluster.as_deref().unwrap_or_default();
-        for repeat in 0..repeats {
-            let id = custom_id(job.dataset, &item.id, job.condition, repeat);
-            let a = answer(entries.get(&id), job.reused, &item.label, scorer, m, c);
-            incomplete |= a.missing;
-            let repeat_s = repeat.to_string();
-            tables.pred.row([
-                item.id.as_str(),
-                job.dataset,
-                cond,
-                &repeat_s,
-                &part_s,
-                &a.prediction,
-                a.raw,
-                a.finish,
-                &a.input_tokens,
-                &a.output_tokens,
-                &a.latency,
-                &a.error,
-            ])?;
-            let score_s = a.score.map(format_score).unwrap_or_default();
-            tables.scores.row([
-                item.id.as_str(),
-                job.dataset,
-                cond,
-                &repeat_s,
-                &item.label,
-                &a.prediction,
-                &score_s,
-                cluster,
-            ])?;
-        }
-    }
-    Ok(incomplete)
 }
 
 /// One planned request's row of the CSVs, from its journal entry (if any).

@@ -60,7 +60,8 @@ struct Endpoint {
     /// `host:port` as `TcpStream::connect` resolves it (IPv6 literals in brackets stripped).
     connect_to: (String, u16),
     host: HeaderValue,
-    path: String,
+    /// The request target (path and query), parsed once.
+    target: hyper::Uri,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     /// Idle connections kept at most (the model's concurrency bound): more would only be closed
     /// later by the server.
@@ -151,45 +152,40 @@ impl Client {
         // reset. Either way no byte of answer came back, the server never took the request, so
         // it goes out again on a fresh connection, as curl does: a closed idle connection never
         // costs an attempt. On a fresh connection the same failure is the server's to answer for.
-        let mut reuse = true;
-        loop {
-            let idle = if reuse { endpoint.take_idle() } else { None };
-            let (mut conn, fresh) = match idle {
-                Some(conn) => (conn, false),
-                None => (endpoint.connect().await?, true),
-            };
-            let request = self.request(endpoint, body.clone());
-            let result = match conn.ready().await {
-                Ok(()) => conn.try_send_request(request).await.map_err(|e| e.into_error()),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let (parts, incoming) = resp.into_parts();
-                    return Ok(Response {
-                        status,
-                        headers: parts.headers,
-                        body: Body::Direct {
-                            incoming,
-                            conn: Some(conn),
-                            endpoint: endpoint.clone(),
-                        },
-                    });
-                }
-                Err(_) if !fresh => reuse = false,
-                Err(e) => return Err(SendError::other(chain(&e))),
-            }
+        if let Some(conn) = endpoint.take_idle()
+            && let Ok(resp) = self.send_on(conn, endpoint, body.clone()).await
+        {
+            return Ok(resp);
         }
+        let conn = endpoint.connect().await?;
+        self.send_on(conn, endpoint, body).await.map_err(|e| SendError::other(chain(&e)))
+    }
+
+    /// `body` on `conn`, up to the answer's head.
+    async fn send_on(
+        &self,
+        mut conn: SendRequest<Full<Bytes>>,
+        endpoint: &Arc<Endpoint>,
+        body: Bytes,
+    ) -> Result<Response, hyper::Error> {
+        conn.ready().await?;
+        let resp = conn
+            .try_send_request(self.request(endpoint, body))
+            .await
+            .map_err(|e| e.into_error())?;
+        let status = resp.status().as_u16();
+        let (parts, incoming) = resp.into_parts();
+        Ok(Response {
+            status,
+            headers: parts.headers,
+            body: Body::Direct { incoming, conn: Some(conn), endpoint: endpoint.clone() },
+        })
     }
 
     fn request(&self, endpoint: &Endpoint, body: Bytes) -> hyper::Request<Full<Bytes>> {
         let mut req = hyper::Request::new(Full::new(body));
         *req.method_mut() = hyper::Method::POST;
-        // The path was checked to be a valid URI when the endpoint was made.
-        if let Ok(uri) = endpoint.path.parse() {
-            *req.uri_mut() = uri;
-        }
+        *req.uri_mut() = endpoint.target.clone();
         let headers = req.headers_mut();
         headers.insert(HOST, endpoint.host.clone());
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -254,11 +250,11 @@ fn direct_endpoint(url: &str, max_idle: usize) -> Option<Endpoint> {
         Some(q) => format!("{}?{q}", parsed.path()),
         None => parsed.path().to_string(),
     };
-    path.parse::<hyper::Uri>().ok()?;
+    let target = path.parse::<hyper::Uri>().ok()?;
     Some(Endpoint {
         connect_to: (host, port),
         host: HeaderValue::try_from(authority).ok()?,
-        path,
+        target,
         idle: Mutex::new(Vec::new()),
         max_idle: max_idle.max(1),
     })
@@ -339,7 +335,7 @@ mod tests {
     fn direct(url: &str) -> Option<(String, u16, String, String)> {
         let e = direct_endpoint(url, 4)?;
         let host = e.host.to_str().unwrap().to_string();
-        Some((e.connect_to.0, e.connect_to.1, host, e.path))
+        Some((e.connect_to.0, e.connect_to.1, host, e.target.to_string()))
     }
 
     #[test]

@@ -205,9 +205,9 @@ impl OpenAi {
                     self.redactor.clean(&location).chars().take(EXCERPT_CHARS).collect();
                 message.push_str(&format!(" (redirects to {location}: set base_url to it)"));
             }
-            let code = status;
-            let retryable = code == 429 || code == 408 || (500..600).contains(&code);
-            let signal = if code == 429 || code == 503 { Signal::Overloaded } else { Signal::Fine };
+            let retryable = status == 429 || status == 408 || (500..600).contains(&status);
+            let signal =
+                if status == 429 || status == 503 { Signal::Overloaded } else { Signal::Fine };
             let failure = if retryable {
                 Failure::Retryable { message, retry_after }
             } else {
