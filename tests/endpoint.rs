@@ -372,6 +372,26 @@ fn a_redirect_is_not_followed_and_the_error_says_where_the_endpoint_went() {
 }
 
 #[test]
+fn a_redirect_that_echoes_the_key_is_journaled_redacted() {
+    let server = ChatServer::start(Behaviour {
+        redirect_to: Some("http://elsewhere.example/?key=sk-echoed-secret".into()),
+        ..Default::default()
+    });
+    let url = format!("\"{}\"", server.url);
+    let ws = workspace(1, &model("m", &url, ", api_key_env: EXP_TEST_KEY"), GRID, FAST);
+    exp(ws.path())
+        .env("EXP_TEST_KEY", "sk-echoed-secret")
+        .args(["run", "--run-id", "echo"])
+        .assert()
+        .failure();
+    for l in journal(&trials(ws.path(), "echo")[0]) {
+        let error = l["error"].as_str().unwrap_or_default();
+        assert!(error.contains("redirects to http://elsewhere.example/?key=[redacted]"), "{l}");
+        assert!(!error.contains("sk-echoed-secret"), "{l}");
+    }
+}
+
+#[test]
 fn an_http_proxy_from_the_environment_carries_the_requests() {
     // The proxy is the loopback server itself: it answers whatever absolute URL it is asked
     // for. The endpoint's name cannot resolve, so only a request through the proxy can succeed.

@@ -483,6 +483,24 @@ fn a_missing_api_key_variable_is_an_error_that_says_to_export_it() {
 }
 
 #[test]
+fn an_api_key_with_a_line_break_is_an_error_that_says_to_export_it_alone() {
+    let model = openai_model("http://127.0.0.1:9/v1", ", api_key_env: EXP_TEST_BAD_KEY");
+    let ws = workspace(2, &model, FAST);
+    let out = exp(ws.path())
+        .env("EXP_TEST_BAD_KEY", "sk-secret-123\n")
+        .args(["run"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "$EXP_TEST_BAD_KEY, whose value cannot be sent in a header",
+        ))
+        .stderr(predicate::str::contains("hint: export EXP_TEST_BAD_KEY again with the key alone"))
+        .get_output()
+        .clone();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("sk-secret-123"));
+}
+
+#[test]
 fn max_connections_bounds_the_requests_in_flight() {
     let server = Server::start(|_, _| Reply::Slow(Duration::from_millis(30)));
     let model = openai_model(&server.url, "").replace("max_connections: 4", "max_connections: 3");

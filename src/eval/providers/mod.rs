@@ -66,6 +66,10 @@ pub struct RequestContext<'a> {
 pub enum ProviderError {
     #[error("model `{model}` reads its API key from ${var}, which is not set")]
     MissingKey { model: String, var: String },
+    #[error(
+        "model `{model}` reads its API key from ${var}, whose value cannot be sent in a header (a line break or another control character)"
+    )]
+    BadKey { model: String, var: String },
     #[error("cannot set up the HTTP client for model `{model}`: {message}")]
     Client { model: String, message: String },
 }
@@ -75,6 +79,9 @@ impl Hint for ProviderError {
         match self {
             ProviderError::MissingKey { var, .. } => Some(format!(
                 "export {var}=… before running (the key is read from the environment and never written anywhere)"
+            )),
+            ProviderError::BadKey { var, .. } => Some(format!(
+                "export {var} again with the key alone (a key copied with its line end carries it along)"
             )),
             ProviderError::Client { .. } => Some("check the model's base_url".into()),
         }

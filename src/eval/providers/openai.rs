@@ -283,6 +283,10 @@ impl OpenAi {
 pub fn api_key(model: &ModelConfig) -> Result<Option<String>, ProviderError> {
     match &model.api_key_env {
         Some(var) => match std::env::var(var) {
+            // Checked here, where the variable can be named, rather than when a header is built.
+            Ok(k) if k.bytes().any(|b| b.is_ascii_control()) => {
+                Err(ProviderError::BadKey { model: model.name.clone(), var: var.clone() })
+            }
             Ok(k) if !k.is_empty() => Ok(Some(k)),
             _ => Err(ProviderError::MissingKey { model: model.name.clone(), var: var.clone() }),
         },
