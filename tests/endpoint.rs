@@ -340,7 +340,13 @@ fn keep_alive_connections_the_server_closed_are_replaced_without_costing_an_atte
 fn idle_connections_are_reused_for_the_next_requests() {
     let server = ChatServer::start(Behaviour::default());
     let url = format!("\"{}\"", server.url);
-    let ws = workspace(50, &model("m", &url, ", max_connections: 3"), GRID, FAST);
+    // One job at a time, so one sender thread: its connections are the endpoint's.
+    let ws = workspace(
+        50,
+        &model("m", &url, ", max_connections: 3"),
+        GRID,
+        &format!("{FAST}, max_concurrent_jobs: 1"),
+    );
     exp(ws.path()).args(["run", "--run-id", "reuse"]).assert().success();
     assert_eq!(server.answered(), 100);
     assert!(server.connections() <= 3, "{} connections for 3 slots", server.connections());

@@ -1,5 +1,6 @@
 //! The floor of a Rust client in the `exp run` benchmark: the very request bodies exp built (its
-//! `inputs/` files), POSTed over C keep-alive hyper HTTP/1.1 connections on one tokio thread,
+//! `inputs/` files), POSTed over C keep-alive hyper HTTP/1.1 connections, threaded as exp sends
+//! (a single-threaded tokio runtime per core, the connections dealt out among them),
 //! each connection sending its next body as soon as the last answer's body is read, and doing
 //! nothing else (no journal, no parsing, no scoring, no retries). What exp's sending adds on top
 //! of its transport is the gap between the two. Prints one JSON line: requests, errors, seconds,
@@ -40,14 +41,51 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Threaded as exp sends: a single-threaded runtime per core, the connections dealt out.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(concurrency);
     let start = Instant::now();
-    rt.block_on(async {
-        let mut lanes = tokio::task::JoinSet::new();
-        for _ in 0..concurrency {
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let lanes = concurrency / threads + usize::from(t < concurrency % threads);
             let (bodies, next, errors) = (bodies.clone(), next.clone(), errors.clone());
             let (authority, path) = (authority.clone(), path.clone());
-            lanes.spawn(async move {
+            scope.spawn(move || send_lanes(lanes, bodies, next, errors, authority, path));
+        }
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let requests = bodies.len();
+    println!(
+        "{}",
+        serde_json::json!({
+            "requests": requests,
+            "errors": errors.load(Ordering::Relaxed),
+            "seconds": seconds,
+            "rps": requests as f64 / seconds,
+        })
+    );
+    Ok(())
+}
+
+/// `lanes` connections on this thread's runtime, each sending the next body as soon as its last
+/// answer is read, until the bodies run out.
+fn send_lanes(
+    lanes: usize,
+    bodies: Arc<Vec<Bytes>>,
+    next: Arc<AtomicUsize>,
+    errors: Arc<AtomicUsize>,
+    authority: String,
+    path: String,
+) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        errors.fetch_add(lanes, Ordering::Relaxed);
+        return;
+    };
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..lanes {
+            let (bodies, next, errors) = (bodies.clone(), next.clone(), errors.clone());
+            let (authority, path) = (authority.clone(), path.clone());
+            set.spawn(async move {
                 let Ok(stream) = tokio::net::TcpStream::connect(&authority).await else {
                     errors.fetch_add(1, Ordering::Relaxed);
                     return;
@@ -82,18 +120,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             });
         }
-        while lanes.join_next().await.is_some() {}
+        while set.join_next().await.is_some() {}
     });
-    let seconds = start.elapsed().as_secs_f64();
-    let requests = bodies.len();
-    println!(
-        "{}",
-        serde_json::json!({
-            "requests": requests,
-            "errors": errors.load(Ordering::Relaxed),
-            "seconds": seconds,
-            "rps": requests as f64 / seconds,
-        })
-    );
-    Ok(())
 }

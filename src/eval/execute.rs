@@ -13,15 +13,15 @@
 //! a year must not hang the run), up to `max_retries`; a request that still fails is
 //! journaled with its error, so every request ends as a response or a recorded failure.
 //! A stop (Ctrl-C) abandons in-flight requests; the journal holds everything answered so far.
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::budget::{self, Budget};
@@ -126,8 +126,107 @@ struct Counters {
     usd: Mutex<f64>,
 }
 
+/// What every sender thread and request task shares.
+struct Shared {
+    /// Jobs not yet started: a free job slot on any thread takes the next one, so a thread whose
+    /// jobs end early takes more, whatever the jobs' sizes.
+    queue: Mutex<VecDeque<ExecJob>>,
+    /// Per model: its provider, its request slots, its pricing.
+    providers: Vec<Provider>,
+    model_slots: Vec<Slots>,
+    pricing: Vec<Option<Pricing>>,
+    syncer: Syncer,
+    counters: Counters,
+    settings: ExecSettings,
+    /// No new requests (the endpoint is down, the budget is spent, Ctrl-C, an error): in-flight
+    /// requests still finish.
+    stopping: AtomicBool,
+    /// In-flight requests are abandoned too (Ctrl-C, a journal that cannot be written).
+    abort: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn next_job(&self) -> Option<ExecJob> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    }
+
+    fn abort(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.abort.send_replace(true);
+    }
+}
+
+/// A model's `max_connections` request slots, dealt out to the sender threads: a request waits
+/// only for a slot of its own thread, so a slot freed on one thread never wakes another (one
+/// semaphore for all threads cost 15% of the sending rate on 2 cores). The slots of a thread
+/// that runs no job of the model are free for the others to take, so a model whose jobs all
+/// run on one thread still gets all of its slots.
+struct Slots {
+    per_thread: Vec<Arc<Semaphore>>,
+    /// How many of the model's jobs each thread runs now.
+    jobs: Vec<AtomicUsize>,
+}
+
+impl Slots {
+    fn new(max_connections: usize, threads: usize) -> Slots {
+        Slots {
+            per_thread: (0..threads)
+                .map(|t| Arc::new(Semaphore::new(share(max_connections, threads, t))))
+                .collect(),
+            jobs: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// Counts a job of the model on `thread` until the guard is dropped.
+    fn job_on(&self, thread: usize) -> JobOn<'_> {
+        self.jobs[thread].fetch_add(1, Ordering::SeqCst);
+        JobOn { slots: self, thread }
+    }
+
+    /// A slot for a request of `thread`: its own, or a free one of a thread that runs none of
+    /// the model's jobs, or else the next of its own; `None` once the slots are closed.
+    async fn acquire(&self, thread: usize) -> Option<OwnedSemaphorePermit> {
+        let own = &self.per_thread[thread];
+        if let Ok(permit) = own.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let idle = (0..self.per_thread.len())
+            .filter(|&t| t != thread && self.jobs[t].load(Ordering::SeqCst) == 0);
+        for t in idle {
+            if let Ok(permit) = self.per_thread[t].clone().try_acquire_owned() {
+                return Some(permit);
+            }
+        }
+        own.clone().acquire_owned().await.ok()
+    }
+}
+
+struct JobOn<'a> {
+    slots: &'a Slots,
+    thread: usize,
+}
+
+impl Drop for JobOn<'_> {
+    fn drop(&mut self) {
+        self.slots.jobs[self.thread].fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Thread `t`'s share of `total`, dealt out evenly over `threads`.
+fn share(total: usize, threads: usize, t: usize) -> usize {
+    total / threads + usize::from(t < total % threads)
+}
+
 /// Runs `jobs` to completion (or until stopped); `pending` is the number of requests to send, for
 /// the progress bar.
+///
+/// Sending runs on one thread per core (at most one per job slot), each with a single-threaded
+/// runtime of its own: a request's work is a few microseconds between waits, so a
+/// work-stealing runtime's wakeups handed across threads cost more than they share (measured
+/// on 2 cores against a loopback server: slower than one thread), while threads that share
+/// nothing but the job queue, the model's slots and the journal's syncer add up (1.6x on 2
+/// cores). Each thread keeps its own idle connections (`providers::http`). This thread shows
+/// progress and watches for Ctrl-C.
 pub fn execute(
     jobs: Vec<ExecJob>,
     models: Vec<ExecModel>,
@@ -135,61 +234,70 @@ pub fn execute(
     pending: u64,
     progress: &dyn Progress,
 ) -> Result<ExecOutcome, ExecuteError> {
-    // One thread: a request's work is a few microseconds between waits, so wakeups handed
-    // across threads cost more than they share (measured on 2 cores against a loopback server
-    // and with the sim model: 10-25% faster sending), and a local model server keeps a core.
+    let total_jobs = jobs.len() as u64;
+    let job_slots = settings.max_concurrent_jobs.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Every thread needs a slot of each model's (a thread with none could only wait).
+    let fewest_slots = models.iter().map(|m| m.max_connections.max(1)).min().unwrap_or(1);
+    let threads = cores.min(job_slots).min(jobs.len()).min(fewest_slots).max(1);
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(jobs.into()),
+        model_slots: models.iter().map(|m| Slots::new(m.max_connections.max(1), threads)).collect(),
+        pricing: models.iter().map(|m| m.pricing).collect(),
+        providers: models.into_iter().map(|m| m.provider).collect(),
+        syncer: Syncer::start(settings.fsync),
+        counters: Counters::default(),
+        settings: settings.clone(),
+        stopping: AtomicBool::new(false),
+        abort: watch::Sender::new(false),
+    });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(ExecuteError::Runtime)?;
-    rt.block_on(run_all(jobs, models, settings, pending, progress))
+    let (ended_tx, ended) = mpsc::unbounded_channel();
+    let watched = std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (shared, ended_tx) = (shared.clone(), ended_tx.clone());
+            scope.spawn(move || {
+                let _ = ended_tx.send(send_on_this_thread(shared, t, share(job_slots, threads, t)));
+            });
+        }
+        drop(ended_tx);
+        rt.block_on(watch_senders(&shared, ended, pending, total_jobs, progress))
+    });
+    let (interrupted, first_error) = watched;
+    shared.syncer.finish()?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let c = &shared.counters;
+    let done = c.done.load(Ordering::Relaxed);
+    let failures = c.failures.load(Ordering::Relaxed);
+    let b = settings.budget.as_ref();
+    Ok(ExecOutcome {
+        sent: done,
+        responses: done - failures,
+        failures,
+        interrupted,
+        endpoints: shared.providers.iter().filter_map(|p| p.report()).collect(),
+        budget_stopped: b.is_some_and(|b| b.exhausted()),
+        budget: b.map(|b| (b.cap(), b.spent())),
+    })
 }
 
-async fn run_all(
-    jobs: Vec<ExecJob>,
-    models: Vec<ExecModel>,
-    settings: &ExecSettings,
+/// Shows progress until every sender thread has ended (stopping them all on Ctrl-C); whether
+/// Ctrl-C stopped the run, and the first error of any thread.
+async fn watch_senders(
+    shared: &Shared,
+    mut ended: mpsc::UnboundedReceiver<Result<(), ExecuteError>>,
     pending: u64,
+    total_jobs: u64,
     progress: &dyn Progress,
-) -> Result<ExecOutcome, ExecuteError> {
-    let total_jobs = jobs.len() as u64;
-    let syncer = Arc::new(Syncer::start(settings.fsync));
-    let counters = Arc::new(Counters::default());
-    let job_slots = Arc::new(Semaphore::new(settings.max_concurrent_jobs.max(1)));
-    let model_slots: Vec<Arc<Semaphore>> =
-        models.iter().map(|m| Arc::new(Semaphore::new(m.max_connections.max(1)))).collect();
-    let pricing: Vec<Option<Pricing>> = models.iter().map(|m| m.pricing).collect();
-    let providers: Vec<Arc<Provider>> = models.into_iter().map(|m| Arc::new(m.provider)).collect();
-    let stopping = Arc::new(AtomicBool::new(false));
-
-    let mut set = JoinSet::new();
-    for job in jobs {
-        let ctx = JobCtx {
-            provider: providers[job.model].clone(),
-            slots: model_slots[job.model].clone(),
-            pricing: pricing[job.model],
-            job_slots: job_slots.clone(),
-            syncer: syncer.clone(),
-            counters: counters.clone(),
-            settings: settings.clone(),
-            stopping: stopping.clone(),
-        };
-        set.spawn(run_job(job, ctx));
-    }
-
+) -> (bool, Option<ExecuteError>) {
+    let counters = &shared.counters;
     progress.start("requests", pending, false);
     let mut shown = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let ctrl_c = async {
-        if settings.stop_on_ctrl_c {
-            let _ = tokio::signal::ctrl_c().await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::pin!(ctrl_c);
-    let mut interrupted = false;
-    let mut first_error: Option<ExecuteError> = None;
     let show = |shown: &mut u64| {
         let done = counters.done.load(Ordering::Relaxed);
         if done > *shown {
@@ -197,7 +305,8 @@ async fn run_all(
             *shown = done;
         }
         let usd = *counters.usd.lock().unwrap_or_else(|e| e.into_inner());
-        let adaptive: Vec<String> = providers
+        let adaptive: Vec<String> = shared
+            .providers
             .iter()
             .filter_map(|p| p.adaptive_limit())
             .map(|n| format!(" · concurrency {n}"))
@@ -211,78 +320,99 @@ async fn run_all(
             adaptive.concat(),
         ));
     };
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let ctrl_c = async {
+        if shared.settings.stop_on_ctrl_c {
+            let _ = tokio::signal::ctrl_c().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(ctrl_c);
+    let mut interrupted = false;
+    let mut first_error = None;
     loop {
         tokio::select! {
-            next = set.join_next() => match next {
+            next = ended.recv() => match next {
                 None => break,
-                Some(Ok(Ok(()))) => {}
-                Some(Ok(Err(e))) => {
-                    // A journal that cannot be written makes every further answer a loss:
-                    // stop everything rather than keep paying for responses.
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
                     first_error.get_or_insert(e);
-                    stopping.store(true, Ordering::SeqCst);
-                    set.abort_all();
-                }
-                Some(Err(join)) if join.is_cancelled() => {}
-                Some(Err(join)) => {
-                    first_error.get_or_insert(ExecuteError::Task(join.to_string()));
-                    stopping.store(true, Ordering::SeqCst);
-                    set.abort_all();
                 }
             },
             _ = tick.tick() => show(&mut shown),
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
-                stopping.store(true, Ordering::SeqCst);
-                set.abort_all();
+                shared.abort();
             }
         }
     }
     show(&mut shown);
     progress.finish();
-    syncer.finish()?;
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    let done = counters.done.load(Ordering::Relaxed);
-    let failures = counters.failures.load(Ordering::Relaxed);
-    let endpoints = providers.iter().filter_map(|p| p.report()).collect();
-    let b = settings.budget.as_ref();
-    Ok(ExecOutcome {
-        sent: done,
-        responses: done - failures,
-        failures,
-        interrupted,
-        endpoints,
-        budget_stopped: b.is_some_and(|b| b.exhausted()),
-        budget: b.map(|b| (b.cap(), b.spent())),
+    (interrupted, first_error)
+}
+
+/// Sender thread number `thread`: `job_slots` jobs at a time from the shared queue, on a runtime
+/// of its own, until the queue is empty or the run is aborted.
+fn send_on_this_thread(
+    shared: Arc<Shared>,
+    thread: usize,
+    job_slots: usize,
+) -> Result<(), ExecuteError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ExecuteError::Runtime)?;
+    rt.block_on(async {
+        let mut workers = JoinSet::new();
+        for _ in 0..job_slots {
+            let shared = shared.clone();
+            workers.spawn(async move {
+                while let Some(job) = shared.next_job() {
+                    run_job(job, &shared, thread).await?;
+                }
+                Ok::<(), ExecuteError>(())
+            });
+        }
+        let mut aborted = shared.abort.subscribe();
+        let mut first_error = None;
+        let mut aborting = false;
+        loop {
+            tokio::select! {
+                next = workers.join_next() => match next {
+                    None => break,
+                    Some(r) => if let Err(e) = flatten(r) {
+                        // A journal that cannot be written makes every further answer a loss:
+                        // stop everything rather than keep paying for responses.
+                        first_error.get_or_insert(e);
+                        shared.abort();
+                    }
+                },
+                // Dropping a job's future drops its request tasks' set, which aborts them.
+                Ok(_) = aborted.wait_for(|a| *a), if !aborting => {
+                    aborting = true;
+                    workers.abort_all();
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     })
 }
 
-struct JobCtx {
-    provider: Arc<Provider>,
-    slots: Arc<Semaphore>,
-    pricing: Option<Pricing>,
-    job_slots: Arc<Semaphore>,
-    syncer: Arc<Syncer>,
-    counters: Arc<Counters>,
-    settings: ExecSettings,
-    stopping: Arc<AtomicBool>,
-}
-
-async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
-    let Ok(_job_permit) = ctx.job_slots.clone().acquire_owned().await else {
-        return Ok(());
-    };
+async fn run_job(job: ExecJob, shared: &Arc<Shared>, thread: usize) -> Result<(), ExecuteError> {
+    let counters = &shared.counters;
     let expected = (job.end - job.start) as u64 * job.repeats as u64;
     let pending = expected.saturating_sub(job.done.len() as u64);
     if pending == 0 {
-        ctx.counters.jobs_done.fetch_add(1, Ordering::Relaxed);
+        counters.jobs_done.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
     let journal = journal::open(&job.journal)?;
     let file = std::fs::File::open(&job.inputs)
         .map_err(|source| ExecuteError::Read { path: job.inputs.clone(), source })?;
+    let pricing = shared.pricing[job.model];
+    let slots = &shared.model_slots[job.model];
+    let _on_this_thread = slots.job_on(thread);
     let mut requests = JoinSet::new();
     let mut index = 0usize;
     let mismatch = |line: usize, problem: String| ExecuteError::Inputs {
@@ -294,7 +424,7 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
     // left unsent, which is not a mismatch with the plan.
     let mut cut_short = false;
     for line in std::io::BufReader::new(file).lines() {
-        if ctx.stopping.load(Ordering::Relaxed) {
+        if shared.stopping.load(Ordering::Relaxed) {
             cut_short = true;
             break;
         }
@@ -323,40 +453,34 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
         while let Some(done) = requests.try_join_next() {
             flatten(done)?;
         }
-        let Ok(permit) = ctx.slots.clone().acquire_owned().await else {
+        let Some(permit) = slots.acquire(thread).await else {
             cut_short = true;
             break;
         };
         // Reserved once the request is sure to go out, so what is reserved is what is in flight.
-        let max_cost = budget::max_cost(ctx.pricing, body.len(), job.max_tokens);
-        let budget = ctx.settings.budget.clone();
-        if budget.as_ref().is_some_and(|b| !b.reserve(max_cost)) {
+        let max_cost = budget::max_cost(pricing, body.len(), job.max_tokens);
+        let budget = shared.settings.budget.as_ref();
+        if budget.is_some_and(|b| !b.reserve(max_cost)) {
             cut_short = true;
             break;
         }
-        let provider = ctx.provider.clone();
-        let journal = journal.clone();
-        let syncer = ctx.syncer.clone();
-        let counters = ctx.counters.clone();
-        let settings = ctx.settings.clone();
-        let pricing = ctx.pricing;
-        let gold = item.label.clone();
-        let condition = job.condition;
-        let stopping = ctx.stopping.clone();
+        let (shared, journal) = (shared.clone(), journal.clone());
+        let (model, condition, gold) = (job.model, job.condition, item.label.clone());
         requests.spawn(async move {
             let _permit = permit;
-            let id = want;
-            let rc = RequestContext { custom_id: &id, condition, gold: &gold };
-            let entry = match send_with_retries(&provider, &body, &rc, &settings).await {
+            let rc = RequestContext { custom_id: &want, condition, gold: &gold };
+            let provider = &shared.providers[model];
+            let entry = match send_with_retries(provider, &body, &rc, &shared.settings).await {
                 Ok(entry) => entry,
                 Err(_down) => {
                     // Unanswered, so not journaled: the run stops (the endpoint's report says
                     // why) and a resume sends it.
-                    stopping.store(true, Ordering::SeqCst);
+                    shared.stopping.store(true, Ordering::SeqCst);
                     return Ok(());
                 }
             };
-            journal.append(&entry, &syncer)?;
+            journal.append(&entry, &shared.syncer)?;
+            let counters = &shared.counters;
             if entry.status == Status::Error {
                 counters.failures.fetch_add(1, Ordering::Relaxed);
             }
@@ -364,7 +488,7 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
             if let Some(usd) = usd {
                 *counters.usd.lock().unwrap_or_else(|e| e.into_inner()) += usd;
             }
-            if let Some(b) = budget {
+            if let Some(b) = &shared.settings.budget {
                 b.settle(max_cost, usd.unwrap_or(0.0));
             }
             counters.done.fetch_add(1, Ordering::Relaxed);
@@ -376,11 +500,11 @@ async fn run_job(job: ExecJob, ctx: JobCtx) -> Result<(), ExecuteError> {
     }
     if index < (job.end - job.start) * job.repeats as usize
         && !cut_short
-        && !ctx.stopping.load(Ordering::Relaxed)
+        && !shared.stopping.load(Ordering::Relaxed)
     {
         return Err(mismatch(index, "has fewer requests than the job's items".into()));
     }
-    ctx.counters.jobs_done.fetch_add(1, Ordering::Relaxed);
+    counters.jobs_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -511,6 +635,29 @@ mod tests {
         ).unwrap();
         assert_eq!((id.as_str(), &body[..]), ("c", &br#"{"model":"m"}"#[..]));
         assert!(parse_request("{}").is_err());
+    }
+
+    #[test]
+    fn a_model_s_slots_go_to_the_thread_that_runs_its_jobs() {
+        use futures::FutureExt;
+        let slots = Slots::new(5, 2);
+        let take = |thread| slots.acquire(thread).now_or_never().flatten();
+        // Thread 0 runs the only job: it gets all five slots, its three and thread 1's two.
+        let job = slots.job_on(0);
+        let mut held: Vec<_> = (0..5).map(|_| take(0).expect("a free slot")).collect();
+        assert!(take(0).is_none(), "a sixth slot");
+        // Once thread 1 runs a job of the model too, its slots are its own again: it waits for
+        // one (thread 0's free slot is not for it) and gets the first of its own thread 0 frees.
+        let _job1 = slots.job_on(1);
+        assert!(take(1).is_none(), "thread 1 must wait");
+        drop(held.remove(0));
+        assert!(take(1).is_none(), "thread 0's freed slot went to thread 1");
+        let mut waiting = Box::pin(slots.acquire(1));
+        assert!((&mut waiting).now_or_never().is_none());
+        drop(held.pop());
+        assert!(waiting.now_or_never().flatten().is_some(), "thread 1 gets its own slot back");
+        drop(job);
+        assert_eq!((share(5, 2, 0), share(5, 2, 1), share(1, 2, 1)), (3, 2, 0));
     }
 
     #[test]

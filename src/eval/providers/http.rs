@@ -14,6 +14,7 @@
 //! it would send the key somewhere the config never named. Neither path has a timeout of its own:
 //! the caller bounds the whole exchange (connect, send, body), whichever step hangs.
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -62,9 +63,12 @@ struct Endpoint {
     host: HeaderValue,
     /// The request target (path and query), parsed once.
     target: hyper::Uri,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
-    /// Idle connections kept at most (the model's concurrency bound): more would only be closed
-    /// later by the server.
+    /// Oldest first, each with the thread whose runtime drives it: `exp run` sends from a
+    /// runtime per core, and a connection driven by another thread's runtime would hand every
+    /// request and answer across threads.
+    idle: Mutex<Vec<(ThreadId, SendRequest<Full<Bytes>>)>>,
+    /// Idle connections kept at most, over all threads (the model's concurrency bound): more
+    /// would only be closed later by the server.
     max_idle: usize,
 }
 
@@ -197,21 +201,37 @@ impl Client {
 }
 
 impl Endpoint {
+    /// This thread's most recently used open connection; `None` when it has none, and then,
+    /// since the caller connects anew, the longest idle connection of another thread is closed:
+    /// the endpoint never holds more connections than the model has slots (a server such as
+    /// llama.cpp's keeps a worker thread busy per open connection).
     fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let me = std::thread::current().id();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(conn) = idle.pop() {
-            if !conn.is_closed() {
-                return Some(conn);
-            }
+        if let Some(at) = idle.iter().rposition(|(thread, conn)| *thread == me && !conn.is_closed())
+        {
+            return Some(idle.remove(at).1);
+        }
+        idle.retain(|(thread, conn)| *thread != me && !conn.is_closed());
+        if !idle.is_empty() {
+            idle.remove(0);
         }
         None
     }
 
     fn put_back(&self, conn: SendRequest<Full<Bytes>>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < self.max_idle && !conn.is_closed() {
-            idle.push(conn);
+        if conn.is_closed() {
+            return;
         }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() >= self.max_idle {
+            // Closed ones first (their thread's runtime may be gone), then the longest idle.
+            idle.retain(|(_, c)| !c.is_closed());
+            if idle.len() >= self.max_idle {
+                idle.remove(0);
+            }
+        }
+        idle.push((std::thread::current().id(), conn));
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
