@@ -27,7 +27,23 @@ pub struct RequestLine {
 /// `<dataset>:<item_id>:<condition>:r<repeat>`: unique within a trial; never parsed back (jobs
 /// walk their items in order), so ids may hold any character.
 pub fn custom_id(dataset: &str, item_id: &str, condition: Condition, repeat: u32) -> String {
-    format!("{dataset}:{item_id}:{condition}:r{repeat}")
+    let mut id = String::new();
+    custom_id_into(&mut id, dataset, item_id, condition, repeat);
+    id
+}
+
+/// [`custom_id`] written into `out` (cleared first): a loop over millions of rows reuses one
+/// buffer.
+pub fn custom_id_into(
+    out: &mut String,
+    dataset: &str,
+    item_id: &str,
+    condition: Condition,
+    repeat: u32,
+) {
+    use std::fmt::Write;
+    out.clear();
+    let _ = write!(out, "{dataset}:{item_id}:{condition}:r{repeat}");
 }
 
 /// Checks `{field}` placeholders are well formed; `{{`/`}}` are literal braces.

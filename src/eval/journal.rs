@@ -110,20 +110,24 @@ impl Hint for JournalError {
     }
 }
 
+/// A journal's last word per custom_id. Hashed with foldhash (seeded per process), not
+/// SipHash: scoring a million-item run looks up two million ids.
+pub type Entries = HashMap<String, Entry, foldhash::fast::RandomState>;
+
 /// The entries of a journal, last word per custom_id: a response beats an earlier failure
 /// (a resumed run retries failures), and a missing file is an empty journal.
-pub fn read(path: &Path) -> Result<HashMap<String, Entry>, JournalError> {
+pub fn read(path: &Path) -> Result<Entries, JournalError> {
     Ok(last_words(read_entries(path)?))
 }
 
 /// [`read`] of a journal's bytes read elsewhere (from the store); `path` names it in errors.
-pub fn parse(bytes: &[u8], path: &Path) -> Result<HashMap<String, Entry>, JournalError> {
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Entries, JournalError> {
     let text = String::from_utf8_lossy(bytes);
     Ok(last_words(parse_entries(&text, path)?))
 }
 
-fn last_words(entries: Vec<Entry>) -> HashMap<String, Entry> {
-    let mut map: HashMap<String, Entry> = HashMap::new();
+fn last_words(entries: Vec<Entry>) -> Entries {
+    let mut map = Entries::with_capacity_and_hasher(entries.len(), Default::default());
     for entry in entries {
         match map.get(&entry.custom_id) {
             Some(old) if old.status == Status::Ok && entry.status != Status::Ok => {}

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::build::custom_id;
+use super::build::custom_id_into;
 use super::config::Pricing;
 use super::journal::{self, JournalError, Status};
 use super::plan::Condition;
@@ -84,8 +84,12 @@ pub fn write(
 
     let mut metrics: BTreeMap<String, ConditionMetrics> = BTreeMap::new();
     let mut costs: BTreeMap<String, CostLine> = BTreeMap::new();
-    // Borrowed from the plan's items: counting distinct items costs no copy of their ids.
-    let mut item_ids: HashSet<(&str, &str)> = HashSet::new();
+    // A dataset's parts are disjoint ranges of its items (whose ids prepare made unique), and
+    // each condition's job of a part holds the same range: distinct items are counted per
+    // distinct range, not by a set of every id (a million-entry table missing the cache).
+    let mut ranges: HashSet<(&str, *const Item, usize)> = HashSet::new();
+    let repeat_s: Vec<String> = (0..repeats).map(|r| r.to_string()).collect();
+    let mut id = String::new();
     let mut incomplete = false;
     // One job's journal in memory at a time (a million-item run holds a quarter of a million
     // entries per job; reading the next one meanwhile raised the run's peak by a third).
@@ -95,34 +99,35 @@ pub fn write(
         let m = metrics.entry(cond.to_string()).or_default();
         let c = costs.entry(cond.to_string()).or_default();
         let part_s = job.part.to_string();
+        ranges.insert((job.dataset, job.items.as_ptr(), job.items.len()));
         for item in job.items {
-            item_ids.insert((job.dataset, item.id.as_str()));
             let cluster = item.cluster.as_deref().unwrap_or_default();
-            for repeat in 0..repeats {
-                let id = custom_id(job.dataset, &item.id, job.condition, repeat);
+            for (repeat, repeat_s) in repeat_s.iter().enumerate() {
+                custom_id_into(&mut id, job.dataset, &item.id, job.condition, repeat as u32);
                 let a = answer(entries.get(&id), job.reused, &item.label, scorer, m, c);
                 incomplete |= a.missing;
-                let repeat_s = repeat.to_string();
+                let mut digits = [itoa::Buffer::new(); 3];
+                let [inp, out, lat] = &mut digits;
                 pred.row([
                     item.id.as_str(),
                     job.dataset,
                     cond,
-                    &repeat_s,
+                    repeat_s,
                     &part_s,
                     &a.prediction,
                     a.raw,
                     a.finish,
-                    &a.input_tokens,
-                    &a.output_tokens,
-                    &a.latency,
-                    &a.error,
+                    cell(inp, a.input_tokens),
+                    cell(out, a.output_tokens),
+                    cell(lat, a.latency),
+                    a.error,
                 ])?;
                 let score_s = a.score.map(format_score).unwrap_or_default();
                 scores.row([
                     item.id.as_str(),
                     job.dataset,
                     cond,
-                    &repeat_s,
+                    repeat_s,
                     &item.label,
                     &a.prediction,
                     &score_s,
@@ -145,7 +150,8 @@ pub fn write(
         m.accuracy = (m.scored > 0).then(|| m.correct / m.scored as f64);
     }
     let total = price(&mut costs, &metrics, pricing);
-    let metrics = Metrics { n_items: item_ids.len() as u64, repeats, conditions: metrics };
+    let n_items = ranges.iter().map(|r| r.2 as u64).sum();
+    let metrics = Metrics { n_items, repeats, conditions: metrics };
     let costs = Costs { total, conditions: costs, from_baseline, endpoint: None };
     runfiles::write_json(&dir.join(METRICS), &metrics)?;
     runfiles::write_json(&dir.join(COSTS), &costs)?;
@@ -158,12 +164,18 @@ struct Answer<'e> {
     score: Option<f64>,
     raw: &'e str,
     finish: &'e str,
-    input_tokens: String,
-    output_tokens: String,
-    latency: String,
-    error: String,
+    /// Empty cells when `None`.
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    latency: Option<u64>,
+    error: &'e str,
     /// Never answered (the run was interrupted).
     missing: bool,
+}
+
+/// A number's CSV cell, written into `digits` (no allocation per row); empty for `None`.
+fn cell(digits: &mut itoa::Buffer, n: Option<u64>) -> &str {
+    n.map_or("", |n| digits.format(n))
 }
 
 /// Scores `entry` against `label` and counts it into the condition's metrics and costs: a
@@ -201,10 +213,10 @@ fn answer<'e>(
                 score: Some(score),
                 raw,
                 finish: e.finish_reason.as_deref().unwrap_or_default(),
-                input_tokens: e.input_tokens.to_string(),
-                output_tokens: e.output_tokens.to_string(),
-                latency: e.latency_ms.to_string(),
-                error: String::new(),
+                input_tokens: Some(e.input_tokens),
+                output_tokens: Some(e.output_tokens),
+                latency: Some(e.latency_ms),
+                error: "",
                 missing: false,
             }
         }
@@ -217,10 +229,10 @@ fn answer<'e>(
                 score: None,
                 raw: "",
                 finish: "",
-                input_tokens: "0".into(),
-                output_tokens: "0".into(),
-                latency: e.latency_ms.to_string(),
-                error: e.error.clone().unwrap_or_else(|| "failed".into()),
+                input_tokens: Some(0),
+                output_tokens: Some(0),
+                latency: Some(e.latency_ms),
+                error: e.error.as_deref().unwrap_or("failed"),
                 missing: false,
             }
         }
@@ -231,11 +243,10 @@ fn answer<'e>(
                 score: None,
                 raw: "",
                 finish: "",
-                input_tokens: String::new(),
-                output_tokens: String::new(),
-                latency: String::new(),
-                error: "not answered: the run was interrupted (exp run --resume finishes it)"
-                    .into(),
+                input_tokens: None,
+                output_tokens: None,
+                latency: None,
+                error: "not answered: the run was interrupted (exp run --resume finishes it)",
                 missing: true,
             }
         }
