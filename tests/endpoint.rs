@@ -401,15 +401,24 @@ fn a_redirect_that_echoes_the_key_is_journaled_redacted() {
 fn an_http_proxy_from_the_environment_carries_the_requests() {
     // The proxy is the loopback server itself: it answers whatever absolute URL it is asked
     // for. The endpoint's name cannot resolve, so only a request through the proxy can succeed.
+    // Several jobs, so several sending threads: each must use connections its own runtime
+    // drives (a thread whose jobs ended takes its runtime, and its connections, along).
     let proxy = ChatServer::start(Behaviour::default());
-    let ws = workspace(3, &model("m", "\"http://exp-endpoint.invalid/v1\"", ""), GRID, FAST);
+    let ws = workspace(
+        60,
+        &model("m", "\"http://exp-endpoint.invalid/v1\"", ""),
+        GRID,
+        &format!("{FAST}, parts_per_dataset: 5"),
+    );
     let proxy_url = proxy.url.trim_end_matches("/v1");
     exp(ws.path())
         .args(["run", "--run-id", "proxied"])
         .env("HTTP_PROXY", proxy_url)
         .assert()
         .success();
-    assert_eq!(proxy.answered(), 6);
+    assert_eq!(proxy.answered(), 120, "every request answered once, none sent twice");
+    let lines = journal(&trials(ws.path(), "proxied")[0]);
+    assert!(lines.iter().all(|l| l["status"] == "ok" && l["attempts"] == 1), "{lines:?}");
     let lines = proxy.request_lines();
     assert!(
         lines.iter().all(|l| l == "POST http://exp-endpoint.invalid/v1/chat/completions HTTP/1.1"),

@@ -251,8 +251,10 @@ struct ArmCount {
 /// step small. Items are numbered in first-seen order.
 #[derive(Debug, Clone)]
 pub struct Tally {
-    item_index: HashMap<Box<str>, usize>,
-    cluster_index: HashMap<Box<str>, usize>,
+    /// Hashed with foldhash (seeded per process), not SipHash: a million-item trial looks up
+    /// a million keys per pass.
+    item_index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
+    cluster_index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
     items: Vec<ItemTally>,
     arms: [Option<ArmCount>; 2],
     /// Conditions other than control and treatment, in first-seen order (reported, not used).
@@ -272,8 +274,8 @@ impl Default for Tally {
 impl Tally {
     pub fn new() -> Tally {
         Tally {
-            item_index: HashMap::new(),
-            cluster_index: HashMap::new(),
+            item_index: HashMap::default(),
+            cluster_index: HashMap::default(),
             items: Vec::new(),
             arms: [None; 2],
             other_conditions: Vec::new(),

@@ -45,9 +45,49 @@ impl SendError {
 pub struct Client {
     routes: Vec<(String, Route)>,
     /// For the endpoints routed through reqwest; `None` when there are none.
-    reqwest: Option<reqwest::Client>,
+    reqwest: Option<ReqwestClients>,
     /// `Authorization: Bearer …`, marked sensitive so no debug output shows it.
     auth: Option<HeaderValue>,
+}
+
+/// reqwest clients, one per sending thread: a client's pooled connections are driven by the
+/// runtime that opened them and die with it, so one client shared by the threads of `exp run`
+/// (a runtime each) would hand a thread connections whose runtime had ended.
+struct ReqwestClients {
+    max_idle: usize,
+    per_thread: Mutex<Vec<(ThreadId, reqwest::Client)>>,
+}
+
+impl ReqwestClients {
+    /// Builds the first client now, so a client that cannot be built is an error at start.
+    fn new(max_idle: usize) -> Result<ReqwestClients, String> {
+        let first = (std::thread::current().id(), Self::build(max_idle)?);
+        Ok(ReqwestClients { max_idle, per_thread: Mutex::new(vec![first]) })
+    }
+
+    fn build(max_idle: usize) -> Result<reqwest::Client, String> {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(max_idle)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
+    fn for_this_thread(&self) -> Result<reqwest::Client, SendError> {
+        let me = std::thread::current().id();
+        let mut clients = self.per_thread.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, client)) = clients.iter().find(|(thread, _)| *thread == me) {
+            return Ok(client.clone());
+        }
+        let client = Self::build(self.max_idle).map_err(|message| SendError {
+            connect: false,
+            fatal: true,
+            message,
+        })?;
+        clients.push((me, client.clone()));
+        Ok(client)
+    }
 }
 
 enum Route {
@@ -89,13 +129,7 @@ impl Client {
             .collect();
         // Only made when an endpoint needs it: it loads the platform's root certificates.
         let reqwest = if routes.iter().any(|(_, r)| matches!(r, Route::Reqwest)) {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(max_idle)
-                .tcp_nodelay(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| e.to_string())?;
-            Some(client)
+            Some(ReqwestClients::new(max_idle)?)
         } else {
             None
         };
@@ -115,7 +149,9 @@ impl Client {
     pub async fn post(&self, url: &str, body: Bytes) -> Result<Response, SendError> {
         match (self.routes.iter().find(|(u, _)| u == url).map(|(_, r)| r), &self.reqwest) {
             (Some(Route::Direct(endpoint)), _) => self.post_direct(endpoint, body).await,
-            (Some(Route::Reqwest), Some(client)) => self.post_reqwest(client, url, body).await,
+            (Some(Route::Reqwest), Some(clients)) => {
+                self.post_reqwest(&clients.for_this_thread()?, url, body).await
+            }
             _ => Err(SendError {
                 connect: false,
                 fatal: true,
