@@ -251,10 +251,7 @@ pub fn execute(
         stopping: AtomicBool::new(false),
         abort: watch::Sender::new(false),
     });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ExecuteError::Runtime)?;
+    let rt = single_threaded_runtime()?;
     let (ended_tx, ended) = mpsc::unbounded_channel();
     let watched = std::thread::scope(|scope| {
         for t in 0..threads {
@@ -321,13 +318,7 @@ async fn watch_senders(
         ));
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let ctrl_c = async {
-        if shared.settings.stop_on_ctrl_c {
-            let _ = tokio::signal::ctrl_c().await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
+    let ctrl_c = ctrl_c_if(shared.settings.stop_on_ctrl_c);
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     let mut first_error = None;
@@ -352,6 +343,23 @@ async fn watch_senders(
     (interrupted, first_error)
 }
 
+fn single_threaded_runtime() -> Result<tokio::runtime::Runtime, ExecuteError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ExecuteError::Runtime)
+}
+
+/// Resolves at Ctrl-C when `enabled`, never otherwise (library callers and tests may not want
+/// the signal taken).
+pub async fn ctrl_c_if(enabled: bool) {
+    if enabled {
+        let _ = tokio::signal::ctrl_c().await;
+    } else {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Sender thread number `thread`: `job_slots` jobs at a time from the shared queue, on a runtime
 /// of its own, until the queue is empty or the run is aborted.
 fn send_on_this_thread(
@@ -359,10 +367,7 @@ fn send_on_this_thread(
     thread: usize,
     job_slots: usize,
 ) -> Result<(), ExecuteError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ExecuteError::Runtime)?;
+    let rt = single_threaded_runtime()?;
     rt.block_on(async {
         let mut workers = JoinSet::new();
         for _ in 0..job_slots {

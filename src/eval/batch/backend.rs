@@ -173,13 +173,7 @@ impl<'a> Backend<'a> {
         let total: usize =
             self.states.iter().filter(|s| s.ended.is_none()).map(|s| s.requests).sum();
         progress.start("batched requests", total as u64, false);
-        let ctrl_c = async {
-            if self.settings.stop_on_ctrl_c {
-                let _ = tokio::signal::ctrl_c().await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
+        let ctrl_c = crate::eval::execute::ctrl_c_if(self.settings.stop_on_ctrl_c);
         tokio::pin!(ctrl_c);
         let mut first = true;
         loop {
