@@ -1,9 +1,10 @@
 //! Execution: sends every pending request of every job and journals each answer as it arrives.
 //!
-//! Concurrency has two limits, both semaphores: at most `max_concurrent_jobs` jobs are open, and
-//! at most `max_connections` requests (the ceiling of `auto`) are open per model (shared by all
-//! of that model's jobs); within that, the provider holds each attempt to the model's own limit
-//! (`eval::concurrency`, adaptive under `auto`) and picks its replica.
+//! Concurrency has two limits: at most `max_concurrent_jobs` jobs are open (worker tasks dealt
+//! out to the sender threads, see `execute`), and at most `max_connections` requests (the
+//! ceiling of `auto`) are open per model, over all of that model's jobs and threads (`Slots`);
+//! within that, the provider holds each attempt to the model's own limit (`eval::concurrency`,
+//! adaptive under `auto`) and picks its replica.
 //! When every replica of a model is down, the request that found out stays unanswered (never
 //! journaled as failed) and the run stops, as after Ctrl-C, saying why.
 //! A request task holds its model permit from before it is spawned until its answer is journaled,
@@ -459,7 +460,7 @@ async fn run_job(job: ExecJob, shared: &Arc<Shared>, thread: usize) -> Result<()
                 format!("custom_id is `{custom_id_sent}`, the plan expects `{want}`"),
             ));
         }
-        if !job.done.is_empty() && job.done.contains(&want) {
+        if job.done.contains(&want) {
             continue;
         }
         // Reap finished tasks so a long job does not keep every finished handle.

@@ -2,7 +2,7 @@
 //! and `costs.json` (docs/RUN_FILES.md). Every planned request gets a row, in plan order: a scored
 //! answer, a recorded failure (empty score, counted as a failure, never as a wrong answer), or,
 //! after an interruption, a row saying it was never answered.
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::build::custom_id_into;
@@ -85,9 +85,9 @@ pub fn write(
     let mut metrics: BTreeMap<String, ConditionMetrics> = BTreeMap::new();
     let mut costs: BTreeMap<String, CostLine> = BTreeMap::new();
     // A dataset's parts are disjoint ranges of its items (whose ids prepare made unique), and
-    // each condition's job of a part holds the same range: distinct items are counted per
-    // distinct range, not by a set of every id (a million-entry table missing the cache).
-    let mut ranges: HashSet<(&str, *const Item, usize)> = HashSet::new();
+    // each condition's job of a part holds the same range: distinct items are counted per part,
+    // not by a set of every id (a million-entry table missing the cache).
+    let mut part_sizes: BTreeMap<(&str, usize), usize> = BTreeMap::new();
     let repeat_s: Vec<String> = (0..repeats).map(|r| r.to_string()).collect();
     let mut id = String::new();
     let mut incomplete = false;
@@ -99,7 +99,7 @@ pub fn write(
         let m = metrics.entry(cond.to_string()).or_default();
         let c = costs.entry(cond.to_string()).or_default();
         let part_s = job.part.to_string();
-        ranges.insert((job.dataset, job.items.as_ptr(), job.items.len()));
+        part_sizes.insert((job.dataset, job.part), job.items.len());
         for item in job.items {
             let cluster = item.cluster.as_deref().unwrap_or_default();
             for (repeat, repeat_s) in repeat_s.iter().enumerate() {
@@ -150,7 +150,7 @@ pub fn write(
         m.accuracy = (m.scored > 0).then(|| m.correct / m.scored as f64);
     }
     let total = price(&mut costs, &metrics, pricing);
-    let n_items = ranges.iter().map(|r| r.2 as u64).sum();
+    let n_items = part_sizes.values().map(|&n| n as u64).sum();
     let metrics = Metrics { n_items, repeats, conditions: metrics };
     let costs = Costs { total, conditions: costs, from_baseline, endpoint: None };
     runfiles::write_json(&dir.join(METRICS), &metrics)?;

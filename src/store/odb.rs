@@ -43,9 +43,10 @@ thread_local! {
     /// a decompression context per commit read.
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
         const { std::cell::RefCell::new(None) };
-    /// A small file's encoding, and its compressed bytes, in buffers reused across files (at
-    /// most `WHOLE_FILE_MAX` each per thread): a fresh allocation per file is fresh pages the
-    /// kernel must fault in and zero, a tenth of a commit's time.
+    /// A small file's encoding, and the compressed bytes of every whole-staged object, in
+    /// buffers reused across objects (each as large as the largest object a thread staged this
+    /// way, a small file at most `WHOLE_FILE_MAX`): a fresh allocation per file is fresh pages
+    /// the kernel must fault in and zero, a tenth of a commit's time.
     static ENCODING: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     static COMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
