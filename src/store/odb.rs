@@ -888,11 +888,10 @@ impl Odb {
         self.packs.read().unwrap_or_else(PoisonError::into_inner).indexes_read()
     }
 
-    /// Indexes that could not be read, with why (fsck).
+    /// Indexes that are damaged or cannot be read, with why (fsck: checked whole, which
+    /// lookups do not do).
     pub fn damaged_pack_indexes(&self) -> Result<Vec<(PathBuf, String)>> {
-        let mut set = self.packs.write().unwrap_or_else(PoisonError::into_inner);
-        set.refresh(&self.pack_dir())?;
-        Ok(set.damaged().to_vec())
+        pack::check_indexes(&self.pack_dir())
     }
 
     /// Packs whose header or length contradicts their index, with why (fsck).

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use memmap2::Mmap;
 use tempfile::NamedTempFile;
 
 use super::ObjectId;
@@ -42,9 +43,19 @@ pub struct Entry {
     pub len: u64,
 }
 
+impl Entry {
+    /// After the pack's magic and before i64::MAX (no file reaches past it; seeking there
+    /// fails with a bare EINVAL). Whether the pack really is that long is checked on reading.
+    fn may_lie_in_a_pack(&self) -> bool {
+        let end = self.offset.checked_add(self.len).filter(|&end| end <= i64::MAX as u64);
+        self.offset >= PACK_MAGIC.len() as u64 && end.is_some()
+    }
+}
+
 /// `magic, count (u32 LE), entries sorted by id, BLAKE3 of everything before it`. The checksum
-/// catches a damaged index before it sends a reader to the wrong bytes; the order lets a reader
-/// binary-search the entries as read ([`PackSet`]).
+/// lets fsck, gc and a fetch tell a damaged index (and a remote's index be trusted whole); the
+/// order lets a reader binary-search the entries where they lie ([`PackSet`]).
+/// The inverse, checked whole, is [`decode_index`].
 pub fn encode_index(entries: &[Entry]) -> Vec<u8> {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_unstable_by_key(|e| e.id);
@@ -61,39 +72,47 @@ pub fn encode_index(entries: &[Entry]) -> Vec<u8> {
     out
 }
 
-/// The inverse of `encode_index`; the error says what is wrong.
+/// The entries of an index checked whole (checksum, every entry inside a possible pack); the
+/// error says what is wrong.
 pub fn decode_index(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
     let raw = RawIndex::check(bytes)?;
     Ok((0..raw.len()).map(|i| raw.entry(i)).collect())
 }
 
-/// A pack index's entry bytes, checked whole (header, checksum, every entry inside a possible
-/// pack) but not decoded: a lookup in a sorted index binary-searches them where they lie.
+/// A pack index's entry bytes, not decoded: a lookup in a sorted index binary-searches them
+/// where they lie.
 #[derive(Debug)]
 struct RawIndex<'a> {
     entries: &'a [u8],
 }
 
 impl<'a> RawIndex<'a> {
-    fn check(bytes: &'a [u8]) -> std::result::Result<RawIndex<'a>, String> {
+    /// The entries of an index whose header and length agree. O(1): what every command does
+    /// before searching an index (see [`Entries`]).
+    fn open(bytes: &'a [u8]) -> std::result::Result<RawIndex<'a>, String> {
         if bytes.len() < 8 + 4 + 32 || &bytes[..8] != INDEX_MAGIC {
             return Err("not a pack index (bad header)".to_string());
         }
-        let (body, sum) = bytes.split_at(bytes.len() - 32);
-        if blake3::hash(body).as_bytes() != sum {
-            return Err("checksum mismatch".to_string());
-        }
+        let body = &bytes[..bytes.len() - 32];
         let count = u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize;
         let entries = &body[12..];
         if entries.len() != count * ENTRY_LEN {
             return Err(format!("{count} entries announced, {} bytes present", entries.len()));
         }
-        let raw = RawIndex { entries };
-        for i in 0..count {
+        Ok(RawIndex { entries })
+    }
+
+    /// `open`, then the checksum and every entry inside a possible pack: what fsck, gc and a
+    /// pack merge do before trusting a whole index.
+    fn check(bytes: &'a [u8]) -> std::result::Result<RawIndex<'a>, String> {
+        let raw = RawIndex::open(bytes)?;
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(body).as_bytes() != sum {
+            return Err("checksum mismatch".to_string());
+        }
+        for i in 0..raw.len() {
             let e = raw.entry(i);
-            // No file reaches past i64::MAX bytes (seeking there fails with a bare EINVAL).
-            let end = e.offset.checked_add(e.len).filter(|&end| end <= i64::MAX as u64);
-            if e.offset < PACK_MAGIC.len() as u64 || end.is_none() {
+            if !e.may_lie_in_a_pack() {
                 return Err(format!("entry for {} points outside its pack", e.id));
             }
         }
@@ -139,27 +158,42 @@ impl<'a> RawIndex<'a> {
 }
 
 /// One pack's entries as a [`PackSet`] keeps them, sorted by id either way.
+///
+/// Every command looks objects up, so what a lookup costs before its first answer is paid by
+/// every command and must not grow with the store: a sorted index is mapped and searched where
+/// it lies, only its header and length checked (O(1)) and its order (a compare per entry, no
+/// copy). Its checksum and entry bounds are checked whole by fsck, gc and pack merges, not per
+/// command, as git checks its `.idx` checksums only in fsck: a damaged entry cannot give wrong
+/// data, since every read re-hashes the object it was sent to and every read checks the range
+/// against the pack's size; it can only hide an object (a commit then stores it again) or send
+/// a read to bytes that fail verification, an error naming the object.
 #[derive(Debug)]
 enum Entries {
-    /// The entry bytes of an index whose entries were written sorted (every exp since pack
-    /// indexes were sorted), checked when read and cut of header and checksum: searched in
-    /// place, so no entry is decoded or allocated.
-    Sorted(Vec<u8>),
+    /// An index whose entries were written sorted (every exp since pack indexes were sorted).
+    Mapped(Mmap),
     /// Entries just written, or read from an unsorted index (an older exp's), sorted here.
     Decoded(Vec<Entry>),
 }
 
 impl Entries {
-    /// An index file's entries, or why the file is damaged.
-    fn read(mut bytes: Vec<u8>) -> std::result::Result<Entries, String> {
-        let raw = RawIndex::check(&bytes)?;
-        if !raw.is_sorted() {
-            return Ok(Entries::decoded((0..raw.len()).map(|i| raw.entry(i)).collect()));
+    /// An index file's entries, or why the file cannot be one.
+    fn open(path: &Path) -> std::io::Result<std::result::Result<Entries, String>> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() < (8 + 4 + 32) as u64 {
+            return Ok(Err("not a pack index (bad header)".to_string()));
         }
-        let entries_len = raw.entries.len();
-        bytes.truncate(bytes.len() - 32);
-        bytes.drain(..bytes.len() - entries_len);
-        Ok(Entries::Sorted(bytes))
+        // SAFETY: an index file is never written in place: it is written to a temp file and
+        // renamed (a pack merge or gc deletes it, which leaves the mapping intact). Only
+        // something outside exp truncating it could make a read of the map fault.
+        let map = unsafe { Mmap::map(&file)? };
+        let raw = match RawIndex::open(&map) {
+            Ok(raw) => raw,
+            Err(why) => return Ok(Err(why)),
+        };
+        if raw.is_sorted() {
+            return Ok(Ok(Entries::Mapped(map)));
+        }
+        Ok(Ok(Entries::decoded((0..raw.len()).map(|i| raw.entry(i)).collect())))
     }
 
     fn decoded(mut entries: Vec<Entry>) -> Entries {
@@ -169,9 +203,13 @@ impl Entries {
         Entries::Decoded(entries)
     }
 
+    /// Where `id` is; an entry that cannot lie in a pack (damage fsck reports) hides its object
+    /// rather than send a read astray, so another copy is found or a commit stores it again.
     fn find(&self, id: &ObjectId) -> Option<Entry> {
         match self {
-            Entries::Sorted(entries) => RawIndex { entries }.find(id),
+            Entries::Mapped(map) => {
+                RawIndex::open(map).ok()?.find(id).filter(Entry::may_lie_in_a_pack)
+            }
             Entries::Decoded(entries) => {
                 entries.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| entries[i])
             }
@@ -180,10 +218,10 @@ impl Entries {
 
     fn ids(&self) -> Vec<ObjectId> {
         match self {
-            Entries::Sorted(entries) => {
-                let raw = RawIndex { entries };
-                (0..raw.len()).map(|i| raw.entry(i).id).collect()
-            }
+            Entries::Mapped(map) => match RawIndex::open(map) {
+                Ok(raw) => (0..raw.len()).map(|i| raw.entry(i).id).collect(),
+                Err(_) => Vec::new(),
+            },
             Entries::Decoded(entries) => entries.iter().map(|e| e.id).collect(),
         }
     }
@@ -211,8 +249,8 @@ pub struct PackFile {
 ///
 /// Each pack keeps its index entries sorted by id and a lookup binary-searches the packs, newest
 /// first. A hash map of every packed object would make each command pay for the whole store
-/// (hashing every entry of every index) before its first lookup; this costs a copy of the index
-/// bytes, and commits keep the number of packs small (`Odb::merge_small_packs`).
+/// (hashing every entry of every index) before its first lookup; this maps each index (see
+/// [`Entries`] for what is checked when), and commits keep the number of packs small (`Odb::merge_small_packs`).
 #[derive(Debug, Default)]
 pub struct PackSet {
     scanned: bool,
@@ -220,8 +258,6 @@ pub struct PackSet {
     seen: HashSet<PathBuf>,
     /// In the order they were added.
     packs: Vec<(Arc<Path>, Entries)>,
-    /// Indexes that could not be read, with why (fsck reports them).
-    damaged: Vec<(PathBuf, String)>,
     /// Index files read over this set's life, `forget` included.
     reads: usize,
 }
@@ -253,31 +289,26 @@ impl PackSet {
         self.reads
     }
 
-    pub fn damaged(&self) -> &[(PathBuf, String)] {
-        &self.damaged
-    }
-
-    /// Read every index in `dir` not read before.
+    /// Read every index in `dir` not read before. One that is not an index at all is skipped
+    /// (its objects unseen); [`check_indexes`] says why.
     pub fn refresh(&mut self, dir: &Path) -> Result<()> {
         self.scanned = true;
         for file in list(dir)? {
             if self.seen.contains(&file.index) {
                 continue;
             }
-            match fs::read(&file.index) {
-                Ok(bytes) => {
+            match Entries::open(&file.index) {
+                Ok(opened) => {
                     self.reads += 1;
                     self.seen.insert(file.index.clone());
-                    match Entries::read(bytes) {
-                        Ok(entries) => self.packs.push((Arc::from(file.pack.as_path()), entries)),
-                        Err(reason) => self.damaged.push((file.index, reason)),
+                    if let Ok(entries) = opened {
+                        self.packs.push((Arc::from(file.pack.as_path()), entries));
                     }
                 }
                 // No index yet (a pack being published) or no more (gc just replaced it).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
+                Err(_) => {
                     self.seen.insert(file.index.clone());
-                    self.damaged.push((file.index, e.to_string()));
                 }
             }
         }
@@ -328,6 +359,22 @@ pub fn list_packs(dir: &Path) -> Result<Vec<PackFile>> {
         file.entries = decode_index(&bytes)
             .map_err(|reason| Error::DamagedPackIndex { path: file.index.clone(), reason })?;
         out.push(file);
+    }
+    Ok(out)
+}
+
+/// Every index in `dir` that is damaged (header, length, checksum or an entry outside any
+/// pack) or cannot be read, with why (fsck).
+pub fn check_indexes(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    for file in list(dir)? {
+        let why = match fs::read(&file.index) {
+            Ok(bytes) => decode_index(&bytes).err(),
+            // No index yet (a pack being published): fsck reports it as a leftover.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(e.to_string()),
+        };
+        out.extend(why.map(|why| (file.index, why)));
     }
     Ok(out)
 }
@@ -495,6 +542,40 @@ mod tests {
         }
         assert!(set.get(&id(3)).is_none());
         assert_eq!(set.ids(), vec![id(2), id(5), id(9)]);
+    }
+
+    #[test]
+    fn lookups_check_an_index_s_shape_and_fsck_checks_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = [
+            Entry { id: id(1), offset: 8, len: 5 },
+            // Damage a checksum would catch: an entry over the pack's magic.
+            Entry { id: id(2), offset: 0, len: 5 },
+            Entry { id: id(3), offset: 13, len: 6 },
+        ];
+        let mut index = encode_index(&entries);
+        let last = index.len() - 1;
+        index[last] ^= 1;
+        fs::write(dir.path().join("pack-a.pack"), b"EXPPACK1hello world!").unwrap();
+        fs::write(dir.path().join("pack-a.idx"), &index).unwrap();
+        fs::write(dir.path().join("pack-b.pack"), b"EXPPACK1").unwrap();
+        fs::write(dir.path().join("pack-b.idx"), b"EXPIDX01 short").unwrap();
+        let mut set = PackSet::default();
+        set.refresh(dir.path()).unwrap();
+        assert_eq!(set.get(&id(3)).map(|p| (p.offset, p.len)), Some((13, 6)));
+        assert!(set.get(&id(2)).is_none(), "an entry that cannot lie in a pack hides its object");
+        let damaged = check_indexes(dir.path()).unwrap();
+        let reasons: Vec<(String, &str)> = damaged
+            .iter()
+            .map(|(p, why)| (p.file_name().unwrap().to_string_lossy().into_owned(), why.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("pack-a.idx".to_string(), "checksum mismatch"),
+                ("pack-b.idx".to_string(), "not a pack index (bad header)")
+            ]
+        );
     }
 
     #[test]
