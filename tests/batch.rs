@@ -959,3 +959,38 @@ fn a_failed_download_is_tried_again_at_the_next_poll() {
         .sum();
     assert_eq!(journaled, 12, "each answer journaled once, none lost");
 }
+
+#[test]
+fn a_redirecting_batch_endpoint_is_not_followed_and_the_error_says_where_it_points() {
+    use axum::response::IntoResponse;
+    // Every call is redirected to a URL that echoes the key, as a careless proxy would.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+    let rt = rt.unwrap();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let to = format!("http://elsewhere.example/v1/files?key={KEY}");
+            (axum::http::StatusCode::TEMPORARY_REDIRECT, [(axum::http::header::LOCATION, to)])
+                .into_response()
+        }
+    });
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let model = model(&url, ", backend: batch, api_key_env: BATCH_TEST_KEY");
+    let ws = workspace(2, &model, "batch_poll_s: 1, max_retries: 1");
+    let out = run_batch(ws.path()).failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("HTTP 307")
+            && err.contains("redirects to http://elsewhere.example/v1/files?key=[redacted]")
+            && err.contains("set base_url to it"),
+        "{err}"
+    );
+    assert!(!err.contains(KEY), "{err}");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "a redirect is final");
+    assert_no_key(ws.path());
+}

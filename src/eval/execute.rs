@@ -1,7 +1,8 @@
 //! Execution: sends every pending request of every job and journals each answer as it arrives.
 //!
 //! Concurrency has two limits: at most `max_concurrent_jobs` jobs are open (worker tasks dealt
-//! out to the sender threads, see `execute`), and at most `max_connections` requests (the
+//! out to the sender threads, see `execute`; a worker whose thread has no job left of its own
+//! helps send another's, `OpenJob`), and at most `max_connections` requests (the
 //! ceiling of `auto`) are open per model, over all of that model's jobs and threads (`Slots`);
 //! within that, the provider holds each attempt to the model's own limit (`eval::concurrency`,
 //! adaptive under `auto`) and picks its replica.
@@ -129,9 +130,8 @@ struct Counters {
 
 /// What every sender thread and request task shares.
 struct Shared {
-    /// Jobs not yet started: a free job slot on any thread takes the next one, so a thread whose
-    /// jobs end early takes more, whatever the jobs' sizes.
-    queue: Mutex<VecDeque<ExecJob>>,
+    /// Jobs not yet started, and the started ones with request lines left (see [`OpenJob`]).
+    jobs: Mutex<Jobs>,
     /// Per model: its provider, its request slots, its pricing.
     providers: Vec<Provider>,
     model_slots: Vec<Slots>,
@@ -147,8 +147,34 @@ struct Shared {
 }
 
 impl Shared {
-    fn next_job(&self) -> Option<ExecJob> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    /// The job a free worker sends from next: the next job not yet started, or else the
+    /// started one with the most request lines left (a share of its lines); `None` when every
+    /// line of every job has been read. A job with nothing left to send counts as done here.
+    fn next_job(&self) -> Result<Option<Arc<OpenJob>>, ExecuteError> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.open.retain(|open| !open.ended.load(Ordering::SeqCst));
+        while let Some(job) = jobs.queued.pop_front() {
+            let expected = (job.end - job.start) as u64 * job.repeats as u64;
+            if expected <= job.done.len() as u64 {
+                self.counters.jobs_done.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            // Opened under the lock, so a worker that finds nothing queued meanwhile sees this
+            // job among the open ones instead of ending early.
+            let open = Arc::new(OpenJob::open(job)?);
+            jobs.open.push(open.clone());
+            return Ok(Some(open));
+        }
+        loop {
+            let Some(open) = jobs.open.iter().max_by_key(|open| open.lines_left()) else {
+                return Ok(None);
+            };
+            if open.join() {
+                return Ok(Some(open.clone()));
+            }
+            // Its last worker left as we looked (so it has ended): look again without it.
+            jobs.open.retain(|open| !open.ended.load(Ordering::SeqCst));
+        }
     }
 
     fn abort(&self) {
@@ -225,9 +251,11 @@ fn share(total: usize, threads: usize, t: usize) -> usize {
 /// runtime of its own: a request's work is a few microseconds between waits, so a
 /// work-stealing runtime's wakeups handed across threads cost more than they share (measured
 /// on 2 cores against a loopback server: slower than one thread), while threads that share
-/// nothing but the job queue, the model's slots and the journal's syncer add up (1.6x on 2
-/// cores). Each thread keeps its own idle connections (`providers::http`). This thread shows
-/// progress and watches for Ctrl-C.
+/// nothing but the jobs, the model's slots and the journal's syncer add up (1.6x on 2 cores).
+/// The threads share out the request lines of the open jobs in small batches, so a run of one
+/// job still uses every core, and no thread idles while another has lines left. Each thread
+/// keeps its own idle connections (`providers::http`). This thread shows progress and watches
+/// for Ctrl-C.
 pub fn execute(
     jobs: Vec<ExecJob>,
     models: Vec<ExecModel>,
@@ -240,9 +268,9 @@ pub fn execute(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Every thread needs a slot of each model's (a thread with none could only wait).
     let fewest_slots = models.iter().map(|m| m.max_connections.max(1)).min().unwrap_or(1);
-    let threads = cores.min(job_slots).min(jobs.len()).min(fewest_slots).max(1);
+    let threads = cores.min(job_slots).min(fewest_slots).max(1);
     let shared = Arc::new(Shared {
-        queue: Mutex::new(jobs.into()),
+        jobs: Mutex::new(Jobs { queued: jobs.into(), open: Vec::new() }),
         model_slots: models.iter().map(|m| Slots::new(m.max_connections.max(1), threads)).collect(),
         pricing: models.iter().map(|m| m.pricing).collect(),
         providers: models.into_iter().map(|m| m.provider).collect(),
@@ -374,8 +402,8 @@ fn send_on_this_thread(
         for _ in 0..job_slots {
             let shared = shared.clone();
             workers.spawn(async move {
-                while let Some(job) = shared.next_job() {
-                    run_job(job, &shared, thread).await?;
+                while let Some(open) = shared.next_job()? {
+                    send_from(&open, &shared, thread).await?;
                 }
                 Ok::<(), ExecuteError>(())
             });
@@ -405,120 +433,228 @@ fn send_on_this_thread(
     })
 }
 
-async fn run_job(job: ExecJob, shared: &Arc<Shared>, thread: usize) -> Result<(), ExecuteError> {
-    let counters = &shared.counters;
-    let expected = (job.end - job.start) as u64 * job.repeats as u64;
-    let pending = expected.saturating_sub(job.done.len() as u64);
-    if pending == 0 {
-        counters.jobs_done.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
+/// Jobs not yet started, and the started ones whose request lines are not all read yet.
+struct Jobs {
+    queued: VecDeque<ExecJob>,
+    open: Vec<Arc<OpenJob>>,
+}
+
+/// A job being sent. Its request lines are read in small batches by whichever worker asks
+/// next, on any sender thread: with fewer jobs than threads, or jobs that run at different
+/// speeds, every thread keeps sending until the last line is read (one job per thread left
+/// the faster thread idle for the last fifth of a two-job run).
+struct OpenJob {
+    job: ExecJob,
+    journal: Arc<journal::Journal>,
+    lines: Mutex<Lines>,
+    /// Every line is read, or the job was cut short.
+    ended: AtomicBool,
+    /// Workers sending from this job: the last to leave once it has ended counts it done.
+    workers: AtomicUsize,
+}
+
+/// Where a job's reading stands.
+struct Lines {
+    reader: std::io::BufReader<std::fs::File>,
+    /// One buffer for every line: a job reads up to millions.
+    buf: String,
+    /// Lines read so far.
+    read: usize,
+}
+
+/// A request read from a job's inputs, checked against the plan and not answered before.
+struct ToSend {
+    custom_id: String,
+    body: bytes::Bytes,
+    gold: String,
+}
+
+/// Request lines a worker reads at once: enough that the lock is rarely contended, few enough
+/// that the last lines of a job are shared out between the threads.
+const BATCH_LINES: usize = 32;
+
+impl OpenJob {
+    fn open(job: ExecJob) -> Result<OpenJob, ExecuteError> {
+        let journal = journal::open(&job.journal)?;
+        let file = std::fs::File::open(&job.inputs)
+            .map_err(|source| ExecuteError::Read { path: job.inputs.clone(), source })?;
+        let lines = Lines { reader: std::io::BufReader::new(file), buf: String::new(), read: 0 };
+        Ok(OpenJob {
+            job,
+            journal,
+            lines: Mutex::new(lines),
+            ended: AtomicBool::new(false),
+            workers: AtomicUsize::new(1),
+        })
     }
-    let journal = journal::open(&job.journal)?;
-    let file = std::fs::File::open(&job.inputs)
-        .map_err(|source| ExecuteError::Read { path: job.inputs.clone(), source })?;
+
+    fn expected_lines(&self) -> usize {
+        (self.job.end - self.job.start) * self.job.repeats as usize
+    }
+
+    fn lines_left(&self) -> usize {
+        let read = self.lines.lock().unwrap_or_else(|e| e.into_inner()).read;
+        self.expected_lines().saturating_sub(read)
+    }
+
+    /// Stop handing out lines (the run is stopping, the budget is spent): what is unread stays
+    /// unsent, which is not a mismatch with the plan.
+    fn cut_short(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+
+    /// The next requests to send, up to `BATCH_LINES` lines' worth (fewer, even none, when
+    /// lines were answered before); `None` once the job has ended. A line that does not match
+    /// the plan is an error naming it.
+    fn next_batch(&self, stopping: &AtomicBool) -> Result<Option<Vec<ToSend>>, ExecuteError> {
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if stopping.load(Ordering::Relaxed) {
+            self.cut_short();
+        }
+        if self.ended.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let job = &self.job;
+        let mismatch = |line: usize, problem: String| ExecuteError::Inputs {
+            path: job.inputs.clone(),
+            line,
+            problem,
+        };
+        let Lines { reader, buf, read } = &mut *lines;
+        let mut batch = Vec::with_capacity(BATCH_LINES);
+        for _ in 0..BATCH_LINES {
+            buf.clear();
+            let n = reader.read_line(buf);
+            if n.map_err(|source| ExecuteError::Read { path: job.inputs.clone(), source })? == 0 {
+                self.ended.store(true, Ordering::SeqCst);
+                if *read < self.expected_lines() {
+                    return Err(mismatch(*read, "has fewer requests than the job's items".into()));
+                }
+                break;
+            }
+            let line = buf.strip_suffix('\n').unwrap_or(buf);
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let index = *read;
+            *read += 1;
+            let item_index = job.start + index / job.repeats as usize;
+            let repeat = (index % job.repeats as usize) as u32;
+            let Some(item) = job.items.get(item_index).filter(|_| item_index < job.end) else {
+                return Err(mismatch(*read, "has more requests than the job's items".into()));
+            };
+            let (custom_id_sent, body) = parse_request(line)
+                .map_err(|e| mismatch(*read, format!("not a request line: {e}")))?;
+            let want = custom_id(&job.dataset, &item.id, job.condition, repeat);
+            if custom_id_sent != want {
+                return Err(mismatch(
+                    *read,
+                    format!("custom_id is `{custom_id_sent}`, the plan expects `{want}`"),
+                ));
+            }
+            if !job.done.contains(&want) {
+                batch.push(ToSend { custom_id: want, body, gold: item.label.clone() });
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    /// One more worker on this job; false once its last worker has left (it has ended, and
+    /// was counted done).
+    fn join(&self) -> bool {
+        self.workers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| (w > 0).then(|| w + 1))
+            .is_ok()
+    }
+
+    /// A worker is done with this job; the last one out of an ended job counts it done.
+    fn leave(&self, counters: &Counters) {
+        if self.workers.fetch_sub(1, Ordering::SeqCst) == 1 && self.ended.load(Ordering::SeqCst) {
+            counters.jobs_done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends requests of `open` until its lines run out, then waits for this worker's answers.
+async fn send_from(
+    open: &Arc<OpenJob>,
+    shared: &Arc<Shared>,
+    thread: usize,
+) -> Result<(), ExecuteError> {
+    let result = send_batches(open, shared, thread).await;
+    if result.is_err() {
+        open.cut_short();
+    }
+    open.leave(&shared.counters);
+    result
+}
+
+async fn send_batches(
+    open: &Arc<OpenJob>,
+    shared: &Arc<Shared>,
+    thread: usize,
+) -> Result<(), ExecuteError> {
+    let job = &open.job;
     let pricing = shared.pricing[job.model];
     let slots = &shared.model_slots[job.model];
     let _on_this_thread = slots.job_on(thread);
     let mut requests = JoinSet::new();
-    let mut index = 0usize;
-    let mismatch = |line: usize, problem: String| ExecuteError::Inputs {
-        path: job.inputs.clone(),
-        line,
-        problem,
-    };
-    // Stopped early (Ctrl-C, an error elsewhere, the budget): the job's remaining lines are
-    // left unsent, which is not a mismatch with the plan.
-    let mut cut_short = false;
-    let mut reader = std::io::BufReader::new(file);
-    // One buffer for every line: a job reads up to millions.
-    let mut buf = String::new();
-    loop {
-        if shared.stopping.load(Ordering::Relaxed) {
-            cut_short = true;
-            break;
-        }
-        buf.clear();
-        let read = reader.read_line(&mut buf);
-        if read.map_err(|source| ExecuteError::Read { path: job.inputs.clone(), source })? == 0 {
-            break;
-        }
-        let line = buf.strip_suffix('\n').unwrap_or(&buf);
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let lineno = index + 1;
-        let item_index = job.start + index / job.repeats as usize;
-        let repeat = (index % job.repeats as usize) as u32;
-        index += 1;
-        let Some(item) = job.items.get(item_index).filter(|_| item_index < job.end) else {
-            return Err(mismatch(lineno, "has more requests than the job's items".into()));
-        };
-        let (custom_id_sent, body) = parse_request(line)
-            .map_err(|e| mismatch(lineno, format!("not a request line: {e}")))?;
-        let want = custom_id(&job.dataset, &item.id, job.condition, repeat);
-        if custom_id_sent != want {
-            return Err(mismatch(
-                lineno,
-                format!("custom_id is `{custom_id_sent}`, the plan expects `{want}`"),
-            ));
-        }
-        if job.done.contains(&want) {
-            continue;
-        }
-        // Reap finished tasks so a long job does not keep every finished handle.
-        while let Some(done) = requests.try_join_next() {
-            flatten(done)?;
-        }
-        let Some(permit) = slots.acquire(thread).await else {
-            cut_short = true;
-            break;
-        };
-        // Reserved once the request is sure to go out, so what is reserved is what is in flight.
-        let max_cost = budget::max_cost(pricing, body.len(), job.max_tokens);
-        let budget = shared.settings.budget.as_ref();
-        if budget.is_some_and(|b| !b.reserve(max_cost)) {
-            cut_short = true;
-            break;
-        }
-        let (shared, journal) = (shared.clone(), journal.clone());
-        let (model, condition, gold) = (job.model, job.condition, item.label.clone());
-        requests.spawn(async move {
-            let _permit = permit;
-            let rc = RequestContext { custom_id: &want, condition, gold: &gold };
-            let provider = &shared.providers[model];
-            let entry = match send_with_retries(provider, &body, &rc, &shared.settings).await {
-                Ok(entry) => entry,
-                Err(_down) => {
-                    // Unanswered, so not journaled: the run stops (the endpoint's report says
-                    // why) and a resume sends it.
-                    shared.stopping.store(true, Ordering::SeqCst);
-                    return Ok(());
-                }
+    'lines: while let Some(batch) = open.next_batch(&shared.stopping)? {
+        for request in batch {
+            if shared.stopping.load(Ordering::Relaxed) {
+                open.cut_short();
+                break 'lines;
+            }
+            // Reap finished tasks so a long job does not keep every finished handle.
+            while let Some(done) = requests.try_join_next() {
+                flatten(done)?;
+            }
+            let Some(permit) = slots.acquire(thread).await else {
+                open.cut_short();
+                break 'lines;
             };
-            journal.append(&entry, &shared.syncer)?;
-            let counters = &shared.counters;
-            if entry.status == Status::Error {
-                counters.failures.fetch_add(1, Ordering::Relaxed);
+            // Reserved once the request is sure to go out, so what is reserved is what is in
+            // flight.
+            let max_cost = budget::max_cost(pricing, request.body.len(), job.max_tokens);
+            let budget = shared.settings.budget.as_ref();
+            if budget.is_some_and(|b| !b.reserve(max_cost)) {
+                open.cut_short();
+                break 'lines;
             }
-            let usd = pricing.map(|p| p.usd(entry.input_tokens, entry.output_tokens));
-            if let Some(usd) = usd {
-                *counters.usd.lock().unwrap_or_else(|e| e.into_inner()) += usd;
-            }
-            if let Some(b) = &shared.settings.budget {
-                b.settle(max_cost, usd.unwrap_or(0.0));
-            }
-            counters.done.fetch_add(1, Ordering::Relaxed);
-            Ok::<(), ExecuteError>(())
-        });
+            let (shared, journal) = (shared.clone(), open.journal.clone());
+            let (model, condition) = (job.model, job.condition);
+            requests.spawn(async move {
+                let _permit = permit;
+                let ToSend { custom_id, body, gold } = request;
+                let rc = RequestContext { custom_id: &custom_id, condition, gold: &gold };
+                let provider = &shared.providers[model];
+                let entry = match send_with_retries(provider, &body, &rc, &shared.settings).await {
+                    Ok(entry) => entry,
+                    Err(_down) => {
+                        // Unanswered, so not journaled: the run stops (the endpoint's report
+                        // says why) and a resume sends it.
+                        shared.stopping.store(true, Ordering::SeqCst);
+                        return Ok(());
+                    }
+                };
+                journal.append(&entry, &shared.syncer)?;
+                let counters = &shared.counters;
+                if entry.status == Status::Error {
+                    counters.failures.fetch_add(1, Ordering::Relaxed);
+                }
+                let usd = pricing.map(|p| p.usd(entry.input_tokens, entry.output_tokens));
+                if let Some(usd) = usd {
+                    *counters.usd.lock().unwrap_or_else(|e| e.into_inner()) += usd;
+                }
+                if let Some(b) = &shared.settings.budget {
+                    b.settle(max_cost, usd.unwrap_or(0.0));
+                }
+                counters.done.fetch_add(1, Ordering::Relaxed);
+                Ok::<(), ExecuteError>(())
+            });
+        }
     }
     while let Some(done) = requests.join_next().await {
         flatten(done)?;
     }
-    if index < (job.end - job.start) * job.repeats as usize
-        && !cut_short
-        && !shared.stopping.load(Ordering::Relaxed)
-    {
-        return Err(mismatch(index, "has fewer requests than the job's items".into()));
-    }
-    counters.jobs_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -678,6 +814,81 @@ mod tests {
         assert!(waiting.now_or_never().flatten().is_some(), "thread 1 gets its own slot back");
         drop(job);
         assert_eq!((share(5, 2, 0), share(5, 2, 1), share(1, 2, 1)), (3, 2, 0));
+    }
+
+    /// A job of `n` items (one repeat) whose request lines are in a temp folder; items listed
+    /// in `done` were answered before.
+    fn job_of(dir: &std::path::Path, n: usize, done: &[usize]) -> ExecJob {
+        let item = |i: usize| Item {
+            id: format!("i{i}"),
+            label: "positive".into(),
+            cluster: None,
+            fields: Default::default(),
+        };
+        let items: Vec<Item> = (0..n).map(item).collect();
+        let lines: String = items
+            .iter()
+            .map(|it| {
+                let id = custom_id("d", &it.id, Condition::Control, 0);
+                format!("{{\"custom_id\":\"{id}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{}}}}\n")
+            })
+            .collect();
+        let inputs = dir.join("inputs.jsonl");
+        std::fs::write(&inputs, lines).unwrap();
+        ExecJob {
+            inputs,
+            journal: dir.join("responses/part-0000.jsonl"),
+            model: 0,
+            condition: Condition::Control,
+            dataset: "d".into(),
+            done: done
+                .iter()
+                .map(|&i| custom_id("d", &items[i].id, Condition::Control, 0))
+                .collect(),
+            items: Arc::new(items),
+            start: 0,
+            end: n,
+            repeats: 1,
+            max_tokens: 16,
+        }
+    }
+
+    #[test]
+    fn workers_share_a_job_s_lines_and_the_last_one_out_counts_it_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = OpenJob::open(job_of(dir.path(), 100, &[3, 50])).unwrap();
+        assert!(open.join(), "a second worker joins a job with lines left");
+        let stopping = AtomicBool::new(false);
+        let counters = Counters::default();
+        let mut sent = Vec::new();
+        // Two workers take turns, as two threads would.
+        while let Some(batch) = open.next_batch(&stopping).unwrap() {
+            assert!(batch.len() <= BATCH_LINES);
+            sent.extend(batch.into_iter().map(|r| r.custom_id));
+        }
+        assert_eq!(sent.len(), 98, "every line once, but the two answered before");
+        let unique: HashSet<&String> = sent.iter().collect();
+        assert_eq!(unique.len(), 98);
+        assert_eq!(open.lines_left(), 0);
+        open.leave(&counters);
+        assert_eq!(counters.jobs_done.load(Ordering::Relaxed), 0, "a worker is still on it");
+        open.leave(&counters);
+        assert_eq!(counters.jobs_done.load(Ordering::Relaxed), 1);
+        assert!(!open.join(), "nobody joins a job whose last worker left");
+    }
+
+    #[test]
+    fn a_stopping_run_hands_out_no_more_lines_and_a_short_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = OpenJob::open(job_of(dir.path(), 10, &[])).unwrap();
+        let stopping = AtomicBool::new(true);
+        assert!(open.next_batch(&stopping).unwrap().is_none());
+        let mut job = job_of(dir.path(), 10, &[]);
+        job.end = 12;
+        job.items = Arc::new((0..12).map(|i| job.items[i % 10].clone()).collect());
+        let open = OpenJob::open(job).unwrap();
+        let err = open.next_batch(&AtomicBool::new(false)).err().expect("10 lines for 12 items");
+        assert!(err.to_string().contains("has fewer requests than the job's items"), "{err}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::eval::build::CHAT_URL;
 use crate::eval::config::ModelConfig;
 use crate::eval::providers::ProviderError;
 use crate::eval::providers::http::chain;
-use crate::eval::providers::openai::{api_key, error_text};
+use crate::eval::providers::openai::{api_key, error_text, redirect_remark};
 use crate::eval::providers::redact::Redactor;
 
 /// The largest JSON answer read (a batch object with its `errors` list, a page of batches).
@@ -94,12 +94,16 @@ impl Api {
     pub fn new(model: &ModelConfig, timeout: Duration) -> Result<Api, ProviderError> {
         let key = api_key(model)?;
         let redactor = Redactor::new(key.as_deref());
-        let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| {
-            ProviderError::Client {
+        // Redirects are not followed, as by the direct backend: they would carry the key and
+        // the uploaded requests elsewhere; `send` says where they point.
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ProviderError::Client {
                 model: model.name.clone(),
                 message: redactor.clean_owned(e.to_string()),
-            }
-        })?;
+            })?;
         // One endpoint: config validation refuses replicas for `backend: batch`.
         let base = model.base_url.as_ref().and_then(|u| u.0.first()).map_or("", |u| u.as_str());
         let base = base.trim_end_matches('/').to_string();
@@ -207,11 +211,14 @@ impl Api {
         if status.is_success() {
             return Ok(resp);
         }
+        let location = resp.headers().get(reqwest::header::LOCATION);
+        let location = location.map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+        let redirect = redirect_remark(status.as_u16(), location.as_deref(), &self.redactor);
         let bytes = self.read(resp).await.unwrap_or_default();
         let text = self.redactor.clean_owned(error_text(&bytes));
         let excerpt: String = text.chars().take(300).collect();
         Err(ApiError {
-            message: format!("HTTP {}: {}", status.as_u16(), excerpt.trim()),
+            message: format!("HTTP {}: {}{redirect}", status.as_u16(), excerpt.trim()),
             retryable: status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error(),
         })
     }

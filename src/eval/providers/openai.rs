@@ -199,12 +199,7 @@ impl OpenAi {
             let text = self.redactor.clean(&text);
             let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
             let mut message = format!("HTTP {status}: {}", excerpt.trim());
-            if let Some(location) = location {
-                // Redirects are never followed (they would take the key along): say where to.
-                let location: String =
-                    self.redactor.clean(&location).chars().take(EXCERPT_CHARS).collect();
-                message.push_str(&format!(" (redirects to {location}: set base_url to it)"));
-            }
+            message.push_str(&redirect_remark(status, location.as_deref(), &self.redactor));
             let retryable = status == 429 || status == 408 || (500..600).contains(&status);
             let signal =
                 if status == 429 || status == 503 { Signal::Overloaded } else { Signal::Fine };
@@ -331,6 +326,18 @@ pub fn parse(bytes: &[u8]) -> Result<Completion, Failure> {
         reasoning_tokens: r.usage.as_ref().map_or(0, Usage::reasoning_tokens),
         usage: r.usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
     })
+}
+
+/// For a redirect (never followed: it would take the key along), where it points and what to
+/// do, cleaned of the key; empty for any other answer.
+pub fn redirect_remark(status: u16, location: Option<&str>, redactor: &Redactor) -> String {
+    match location {
+        Some(location) if (300..400).contains(&status) => {
+            let location: String = redactor.clean(location).chars().take(EXCERPT_CHARS).collect();
+            format!(" (redirects to {location}: set base_url to it)")
+        }
+        _ => String::new(),
+    }
 }
 
 /// An error body as text. JSON is re-written compactly, which also undoes escapes (`\u0073k-…`),
