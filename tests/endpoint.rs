@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use chat::{Behaviour, ChatServer, read_json, trials, workspace};
+use chat::{Behaviour, ChatServer, read_json, tls_ca, trials, workspace};
 use common::exp;
 use predicates::prelude::*;
 use serde_json::Value;
@@ -395,6 +395,32 @@ fn a_redirect_that_echoes_the_key_is_journaled_redacted() {
         assert!(error.contains("redirects to http://elsewhere.example/?key=[redacted]"), "{l}");
         assert!(!error.contains("sk-echoed-secret"), "{l}");
     }
+}
+
+#[test]
+fn an_https_endpoint_is_reached_over_tls_and_an_untrusted_certificate_is_refused() {
+    let server = ChatServer::start_tls(Behaviour::default());
+    let url = format!("\"{}\"", server.url);
+    let ws = workspace(3, &model("m", &url, ""), GRID, FAST);
+    // The test CA is nobody's root: the handshake fails and nothing is answered.
+    let out = exp(ws.path())
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .args(["run", "--run-id", "untrusted"])
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("certificate") && err.contains("SSL_CERT_FILE"), "{err}");
+    assert_eq!(server.answered(), 0);
+    // Trusting it (as a company CA would be), every request goes over TLS.
+    exp(ws.path())
+        .env("SSL_CERT_FILE", tls_ca())
+        .args(["run", "--run-id", "trusted"])
+        .assert()
+        .success();
+    assert_eq!(server.answered(), 6);
+    let lines = journal(&trials(ws.path(), "trusted")[0]);
+    assert!(lines.iter().all(|l| l["status"] == "ok" && l["attempts"] == 1), "{lines:?}");
 }
 
 #[test]

@@ -205,7 +205,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
                 return Err(match down {
                     Some(down) => exp::error::Hinted::new(
                         format!("run {} stopped: {down}", summary.run_id),
-                        format!("bring the endpoint back (or fix base_url), then {resume}"),
+                        endpoint_down_hint(down, &resume),
                     ),
                     None => exp::error::Hinted::new(
                         format!("run {} stopped before every request was answered", summary.run_id),
@@ -527,4 +527,17 @@ pub(super) fn condition_cell(tr: &ManifestTrial, condition: &str) -> String {
     or_missing(tr.metrics.get(condition), |m| {
         format!("{} (n={})", or_missing(m.accuracy, percent), count(m.n))
     })
+}
+
+/// What to do about an endpoint that stopped a run. A certificate the client does not trust
+/// never heals by waiting: say how to trust it (rustls reads `SSL_CERT_FILE`, as OpenSSL does).
+fn endpoint_down_hint(down: &str, resume: &str) -> String {
+    if down.contains("invalid peer certificate") || down.contains("certificate verify failed") {
+        return format!(
+            "the endpoint's TLS certificate is not trusted: if your organisation's CA signed it, \
+             set SSL_CERT_FILE to that CA's certificate (PEM); if it is for another name, put \
+             that name in base_url; then {resume}"
+        );
+    }
+    format!("bring the endpoint back (or fix base_url), then {resume}")
 }

@@ -61,6 +61,16 @@ pub const PROMPT_TOKENS: u64 = 10;
 
 impl ChatServer {
     pub fn start(behaviour: Behaviour) -> ChatServer {
+        ChatServer::start_on(behaviour, None)
+    }
+
+    /// The same server over HTTPS, with the test certificate of tests/data/tls (signed by the
+    /// test CA `tls_ca()`, for 127.0.0.1).
+    pub fn start_tls(behaviour: Behaviour) -> ChatServer {
+        ChatServer::start_on(behaviour, Some(tls_acceptor()))
+    }
+
+    fn start_on(behaviour: Behaviour, tls: Option<tokio_rustls::TlsAcceptor>) -> ChatServer {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -69,7 +79,8 @@ impl ChatServer {
         let state = Arc::new(State::default());
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
-        let url = format!("http://{addr}/v1");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{addr}/v1");
         let (st, b) = (state.clone(), Arc::new(behaviour));
         rt.spawn(async move {
             let stop = async {
@@ -83,7 +94,16 @@ impl ChatServer {
                     accepted = listener.accept() => {
                         let Ok((sock, _)) = accepted else { return };
                         st.connections.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(serve(sock, st.clone(), b.clone()));
+                        let (st, b) = (st.clone(), b.clone());
+                        match tls.clone() {
+                            None => drop(tokio::spawn(serve(sock, st, b))),
+                            Some(acceptor) => drop(tokio::spawn(async move {
+                                // A client that refuses the certificate ends the handshake.
+                                if let Ok(sock) = acceptor.accept(sock).await {
+                                    serve(sock, st, b).await;
+                                }
+                            })),
+                        }
                     }
                     _ = &mut stop => break,
                 }
@@ -123,7 +143,31 @@ impl ChatServer {
     }
 }
 
-async fn serve(sock: tokio::net::TcpStream, st: Arc<State>, b: Arc<Behaviour>) {
+/// The test CA's certificate (PEM), for `SSL_CERT_FILE`.
+pub fn tls_ca() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls/ca.pem")
+}
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+async fn serve<S>(sock: S, st: Arc<State>, b: Arc<Behaviour>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut reader = BufReader::new(sock);
     loop {
         let mut length = 0usize;
