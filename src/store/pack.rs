@@ -160,8 +160,8 @@ impl<'a> RawIndex<'a> {
 /// One pack's entries as a [`PackSet`] keeps them, sorted by id either way.
 ///
 /// Every command looks objects up, so what a lookup costs before its first answer is paid by
-/// every command and must not grow with the store: a sorted index is mapped and searched where
-/// it lies, only its header and length checked (O(1)) and its order (a compare per entry, no
+/// every command and must not grow with the store: a sorted index is mapped (`IndexBytes`) and
+/// searched where it lies, only its header and length checked (O(1)) and its order (a compare per entry, no
 /// copy). Its checksum and entry bounds are checked whole by fsck, gc and pack merges, not per
 /// command, as git checks its `.idx` checksums only in fsck: a damaged entry cannot give wrong
 /// data, since every read re-hashes the object it was sent to and every read checks the range
@@ -170,7 +170,7 @@ impl<'a> RawIndex<'a> {
 #[derive(Debug)]
 enum Entries {
     /// An index whose entries were written sorted (every exp since pack indexes were sorted).
-    Mapped(Mmap),
+    Sorted(IndexBytes),
     /// Entries just written, or read from an unsorted index (an older exp's), sorted here.
     Decoded(Vec<Entry>),
 }
@@ -182,16 +182,13 @@ impl Entries {
         if file.metadata()?.len() < (8 + 4 + 32) as u64 {
             return Ok(Err("not a pack index (bad header)".to_string()));
         }
-        // SAFETY: an index file is never written in place: it is written to a temp file and
-        // renamed (a pack merge or gc deletes it, which leaves the mapping intact). Only
-        // something outside exp truncating it could make a read of the map fault.
-        let map = unsafe { Mmap::map(&file)? };
-        let raw = match RawIndex::open(&map) {
+        let bytes = IndexBytes::of(&file, path)?;
+        let raw = match RawIndex::open(&bytes) {
             Ok(raw) => raw,
             Err(why) => return Ok(Err(why)),
         };
         if raw.is_sorted() {
-            return Ok(Ok(Entries::Mapped(map)));
+            return Ok(Ok(Entries::Sorted(bytes)));
         }
         Ok(Ok(Entries::decoded((0..raw.len()).map(|i| raw.entry(i)).collect())))
     }
@@ -207,8 +204,8 @@ impl Entries {
     /// rather than send a read astray, so another copy is found or a commit stores it again.
     fn find(&self, id: &ObjectId) -> Option<Entry> {
         match self {
-            Entries::Mapped(map) => {
-                RawIndex::open(map).ok()?.find(id).filter(Entry::may_lie_in_a_pack)
+            Entries::Sorted(bytes) => {
+                RawIndex::open(bytes).ok()?.find(id).filter(Entry::may_lie_in_a_pack)
             }
             Entries::Decoded(entries) => {
                 entries.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| entries[i])
@@ -218,11 +215,41 @@ impl Entries {
 
     fn ids(&self) -> Vec<ObjectId> {
         match self {
-            Entries::Mapped(map) => match RawIndex::open(map) {
+            Entries::Sorted(bytes) => match RawIndex::open(bytes) {
                 Ok(raw) => (0..raw.len()).map(|i| raw.entry(i).id).collect(),
                 Err(_) => Vec::new(),
             },
             Entries::Decoded(entries) => entries.iter().map(|e| e.id).collect(),
+        }
+    }
+}
+
+/// An index file's bytes: mapped, or read whole where the file system cannot map files.
+#[derive(Debug)]
+enum IndexBytes {
+    Mapped(Mmap),
+    Read(Vec<u8>),
+}
+
+impl IndexBytes {
+    fn of(file: &File, path: &Path) -> std::io::Result<IndexBytes> {
+        // SAFETY: an index file is never written in place: it is written to a temp file and
+        // renamed (a pack merge or gc deletes it, which leaves the mapping intact). Only
+        // something outside exp truncating it could make a read of the map fault.
+        match unsafe { Mmap::map(file) } {
+            Ok(map) => Ok(IndexBytes::Mapped(map)),
+            Err(_) => fs::read(path).map(IndexBytes::Read),
+        }
+    }
+}
+
+impl std::ops::Deref for IndexBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            IndexBytes::Mapped(map) => map,
+            IndexBytes::Read(bytes) => bytes,
         }
     }
 }
