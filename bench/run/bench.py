@@ -201,28 +201,32 @@ def throughput(a, exp, server_bin, bare_bin, tmp, name, delay, items, skipped):
         ws = workspace(Path(tmp) / name, items, served_model(addr, a.concurrency))
         r = {"requests": 2 * items, "load_before": B.load(), "exp_wall": [], "exp_send": [], "python": [],
              "server_cpu_share": []}
+        have_wrk = delay == 0 and shutil.which("wrk")
+        if delay == 0:
+            r["bare"], r["wrk"] = [], []
+        # Interleaved: each rep runs exp and then every peer, so a change in the machine's speed
+        # over the minutes the benchmark takes (this shared VM's varies) moves all of them alike.
         for rep in range(a.reps):
             cpu0 = cpu_seconds(server.pid)
             e = run_exp(exp, ws, f"{name}-{rep}")
             r["server_cpu_share"].append((cpu_seconds(server.pid) - cpu0) / e["send"])
             r["exp_wall"].append(r["requests"] / e["wall"])
             r["exp_send"].append(r["requests"] / e["send"])
+            files = inputs_of(ws, f"{name}-{rep}")
             if have_aiohttp():
-                py = run_py(addr, a.concurrency, inputs_of(ws, f"{name}-{rep}"))
+                py = run_py(addr, a.concurrency, files)
                 assert py["errors"] == 0 and py["requests"] == r["requests"], py
                 r["python"].append(py["rps"])
+            if delay == 0:
+                bare = run_bare(bare_bin, addr, a.concurrency, files)
+                assert bare["errors"] == 0 and bare["requests"] == r["requests"], bare
+                r["bare"].append(bare["rps"])
+            if have_wrk:
+                r["wrk"].append(run_wrk(addr, a.concurrency, files[0], a.wrk_seconds))
         if not r["python"]:
             skipped.append("Python asyncio client (aiohttp not installed: pip install aiohttp)")
-        if delay == 0:
-            files = inputs_of(ws, f"{name}-0")
-            bare = [run_bare(bare_bin, addr, a.concurrency, files) for _ in range(a.reps)]
-            assert all(b["errors"] == 0 and b["requests"] == r["requests"] for b in bare), bare
-            r["bare"] = [b["rps"] for b in bare]
-            if shutil.which("wrk"):
-                body = inputs_of(ws, f"{name}-0")[0]
-                r["wrk"] = [run_wrk(addr, a.concurrency, body, a.wrk_seconds) for _ in range(a.reps)]
-            else:
-                skipped.append("wrk (not installed: apt-get install wrk)")
+        if delay == 0 and not have_wrk:
+            skipped.append("wrk (not installed: apt-get install wrk)")
         r["load_after"] = B.load()
         for k in ["exp_wall", "exp_send", "python", "bare", "wrk", "server_cpu_share"]:
             if r.get(k):
