@@ -62,7 +62,7 @@ impl Hint for CacheError {
 /// Computes cache keys for one model's requests.
 pub struct Keyer {
     /// The canonical JSON of what decides an answer besides the body.
-    head: String,
+    head: Vec<u8>,
     sim: bool,
 }
 
@@ -87,7 +87,7 @@ impl Keyer {
             }),
             "sim": sim_part,
         });
-        let mut out = String::new();
+        let mut out = Vec::new();
         canonical(&head, &mut out);
         Keyer { head: out, sim }
     }
@@ -102,14 +102,14 @@ impl Keyer {
         custom_id: &str,
         dataset_hash: &str,
     ) -> Option<blake3::Hash> {
-        let mut text = String::with_capacity(body.len());
+        let mut text = Vec::with_capacity(body.len());
         let body: Value = serde_json::from_slice(body).ok()?;
         canonical(&body, &mut text);
         let mut h = blake3::Hasher::new();
         h.update(b"exp-cache-v1\0");
-        h.update(self.head.as_bytes());
+        h.update(&self.head);
         h.update(b"\0");
-        h.update(text.as_bytes());
+        h.update(&text);
         h.update(b"\0");
         h.update(&repeat.to_le_bytes());
         if self.sim {
@@ -124,34 +124,42 @@ impl Keyer {
 
 /// JSON with every object's keys sorted, so two bodies that differ only in key order (a config
 /// edit reordering `extra_body`) have one key. Depth is bounded by serde_json's parser (128).
-fn canonical(v: &Value, out: &mut String) {
+/// Strings and numbers are written as serde_json writes them, straight into `out` (a run keys
+/// every request of the runs it may reuse from, so no allocation per value).
+fn canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => {
             let mut keys: Vec<(&String, &Value)> = m.iter().collect();
             keys.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
+            out.push(b'{');
             for (i, (k, v)) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
+                write_json(out, k);
+                out.push(b':');
                 canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => write_json(out, other),
     }
+}
+
+/// A string or a JSON scalar as serde_json writes it. Writing into a Vec cannot fail, and
+/// neither can serializing these, so there is no error to report.
+fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// The index as stored.
@@ -641,6 +649,21 @@ mod tests {
 
     fn model(yaml: &str) -> ModelConfig {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_writes_values_as_serde_json_does() {
+        // Keys already in caches were made from this text: it must never change.
+        let body: Value = serde_json::from_str(
+            r#"{"z": [true, null, {"k": "v", "a": -0.5e-3}], "b": "\u00e9\n\"q\"", "a": 12}"#,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        canonical(&body, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":12,"b":"é\n\"q\"","z":[true,null,{"a":-0.0005,"k":"v"}]}"#
+        );
     }
 
     #[test]
