@@ -213,6 +213,36 @@ fn a_second_run_of_the_same_config_sends_nothing_and_says_where_each_answer_came
 }
 
 #[test]
+fn a_job_of_thousands_of_requests_is_reused_whole_and_in_order() {
+    // More requests per job than the cache keys at once, so its reuse spans several batches.
+    let sim = "  - {name: s, provider: sim, sim: {accuracy: {control: 0.6, treatment: 0.9}, seed: 1, latency_ms: 0}}";
+    let ws = common::sentiment_workspace(5_000, sim, "[0.0]", FAST);
+    run(ws.path(), "first", &[]);
+    let out = run(ws.path(), "second", &[]);
+    assert!(out.contains("cache: 10,000 answers reused now"), "{out}");
+    let journaled: Vec<String> = journal(ws.path(), "second")
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap().to_string())
+        .collect();
+    // Journaled in request order, each request once.
+    let trial = &trials(ws.path(), "second")[0];
+    let mut requested = Vec::new();
+    for cond in ["control", "treatment"] {
+        let part = trial.join("inputs").join(cond).join("part-0000.jsonl");
+        for line in std::fs::read_to_string(part).unwrap().lines() {
+            let line: Value = serde_json::from_str(line).unwrap();
+            requested.push(line["custom_id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(requested.len(), 10_000);
+    assert!(journaled == requested, "the reused answers are not journaled in request order");
+    assert_eq!(reused(ws.path(), "second"), 10_000);
+    let scores =
+        |id| std::fs::read(trials(ws.path(), id)[0].join("results/per_item_scores.csv")).unwrap();
+    assert_eq!(scores("first"), scores("second"));
+}
+
+#[test]
 fn a_changed_temperature_misses_the_cache_and_is_sent() {
     let server = Server::start();
     let ws = workspace(6, &server.url, 4);

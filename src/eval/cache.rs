@@ -22,6 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -314,16 +315,21 @@ fn keyed_answers(
     };
     let (keyer, repeats) = ctx.trials.get(slug).ok_or_else(|| format!("no trial {slug}"))?;
     let inputs = files.read(&format!("{slug}/inputs/{cond}/{part}"))?;
-    let mut keys: HashMap<String, blake3::Hash> = HashMap::new();
-    for (i, line) in String::from_utf8_lossy(&inputs).lines().enumerate() {
-        let (custom_id, body) = parse_request(line).map_err(|e| e.to_string())?;
-        let repeat = (i % *repeats as usize) as u32;
-        let dataset = custom_id.split(':').next().unwrap_or_default();
-        let hash = ctx.datasets.get(dataset).map(String::as_str).unwrap_or_default();
-        if let Some(key) = keyer.key(&body, repeat, &custom_id, hash) {
-            keys.insert(custom_id, key);
-        }
-    }
+    let inputs = String::from_utf8_lossy(&inputs);
+    let lines: Vec<&str> = inputs.lines().collect();
+    // Parsing and hashing every body is most of reading a source: it runs on every core.
+    let keys: HashMap<String, blake3::Hash> = lines
+        .par_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let (custom_id, body) = parse_request(line).map_err(|e| e.to_string())?;
+            let repeat = (i % *repeats as usize) as u32;
+            let dataset = custom_id.split(':').next().unwrap_or_default();
+            let hash = ctx.datasets.get(dataset).map(String::as_str).unwrap_or_default();
+            Ok(keyer.key(&body, repeat, &custom_id, hash).map(|key| (custom_id, key)))
+        })
+        .filter_map(Result::transpose)
+        .collect::<Result<_, String>>()?;
     let bytes = files.read(journal_path)?;
     let entries = journal::parse(&bytes, Path::new(journal_path)).map_err(|e| e.to_string())?;
     Ok(entries
@@ -603,6 +609,10 @@ pub fn reuse(
     Ok(hits)
 }
 
+/// How many request lines are keyed at once: enough to keep every core busy, few enough that a
+/// million-line job is never held in memory.
+const KEY_BATCH_LINES: usize = 4096;
+
 /// One job's hits journaled; (hits, requests looked up).
 fn reuse_job(
     cache: &mut Cache,
@@ -618,29 +628,59 @@ fn reuse_job(
     let dataset_hash = input.datasets.get(&job.dataset).map(String::as_str).unwrap_or_default();
     let read_err = |source| CacheError::Read { path: job.inputs.clone(), source };
     let file = std::fs::File::open(&job.inputs).map_err(read_err)?;
+    let mut lines = std::io::BufReader::new(file).lines().enumerate();
     let mut journal = None;
     let (mut hits, mut looked) = (0, 0);
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(read_err)?;
-        // A line execution cannot read either is left for it to report.
-        let Ok((custom_id, body)) = parse_request(&line) else { continue };
-        if job.done.contains(&custom_id) {
-            continue;
+    loop {
+        let batch: Vec<(usize, String)> = lines
+            .by_ref()
+            .take(KEY_BATCH_LINES)
+            .map(|(i, line)| line.map(|line| (i, line)))
+            .collect::<Result<_, _>>()
+            .map_err(read_err)?;
+        if batch.is_empty() {
+            return Ok((hits, looked));
         }
-        looked += 1;
-        let repeat = (i % job.repeats.max(1) as usize) as u32;
-        let Some(key) = keyer.key(&body, repeat, &custom_id, dataset_hash) else { continue };
-        let Some((source, reused)) = cache.answer(&key) else { continue };
-        let entry = Entry { custom_id: custom_id.clone(), reused: Some(reused), ..source };
-        let j = match &journal {
-            Some(j) => j,
-            None => journal.insert(journal::open(&job.journal)?),
-        };
-        j.append(&entry, syncer)?;
-        job.done.insert(custom_id);
-        hits += 1;
+        for (custom_id, key) in pending_keys(&batch, job, keyer, dataset_hash) {
+            // A request file repeating an id reuses an answer for the first only.
+            if job.done.contains(&custom_id) {
+                continue;
+            }
+            looked += 1;
+            let Some((source, reused)) = key.and_then(|key| cache.answer(&key)) else { continue };
+            let entry = Entry { custom_id: custom_id.clone(), reused: Some(reused), ..source };
+            let j = match &journal {
+                Some(j) => j,
+                None => journal.insert(journal::open(&job.journal)?),
+            };
+            j.append(&entry, syncer)?;
+            job.done.insert(custom_id);
+            hits += 1;
+        }
     }
-    Ok((hits, looked))
+}
+
+/// The requests of `batch` (numbered lines of the job's request file) not yet answered, in
+/// order, with their keys (`None`: never cached), computed on every core.
+fn pending_keys(
+    batch: &[(usize, String)],
+    job: &ExecJob,
+    keyer: &Keyer,
+    dataset_hash: &str,
+) -> Vec<(String, Option<blake3::Hash>)> {
+    batch
+        .par_iter()
+        .filter_map(|(i, line)| {
+            // A line execution cannot read either is left for it to report.
+            let (custom_id, body) = parse_request(line).ok()?;
+            if job.done.contains(&custom_id) {
+                return None;
+            }
+            let repeat = (i % job.repeats.max(1) as usize) as u32;
+            let key = keyer.key(&body, repeat, &custom_id, dataset_hash);
+            Some((custom_id, key))
+        })
+        .collect()
 }
 
 #[cfg(test)]
