@@ -290,6 +290,12 @@ fn reasoning_tokens_are_journaled_per_item_and_costed_in_costs_json() {
             "{l}"
         );
     }
+    // Per item, beside the output tokens they are part of.
+    let rows = common::csv_rows(&trial.join("results/predictions.csv"));
+    assert_eq!(rows.len(), 12);
+    for r in &rows {
+        assert_eq!((r["reasoning_tokens"].as_str(), r["output_tokens"].as_str()), ("30", "32"));
+    }
     let c = costs(trial);
     assert_eq!(c["reasoning_tokens"], 360);
     assert_eq!(c["output_tokens"], 12 * 32);
@@ -307,6 +313,8 @@ fn a_model_without_reasoning_writes_no_reasoning_fields() {
     exp(ws.path()).args(["run", "--run-id", "plain"]).assert().success();
     let trial = &trials(ws.path(), "plain")[0];
     assert!(journal(trial).iter().all(|l| l.get("reasoning_tokens").is_none()));
+    let rows = common::csv_rows(&trial.join("results/predictions.csv"));
+    assert!(rows.iter().all(|r| r["reasoning_tokens"] == "0"), "{rows:?}");
     let c = costs(trial);
     assert!(c.get("reasoning_tokens").is_none() && c.get("reasoning_usd").is_none(), "{c}");
 }

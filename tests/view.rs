@@ -73,6 +73,7 @@ fn write_run(dir: &Path, v: &Version) {
             "finish_reason",
             "input_tokens",
             "output_tokens",
+            "reasoning_tokens",
             "latency_ms",
             "error",
         ])
@@ -119,6 +120,7 @@ fn write_run(dir: &Path, v: &Version) {
                     "stop",
                     "20",
                     "3",
+                    if cond == "treatment" && !failed { "2" } else { "0" },
                     "41",
                     error,
                 ])
@@ -701,6 +703,9 @@ fn search_matches_decoded_text_with_quotes_escapes_and_emoji_in_inputs_and_outpu
     let (_, body) = raw_get(&server.url, &format!("{page}?q=%22tr%C3%A8s"));
     assert!(body.contains("she said &quot;très bien&quot; 😀"), "{body}");
     assert!(body.contains("[simulated] treatment says positive for q5"));
+    // Tokens per answer; the reasoning share only where a model spent any.
+    assert!(body.contains("tokens 20 in / 3 out · latency 41 ms"), "{body}");
+    assert!(body.contains("tokens 20 in / 3 out (2 reasoning) · latency 41 ms"), "{body}");
 }
 
 #[test]

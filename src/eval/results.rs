@@ -106,8 +106,8 @@ pub fn write(
                 custom_id_into(&mut id, job.dataset, &item.id, job.condition, repeat as u32);
                 let a = answer(entries.get(&id), job.reused, &item.label, scorer, m, c);
                 incomplete |= a.missing;
-                let mut digits = [itoa::Buffer::new(); 3];
-                let [inp, out, lat] = &mut digits;
+                let mut digits = [itoa::Buffer::new(); 4];
+                let [inp, out, reason, lat] = &mut digits;
                 pred.row([
                     item.id.as_str(),
                     job.dataset,
@@ -119,6 +119,7 @@ pub fn write(
                     a.finish,
                     cell(inp, a.input_tokens),
                     cell(out, a.output_tokens),
+                    cell(reason, a.reasoning_tokens),
                     cell(lat, a.latency),
                     a.error,
                 ])?;
@@ -167,6 +168,8 @@ struct Answer<'e> {
     /// Empty cells when `None`.
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    /// The part of `output_tokens` spent reasoning (never more than the whole).
+    reasoning_tokens: Option<u64>,
     latency: Option<u64>,
     error: &'e str,
     /// Never answered (the run was interrupted).
@@ -193,6 +196,9 @@ fn answer<'e>(
         Some(e) if e.status == Status::Ok => {
             let raw = e.content.as_deref().unwrap_or_default();
             let (prediction, score) = scorer.score(raw, label);
+            // Reasoning tokens are part of the output tokens; a server claiming more is counted
+            // at its output tokens, so the reasoning share never exceeds the whole.
+            let reasoning = e.reasoning_tokens.min(e.output_tokens);
             m.scored += 1;
             m.correct += score;
             if reused || e.reused.is_some() {
@@ -203,9 +209,7 @@ fn answer<'e>(
                 c.requests += 1;
                 c.input_tokens += e.input_tokens;
                 c.output_tokens += e.output_tokens;
-                // Reasoning tokens are part of the output tokens; a server claiming more is
-                // counted at its output tokens, so the reasoning share never exceeds the whole.
-                c.reasoning_tokens += e.reasoning_tokens.min(e.output_tokens);
+                c.reasoning_tokens += reasoning;
             }
             c.usage_missing += u64::from(e.usage_missing);
             Answer {
@@ -215,6 +219,7 @@ fn answer<'e>(
                 finish: e.finish_reason.as_deref().unwrap_or_default(),
                 input_tokens: Some(e.input_tokens),
                 output_tokens: Some(e.output_tokens),
+                reasoning_tokens: Some(reasoning),
                 latency: Some(e.latency_ms),
                 error: "",
                 missing: false,
@@ -231,6 +236,7 @@ fn answer<'e>(
                 finish: "",
                 input_tokens: Some(0),
                 output_tokens: Some(0),
+                reasoning_tokens: Some(0),
                 latency: Some(e.latency_ms),
                 error: e.error.as_deref().unwrap_or("failed"),
                 missing: false,
@@ -245,6 +251,7 @@ fn answer<'e>(
                 finish: "",
                 input_tokens: None,
                 output_tokens: None,
+                reasoning_tokens: None,
                 latency: None,
                 error: "not answered: the run was interrupted (exp run --resume finishes it)",
                 missing: true,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::Error;
 
-pub const PREDICTIONS_HEADER: [&str; 12] = [
+pub const PREDICTIONS_HEADER: [&str; 13] = [
     "item_id",
     "dataset",
     "condition",
@@ -25,6 +25,7 @@ pub const PREDICTIONS_HEADER: [&str; 12] = [
     "finish_reason",
     "input_tokens",
     "output_tokens",
+    "reasoning_tokens",
     "latency_ms",
     "error",
 ];

@@ -109,6 +109,8 @@ pub(crate) struct Answer {
     pub finish_reason: String,
     pub input_tokens: String,
     pub output_tokens: String,
+    /// The part of the output tokens spent reasoning (empty in files from before the column).
+    pub reasoning_tokens: String,
     pub latency_ms: String,
     pub error: String,
 }
@@ -704,6 +706,7 @@ struct Columns {
     finish: Option<usize>,
     input_tokens: Option<usize>,
     output_tokens: Option<usize>,
+    reasoning_tokens: Option<usize>,
     latency: Option<usize>,
     error: Option<usize>,
 }
@@ -754,6 +757,7 @@ impl CsvRows {
             finish: col(&["finish_reason"]),
             input_tokens: col(&["input_tokens"]),
             output_tokens: col(&["output_tokens"]),
+            reasoning_tokens: col(&["reasoning_tokens"]),
             latency: col(&["latency_ms"]),
             error: col(&["error"]),
         };
@@ -843,6 +847,7 @@ fn answer(rec: &csv::StringRecord, cols: &Columns) -> Answer {
         finish_reason: field(rec, cols.finish),
         input_tokens: field(rec, cols.input_tokens),
         output_tokens: field(rec, cols.output_tokens),
+        reasoning_tokens: field(rec, cols.reasoning_tokens),
         latency_ms: field(rec, cols.latency),
         error: field(rec, cols.error),
     }

@@ -330,9 +330,10 @@ fn answer_html(b: &mut String, condition: &str, row: &ItemRow) {
             }
             let _ = write!(
                 b,
-                "<div class=\"facts\">tokens {} in / {} out · latency {} ms{}</div>",
+                "<div class=\"facts\">tokens {} in / {} out{} · latency {} ms{}</div>",
                 esc(or_dash(&a.input_tokens)),
                 esc(or_dash(&a.output_tokens)),
+                reasoning_share(&a.reasoning_tokens),
                 esc(or_dash(&a.latency_ms)),
                 if a.finish_reason.is_empty() {
                     String::new()
@@ -350,6 +351,15 @@ fn answer_html(b: &mut String, condition: &str, row: &ItemRow) {
 
 fn or_dash(s: &str) -> &str {
     if s.is_empty() { "–" } else { s }
+}
+
+/// " (N reasoning)" after the output tokens when a reasoning model spent any; nothing for a
+/// model that does not reason (or a file from before the column).
+fn reasoning_share(tokens: &str) -> String {
+    match tokens {
+        "" | "0" => String::new(),
+        n => format!(" ({} reasoning)", esc(n)),
+    }
 }
 
 /// An item card: id, gold, the input, then control and treatment side by side.
