@@ -161,9 +161,9 @@ impl<'a> RawIndex<'a> {
 ///
 /// Every command looks objects up, so what a lookup costs before its first answer is paid by
 /// every command and must not grow with the store: a sorted index is mapped (`IndexBytes`) and
-/// searched where it lies, only its header and length checked (O(1)) and its order (a compare per entry, no
-/// copy). Its checksum and entry bounds are checked whole by fsck, gc and pack merges, not per
-/// command, as git checks its `.idx` checksums only in fsck: a damaged entry cannot give wrong
+/// searched where it lies, only its header and length checked (O(1)) and its order (a compare
+/// per entry, no copy). Its checksum and entry bounds are checked whole by fsck, gc and pack
+/// merges, not per command, as git checks its `.idx` checksums only in fsck: a damaged entry cannot give wrong
 /// data, since every read re-hashes the object it was sent to and every read checks the range
 /// against the pack's size; it can only hide an object (a commit then stores it again) or send
 /// a read to bytes that fail verification, an error naming the object.
@@ -179,9 +179,6 @@ impl Entries {
     /// An index file's entries, or why the file cannot be one.
     fn open(path: &Path) -> std::io::Result<std::result::Result<Entries, String>> {
         let file = File::open(path)?;
-        if file.metadata()?.len() < (8 + 4 + 32) as u64 {
-            return Ok(Err("not a pack index (bad header)".to_string()));
-        }
         let bytes = IndexBytes::of(&file, path)?;
         let raw = match RawIndex::open(&bytes) {
             Ok(raw) => raw,
@@ -277,7 +274,8 @@ pub struct PackFile {
 /// Each pack keeps its index entries sorted by id and a lookup binary-searches the packs, newest
 /// first. A hash map of every packed object would make each command pay for the whole store
 /// (hashing every entry of every index) before its first lookup; this maps each index (see
-/// [`Entries`] for what is checked when), and commits keep the number of packs small (`Odb::merge_small_packs`).
+/// [`Entries`] for what is checked when), and commits keep the number of packs small
+/// (`Odb::merge_small_packs`).
 #[derive(Debug, Default)]
 pub struct PackSet {
     scanned: bool,
